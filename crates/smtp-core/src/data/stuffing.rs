@@ -1,0 +1,146 @@
+//! Client-side dot-stuffing (RFC 5321 §4.5.2), for forwarding and delivery.
+
+use super::scan::find_line_break;
+
+/// Streaming dot-stuffer: turns a message, given in chunks of any size, into
+/// DATA content. It exists so a spooled message can be sent without first
+/// being loaded whole, and [`dot_stuff`] is just its one-chunk case.
+///
+/// A `.` is doubled wherever it starts a line in *any* reading of line
+/// endings: at the start, after CRLF, after a bare LF and after a bare CR.
+/// That is stricter than RFC 5321 requires, so that no receiver, however lax
+/// its idea of a line, can find an end-of-data lookalike inside the message.
+#[derive(Debug, Clone)]
+pub struct DotStuffer {
+    at_line_start: bool,
+    /// The last two message bytes (most recent last), to know at the end
+    /// whether the content already ends with CRLF.
+    tail: [u8; 2],
+    is_empty: bool,
+}
+
+impl Default for DotStuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DotStuffer {
+    /// A stuffer at the start of a message.
+    pub fn new() -> Self {
+        Self {
+            at_line_start: true,
+            tail: [0; 2],
+            is_empty: true,
+        }
+    }
+
+    /// Appends the stuffed form of `chunk`, the next part of the message.
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        let Some(&last) = chunk.last() else {
+            return;
+        };
+        self.tail = match chunk {
+            [.., before_last, _] => [*before_last, last],
+            _ => [self.tail[1], last],
+        };
+        self.is_empty = false;
+
+        let mut run_start = 0;
+        let mut cursor = 0;
+        while cursor < chunk.len() {
+            if self.at_line_start && chunk[cursor] == b'.' {
+                // Copy up to and including the dot, then the dot once more.
+                out.extend_from_slice(&chunk[run_start..=cursor]);
+                out.push(b'.');
+                run_start = cursor + 1;
+            }
+            match find_line_break(&chunk[cursor..]) {
+                Some(offset) => {
+                    cursor += offset + 1;
+                    self.at_line_start = true;
+                }
+                None => {
+                    cursor = chunk.len();
+                    self.at_line_start = false;
+                }
+            }
+        }
+        out.extend_from_slice(&chunk[run_start..]);
+    }
+
+    /// Ends the content with CRLF if it does not already (an empty message
+    /// stays empty), then appends the end-of-data line `.\r\n`.
+    pub fn finish(self, out: &mut Vec<u8>) {
+        if !self.is_empty && self.tail != *b"\r\n" {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+    }
+}
+
+/// Writes `message` as DATA content: stuffs a `.` before every `.` that starts
+/// a line (start of message and after every CR or LF, i.e. stricter than
+/// needed, so no end-of-data lookalike can ever be produced), ensures the
+/// content ends with CRLF, and appends `.\r\n`. An empty message becomes
+/// just `.\r\n`.
+pub fn dot_stuff(message: &[u8], out: &mut Vec<u8>) {
+    let mut stuffer = DotStuffer::new();
+    stuffer.push(message, out);
+    stuffer.finish(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DotStuffer, dot_stuff};
+
+    #[test]
+    fn stuffs_every_line_start_dot_and_terminates() {
+        let cases: &[(&str, &[u8], &[u8])] = &[
+            ("empty message", b"", b".\r\n"),
+            ("plain line", b"hello\r\n", b"hello\r\n.\r\n"),
+            ("no final CRLF", b"hello", b"hello\r\n.\r\n"),
+            ("leading dot", b".hidden\r\n", b"..hidden\r\n.\r\n"),
+            ("lone dot message", b".", b"..\r\n.\r\n"),
+            (
+                "dot after CRLF",
+                b"a\r\n.\r\nb\r\n",
+                b"a\r\n..\r\nb\r\n.\r\n",
+            ),
+            (
+                "double dot after CRLF",
+                b"a\r\n..\r\n",
+                b"a\r\n...\r\n.\r\n",
+            ),
+            ("dot after bare LF", b"a\n.\nb\r\n", b"a\n..\nb\r\n.\r\n"),
+            ("dot after bare CR", b"a\r.\rb\r\n", b"a\r..\rb\r\n.\r\n"),
+            ("mid-line dot untouched", b"a.b\r\n", b"a.b\r\n.\r\n"),
+            ("ends in bare LF", b"a\n", b"a\n\r\n.\r\n"),
+            ("ends in bare CR", b"a\r", b"a\r\r\n.\r\n"),
+            ("only CRLF", b"\r\n", b"\r\n.\r\n"),
+            ("NUL and 8-bit pass", b"\0\xff\r\n", b"\0\xff\r\n.\r\n"),
+        ];
+        for (name, message, expected) in cases {
+            let mut out = Vec::new();
+            dot_stuff(message, &mut out);
+            assert_eq!(out, *expected, "{name}");
+
+            // Chunked input at every single split point gives the same bytes.
+            for split in 0..=message.len() {
+                let mut stuffer = DotStuffer::new();
+                let mut chunked = Vec::new();
+                stuffer.push(&message[..split], &mut chunked);
+                stuffer.push(&message[split..], &mut chunked);
+                stuffer.finish(&mut chunked);
+                assert_eq!(chunked, *expected, "{name}, split at {split}");
+            }
+            let mut stuffer = DotStuffer::new();
+            let mut bytewise = Vec::new();
+            for byte in message.iter() {
+                stuffer.push(std::slice::from_ref(byte), &mut bytewise);
+            }
+            stuffer.finish(&mut bytewise);
+            assert_eq!(bytewise, *expected, "{name}, byte by byte");
+        }
+    }
+}
