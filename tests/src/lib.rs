@@ -1,1 +1,3 @@
 //! Test support shared by the end-to-end tests.
+
+pub mod dns;
