@@ -1,0 +1,375 @@
+//! One client connection: puts a [`Session`] on a socket.
+
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tracing::{debug, info, warn};
+
+use super::Shared;
+use super::input::{InputBuffer, Line};
+use super::limits::LimitExceeded;
+use super::shutdown::{Phase, Shutdown};
+use super::stream::ClientStream;
+use crate::dns::ClientName;
+use crate::policy::{ClientInfo, ConnectionPolicy, MailPolicy};
+use crate::session::{Action, Session, TransactionRecord, replies};
+
+/// Bytes asked of the socket per read: enough for a pipelined group or a
+/// good slice of DATA, small enough for 10,000 idle connections.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Why a connection ended early; logged at debug level, since clients
+/// vanishing is routine on port 25.
+#[derive(Debug, thiserror::Error)]
+enum ConnectionEnd {
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("client stopped reading our replies")]
+    WriteTimeout,
+    #[error("TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
+    #[error("TLS handshake timed out")]
+    HandshakeTimeout,
+    #[error("no TLS certificate available after STARTTLS was accepted")]
+    TlsVanished,
+}
+
+/// What a read brought.
+enum Input {
+    Data,
+    Eof,
+    Timeout,
+    Shutdown(Phase),
+}
+
+/// Accepts one TCP connection: limits, reverse DNS, early-talker check,
+/// then the session loop.
+pub(crate) async fn serve<P: MailPolicy>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    shared: Arc<Shared<P>>,
+    shutdown: Shutdown,
+) {
+    let conn_id = crate::id::connection_id();
+    let me = &shared.config.session.me;
+    let _permit = match shared.limits.try_acquire(peer.ip()) {
+        Ok(permit) => permit,
+        Err(exceeded) => {
+            let reply = match exceeded {
+                LimitExceeded::Total => replies::too_many_connections(me),
+                LimitExceeded::PerIp => replies::too_many_connections_from_ip(me),
+            };
+            info!(conn = %conn_id, client = %peer.ip(), code = reply.code(), "connection refused: {reply}");
+            refuse(tcp, &reply.to_wire()).await;
+            return;
+        }
+    };
+    debug!(conn = %conn_id, client = %peer, local = %local, "connection opened");
+
+    let name = match &shared.dns {
+        Some(dns) => dns.client_name(peer.ip()).await,
+        None => ClientName::Unavailable,
+    };
+    if is_early_talker(&tcp, shared.config.early_talker_pause).await
+        && shared.config.early_talker_reject
+    {
+        let reply = replies::early_talker(me);
+        info!(conn = %conn_id, client = %peer.ip(), code = reply.code(), "early talker refused: client sent data before the greeting");
+        refuse(tcp, &reply.to_wire()).await;
+        return;
+    }
+
+    let client = ClientInfo { peer, local, name };
+    let policy = shared.policy.connect(&client);
+    let session = Session::new(Arc::clone(&shared.config.session), client, conn_id);
+    let mut connection = Connection {
+        stream: ClientStream::Plain(tcp),
+        input: InputBuffer::default(),
+        output: Vec::with_capacity(512),
+        session,
+        policy,
+        shared,
+        shutdown,
+    };
+    let result = connection.run().await;
+    if connection.session.in_transaction() {
+        info!(conn = %connection.session.info().conn_id, client = %peer.ip(), "connection ended mid-transaction; nothing was accepted");
+        connection.policy.reset();
+    }
+    match result {
+        Ok(()) => debug!(conn = %connection.session.info().conn_id, "connection closed"),
+        Err(end) => {
+            debug!(conn = %connection.session.info().conn_id, client = %peer.ip(), "connection ended: {end}")
+        }
+    }
+}
+
+/// Best effort: a refused client gets its reply if it is listening.
+async fn refuse(mut tcp: TcpStream, reply: &str) {
+    let _ = timeout(Duration::from_secs(5), async {
+        tcp.write_all(reply.as_bytes()).await?;
+        tcp.shutdown().await
+    })
+    .await;
+}
+
+/// A client that sends before our banner is not speaking SMTP (or is a bot
+/// that doesn't wait): Postfix postscreen's "pregreet" test. With a pause
+/// configured we give it that long to give itself away.
+async fn is_early_talker(tcp: &TcpStream, pause: Duration) -> bool {
+    if !pause.is_zero() {
+        let _ = timeout(pause, tcp.readable()).await;
+    }
+    let mut byte = [MaybeUninit::<u8>::uninit(); 1];
+    matches!(socket2::SockRef::from(tcp).peek(&mut byte), Ok(n) if n > 0)
+}
+
+/// The session loop's state: socket, buffers, protocol and policy.
+struct Connection<P: MailPolicy> {
+    stream: ClientStream,
+    input: InputBuffer,
+    output: Vec<u8>,
+    session: Session,
+    policy: P::Connection,
+    shared: Arc<Shared<P>>,
+    shutdown: Shutdown,
+}
+
+impl<P: MailPolicy> Connection<P> {
+    async fn run(&mut self) -> Result<(), ConnectionEnd> {
+        self.session.set_tls_available(self.tls_available());
+        let action = self.session.greet();
+        self.act(action).await?;
+        let max_line = self.shared.config.max_line_length;
+        while !self.session.is_closed() {
+            let action = if self.session.is_receiving_data() {
+                if self.input.is_empty() {
+                    None
+                } else {
+                    let (consumed, action) = self.session.data(self.input.available());
+                    self.input.consume(consumed);
+                    Some(action)
+                }
+            } else {
+                match self.input.next_line(max_line) {
+                    Line::Complete(line) => Some(self.session.command_line(line)),
+                    Line::TooLong => Some(self.session.line_too_long()),
+                    Line::Incomplete => self.idle_shutdown(),
+                }
+            };
+            match action {
+                Some(action) => self.act(action).await?,
+                None => {
+                    self.flush().await?;
+                    match self.read().await? {
+                        Input::Data => {}
+                        Input::Eof => return Ok(()),
+                        Input::Timeout => {
+                            info!(conn = %self.session.info().conn_id, client = %self.session.info().client.peer.ip(), "inactivity timeout");
+                            let action = self.session.timeout();
+                            self.act(action).await?;
+                        }
+                        Input::Shutdown(phase) => {
+                            if let Some(action) = self.shutdown_action(phase) {
+                                self.act(action).await?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Between commands, a draining server says goodbye at once.
+    fn idle_shutdown(&mut self) -> Option<Action> {
+        self.shutdown_action(self.shutdown.phase())
+    }
+
+    fn shutdown_action(&mut self, phase: Phase) -> Option<Action> {
+        let stop = match phase {
+            Phase::Running => false,
+            Phase::Draining => !self.session.in_transaction(),
+            Phase::Forced => true,
+        };
+        stop.then(|| self.session.shutdown())
+    }
+
+    /// Carries out an action and every action that follows from it, until the
+    /// session wants more input.
+    async fn act(&mut self, mut action: Action) -> Result<(), ConnectionEnd> {
+        loop {
+            action = match action {
+                Action::Continue | Action::ReceiveData => break,
+                Action::CheckSender => {
+                    let verdict = match self.session.pending_sender() {
+                        Some((from, params)) => {
+                            self.policy
+                                .mail_from(self.session.info(), from, params)
+                                .await
+                        }
+                        None => break,
+                    };
+                    self.session.sender_verdict(verdict)
+                }
+                Action::CheckRecipient => {
+                    let verdict = match (self.session.envelope(), self.session.pending_recipient())
+                    {
+                        (Some(envelope), Some(rcpt)) => {
+                            self.policy
+                                .rcpt_to(self.session.info(), envelope, rcpt)
+                                .await
+                        }
+                        _ => break,
+                    };
+                    self.session.recipient_verdict(verdict)
+                }
+                Action::DeliverMessage => {
+                    let message = self.session.take_message();
+                    let verdict = match self.session.envelope() {
+                        Some(envelope) => {
+                            self.policy
+                                .message(self.session.info(), envelope, message)
+                                .await
+                        }
+                        None => break,
+                    };
+                    self.session.message_verdict(verdict)
+                }
+                Action::StartTls => self.start_tls().await?,
+                Action::Reset => {
+                    self.policy.reset();
+                    Action::Continue
+                }
+                Action::Close => {
+                    self.flush().await?;
+                    let _ = timeout(Duration::from_secs(5), self.stream.shutdown()).await;
+                    break;
+                }
+            };
+            if let Some(record) = self.session.take_finished() {
+                self.log_transaction(&record);
+            }
+        }
+        if let Some(record) = self.session.take_finished() {
+            self.log_transaction(&record);
+        }
+        Ok(())
+    }
+
+    /// The one line per transaction a mail administrator greps for.
+    fn log_transaction(&self, record: &TransactionRecord) {
+        let info = self.session.info();
+        let envelope = &record.envelope;
+        let rcpts: Vec<String> = envelope.recipients.iter().map(|r| r.to_string()).collect();
+        let tls = info
+            .tls
+            .as_ref()
+            .map(|t| t.protocol.as_str())
+            .unwrap_or("no");
+        let helo = info
+            .greeting
+            .as_ref()
+            .map(|g| g.name.as_str())
+            .unwrap_or("");
+        let outcome = if record.reply.is_positive() {
+            "accepted"
+        } else {
+            "rejected"
+        };
+        info!(
+            conn = %info.conn_id,
+            id = %envelope.id,
+            client = %info.client.peer.ip(),
+            helo = %helo,
+            from = %envelope.from,
+            rcpts = %rcpts.join(","),
+            size = record.size,
+            tls = %tls,
+            code = record.reply.code(),
+            "message {outcome}: {}",
+            record.reply
+        );
+    }
+
+    fn tls_available(&self) -> bool {
+        self.shared.tls.as_ref().is_some_and(|t| t.is_available())
+    }
+
+    /// RFC 3207 and CVE-2011-0411: the `220` goes out, then whatever the
+    /// client sent after STARTTLS in clear text is thrown away, never
+    /// executed inside the TLS session.
+    async fn start_tls(&mut self) -> Result<Action, ConnectionEnd> {
+        self.flush().await?;
+        let discarded = self.input.discard_all();
+        if discarded > 0 {
+            warn!(conn = %self.session.info().conn_id, client = %self.session.info().client.peer.ip(), bytes = discarded, "discarded input pipelined after STARTTLS (command injection attempt?)");
+        }
+        let acceptor = self
+            .shared
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.acceptor())
+            .ok_or(ConnectionEnd::TlsVanished)?;
+        let ClientStream::Plain(tcp) = std::mem::replace(&mut self.stream, ClientStream::Upgrading)
+        else {
+            return Err(ConnectionEnd::TlsVanished);
+        };
+        let handshake = timeout(
+            self.shared.config.tls_handshake_timeout,
+            acceptor.accept(tcp),
+        );
+        match handshake.await {
+            Ok(Ok(tls)) => self.stream = ClientStream::Tls(Box::new(tls)),
+            Ok(Err(e)) => {
+                info!(conn = %self.session.info().conn_id, client = %self.session.info().client.peer.ip(), "TLS handshake failed: {e}");
+                return Err(ConnectionEnd::Handshake(e));
+            }
+            Err(_) => return Err(ConnectionEnd::HandshakeTimeout),
+        }
+        let tls_info = self.stream.tls_info().ok_or(ConnectionEnd::TlsVanished)?;
+        debug!(conn = %self.session.info().conn_id, protocol = %tls_info.protocol, cipher = %tls_info.cipher, "TLS established");
+        Ok(self.session.tls_established(tls_info))
+    }
+
+    async fn flush(&mut self) -> Result<(), ConnectionEnd> {
+        self.session.write_replies(&mut self.output);
+        if self.output.is_empty() {
+            return Ok(());
+        }
+        let write = async {
+            self.stream.write_all(&self.output).await?;
+            self.stream.flush().await
+        };
+        match timeout(self.shared.config.inactivity_timeout, write).await {
+            Ok(result) => result?,
+            Err(_) => return Err(ConnectionEnd::WriteTimeout),
+        }
+        self.output.clear();
+        Ok(())
+    }
+
+    async fn read(&mut self) -> Result<Input, ConnectionEnd> {
+        let seen = self.shutdown.phase();
+        let buffer = self.input.spare(READ_CHUNK);
+        let read = timeout(
+            self.shared.config.inactivity_timeout,
+            self.stream.read_buf(buffer),
+        );
+        tokio::select! {
+            result = read => match result {
+                Err(_) => Ok(Input::Timeout),
+                Ok(Ok(0)) => Ok(Input::Eof),
+                Ok(Ok(_)) => Ok(Input::Data),
+                Ok(Err(e)) => Err(e.into()),
+            },
+            phase = self.shutdown.changed_from(seen) => Ok(Input::Shutdown(phase)),
+        }
+    }
+}

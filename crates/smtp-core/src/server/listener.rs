@@ -1,0 +1,69 @@
+//! Listening sockets and the accept loop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tracing::error;
+
+use super::Shared;
+use super::shutdown::{Phase, Shutdown};
+use crate::policy::MailPolicy;
+
+/// Binds with socket2 so that `[::]` is explicitly dual-stack (whatever the
+/// host's `bindv6only` says) and a restart does not wait out TIME_WAIT.
+pub(super) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(!addr.ip().is_unspecified())?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Accepts until shutdown begins, one task per connection. `done` is cloned
+/// into every task so the server can wait for all of them to end.
+pub(super) async fn accept_loop<P: MailPolicy>(
+    listener: TcpListener,
+    shared: Arc<Shared<P>>,
+    mut shutdown: Shutdown,
+    done: mpsc::Sender<()>,
+) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed_from(Phase::Running) => return,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                backoff = Duration::from_millis(10);
+                let _ = tcp.set_nodelay(true);
+                let local = tcp.local_addr().unwrap_or(peer);
+                // A dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d;
+                // ACLs, logs and XCLIENT want the plain IPv4 address.
+                let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+                let local = SocketAddr::new(local.ip().to_canonical(), local.port());
+                let shared = Arc::clone(&shared);
+                let shutdown = shutdown.clone();
+                let done = done.clone();
+                tokio::spawn(async move {
+                    super::connection::serve(tcp, peer, local, shared, shutdown).await;
+                    drop(done);
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: slow down, don't spin.
+                error!("accept failed: {e}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}

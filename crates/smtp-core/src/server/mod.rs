@@ -1,0 +1,194 @@
+//! The tokio driver: listeners, one task per connection, limits, signals
+//! and graceful shutdown. The protocol itself lives in [`crate::session`].
+
+mod connection;
+mod input;
+mod limits;
+mod listener;
+mod shutdown;
+mod stream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::dns::Dns;
+use crate::policy::MailPolicy;
+use crate::session::SessionConfig;
+use crate::tls::ServerTls;
+use limits::ConnectionLimits;
+use shutdown::Phase;
+
+/// How a listener behaves, beyond the protocol settings in
+/// [`SessionConfig`].
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    pub session: Arc<SessionConfig>,
+    /// No input for this long: `421 4.4.2` and close.
+    pub inactivity_timeout: Duration,
+    /// After SIGTERM, how long transactions in flight may take to finish.
+    pub shutdown_grace: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Command line limit, line ending included.
+    pub max_line_length: usize,
+    pub early_talker_pause: Duration,
+    pub early_talker_reject: bool,
+    pub tls_handshake_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// Haraka's shipped defaults, for tests and as the loader's base.
+    pub fn with_session(session: SessionConfig) -> Self {
+        Self {
+            listen: vec![SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 25))],
+            session: Arc::new(session),
+            inactivity_timeout: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(30),
+            max_connections: 1000,
+            max_connections_per_ip: 20,
+            max_line_length: 512,
+            early_talker_pause: Duration::ZERO,
+            early_talker_reject: true,
+            tls_handshake_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the server could not run; each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot install the {0} signal handler: {1}")]
+    Signal(&'static str, std::io::Error),
+}
+
+/// What every connection task shares.
+struct Shared<P: MailPolicy> {
+    config: ServerConfig,
+    policy: Arc<P>,
+    tls: Option<Arc<ServerTls>>,
+    dns: Option<Dns>,
+    limits: Arc<ConnectionLimits>,
+}
+
+/// Called on SIGHUP, after the certificate reload, so a binary can re-read
+/// its own files (relay-in's `host_list`, relay-out's ACL and queue flush).
+pub type ReloadHook = Box<dyn Fn() + Send + Sync>;
+
+/// An SMTP server for one [`MailPolicy`], ready to bind.
+pub struct Server<P: MailPolicy> {
+    shared: Arc<Shared<P>>,
+    on_reload: Option<ReloadHook>,
+}
+
+impl<P: MailPolicy> Server<P> {
+    pub fn new(
+        config: ServerConfig,
+        policy: Arc<P>,
+        tls: Option<Arc<ServerTls>>,
+        dns: Option<Dns>,
+    ) -> Self {
+        let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
+        Self {
+            shared: Arc::new(Shared {
+                config,
+                policy,
+                tls,
+                dns,
+                limits,
+            }),
+            on_reload: None,
+        }
+    }
+
+    pub fn on_reload(mut self, hook: ReloadHook) -> Self {
+        self.on_reload = Some(hook);
+        self
+    }
+
+    /// Binds every listen address, tells systemd it is ready, and serves until
+    /// SIGTERM or SIGINT; then drains (see [`Phase`]).
+    pub async fn run(self) -> Result<(), ServerError> {
+        let mut sigterm =
+            signal(SignalKind::terminate()).map_err(|e| ServerError::Signal("SIGTERM", e))?;
+        let mut sigint =
+            signal(SignalKind::interrupt()).map_err(|e| ServerError::Signal("SIGINT", e))?;
+        let mut sighup =
+            signal(SignalKind::hangup()).map_err(|e| ServerError::Signal("SIGHUP", e))?;
+
+        let mut listeners = Vec::new();
+        for &addr in &self.shared.config.listen {
+            let listener =
+                listener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+            info!(listen = %addr, "listening");
+            listeners.push(listener);
+        }
+
+        let (shutdown_tx, shutdown_rx) = shutdown::channel();
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        for listener in listeners {
+            tokio::spawn(listener::accept_loop(
+                listener,
+                Arc::clone(&self.shared),
+                shutdown_rx.clone(),
+                done_tx.clone(),
+            ));
+        }
+        drop(done_tx);
+        notify(&[sd_notify::NotifyState::Ready]);
+
+        loop {
+            tokio::select! {
+                _ = sigterm.recv() => { info!("SIGTERM received: shutting down"); break }
+                _ = sigint.recv() => { info!("SIGINT received: shutting down"); break }
+                _ = sighup.recv() => self.reload(),
+            }
+        }
+
+        notify(&[sd_notify::NotifyState::Stopping]);
+        shutdown_tx.set(Phase::Draining);
+        let grace = self.shared.config.shutdown_grace;
+        if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
+            warn!(
+                grace_seconds = grace.as_secs(),
+                "transactions still running after the grace period: closing them"
+            );
+            shutdown_tx.set(Phase::Forced);
+            let _ = tokio::time::timeout(Duration::from_secs(5), done_rx.recv()).await;
+        }
+        info!("stopped");
+        Ok(())
+    }
+
+    fn reload(&self) {
+        info!("SIGHUP received: reloading");
+        notify(&[sd_notify::NotifyState::Reloading]);
+        if let Some(tls) = &self.shared.tls
+            && let Err(e) = tls.reload()
+        {
+            error!("certificate reload failed, keeping the old one: {e}");
+        }
+        if let Some(hook) = &self.on_reload {
+            hook();
+        }
+        notify(&[sd_notify::NotifyState::Ready]);
+    }
+}
+
+/// sd_notify is a no-op without `NOTIFY_SOCKET`; a failure to reach systemd
+/// is worth a line but never fatal.
+fn notify(state: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        warn!("cannot notify systemd: {e}");
+    }
+}
