@@ -1,3 +1,12 @@
-//! Test support shared by the end-to-end tests.
+//! Test support for the end-to-end tests in `tests/tests/`: the real
+//! binaries as processes, a raw SMTP client, scripted dialogs, test
+//! certificates, and a DNS server on loopback.
+//!
+//! Every address used here is on 127.0.0.0/8 or ::1; the README's test
+//! command runs the suite in a network namespace holding only loopback.
 
+pub mod certs;
+pub mod dialog;
 pub mod dns;
+pub mod process;
+pub mod smtp;
