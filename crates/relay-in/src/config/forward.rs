@@ -64,7 +64,7 @@ pub struct ForwardRoute {
 }
 
 /// Credentials for AUTH to the backend (sent after STARTTLS).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ForwardAuth {
     /// `auth_type`.
     pub mechanism: AuthMechanism,
@@ -72,6 +72,17 @@ pub struct ForwardAuth {
     pub user: String,
     /// `auth_pass`.
     pub pass: String,
+}
+
+/// Keeps the password out of logs that print settings with `{:?}`.
+impl std::fmt::Debug for ForwardAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForwardAuth")
+            .field("mechanism", &self.mechanism)
+            .field("user", &self.user)
+            .field("pass", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The SASL mechanisms Haraka's smtp_client can use.

@@ -116,7 +116,7 @@ fn every_forward_key_and_per_domain_sections() {
         ("ca.pem", "pem"),
         (
             "smtp_forward.ini",
-            "host=[2001:db8::25]\nport=2525\nenable_tls=true\nauth_type=login\nauth_user=u\nauth_pass=p\n\
+            "host=[2001:db8::25]\nport=2525\nenable_tls=true\nauth_type=login\nauth_user=u\nauth_pass=s3cret\n\
              connect_timeout=5\ntimeout=60\ntls_verify=off\nca_file=ca.pem\ndomain_selector=mail_from\n\
              check_recipient=yes\ncheck_sender=1\nmode=live\nxclient=optional\n\
              [Example.COM]\nhost=b.example\nenable_tls=false\n\
@@ -129,8 +129,9 @@ fn every_forward_key_and_per_domain_sections() {
     let auth = Some(ForwardAuth {
         mechanism: AuthMechanism::Login,
         user: "u".into(),
-        pass: "p".into(),
+        pass: "s3cret".into(),
     });
+    assert!(!format!("{settings:?}").contains("s3cret"));
     assert_eq!(
         forward.default_route,
         ForwardRoute {

@@ -24,11 +24,20 @@ const PLUGIN_SUBDIR: &str = "plugins";
 /// `plugins/`), so relative paths inside configs resolve against one root,
 /// and so the files actually read are recorded: `--check` can then list the
 /// files Postern ignored, and non-fatal findings pile up in one place.
-#[derive(Debug)]
 pub struct ConfigDir {
     root: PathBuf,
     environment: BTreeMap<String, String>,
     state: Mutex<ReadState>,
+}
+
+/// Shows variable names only: override values may be secrets (`auth_pass`).
+impl std::fmt::Debug for ConfigDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigDir")
+            .field("root", &self.root)
+            .field("environment", &self.environment.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What has been read so far and what was noticed on the way.

@@ -28,25 +28,18 @@ pub trait SettingValue: Sized {
     /// "expected", e.g. `"a decimal number"`.
     fn from_text(text: &str) -> Result<Self, String>;
 
-    /// Handles the non-text shapes; by default a bare key or a `key[]` list is
-    /// an error.
+    /// Reads any INI value shape. A bare key (no `=`) reads like an empty
+    /// value, so `key` and `key=` mean the same, but its error says
+    /// "(no value)"; a `key[]=` list is an error for single-valued settings.
     fn from_value(value: &IniValue) -> Result<Self, String> {
         match value {
             IniValue::Text(text) => Self::from_text(text).map_err(|form| expected(text, &form)),
-            IniValue::Bare => Err(expected_for_bare_key(&Self::describe())),
+            IniValue::Bare => Self::from_text("").map_err(|form| expected_for_bare_key(&form)),
             IniValue::List(items) => Err(format!(
-                "a list of {} values (key[]=): expected {}",
-                items.len(),
-                Self::describe()
+                "a list of {} values (key[]=): expected a single value",
+                items.len()
             )),
         }
-    }
-
-    /// The expected form in general, for messages about bare keys and lists.
-    fn describe() -> String {
-        Self::from_text("\u{0}")
-            .err()
-            .unwrap_or_else(|| "a value".into())
     }
 }
 
@@ -57,41 +50,18 @@ pub fn is_haraka_true(text: &str) -> bool {
         .any(|word| text.eq_ignore_ascii_case(word))
 }
 
+/// Anything that is not a truthy word is false in Haraka, including a bare
+/// key (`undefined`), so a boolean never fails to parse.
 impl SettingValue for bool {
     fn from_text(text: &str) -> Result<Self, String> {
         Ok(is_haraka_true(text))
     }
-
-    /// Anything that is not a truthy word is false in Haraka, including a bare
-    /// key (`undefined`), so a boolean can never fail to parse.
-    fn from_value(value: &IniValue) -> Result<Self, String> {
-        match value {
-            IniValue::Text(text) => Ok(is_haraka_true(text)),
-            IniValue::Bare => Ok(false),
-            IniValue::List(items) => Err(format!(
-                "a list of {} values (key[]=): expected a boolean",
-                items.len()
-            )),
-        }
-    }
 }
 
+/// Free text; a bare key is empty text.
 impl SettingValue for String {
     fn from_text(text: &str) -> Result<Self, String> {
         Ok(text.to_owned())
-    }
-
-    /// A bare key reads as empty text: `helo` with nothing after it means "no
-    /// text" rather than a typo worth refusing to start over.
-    fn from_value(value: &IniValue) -> Result<Self, String> {
-        match value {
-            IniValue::Text(text) => Ok(text.clone()),
-            IniValue::Bare => Ok(String::new()),
-            IniValue::List(items) => Err(format!(
-                "a list of {} values (key[]=): expected a single value",
-                items.len()
-            )),
-        }
     }
 }
 
