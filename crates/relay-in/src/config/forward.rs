@@ -1,0 +1,385 @@
+//! smtp_forward.ini: where relay-in hands accepted mail on (Haraka's
+//! `queue/smtp_forward`, haraka-behaviour.md §3).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use smtp_core::config::domains::normalize_domain;
+use smtp_core::config::files;
+use smtp_core::config::values::{Keyword, OnOff, Seconds, SettingValue, optional_setting};
+use smtp_core::config::{ConfigDir, ConfigError};
+
+/// The port used when smtp_forward.ini sets none. Haraka inherits 2555 from
+/// its shipped file; a Postfix backend listens on 25.
+pub const DEFAULT_FORWARD_PORT: u16 = 25;
+
+/// Everything about forwarding accepted mail to the backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardSettings {
+    /// `[main]` host/port/TLS/auth: used for every domain without a section.
+    pub default_route: ForwardRoute,
+    /// `[example.com]` (or `[user@example.com]` with `domain_selector=mail_from`)
+    /// sections: keys lower-cased, domains in A-label form; each route is
+    /// `[main]` overridden key by key.
+    pub domain_routes: BTreeMap<String, ForwardRoute>,
+    /// TCP connect timeout (`connect_timeout`, 30 s).
+    pub connect_timeout: Duration,
+    /// Per-reply timeout during the backend dialogue (`timeout`, 300 s).
+    pub timeout: Duration,
+    /// Verify the backend's certificate when `enable_tls` is on
+    /// (`tls_verify`, on; Postern).
+    pub tls_verify: bool,
+    /// Extra CA bundle for verifying the backend (`ca_file`; Postern),
+    /// resolved against the config root.
+    pub ca_file: Option<PathBuf>,
+    /// Which address picks the route (`domain_selector`, rcpt_to).
+    pub domain_selector: DomainSelector,
+    /// Recipient domains with a section are accepted (`check_recipient`, false).
+    pub check_recipient: bool,
+    /// A MAIL FROM domain with a section from a non-relaying client is
+    /// refused as spoofed (`check_sender`, false).
+    pub check_sender: bool,
+    /// Queue locally before forwarding, or forward during DATA
+    /// (`mode`, queue; Postern).
+    pub mode: ForwardMode,
+    /// Whether XCLIENT must be used with the backend (`xclient`, required;
+    /// Postern).
+    pub xclient: XclientPolicy,
+}
+
+/// One backend to forward to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardRoute {
+    /// IP literal (without brackets) or DNS name (`host`, localhost).
+    pub host: String,
+    /// `port`, 25.
+    pub port: u16,
+    /// Use STARTTLS with the backend (`enable_tls`, false).
+    pub enable_tls: bool,
+    /// AUTH credentials (`auth_type`, `auth_user`, `auth_pass`).
+    pub auth: Option<ForwardAuth>,
+}
+
+/// Credentials for AUTH to the backend (sent after STARTTLS).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ForwardAuth {
+    /// `auth_type`.
+    pub mechanism: AuthMechanism,
+    /// `auth_user`.
+    pub user: String,
+    /// `auth_pass`.
+    pub pass: String,
+}
+
+/// Keeps the password out of logs that print settings with `{:?}`.
+impl std::fmt::Debug for ForwardAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForwardAuth")
+            .field("mechanism", &self.mechanism)
+            .field("user", &self.user)
+            .field("pass", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The SASL mechanisms Haraka's smtp_client can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMechanism {
+    /// AUTH PLAIN.
+    Plain,
+    /// AUTH LOGIN.
+    Login,
+}
+
+impl Keyword for AuthMechanism {
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("plain", AuthMechanism::Plain),
+        ("login", AuthMechanism::Login),
+    ];
+}
+
+/// Which envelope address chooses the per-domain section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DomainSelector {
+    /// The first recipient's domain.
+    RcptTo,
+    /// The sender: `[user@domain]`, then `[domain]`.
+    MailFrom,
+}
+
+impl Keyword for DomainSelector {
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("rcpt_to", DomainSelector::RcptTo),
+        ("mail_from", DomainSelector::MailFrom),
+    ];
+}
+
+/// When the backend sees the message relative to the client's DATA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardMode {
+    /// Accept into a local queue, then forward (survives backend outages).
+    Queue,
+    /// Forward while the client waits and relay the backend's verdict, as
+    /// Haraka does.
+    Live,
+}
+
+impl Keyword for ForwardMode {
+    const WORDS: &'static [(&'static str, Self)] =
+        &[("queue", ForwardMode::Queue), ("live", ForwardMode::Live)];
+}
+
+/// How insistently to pass the client's identity with XCLIENT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XclientPolicy {
+    /// The backend must accept XCLIENT, else the message is deferred (so
+    /// the backend never sees mail as coming from relay-in itself).
+    Required,
+    /// Use XCLIENT when offered (Haraka's behaviour).
+    Optional,
+    /// Never send XCLIENT.
+    Off,
+}
+
+impl Keyword for XclientPolicy {
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("required", XclientPolicy::Required),
+        ("optional", XclientPolicy::Optional),
+        ("off", XclientPolicy::Off),
+    ];
+}
+
+/// A forward host as written: an IP literal (brackets allowed) or a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ForwardHost(pub String);
+
+impl SettingValue for ForwardHost {
+    fn from_text(text: &str) -> Result<Self, String> {
+        let unbracketed = text
+            .strip_prefix('[')
+            .and_then(|t| t.strip_suffix(']'))
+            .unwrap_or(text);
+        if let Ok(ip) = unbracketed.parse::<IpAddr>() {
+            return Ok(ForwardHost(ip.to_string()));
+        }
+        normalize_domain(text)
+            .map(ForwardHost)
+            .map_err(|_| "a host name or IP address".to_owned())
+    }
+}
+
+/// One section of smtp_forward.ini as written; `None` = not set there.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub(super) struct ForwardSection {
+    #[serde(deserialize_with = "optional_setting")]
+    pub host: Option<ForwardHost>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub port: Option<u16>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub enable_tls: Option<bool>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub auth_type: Option<AuthMechanism>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub auth_user: Option<String>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub auth_pass: Option<String>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub enable_outbound: Option<bool>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub connect_timeout: Option<Seconds>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub timeout: Option<Seconds>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub tls_verify: Option<OnOff>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub ca_file: Option<String>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub domain_selector: Option<DomainSelector>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub check_recipient: Option<bool>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub check_sender: Option<bool>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub mode: Option<ForwardMode>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub xclient: Option<XclientPolicy>,
+}
+
+impl ForwardSection {
+    /// Names of keys set in a per-domain section that only `[main]` can set.
+    fn main_only_keys(&self) -> Vec<&'static str> {
+        [
+            ("connect_timeout", self.connect_timeout.is_some()),
+            ("timeout", self.timeout.is_some()),
+            ("tls_verify", self.tls_verify.is_some()),
+            ("ca_file", self.ca_file.is_some()),
+            ("domain_selector", self.domain_selector.is_some()),
+            ("check_recipient", self.check_recipient.is_some()),
+            ("check_sender", self.check_sender.is_some()),
+            ("mode", self.mode.is_some()),
+            ("xclient", self.xclient.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+}
+
+/// smtp_forward.ini read as a map of sections (`main` plus per-domain ones).
+pub(super) type ForwardIni = BTreeMap<String, ForwardSection>;
+
+impl ForwardSettings {
+    /// The route for a message: `selector_address` is the first recipient
+    /// or the sender, per [`ForwardSettings::domain_selector`], as
+    /// `user@domain` (or just a domain).
+    pub fn route_for(&self, selector_address: &str) -> &ForwardRoute {
+        let lowered = selector_address.to_lowercase();
+        let domain = lowered
+            .rsplit_once('@')
+            .map_or(lowered.as_str(), |(_, d)| d);
+        let domain_key = normalize_domain(domain).unwrap_or_else(|_| domain.to_owned());
+        let by_address = (self.domain_selector == DomainSelector::MailFrom
+            && lowered.contains('@'))
+        .then(|| self.domain_routes.get(&lowered))
+        .flatten();
+        by_address
+            .or_else(|| self.domain_routes.get(&domain_key))
+            .unwrap_or(&self.default_route)
+    }
+
+    /// Builds the settings from smtp_forward.ini's sections, `[main]`
+    /// possibly completed by the xclient.ini alias.
+    pub(super) fn from_sections(
+        dir: &ConfigDir,
+        main: &ForwardSection,
+        sections: &ForwardIni,
+    ) -> Result<Self, ConfigError> {
+        let shown = dir
+            .path_of(files::SMTP_FORWARD_INI)
+            .unwrap_or_else(|| files::SMTP_FORWARD_INI.into());
+        if main.enable_outbound == Some(true) {
+            dir.warn(format!(
+                "{}: [main] enable_outbound=true is ignored: relay-in never sends mail to the internet (relay-out does)",
+                shown.display()
+            ));
+        }
+        let default_route = route(dir, &shown, "main", main, None)?;
+        let mut domain_routes = BTreeMap::new();
+        for (name, section) in sections.iter().filter(|(name, _)| *name != "main") {
+            for key in section.main_only_keys() {
+                dir.warn(format!(
+                    "{}: [{name}] {key} is only read in [main] (ignored)",
+                    shown.display()
+                ));
+            }
+            let Some(key) = route_key(name) else {
+                dir.warn(format!(
+                    "{}: section [{name}] is not a domain or user@domain (ignored)",
+                    shown.display()
+                ));
+                continue;
+            };
+            domain_routes.insert(key, route(dir, &shown, name, section, Some(main))?);
+        }
+        let ca_file = main.ca_file.as_deref().filter(|f| !f.is_empty()).map(|f| {
+            let path = dir.resolve(f);
+            if path.is_file() {
+                dir.mark_used(&path);
+            } else {
+                dir.warn(format!(
+                    "{}: [main] ca_file = {}: file not found",
+                    shown.display(),
+                    path.display()
+                ));
+            }
+            path
+        });
+        Ok(Self {
+            default_route,
+            domain_routes,
+            connect_timeout: main
+                .connect_timeout
+                .map_or(Duration::from_secs(30), |s| s.0),
+            timeout: main.timeout.map_or(Duration::from_secs(300), |s| s.0),
+            tls_verify: main.tls_verify.is_none_or(|on| on.0),
+            ca_file,
+            domain_selector: main.domain_selector.unwrap_or(DomainSelector::RcptTo),
+            check_recipient: main.check_recipient.unwrap_or(false),
+            check_sender: main.check_sender.unwrap_or(false),
+            mode: main.mode.unwrap_or(ForwardMode::Queue),
+            xclient: main.xclient.unwrap_or(XclientPolicy::Required),
+        })
+    }
+}
+
+/// The lookup key for a per-domain section name: a normalised domain, or
+/// `user@domain` lower-cased with the domain normalised.
+fn route_key(section: &str) -> Option<String> {
+    match section.rsplit_once('@') {
+        Some((user, domain)) if !user.is_empty() => Some(format!(
+            "{}@{}",
+            user.to_lowercase(),
+            normalize_domain(domain).ok()?
+        )),
+        Some(_) => None,
+        None => normalize_domain(section).ok(),
+    }
+}
+
+/// A section's route: its own keys, else `fallback`'s (`[main]`), else
+/// the defaults.
+fn route(
+    dir: &ConfigDir,
+    shown: &std::path::Path,
+    name: &str,
+    section: &ForwardSection,
+    fallback: Option<&ForwardSection>,
+) -> Result<ForwardRoute, ConfigError> {
+    let host = layered(section, fallback, |s| s.host.clone())
+        .map_or_else(|| "localhost".to_owned(), |h| h.0);
+    let port = layered(section, fallback, |s| s.port).unwrap_or(DEFAULT_FORWARD_PORT);
+    let enable_tls = layered(section, fallback, |s| s.enable_tls).unwrap_or(false);
+    let mechanism = layered(section, fallback, |s| s.auth_type);
+    let user = layered(section, fallback, |s| s.auth_user.clone());
+    let pass = layered(section, fallback, |s| s.auth_pass.clone());
+    let auth = match (mechanism, user, pass) {
+        (Some(mechanism), Some(user), Some(pass)) if !user.is_empty() => Some(ForwardAuth {
+            mechanism,
+            user,
+            pass,
+        }),
+        (Some(_), _, _) => {
+            return Err(ConfigError::Inconsistent {
+                path: shown.to_path_buf(),
+                problem: format!("[{name}] auth_type is set but auth_user or auth_pass is missing"),
+            });
+        }
+        (None, None, None) => None,
+        (None, _, _) => {
+            dir.warn(format!(
+                "{}: [{name}] auth_user/auth_pass are ignored without auth_type",
+                shown.display()
+            ));
+            None
+        }
+    };
+    Ok(ForwardRoute {
+        host,
+        port,
+        enable_tls,
+        auth,
+    })
+}
+
+/// A per-domain key, falling back to `[main]`'s.
+fn layered<T>(
+    section: &ForwardSection,
+    fallback: Option<&ForwardSection>,
+    get: impl Fn(&ForwardSection) -> Option<T>,
+) -> Option<T> {
+    get(section).or_else(|| fallback.and_then(&get))
+}

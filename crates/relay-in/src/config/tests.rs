@@ -1,0 +1,427 @@
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::*;
+
+/// A throw-away config directory (relay-in has no tempfile dev-dependency).
+struct TempConfig {
+    path: PathBuf,
+}
+
+impl TempConfig {
+    fn new(files: &[(&str, &str)]) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "postern-relay-in-config-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        for (name, content) in files {
+            let file = path.join(name);
+            std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+            std::fs::write(file, content).expect("write");
+        }
+        std::fs::create_dir_all(&path).expect("mkdir");
+        Self { path }
+    }
+
+    fn dir(&self) -> ConfigDir {
+        ConfigDir::open(&self.path)
+            .expect("open")
+            .with_environment(Vec::<(String, String)>::new())
+    }
+
+    fn load(&self) -> Result<RelayInSettings, ConfigError> {
+        RelayInSettings::load(&self.dir())
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+}
+
+fn route(host: &str, port: u16) -> ForwardRoute {
+    ForwardRoute {
+        host: host.to_owned(),
+        port,
+        enable_tls: false,
+        auth: None,
+    }
+}
+
+#[test]
+fn seed_haraka_in_loads() {
+    let root = fixture("seed-haraka-in");
+    let dir = ConfigDir::open(&root)
+        .expect("open")
+        .with_environment(Vec::<(String, String)>::new());
+    let settings = RelayInSettings::load(&dir).expect("load");
+    assert_eq!(settings.local_domains.names, ["example.com"]);
+    assert!(settings.local_domains.contains("EXAMPLE.com"));
+    assert!(!settings.local_domains.contains("example.net"));
+    assert_eq!(settings.forward.default_route, route("10.0.0.2", 25));
+    assert_eq!(settings.forward.xclient, XclientPolicy::Required);
+    assert!(settings.forward.domain_routes.is_empty());
+
+    let warnings = settings.warnings.join("\n");
+    assert_eq!(settings.warnings.len(), 4, "{warnings}");
+    assert!(
+        warnings
+            .contains("host_list = /opt/haraka/config/haraka-in/host_list: file not found; using")
+    );
+    assert!(warnings.contains(
+        "destination=10.0.0.2:25 is not a Haraka setting; same as smtp_forward.ini host/port"
+    ));
+    assert!(warnings.contains("enabled=true is not a Haraka setting; nothing to map"));
+    assert!(warnings.contains("forward=true is not a Haraka setting; nothing to map"));
+
+    let unrecognized = dir.unrecognized_files(files::KNOWN_FILES);
+    assert_eq!(unrecognized, ["config"]);
+}
+
+#[test]
+fn defaults_without_files() {
+    let temp = TempConfig::new(&[]);
+    let settings = temp.load().expect("load");
+    let forward = settings.forward;
+    assert_eq!(forward.default_route, route("localhost", 25));
+    assert_eq!(forward.connect_timeout, Duration::from_secs(30));
+    assert_eq!(forward.timeout, Duration::from_secs(300));
+    assert!(forward.tls_verify);
+    assert_eq!(forward.ca_file, None);
+    assert_eq!(forward.domain_selector, DomainSelector::RcptTo);
+    assert!(!forward.check_recipient);
+    assert!(!forward.check_sender);
+    assert_eq!(forward.mode, ForwardMode::Queue);
+    assert_eq!(forward.xclient, XclientPolicy::Required);
+    assert!(settings.local_domains.names.is_empty());
+    assert!(settings.local_domains.pattern.is_none());
+    assert_eq!(settings.warnings.len(), 1);
+    assert!(settings.warnings[0].contains("no local domains"));
+}
+
+#[test]
+fn every_forward_key_and_per_domain_sections() {
+    let temp = TempConfig::new(&[
+        ("host_list", "example.com"),
+        ("ca.pem", "pem"),
+        (
+            "smtp_forward.ini",
+            "host=[2001:db8::25]\nport=2525\nenable_tls=true\nauth_type=login\nauth_user=u\nauth_pass=s3cret\n\
+             connect_timeout=5\ntimeout=60\ntls_verify=off\nca_file=ca.pem\ndomain_selector=mail_from\n\
+             check_recipient=yes\ncheck_sender=1\nmode=live\nxclient=optional\n\
+             [Example.COM]\nhost=b.example\nenable_tls=false\n\
+             [Boss@Example.com]\nport=26\n\
+             [bücher.example]\nhost=10.0.0.9\ntimeout=1\n",
+        ),
+    ]);
+    let settings = temp.load().expect("load");
+    let forward = &settings.forward;
+    let auth = Some(ForwardAuth {
+        mechanism: AuthMechanism::Login,
+        user: "u".into(),
+        pass: "s3cret".into(),
+    });
+    assert!(!format!("{settings:?}").contains("s3cret"));
+    assert_eq!(
+        forward.default_route,
+        ForwardRoute {
+            host: "2001:db8::25".into(),
+            port: 2525,
+            enable_tls: true,
+            auth: auth.clone(),
+        }
+    );
+    assert_eq!(forward.connect_timeout, Duration::from_secs(5));
+    assert_eq!(forward.timeout, Duration::from_secs(60));
+    assert!(!forward.tls_verify);
+    assert_eq!(forward.ca_file, Some(temp.path.join("ca.pem")));
+    assert_eq!(forward.domain_selector, DomainSelector::MailFrom);
+    assert!(forward.check_recipient);
+    assert!(forward.check_sender);
+    assert_eq!(forward.mode, ForwardMode::Live);
+    assert_eq!(forward.xclient, XclientPolicy::Optional);
+
+    let example = ForwardRoute {
+        host: "b.example".into(),
+        port: 2525,
+        enable_tls: false,
+        auth: auth.clone(),
+    };
+    assert_eq!(forward.route_for("someone@EXAMPLE.com"), &example);
+    assert_eq!(forward.route_for("boss@example.com").port, 26);
+    assert_eq!(forward.route_for("boss@example.com").host, "2001:db8::25");
+    assert_eq!(forward.route_for("x@bücher.example").host, "10.0.0.9");
+    assert_eq!(
+        forward.route_for("x@xn--bcher-kva.example").host,
+        "10.0.0.9"
+    );
+    assert_eq!(forward.route_for("x@other.example"), &forward.default_route);
+
+    assert_eq!(settings.warnings.len(), 1, "{:?}", settings.warnings);
+    assert!(settings.warnings[0].contains("[bücher.example] timeout is only read in [main]"));
+}
+
+#[test]
+fn rcpt_to_selector_ignores_user_sections() {
+    let temp = TempConfig::new(&[
+        ("host_list", "example.com"),
+        (
+            "smtp_forward.ini",
+            "host=a.example\n[boss@example.com]\nhost=b.example",
+        ),
+    ]);
+    let settings = temp.load().expect("load");
+    assert_eq!(
+        settings.forward.route_for("boss@example.com").host,
+        "a.example"
+    );
+}
+
+/// smtp_forward.ini, xclient.ini, expected (host, port), expected policy,
+/// expected warning.
+type AliasCase<'a> = (&'a str, &'a str, (&'a str, u16), XclientPolicy, &'a str);
+
+#[test]
+fn xclient_ini_aliases() {
+    let cases: &[AliasCase] = &[
+        (
+            "",
+            "destination=10.0.0.7:2525",
+            ("10.0.0.7", 2525),
+            XclientPolicy::Required,
+            "used as smtp_forward.ini host=10.0.0.7 port=2525",
+        ),
+        (
+            "port=26",
+            "destination=10.0.0.7:2525",
+            ("10.0.0.7", 26),
+            XclientPolicy::Required,
+            "host used as smtp_forward.ini host=10.0.0.7; smtp_forward.ini port takes precedence",
+        ),
+        (
+            "host=a.example",
+            "destination=10.0.0.7",
+            ("a.example", 25),
+            XclientPolicy::Required,
+            "port used as smtp_forward.ini port=25",
+        ),
+        (
+            "host=a.example\nport=25",
+            "destination=10.0.0.7",
+            ("a.example", 25),
+            XclientPolicy::Required,
+            "ignored, smtp_forward.ini host/port take precedence",
+        ),
+        (
+            "",
+            "forward=false",
+            ("localhost", 25),
+            XclientPolicy::Off,
+            "forward=false is not a Haraka setting; mapped to smtp_forward.ini xclient=off",
+        ),
+        (
+            "",
+            "enabled=no",
+            ("localhost", 25),
+            XclientPolicy::Off,
+            "enabled=false is not a Haraka setting; mapped to smtp_forward.ini xclient=off",
+        ),
+        (
+            "xclient=optional",
+            "forward=false",
+            ("localhost", 25),
+            XclientPolicy::Optional,
+            "ignored, smtp_forward.ini xclient takes precedence",
+        ),
+    ];
+    for (forward_ini, xclient_ini, (host, port), xclient, warning) in cases {
+        let temp = TempConfig::new(&[
+            ("host_list", "example.com"),
+            ("smtp_forward.ini", forward_ini),
+            ("plugins/xclient.ini", xclient_ini),
+        ]);
+        let settings = temp.load().expect("load");
+        assert_eq!(
+            settings.forward.default_route,
+            route(host, *port),
+            "case {xclient_ini}"
+        );
+        assert_eq!(settings.forward.xclient, *xclient, "case {xclient_ini}");
+        assert!(
+            settings.warnings.iter().any(|w| w.contains(warning)),
+            "{:?} should contain {warning}",
+            settings.warnings
+        );
+    }
+}
+
+#[test]
+fn host_list_normalisation_and_regex() {
+    let temp = TempConfig::new(&[
+        ("host_list", "Example.COM.\nbücher.example\nexample.com\n"),
+        (
+            "host_list_regex",
+            "# subdomains\n.*\\.example\\.org\nmx[0-9]+\\.example\\.net",
+        ),
+    ]);
+    let domains = temp.load().expect("load").local_domains;
+    assert_eq!(domains.names, ["example.com", "xn--bcher-kva.example"]);
+    assert!(domains.contains("Bücher.Example"));
+    assert!(domains.contains("a.b.EXAMPLE.org"));
+    assert!(domains.contains("mx12.example.net"));
+    assert!(!domains.contains("example.org"));
+    assert!(!domains.contains("mx12.example.net.evil"));
+}
+
+#[test]
+fn host_list_alternative_location() {
+    let temp = TempConfig::new(&[
+        ("domains.txt", "example.net"),
+        ("host_list", "example.com"),
+        ("rcpt_to.in_host_list.ini", "[main]\nhost_list=domains.txt"),
+    ]);
+    let settings = temp.load().expect("load");
+    assert_eq!(settings.local_domains.names, ["example.net"]);
+    assert!(settings.warnings[0].contains("used as the host_list file"));
+}
+
+#[test]
+fn errors_name_file_line_and_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "host_list",
+            "example.com\nnot a domain",
+            "host_list: line 2: 'not a domain': expected a domain name",
+        ),
+        (
+            "host_list_regex",
+            "ok\n(unclosed",
+            "host_list_regex: line 2: '(unclosed': expected a regular expression",
+        ),
+        (
+            "host_list_regex",
+            "a)|(b",
+            "host_list_regex: line 1: 'a)|(b'",
+        ),
+        (
+            "smtp_forward.ini",
+            "port=smtp",
+            "smtp_forward.ini: [main] port = 'smtp': expected a port number",
+        ),
+        (
+            "smtp_forward.ini",
+            "host=not a host",
+            "smtp_forward.ini: [main] host = 'not a host': expected a host name or IP address",
+        ),
+        (
+            "smtp_forward.ini",
+            "[example.com]\nport=0",
+            "smtp_forward.ini: [example.com] port = '0'",
+        ),
+        (
+            "smtp_forward.ini",
+            "tls_verify=maybe",
+            "smtp_forward.ini: [main] tls_verify = 'maybe': expected one of on, off",
+        ),
+        (
+            "smtp_forward.ini",
+            "mode=spool",
+            "smtp_forward.ini: [main] mode = 'spool': expected one of queue, live",
+        ),
+        (
+            "smtp_forward.ini",
+            "xclient=always",
+            "[main] xclient = 'always': expected one of required, optional, off",
+        ),
+        (
+            "smtp_forward.ini",
+            "domain_selector=to",
+            "[main] domain_selector = 'to'",
+        ),
+        (
+            "smtp_forward.ini",
+            "auth_type=cram-md5",
+            "[main] auth_type = 'cram-md5': expected one of plain, login",
+        ),
+        (
+            "smtp_forward.ini",
+            "auth_type=plain\nauth_user=u",
+            "smtp_forward.ini: [main] auth_type is set but auth_user or auth_pass is missing",
+        ),
+        (
+            "smtp_forward.ini",
+            "[example.com]\nauth_type=plain",
+            "[example.com] auth_type is set",
+        ),
+        (
+            "xclient.ini",
+            "destination=10.0.0.2:smtp",
+            "xclient.ini: [main] destination = '10.0.0.2:smtp': expected host:port",
+        ),
+    ];
+    for (file, content, expected) in cases {
+        let mut files = vec![(*file, *content)];
+        if *file != "host_list" {
+            files.push(("host_list", "example.com"));
+        }
+        let temp = TempConfig::new(&files);
+        match temp.load() {
+            Ok(_) => panic!("{file}: {content:?} should fail with {expected}"),
+            Err(error) => {
+                let error = error.to_string();
+                assert!(
+                    error.contains(expected),
+                    "{error}\n  should contain {expected}"
+                );
+                assert!(error.contains(&temp.path.display().to_string()), "{error}");
+            }
+        }
+    }
+}
+
+#[test]
+fn environment_overrides_forward_settings() {
+    let temp = TempConfig::new(&[
+        ("host_list", "example.com"),
+        ("smtp_forward.ini", "host=a.example"),
+    ]);
+    let dir = temp.dir().with_environment([
+        ("POSTERN_SMTP_FORWARD__MAIN__HOST", "10.1.1.1"),
+        ("POSTERN_SMTP_FORWARD__MAIN__XCLIENT", "off"),
+    ]);
+    let settings = RelayInSettings::load(&dir).expect("load");
+    assert_eq!(settings.forward.default_route.host, "10.1.1.1");
+    assert_eq!(settings.forward.xclient, XclientPolicy::Off);
+}
+
+#[test]
+fn enable_outbound_true_is_reported() {
+    let temp = TempConfig::new(&[
+        ("host_list", "example.com"),
+        ("smtp_forward.ini", "enable_outbound=true\nqueue=x"),
+    ]);
+    let settings = temp.load().expect("load");
+    assert_eq!(settings.warnings.len(), 2, "{:?}", settings.warnings);
+    assert!(
+        settings
+            .warnings
+            .iter()
+            .any(|w| w.contains("enable_outbound=true is ignored"))
+    );
+    assert!(
+        settings
+            .warnings
+            .iter()
+            .any(|w| w.contains("[main] queue is not used by Postern"))
+    );
+}

@@ -1,0 +1,78 @@
+//! relay-out's own settings, read from a haraka-out config directory next to
+//! smtp-core's [`smtp_core::config::CoreSettings`].
+// `main.rs` does not use these yet; remove once it does.
+#![allow(dead_code, unused_imports)]
+
+mod outbound;
+mod relay;
+mod retry;
+
+#[cfg(test)]
+mod tests;
+
+use ipnetwork::IpNetwork;
+use smtp_core::config::domains::domain_list;
+use smtp_core::config::{ConfigDir, ConfigError, IniDocument, files};
+
+pub use outbound::{InetPrefer, OutboundSettings};
+pub use relay::RelayPolicy;
+pub use retry::{MAX_RETRIES, MAX_TEMP_FAILURES, RetrySchedule, parse_schedule};
+
+use relay::RelayIni;
+
+/// What relay-out needs beyond the core settings: who may relay and how to
+/// deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayOutSettings {
+    /// relay.ini `[relay]`.
+    pub relay: RelayPolicy,
+    /// relay_acl_allow: client networks that may relay.
+    pub acl_allow: Vec<IpNetwork>,
+    /// relay_dest_domains.ini as parsed, for the per-domain routing
+    /// (`[domains] example.com = {"action":…,"nexthop":…}`) still to be
+    /// interpreted.
+    pub dest_domains: Option<IniDocument>,
+    /// host_list: this relay's own domains (normalised like relay-in's).
+    pub local_domains: Vec<String>,
+    /// outbound.ini.
+    pub outbound: OutboundSettings,
+    /// Non-fatal findings for `--check`.
+    pub warnings: Vec<String>,
+}
+
+impl RelayOutSettings {
+    /// Reads relay.ini, relay_acl_allow, relay_dest_domains.ini, host_list
+    /// and outbound.ini.
+    pub fn load(dir: &ConfigDir) -> Result<Self, ConfigError> {
+        let relay = dir.ini::<RelayIni>(files::RELAY_INI)?.relay;
+        let acl_allow = relay::acl_allow(dir)?;
+        if relay.acl && !relay.all && acl_allow.is_empty() {
+            dir.warn(format!(
+                "{}: no client may relay (the file is missing or empty)",
+                files::RELAY_ACL_ALLOW
+            ));
+        }
+        if relay.all {
+            dir.warn(format!(
+                "{}: [relay] all=true makes this an open relay",
+                files::RELAY_INI
+            ));
+        }
+        let dest_domains = dir
+            .ini_document(files::RELAY_DEST_DOMAINS_INI)?
+            .map(|(_, document)| document);
+        let local_domains = match dir.list_file(files::HOST_LIST)? {
+            Some(file) => domain_list(&file)?,
+            None => Vec::new(),
+        };
+        let outbound = OutboundSettings::load(dir)?;
+        Ok(Self {
+            relay,
+            acl_allow,
+            dest_domains,
+            local_domains,
+            outbound,
+            warnings: dir.take_warnings(),
+        })
+    }
+}

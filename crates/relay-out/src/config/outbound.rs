@@ -1,0 +1,209 @@
+//! outbound.ini (haraka-behaviour.md §7.1): queue and delivery settings.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use smtp_core::config::endpoint::NameServers;
+use smtp_core::config::values::{Keyword, Seconds, optional_setting, setting};
+use smtp_core::config::{ConfigDir, ConfigError, files};
+
+use super::retry::{Lifetime, MaxTempFailures, RetrySchedule};
+
+/// Value of `received_header` that means "add none" (Haraka's convention).
+const RECEIVED_HEADER_DISABLED: &str = "disabled";
+
+/// Delivery settings, typed and defaulted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundSettings {
+    /// Stop delivering; queued mail waits (`disabled`, false).
+    pub disabled: bool,
+    /// Simultaneous deliveries (`concurrency_max`, 100 as in Haraka's
+    /// shipped file).
+    pub concurrency_max: usize,
+    /// Opportunistic STARTTLS (`enable_tls`, true).
+    pub enable_tls: bool,
+    /// Retry in plaintext when the TLS handshake fails
+    /// (`tls_fallback_plain`, false; Postern).
+    pub tls_fallback_plain: bool,
+    /// One queue entry per recipient instead of per domain
+    /// (`always_split`, false).
+    pub always_split: bool,
+    /// `by` text of the Received header added on delivery; `None` when set
+    /// to `disabled` (`received_header`, "Postern outbound").
+    pub received_header: Option<String>,
+    /// Connect (and, as in Haraka, idle) timeout (`connect_timeout`, 30 s).
+    pub connect_timeout: Duration,
+    /// Deliver to an MX that is this host (`local_mx_ok`, false).
+    pub local_mx_ok: bool,
+    /// Use AAAA records (`ipv6_enabled`, false).
+    pub ipv6_enabled: bool,
+    /// Address family to try first (`inet_prefer`, default).
+    pub inet_prefer: InetPrefer,
+    /// `maxTempFailures` (13); only shapes the default schedule.
+    pub max_temp_failures: u32,
+    /// Delay before each retry (`temp_fail_intervals`, else Haraka's
+    /// 2^(i+5) s schedule from `maxTempFailures`); empty = bounce at once.
+    pub temp_fail_intervals: Vec<Duration>,
+    /// Bounce mail still undelivered after this long
+    /// (`max_queue_lifetime`, 5 days; Postern).
+    pub max_queue_lifetime: Duration,
+    /// Where the queue lives (`queue_dir`, /var/spool/postern/queue;
+    /// relative paths are relative to the config root).
+    pub queue_dir: PathBuf,
+    /// Resolvers for MX lookups; empty = system resolver (`nameservers`).
+    pub nameservers: Vec<SocketAddr>,
+    /// Port to deliver to (`remote_port`, 25).
+    pub remote_port: u16,
+    /// Source address for outgoing connections (`local_address`).
+    pub local_address: Option<IpAddr>,
+}
+
+/// Which address family to try first when an MX has both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InetPrefer {
+    /// Resolver order.
+    Default,
+    /// IPv4 first.
+    V4,
+    /// IPv6 first.
+    V6,
+}
+
+impl Keyword for InetPrefer {
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("default", InetPrefer::Default),
+        ("v4", InetPrefer::V4),
+        ("v6", InetPrefer::V6),
+    ];
+}
+
+/// outbound.ini.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct OutboundIni {
+    main: OutboundMain,
+}
+
+/// outbound.ini `[main]`, with Haraka's shipped values as defaults.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct OutboundMain {
+    #[serde(deserialize_with = "setting")]
+    disabled: bool,
+    #[serde(deserialize_with = "setting")]
+    concurrency_max: usize,
+    #[serde(deserialize_with = "setting")]
+    enable_tls: bool,
+    #[serde(deserialize_with = "setting")]
+    tls_fallback_plain: bool,
+    #[serde(deserialize_with = "setting")]
+    always_split: bool,
+    #[serde(deserialize_with = "setting")]
+    received_header: String,
+    #[serde(deserialize_with = "setting")]
+    connect_timeout: Seconds,
+    #[serde(deserialize_with = "setting")]
+    local_mx_ok: bool,
+    #[serde(deserialize_with = "setting")]
+    ipv6_enabled: bool,
+    #[serde(deserialize_with = "setting")]
+    inet_prefer: InetPrefer,
+    // Environment overrides arrive lower-cased, hence the alias.
+    #[serde(
+        rename = "maxTempFailures",
+        alias = "maxtempfailures",
+        deserialize_with = "setting"
+    )]
+    max_temp_failures: MaxTempFailures,
+    #[serde(deserialize_with = "optional_setting")]
+    temp_fail_intervals: Option<RetrySchedule>,
+    #[serde(deserialize_with = "setting")]
+    max_queue_lifetime: Lifetime,
+    #[serde(deserialize_with = "setting")]
+    queue_dir: String,
+    #[serde(deserialize_with = "setting")]
+    nameservers: NameServers,
+    #[serde(deserialize_with = "setting")]
+    remote_port: u16,
+    #[serde(deserialize_with = "optional_setting")]
+    local_address: Option<IpAddr>,
+}
+
+impl Default for OutboundMain {
+    fn default() -> Self {
+        Self {
+            disabled: false,
+            concurrency_max: 100,
+            enable_tls: true,
+            tls_fallback_plain: false,
+            always_split: false,
+            received_header: "Postern outbound".to_owned(),
+            connect_timeout: Seconds(Duration::from_secs(30)),
+            local_mx_ok: false,
+            ipv6_enabled: false,
+            inet_prefer: InetPrefer::Default,
+            max_temp_failures: MaxTempFailures(13),
+            temp_fail_intervals: None,
+            max_queue_lifetime: Lifetime(Duration::from_secs(5 * 24 * 60 * 60)),
+            queue_dir: "/var/spool/postern/queue".to_owned(),
+            nameservers: NameServers::default(),
+            remote_port: 25,
+            local_address: None,
+        }
+    }
+}
+
+/// Haraka's pre-3.0 flat files for outbound settings, now outbound.ini keys.
+const LEGACY_FILES: &[&str] = &[
+    "outbound.disabled",
+    "outbound.enable_tls",
+    "outbound.temp_fail_intervals",
+    "outbound.maxTempFailures",
+    "outbound.concurrency_max",
+    "outbound.received_header",
+];
+
+impl OutboundSettings {
+    /// Reads outbound.ini.
+    pub(super) fn load(dir: &ConfigDir) -> Result<Self, ConfigError> {
+        let main = dir.ini::<OutboundIni>(files::OUTBOUND_INI)?.main;
+        for legacy in LEGACY_FILES {
+            if let Some(path) = dir.path_of(legacy) {
+                dir.warn(format!(
+                    "{}: legacy Haraka file is not read; set the key in {} instead",
+                    path.display(),
+                    files::OUTBOUND_INI
+                ));
+            }
+        }
+        let temp_fail_intervals = main
+            .temp_fail_intervals
+            .unwrap_or_else(|| RetrySchedule::derived(main.max_temp_failures.0))
+            .0;
+        let received_header = (!main
+            .received_header
+            .eq_ignore_ascii_case(RECEIVED_HEADER_DISABLED))
+        .then_some(main.received_header);
+        Ok(Self {
+            disabled: main.disabled,
+            concurrency_max: main.concurrency_max,
+            enable_tls: main.enable_tls,
+            tls_fallback_plain: main.tls_fallback_plain,
+            always_split: main.always_split,
+            received_header,
+            connect_timeout: main.connect_timeout.0,
+            local_mx_ok: main.local_mx_ok,
+            ipv6_enabled: main.ipv6_enabled,
+            inet_prefer: main.inet_prefer,
+            max_temp_failures: main.max_temp_failures.0,
+            temp_fail_intervals,
+            max_queue_lifetime: main.max_queue_lifetime.0,
+            queue_dir: dir.resolve(&main.queue_dir),
+            nameservers: main.nameservers.0,
+            remote_port: main.remote_port,
+            local_address: main.local_address,
+        })
+    }
+}

@@ -1,0 +1,281 @@
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::*;
+
+/// A throw-away config directory (relay-out has no tempfile dev-dependency).
+struct TempConfig {
+    path: PathBuf,
+}
+
+impl TempConfig {
+    fn new(files: &[(&str, &str)]) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "postern-relay-out-config-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("mkdir");
+        for (name, content) in files {
+            std::fs::write(path.join(name), content).expect("write");
+        }
+        Self { path }
+    }
+
+    fn dir(&self) -> ConfigDir {
+        ConfigDir::open(&self.path)
+            .expect("open")
+            .with_environment(Vec::<(String, String)>::new())
+    }
+
+    fn load(&self) -> Result<RelayOutSettings, ConfigError> {
+        RelayOutSettings::load(&self.dir())
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+fn networks(list: &[&str]) -> Vec<IpNetwork> {
+    list.iter().map(|n| n.parse().expect("network")).collect()
+}
+
+#[test]
+fn seed_haraka_out_loads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/seed-haraka-out");
+    let dir = ConfigDir::open(&root)
+        .expect("open")
+        .with_environment(Vec::<(String, String)>::new());
+    let settings = RelayOutSettings::load(&dir).expect("load");
+    assert_eq!(
+        settings.relay,
+        RelayPolicy {
+            acl: true,
+            force_routing: true,
+            dest_domains: false,
+            all: false,
+        }
+    );
+    assert_eq!(settings.acl_allow, networks(&["10.0.0.2/32"]));
+    assert_eq!(settings.local_domains, ["mailrelay.example.com"]);
+    assert_eq!(settings.dest_domains, None);
+    assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+    assert_eq!(dir.unrecognized_files(files::KNOWN_FILES), ["plugins"]);
+}
+
+#[test]
+fn defaults_without_files() {
+    let temp = TempConfig::new(&[]);
+    let settings = temp.load().expect("load");
+    assert_eq!(settings.relay, RelayPolicy::default());
+    assert!(settings.relay.acl && settings.relay.force_routing);
+    assert!(!settings.relay.dest_domains && !settings.relay.all);
+    assert!(settings.acl_allow.is_empty());
+    assert!(settings.local_domains.is_empty());
+    let outbound = settings.outbound;
+    assert!(!outbound.disabled);
+    assert_eq!(outbound.concurrency_max, 100);
+    assert!(outbound.enable_tls);
+    assert!(!outbound.tls_fallback_plain);
+    assert!(!outbound.always_split);
+    assert_eq!(
+        outbound.received_header.as_deref(),
+        Some("Postern outbound")
+    );
+    assert_eq!(outbound.connect_timeout, Duration::from_secs(30));
+    assert!(!outbound.local_mx_ok);
+    assert!(!outbound.ipv6_enabled);
+    assert_eq!(outbound.inet_prefer, InetPrefer::Default);
+    assert_eq!(outbound.max_temp_failures, 13);
+    assert_eq!(outbound.temp_fail_intervals, RetrySchedule::derived(13).0);
+    assert_eq!(outbound.max_queue_lifetime, Duration::from_secs(5 * 86_400));
+    assert_eq!(outbound.queue_dir, Path::new("/var/spool/postern/queue"));
+    assert!(outbound.nameservers.is_empty());
+    assert_eq!(outbound.remote_port, 25);
+    assert_eq!(outbound.local_address, None);
+    assert_eq!(settings.warnings.len(), 1);
+    assert!(settings.warnings[0].contains("no client may relay"));
+}
+
+#[test]
+fn every_outbound_key() {
+    let temp = TempConfig::new(&[(
+        "outbound.ini",
+        "disabled=true\nconcurrency_max=7\nenable_tls=false\ntls_fallback_plain=yes\nalways_split=on\n\
+         received_header=disabled\nconnect_timeout=12\nlocal_mx_ok=1\nipv6_enabled=true\ninet_prefer=v6\n\
+         maxTempFailures=3\ntemp_fail_intervals=1m, 5m*2\nmax_queue_lifetime=2d\nqueue_dir=queue\n\
+         nameservers=127.0.0.1:5353\nremote_port=2525\nlocal_address=192.0.2.10\n",
+    )]);
+    let outbound = temp.load().expect("load").outbound;
+    assert!(outbound.disabled);
+    assert_eq!(outbound.concurrency_max, 7);
+    assert!(!outbound.enable_tls);
+    assert!(outbound.tls_fallback_plain);
+    assert!(outbound.always_split);
+    assert_eq!(outbound.received_header, None);
+    assert_eq!(outbound.connect_timeout, Duration::from_secs(12));
+    assert!(outbound.local_mx_ok);
+    assert!(outbound.ipv6_enabled);
+    assert_eq!(outbound.inet_prefer, InetPrefer::V6);
+    assert_eq!(outbound.max_temp_failures, 3);
+    let minutes: Vec<u64> = outbound
+        .temp_fail_intervals
+        .iter()
+        .map(|d| d.as_secs() / 60)
+        .collect();
+    assert_eq!(minutes, [1, 5, 5]);
+    assert_eq!(outbound.max_queue_lifetime, Duration::from_secs(2 * 86_400));
+    assert_eq!(outbound.queue_dir, temp.path.join("queue"));
+    assert_eq!(
+        outbound.nameservers,
+        ["127.0.0.1:5353".parse().expect("addr")]
+    );
+    assert_eq!(outbound.remote_port, 2525);
+    assert_eq!(
+        outbound.local_address,
+        Some("192.0.2.10".parse().expect("ip"))
+    );
+}
+
+#[test]
+fn max_temp_failures_shapes_the_default_schedule() {
+    let temp = TempConfig::new(&[("outbound.ini", "maxTempFailures=3")]);
+    let outbound = temp.load().expect("load").outbound;
+    assert_eq!(
+        outbound.temp_fail_intervals,
+        [Duration::from_secs(64), Duration::from_secs(128)]
+    );
+    let temp = TempConfig::new(&[("outbound.ini", "temp_fail_intervals=none")]);
+    assert!(
+        temp.load()
+            .expect("load")
+            .outbound
+            .temp_fail_intervals
+            .is_empty()
+    );
+}
+
+#[test]
+fn acl_entries() {
+    let temp = TempConfig::new(&[(
+        "relay_acl_allow",
+        "# backend\n10.0.0.2\n10.0.0.0/8\n2001:db8::1\n2001:db8::/48\n",
+    )]);
+    let settings = temp.load().expect("load");
+    assert_eq!(
+        settings.acl_allow,
+        networks(&[
+            "10.0.0.2/32",
+            "10.0.0.0/8",
+            "2001:db8::1/128",
+            "2001:db8::/48"
+        ])
+    );
+    assert!(!settings.acl_allow[2].contains("2001:db8::2".parse().expect("ip")));
+    assert_eq!(settings.warnings.len(), 1, "{:?}", settings.warnings);
+    assert!(settings.warnings[0].contains("line 4: 2001:db8::1 means only that address (/128)"));
+}
+
+#[test]
+fn errors_name_file_line_and_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "relay_acl_allow",
+            "10.0.0.2/32\n\nmailcow.lan",
+            "relay_acl_allow: line 3: 'mailcow.lan': expected an IP address or CIDR network",
+        ),
+        ("relay_acl_allow", "10.0.0.0/33", "line 1: '10.0.0.0/33'"),
+        (
+            "host_list",
+            "a b",
+            "host_list: line 1: 'a b': expected a domain name",
+        ),
+        (
+            "outbound.ini",
+            "temp_fail_intervals=60 min",
+            "outbound.ini: [main] temp_fail_intervals = '60 min': expected intervals like \"1m, 5m*2, 1h*3\"",
+        ),
+        (
+            "outbound.ini",
+            "temp_fail_intervals=1m,2x",
+            "element 2 '2x'",
+        ),
+        (
+            "outbound.ini",
+            "maxTempFailures=0",
+            "[main] maxTempFailures = '0': expected a whole number from 1 to 50",
+        ),
+        (
+            "outbound.ini",
+            "inet_prefer=ipv4",
+            "[main] inet_prefer = 'ipv4': expected one of default, v4, v6",
+        ),
+        (
+            "outbound.ini",
+            "concurrency_max=lots",
+            "[main] concurrency_max = 'lots'",
+        ),
+        (
+            "outbound.ini",
+            "max_queue_lifetime=forever",
+            "[main] max_queue_lifetime = 'forever'",
+        ),
+        (
+            "outbound.ini",
+            "local_address=eth0",
+            "[main] local_address = 'eth0': expected an IP address",
+        ),
+        ("outbound.ini", "remote_port=0", "[main] remote_port = '0'"),
+        (
+            "relay.ini",
+            "[relay]\nacl[]=1",
+            "relay.ini: [relay] acl = a list of 1 values",
+        ),
+        (
+            "relay_dest_domains.ini",
+            "[domains]\nbad line here",
+            "relay_dest_domains.ini: line 2",
+        ),
+    ];
+    for (file, content, expected) in cases {
+        let temp = TempConfig::new(&[(file, content)]);
+        let error = temp.load().expect_err(expected).to_string();
+        assert!(
+            error.contains(expected),
+            "{error}\n  should contain {expected}"
+        );
+        assert!(
+            error.starts_with(&temp.path.display().to_string()),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn dest_domains_kept_raw_and_env_overrides() {
+    let temp = TempConfig::new(&[(
+        "relay_dest_domains.ini",
+        "[domains]\nexample.com = { \"action\": \"accept\", \"nexthop\": \"10.0.0.5:2525\" }\n",
+    )]);
+    let dir = temp
+        .dir()
+        .with_environment([("POSTERN_OUTBOUND__MAIN__MAXTEMPFAILURES", "2")]);
+    let settings = RelayOutSettings::load(&dir).expect("load");
+    let document = settings.dest_domains.expect("present");
+    assert_eq!(
+        document.get("domains", "example.com"),
+        Some(&smtp_core::config::IniValue::Text(
+            "{ \"action\": \"accept\", \"nexthop\": \"10.0.0.5:2525\" }".to_owned()
+        ))
+    );
+    assert_eq!(settings.outbound.max_temp_failures, 2);
+    assert_eq!(
+        settings.outbound.temp_fail_intervals,
+        [Duration::from_secs(64)]
+    );
+}

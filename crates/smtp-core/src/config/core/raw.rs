@@ -1,0 +1,311 @@
+//! The INI files behind [`super::CoreSettings`], as serde reads them.
+//!
+//! Field names are Haraka's key names; `Default` impls are Haraka's shipped
+//! values (or Postern's, for keys Haraka lacks). Keys whose mere presence
+//! matters (to prefer them over a legacy file) are `Option`s and get their
+//! default in `super`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnetwork::IpNetwork;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+use crate::config::endpoint::{ListenAddresses, NameServers};
+use crate::config::error::expected;
+use crate::config::ini::IniValue;
+use crate::config::values::{
+    FractionalSeconds, Keyword, Seconds, optional_setting, optional_text_list, setting,
+};
+
+/// smtp.ini.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct SmtpIni {
+    pub main: SmtpMain,
+}
+
+/// smtp.ini `[main]`.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub(super) struct SmtpMain {
+    #[serde(deserialize_with = "setting")]
+    pub listen: ListenAddresses,
+    #[serde(deserialize_with = "optional_setting")]
+    pub listen_host: Option<IpAddr>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub port: Option<u16>,
+    #[serde(deserialize_with = "setting")]
+    pub inactivity_timeout: Seconds,
+    #[serde(deserialize_with = "setting")]
+    pub force_shutdown_timeout: Seconds,
+    #[serde(deserialize_with = "setting")]
+    pub smtps_port: u16,
+    #[serde(deserialize_with = "setting")]
+    pub max_connections: usize,
+    #[serde(deserialize_with = "setting")]
+    pub nameservers: NameServers,
+    #[serde(deserialize_with = "setting")]
+    pub rdns: bool,
+    #[serde(deserialize_with = "setting")]
+    pub dns_timeout: Seconds,
+}
+
+impl Default for SmtpMain {
+    fn default() -> Self {
+        Self {
+            listen: ListenAddresses::default(),
+            listen_host: None,
+            port: None,
+            inactivity_timeout: Seconds(Duration::from_secs(300)),
+            force_shutdown_timeout: Seconds(Duration::from_secs(30)),
+            smtps_port: 465,
+            max_connections: 1000,
+            nameservers: NameServers::default(),
+            rdns: true,
+            dns_timeout: Seconds(Duration::from_secs(5)),
+        }
+    }
+}
+
+/// connection.ini.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct ConnectionIni {
+    pub main: ConnectionMain,
+    pub headers: ConnectionHeaders,
+    pub max: ConnectionMax,
+    pub message: ConnectionMessage,
+}
+
+/// connection.ini `[main]`.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub(super) struct ConnectionMain {
+    #[serde(deserialize_with = "setting")]
+    pub smtputf8: bool,
+    #[serde(deserialize_with = "setting")]
+    pub bare_newline: BareNewline,
+}
+
+impl Default for ConnectionMain {
+    fn default() -> Self {
+        Self {
+            smtputf8: true,
+            bare_newline: BareNewline::Reject,
+        }
+    }
+}
+
+/// connection.ini `[headers]`.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub(super) struct ConnectionHeaders {
+    #[serde(deserialize_with = "setting")]
+    pub add_received: bool,
+    #[serde(deserialize_with = "setting")]
+    pub max_received: usize,
+}
+
+impl Default for ConnectionHeaders {
+    fn default() -> Self {
+        Self {
+            add_received: true,
+            max_received: 100,
+        }
+    }
+}
+
+/// connection.ini `[max]`.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub(super) struct ConnectionMax {
+    #[serde(deserialize_with = "optional_setting")]
+    pub bytes: Option<u64>,
+    #[serde(deserialize_with = "setting")]
+    pub line_length: usize,
+    #[serde(deserialize_with = "setting")]
+    pub recipients: usize,
+}
+
+impl Default for ConnectionMax {
+    fn default() -> Self {
+        Self {
+            bytes: None,
+            line_length: 512,
+            recipients: 1000,
+        }
+    }
+}
+
+/// connection.ini `[message]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct ConnectionMessage {
+    #[serde(deserialize_with = "optional_text_list")]
+    pub greeting: Option<Vec<String>>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub helo: Option<String>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub close: Option<String>,
+}
+
+/// What to do with a bare LF (or CR) inside DATA, where Haraka passes it on
+/// unchanged and so enables SMTP smuggling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareNewline {
+    /// Refuse the message (as Postfix and Exim do).
+    Reject,
+    /// Turn it into CRLF and accept the message.
+    Normalize,
+}
+
+impl Keyword for BareNewline {
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("reject", BareNewline::Reject),
+        ("normalize", BareNewline::Normalize),
+    ];
+}
+
+/// limit.ini (haraka-plugin-limit's section names).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct LimitIni {
+    pub concurrency: ConcurrencyLimit,
+    pub unrecognized_commands: UnrecognizedCommandsLimit,
+}
+
+/// limit.ini `[concurrency]`: connections per client IP.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub(super) struct ConcurrencyLimit {
+    #[serde(deserialize_with = "setting")]
+    pub max: usize,
+}
+
+impl Default for ConcurrencyLimit {
+    fn default() -> Self {
+        Self { max: 20 }
+    }
+}
+
+/// limit.ini `[unrecognized_commands]`.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub(super) struct UnrecognizedCommandsLimit {
+    #[serde(deserialize_with = "setting")]
+    pub max: usize,
+}
+
+impl Default for UnrecognizedCommandsLimit {
+    fn default() -> Self {
+        Self { max: 10 }
+    }
+}
+
+/// early_talker.ini.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct EarlyTalkerIni {
+    pub main: EarlyTalkerMain,
+}
+
+/// early_talker.ini `[main]`.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub(super) struct EarlyTalkerMain {
+    #[serde(deserialize_with = "setting")]
+    pub pause: FractionalSeconds,
+    #[serde(deserialize_with = "setting")]
+    pub reject: bool,
+}
+
+impl Default for EarlyTalkerMain {
+    fn default() -> Self {
+        Self {
+            pause: FractionalSeconds(Duration::ZERO),
+            reject: true,
+        }
+    }
+}
+
+/// tls.ini.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct TlsIni {
+    pub main: TlsMain,
+    pub no_tls_hosts: NetworkKeys,
+}
+
+/// tls.ini `[main]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct TlsMain {
+    pub key: Option<IniValue>,
+    pub cert: Option<IniValue>,
+    // Environment overrides arrive lower-cased, hence the alias.
+    #[serde(
+        rename = "minVersion",
+        alias = "minversion",
+        deserialize_with = "optional_setting"
+    )]
+    pub min_version: Option<TlsMinVersion>,
+}
+
+/// The oldest TLS version offered to clients; older ones are not
+/// supported at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsMinVersion {
+    /// TLS 1.2 (Node's and Haraka's default).
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
+impl Keyword for TlsMinVersion {
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("TLSv1.2", TlsMinVersion::Tls12),
+        ("TLSv1.3", TlsMinVersion::Tls13),
+    ];
+}
+
+/// A section whose bare keys are IP addresses or CIDR networks
+/// (`[no_tls_hosts]`); values, if any, are ignored as in Haraka.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct NetworkKeys(pub Vec<IpNetwork>);
+
+impl<'de> Deserialize<'de> for NetworkKeys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(NetworkKeysVisitor)
+    }
+}
+
+struct NetworkKeysVisitor;
+
+impl<'de> Visitor<'de> for NetworkKeysVisitor {
+    type Value = NetworkKeys;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a section of IP addresses or networks")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NetworkKeys, A::Error> {
+        // Sorted so the error for several bad keys is deterministic.
+        let mut keys = BTreeMap::new();
+        while let Some(key) = map.next_key::<String>()? {
+            map.next_value::<IgnoredAny>()?;
+            keys.insert(key, ());
+        }
+        keys.into_keys()
+            .map(|key| {
+                key.parse::<IpNetwork>().map_err(|_| {
+                    de::Error::custom(expected(&key, "an IP address or CIDR network as the key"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(NetworkKeys)
+    }
+}

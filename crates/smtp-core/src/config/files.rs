@@ -1,0 +1,73 @@
+//! The names of every file Postern reads from a Haraka config directory.
+//!
+//! Kept in one list, shared by both binaries, because `--check` reports the
+//! files in a directory that *neither* binary reads: relay-in must not call
+//! relay-out's `relay_acl_allow` unknown just because it does not read it.
+
+/// `me`: this host's name in banners and Received headers (both binaries).
+pub const ME: &str = "me";
+/// Listener and process settings (both binaries).
+pub const SMTP_INI: &str = "smtp.ini";
+/// Protocol limits and fixed reply texts (both binaries).
+pub const CONNECTION_INI: &str = "connection.ini";
+/// Haraka before 3.1: message size limit, now `connection.ini` `[max] bytes`.
+pub const DATABYTES: &str = "databytes";
+/// Haraka before 3.1: banner text, now `connection.ini` `[message] greeting[]`.
+pub const SMTPGREETING: &str = "smtpgreeting";
+/// Haraka before 3.1: HELO reply text, now `connection.ini` `[message] helo`.
+pub const EHLO_HELLO_MESSAGE: &str = "ehlo_hello_message";
+/// Haraka before 3.1: QUIT reply text, now `connection.ini` `[message] close`.
+pub const CONNECTION_CLOSE_MESSAGE: &str = "connection_close_message";
+/// Per-client concurrency and unrecognised-command limits (both binaries).
+pub const LIMIT_INI: &str = "limit.ini";
+/// Banner delay and pipelining-before-banner rejection (both binaries).
+pub const EARLY_TALKER_INI: &str = "early_talker.ini";
+/// Certificate, key and STARTTLS exceptions (both binaries).
+pub const TLS_INI: &str = "tls.ini";
+/// Haraka's default private key file name.
+pub const TLS_KEY_PEM: &str = "tls_key.pem";
+/// Haraka's default certificate file name.
+pub const TLS_CERT_PEM: &str = "tls_cert.pem";
+/// Domains accepted for delivery (relay-in) or treated as local (relay-out).
+pub const HOST_LIST: &str = "host_list";
+/// Regular expressions of accepted domains (relay-in).
+pub const HOST_LIST_REGEX: &str = "host_list_regex";
+/// The seed setup's pointer to an alternative `host_list` (relay-in).
+pub const RCPT_TO_IN_HOST_LIST_INI: &str = "rcpt_to.in_host_list.ini";
+/// The backend to forward accepted mail to (relay-in).
+pub const SMTP_FORWARD_INI: &str = "smtp_forward.ini";
+/// The seed setup's invented XCLIENT switches (relay-in).
+pub const XCLIENT_INI: &str = "xclient.ini";
+/// Who may relay and how (relay-out).
+pub const RELAY_INI: &str = "relay.ini";
+/// Client networks allowed to relay (relay-out).
+pub const RELAY_ACL_ALLOW: &str = "relay_acl_allow";
+/// Per-destination relay actions and next hops (relay-out).
+pub const RELAY_DEST_DOMAINS_INI: &str = "relay_dest_domains.ini";
+/// Queue and delivery settings (relay-out).
+pub const OUTBOUND_INI: &str = "outbound.ini";
+
+/// Every file either binary reads; anything else in the directory is ignored.
+pub const KNOWN_FILES: &[&str] = &[
+    ME,
+    SMTP_INI,
+    CONNECTION_INI,
+    DATABYTES,
+    SMTPGREETING,
+    EHLO_HELLO_MESSAGE,
+    CONNECTION_CLOSE_MESSAGE,
+    LIMIT_INI,
+    EARLY_TALKER_INI,
+    TLS_INI,
+    TLS_KEY_PEM,
+    TLS_CERT_PEM,
+    HOST_LIST,
+    HOST_LIST_REGEX,
+    RCPT_TO_IN_HOST_LIST_INI,
+    SMTP_FORWARD_INI,
+    XCLIENT_INI,
+    RELAY_INI,
+    RELAY_ACL_ALLOW,
+    RELAY_DEST_DOMAINS_INI,
+    OUTBOUND_INI,
+];
