@@ -9,4 +9,5 @@ pub mod certs;
 pub mod dialog;
 pub mod dns;
 pub mod process;
+pub mod scenario;
 pub mod smtp;

@@ -1,3 +1,61 @@
-mod config;
+//! relay-in: Postern's public MX. Accepts mail for the domains in
+//! `host_list` and hands each message to the backend mail server with
+//! XCLIENT, answering the sender only with the backend's verdict.
 
-fn main() {}
+mod check;
+mod config;
+mod policy;
+mod recipients;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use smtp_core::config::{ConfigDir, CoreSettings};
+use smtp_core::server::Server;
+use tracing::warn;
+
+use crate::config::RelayInSettings;
+
+/// Command line, as `haraka -c DIR`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "relay-in",
+    version,
+    about = "Postern inbound relay: public MX that forwards to your mail server with XCLIENT"
+)]
+struct Cli {
+    /// Configuration directory (Haraka layout; a Haraka instance directory
+    /// holding config/ works too).
+    #[arg(short = 'c', long = "config", default_value = "/etc/postern/in")]
+    config: PathBuf,
+    /// Check the configuration, print what it means, and exit: 0 if relay-in
+    /// would run with it, 1 if not.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.check {
+        return smtp_core::app::print_check("relay-in", check::report(&cli.config));
+    }
+    smtp_core::app::run_daemon("relay-in", run(&cli.config))
+}
+
+async fn run(config: &std::path::Path) -> anyhow::Result<()> {
+    let dir = ConfigDir::open(config)?;
+    let core = CoreSettings::load(&dir)?;
+    let settings = RelayInSettings::load(&dir)?;
+    for warning in core.warnings.iter().chain(&settings.warnings) {
+        warn!("config: {warning}");
+    }
+    let policy = Arc::new(policy::RelayIn::new(settings));
+    Server::from_settings(&core, policy)
+        .context("starting the server")?
+        .run()
+        .await?;
+    Ok(())
+}

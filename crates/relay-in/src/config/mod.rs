@@ -1,7 +1,5 @@
 //! relay-in's own settings, read from a haraka-in config directory next to
 //! smtp-core's [`smtp_core::config::CoreSettings`].
-// `main.rs` does not use these yet; remove once it does.
-#![allow(dead_code, unused_imports)]
 
 mod forward;
 mod local_domains;

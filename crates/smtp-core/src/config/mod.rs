@@ -13,6 +13,7 @@
 //! Every failure is a [`ConfigError`] naming the file (and line or key);
 //! non-fatal findings are collected as warnings for `--check`.
 
+pub mod check;
 mod core;
 mod dir;
 pub mod domains;

@@ -124,7 +124,7 @@ async fn refuse(mut tcp: TcpStream, reply: &str) {
 /// configured we give it that long to give itself away.
 async fn is_early_talker(tcp: &TcpStream, pause: Duration) -> bool {
     if !pause.is_zero() {
-        let _ = timeout(pause, tcp.readable()).await;
+        tokio::time::sleep(pause).await;
     }
     let mut byte = [MaybeUninit::<u8>::uninit(); 1];
     matches!(socket2::SockRef::from(tcp).peek(&mut byte), Ok(n) if n > 0)
@@ -299,7 +299,14 @@ impl<P: MailPolicy> Connection<P> {
     }
 
     fn tls_available(&self) -> bool {
-        self.shared.tls.as_ref().is_some_and(|t| t.is_available())
+        let client = self.session.info().client.peer.ip();
+        let excluded = self
+            .shared
+            .config
+            .no_tls_hosts
+            .iter()
+            .any(|net| net.contains(client));
+        !excluded && self.shared.tls.as_ref().is_some_and(|t| t.is_available())
     }
 
     /// RFC 3207 and CVE-2011-0411: the `220` goes out, then whatever the

@@ -16,6 +16,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
+use crate::config::CoreSettings;
 use crate::dns::Dns;
 use crate::policy::MailPolicy;
 use crate::session::SessionConfig;
@@ -40,6 +41,9 @@ pub struct ServerConfig {
     pub early_talker_pause: Duration,
     pub early_talker_reject: bool,
     pub tls_handshake_timeout: Duration,
+    /// tls.ini `[no_tls_hosts]`: clients never offered STARTTLS (broken
+    /// peers that fail the handshake and would otherwise never deliver).
+    pub no_tls_hosts: Vec<ipnetwork::IpNetwork>,
 }
 
 impl ServerConfig {
@@ -56,6 +60,7 @@ impl ServerConfig {
             early_talker_pause: Duration::ZERO,
             early_talker_reject: true,
             tls_handshake_timeout: Duration::from_secs(30),
+            no_tls_hosts: Vec::new(),
         }
     }
 }
@@ -68,6 +73,8 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot set up DNS: {0}")]
+    Dns(#[from] crate::dns::DnsError),
     #[error("cannot install the {0} signal handler: {1}")]
     Signal(&'static str, std::io::Error),
 }
@@ -109,6 +116,22 @@ impl<P: MailPolicy> Server<P> {
             }),
             on_reload: None,
         }
+    }
+
+    /// The server the core settings describe: TLS from tls.ini, reverse DNS
+    /// per `rdns`/`nameservers`.
+    pub fn from_settings(core: &CoreSettings, policy: Arc<P>) -> Result<Self, ServerError> {
+        let tls = core
+            .tls
+            .files
+            .clone()
+            .map(|files| Arc::new(ServerTls::new(files)));
+        let dns = if core.rdns {
+            Some(Dns::new(&core.dns_settings())?)
+        } else {
+            None
+        };
+        Ok(Self::new(core.server_config(), policy, tls, dns))
     }
 
     pub fn on_reload(mut self, hook: ReloadHook) -> Self {

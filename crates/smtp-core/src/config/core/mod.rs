@@ -1,5 +1,6 @@
 //! [`CoreSettings`]: what both relays read from a Haraka config directory.
 
+mod convert;
 mod raw;
 mod tls;
 

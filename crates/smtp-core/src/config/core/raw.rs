@@ -153,15 +153,9 @@ pub(super) struct ConnectionMessage {
     pub close: Option<String>,
 }
 
-/// What to do with a bare LF (or CR) inside DATA, where Haraka passes it on
-/// unchanged and so enables SMTP smuggling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BareNewline {
-    /// Refuse the message (as Postfix and Exim do).
-    Reject,
-    /// Turn it into CRLF and accept the message.
-    Normalize,
-}
+/// `bare_newline=` is the DATA decoder's own policy type; Haraka passes bare
+/// LFs on unchanged, which enables SMTP smuggling.
+pub use crate::data::BareNewlinePolicy as BareNewline;
 
 impl Keyword for BareNewline {
     const WORDS: &'static [(&'static str, Self)] = &[

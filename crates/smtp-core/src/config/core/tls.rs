@@ -1,7 +1,5 @@
 //! tls.ini `[main]` and `[no_tls_hosts]`, as the listeners need them.
 
-use std::path::PathBuf;
-
 use ipnetwork::IpNetwork;
 
 use super::raw::{TlsIni, TlsMinVersion};
@@ -23,14 +21,9 @@ pub struct TlsSettings {
     pub min_version: TlsMinVersion,
 }
 
-/// The PEM files to serve; both may name the same combined key+chain file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// Private key (PEM), resolved against the config root.
-    pub key: PathBuf,
-    /// Certificate chain (PEM), resolved against the config root.
-    pub cert: PathBuf,
-}
+/// The PEM files to serve (both may name one combined key+chain file),
+/// resolved against the config root.
+pub use crate::tls::TlsFiles;
 
 impl TlsSettings {
     /// Reads tls.ini. A key or cert that is set but missing is only a

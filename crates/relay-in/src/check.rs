@@ -1,0 +1,64 @@
+//! `relay-in --check`: validates a configuration directory and says, in a
+//! mail administrator's terms, what relay-in will do with it.
+
+use std::path::Path;
+
+use smtp_core::config::{ConfigDir, CoreSettings, files};
+
+use crate::config::{ForwardMode, RelayInSettings, XclientPolicy};
+
+pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
+    let dir = ConfigDir::open(path)?;
+    let core = CoreSettings::load(&dir)?;
+    let settings = RelayInSettings::load(&dir)?;
+    let mut lines = vec![format!(
+        "relay-in configuration in {}",
+        dir.root().display()
+    )];
+    lines.extend(smtp_core::config::check::core_summary(&core));
+    let domains = &settings.local_domains;
+    lines.push(format!(
+        "  accepts mail for: {}{}",
+        if domains.names.is_empty() {
+            "(no host_list entries)".to_string()
+        } else {
+            domains.names.join(", ")
+        },
+        domains
+            .pattern
+            .as_ref()
+            .map(|p| format!(" and names matching {}", p.as_str()))
+            .unwrap_or_default()
+    ));
+    let forward = &settings.forward;
+    let route = &forward.default_route;
+    lines.push(format!(
+        "  forwards to: {}:{} ({} mode, STARTTLS {}, AUTH {}, XCLIENT {})",
+        route.host,
+        route.port,
+        match forward.mode {
+            ForwardMode::Queue => "queue",
+            ForwardMode::Live => "live",
+        },
+        if route.enable_tls { "on" } else { "off" },
+        if route.auth.is_some() { "on" } else { "off" },
+        match forward.xclient {
+            XclientPolicy::Required => "required",
+            XclientPolicy::Optional => "optional",
+            XclientPolicy::Off => "off",
+        }
+    ));
+    for (domain, route) in &forward.domain_routes {
+        lines.push(format!(
+            "  forwards {domain} to: {}:{}",
+            route.host, route.port
+        ));
+    }
+    for warning in core.warnings.iter().chain(&settings.warnings) {
+        lines.push(format!("warning: {warning}"));
+    }
+    for file in dir.unrecognized_files(files::KNOWN_FILES) {
+        lines.push(format!("note: {file}: not a file Postern reads; ignored"));
+    }
+    Ok(lines)
+}

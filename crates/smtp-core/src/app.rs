@@ -1,0 +1,53 @@
+//! The start of both daemons: logging, the async runtime, and the exit code.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::process::ExitCode;
+
+use tracing::{error, info};
+
+/// Sets up logging, runs `daemon` on a multi-threaded runtime, and turns its
+/// result into the exit code (an error is logged with its whole chain).
+pub fn run_daemon<F, E>(name: &str, daemon: F) -> ExitCode
+where
+    F: Future<Output = Result<(), E>>,
+    E: Display,
+{
+    let logs = crate::logging::init("info");
+    info!(version = env!("CARGO_PKG_VERSION"), logs, "{name} starting");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(daemon) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints a `--check` report and returns its exit code.
+pub fn print_check<E: Display>(name: &str, report: Result<Vec<String>, E>) -> ExitCode {
+    match report {
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
+            println!("OK: {name} will run with this configuration.");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            println!("error: {error:#}");
+            println!("FAILED: {name} will not start with this configuration.");
+            ExitCode::FAILURE
+        }
+    }
+}

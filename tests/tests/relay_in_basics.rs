@@ -1,0 +1,186 @@
+//! relay-in as a process: certificate reload, early talkers, shutdown,
+//! and `--check` on real directories.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use postern_tests::certs::TestCa;
+use postern_tests::process::{Relay, free_port, run};
+use postern_tests::smtp::SmtpClient;
+
+/// A relay-in config directory on a free loopback port, with a certificate.
+struct Setup {
+    dir: tempfile::TempDir,
+    addr: SocketAddr,
+    ca: TestCa,
+}
+
+fn setup(extra: &[(&str, &str)]) -> anyhow::Result<Setup> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port();
+    let ca = TestCa::new("Postern test CA")?;
+    let pem = dir.path().join("tls.pem");
+    ca.issue("mx.test")?.write_combined(&pem)?;
+    let files = [
+        (
+            "smtp.ini",
+            format!("listen=127.0.0.1:{port}\nrdns=off\nforce_shutdown_timeout=3\n"),
+        ),
+        ("me", "mx.test\n".to_string()),
+        ("host_list", "example.com\n".to_string()),
+        ("tls.ini", format!("key={0}\ncert={0}\n", pem.display())),
+        ("smtp_forward.ini", "host=127.0.0.1\nport=9\n".to_string()),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text)?;
+    }
+    for (name, text) in extra {
+        std::fs::write(dir.path().join(name), text)?;
+    }
+    Ok(Setup {
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        dir,
+        ca,
+    })
+}
+
+async fn greet_and_starttls(
+    addr: SocketAddr,
+    ca: &TestCa,
+) -> anyhow::Result<Vec<rustls_pki_types::CertificateDer<'static>>> {
+    let mut client = SmtpClient::connect(addr).await?;
+    assert_eq!(client.read_reply().await?.code, 220);
+    client.expect("EHLO c.example", 250).await?;
+    client.expect("STARTTLS", 220).await?;
+    client.upgrade_tls(&ca.cert_der, "mx.test").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_replaced_on_disk_is_served_on_the_next_handshake() -> anyhow::Result<()> {
+    let s = setup(&[])?;
+    let _relay = Relay::start("relay-in", s.dir.path(), s.addr)?;
+    let first = greet_and_starttls(s.addr, &s.ca).await?;
+
+    // acme.sh renewal: a new key and certificate written over the old file.
+    let renewed = s.ca.issue("mx.test")?;
+    renewed.write_combined(&s.dir.path().join("tls.pem"))?;
+    let second = greet_and_starttls(s.addr, &s.ca).await?;
+
+    assert_ne!(first[0], second[0], "the old certificate is still served");
+    assert_eq!(second[0], renewed.cert_der);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_certificate_file_keeps_the_old_one() -> anyhow::Result<()> {
+    let s = setup(&[])?;
+    let relay = Relay::start("relay-in", s.dir.path(), s.addr)?;
+    let first = greet_and_starttls(s.addr, &s.ca).await?;
+    std::fs::write(s.dir.path().join("tls.pem"), "-----BEGIN garbage\n")?;
+    let second = greet_and_starttls(s.addr, &s.ca).await?;
+    assert_eq!(first[0], second[0]);
+    relay.wait_for_log("tls.pem", Duration::from_secs(5))?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_speaking_before_the_banner_is_refused() -> anyhow::Result<()> {
+    let s = setup(&[("early_talker.ini", "pause=0.5\n")])?;
+    let relay = Relay::start("relay-in", s.dir.path(), s.addr)?;
+    let mut client = SmtpClient::connect(s.addr).await?;
+    client.send(b"EHLO impatient.example\r\n").await?;
+    let reply = client.read_reply().await?;
+    assert_eq!(reply.code, 554, "{reply:?}");
+    assert!(client.closed_within(Duration::from_secs(5)).await?);
+    relay.wait_for_log("early talker", Duration::from_secs(5))?;
+
+    // A client that waits for the banner is served normally.
+    let mut polite = SmtpClient::connect(s.addr).await?;
+    assert_eq!(polite.read_reply().await?.code, 220);
+    polite.expect("EHLO polite.example", 250).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_says_goodbye_to_idle_clients_and_exits_cleanly() -> anyhow::Result<()> {
+    let s = setup(&[])?;
+    let mut relay = Relay::start("relay-in", s.dir.path(), s.addr)?;
+    let mut client = SmtpClient::connect(s.addr).await?;
+    assert_eq!(client.read_reply().await?.code, 220);
+    client.expect("EHLO c.example", 250).await?;
+    let status = tokio::task::spawn_blocking(move || relay.stop(Duration::from_secs(10))).await??;
+    let reply = client.read_reply().await?;
+    assert_eq!(reply.code, 421, "{reply:?}");
+    assert!(reply.lines[0].starts_with("421 4.3.2"), "{reply:?}");
+    assert!(status.success(), "{status}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_ip_connection_cap_answers_421() -> anyhow::Result<()> {
+    let s = setup(&[("limit.ini", "[concurrency]\nmax=2\n")])?;
+    let _relay = Relay::start("relay-in", s.dir.path(), s.addr)?;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = SmtpClient::connect(s.addr).await?;
+        assert_eq!(c.read_reply().await?.code, 220);
+        held.push(c);
+    }
+    let mut third = SmtpClient::connect(s.addr).await?;
+    let reply = third.read_reply().await?;
+    assert!(reply.lines[0].starts_with("421 4.7.0"), "{reply:?}");
+    Ok(())
+}
+
+fn repo(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn check_accepts_the_example_and_seed_configurations() -> anyhow::Result<()> {
+    for (binary, dir) in [
+        ("relay-in", repo("config-in")),
+        ("relay-out", repo("config-out")),
+        ("relay-in", repo("tests/fixtures/seed-haraka-in")),
+        ("relay-out", repo("tests/fixtures/seed-haraka-out")),
+    ] {
+        let (code, output) = run(binary, &["--check", "-c", &dir])?;
+        assert_eq!(code, 0, "{binary} --check -c {dir}:\n{output}");
+        assert!(
+            output.contains(&format!("OK: {binary} will run")),
+            "{output}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn check_names_the_file_and_key_of_a_wrong_value() -> anyhow::Result<()> {
+    let s = setup(&[("connection.ini", "[max]\nbytes=lots\n")])?;
+    let (code, output) = run(
+        "relay-in",
+        &["--check", "-c", &s.dir.path().display().to_string()],
+    )?;
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("connection.ini"), "{output}");
+    assert!(output.contains("bytes"), "{output}");
+    assert!(output.contains("lots"), "{output}");
+    Ok(())
+}
+
+#[test]
+fn a_wrong_value_stops_startup_naming_file_and_key() -> anyhow::Result<()> {
+    let s = setup(&[("smtp.ini", "listen=127.0.0.1:notaport\n")])?;
+    let (code, output) = run("relay-in", &["-c", &s.dir.path().display().to_string()])?;
+    assert_eq!(code, 1, "{output}");
+    assert!(
+        output.contains("smtp.ini") && output.contains("listen"),
+        "{output}"
+    );
+    Ok(())
+}
