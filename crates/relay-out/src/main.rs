@@ -3,12 +3,18 @@
 //! the recipients' MX hosts.
 
 mod acl;
+// Not used by the daemon yet; the queue runner will build notices and
+// schedule retries with them.
+#[allow(dead_code)]
+mod bounce;
 mod check;
 mod config;
 mod policy;
 // The delivery loop and the `queue` CLI that use the spool are not written yet.
 #[allow(dead_code, unused_imports)]
 mod queue;
+#[allow(dead_code)]
+mod schedule;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
