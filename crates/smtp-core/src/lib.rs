@@ -7,6 +7,7 @@
 //! [`config`] are the pieces it needs from the outside world.
 
 pub mod address;
+pub mod client;
 pub mod command;
 pub mod config;
 pub mod data;
