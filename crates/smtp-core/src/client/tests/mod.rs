@@ -129,13 +129,16 @@ async fn play(mut stream: Box<dyn Io>, script: Vec<Act>) -> Heard {
 /// octets after it stay in `buffer`.
 async fn read_until(stream: &mut Box<dyn Io>, buffer: &mut Vec<u8>, terminator: &[u8]) -> Vec<u8> {
     let mut chunk = [0u8; 8192];
+    // Where the search resumes, so a large DATA is not rescanned per read.
+    let mut searched = 0;
     loop {
-        if let Some(at) = buffer
+        if let Some(at) = buffer[searched..]
             .windows(terminator.len())
             .position(|window| window == terminator)
         {
-            return buffer.drain(..at + terminator.len()).collect();
+            return buffer.drain(..searched + at + terminator.len()).collect();
         }
+        searched = buffer.len().saturating_sub(terminator.len() - 1);
         let read = tokio::time::timeout(SERVER_PATIENCE, stream.read(&mut chunk))
             .await
             .expect("client went quiet")
@@ -166,11 +169,12 @@ pub(super) fn opening(extensions: &[&str]) -> Vec<Act> {
     ]
 }
 
-/// A configuration with short timeouts, so that failing tests fail fast.
+/// A configuration with timeouts short enough that a failing test fails
+/// within seconds, yet long enough for a busy test machine.
 pub(super) fn config() -> ClientConfig {
     let mut config = ClientConfig::new("relay.test");
-    config.connect_timeout = Duration::from_secs(5);
-    config.timeouts = super::StepTimeouts::uniform(Duration::from_secs(5));
+    config.connect_timeout = Duration::from_secs(10);
+    config.timeouts = super::StepTimeouts::uniform(Duration::from_secs(10));
     config
 }
 
