@@ -8,6 +8,7 @@
 
 pub mod address;
 pub mod app;
+pub mod client;
 pub mod command;
 pub mod config;
 pub mod data;
@@ -20,3 +21,4 @@ pub mod reply;
 pub mod server;
 pub mod session;
 pub mod tls;
+pub mod xtext;

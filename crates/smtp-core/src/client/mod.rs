@@ -1,0 +1,164 @@
+//! The SMTP client both relays use: relay-in to forward accepted mail to the
+//! backend Postfix (with XCLIENT), relay-out to deliver to MX hosts and smart
+//! hosts.
+//!
+//! The protocol pieces are sans-IO and unit-tested without sockets:
+//! [`ReplyParser`] (octets → [`Reply`], with limits against hostile servers),
+//! [`Capabilities`] (the EHLO reply), [`xclient_commands`] and the AUTH
+//! encodings. [`SmtpClient`] is the thin tokio driver on top: one connection,
+//! every step bounded by its RFC 5321 §4.5.3.2 timeout.
+//!
+//! Negative replies to MAIL, RCPT and DATA are values, not errors: what to do
+//! with a `450` or a `550` is the caller's decision. [`ClientError`] is for
+//! everything that ends the session or keeps it from starting.
+
+mod auth;
+mod capabilities;
+mod error;
+mod reply_parser;
+mod session;
+mod tls;
+mod transport;
+mod xclient;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::reply::Reply;
+
+pub use auth::{AuthMechanism, Credentials};
+pub use capabilities::Capabilities;
+pub use error::{ClientError, ClientErrorKind, Step};
+pub use reply_parser::{MAX_REPLY_LINE, MAX_REPLY_LINES, ReplyError, ReplyParser};
+pub use session::SmtpClient;
+pub use tls::{ClientTls, ClientTlsError, TlsMode, TlsVerify};
+pub use xclient::{MAX_XCLIENT_LINE, XclientAttribute, XclientAttributes, xclient_commands};
+
+/// How long the client waits at each step.
+///
+/// Separate values exist because RFC 5321 §4.5.3.2 gives each step its own
+/// minimum: the server may legitimately take ten minutes to accept the final
+/// `.` (content scanning) but should answer RCPT much sooner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepTimeouts {
+    /// The `220` banner.
+    pub greeting: Duration,
+    /// EHLO/HELO, STARTTLS and its handshake, AUTH, XCLIENT, RSET, NOOP.
+    pub command: Duration,
+    pub mail: Duration,
+    pub rcpt: Duration,
+    /// The `354` to DATA.
+    pub data_init: Duration,
+    /// Each write of message content.
+    pub data_block: Duration,
+    /// The reply to the final `.`.
+    pub data_end: Duration,
+}
+
+impl Default for StepTimeouts {
+    /// The RFC 5321 §4.5.3.2 values.
+    fn default() -> Self {
+        const MINUTE: u64 = 60;
+        StepTimeouts {
+            greeting: Duration::from_secs(5 * MINUTE),
+            command: Duration::from_secs(5 * MINUTE),
+            mail: Duration::from_secs(5 * MINUTE),
+            rcpt: Duration::from_secs(5 * MINUTE),
+            data_init: Duration::from_secs(2 * MINUTE),
+            data_block: Duration::from_secs(3 * MINUTE),
+            data_end: Duration::from_secs(10 * MINUTE),
+        }
+    }
+}
+
+impl StepTimeouts {
+    /// The same limit for every step, e.g. relay-in's backend `timeout`,
+    /// which must stay well inside its own client's patience.
+    pub fn uniform(timeout: Duration) -> Self {
+        StepTimeouts {
+            greeting: timeout,
+            command: timeout,
+            mail: timeout,
+            rcpt: timeout,
+            data_init: timeout,
+            data_block: timeout,
+            data_end: timeout,
+        }
+    }
+}
+
+/// Everything that shapes a client session, fixed for a whole connection.
+///
+/// It exists so that relay-in (one backend) and relay-out (many destinations,
+/// each with its own TLS and AUTH needs) can build one value per destination
+/// at startup and open connections from it cheaply.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Our EHLO name (Haraka's `me`).
+    pub helo_name: String,
+    pub connect_timeout: Duration,
+    pub timeouts: StepTimeouts,
+    pub tls: ClientTls,
+    /// Used by [`SmtpClient::authenticate`]; `None` means no AUTH.
+    pub auth: Option<Credentials>,
+    /// Local address to connect from (Haraka's `bind`).
+    pub source_address: Option<IpAddr>,
+}
+
+impl ClientConfig {
+    /// No TLS, no AUTH, RFC timeouts, and the 30 s connect timeout Haraka uses.
+    pub fn new(helo_name: impl Into<String>) -> Self {
+        ClientConfig {
+            helo_name: helo_name.into(),
+            connect_timeout: Duration::from_secs(30),
+            timeouts: StepTimeouts::default(),
+            tls: ClientTls::off(),
+            auth: None,
+            source_address: None,
+        }
+    }
+}
+
+/// Optional MAIL FROM parameters; each is only sent when the server
+/// advertised the extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MailOptions {
+    /// The message size, for `SIZE=` (RFC 1870).
+    pub size: Option<u64>,
+    /// The message needs SMTPUTF8 (a UTF-8 address or header). Sent as the
+    /// `SMTPUTF8` parameter; a server without it gets nothing and the call
+    /// fails with [`ClientErrorKind::SmtpUtf8NotOffered`].
+    pub smtputf8: bool,
+}
+
+/// The server's answers to one envelope, in command order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvelopeReplies {
+    pub mail: Reply,
+    /// One reply per recipient, in the order given. Empty when MAIL was
+    /// refused (any pipelined RCPT replies are then meaningless `503`s).
+    pub rcpts: Vec<Reply>,
+}
+
+impl EnvelopeReplies {
+    /// Whether at least one recipient was accepted, i.e. DATA is worth sending.
+    pub fn any_accepted(&self) -> bool {
+        self.mail.is_positive() && self.rcpts.iter().any(Reply::is_positive)
+    }
+}
+
+/// What came of an XCLIENT attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum XclientOutcome {
+    /// All XCLIENT commands got `2xx` and we greeted again as the client.
+    Accepted,
+    /// The server does not offer XCLIENT (or none of our attributes); nothing
+    /// was sent, so the backend sees relay-in as the client.
+    NotOffered,
+    /// The server refused (`550` not authorised, `501`, `421`...). Attributes
+    /// of an earlier command of a split XCLIENT may already be in effect.
+    Refused(Reply),
+}

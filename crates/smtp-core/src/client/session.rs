@@ -1,0 +1,490 @@
+//! [`SmtpClient`]: one SMTP connection, driven step by step.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tracing::debug;
+
+use crate::address::{ForwardPath, ReversePath};
+use crate::data::DotStuffer;
+use crate::policy::HeloVerb;
+use crate::reply::Reply;
+
+use super::auth::{self, ChosenMechanism};
+use super::capabilities::Capabilities;
+use super::error::{ClientError, ClientErrorKind, Step};
+use super::transport::Transport;
+use super::xclient::xclient_commands;
+use super::{
+    ClientConfig, EnvelopeReplies, MailOptions, TlsMode, XclientAttributes, XclientOutcome,
+};
+
+/// QUIT is a courtesy: never wait long for it.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Message content is read and stuffed in pieces of this size, so a large
+/// spooled message never has to be in memory twice.
+const DATA_CHUNK: usize = 64 * 1024;
+
+/// Commands written at once when pipelining. A bound keeps the replies we do
+/// not read while writing small enough that neither side's socket buffer can
+/// fill up and deadlock the exchange (RFC 2920 §3.1).
+const PIPELINE_GROUP: usize = 100;
+
+/// An open SMTP session, greeted and (per the configuration) upgraded to TLS.
+///
+/// Each method is one protocol step and returns the server's reply; negative
+/// replies to MAIL, RCPT, DATA and RSET are values for the caller to judge.
+/// After an error that may have left the dialogue out of step, every further
+/// call fails with [`ClientErrorKind::Unusable`]: drop the client then.
+pub struct SmtpClient {
+    transport: Transport,
+    config: ClientConfig,
+    capabilities: Capabilities,
+}
+
+impl std::fmt::Debug for SmtpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpClient")
+            .field("peer", &self.transport.peer())
+            .field("tls", &self.transport.is_tls())
+            .field("capabilities", &self.capabilities)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpClient {
+    /// Connects, reads the greeting (anything but `220` is an error carrying
+    /// the reply), greets with EHLO (HELO if EHLO gets a 5xx), then upgrades
+    /// with STARTTLS per `config.tls` and greets again. `server_name` is the
+    /// name for SNI and certificate verification (the MX or smart-host name).
+    pub async fn connect(
+        addr: SocketAddr,
+        server_name: &str,
+        config: &ClientConfig,
+    ) -> Result<SmtpClient, ClientError> {
+        let transport =
+            Transport::connect(addr, config.source_address, config.connect_timeout).await?;
+        let mut client = SmtpClient {
+            transport,
+            config: config.clone(),
+            capabilities: Capabilities::default(),
+        };
+        let greeting = client
+            .transport
+            .read_reply(Step::Greeting, config.timeouts.greeting)
+            .await?;
+        if greeting.code() != 220 {
+            return Err(client.refusal(Step::Greeting, greeting));
+        }
+        let helo_name = client.config.helo_name.clone();
+        client.greet(&helo_name, HeloVerb::Ehlo).await?;
+        client.negotiate_tls(server_name).await?;
+        Ok(client)
+    }
+
+    /// What the server advertised in its latest EHLO reply.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.transport.is_tls()
+    }
+
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.transport.peer()
+    }
+
+    /// Hands the original client's identity to a Postfix backend (XCLIENT;
+    /// peers-and-specs §1): only the advertised attributes, split at 512
+    /// octets, NAME and ADDR last. Each command must get a `2xx` (Postfix:
+    /// `220`, a fresh greeting); then we greet again as the client, with
+    /// `ehlo_as` (its HELO name) and its verb, so that the backend records
+    /// the same HELO and protocol it would have seen.
+    pub async fn xclient(
+        &mut self,
+        attributes: &XclientAttributes,
+        ehlo_as: &str,
+    ) -> Result<XclientOutcome, ClientError> {
+        self.transport.ensure_usable(Step::Xclient)?;
+        let Some(advertised) = &self.capabilities.xclient else {
+            return Ok(XclientOutcome::NotOffered);
+        };
+        let commands = xclient_commands(attributes, advertised);
+        if commands.is_empty() {
+            return Ok(XclientOutcome::NotOffered);
+        }
+        let timeout = self.config.timeouts.command;
+        for command in &commands {
+            let reply = self
+                .transport
+                .command(command, Step::Xclient, timeout)
+                .await?;
+            match reply.code() {
+                200..=299 => {}
+                400..=599 => return Ok(XclientOutcome::Refused(reply)),
+                _ => return Err(self.unexpected(Step::Xclient, reply)),
+            }
+        }
+        let ehlo_as = if ehlo_as.trim().is_empty() {
+            self.config.helo_name.clone()
+        } else {
+            ehlo_as.to_owned()
+        };
+        self.greet(&ehlo_as, attributes.proto).await?;
+        Ok(XclientOutcome::Accepted)
+    }
+
+    /// Authenticates per `config.auth` (nothing to do without credentials):
+    /// AUTH PLAIN with an initial response, or AUTH LOGIN. The password never
+    /// reaches a log.
+    pub async fn authenticate(&mut self) -> Result<(), ClientError> {
+        self.transport.ensure_usable(Step::Auth)?;
+        let Some(credentials) = self.config.auth.clone() else {
+            return Ok(());
+        };
+        let Some(mechanism) = auth::choose_mechanism(credentials.mechanism, &self.capabilities)
+        else {
+            let offered = self.capabilities.auth.clone();
+            return Err(self
+                .transport
+                .fail(Step::Auth, ClientErrorKind::AuthNotOffered { offered }));
+        };
+        let final_reply = match mechanism {
+            ChosenMechanism::Plain => {
+                let command = auth::plain_command(&credentials);
+                self.auth_step(&command, "AUTH PLAIN <redacted>").await?
+            }
+            ChosenMechanism::Login => {
+                let user = auth::base64(credentials.user.as_bytes());
+                let password = auth::base64(credentials.password.as_bytes());
+                let mut reply = self.auth_step("AUTH LOGIN", "AUTH LOGIN").await?;
+                if reply.code() == 334 {
+                    reply = self.auth_step(&user, "<user>").await?;
+                }
+                if reply.code() == 334 {
+                    reply = self.auth_step(&password, "<redacted>").await?;
+                }
+                reply
+            }
+        };
+        match final_reply.code() {
+            235 => Ok(()),
+            400..=599 => Err(self.refusal(Step::Auth, final_reply)),
+            _ => Err(self.unexpected(Step::Auth, final_reply)),
+        }
+    }
+
+    /// MAIL FROM and every RCPT TO, pipelined when the server offers
+    /// PIPELINING (in groups of at most 100 commands), one by one otherwise.
+    pub async fn envelope(
+        &mut self,
+        from: &ReversePath,
+        rcpts: &[ForwardPath],
+        options: MailOptions,
+    ) -> Result<EnvelopeReplies, ClientError> {
+        self.transport.ensure_usable(Step::MailFrom)?;
+        let mail = self.mail_command(from, options)?;
+        if !self.capabilities.pipelining {
+            let mail = self.mail_from_line(&mail).await?;
+            let mut replies = Vec::with_capacity(rcpts.len());
+            if mail.is_positive() {
+                for rcpt in rcpts {
+                    replies.push(self.rcpt_to(rcpt).await?);
+                }
+            }
+            return Ok(EnvelopeReplies {
+                mail,
+                rcpts: replies,
+            });
+        }
+
+        let timeouts = self.config.timeouts;
+        let mut commands = Vec::with_capacity(rcpts.len() + 1);
+        commands.push((mail, Step::MailFrom, timeouts.mail));
+        commands.extend(
+            rcpts
+                .iter()
+                .map(|rcpt| (format!("RCPT TO:{rcpt}"), Step::RcptTo, timeouts.rcpt)),
+        );
+        let mut replies = Vec::with_capacity(commands.len());
+        for group in commands.chunks(PIPELINE_GROUP) {
+            let mut octets = Vec::new();
+            for (line, _, _) in group {
+                tracing::trace!(peer = %self.transport.peer(), "C: {line}");
+                octets.extend_from_slice(line.as_bytes());
+                octets.extend_from_slice(b"\r\n");
+            }
+            let (_, first_step, first_timeout) = group[0];
+            self.transport
+                .write(&octets, first_step, first_timeout)
+                .await?;
+            for &(_, step, timeout) in group {
+                let reply = self.transport.read_reply(step, timeout).await?;
+                replies.push(self.transaction_reply(step, reply)?);
+            }
+        }
+        let mut replies = replies.into_iter();
+        let Some(mail) = replies.next() else {
+            return Err(self.transport.fail(Step::MailFrom, ClientErrorKind::Closed));
+        };
+        let rcpts = if mail.is_positive() {
+            replies.collect()
+        } else {
+            Vec::new()
+        };
+        Ok(EnvelopeReplies { mail, rcpts })
+    }
+
+    /// MAIL FROM alone, for relay-in's live mode.
+    pub async fn mail_from(
+        &mut self,
+        from: &ReversePath,
+        options: MailOptions,
+    ) -> Result<Reply, ClientError> {
+        self.transport.ensure_usable(Step::MailFrom)?;
+        let line = self.mail_command(from, options)?;
+        self.mail_from_line(&line).await
+    }
+
+    /// One RCPT TO, for relay-in's live mode.
+    pub async fn rcpt_to(&mut self, rcpt: &ForwardPath) -> Result<Reply, ClientError> {
+        self.transport.ensure_usable(Step::RcptTo)?;
+        let line = format!("RCPT TO:{rcpt}");
+        let timeout = self.config.timeouts.rcpt;
+        let reply = self.transport.command(&line, Step::RcptTo, timeout).await?;
+        self.transaction_reply(Step::RcptTo, reply)
+    }
+
+    /// Sends DATA and, after `354`, the message dot-stuffed, and returns the
+    /// reply to the final `.`. A refusal of DATA itself (4xx/5xx) is returned
+    /// as is, without sending the message.
+    pub async fn data(&mut self, message: &[u8]) -> Result<Reply, ClientError> {
+        self.data_from(message).await
+    }
+
+    /// [`data`](Self::data) for a message read from `message` (a spool file)
+    /// piece by piece. A read failure is [`ClientErrorKind::MessageRead`] and
+    /// leaves the session unusable (DATA cannot be aborted).
+    pub async fn data_from<R: AsyncRead + Unpin>(
+        &mut self,
+        mut message: R,
+    ) -> Result<Reply, ClientError> {
+        self.transport.ensure_usable(Step::Data)?;
+        let timeouts = self.config.timeouts;
+        let reply = self
+            .transport
+            .command("DATA", Step::Data, timeouts.data_init)
+            .await?;
+        match reply.code() {
+            354 => {}
+            400..=599 => return Ok(reply),
+            _ => return Err(self.unexpected(Step::Data, reply)),
+        }
+
+        let mut stuffer = DotStuffer::new();
+        let mut chunk = vec![0u8; DATA_CHUNK];
+        let mut stuffed = Vec::with_capacity(DATA_CHUNK + DATA_CHUNK / 8);
+        loop {
+            let count = match message.read(&mut chunk).await {
+                Ok(count) => count,
+                Err(error) => {
+                    return Err(self
+                        .transport
+                        .fail(Step::DataBlock, ClientErrorKind::MessageRead(error)));
+                }
+            };
+            if count == 0 {
+                break;
+            }
+            stuffed.clear();
+            stuffer.push(&chunk[..count], &mut stuffed);
+            self.transport
+                .write(&stuffed, Step::DataBlock, timeouts.data_block)
+                .await?;
+        }
+        stuffed.clear();
+        stuffer.finish(&mut stuffed);
+        self.transport
+            .write(&stuffed, Step::DataBlock, timeouts.data_block)
+            .await?;
+
+        let reply = self
+            .transport
+            .read_reply(Step::DataEnd, timeouts.data_end)
+            .await?;
+        self.transaction_reply(Step::DataEnd, reply)
+    }
+
+    /// Abandons the current transaction.
+    pub async fn rset(&mut self) -> Result<Reply, ClientError> {
+        self.simple_command("RSET", Step::Rset).await
+    }
+
+    /// Checks that the session is alive.
+    pub async fn noop(&mut self) -> Result<Reply, ClientError> {
+        self.simple_command("NOOP", Step::Noop).await
+    }
+
+    /// Says goodbye and closes the connection; best effort, bounded by a few
+    /// seconds, errors ignored.
+    pub async fn quit(mut self) {
+        let timeout = self.config.timeouts.command.min(QUIT_TIMEOUT);
+        if self.transport.is_usable() {
+            let _ = self.transport.command("QUIT", Step::Quit, timeout).await;
+        }
+        self.transport.shutdown(timeout).await;
+    }
+
+    /// EHLO (or HELO for a HELO client after XCLIENT) and the capabilities it
+    /// brings; falls back to HELO when EHLO gets a 5xx.
+    async fn greet(&mut self, name: &str, verb: HeloVerb) -> Result<(), ClientError> {
+        let name = helo_argument(name);
+        let timeout = self.config.timeouts.command;
+        if verb == HeloVerb::Ehlo {
+            let reply = self
+                .transport
+                .command(&format!("EHLO {name}"), Step::Ehlo, timeout)
+                .await?;
+            match reply.code() {
+                250 => {
+                    self.capabilities = Capabilities::from_ehlo(&reply);
+                    return Ok(());
+                }
+                500..=599 => {}
+                _ => return Err(self.refusal(Step::Ehlo, reply)),
+            }
+        }
+        let reply = self
+            .transport
+            .command(&format!("HELO {name}"), Step::Helo, timeout)
+            .await?;
+        if reply.code() != 250 {
+            return Err(self.refusal(Step::Helo, reply));
+        }
+        self.capabilities = Capabilities::from_helo(&reply);
+        Ok(())
+    }
+
+    /// STARTTLS per the configured mode, then EHLO again (RFC 3207 §4.2: what
+    /// the server said before TLS no longer counts).
+    async fn negotiate_tls(&mut self, server_name: &str) -> Result<(), ClientError> {
+        let tls = self.config.tls.clone();
+        let Some(connector) = tls.connector() else {
+            return Ok(());
+        };
+        let required = tls.mode() == TlsMode::Required;
+        if !self.capabilities.starttls {
+            if required {
+                return Err(self
+                    .transport
+                    .fail(Step::StartTls, ClientErrorKind::TlsNotOffered));
+            }
+            return Ok(());
+        }
+        let name = tls
+            .server_name(server_name, self.transport.peer().ip())
+            .map_err(|error| {
+                self.transport
+                    .fail(Step::StartTls, ClientErrorKind::TlsSetup(error))
+            })?;
+        let timeout = self.config.timeouts.command;
+        let reply = self
+            .transport
+            .command("STARTTLS", Step::StartTls, timeout)
+            .await?;
+        match reply.code() {
+            220 => {}
+            400..=599 if !required => {
+                debug!(peer = %self.transport.peer(), %reply, "STARTTLS refused; continuing in clear text");
+                return Ok(());
+            }
+            400..=599 => return Err(self.refusal(Step::StartTls, reply)),
+            _ => return Err(self.unexpected(Step::StartTls, reply)),
+        }
+        self.transport.start_tls(connector, name, timeout).await?;
+        self.capabilities = Capabilities::default();
+        let helo_name = self.config.helo_name.clone();
+        self.greet(&helo_name, HeloVerb::Ehlo).await
+    }
+
+    /// `MAIL FROM:<...>` with the parameters the server can take.
+    fn mail_command(
+        &mut self,
+        from: &ReversePath,
+        options: MailOptions,
+    ) -> Result<String, ClientError> {
+        let mut line = format!("MAIL FROM:{from}");
+        if let (Some(size), Some(_)) = (options.size, self.capabilities.size) {
+            line.push_str(&format!(" SIZE={size}"));
+        }
+        if options.smtputf8 {
+            if !self.capabilities.smtputf8 {
+                return Err(self
+                    .transport
+                    .fail(Step::MailFrom, ClientErrorKind::SmtpUtf8NotOffered));
+            }
+            line.push_str(" SMTPUTF8");
+        }
+        Ok(line)
+    }
+
+    async fn mail_from_line(&mut self, line: &str) -> Result<Reply, ClientError> {
+        let timeout = self.config.timeouts.mail;
+        let reply = self
+            .transport
+            .command(line, Step::MailFrom, timeout)
+            .await?;
+        self.transaction_reply(Step::MailFrom, reply)
+    }
+
+    async fn simple_command(&mut self, line: &str, step: Step) -> Result<Reply, ClientError> {
+        self.transport.ensure_usable(step)?;
+        let timeout = self.config.timeouts.command;
+        let reply = self.transport.command(line, step, timeout).await?;
+        self.transaction_reply(step, reply)
+    }
+
+    /// A reply the caller judges: any 2xx, 4xx or 5xx. A 3xx where none can
+    /// come means we no longer understand the server.
+    fn transaction_reply(&mut self, step: Step, reply: Reply) -> Result<Reply, ClientError> {
+        if (300..400).contains(&reply.code()) {
+            return Err(self.unexpected(step, reply));
+        }
+        Ok(reply)
+    }
+
+    fn refusal(&mut self, step: Step, reply: Reply) -> ClientError {
+        if (400..600).contains(&reply.code()) {
+            self.transport.fail(step, ClientErrorKind::Rejected(reply))
+        } else {
+            self.unexpected(step, reply)
+        }
+    }
+
+    fn unexpected(&mut self, step: Step, reply: Reply) -> ClientError {
+        self.transport
+            .fail(step, ClientErrorKind::UnexpectedReply(reply))
+    }
+
+    /// Sends one AUTH line and reads the answer.
+    async fn auth_step(&mut self, line: &str, shown: &str) -> Result<Reply, ClientError> {
+        let timeout = self.config.timeouts.command;
+        self.transport
+            .send_line(line, shown, Step::Auth, timeout)
+            .await?;
+        self.transport.read_reply(Step::Auth, timeout).await
+    }
+}
+
+/// The HELO/EHLO argument as sent: the original client's HELO name may hold
+/// anything its command line could, and a control character must never reach
+/// our command line.
+fn helo_argument(name: &str) -> String {
+    name.trim()
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}

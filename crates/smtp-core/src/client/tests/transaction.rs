@@ -1,0 +1,269 @@
+//! Whole transactions: envelope (pipelined or not), DATA, RSET, QUIT.
+
+use std::time::Duration;
+
+use super::*;
+use crate::client::{ClientErrorKind, MailOptions, SmtpClient, Step};
+use crate::reply::EnhancedCode;
+
+#[tokio::test]
+async fn full_pipelined_transaction() {
+    let mut script = opening(&["PIPELINING", "SIZE 1000000", "8BITMIME", "SMTPUTF8"]);
+    script.extend([
+        // MAIL and both RCPTs must arrive before we answer any of them.
+        Act::Hear(3),
+        say("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 <b@example.org>: User unknown\r\n"),
+        Act::Hear(1),
+        say("354 End data with <CR><LF>.<CR><LF>\r\n"),
+        Act::HearData,
+        say("250 2.0.0 Ok: queued as ABC123\r\n"),
+        Act::Hear(1),
+        say("221 2.0.0 Bye\r\n"),
+    ]);
+    let server = FakeServer::start(script).await;
+
+    let mut client = SmtpClient::connect(server.addr, "backend.test", &config())
+        .await
+        .unwrap();
+    assert!(client.capabilities().pipelining);
+    assert!(!client.is_tls());
+    assert_eq!(client.peer_addr(), server.addr);
+
+    let options = MailOptions {
+        size: Some(1234),
+        smtputf8: true,
+    };
+    let replies = client
+        .envelope(
+            &sender("<s@example.com>"),
+            &[recipient("<a@example.org>"), recipient("<b@example.org>")],
+            options,
+        )
+        .await
+        .unwrap();
+    assert_eq!(replies.mail.code(), 250);
+    assert_eq!(
+        replies.rcpts.iter().map(|r| r.code()).collect::<Vec<_>>(),
+        [250, 550]
+    );
+    assert_eq!(
+        replies.rcpts[1].enhanced(),
+        Some(EnhancedCode::new(5, 1, 1))
+    );
+    assert!(replies.any_accepted());
+
+    let reply = client.data(b"Subject: hi\r\n\r\nhello\r\n").await.unwrap();
+    assert_eq!(reply.to_string(), "250 2.0.0 Ok: queued as ABC123");
+    client.quit().await;
+
+    let heard = server.heard().await;
+    assert_eq!(
+        heard.lines,
+        [
+            "EHLO relay.test",
+            "MAIL FROM:<s@example.com> SIZE=1234 SMTPUTF8",
+            "RCPT TO:<a@example.org>",
+            "RCPT TO:<b@example.org>",
+            "DATA",
+            "QUIT",
+        ]
+    );
+    assert_eq!(heard.data, [b"Subject: hi\r\n\r\nhello\r\n.\r\n".to_vec()]);
+}
+
+#[tokio::test]
+async fn without_pipelining_each_command_waits_for_its_reply() {
+    let mut script = opening(&["8BITMIME"]);
+    script.extend([
+        Act::Hear(1),
+        Act::Silence(Duration::from_millis(200)),
+        say("250 2.1.0 Ok\r\n"),
+        Act::Hear(1),
+        Act::Silence(Duration::from_millis(200)),
+        say("451 4.3.0 Try later\r\n"),
+        Act::Hear(1),
+        say("250 2.1.5 Ok\r\n"),
+    ]);
+    let server = FakeServer::start(script).await;
+    let mut client = SmtpClient::connect(server.addr, "backend.test", &config())
+        .await
+        .unwrap();
+    let replies = client
+        .envelope(
+            &sender("<>"),
+            &[recipient("<a@example.org>"), recipient("<Postmaster>")],
+            MailOptions {
+                // SIZE is not advertised, so it is not sent.
+                size: Some(10),
+                smtputf8: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        replies.rcpts.iter().map(|r| r.code()).collect::<Vec<_>>(),
+        [451, 250]
+    );
+    let heard = server.heard().await;
+    assert_eq!(
+        heard.lines[1..],
+        [
+            "MAIL FROM:<>",
+            "RCPT TO:<a@example.org>",
+            "RCPT TO:<Postmaster>"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn refused_mail_leaves_no_recipient_replies() {
+    let mut script = opening(&["PIPELINING"]);
+    script.extend([
+        Act::Hear(2),
+        say("550 5.7.1 Sender rejected\r\n503 5.5.1 Error: need MAIL command\r\n"),
+        Act::Hear(1),
+        say("250 2.0.0 Ok\r\n"),
+    ]);
+    let server = FakeServer::start(script).await;
+    let mut client = SmtpClient::connect(server.addr, "backend.test", &config())
+        .await
+        .unwrap();
+    let replies = client
+        .envelope(
+            &sender("<s@example.com>"),
+            &[recipient("<a@example.org>")],
+            MailOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(replies.mail.code(), 550);
+    assert!(replies.rcpts.is_empty());
+    assert!(!replies.any_accepted());
+    // The session is still in step: RSET gets its own reply.
+    assert_eq!(client.rset().await.unwrap().code(), 250);
+    assert_eq!(server.heard().await.lines[3], "RSET");
+}
+
+#[tokio::test]
+async fn single_steps_for_live_mode() {
+    let mut script = opening(&["PIPELINING"]);
+    script.extend([
+        Act::Hear(1),
+        say("250 2.1.0 Ok\r\n"),
+        Act::Hear(1),
+        say("250 2.1.5 Ok\r\n"),
+        Act::Hear(1),
+        say("554 5.5.1 Error: no valid recipients\r\n"),
+    ]);
+    let server = FakeServer::start(script).await;
+    let mut client = SmtpClient::connect(server.addr, "backend.test", &config())
+        .await
+        .unwrap();
+    let mail = client
+        .mail_from(&sender("<s@example.com>"), MailOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(mail.code(), 250);
+    let rcpt = client.rcpt_to(&recipient("<a@example.org>")).await.unwrap();
+    assert_eq!(rcpt.code(), 250);
+    // A refused DATA is returned as is, and no content is sent.
+    let reply = client.data(b"never sent\r\n").await.unwrap();
+    assert_eq!(reply.code(), 554);
+    let heard = server.heard().await;
+    assert!(heard.data.is_empty());
+}
+
+#[tokio::test]
+async fn helo_fallback_when_ehlo_is_not_recognised() {
+    let script = vec![
+        say("220 old.test SMTP\r\n"),
+        Act::Hear(1),
+        say("502 5.5.2 Error: command not recognized\r\n"),
+        Act::Hear(1),
+        say("250 old.test\r\n"),
+    ];
+    let server = FakeServer::start(script).await;
+    let client = SmtpClient::connect(server.addr, "old.test", &config())
+        .await
+        .unwrap();
+    assert!(!client.capabilities().esmtp);
+    assert_eq!(client.capabilities().server_name, "old.test");
+    assert_eq!(
+        server.heard().await.lines,
+        ["EHLO relay.test", "HELO relay.test"]
+    );
+}
+
+#[tokio::test]
+async fn smtputf8_needed_but_not_offered_sends_nothing() {
+    let server = FakeServer::start(opening(&["PIPELINING"])).await;
+    let mut client = SmtpClient::connect(server.addr, "backend.test", &config())
+        .await
+        .unwrap();
+    let error = client
+        .envelope(
+            &sender("<s@example.com>"),
+            &[recipient("<a@example.org>")],
+            MailOptions {
+                size: None,
+                smtputf8: true,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error.kind(), ClientErrorKind::SmtpUtf8NotOffered));
+    assert_eq!(error.step(), Step::MailFrom);
+    assert!(!error.is_transient());
+    assert_eq!(server.heard().await.lines, ["EHLO relay.test"]);
+}
+
+#[tokio::test]
+async fn message_is_dot_stuffed() {
+    let mut script = opening(&[]);
+    script.extend([
+        Act::Hear(1),
+        say("354 go ahead\r\n"),
+        Act::HearData,
+        say("250 2.0.0 Ok\r\n"),
+    ]);
+    let server = FakeServer::start(script).await;
+    let mut client = SmtpClient::connect(server.addr, "backend.test", &config())
+        .await
+        .unwrap();
+    let message =
+        b".starts with a dot\r\nbody\r\n.\r\nafter a lone dot\r\n..two\r\nbare\n.lf\r\nend";
+    let reply = client.data(message).await.unwrap();
+    assert_eq!(reply.code(), 250);
+    let heard = server.heard().await;
+    assert_eq!(
+        heard.data,
+        [b"..starts with a dot\r\nbody\r\n..\r\nafter a lone dot\r\n...two\r\nbare\n..lf\r\nend\r\n.\r\n"
+            .to_vec()]
+    );
+}
+
+#[tokio::test]
+async fn large_message_is_streamed_in_pieces() {
+    let line = b"0123456789012345678901234567890123456789012345678901234567890123456789\r\n";
+    let message: Vec<u8> = line.repeat(20_000); // about 1.4 MB, many data chunks
+    let mut script = opening(&[]);
+    script.extend([
+        Act::Hear(1),
+        say("354 go ahead\r\n"),
+        Act::HearData,
+        say("250 2.0.0 Ok\r\n"),
+    ]);
+    let server = FakeServer::start(script).await;
+    let mut client = SmtpClient::connect(server.addr, "backend.test", &config())
+        .await
+        .unwrap();
+    assert_eq!(
+        client.data_from(message.as_slice()).await.unwrap().code(),
+        250
+    );
+    let heard = server.heard().await;
+    let mut expected = message.clone();
+    expected.extend_from_slice(b".\r\n");
+    assert_eq!(heard.data[0].len(), expected.len());
+    assert!(heard.data[0] == expected);
+}

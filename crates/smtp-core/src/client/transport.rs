@@ -1,0 +1,278 @@
+//! The socket side of the client: octets out, [`Reply`] values in, every wait
+//! bounded by a timeout, and the TLS upgrade in place.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tracing::trace;
+
+use crate::reply::Reply;
+
+use super::error::{ClientError, ClientErrorKind, Step};
+use super::reply_parser::ReplyParser;
+
+/// The connection before and after STARTTLS, as one type, so the dialogue is
+/// written once for both.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only while the handshake owns the socket, or after it failed.
+    Detached,
+}
+
+fn detached() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "connection lost in a TLS handshake",
+    )
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+}
+
+/// One SMTP connection's octet stream and reply parser.
+///
+/// It exists to keep one invariant in one place: after any failure that may
+/// have left the dialogue out of step (a timeout, a reset, garbage from the
+/// server) the connection is marked unusable, so that no later reply is ever
+/// matched to the wrong command.
+pub(crate) struct Transport {
+    stream: Stream,
+    parser: ReplyParser,
+    peer: SocketAddr,
+    usable: bool,
+}
+
+impl Transport {
+    /// Opens the TCP connection, from `source` if given.
+    pub(crate) async fn connect(
+        peer: SocketAddr,
+        source: Option<IpAddr>,
+        timeout: Duration,
+    ) -> Result<Transport, ClientError> {
+        let connect_error =
+            |source| ClientError::new(peer, Step::Connect, ClientErrorKind::Connect(source));
+        let socket = match peer {
+            SocketAddr::V4(_) => TcpSocket::new_v4(),
+            SocketAddr::V6(_) => TcpSocket::new_v6(),
+        }
+        .map_err(connect_error)?;
+        if let Some(source) = source {
+            socket
+                .bind(SocketAddr::new(source, 0))
+                .map_err(connect_error)?;
+        }
+        let tcp = tokio::time::timeout(timeout, socket.connect(peer))
+            .await
+            .map_err(|_| ClientError::new(peer, Step::Connect, ClientErrorKind::Timeout))?
+            .map_err(connect_error)?;
+        // Every write is a complete command group; waiting to coalesce it with
+        // more data would only add a round trip.
+        let _ = tcp.set_nodelay(true);
+        Ok(Transport {
+            stream: Stream::Plain(tcp),
+            parser: ReplyParser::new(),
+            peer,
+            usable: true,
+        })
+    }
+
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
+    }
+
+    pub(crate) fn is_usable(&self) -> bool {
+        self.usable
+    }
+
+    /// Builds the error for `kind` at `step`, marking the connection unusable
+    /// unless the failure leaves the dialogue in step.
+    pub(crate) fn fail(&mut self, step: Step, kind: ClientErrorKind) -> ClientError {
+        let error = ClientError::new(self.peer, step, kind);
+        if !error.leaves_session_usable() {
+            self.usable = false;
+        }
+        error
+    }
+
+    /// Refuses to go on after an earlier failure.
+    pub(crate) fn ensure_usable(&self, step: Step) -> Result<(), ClientError> {
+        if self.usable {
+            Ok(())
+        } else {
+            Err(ClientError::new(self.peer, step, ClientErrorKind::Unusable))
+        }
+    }
+
+    /// Writes one command line; `shown` is what the trace log says instead
+    /// (AUTH lines carry secrets).
+    pub(crate) async fn send_line(
+        &mut self,
+        line: &str,
+        shown: &str,
+        step: Step,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        trace!(peer = %self.peer, "C: {shown}");
+        let mut octets = Vec::with_capacity(line.len() + 2);
+        octets.extend_from_slice(line.as_bytes());
+        octets.extend_from_slice(b"\r\n");
+        self.write(&octets, step, timeout).await
+    }
+
+    /// Writes and flushes `octets` within `timeout`.
+    pub(crate) async fn write(
+        &mut self,
+        octets: &[u8],
+        step: Step,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        let stream = &mut self.stream;
+        let written = tokio::time::timeout(timeout, async {
+            stream.write_all(octets).await?;
+            stream.flush().await
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(self.fail(step, io_kind(error))),
+            Err(_) => Err(self.fail(step, ClientErrorKind::Timeout)),
+        }
+    }
+
+    /// Reads the next complete reply; the whole reply must arrive within
+    /// `timeout`, so a server dripping one octet at a time cannot hold us.
+    pub(crate) async fn read_reply(
+        &mut self,
+        step: Step,
+        timeout: Duration,
+    ) -> Result<Reply, ClientError> {
+        let Transport { stream, parser, .. } = self;
+        let read = tokio::time::timeout(timeout, async {
+            let mut chunk = [0u8; 4096];
+            loop {
+                match parser.next_reply() {
+                    Ok(Some(reply)) => return Ok(reply),
+                    Ok(None) => {}
+                    Err(error) => return Err(ClientErrorKind::Protocol(error)),
+                }
+                match stream.read(&mut chunk).await {
+                    Ok(0) => return Err(ClientErrorKind::Closed),
+                    Ok(count) => parser.push(&chunk[..count]),
+                    Err(error) => return Err(io_kind(error)),
+                }
+            }
+        })
+        .await;
+        match read {
+            Ok(Ok(reply)) => {
+                trace!(peer = %self.peer, "S: {reply}");
+                Ok(reply)
+            }
+            Ok(Err(kind)) => Err(self.fail(step, kind)),
+            Err(_) => Err(self.fail(step, ClientErrorKind::Timeout)),
+        }
+    }
+
+    /// Sends a command and reads its reply, each within `timeout`.
+    pub(crate) async fn command(
+        &mut self,
+        line: &str,
+        step: Step,
+        timeout: Duration,
+    ) -> Result<Reply, ClientError> {
+        self.send_line(line, line, step, timeout).await?;
+        self.read_reply(step, timeout).await
+    }
+
+    /// Runs the TLS handshake on the connection after the server's `220`.
+    pub(crate) async fn start_tls(
+        &mut self,
+        connector: &TlsConnector,
+        server_name: ServerName<'static>,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        if self.parser.has_buffered_input() {
+            return Err(self.fail(Step::TlsHandshake, ClientErrorKind::PrematureTlsData));
+        }
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Detached) else {
+            return Err(self.fail(Step::TlsHandshake, ClientErrorKind::Io(detached())));
+        };
+        match tokio::time::timeout(timeout, connector.connect(server_name, tcp)).await {
+            Ok(Ok(tls)) => {
+                self.stream = Stream::Tls(Box::new(tls));
+                Ok(())
+            }
+            Ok(Err(error)) => {
+                Err(self.fail(Step::TlsHandshake, ClientErrorKind::TlsHandshake(error)))
+            }
+            Err(_) => Err(self.fail(Step::TlsHandshake, ClientErrorKind::Timeout)),
+        }
+    }
+
+    /// Closes the connection (TLS close_notify first), waiting at most `timeout`.
+    pub(crate) async fn shutdown(mut self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.stream.shutdown()).await;
+    }
+}
+
+/// An unexpected end of the stream is a close, whatever layer noticed it.
+fn io_kind(error: io::Error) -> ClientErrorKind {
+    match error.kind() {
+        io::ErrorKind::UnexpectedEof => ClientErrorKind::Closed,
+        _ => ClientErrorKind::Io(error),
+    }
+}
