@@ -5,6 +5,7 @@
 //! Every address used here is on 127.0.0.0/8 or ::1; the README's test
 //! command runs the suite in a network namespace holding only loopback.
 
+pub mod backend;
 pub mod certs;
 pub mod dialog;
 pub mod dns;

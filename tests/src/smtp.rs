@@ -34,6 +34,7 @@ impl ClientReply {
 pub struct SmtpClient {
     stream: Option<Box<dyn Transport>>,
     buf: Vec<u8>,
+    local: SocketAddr,
 }
 
 impl SmtpClient {
@@ -61,10 +62,19 @@ impl SmtpClient {
     }
 
     fn from_stream(tcp: TcpStream) -> Self {
+        let local = tcp
+            .local_addr()
+            .expect("connected socket has a local address");
         Self {
             stream: Some(Box::new(tcp)),
             buf: Vec::new(),
+            local,
         }
+    }
+
+    /// Our side of the connection (the server sees this as the client).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
     }
 
     fn stream(&mut self) -> &mut Box<dyn Transport> {

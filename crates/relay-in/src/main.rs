@@ -4,6 +4,7 @@
 
 mod check;
 mod config;
+mod forward;
 mod policy;
 mod recipients;
 
@@ -52,7 +53,8 @@ async fn run(config: &std::path::Path) -> anyhow::Result<()> {
     for warning in core.warnings.iter().chain(&settings.warnings) {
         warn!("config: {warning}");
     }
-    let policy = Arc::new(policy::RelayIn::new(settings));
+    let forwarder = forward::Forwarder::new(&core.me, settings.forward)?;
+    let policy = Arc::new(policy::RelayIn::new(settings.local_domains, forwarder));
     Server::from_settings(&core, policy)
         .context("starting the server")?
         .run()

@@ -1,40 +1,44 @@
-//! relay-in's decisions: which recipients to accept, and what to do with a
-//! finished message.
+//! relay-in's decisions: which recipients to accept, and forwarding each
+//! message to the backend in `queue` or `live` mode.
 
 use std::sync::Arc;
 
-use smtp_core::address::ForwardPath;
+use smtp_core::address::{ForwardPath, ReversePath};
 use smtp_core::policy::{ClientInfo, ConnectionPolicy, Envelope, MailPolicy, SessionInfo, Verdict};
 use smtp_core::reply::{EnhancedCode, Reply};
 use tracing::info;
 
-use crate::config::RelayInSettings;
-use crate::recipients;
+use crate::config::{DomainSelector, ForwardMode, LocalDomains};
+use crate::forward::{self, Backend, Forwarder, RouteKey};
+use crate::recipients::{self, Refusal};
 
 /// relay-in's [`MailPolicy`]: hands each connection the shared settings.
 #[derive(Debug)]
 pub struct RelayIn {
-    shared: Arc<RelayInShared>,
+    shared: Arc<Shared>,
+}
+
+/// What every connection reads.
+#[derive(Debug)]
+struct Shared {
+    domains: LocalDomains,
+    forwarder: Forwarder,
 }
 
 impl RelayIn {
-    pub fn new(settings: RelayInSettings) -> Self {
+    pub fn new(domains: LocalDomains, forwarder: Forwarder) -> Self {
         Self {
-            shared: Arc::new(RelayInShared { settings }),
+            shared: Arc::new(Shared { domains, forwarder }),
         }
     }
 }
 
-/// Per-connection state.
-#[derive(Debug)]
+/// One client connection: the route its transaction is bound to and, in
+/// live mode, the backend session opened for it.
 pub struct RelayInConnection {
-    shared: Arc<RelayInShared>,
-}
-
-/// What connections need from [`RelayIn`], behind one `Arc`.
-#[derive(Debug)]
-struct RelayInShared {
-    settings: RelayInSettings,
+    shared: Arc<Shared>,
+    route: Option<RouteKey>,
+    live: Option<Backend>,
 }
 
 impl MailPolicy for RelayIn {
@@ -43,6 +47,8 @@ impl MailPolicy for RelayIn {
     fn connect(&self, _client: &ClientInfo) -> RelayInConnection {
         RelayInConnection {
             shared: Arc::clone(&self.shared),
+            route: None,
+            live: None,
         }
     }
 }
@@ -56,32 +62,120 @@ fn not_ours(rcpt: &ForwardPath) -> Reply {
     )
 }
 
+/// The address `domain_selector` routes by.
+fn selector(selector: DomainSelector, from: &ReversePath, rcpt: &ForwardPath) -> String {
+    match (selector, rcpt, from) {
+        (DomainSelector::MailFrom, _, ReversePath::Mailbox(m)) => m.to_string(),
+        (DomainSelector::MailFrom, _, ReversePath::Null) => String::new(),
+        (DomainSelector::RcptTo, ForwardPath::Mailbox(m), _) => m.to_string(),
+        (DomainSelector::RcptTo, ForwardPath::Postmaster(_), _) => String::new(),
+    }
+}
+
+impl RelayInConnection {
+    fn is_local(&self, rcpt: &ForwardPath) -> Result<(), Refusal> {
+        let result = recipients::check(&self.shared.domains, rcpt);
+        if result == Err(Refusal::NotLocal) && self.shared.forwarder.settings().check_recipient {
+            let domain = match rcpt {
+                ForwardPath::Mailbox(m) => m.domain().map(|d| d.as_str().to_string()),
+                ForwardPath::Postmaster(_) => None,
+            };
+            if domain.is_some_and(|d| self.shared.forwarder.has_domain_route(&d)) {
+                return Ok(());
+            }
+        }
+        result
+    }
+
+    /// Live mode: the backend session for this transaction, opened with its
+    /// MAIL FROM on the first recipient (the route is known then).
+    async fn live_backend(
+        &mut self,
+        session: &SessionInfo,
+        envelope: &Envelope,
+        selector: &str,
+    ) -> Result<&mut Backend, Reply> {
+        if self.live.is_none() {
+            let mut backend = self.shared.forwarder.open(selector, session).await?;
+            let mail = backend
+                .mail_from(&envelope.from, forward::mail_options(envelope, 0))
+                .await?;
+            if !mail.is_positive() {
+                backend.abandon();
+                return Err(mail);
+            }
+            self.live = Some(backend);
+        }
+        Ok(self.live.as_mut().expect("just opened"))
+    }
+}
+
 impl ConnectionPolicy for RelayInConnection {
     async fn rcpt_to(
         &mut self,
         session: &SessionInfo,
-        _envelope: &Envelope,
+        envelope: &Envelope,
         rcpt: &ForwardPath,
     ) -> Verdict {
-        match recipients::check(&self.shared.settings.local_domains, rcpt) {
-            Ok(()) => Verdict::accept(),
-            Err(refusal) => {
-                info!(conn = %session.conn_id, client = %session.client.peer.ip(), rcpt = %rcpt, reason = refusal.reason(), "recipient refused");
-                Verdict::Reject(not_ours(rcpt))
+        if let Err(refusal) = self.is_local(rcpt) {
+            info!(conn = %session.conn_id, client = %session.client.peer.ip(), rcpt = %rcpt, reason = refusal.reason(), "recipient refused");
+            return Verdict::Reject(not_ours(rcpt));
+        }
+        let settings = self.shared.forwarder.settings();
+        let selector = selector(settings.domain_selector, &envelope.from, rcpt);
+        let key = self.shared.forwarder.route_key(&selector);
+        if !envelope.recipients.is_empty() && self.route.as_ref().is_some_and(|first| *first != key)
+        {
+            info!(conn = %session.conn_id, rcpt = %rcpt, route = %key, "recipient deferred: its route differs from the transaction's");
+            return Verdict::Reject(forward::split_transaction());
+        }
+        if settings.mode == ForwardMode::Live {
+            let backend = match self.live_backend(session, envelope, &selector).await {
+                Ok(backend) => backend,
+                Err(reply) => return Verdict::Reject(reply),
+            };
+            match backend.rcpt_to(rcpt).await {
+                Ok(reply) if reply.is_positive() => {}
+                Ok(reply) | Err(reply) => return Verdict::Reject(reply),
             }
         }
+        self.route = Some(key);
+        Verdict::accept()
     }
 
     async fn message(
         &mut self,
-        _session: &SessionInfo,
-        _envelope: &Envelope,
-        _message: Vec<u8>,
+        session: &SessionInfo,
+        envelope: &Envelope,
+        message: Vec<u8>,
     ) -> Verdict {
-        Verdict::Reject(Reply::new(
-            451,
-            Some(EnhancedCode::new(4, 3, 0)),
-            "Forwarding is not available yet, try again later",
-        ))
+        self.route = None;
+        let result = match self.live.take() {
+            Some(backend) => backend.finish(session, envelope, &message).await,
+            None => {
+                let settings = self.shared.forwarder.settings();
+                let first = envelope
+                    .recipients
+                    .first()
+                    .cloned()
+                    .unwrap_or(ForwardPath::Postmaster("postmaster".into()));
+                let selector = selector(settings.domain_selector, &envelope.from, &first);
+                self.shared
+                    .forwarder
+                    .forward(session, envelope, &selector, &message)
+                    .await
+            }
+        };
+        match result {
+            Ok(reply) => Verdict::Accept(Some(reply)),
+            Err(reply) => Verdict::Reject(reply),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.route = None;
+        if let Some(backend) = self.live.take() {
+            backend.abandon();
+        }
     }
 }

@@ -9,8 +9,7 @@ mod xclient_alias;
 mod tests;
 
 pub use forward::{
-    AuthMechanism, DEFAULT_FORWARD_PORT, DomainSelector, ForwardAuth, ForwardMode, ForwardRoute,
-    ForwardSettings, XclientPolicy,
+    AuthMechanism, DomainSelector, ForwardMode, ForwardRoute, ForwardSettings, XclientPolicy,
 };
 pub use local_domains::LocalDomains;
 

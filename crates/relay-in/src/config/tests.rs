@@ -2,6 +2,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use super::forward::ForwardAuth;
 use super::*;
 
 /// A throw-away config directory (relay-in has no tempfile dev-dependency).

@@ -1,0 +1,404 @@
+//! Forwarding to the backend mail server (Haraka `queue/smtp_forward` and
+//! `smtp_proxy`), with Postfix XCLIENT so the backend sees the real client.
+//!
+//! relay-in has no queue: the sender's reply is the backend's verdict. Every
+//! failure on the way (unreachable, timeout, TLS, XCLIENT refused, dropped
+//! connection) becomes a `451` so the sender retries; only a backend's own
+//! negative reply to MAIL, RCPT or the message is passed on as it is.
+
+use std::net::SocketAddr;
+
+use smtp_core::address::{ForwardPath, ReversePath};
+use smtp_core::client::{
+    AuthMechanism as ClientAuth, ClientConfig, ClientError, ClientErrorKind, ClientTls,
+    Credentials, MailOptions, SmtpClient, Step, StepTimeouts, TlsMode, TlsVerify,
+    XclientAttributes, XclientOutcome,
+};
+use smtp_core::policy::{HeloVerb, SessionInfo};
+use smtp_core::reply::{EnhancedCode, Reply};
+use tracing::{info, warn};
+
+use crate::config::{AuthMechanism, ForwardRoute, ForwardSettings, XclientPolicy};
+
+/// A route from smtp_forward.ini with its client settings built once at
+/// startup (a CA file is read then, not per message).
+#[derive(Debug)]
+struct PreparedRoute {
+    route: ForwardRoute,
+    client: ClientConfig,
+}
+
+/// A startup error in smtp_forward.ini's TLS settings.
+#[derive(Debug, thiserror::Error)]
+#[error("smtp_forward.ini: TLS settings for {host}: {source}")]
+pub struct ForwardSetupError {
+    host: String,
+    source: smtp_core::client::ClientTlsError,
+}
+
+/// Opens backend sessions and forwards messages.
+#[derive(Debug)]
+pub struct Forwarder {
+    me: String,
+    settings: ForwardSettings,
+    routes: Vec<PreparedRoute>,
+}
+
+/// Which backend a recipient goes to; recipients of one transaction must
+/// share it (Haraka's split-host deferral).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteKey {
+    host: String,
+    port: u16,
+}
+
+impl std::fmt::Display for RouteKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// An open backend session for one transaction. Never reused for another
+/// client: after XCLIENT it *is* that client as far as the backend knows.
+pub struct Backend {
+    client: SmtpClient,
+    pub key: RouteKey,
+}
+
+fn reply(code: u16, enhanced: (u8, u16, u16), text: &str) -> Reply {
+    let (c, s, d) = enhanced;
+    Reply::new(code, Some(EnhancedCode::new(c, s, d)), text.to_string())
+}
+
+/// The backend could not be reached or dropped us: the sender retries.
+fn unavailable() -> Reply {
+    reply(
+        451,
+        (4, 4, 1),
+        "Backend mail server unavailable, try again later",
+    )
+}
+
+fn broken_session() -> Reply {
+    reply(
+        451,
+        (4, 4, 2),
+        "Connection to the backend mail server failed, try again later",
+    )
+}
+
+fn xclient_missing() -> Reply {
+    reply(
+        451,
+        (4, 7, 0),
+        "Backend does not accept the client's identity (XCLIENT), try again later",
+    )
+}
+
+pub fn split_transaction() -> Reply {
+    reply(451, (4, 3, 0), "Split transaction, retry soon")
+}
+
+/// Maps a client-side failure to the sender's reply. No error, whatever its
+/// step, ever becomes a positive or permanent reply: a failure between us
+/// and our own backend is never the sender's fault.
+fn failure_reply(error: &ClientError) -> Reply {
+    match (error.step(), error.kind()) {
+        (Step::Connect, _) | (_, ClientErrorKind::Connect(_)) => unavailable(),
+        (Step::Greeting, _) => unavailable(),
+        _ => broken_session(),
+    }
+}
+
+/// A backend reply passed to the sender, with our transaction id appended
+/// so one grep finds both sides (Haraka does the same).
+fn relayed(backend: &Reply, txn_id: &str) -> Reply {
+    Reply::new(
+        backend.code(),
+        backend.enhanced(),
+        format!("{} ({txn_id})", backend.text()),
+    )
+}
+
+impl Forwarder {
+    pub fn new(me: &str, settings: ForwardSettings) -> Result<Self, ForwardSetupError> {
+        let mut routes = Vec::new();
+        let all = std::iter::once(&settings.default_route).chain(settings.domain_routes.values());
+        for route in all {
+            if routes.iter().any(|p: &PreparedRoute| &p.route == route) {
+                continue;
+            }
+            let client =
+                client_config(me, &settings, route).map_err(|source| ForwardSetupError {
+                    host: route.host.clone(),
+                    source,
+                })?;
+            routes.push(PreparedRoute {
+                route: route.clone(),
+                client,
+            });
+        }
+        Ok(Self {
+            me: me.to_string(),
+            settings,
+            routes,
+        })
+    }
+
+    pub fn settings(&self) -> &ForwardSettings {
+        &self.settings
+    }
+
+    /// Whether `domain` has its own `[domain]` section; with
+    /// `check_recipient=true` such domains count as local (Haraka).
+    pub fn has_domain_route(&self, domain: &str) -> bool {
+        self.settings.domain_routes.contains_key(domain)
+    }
+
+    fn prepared(&self, selector: &str) -> &PreparedRoute {
+        let route = self.settings.route_for(selector);
+        self.routes
+            .iter()
+            .find(|p| &p.route == route)
+            .unwrap_or(&self.routes[0])
+    }
+
+    /// The route key for a transaction, chosen by `domain_selector` from the
+    /// sender or the first recipient.
+    pub fn route_key(&self, selector: &str) -> RouteKey {
+        let route = &self.prepared(selector).route;
+        RouteKey {
+            host: route.host.clone(),
+            port: route.port,
+        }
+    }
+
+    /// Connects, authenticates, then XCLIENT per `xclient=`. AUTH goes
+    /// before XCLIENT on purpose: Postfix resets SASL state on XCLIENT, so
+    /// the backend never treats an internet client as authenticated.
+    pub async fn open(&self, selector: &str, session: &SessionInfo) -> Result<Backend, Reply> {
+        let prepared = self.prepared(selector);
+        let route = &prepared.route;
+        let key = RouteKey {
+            host: route.host.clone(),
+            port: route.port,
+        };
+        let addrs = resolve(&route.host, route.port).await.map_err(|e| {
+            warn!(conn = %session.conn_id, backend = %key, "cannot resolve backend host: {e}");
+            unavailable()
+        })?;
+        let mut last_error = None;
+        let mut connected = None;
+        for addr in addrs {
+            match SmtpClient::connect(addr, &route.host, &prepared.client).await {
+                Ok(client) => {
+                    connected = Some(client);
+                    break;
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        let Some(mut client) = connected else {
+            if let Some(e) = &last_error {
+                warn!(conn = %session.conn_id, backend = %key, "backend connection failed: {e}");
+            }
+            return Err(last_error
+                .as_ref()
+                .map(failure_reply)
+                .unwrap_or_else(unavailable));
+        };
+        if let Err(e) = client.authenticate().await {
+            warn!(conn = %session.conn_id, backend = %key, "backend AUTH failed: {e}");
+            client.quit().await;
+            return Err(failure_reply(&e));
+        }
+        self.xclient(&mut client, session, &key).await?;
+        Ok(Backend { client, key })
+    }
+
+    async fn xclient(
+        &self,
+        client: &mut SmtpClient,
+        session: &SessionInfo,
+        key: &RouteKey,
+    ) -> Result<(), Reply> {
+        let policy = self.settings.xclient;
+        if policy == XclientPolicy::Off {
+            return Ok(());
+        }
+        let greeting = session.greeting.as_ref();
+        let helo = greeting
+            .map(|g| g.name.clone())
+            .unwrap_or_else(|| self.me.clone());
+        let attributes = XclientAttributes {
+            name: session.client.name.clone(),
+            addr: session.client.peer.ip(),
+            port: session.client.peer.port(),
+            proto: greeting.map(|g| g.verb).unwrap_or(HeloVerb::Ehlo),
+            helo: Some(helo.clone()),
+            destaddr: session.client.local.ip(),
+            destport: session.client.local.port(),
+            login: None,
+        };
+        let problem = match client.xclient(&attributes, &helo).await {
+            Ok(XclientOutcome::Accepted) => return Ok(()),
+            Ok(XclientOutcome::NotOffered) => "the backend does not offer XCLIENT".to_string(),
+            Ok(XclientOutcome::Refused(reply)) => format!("the backend refused XCLIENT: {reply}"),
+            Err(e) => {
+                warn!(conn = %session.conn_id, backend = %key, "XCLIENT failed: {e}");
+                return Err(failure_reply(&e));
+            }
+        };
+        if policy == XclientPolicy::Required {
+            warn!(conn = %session.conn_id, backend = %key, "not forwarding: {problem} (smtp_forward.ini xclient=required; add relay-in's address to Postfix smtpd_authorized_xclient_hosts)");
+            return Err(xclient_missing());
+        }
+        warn!(conn = %session.conn_id, backend = %key, "forwarding without the client's address: {problem} (xclient=optional)");
+        Ok(())
+    }
+
+    /// Queue mode: the whole transaction at the end of DATA.
+    pub async fn forward(
+        &self,
+        session: &SessionInfo,
+        envelope: &smtp_core::policy::Envelope,
+        selector: &str,
+        message: &[u8],
+    ) -> Result<Reply, Reply> {
+        let mut backend = self.open(selector, session).await?;
+        let options = mail_options(envelope, message.len());
+        let replies = match backend
+            .client
+            .envelope(&envelope.from, &envelope.recipients, options)
+            .await
+        {
+            Ok(replies) => replies,
+            Err(e) => {
+                warn!(conn = %session.conn_id, backend = %backend.key, "backend envelope failed: {e}");
+                return Err(failure_reply(&e));
+            }
+        };
+        if !replies.mail.is_positive() {
+            backend.client.quit().await;
+            return Err(relayed(&replies.mail, &envelope.id));
+        }
+        // SMTP has one verdict for the message: every recipient must be
+        // accepted, or none gets it (live mode gives per-recipient answers).
+        let refused = envelope
+            .recipients
+            .iter()
+            .zip(&replies.rcpts)
+            .find(|(_, r)| !r.is_positive());
+        if let Some((rcpt, _)) = refused {
+            let worst = replies
+                .rcpts
+                .iter()
+                .find(|r| r.is_transient())
+                .or_else(|| replies.rcpts.iter().find(|r| r.is_permanent()))
+                .cloned()
+                .unwrap_or_else(broken_session);
+            backend.client.quit().await;
+            info!(conn = %session.conn_id, id = %envelope.id, backend = %backend.key, rcpt = %rcpt, "backend refused a recipient: {worst}");
+            return Err(relayed(
+                &Reply::new(
+                    worst.code(),
+                    worst.enhanced(),
+                    format!("{rcpt}: {}", worst.text()),
+                ),
+                &envelope.id,
+            ));
+        }
+        backend.finish(session, envelope, message).await
+    }
+}
+
+impl Backend {
+    pub async fn mail_from(
+        &mut self,
+        from: &ReversePath,
+        options: MailOptions,
+    ) -> Result<Reply, Reply> {
+        self.client.mail_from(from, options).await.map_err(|e| {
+            warn!(backend = %self.key, "backend MAIL failed: {e}");
+            failure_reply(&e)
+        })
+    }
+
+    pub async fn rcpt_to(&mut self, rcpt: &ForwardPath) -> Result<Reply, Reply> {
+        self.client.rcpt_to(rcpt).await.map_err(|e| {
+            warn!(backend = %self.key, "backend RCPT failed: {e}");
+            failure_reply(&e)
+        })
+    }
+
+    /// DATA and the message; the backend's final reply is the verdict.
+    pub async fn finish(
+        mut self,
+        session: &SessionInfo,
+        envelope: &smtp_core::policy::Envelope,
+        message: &[u8],
+    ) -> Result<Reply, Reply> {
+        let result = self.client.data(message).await;
+        let outcome = match result {
+            Ok(final_reply) => {
+                info!(conn = %session.conn_id, id = %envelope.id, backend = %self.key, "backend answered: {final_reply}");
+                if final_reply.is_positive() {
+                    Ok(relayed(&final_reply, &envelope.id))
+                } else {
+                    Err(relayed(&final_reply, &envelope.id))
+                }
+            }
+            Err(e) => {
+                warn!(conn = %session.conn_id, id = %envelope.id, backend = %self.key, "backend DATA failed: {e}");
+                Err(failure_reply(&e))
+            }
+        };
+        self.client.quit().await;
+        outcome
+    }
+
+    /// Ends the session without a message (RSET, a dropped client).
+    pub fn abandon(self) {
+        tokio::spawn(self.client.quit());
+    }
+}
+
+pub fn mail_options(envelope: &smtp_core::policy::Envelope, size: usize) -> MailOptions {
+    MailOptions {
+        size: Some(size as u64),
+        smtputf8: envelope.params.smtputf8,
+    }
+}
+
+async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    Ok(tokio::net::lookup_host((host, port)).await?.collect())
+}
+
+fn client_config(
+    me: &str,
+    settings: &ForwardSettings,
+    route: &ForwardRoute,
+) -> Result<ClientConfig, smtp_core::client::ClientTlsError> {
+    let mut config = ClientConfig::new(me);
+    config.connect_timeout = settings.connect_timeout;
+    config.timeouts = StepTimeouts::uniform(settings.timeout);
+    config.tls = if route.enable_tls {
+        let verify = match (&settings.ca_file, settings.tls_verify) {
+            (_, false) => TlsVerify::Insecure,
+            (Some(ca), true) => TlsVerify::CaFile(ca.clone()),
+            (None, true) => TlsVerify::SystemRoots,
+        };
+        ClientTls::new(TlsMode::Opportunistic, &verify)?
+    } else {
+        ClientTls::off()
+    };
+    config.auth = route.auth.as_ref().map(|auth| Credentials {
+        mechanism: match auth.mechanism {
+            AuthMechanism::Plain => ClientAuth::Plain,
+            AuthMechanism::Login => ClientAuth::Login,
+        },
+        user: auth.user.clone(),
+        password: auth.pass.clone(),
+    });
+    Ok(config)
+}

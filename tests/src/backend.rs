@@ -1,0 +1,296 @@
+//! A recording SMTP server that plays relay-in's backend (or an MX for
+//! relay-out): scriptable replies and failures, and a record of every
+//! command line and every message it accepted.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// What happens after the client's final dot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AfterData {
+    /// Answer this reply line.
+    Reply(String),
+    /// Never answer (the client's timeout must fire).
+    Hang,
+}
+
+/// How the backend behaves; changeable while it runs.
+#[derive(Clone, Debug)]
+pub struct Behaviour {
+    /// The XCLIENT attribute list to advertise; `None`: no XCLIENT.
+    pub xclient: Option<String>,
+    /// Reply line to XCLIENT.
+    pub xclient_reply: String,
+    pub pipelining: bool,
+    pub mail_reply: String,
+    /// Reply line for RCPT by recipient address (without brackets); default 250.
+    pub rcpt_replies: Vec<(String, String)>,
+    /// Close the connection halfway through the message data.
+    pub close_mid_data: bool,
+    pub after_data: AfterData,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            xclient: Some("NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT".into()),
+            xclient_reply: "220 backend.test ESMTP".into(),
+            pipelining: true,
+            mail_reply: "250 2.1.0 Ok".into(),
+            rcpt_replies: Vec::new(),
+            close_mid_data: false,
+            after_data: AfterData::Reply("250 2.0.0 Ok: queued as BACKEND1".into()),
+        }
+    }
+}
+
+/// One message the backend said 250 to.
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    pub mail_from: String,
+    pub rcpts: Vec<String>,
+    /// Dot-unstuffed data, without the final dot line.
+    pub data: Vec<u8>,
+    /// The XCLIENT line of that session, if any, and the EHLO lines.
+    pub xclient: Option<String>,
+    pub ehlos: Vec<String>,
+    pub peer: SocketAddr,
+}
+
+/// Everything seen, for assertions.
+#[derive(Debug, Default)]
+pub struct Record {
+    /// Every command line of every session, in arrival order.
+    pub lines: Vec<String>,
+    pub accepted: Vec<Accepted>,
+    pub connections: usize,
+}
+
+pub struct RecordingBackend {
+    pub addr: SocketAddr,
+    behaviour: Arc<Mutex<Behaviour>>,
+    record: Arc<Mutex<Record>>,
+    accept_task: Option<JoinHandle<()>>,
+}
+
+impl RecordingBackend {
+    pub async fn start(behaviour: Behaviour) -> anyhow::Result<Self> {
+        Self::start_on("127.0.0.1:0".parse()?, behaviour).await
+    }
+
+    pub async fn start_on(addr: SocketAddr, behaviour: Behaviour) -> anyhow::Result<Self> {
+        let mut backend = RecordingBackend {
+            addr,
+            behaviour: Arc::new(Mutex::new(behaviour)),
+            record: Arc::new(Mutex::new(Record::default())),
+            accept_task: None,
+        };
+        backend.listen().await?;
+        Ok(backend)
+    }
+
+    async fn listen(&mut self) -> anyhow::Result<()> {
+        let listener = TcpListener::bind(self.addr).await?;
+        self.addr = listener.local_addr()?;
+        let behaviour = Arc::clone(&self.behaviour);
+        let record = Arc::clone(&self.record);
+        self.accept_task = Some(tokio::spawn(async move {
+            while let Ok((stream, peer)) = listener.accept().await {
+                record.lock().unwrap().connections += 1;
+                let behaviour = behaviour.lock().unwrap().clone();
+                tokio::spawn(serve(stream, peer, behaviour, Arc::clone(&record)));
+            }
+        }));
+        Ok(())
+    }
+
+    /// Stops listening: connections are refused until [`Self::up`].
+    pub fn down(&mut self) {
+        if let Some(task) = self.accept_task.take() {
+            task.abort();
+        }
+    }
+
+    pub async fn up(&mut self) -> anyhow::Result<()> {
+        if self.accept_task.is_none() {
+            // The aborted task drops its listener asynchronously; retry briefly.
+            for _ in 0..50 {
+                if self.listen().await.is_ok() {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            self.listen().await?;
+        }
+        Ok(())
+    }
+
+    pub fn set(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().unwrap() = behaviour;
+    }
+
+    pub fn record(&self) -> std::sync::MutexGuard<'_, Record> {
+        self.record.lock().unwrap()
+    }
+
+    pub fn accepted(&self) -> Vec<Accepted> {
+        self.record().accepted.clone()
+    }
+
+    pub fn lines_starting(&self, prefix: &str) -> Vec<String> {
+        self.record()
+            .lines
+            .iter()
+            .filter(|l| l.to_ascii_uppercase().starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for RecordingBackend {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+async fn serve(mut stream: TcpStream, peer: SocketAddr, b: Behaviour, record: Arc<Mutex<Record>>) {
+    let _ = tokio::time::timeout(
+        Duration::from_secs(60),
+        session(&mut stream, peer, &b, &record),
+    )
+    .await;
+}
+
+async fn session(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    b: &Behaviour,
+    record: &Mutex<Record>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    stream.write_all(b"220 backend.test ESMTP\r\n").await?;
+    let mut mail_from = String::new();
+    let mut rcpts = Vec::new();
+    let mut xclient = None;
+    let mut ehlos = Vec::new();
+    loop {
+        let Some(line) = read_line(stream, &mut buf).await? else {
+            return Ok(());
+        };
+        record.lock().unwrap().lines.push(line.clone());
+        let upper = line.to_ascii_uppercase();
+        let reply: String = if upper.starts_with("EHLO") {
+            ehlos.push(line.clone());
+            let mut lines = vec!["250-backend.test".to_string()];
+            if b.pipelining {
+                lines.push("250-PIPELINING".into());
+            }
+            if let Some(attrs) = &b.xclient {
+                lines.push(format!("250-XCLIENT {attrs}"));
+            }
+            lines.push("250 8BITMIME".into());
+            lines.join("\r\n")
+        } else if upper.starts_with("HELO") {
+            ehlos.push(line.clone());
+            "250 backend.test".into()
+        } else if upper.starts_with("XCLIENT") {
+            xclient = Some(line.clone());
+            b.xclient_reply.clone()
+        } else if upper.starts_with("MAIL FROM:") {
+            mail_from = line[10..].trim().to_string();
+            rcpts.clear();
+            b.mail_reply.clone()
+        } else if upper.starts_with("RCPT TO:") {
+            let addr = line[8..]
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string();
+            let reply = b
+                .rcpt_replies
+                .iter()
+                .find(|(a, _)| a.eq_ignore_ascii_case(&addr))
+                .map(|(_, r)| r.clone())
+                .unwrap_or_else(|| "250 2.1.5 Ok".into());
+            if reply.starts_with('2') {
+                rcpts.push(addr);
+            }
+            reply
+        } else if upper == "DATA" {
+            stream
+                .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                .await?;
+            let mut data = Vec::new();
+            loop {
+                let Some(line) = read_raw_line(stream, &mut buf).await? else {
+                    return Ok(());
+                };
+                if b.close_mid_data && data.len() > 10 {
+                    return Ok(());
+                }
+                if line == b".\r\n" {
+                    break;
+                }
+                let line = line.strip_prefix(b".").unwrap_or(&line);
+                data.extend_from_slice(line);
+            }
+            match &b.after_data {
+                AfterData::Hang => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    return Ok(());
+                }
+                AfterData::Reply(reply) => {
+                    if reply.starts_with('2') {
+                        record.lock().unwrap().accepted.push(Accepted {
+                            mail_from: mail_from.clone(),
+                            rcpts: rcpts.clone(),
+                            data,
+                            xclient: xclient.clone(),
+                            ehlos: ehlos.clone(),
+                            peer,
+                        });
+                    }
+                    reply.clone()
+                }
+            }
+        } else if upper == "RSET" || upper == "NOOP" {
+            "250 2.0.0 Ok".into()
+        } else if upper == "QUIT" {
+            stream.write_all(b"221 2.0.0 Bye\r\n").await?;
+            return Ok(());
+        } else {
+            "502 5.5.2 Error: command not recognized".into()
+        };
+        stream.write_all(format!("{reply}\r\n").as_bytes()).await?;
+    }
+}
+
+async fn read_raw_line(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<Vec<u8>>> {
+    loop {
+        if let Some(lf) = buf.iter().position(|&b| b == b'\n') {
+            return Ok(Some(buf.drain(..=lf).collect()));
+        }
+        let mut chunk = [0u8; 8192];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn read_line(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<String>> {
+    Ok(read_raw_line(stream, buf).await?.map(|l| {
+        String::from_utf8_lossy(&l)
+            .trim_end_matches(['\r', '\n'])
+            .to_string()
+    }))
+}
