@@ -20,5 +20,6 @@ pub mod received;
 pub mod reply;
 pub mod server;
 pub mod session;
+pub mod stream;
 pub mod tls;
 pub mod xtext;

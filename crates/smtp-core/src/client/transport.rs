@@ -3,81 +3,19 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpSocket;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 use tracing::trace;
 
 use crate::reply::Reply;
+use crate::stream::MaybeTlsStream as Stream;
 
 use super::error::{ClientError, ClientErrorKind, Step};
 use super::reply_parser::ReplyParser;
-
-/// The connection before and after STARTTLS, as one type, so the dialogue is
-/// written once for both.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Only while the handshake owns the socket, or after it failed.
-    Detached,
-}
-
-fn detached() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotConnected,
-        "connection lost in a TLS handshake",
-    )
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Stream::Detached => Poll::Ready(Err(detached())),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Stream::Detached => Poll::Ready(Err(detached())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Stream::Detached => Poll::Ready(Err(detached())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Stream::Detached => Poll::Ready(Err(detached())),
-        }
-    }
-}
 
 /// One SMTP connection's octet stream and reply parser.
 ///
@@ -248,12 +186,16 @@ impl Transport {
         if self.parser.has_buffered_input() {
             return Err(self.fail(Step::TlsHandshake, ClientErrorKind::PrematureTlsData));
         }
-        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Detached) else {
-            return Err(self.fail(Step::TlsHandshake, ClientErrorKind::Io(detached())));
+        let Some(tcp) = self.stream.take_plain() else {
+            let lost = std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "no plain connection to upgrade",
+            );
+            return Err(self.fail(Step::TlsHandshake, ClientErrorKind::Io(lost)));
         };
         match tokio::time::timeout(timeout, connector.connect(server_name, tcp)).await {
             Ok(Ok(tls)) => {
-                self.stream = Stream::Tls(Box::new(tls));
+                self.stream = Stream::Tls(Box::new(tokio_rustls::TlsStream::Client(tls)));
                 Ok(())
             }
             Ok(Err(error)) => {

@@ -14,10 +14,10 @@ use super::Shared;
 use super::input::{InputBuffer, Line};
 use super::limits::LimitExceeded;
 use super::shutdown::{Phase, Shutdown};
-use super::stream::ClientStream;
 use crate::dns::ClientName;
 use crate::policy::{ClientInfo, ConnectionPolicy, MailPolicy};
 use crate::session::{Action, Session, TransactionRecord, replies};
+use crate::stream::MaybeTlsStream as ClientStream;
 
 /// Bytes asked of the socket per read: enough for a pipelined group or a
 /// good slice of DATA, small enough for 10,000 idle connections.
@@ -324,16 +324,15 @@ impl<P: MailPolicy> Connection<P> {
             .as_ref()
             .and_then(|tls| tls.acceptor())
             .ok_or(ConnectionEnd::TlsVanished)?;
-        let ClientStream::Plain(tcp) = std::mem::replace(&mut self.stream, ClientStream::Upgrading)
-        else {
-            return Err(ConnectionEnd::TlsVanished);
-        };
+        let tcp = self.stream.take_plain().ok_or(ConnectionEnd::TlsVanished)?;
         let handshake = timeout(
             self.shared.config.tls_handshake_timeout,
             acceptor.accept(tcp),
         );
         match handshake.await {
-            Ok(Ok(tls)) => self.stream = ClientStream::Tls(Box::new(tls)),
+            Ok(Ok(tls)) => {
+                self.stream = ClientStream::Tls(Box::new(tokio_rustls::TlsStream::Server(tls)))
+            }
             Ok(Err(e)) => {
                 info!(conn = %self.session.info().conn_id, client = %self.session.info().client.peer.ip(), "TLS handshake failed: {e}");
                 return Err(ConnectionEnd::Handshake(e));

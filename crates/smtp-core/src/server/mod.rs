@@ -6,7 +6,6 @@ mod input;
 mod limits;
 mod listener;
 mod shutdown;
-mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
