@@ -184,3 +184,37 @@ fn a_wrong_value_stops_startup_naming_file_and_key() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_host_list_and_a_broken_file_keeps_the_old_one() -> anyhow::Result<()> {
+    let s = setup(&[])?;
+    let relay = Relay::start("relay-in", s.dir.path(), s.addr)?;
+    let rcpt_code = |rcpt: &'static str| {
+        let addr = s.addr;
+        async move {
+            let mut c = SmtpClient::connect(addr).await?;
+            c.read_reply().await?;
+            c.expect("EHLO c.example", 250).await?;
+            c.expect("MAIL FROM:<a@o.example>", 250).await?;
+            anyhow::Ok(c.command(&format!("RCPT TO:<{rcpt}>")).await?.code)
+        }
+    };
+    assert_eq!(rcpt_code("u@added.example").await?, 550);
+
+    std::fs::write(
+        s.dir.path().join("host_list"),
+        "example.com\nadded.example\n",
+    )?;
+    relay.signal(libc::SIGHUP);
+    relay.wait_for_log("reloaded host_list", Duration::from_secs(5))?;
+    assert_eq!(rcpt_code("u@added.example").await?, 250);
+
+    std::fs::write(s.dir.path().join("host_list_regex"), "(unclosed\n")?;
+    relay.signal(libc::SIGHUP);
+    relay.wait_for_log(
+        "reload failed, keeping the previous settings",
+        Duration::from_secs(5),
+    )?;
+    assert_eq!(rcpt_code("u@added.example").await?, 250);
+    Ok(())
+}

@@ -55,8 +55,15 @@ async fn run(config: &std::path::Path) -> anyhow::Result<()> {
     }
     let forwarder = forward::Forwarder::new(&core.me, settings.forward)?;
     let policy = Arc::new(policy::RelayIn::new(settings.local_domains, forwarder));
+    let reload = {
+        let policy = Arc::clone(&policy);
+        let config = config.to_path_buf();
+        let me = core.me.clone();
+        Box::new(move || policy.reload(&config, &me))
+    };
     Server::from_settings(&core, policy)
         .context("starting the server")?
+        .on_reload(reload)
         .run()
         .await?;
     Ok(())

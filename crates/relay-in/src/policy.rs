@@ -1,21 +1,26 @@
 //! relay-in's decisions: which recipients to accept, and forwarding each
 //! message to the backend in `queue` or `live` mode.
 
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use smtp_core::config::ConfigDir;
 
 use smtp_core::address::{ForwardPath, ReversePath};
 use smtp_core::policy::{ClientInfo, ConnectionPolicy, Envelope, MailPolicy, SessionInfo, Verdict};
 use smtp_core::reply::{EnhancedCode, Reply};
-use tracing::info;
+use tracing::{error, info};
 
-use crate::config::{DomainSelector, ForwardMode, LocalDomains};
+use crate::config::{DomainSelector, ForwardMode, LocalDomains, RelayInSettings};
 use crate::forward::{self, Backend, Forwarder, RouteKey};
 use crate::recipients::{self, Refusal};
 
-/// relay-in's [`MailPolicy`]: hands each connection the shared settings.
+/// relay-in's [`MailPolicy`]: hands each connection the current settings.
+/// SIGHUP swaps them; connections already open keep the ones they started
+/// with, so no transaction sees two different routes.
 #[derive(Debug)]
 pub struct RelayIn {
-    shared: Arc<Shared>,
+    shared: RwLock<Arc<Shared>>,
 }
 
 /// What every connection reads.
@@ -28,7 +33,29 @@ struct Shared {
 impl RelayIn {
     pub fn new(domains: LocalDomains, forwarder: Forwarder) -> Self {
         Self {
-            shared: Arc::new(Shared { domains, forwarder }),
+            shared: RwLock::new(Arc::new(Shared { domains, forwarder })),
+        }
+    }
+
+    /// Re-reads host_list, host_list_regex and smtp_forward.ini (SIGHUP). A
+    /// file that does not load keeps the old settings and logs why.
+    pub fn reload(&self, config: &Path, me: &str) {
+        let loaded = ConfigDir::open(config)
+            .and_then(|dir| RelayInSettings::load(&dir))
+            .map_err(anyhow::Error::from)
+            .and_then(|settings| {
+                let forwarder = Forwarder::new(me, settings.forward)?;
+                Ok(Shared {
+                    domains: settings.local_domains,
+                    forwarder,
+                })
+            });
+        match loaded {
+            Ok(shared) => {
+                *self.shared.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(shared);
+                info!("reloaded host_list, host_list_regex and smtp_forward.ini");
+            }
+            Err(e) => error!("reload failed, keeping the previous settings: {e:#}"),
         }
     }
 }
@@ -45,8 +72,9 @@ impl MailPolicy for RelayIn {
     type Connection = RelayInConnection;
 
     fn connect(&self, _client: &ClientInfo) -> RelayInConnection {
+        let shared = Arc::clone(&self.shared.read().unwrap_or_else(|e| e.into_inner()));
         RelayInConnection {
-            shared: Arc::clone(&self.shared),
+            shared,
             route: None,
             live: None,
         }
