@@ -12,3 +12,4 @@ pub mod dns;
 pub mod process;
 pub mod scenario;
 pub mod smtp;
+pub mod postfix;
