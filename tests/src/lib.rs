@@ -9,7 +9,7 @@ pub mod backend;
 pub mod certs;
 pub mod dialog;
 pub mod dns;
+pub mod postfix;
 pub mod process;
 pub mod scenario;
 pub mod smtp;
-pub mod postfix;

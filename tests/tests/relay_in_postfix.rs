@@ -1,0 +1,129 @@
+//! relay-in in front of a real Postfix (Debian's package, a private
+//! instance on loopback with `smtpd_authorized_xclient_hosts`): Postfix must
+//! see the original client's address and HELO, not relay-in's.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use postern_tests::postfix::{Postfix, PostfixOptions};
+use postern_tests::process::{Relay, free_port};
+use postern_tests::smtp::SmtpClient;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn send_from(
+    source: IpAddr,
+    relay: SocketAddr,
+    helo: &str,
+    subject: &str,
+) -> anyhow::Result<u16> {
+    let mut client = SmtpClient::connect_from(source, relay).await?;
+    assert_eq!(client.read_reply().await?.code, 220);
+    client.expect(&format!("EHLO {helo}"), 250).await?;
+    let reply = client
+        .send_mail(
+            "sender@origin.example",
+            &["user@example.com"],
+            &format!("Subject: {subject}\n\nhello\n"),
+        )
+        .await?;
+    Ok(reply.code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postfix_sees_the_real_client_address_and_helo() -> anyhow::Result<()> {
+    let postfix = tokio::task::spawn_blocking(|| {
+        Postfix::start(PostfixOptions::xclient_backend(&["example.com"]))
+    })
+    .await??;
+    let dir = tempfile::tempdir()?;
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("smtp.ini"),
+        format!("listen=127.0.0.1:{port},[::1]:{port}\nrdns=off\n"),
+    )?;
+    std::fs::write(dir.path().join("me"), "mx.test\n")?;
+    std::fs::write(dir.path().join("host_list"), "example.com\n")?;
+    std::fs::write(
+        dir.path().join("smtp_forward.ini"),
+        format!(
+            "host=127.0.0.1\nport={}\nxclient=required\n",
+            postfix.addr().port()
+        ),
+    )?;
+    let v4 = SocketAddr::from(([127, 0, 0, 1], port));
+    let relay = Relay::start("relay-in", dir.path(), v4)?;
+
+    let code = send_from("127.0.0.5".parse()?, v4, "mail.sender.example", "from v4").await?;
+    assert_eq!(code, 250, "{}\n{}", relay.log(), postfix.log());
+    let v6: SocketAddr = format!("[::1]:{port}").parse()?;
+    let code = send_from("::1".parse()?, v6, "six.sender.example", "from v6").await?;
+    assert_eq!(code, 250, "{}\n{}", relay.log(), postfix.log());
+
+    let postfix = std::sync::Arc::new(postfix);
+    let p = std::sync::Arc::clone(&postfix);
+    let delivered = tokio::task::spawn_blocking(move || p.wait_for_delivered(2, WAIT)).await??;
+    let log = postfix.log();
+    // Postfix's smtpd logs the XCLIENT identity (NAME unknown: rdns is off).
+    assert!(log.contains("client=unknown[127.0.0.5]"), "{log}");
+    assert!(log.contains("client=unknown[::1]"), "{log}");
+
+    for (subject, helo, addr) in [
+        ("from v4", "mail.sender.example", "127.0.0.5"),
+        ("from v6", "six.sender.example", "IPv6:::1"),
+    ] {
+        let message = delivered
+            .iter()
+            .find(|m| m.header("Subject").as_deref() == Some(subject))
+            .unwrap_or_else(|| panic!("{subject} not delivered"));
+        let received = message.headers("Received");
+        // Postfix's own Received: names the client's HELO and address ...
+        let by_postfix = &received[0];
+        assert!(
+            by_postfix.contains(&format!("from {helo} (unknown [{addr}])")),
+            "{received:?}"
+        );
+        // ... and relay-in's Received: is below it.
+        assert!(
+            received.iter().any(|r| r.contains("by mx.test (Postern)")),
+            "{received:?}"
+        );
+        assert!(
+            !by_postfix.contains("127.0.0.1"),
+            "Postfix saw relay-in's address: {by_postfix}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postfix_without_xclient_permission_gets_nothing() -> anyhow::Result<()> {
+    let options = PostfixOptions {
+        xclient_hosts: String::new(),
+        ..PostfixOptions::xclient_backend(&["example.com"])
+    };
+    let postfix = tokio::task::spawn_blocking(move || Postfix::start(options)).await??;
+    let dir = tempfile::tempdir()?;
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("smtp.ini"),
+        format!("listen=127.0.0.1:{port}\nrdns=off\n"),
+    )?;
+    std::fs::write(dir.path().join("host_list"), "example.com\n")?;
+    std::fs::write(
+        dir.path().join("smtp_forward.ini"),
+        format!("host=127.0.0.1\nport={}\n", postfix.addr().port()),
+    )?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let _relay = Relay::start("relay-in", dir.path(), addr)?;
+    let mut client = SmtpClient::connect(addr).await?;
+    client.read_reply().await?;
+    client.expect("EHLO c.example", 250).await?;
+    let reply = client
+        .send_mail("a@o.example", &["user@example.com"], "x")
+        .await?;
+    assert!(reply.lines[0].starts_with("451 4.7.0"), "{reply:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(postfix.delivered().is_empty());
+    Ok(())
+}
