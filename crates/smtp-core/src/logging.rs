@@ -7,7 +7,9 @@
 //! while tracing-journald writes each one as its own journal field
 //! (`CLIENT=`, `CODE=`), which `journalctl CLIENT=203.0.113.9` can select.
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
+
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -28,6 +30,7 @@ pub fn init(default_level: &str) -> &'static str {
     }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
