@@ -18,6 +18,7 @@ pub mod logging;
 pub mod policy;
 pub mod received;
 pub mod reply;
+pub mod sasl;
 pub mod server;
 pub mod session;
 pub mod stream;

@@ -13,6 +13,7 @@ use crate::address::{ForwardPath, ReversePath};
 use crate::command::MailParams;
 use crate::dns::ClientName;
 use crate::reply::Reply;
+use crate::sasl::{Credentials, SaslMechanism};
 
 /// What a policy says about a sender, a recipient or a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +77,20 @@ pub struct SessionInfo {
     pub client: ClientInfo,
     pub greeting: Option<Greeting>,
     pub tls: Option<TlsInfo>,
+    /// The user name a successful AUTH proved (RFC 4954).
+    pub authenticated: Option<String>,
+}
+
+/// What a policy says about AUTH credentials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthVerdict {
+    /// `235 2.7.0`
+    Accepted,
+    /// `535 5.7.8`
+    Rejected,
+    /// `454 4.7.0`: the user store could not be read, or the client is
+    /// rate-limited; try again later.
+    TemporaryFailure,
 }
 
 /// The transaction so far: sender and the recipients already accepted.
@@ -122,6 +137,22 @@ pub trait ConnectionPolicy: Send + 'static {
         envelope: &Envelope,
         message: Vec<u8>,
     ) -> impl Future<Output = Verdict> + Send;
+
+    /// SASL mechanisms to offer in EHLO; empty (the default) offers no AUTH.
+    /// Asked when the session starts and again after STARTTLS, so a policy
+    /// can offer AUTH only over TLS.
+    fn auth_mechanisms(&self, _session: &SessionInfo) -> Vec<SaslMechanism> {
+        Vec::new()
+    }
+
+    /// Checks AUTH credentials. Never log the password.
+    fn authenticate(
+        &mut self,
+        _session: &SessionInfo,
+        _credentials: &Credentials,
+    ) -> impl Future<Output = AuthVerdict> + Send {
+        async { AuthVerdict::Rejected }
+    }
 
     /// The transaction was abandoned (RSET, a new EHLO, STARTTLS, QUIT or a
     /// dropped connection): release anything held for it.

@@ -15,7 +15,7 @@ use super::input::{InputBuffer, Line};
 use super::limits::LimitExceeded;
 use super::shutdown::{Phase, Shutdown};
 use crate::dns::ClientName;
-use crate::policy::{ClientInfo, ConnectionPolicy, MailPolicy};
+use crate::policy::{AuthVerdict, ClientInfo, ConnectionPolicy, MailPolicy};
 use crate::session::{Action, Session, TransactionRecord, replies};
 use crate::stream::MaybeTlsStream as ClientStream;
 
@@ -76,7 +76,9 @@ pub(crate) async fn serve<P: MailPolicy>(
         Some(dns) => dns.client_name(peer.ip()).await,
         None => ClientName::Unavailable,
     };
-    if is_early_talker(&tcp, shared.config.early_talker_pause).await
+    let implicit_tls = shared.config.implicit_tls_ports.contains(&local.port());
+    if !implicit_tls
+        && is_early_talker(&tcp, shared.config.early_talker_pause).await
         && shared.config.early_talker_reject
     {
         let reply = replies::early_talker(me);
@@ -143,7 +145,14 @@ struct Connection<P: MailPolicy> {
 
 impl<P: MailPolicy> Connection<P> {
     async fn run(&mut self) -> Result<(), ConnectionEnd> {
+        if self.implicit_tls() {
+            self.handshake().await?;
+            let tls = self.stream.tls_info().ok_or(ConnectionEnd::TlsVanished)?;
+            let action = self.session.tls_established(tls);
+            self.act(action).await?;
+        }
         self.session.set_tls_available(self.tls_available());
+        self.offer_auth();
         let action = self.session.greet();
         self.act(action).await?;
         let max_line = self.shared.config.max_line_length;
@@ -242,6 +251,29 @@ impl<P: MailPolicy> Connection<P> {
                     };
                     self.session.message_verdict(verdict)
                 }
+                Action::Authenticate => {
+                    let verdict = match self.session.pending_credentials() {
+                        Some(credentials) => {
+                            let verdict = self
+                                .policy
+                                .authenticate(self.session.info(), credentials)
+                                .await;
+                            let info = self.session.info();
+                            // The user name only: credentials never reach a log.
+                            match verdict {
+                                AuthVerdict::Accepted => {
+                                    info!(conn = %info.conn_id, client = %info.client.peer.ip(), user = %credentials.user(), "authenticated")
+                                }
+                                _ => {
+                                    warn!(conn = %info.conn_id, client = %info.client.peer.ip(), user = %credentials.user(), ?verdict, "authentication failed")
+                                }
+                            }
+                            verdict
+                        }
+                        None => break,
+                    };
+                    self.session.auth_verdict(verdict)
+                }
                 Action::StartTls => self.start_tls().await?,
                 Action::Reset => {
                     self.policy.reset();
@@ -298,6 +330,17 @@ impl<P: MailPolicy> Connection<P> {
         );
     }
 
+    /// A listener on `smtps_port` speaks TLS from the first byte (RFC 8314).
+    fn implicit_tls(&self) -> bool {
+        let local = self.session.info().client.local.port();
+        self.shared.config.implicit_tls_ports.contains(&local)
+    }
+
+    fn offer_auth(&mut self) {
+        let mechanisms = self.policy.auth_mechanisms(self.session.info());
+        self.session.set_auth_mechanisms(mechanisms);
+    }
+
     fn tls_available(&self) -> bool {
         let client = self.session.info().client.peer.ip();
         let excluded = self
@@ -318,6 +361,16 @@ impl<P: MailPolicy> Connection<P> {
         if discarded > 0 {
             warn!(conn = %self.session.info().conn_id, client = %self.session.info().client.peer.ip(), bytes = discarded, "discarded input pipelined after STARTTLS (command injection attempt?)");
         }
+        self.handshake().await?;
+        let tls_info = self.stream.tls_info().ok_or(ConnectionEnd::TlsVanished)?;
+        debug!(conn = %self.session.info().conn_id, protocol = %tls_info.protocol, cipher = %tls_info.cipher, "TLS established");
+        let action = self.session.tls_established(tls_info);
+        self.offer_auth();
+        Ok(action)
+    }
+
+    /// The server side of the TLS handshake on the plain socket.
+    async fn handshake(&mut self) -> Result<(), ConnectionEnd> {
         let acceptor = self
             .shared
             .tls
@@ -339,9 +392,7 @@ impl<P: MailPolicy> Connection<P> {
             }
             Err(_) => return Err(ConnectionEnd::HandshakeTimeout),
         }
-        let tls_info = self.stream.tls_info().ok_or(ConnectionEnd::TlsVanished)?;
-        debug!(conn = %self.session.info().conn_id, protocol = %tls_info.protocol, cipher = %tls_info.cipher, "TLS established");
-        Ok(self.session.tls_established(tls_info))
+        Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), ConnectionEnd> {

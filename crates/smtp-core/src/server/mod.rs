@@ -43,6 +43,9 @@ pub struct ServerConfig {
     /// tls.ini `[no_tls_hosts]`: clients never offered STARTTLS (broken
     /// peers that fail the handshake and would otherwise never deliver).
     pub no_tls_hosts: Vec<ipnetwork::IpNetwork>,
+    /// Listeners on these ports speak TLS from the first byte (smtp.ini
+    /// `smtps_port`, 465), as Haraka does.
+    pub implicit_tls_ports: Vec<u16>,
 }
 
 impl ServerConfig {
@@ -60,6 +63,7 @@ impl ServerConfig {
             early_talker_reject: true,
             tls_handshake_timeout: Duration::from_secs(30),
             no_tls_hosts: Vec::new(),
+            implicit_tls_ports: Vec::new(),
         }
     }
 }

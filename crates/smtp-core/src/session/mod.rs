@@ -14,9 +14,12 @@ use std::sync::Arc;
 use crate::address::{ForwardPath, ReversePath};
 use crate::command::{Command, CommandError, ErrorReply, MailParams};
 use crate::data::{BareNewlinePolicy, DataDecoder, DataOutcome};
-use crate::policy::{ClientInfo, Envelope, Greeting, HeloVerb, SessionInfo, TlsInfo, Verdict};
+use crate::policy::{
+    AuthVerdict, ClientInfo, Envelope, Greeting, HeloVerb, SessionInfo, TlsInfo, Verdict,
+};
 use crate::received;
 use crate::reply::Reply;
+use crate::sasl::{Credentials, SaslError, SaslExchange, SaslMechanism, SaslStep};
 
 /// The fixed parameters of every session a listener runs, built once from
 /// the config so that a session holds only an `Arc` to them.
@@ -75,6 +78,9 @@ pub enum Action {
     /// A complete message: [`Session::take_message`], ask `message`, then call
     /// [`Session::message_verdict`].
     DeliverMessage,
+    /// AUTH credentials are complete: ask `authenticate` about
+    /// [`Session::pending_credentials`], then call [`Session::auth_verdict`].
+    Authenticate,
     /// Flush the queued `220`, discard any input the client pipelined after
     /// STARTTLS (CVE-2011-0411), run the handshake, then call
     /// [`Session::tls_established`].
@@ -106,6 +112,9 @@ enum State {
     AwaitingRecipient(ForwardPath),
     Data(DataDecoder),
     AwaitingDelivery,
+    /// Inside an AUTH exchange: the next line is a SASL response.
+    Authenticating(SaslExchange),
+    AwaitingAuthVerdict(Credentials),
     Closed,
 }
 
@@ -129,6 +138,7 @@ pub struct Session {
     config: Arc<SessionConfig>,
     info: SessionInfo,
     tls_available: bool,
+    auth_mechanisms: Vec<SaslMechanism>,
     extra_keywords: Vec<String>,
     state: State,
     transaction: Option<Transaction>,
@@ -147,8 +157,10 @@ impl Session {
                 client,
                 greeting: None,
                 tls: None,
+                authenticated: None,
             },
             tls_available: false,
+            auth_mechanisms: Vec::new(),
             extra_keywords: Vec::new(),
             state: State::Command,
             transaction: None,
@@ -169,9 +181,22 @@ impl Session {
         self.tls_available = available;
     }
 
-    /// EHLO keywords a binary adds (relay-out's submission listener: AUTH).
+    /// EHLO keywords a binary adds beyond this engine's own.
     pub fn set_extra_keywords(&mut self, keywords: Vec<String>) {
         self.extra_keywords = keywords;
+    }
+
+    /// The SASL mechanisms to offer (empty: no AUTH). The driver asks the
+    /// policy at the start and again after STARTTLS.
+    pub fn set_auth_mechanisms(&mut self, mechanisms: Vec<SaslMechanism>) {
+        self.auth_mechanisms = mechanisms;
+    }
+
+    pub fn pending_credentials(&self) -> Option<&Credentials> {
+        match &self.state {
+            State::AwaitingAuthVerdict(credentials) => Some(credentials),
+            _ => None,
+        }
     }
 
     /// Queues the banner. Call once, before any input.
@@ -229,6 +254,9 @@ impl Session {
 
     /// One command line, without its line ending.
     pub fn command_line(&mut self, line: &[u8]) -> Action {
+        if let State::Authenticating(_) = &self.state {
+            return self.sasl_response(line);
+        }
         if !matches!(self.state, State::Command) {
             // The driver only reads commands in the command state; anything
             // else is a driver bug, answered safely rather than panicking.
@@ -290,9 +318,10 @@ impl Session {
                 Action::Continue
             }
             Command::StartTls => self.start_tls(),
-            // No AUTH is offered by this engine yet; a binary that offers it
-            // handles the command before the session sees it.
-            Command::Auth { .. } => self.bad_command(replies::not_implemented()),
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(&mechanism, initial_response.as_deref()),
             // XCLIENT is never accepted from a client: it would let anyone
             // claim another address.
             Command::Xclient(_) => self.bad_command(replies::unrecognized_command()),
@@ -329,6 +358,10 @@ impl Session {
         keywords.push("ENHANCEDSTATUSCODES".into());
         if self.tls_available && self.info.tls.is_none() {
             keywords.push("STARTTLS".into());
+        }
+        if !self.auth_mechanisms.is_empty() && self.info.authenticated.is_none() {
+            let names: Vec<&str> = self.auth_mechanisms.iter().map(|m| m.name()).collect();
+            keywords.push(format!("AUTH {}", names.join(" ")));
         }
         keywords.extend(self.extra_keywords.iter().cloned());
         keywords
@@ -370,7 +403,7 @@ impl Session {
                 "Unsupported parameter {name}"
             )));
         }
-        if params.auth.is_some() && !self.extra_keywords.iter().any(|k| k.starts_with("AUTH")) {
+        if params.auth.is_some() && self.auth_mechanisms.is_empty() {
             return Some(replies::bad_parameters("Unsupported parameter AUTH"));
         }
         if params.smtputf8 && !self.config.smtputf8 {
@@ -563,6 +596,96 @@ impl Session {
         Action::Continue
     }
 
+    fn auth(&mut self, mechanism: &str, initial: Option<&str>) -> Action {
+        if self.auth_mechanisms.is_empty() {
+            return self.bad_command(replies::not_implemented());
+        }
+        let reply = if self.info.authenticated.is_some() {
+            Some(replies::auth_already_done())
+        } else if self.transaction.is_some() {
+            Some(replies::auth_in_transaction())
+        } else if self.info.greeting.as_ref().map(|g| g.verb) != Some(HeloVerb::Ehlo) {
+            Some(replies::auth_need_ehlo())
+        } else {
+            None
+        };
+        if let Some(reply) = reply {
+            self.replies.push(reply);
+            return Action::Continue;
+        }
+        let Some(mechanism) =
+            SaslMechanism::parse(mechanism).filter(|m| self.auth_mechanisms.contains(m))
+        else {
+            self.replies.push(replies::auth_unknown_mechanism());
+            return Action::Continue;
+        };
+        // RFC 4954 §4: "=" is an empty initial response.
+        let challenge_id = format!(
+            "{}.{}@{}",
+            crate::id::random_id(10),
+            self.info.conn_id,
+            self.config.me
+        );
+        match SaslExchange::start(mechanism, initial, &challenge_id) {
+            Ok((exchange, step)) => self.sasl_step(exchange, step),
+            Err(error) => self.sasl_failed(&error),
+        }
+    }
+
+    fn sasl_response(&mut self, line: &[u8]) -> Action {
+        let State::Authenticating(mut exchange) =
+            std::mem::replace(&mut self.state, State::Command)
+        else {
+            return self.driver_bug();
+        };
+        let text = String::from_utf8_lossy(line);
+        match exchange.respond(&text) {
+            Ok(step) => self.sasl_step(exchange, step),
+            Err(error) => self.sasl_failed(&error),
+        }
+    }
+
+    fn sasl_step(&mut self, exchange: SaslExchange, step: SaslStep) -> Action {
+        match step {
+            SaslStep::Challenge(challenge) => {
+                self.replies.push(replies::auth_challenge(challenge));
+                self.state = State::Authenticating(exchange);
+                Action::Continue
+            }
+            SaslStep::Done(credentials) => {
+                self.state = State::AwaitingAuthVerdict(credentials);
+                Action::Authenticate
+            }
+        }
+    }
+
+    fn sasl_failed(&mut self, error: &SaslError) -> Action {
+        self.state = State::Command;
+        self.replies.push(match error {
+            SaslError::Cancelled => replies::auth_cancelled(),
+            other => replies::auth_bad_response(&other.to_string()),
+        });
+        Action::Continue
+    }
+
+    /// The policy's answer to [`Action::Authenticate`].
+    pub fn auth_verdict(&mut self, verdict: AuthVerdict) -> Action {
+        let State::AwaitingAuthVerdict(credentials) =
+            std::mem::replace(&mut self.state, State::Command)
+        else {
+            return self.driver_bug();
+        };
+        self.replies.push(match verdict {
+            AuthVerdict::Accepted => {
+                self.info.authenticated = Some(credentials.user().to_string());
+                replies::auth_succeeded()
+            }
+            AuthVerdict::Rejected => replies::auth_failed(),
+            AuthVerdict::TemporaryFailure => replies::auth_temporary_failure(),
+        });
+        Action::Continue
+    }
+
     fn start_tls(&mut self) -> Action {
         if self.info.tls.is_some() {
             self.replies.push(replies::tls_already_active());
@@ -581,6 +704,7 @@ impl Session {
     pub fn tls_established(&mut self, tls: TlsInfo) -> Action {
         self.info.tls = Some(tls);
         self.info.greeting = None;
+        self.info.authenticated = None;
         self.reset_transaction()
     }
 

@@ -235,3 +235,54 @@ pub fn local_error() -> Reply {
         "Local error in processing, try again later",
     )
 }
+
+// --- AUTH (RFC 4954) ---
+
+/// `334` carries a base64 challenge and no enhanced code.
+pub fn auth_challenge(base64: String) -> Reply {
+    Reply::new(334, None, base64)
+}
+
+pub fn auth_succeeded() -> Reply {
+    Reply::new(235, ec(2, 7, 0), "Authentication successful")
+}
+
+pub fn auth_failed() -> Reply {
+    Reply::new(535, ec(5, 7, 8), "Authentication credentials invalid")
+}
+
+pub fn auth_temporary_failure() -> Reply {
+    Reply::new(
+        454,
+        ec(4, 7, 0),
+        "Temporary authentication failure, try again later",
+    )
+}
+
+pub fn auth_unknown_mechanism() -> Reply {
+    Reply::new(504, ec(5, 5, 4), "Unrecognized authentication type")
+}
+
+pub fn auth_already_done() -> Reply {
+    Reply::new(503, ec(5, 5, 1), "Already authenticated")
+}
+
+pub fn auth_in_transaction() -> Reply {
+    Reply::new(
+        503,
+        ec(5, 5, 1),
+        "AUTH not allowed during a mail transaction",
+    )
+}
+
+pub fn auth_need_ehlo() -> Reply {
+    Reply::new(503, ec(5, 5, 1), "Use EHLO before AUTH")
+}
+
+pub fn auth_bad_response(detail: &str) -> Reply {
+    Reply::new(501, ec(5, 5, 2), format!("Invalid AUTH response: {detail}"))
+}
+
+pub fn auth_cancelled() -> Reply {
+    Reply::new(501, ec(5, 0, 0), "Authentication cancelled")
+}

@@ -9,6 +9,8 @@
 //! - `= tls`    the TLS handshake completes here
 //! - `= tls-available`  a certificate is loaded (before the banner)
 //! - `= timeout` / `= shutdown`  the driver's timers fire
+//! - `= auth PLAIN LOGIN …`  offer AUTH with these mechanisms (user `alice`,
+//!   password `secret`; user `temp` gets a temporary failure)
 //! - `= max-recipients N`, `= max-bytes N`, `= max-bad N`, `= max-received N`, `= normalize`
 //! - `#` comments and blank lines are ignored.
 //!
@@ -88,8 +90,13 @@ struct Runner {
 
 impl Runner {
     fn new(config: SessionConfig, tls_available: bool) -> Self {
+        Self::with_auth(config, tls_available, Vec::new())
+    }
+
+    fn with_auth(config: SessionConfig, tls_available: bool, auth: Vec<SaslMechanism>) -> Self {
         let mut session = Session::new(Arc::new(config), client(), "TESTCONN".into());
         session.set_tls_available(tls_available);
+        session.set_auth_mechanisms(auth);
         let action = session.greet();
         let mut runner = Self {
             session,
@@ -117,6 +124,15 @@ impl Runner {
                     let verdict = message_policy(self.session.envelope().unwrap(), &message);
                     self.delivered.push(message);
                     self.session.message_verdict(verdict)
+                }
+                Action::Authenticate => {
+                    let credentials = self.session.pending_credentials().unwrap();
+                    let verdict = match credentials.user() {
+                        "temp" => AuthVerdict::TemporaryFailure,
+                        "alice" if credentials.matches("secret") => AuthVerdict::Accepted,
+                        _ => AuthVerdict::Rejected,
+                    };
+                    self.session.auth_verdict(verdict)
                 }
                 Action::StartTls
                 | Action::Close
@@ -182,6 +198,7 @@ fn unescape(text: &str) -> Vec<u8> {
 fn run_dialog(name: &str, script: &str) {
     let mut config = SessionConfig::with_host_name("mx.test");
     let mut tls_available = false;
+    let mut auth = Vec::new();
     let mut lines = script.lines().enumerate().peekable();
     // Settings come before the first exchange.
     while let Some((_, line)) = lines.peek() {
@@ -192,6 +209,14 @@ fn run_dialog(name: &str, script: &str) {
             }
             break;
         };
+        if let Some(names) = setting.strip_prefix("auth ") {
+            auth = names
+                .split_whitespace()
+                .map(|n| SaslMechanism::parse(n).unwrap())
+                .collect();
+            lines.next();
+            continue;
+        }
         let mut words = setting.split_whitespace();
         match (
             words.next(),
@@ -207,7 +232,7 @@ fn run_dialog(name: &str, script: &str) {
         }
         lines.next();
     }
-    let mut runner = Runner::new(config, tls_available);
+    let mut runner = Runner::with_auth(config, tls_available, auth);
     for (index, line) in lines {
         let at = format!("{name}:{}", index + 1);
         if let Some(text) = line.strip_prefix("C: ").or((line == "C:").then_some("")) {
@@ -291,6 +316,7 @@ dialog_tests!(
     mail_loop,
     smtputf8,
     misc_commands,
+    auth,
 );
 
 #[test]

@@ -38,6 +38,7 @@ impl CoreSettings {
             early_talker_reject: self.early_talker_reject,
             tls_handshake_timeout: std::time::Duration::from_secs(30),
             no_tls_hosts: self.tls.no_tls_hosts.clone(),
+            implicit_tls_ports: vec![self.smtps_port],
         }
     }
 
