@@ -106,6 +106,9 @@ pub struct ClientConfig {
     pub auth: Option<Credentials>,
     /// Local address to connect from (Haraka's `bind`).
     pub source_address: Option<IpAddr>,
+    /// Speak LMTP (RFC 2033): LHLO, and a reply per recipient after the
+    /// data (Haraka's `using_lmtp`).
+    pub lmtp: bool,
 }
 
 impl ClientConfig {
@@ -118,6 +121,7 @@ impl ClientConfig {
             tls: ClientTls::off(),
             auth: None,
             source_address: None,
+            lmtp: false,
         }
     }
 }

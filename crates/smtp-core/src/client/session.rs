@@ -42,6 +42,9 @@ pub struct SmtpClient {
     transport: Transport,
     config: ClientConfig,
     capabilities: Capabilities,
+    /// RCPTs accepted since the last MAIL: an LMTP server answers the data
+    /// once for each (RFC 2033 §4.2).
+    accepted_rcpts: usize,
 }
 
 impl std::fmt::Debug for SmtpClient {
@@ -70,6 +73,7 @@ impl SmtpClient {
             transport,
             config: config.clone(),
             capabilities: Capabilities::default(),
+            accepted_rcpts: 0,
         };
         let greeting = client
             .transport
@@ -270,17 +274,32 @@ impl SmtpClient {
     /// leaves the session unusable (DATA cannot be aborted).
     pub async fn data_from<R: AsyncRead + Unpin>(
         &mut self,
-        mut message: R,
+        message: R,
     ) -> Result<Reply, ClientError> {
+        let mut replies = self.data_per_recipient(message).await?;
+        // SMTP has one verdict; for LMTP callers should use the per-recipient
+        // form, and the first reply stands for the rest here.
+        Ok(replies.swap_remove(0))
+    }
+
+    /// DATA, the message, and one reply per accepted recipient, in RCPT
+    /// order: LMTP's own per-recipient replies, or SMTP's single reply
+    /// repeated, so a caller handles both protocols alike. A refusal of DATA
+    /// itself counts for every recipient.
+    pub async fn data_per_recipient<R: AsyncRead + Unpin>(
+        &mut self,
+        mut message: R,
+    ) -> Result<Vec<Reply>, ClientError> {
         self.transport.ensure_usable(Step::Data)?;
         let timeouts = self.config.timeouts;
+        let expected = self.accepted_rcpts.max(1);
         let reply = self
             .transport
             .command("DATA", Step::Data, timeouts.data_init)
             .await?;
         match reply.code() {
             354 => {}
-            400..=599 => return Ok(reply),
+            400..=599 => return Ok(vec![reply; expected]),
             _ => return Err(self.unexpected(Step::Data, reply)),
         }
 
@@ -311,11 +330,20 @@ impl SmtpClient {
             .write(&stuffed, Step::DataBlock, timeouts.data_block)
             .await?;
 
-        let reply = self
-            .transport
-            .read_reply(Step::DataEnd, timeouts.data_end)
-            .await?;
-        self.transaction_reply(Step::DataEnd, reply)
+        let answers = if self.config.lmtp { expected } else { 1 };
+        let mut replies = Vec::with_capacity(expected);
+        for _ in 0..answers {
+            let reply = self
+                .transport
+                .read_reply(Step::DataEnd, timeouts.data_end)
+                .await?;
+            replies.push(self.transaction_reply(Step::DataEnd, reply)?);
+        }
+        if !self.config.lmtp {
+            let only = replies[0].clone();
+            replies.resize(expected, only);
+        }
+        Ok(replies)
     }
 
     /// Abandons the current transaction.
@@ -343,6 +371,18 @@ impl SmtpClient {
     async fn greet(&mut self, name: &str, verb: HeloVerb) -> Result<(), ClientError> {
         let name = helo_argument(name);
         let timeout = self.config.timeouts.command;
+        if self.config.lmtp {
+            // RFC 2033: LHLO, and no HELO fallback.
+            let reply = self
+                .transport
+                .command(&format!("LHLO {name}"), Step::Ehlo, timeout)
+                .await?;
+            if reply.code() != 250 {
+                return Err(self.refusal(Step::Ehlo, reply));
+            }
+            self.capabilities = Capabilities::from_ehlo(&reply);
+            return Ok(());
+        }
         if verb == HeloVerb::Ehlo {
             let reply = self
                 .transport
@@ -452,6 +492,11 @@ impl SmtpClient {
     fn transaction_reply(&mut self, step: Step, reply: Reply) -> Result<Reply, ClientError> {
         if (300..400).contains(&reply.code()) {
             return Err(self.unexpected(step, reply));
+        }
+        match step {
+            Step::MailFrom => self.accepted_rcpts = 0,
+            Step::RcptTo if reply.is_positive() => self.accepted_rcpts += 1,
+            _ => {}
         }
         Ok(reply)
     }

@@ -267,3 +267,84 @@ async fn large_message_is_streamed_in_pieces() {
     assert_eq!(heard.data[0].len(), expected.len());
     assert!(heard.data[0] == expected);
 }
+
+#[tokio::test]
+async fn lmtp_greets_with_lhlo_and_reads_a_reply_per_accepted_recipient() {
+    let mut script = opening(&["PIPELINING"]);
+    script.extend([
+        Act::Hear(4),
+        say(
+            "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 <b@example.org> unknown\r\n250 2.1.5 Ok\r\n",
+        ),
+        Act::Hear(1),
+        say("354 go ahead\r\n"),
+        Act::HearData,
+        // One answer for each accepted recipient: a and c.
+        say("250 2.0.0 <a@example.org> delivered\r\n452 4.2.2 <c@example.org> mailbox full\r\n"),
+        Act::Hear(1),
+        say("221 2.0.0 Bye\r\n"),
+    ]);
+    let server = FakeServer::start(script).await;
+    let mut lmtp = config();
+    lmtp.lmtp = true;
+    let mut client = SmtpClient::connect(server.addr, "lmtp.test", &lmtp)
+        .await
+        .unwrap();
+    let replies = client
+        .envelope(
+            &sender("<s@example.com>"),
+            &[
+                recipient("<a@example.org>"),
+                recipient("<b@example.org>"),
+                recipient("<c@example.org>"),
+            ],
+            MailOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        replies.rcpts.iter().map(|r| r.code()).collect::<Vec<_>>(),
+        [250, 550, 250]
+    );
+    let per_recipient = client
+        .data_per_recipient(&b"Subject: x\r\n\r\nhi\r\n"[..])
+        .await
+        .unwrap();
+    assert_eq!(
+        per_recipient.iter().map(|r| r.code()).collect::<Vec<_>>(),
+        [250, 452]
+    );
+    client.quit().await;
+    assert_eq!(server.heard().await.lines[0], "LHLO relay.test");
+}
+
+#[tokio::test]
+async fn smtp_data_per_recipient_repeats_the_single_verdict() {
+    let mut script = opening(&["PIPELINING"]);
+    script.extend([
+        Act::Hear(3),
+        say("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n"),
+        Act::Hear(1),
+        say("354 go ahead\r\n"),
+        Act::HearData,
+        say("250 2.0.0 queued\r\n"),
+        Act::Hear(1),
+        say("221 2.0.0 Bye\r\n"),
+    ]);
+    let server = FakeServer::start(script).await;
+    let mut client = SmtpClient::connect(server.addr, "mx.test", &config())
+        .await
+        .unwrap();
+    client
+        .envelope(
+            &sender("<s@example.com>"),
+            &[recipient("<a@example.org>"), recipient("<b@example.org>")],
+            MailOptions::default(),
+        )
+        .await
+        .unwrap();
+    let replies = client.data_per_recipient(&b"x\r\n"[..]).await.unwrap();
+    assert_eq!(replies.len(), 2);
+    assert!(replies.iter().all(|r| r.code() == 250));
+    client.quit().await;
+}
