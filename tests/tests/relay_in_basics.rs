@@ -218,3 +218,39 @@ async fn sighup_reloads_host_list_and_a_broken_file_keeps_the_old_one() -> anyho
     assert_eq!(rcpt_code("u@added.example").await?, 250);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_per_client_address_are_enforced_and_logged_once() -> anyhow::Result<()> {
+    // The startup probe is the first of the four connections allowed.
+    let s = setup(&[(
+        "limit.ini",
+        "[rate_conn]\ndefault=4/60s\n[rate_rcpt_host]\ndefault=2/60s\n",
+    )])?;
+    let relay = Relay::start("relay-in", s.dir.path(), s.addr)?;
+    let mut client = SmtpClient::connect(s.addr).await?;
+    assert_eq!(client.read_reply().await?.code, 220);
+    client.expect("EHLO c.example", 250).await?;
+    client.expect("MAIL FROM:<a@o.example>", 250).await?;
+    client.expect("RCPT TO:<u1@example.com>", 250).await?;
+    client.expect("RCPT TO:<u2@example.com>", 250).await?;
+    for n in 3..6 {
+        let reply = client
+            .command(&format!("RCPT TO:<u{n}@example.com>"))
+            .await?;
+        assert!(reply.lines[0].starts_with("451 4.7.1"), "{reply:?}");
+    }
+    for _ in 0..2 {
+        let mut c = SmtpClient::connect(s.addr).await?;
+        assert_eq!(c.read_reply().await?.code, 220);
+    }
+    for _ in 0..3 {
+        let mut refused = SmtpClient::connect(s.addr).await?;
+        let reply = refused.read_reply().await?;
+        assert!(reply.lines[0].starts_with("421 4.7.0"), "{reply:?}");
+    }
+    relay.wait_for_log("[rate_conn] exceeded", Duration::from_secs(5))?;
+    let log = relay.log();
+    assert_eq!(log.matches("[rate_conn] exceeded").count(), 1, "{log}");
+    assert_eq!(log.matches("[rate_rcpt_host] exceeded").count(), 1, "{log}");
+    Ok(())
+}

@@ -14,7 +14,7 @@
 //! non-fatal findings are collected as warnings for `--check`.
 
 pub mod check;
-mod core;
+pub mod core;
 mod dir;
 pub mod domains;
 pub mod endpoint;

@@ -3,7 +3,7 @@
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -15,7 +15,7 @@ use super::input::{InputBuffer, Line};
 use super::limits::LimitExceeded;
 use super::shutdown::{Phase, Shutdown};
 use crate::dns::ClientName;
-use crate::policy::{AuthVerdict, ClientInfo, ConnectionPolicy, MailPolicy};
+use crate::policy::{AuthVerdict, ClientInfo, ConnectionPolicy, MailPolicy, Verdict};
 use crate::session::{Action, Session, TransactionRecord, replies};
 use crate::stream::MaybeTlsStream as ClientStream;
 
@@ -65,11 +65,29 @@ pub(crate) async fn serve<P: MailPolicy>(
                 LimitExceeded::Total => replies::too_many_connections(me),
                 LimitExceeded::PerIp => replies::too_many_connections_from_ip(me),
             };
-            info!(conn = %conn_id, client = %peer.ip(), code = reply.code(), "connection refused: {reply}");
+            if shared
+                .log_throttle
+                .should_log(peer.ip(), "connection cap", Instant::now())
+            {
+                info!(conn = %conn_id, client = %peer.ip(), code = reply.code(), "connection refused (logged once a minute per address): {reply}");
+            }
             refuse(tcp, &reply.to_wire()).await;
             return;
         }
     };
+    if let Some(rate) = &shared.connection_rate
+        && !rate.allow(peer.ip(), Instant::now())
+    {
+        let reply = replies::connection_rate_exceeded(me);
+        if shared
+            .log_throttle
+            .should_log(peer.ip(), "connection rate", Instant::now())
+        {
+            info!(conn = %conn_id, client = %peer.ip(), code = reply.code(), "limit.ini [rate_conn] exceeded (logged once a minute per address): {reply}");
+        }
+        refuse(tcp, &reply.to_wire()).await;
+        return;
+    }
     debug!(conn = %conn_id, client = %peer, local = %local, "connection opened");
 
     let name = match &shared.dns {
@@ -227,6 +245,9 @@ impl<P: MailPolicy> Connection<P> {
                     };
                     self.session.sender_verdict(verdict)
                 }
+                Action::CheckRecipient if !self.recipient_rate_allows() => self
+                    .session
+                    .recipient_verdict(Verdict::Reject(replies::recipient_rate_exceeded())),
                 Action::CheckRecipient => {
                     let verdict = match (self.session.envelope(), self.session.pending_recipient())
                     {
@@ -328,6 +349,25 @@ impl<P: MailPolicy> Connection<P> {
             "message {outcome}: {}",
             record.reply
         );
+    }
+
+    /// limit.ini `[rate_rcpt_host]`; refusals are logged once a minute.
+    fn recipient_rate_allows(&self) -> bool {
+        let Some(rate) = &self.shared.recipient_rate else {
+            return true;
+        };
+        let ip = self.session.info().client.peer.ip();
+        if rate.allow(ip, Instant::now()) {
+            return true;
+        }
+        if self
+            .shared
+            .log_throttle
+            .should_log(ip, "recipient rate", Instant::now())
+        {
+            info!(conn = %self.session.info().conn_id, client = %ip, "limit.ini [rate_rcpt_host] exceeded: 451 4.7.1 (logged once a minute per address)");
+        }
+        false
     }
 
     /// A listener on `smtps_port` speaks TLS from the first byte (RFC 8314).

@@ -5,6 +5,7 @@ mod connection;
 mod input;
 mod limits;
 mod listener;
+mod rate;
 mod shutdown;
 
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::config::CoreSettings;
+use crate::config::core::rates::RateRule;
 use crate::dns::Dns;
 use crate::policy::MailPolicy;
 use crate::session::SessionConfig;
@@ -46,6 +48,10 @@ pub struct ServerConfig {
     /// Listeners on these ports speak TLS from the first byte (smtp.ini
     /// `smtps_port`, 465), as Haraka does.
     pub implicit_tls_ports: Vec<u16>,
+    /// limit.ini `[rate_conn]`: connections per client address per interval.
+    pub connection_rate: RateRule,
+    /// limit.ini `[rate_rcpt_host]`: recipients per client address per interval.
+    pub recipient_rate: RateRule,
 }
 
 impl ServerConfig {
@@ -64,6 +70,8 @@ impl ServerConfig {
             tls_handshake_timeout: Duration::from_secs(30),
             no_tls_hosts: Vec::new(),
             implicit_tls_ports: Vec::new(),
+            connection_rate: RateRule::default(),
+            recipient_rate: RateRule::default(),
         }
     }
 }
@@ -89,6 +97,9 @@ struct Shared<P: MailPolicy> {
     tls: Option<Arc<ServerTls>>,
     dns: Option<Dns>,
     limits: Arc<ConnectionLimits>,
+    connection_rate: Option<rate::RateLimiter>,
+    recipient_rate: Option<rate::RateLimiter>,
+    log_throttle: rate::LogThrottle,
 }
 
 /// Called on SIGHUP, after the certificate reload, so a binary can re-read
@@ -109,6 +120,8 @@ impl<P: MailPolicy> Server<P> {
         dns: Option<Dns>,
     ) -> Self {
         let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
+        let connection_rate = rate::RateLimiter::new(config.connection_rate.clone());
+        let recipient_rate = rate::RateLimiter::new(config.recipient_rate.clone());
         Self {
             shared: Arc::new(Shared {
                 config,
@@ -116,6 +129,9 @@ impl<P: MailPolicy> Server<P> {
                 tls,
                 dns,
                 limits,
+                connection_rate,
+                recipient_rate,
+                log_throttle: rate::LogThrottle::default(),
             }),
             on_reload: None,
         }

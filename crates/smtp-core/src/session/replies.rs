@@ -218,6 +218,22 @@ pub fn too_many_connections_from_ip(me: &str) -> Reply {
     )
 }
 
+pub fn connection_rate_exceeded(me: &str) -> Reply {
+    Reply::new(
+        421,
+        ec(4, 7, 0),
+        format!("{me} Too many connections from your address recently, try again later"),
+    )
+}
+
+pub fn recipient_rate_exceeded() -> Reply {
+    Reply::new(
+        451,
+        ec(4, 7, 1),
+        "Too many recipients from your address recently, try again later",
+    )
+}
+
 pub fn early_talker(me: &str) -> Reply {
     Reply::new(
         554,

@@ -39,6 +39,8 @@ impl CoreSettings {
             tls_handshake_timeout: std::time::Duration::from_secs(30),
             no_tls_hosts: self.tls.no_tls_hosts.clone(),
             implicit_tls_ports: vec![self.smtps_port],
+            connection_rate: self.connection_rate.clone(),
+            recipient_rate: self.recipient_rate.clone(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! [`CoreSettings`]: what both relays read from a Haraka config directory.
 
 mod convert;
+pub mod rates;
 mod raw;
 mod tls;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 pub use raw::{BareNewline, TlsMinVersion};
 pub use tls::{TlsFiles, TlsSettings};
 
+use self::rates::RateRule;
 use super::dir::{ConfigDir, ListFile};
 use super::endpoint::SMTP_PORT;
 use super::error::ConfigError;
@@ -84,6 +86,10 @@ pub struct CoreSettings {
     /// Unrecognised commands before `421` and disconnect
     /// (limit.ini `[unrecognized_commands] max`, 10).
     pub max_unrecognized_commands: usize,
+    /// limit.ini `[rate_conn]`: connections per client address per interval.
+    pub connection_rate: RateRule,
+    /// limit.ini `[rate_rcpt_host]`: recipients per client address per interval.
+    pub recipient_rate: RateRule,
     /// Delay before the banner, to catch clients that talk first
     /// (early_talker.ini `pause`, 0 = none).
     pub early_talker_pause: Duration,
@@ -165,6 +171,8 @@ impl CoreSettings {
             close_message,
             max_connections_per_ip: limit.concurrency.max,
             max_unrecognized_commands: limit.unrecognized_commands.max,
+            connection_rate: rates(dir, "rate_conn", &limit.rate_conn)?,
+            recipient_rate: rates(dir, "rate_rcpt_host", &limit.rate_rcpt_host)?,
             early_talker_pause: early_talker.main.pause.0,
             early_talker_reject: early_talker.main.reject,
             tls,
@@ -246,4 +254,20 @@ fn legacy_file(
         files::CONNECTION_INI
     ));
     dir.list_file(legacy_name)
+}
+
+/// Reads one limit.ini rate section, naming file, section and key on error.
+fn rates(
+    dir: &ConfigDir,
+    section: &str,
+    keys: &std::collections::BTreeMap<String, String>,
+) -> Result<RateRule, ConfigError> {
+    rates::rate_rule(keys).map_err(|(key, detail)| ConfigError::BadValue {
+        origin: dir
+            .path_of(files::LIMIT_INI)
+            .map_or_else(|| files::LIMIT_INI.to_owned(), |p| p.display().to_string()),
+        section: section.to_owned(),
+        key,
+        detail,
+    })
 }

@@ -170,6 +170,10 @@ impl Keyword for BareNewline {
 pub(super) struct LimitIni {
     pub concurrency: ConcurrencyLimit,
     pub unrecognized_commands: UnrecognizedCommandsLimit,
+    /// `[rate_conn]`: connections per client address per interval.
+    pub rate_conn: std::collections::BTreeMap<String, String>,
+    /// `[rate_rcpt_host]`: recipients per client address per interval.
+    pub rate_rcpt_host: std::collections::BTreeMap<String, String>,
 }
 
 /// limit.ini `[concurrency]`: connections per client IP.
