@@ -109,6 +109,8 @@ pub(crate) async fn serve<P: MailPolicy>(
     let policy = shared.policy.connect(&client);
     let session = Session::new(Arc::clone(&shared.config.session), client, conn_id);
     let mut connection = Connection {
+        deadline: Instant::now(),
+        data_progress: None,
         stream: ClientStream::Plain(tcp),
         input: InputBuffer::default(),
         output: Vec::with_capacity(512),
@@ -152,6 +154,11 @@ async fn is_early_talker(tcp: &TcpStream, pause: Duration) -> bool {
 
 /// The session loop's state: socket, buffers, protocol and policy.
 struct Connection<P: MailPolicy> {
+    /// When the record being received (a command line, or the message so
+    /// far) must be complete; partial input does not push it back.
+    deadline: Instant,
+    /// DATA in progress: when it began and the octets consumed since.
+    data_progress: Option<(Instant, u64)>,
     stream: ClientStream,
     input: InputBuffer,
     output: Vec<u8>,
@@ -173,6 +180,7 @@ impl<P: MailPolicy> Connection<P> {
         self.offer_auth();
         let action = self.session.greet();
         self.act(action).await?;
+        self.restart_deadline();
         let max_line = self.shared.config.max_line_length;
         while !self.session.is_closed() {
             let action = if self.session.is_receiving_data() {
@@ -181,6 +189,7 @@ impl<P: MailPolicy> Connection<P> {
                 } else {
                     let (consumed, action) = self.session.data(self.input.available());
                     self.input.consume(consumed);
+                    self.data_received(consumed);
                     Some(action)
                 }
             } else {
@@ -190,6 +199,9 @@ impl<P: MailPolicy> Connection<P> {
                     Line::Incomplete => self.idle_shutdown(),
                 }
             };
+            if action.is_some() && !self.session.is_receiving_data() {
+                self.restart_deadline();
+            }
             match action {
                 Some(action) => self.act(action).await?,
                 None => {
@@ -212,6 +224,33 @@ impl<P: MailPolicy> Connection<P> {
             }
         }
         Ok(())
+    }
+
+    /// The timeout in force: shorter when the server is nearly full.
+    fn timeout(&self) -> Duration {
+        let config = &self.shared.config;
+        if self.shared.limits.is_stressed() {
+            config.inactivity_timeout.min(config.stress_timeout)
+        } else {
+            config.inactivity_timeout
+        }
+    }
+
+    /// A new record (command line) begins: it has the whole timeout.
+    fn restart_deadline(&mut self) {
+        self.data_progress = None;
+        self.deadline = Instant::now() + self.timeout();
+    }
+
+    /// DATA gets the timeout plus time in proportion to what has arrived,
+    /// so a large message at a decent rate is never cut, while a trickle is.
+    fn data_received(&mut self, octets: usize) {
+        let now = Instant::now();
+        let (started, total) = self.data_progress.get_or_insert((now, 0));
+        *total += octets as u64;
+        let rate = self.shared.config.min_data_rate.max(1);
+        let earned = Duration::from_millis(total.saturating_mul(1000) / rate);
+        self.deadline = *started + self.timeout() + earned;
     }
 
     /// Between commands, a draining server says goodbye at once.
@@ -455,10 +494,7 @@ impl<P: MailPolicy> Connection<P> {
     async fn read(&mut self) -> Result<Input, ConnectionEnd> {
         let seen = self.shutdown.phase();
         let buffer = self.input.spare(READ_CHUNK);
-        let read = timeout(
-            self.shared.config.inactivity_timeout,
-            self.stream.read_buf(buffer),
-        );
+        let read = tokio::time::timeout_at(self.deadline.into(), self.stream.read_buf(buffer));
         tokio::select! {
             result = read => match result {
                 Err(_) => Ok(Input::Timeout),

@@ -43,6 +43,13 @@ impl ConnectionLimits {
         })
     }
 
+    /// Over 80% of the connection cap: the server shortens its timeouts, as
+    /// Postfix does under stress, so slow clients cannot hold every slot.
+    pub(crate) fn is_stressed(&self) -> bool {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.total * 5 >= self.max_total * 4
+    }
+
     pub(crate) fn try_acquire(
         self: &Arc<Self>,
         ip: IpAddr,

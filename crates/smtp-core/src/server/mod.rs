@@ -31,8 +31,15 @@ use shutdown::Phase;
 pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
     pub session: Arc<SessionConfig>,
-    /// No input for this long: `421 4.4.2` and close.
+    /// No complete command line for this long (partial lines do not count,
+    /// so a client cannot hold the connection with one byte at a time):
+    /// `421 4.4.2` and close.
     pub inactivity_timeout: Duration,
+    /// The timeout once the server is over 80% of `max_connections`.
+    pub stress_timeout: Duration,
+    /// DATA may take the timeout plus one second per this many bytes
+    /// received (Postfix `smtpd_min_data_rate`).
+    pub min_data_rate: u64,
     /// After SIGTERM, how long transactions in flight may take to finish.
     pub shutdown_grace: Duration,
     pub max_connections: usize,
@@ -61,6 +68,8 @@ impl ServerConfig {
             listen: vec![SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 25))],
             session: Arc::new(session),
             inactivity_timeout: Duration::from_secs(300),
+            stress_timeout: Duration::from_secs(10),
+            min_data_rate: 500,
             shutdown_grace: Duration::from_secs(30),
             max_connections: 1000,
             max_connections_per_ip: 20,

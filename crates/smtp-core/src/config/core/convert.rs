@@ -30,6 +30,11 @@ impl CoreSettings {
             listen: self.listen.clone(),
             session: Arc::new(self.session_config()),
             inactivity_timeout: self.inactivity_timeout,
+            // Postfix's stress timeout and smtpd_min_data_rate defaults.
+            stress_timeout: self
+                .inactivity_timeout
+                .min(std::time::Duration::from_secs(10)),
+            min_data_rate: 500,
             shutdown_grace: self.force_shutdown_timeout,
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
