@@ -178,7 +178,7 @@ impl Default for OutboundMain {
             max_temp_failures: MaxTempFailures(13),
             temp_fail_intervals: None,
             max_queue_lifetime: Lifetime(Duration::from_secs(5 * 24 * 60 * 60)),
-            queue_dir: "/var/spool/postern/queue".to_owned(),
+            queue_dir: crate::queue::DEFAULT_QUEUE_DIR.to_owned(),
             nameservers: NameServers::default(),
             remote_port: 25,
             local_address: None,
@@ -197,8 +197,8 @@ const LEGACY_FILES: &[&str] = &[
 ];
 
 impl OutboundSettings {
-    /// Reads outbound.ini.
-    pub(super) fn load(dir: &ConfigDir) -> Result<Self, ConfigError> {
+    /// Reads outbound.ini (also on its own, to re-read `disabled` live).
+    pub fn load(dir: &ConfigDir) -> Result<Self, ConfigError> {
         let main = dir.ini::<OutboundIni>(files::OUTBOUND_INI)?.main;
         for legacy in LEGACY_FILES {
             if let Some(path) = dir.path_of(legacy) {
