@@ -9,6 +9,7 @@ pub mod backend;
 pub mod certs;
 pub mod dialog;
 pub mod dns;
+pub mod outbound;
 pub mod process;
 pub mod scenario;
 pub mod smtp;
