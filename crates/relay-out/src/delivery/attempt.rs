@@ -213,7 +213,10 @@ async fn transaction(
             Ok(file) => match client.data_from(file).await {
                 Ok(reply) => {
                     deciding = reply.to_string();
-                    client.quit().await;
+                    // Say goodbye in the background: the verdict must reach
+                    // the envelope on disk as soon as possible, since until
+                    // then a crash means sending the message again.
+                    tokio::spawn(client.quit());
                     RecipientOutcome::from_reply(&reply, host)
                 }
                 Err(error) => {
