@@ -13,3 +13,4 @@ pub mod outbound;
 pub mod process;
 pub mod scenario;
 pub mod smtp;
+pub mod tls_mx;
