@@ -161,8 +161,10 @@ pub fn format_listing(listing: &Listing) -> String {
             if recipient.attempts > 0 {
                 let _ = write!(state, ", {} attempt(s)", recipient.attempts);
             }
-            if let (RecipientStatus::Pending, Some(next)) =
-                (recipient.status, recipient.next_attempt)
+            // Before the first attempt a recipient is simply due: its time
+            // says nothing.
+            if let (RecipientStatus::Pending, Some(next), 1..) =
+                (recipient.status, recipient.next_attempt, recipient.attempts)
             {
                 let _ = write!(state, ", next {}", format_rfc3339(next));
             }

@@ -168,3 +168,80 @@ fn storage_failure() -> Verdict {
         "Cannot queue the message now, try again later",
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smtp_core::address::{parse_forward_path, parse_reverse_path};
+    use smtp_core::command::MailParams;
+    use smtp_core::dns::ClientName;
+    use smtp_core::policy::{ClientInfo, Greeting, HeloVerb};
+
+    fn session() -> SessionInfo {
+        SessionInfo {
+            conn_id: "C1".into(),
+            client: ClientInfo {
+                peer: "10.0.0.2:40000".parse().unwrap(),
+                local: "10.0.0.1:2526".parse().unwrap(),
+                name: ClientName::Unavailable,
+            },
+            greeting: Some(Greeting {
+                verb: HeloVerb::Ehlo,
+                name: "mailcow.lan".into(),
+            }),
+            tls: None,
+        }
+    }
+
+    fn transaction(from: &str, rcpts: &[&str], params: MailParams) -> Envelope {
+        Envelope {
+            id: "C1.1".into(),
+            from: parse_reverse_path(from).unwrap(),
+            params,
+            recipients: rcpts
+                .iter()
+                .map(|r| parse_forward_path(r).unwrap())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_queue_envelope_keeps_the_transaction_in_wire_form() {
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let params = MailParams {
+            body: Some(Body::EightBitMime),
+            smtputf8: true,
+            ..MailParams::default()
+        };
+        let txn = transaction(
+            "<Alice@Example.ORG>",
+            &["<bob@x.test>", "<Carol@Y.test>"],
+            params,
+        );
+        let queued = queued_envelope(&session(), &txn, now);
+        assert_eq!(queued.sender, "Alice@Example.ORG");
+        let rcpts: Vec<&str> = queued
+            .recipients
+            .iter()
+            .map(|r| r.address.as_str())
+            .collect();
+        assert_eq!(rcpts, ["bob@x.test", "Carol@Y.test"]);
+        assert!(
+            queued
+                .recipients
+                .iter()
+                .all(|r| r.next_attempt == Some(now))
+        );
+        assert_eq!(queued.arrival, now);
+        assert_eq!(queued.client.as_deref(), Some("10.0.0.2 helo=mailcow.lan"));
+        assert!(queued.smtputf8 && queued.eight_bit_mime);
+
+        let bounce = queued_envelope(
+            &session(),
+            &transaction("<>", &["<a@b.test>"], MailParams::default()),
+            now,
+        );
+        assert_eq!(bounce.sender, "", "the null sender stays null");
+        assert!(!bounce.smtputf8 && !bounce.eight_bit_mime);
+    }
+}

@@ -49,8 +49,15 @@
 //!   client read our 250: the client (the backend Postfix) retries, and the
 //!   message is queued a second time under a new id.
 //!
+//! - a crash after a bounce was stored and before its recipients were marked
+//!   `bounced` queues the same notice again at the next start (a recipient
+//!   marked `failed` on disk means "notice owed", so the notice itself is
+//!   never lost either).
+//!
 //! Nothing else duplicates: a recipient is marked `delivered` per recipient,
-//! so a retry never resends to one that already succeeded.
+//! so a retry never resends to one that already succeeded. The delivery side
+//! of this is in `delivery::message`; `tests/tests/relay_out_crash.rs`
+//! kills the daemon mid-intake and mid-delivery and counts the duplicates.
 //!
 //! # Sharing the directory with the `relay-out queue` CLI
 //!
