@@ -114,16 +114,19 @@ impl Runner {
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let now = SystemTime::now();
-            if !self.switch.is_disabled() {
+            // While disabled, due mail stays due: wait for the switch (polled
+            // below) or a command instead of waking for it again and again.
+            let sleep = if self.switch.is_disabled() {
+                MAX_SLEEP
+            } else {
                 for envelope in self.agenda.take_due(now) {
                     self.start(envelope, true);
                 }
-            }
-            let sleep = self
-                .agenda
-                .next_due()
-                .map_or(MAX_SLEEP, |due| due.duration_since(now).unwrap_or_default())
-                .min(MAX_SLEEP);
+                self.agenda
+                    .next_due()
+                    .map_or(MAX_SLEEP, |due| due.duration_since(now).unwrap_or_default())
+                    .min(MAX_SLEEP)
+            };
             tokio::select! {
                 command = self.inbox.commands.recv() => match command {
                     Some(Command::Queued(envelope)) => {
