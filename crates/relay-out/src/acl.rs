@@ -29,10 +29,8 @@ impl RelayAcl {
         listen: &[SocketAddr],
     ) -> Result<Self, OpenRelayOnPublicAddress> {
         let open = settings.relay.all;
-        if open {
-            if let Some(public) = listen.iter().find(|addr| !is_private(addr.ip())) {
-                return Err(OpenRelayOnPublicAddress(*public));
-            }
+        if open && let Some(public) = listen.iter().find(|addr| !is_private(addr.ip())) {
+            return Err(OpenRelayOnPublicAddress(*public));
         }
         let allowed = if settings.relay.acl {
             settings.acl_allow.clone()

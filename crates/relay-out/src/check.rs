@@ -7,6 +7,8 @@ use smtp_core::config::{ConfigDir, CoreSettings, files};
 
 use crate::acl::RelayAcl;
 use crate::config::RelayOutSettings;
+use crate::delivery::{self, BOUNCE_TEMPLATE_FILE};
+use crate::schedule::RetrySchedule;
 
 pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
     let dir = ConfigDir::open(path)?;
@@ -50,6 +52,15 @@ pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
             "off"
         }
     ));
+    lines.push(format!("  {}", delivery::describe(&settings, &core.listen)));
+    lines.push(format!("  retries: {}", retry_summary(&settings)));
+    lines.push(format!(
+        "  bounce text: {}",
+        match delivery::bounce_template(&dir)? {
+            Some(_) => format!("from {BOUNCE_TEMPLATE_FILE}"),
+            None => "built in".to_string(),
+        }
+    ));
     for warning in core.warnings.iter().chain(&settings.warnings) {
         lines.push(format!("warning: {warning}"));
     }
@@ -57,4 +68,24 @@ pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
         lines.push(format!("note: {file}: not a file Postern reads; ignored"));
     }
     Ok(lines)
+}
+
+/// How long a deferred message is retried, in words.
+fn retry_summary(settings: &RelayOutSettings) -> String {
+    let outbound = &settings.outbound;
+    let schedule = RetrySchedule::from_config(
+        outbound.temp_fail_intervals.as_deref(),
+        outbound.max_temp_failures,
+    );
+    let intervals: Vec<_> = (1..)
+        .map_while(|failures| schedule.interval(failures))
+        .take(1000)
+        .collect();
+    let total: std::time::Duration = intervals.iter().sum();
+    format!(
+        "{} retries over about {:.1} h (±10% jitter), bounce after at most {:.1} days in the queue",
+        intervals.len(),
+        total.as_secs_f64() / 3600.0,
+        outbound.max_queue_lifetime.as_secs_f64() / 86_400.0
+    )
 }

@@ -1,34 +1,25 @@
 //! relay-out: Postern's outbound relay. Accepts mail only from the mail
 //! server's address (relay_acl_allow), queues it durably, and delivers it to
-//! the recipients' MX hosts.
+//! the recipients' MX hosts, retrying and bouncing as Haraka's outbound does.
 
 mod acl;
-// Not used by the daemon yet; the queue runner will build notices and
-// schedule retries with them.
-#[allow(dead_code)]
 mod bounce;
 mod check;
+mod cli;
 mod config;
+mod daemon;
+mod delivery;
+mod instance;
 mod policy;
-// The delivery loop and the `queue` CLI that use the spool are not written yet.
-#[allow(dead_code, unused_imports)]
 mod queue;
-#[allow(dead_code)]
 mod schedule;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::Context;
-use clap::Parser;
-use smtp_core::config::{ConfigDir, CoreSettings};
-use smtp_core::server::Server;
-use tracing::warn;
+use clap::{Parser, Subcommand};
 
-use crate::config::RelayOutSettings;
-
-/// Command line, as `haraka -c DIR`.
+/// Command line, as `haraka -c DIR`, plus the queue tools.
 #[derive(Debug, Parser)]
 #[command(
     name = "relay-out",
@@ -38,34 +29,38 @@ use crate::config::RelayOutSettings;
 struct Cli {
     /// Configuration directory (Haraka layout; a Haraka instance directory
     /// holding config/ works too).
-    #[arg(short = 'c', long = "config", default_value = "/etc/postern/out")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        default_value = "/etc/postern/out",
+        global = true
+    )]
     config: PathBuf,
     /// Check the configuration, print what it means, and exit: 0 if relay-out
     /// would run with it, 1 if not.
     #[arg(long)]
     check: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What to do instead of running the daemon.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspect and act on the queue (safe while the daemon runs).
+    Queue {
+        #[command(subcommand)]
+        action: cli::QueueCommand,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Queue { action }) = &cli.command {
+        return cli::run(&cli.config, action);
+    }
     if cli.check {
         return smtp_core::app::print_check("relay-out", check::report(&cli.config));
     }
-    smtp_core::app::run_daemon("relay-out", run(&cli.config))
-}
-
-async fn run(config: &std::path::Path) -> anyhow::Result<()> {
-    let dir = ConfigDir::open(config)?;
-    let core = CoreSettings::load(&dir)?;
-    let settings = RelayOutSettings::load(&dir)?;
-    for warning in core.warnings.iter().chain(&settings.warnings) {
-        warn!("config: {warning}");
-    }
-    let acl = acl::RelayAcl::new(&settings, &core.listen)?;
-    let policy = Arc::new(policy::RelayOut::new(acl));
-    Server::from_settings(&core, policy)
-        .context("starting the server")?
-        .run()
-        .await?;
-    Ok(())
+    smtp_core::app::run_daemon("relay-out", daemon::run(&cli.config))
 }

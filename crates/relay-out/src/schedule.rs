@@ -66,6 +66,15 @@ impl RetrySchedule {
         }
     }
 
+    /// The schedule outbound.ini asks for: `temp_fail_intervals` when it is
+    /// set (`intervals`), else Haraka's doubling shaped by `maxTempFailures`.
+    pub fn from_config(intervals: Option<&[Duration]>, max_temp_failures: u32) -> Self {
+        match intervals {
+            Some(intervals) => Self::from_intervals(intervals.to_vec()),
+            None => Self::haraka_default(max_temp_failures),
+        }
+    }
+
     /// [`interval`](Self::interval) moved by a random ±10%. `None` = give up
     /// (bounce).
     pub fn next_delay(&self, failures: u32, rng: &mut impl Rng) -> Option<Duration> {
@@ -136,6 +145,22 @@ mod tests {
         assert_eq!(unjittered(&schedule), secs(&[60, 300, 300, 3600]));
         assert_eq!(schedule.interval(5), None);
         assert_eq!(schedule.interval(u32::MAX), None);
+    }
+
+    #[test]
+    fn configured_intervals_win_over_max_temp_failures() {
+        assert_eq!(
+            unjittered(&RetrySchedule::from_config(None, 3)),
+            secs(&[64, 128])
+        );
+        assert_eq!(
+            unjittered(&RetrySchedule::from_config(Some(&secs(&[5, 10])), 3)),
+            secs(&[5, 10])
+        );
+        assert_eq!(
+            unjittered(&RetrySchedule::from_config(Some(&[]), 13)),
+            vec![]
+        );
     }
 
     #[test]

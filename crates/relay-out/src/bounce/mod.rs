@@ -88,7 +88,10 @@ pub struct FailedRecipient {
 pub enum Action {
     /// Given up; no further attempts.
     Failed,
-    /// Still queued; `will_retry_until` is when we will give up.
+    /// Still queued; `will_retry_until` is when we will give up. Delay
+    /// notices are not sent yet (none is configured by default anywhere:
+    /// Postfix's `delay_warning_time` is 0); the report format is ready.
+    #[cfg_attr(not(test), allow(dead_code))]
     Delayed { will_retry_until: SystemTime },
 }
 

@@ -14,7 +14,6 @@ use smtp_core::config::{ConfigDir, ConfigError, IniDocument, files};
 
 pub use outbound::{InetPrefer, OutboundSettings};
 pub use relay::RelayPolicy;
-pub use retry::{MAX_RETRIES, MAX_TEMP_FAILURES, RetrySchedule, parse_schedule};
 
 use relay::RelayIni;
 

@@ -6,10 +6,16 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use smtp_core::config::endpoint::NameServers;
-use smtp_core::config::values::{Keyword, Seconds, optional_setting, setting};
+use smtp_core::config::values::{
+    Keyword, Seconds, SettingValue, optional_setting, parse_decimal, setting,
+};
 use smtp_core::config::{ConfigDir, ConfigError, files};
 
-use super::retry::{Lifetime, MaxTempFailures, RetrySchedule};
+use super::retry::{Lifetime, MaxTempFailures, TempFailIntervals};
+
+/// Tokio's semaphore limit is far above this; more simultaneous SMTP
+/// sessions than this would exhaust file descriptors first anyway.
+const MAX_CONCURRENCY: usize = 1_000_000;
 
 /// Value of `received_header` that means "add none" (Haraka's convention).
 const RECEIVED_HEADER_DISABLED: &str = "disabled";
@@ -22,6 +28,11 @@ pub struct OutboundSettings {
     /// Simultaneous deliveries (`concurrency_max`, 100 as in Haraka's
     /// shipped file).
     pub concurrency_max: usize,
+    /// Simultaneous deliveries to one destination domain
+    /// (`domain_concurrency_max`, 20 as Postfix's
+    /// `default_destination_concurrency_limit`; Postern), so one slow or
+    /// throttling domain cannot take every slot.
+    pub domain_concurrency_max: usize,
     /// Opportunistic STARTTLS (`enable_tls`, true).
     pub enable_tls: bool,
     /// Retry in plaintext when the TLS handshake fails
@@ -43,9 +54,11 @@ pub struct OutboundSettings {
     pub inet_prefer: InetPrefer,
     /// `maxTempFailures` (13); only shapes the default schedule.
     pub max_temp_failures: u32,
-    /// Delay before each retry (`temp_fail_intervals`, else Haraka's
-    /// 2^(i+5) s schedule from `maxTempFailures`); empty = bounce at once.
-    pub temp_fail_intervals: Vec<Duration>,
+    /// Delay before each retry as written in `temp_fail_intervals`; `None`
+    /// when unset, meaning Haraka's schedule derived from `maxTempFailures`
+    /// (see [`crate::schedule::RetrySchedule::from_settings`]); empty
+    /// (`none`) bounces at the first temporary failure.
+    pub temp_fail_intervals: Option<Vec<Duration>>,
     /// Bounce mail still undelivered after this long
     /// (`max_queue_lifetime`, 5 days; Postern).
     pub max_queue_lifetime: Duration,
@@ -79,6 +92,21 @@ impl Keyword for InetPrefer {
     ];
 }
 
+/// A number of simultaneous deliveries. Zero would mean "never deliver",
+/// which is a typo rather than a wish (`disabled=true` says that).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Concurrency(usize);
+
+impl SettingValue for Concurrency {
+    fn from_text(text: &str) -> Result<Self, String> {
+        parse_decimal(text)
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| (1..=MAX_CONCURRENCY).contains(&n))
+            .map(Concurrency)
+            .ok_or_else(|| format!("a whole number from 1 to {MAX_CONCURRENCY}"))
+    }
+}
+
 /// outbound.ini.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -93,7 +121,9 @@ struct OutboundMain {
     #[serde(deserialize_with = "setting")]
     disabled: bool,
     #[serde(deserialize_with = "setting")]
-    concurrency_max: usize,
+    concurrency_max: Concurrency,
+    #[serde(deserialize_with = "setting")]
+    domain_concurrency_max: Concurrency,
     #[serde(deserialize_with = "setting")]
     enable_tls: bool,
     #[serde(deserialize_with = "setting")]
@@ -118,7 +148,7 @@ struct OutboundMain {
     )]
     max_temp_failures: MaxTempFailures,
     #[serde(deserialize_with = "optional_setting")]
-    temp_fail_intervals: Option<RetrySchedule>,
+    temp_fail_intervals: Option<TempFailIntervals>,
     #[serde(deserialize_with = "setting")]
     max_queue_lifetime: Lifetime,
     #[serde(deserialize_with = "setting")]
@@ -135,7 +165,8 @@ impl Default for OutboundMain {
     fn default() -> Self {
         Self {
             disabled: false,
-            concurrency_max: 100,
+            concurrency_max: Concurrency(100),
+            domain_concurrency_max: Concurrency(20),
             enable_tls: true,
             tls_fallback_plain: false,
             always_split: false,
@@ -147,7 +178,7 @@ impl Default for OutboundMain {
             max_temp_failures: MaxTempFailures(13),
             temp_fail_intervals: None,
             max_queue_lifetime: Lifetime(Duration::from_secs(5 * 24 * 60 * 60)),
-            queue_dir: "/var/spool/postern/queue".to_owned(),
+            queue_dir: crate::queue::DEFAULT_QUEUE_DIR.to_owned(),
             nameservers: NameServers::default(),
             remote_port: 25,
             local_address: None,
@@ -166,8 +197,8 @@ const LEGACY_FILES: &[&str] = &[
 ];
 
 impl OutboundSettings {
-    /// Reads outbound.ini.
-    pub(super) fn load(dir: &ConfigDir) -> Result<Self, ConfigError> {
+    /// Reads outbound.ini (also on its own, to re-read `disabled` live).
+    pub fn load(dir: &ConfigDir) -> Result<Self, ConfigError> {
         let main = dir.ini::<OutboundIni>(files::OUTBOUND_INI)?.main;
         for legacy in LEGACY_FILES {
             if let Some(path) = dir.path_of(legacy) {
@@ -178,17 +209,14 @@ impl OutboundSettings {
                 ));
             }
         }
-        let temp_fail_intervals = main
-            .temp_fail_intervals
-            .unwrap_or_else(|| RetrySchedule::derived(main.max_temp_failures.0))
-            .0;
         let received_header = (!main
             .received_header
             .eq_ignore_ascii_case(RECEIVED_HEADER_DISABLED))
         .then_some(main.received_header);
         Ok(Self {
             disabled: main.disabled,
-            concurrency_max: main.concurrency_max,
+            concurrency_max: main.concurrency_max.0,
+            domain_concurrency_max: main.domain_concurrency_max.0,
             enable_tls: main.enable_tls,
             tls_fallback_plain: main.tls_fallback_plain,
             always_split: main.always_split,
@@ -198,7 +226,7 @@ impl OutboundSettings {
             ipv6_enabled: main.ipv6_enabled,
             inet_prefer: main.inet_prefer,
             max_temp_failures: main.max_temp_failures.0,
-            temp_fail_intervals,
+            temp_fail_intervals: main.temp_fail_intervals.map(|intervals| intervals.0),
             max_queue_lifetime: main.max_queue_lifetime.0,
             queue_dir: dir.resolve(&main.queue_dir),
             nameservers: main.nameservers.0,

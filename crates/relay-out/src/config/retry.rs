@@ -20,23 +20,13 @@ pub const MAX_TEMP_FAILURES: u32 = 50;
 
 /// A parsed `temp_fail_intervals`: the delay before each retry, in order.
 /// Empty means "bounce on the first temporary failure" (`none`).
+///
+/// Only the syntax lives here; what the intervals mean, and Haraka's derived
+/// schedule when the key is unset, is [`crate::schedule::RetrySchedule`]'s.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetrySchedule(pub Vec<Duration>);
+pub struct TempFailIntervals(pub Vec<Duration>);
 
-impl RetrySchedule {
-    /// Haraka's schedule when `temp_fail_intervals` is unset:
-    /// 2^(i+5) seconds for i = 1 … max_temp_failures − 1.
-    pub fn derived(max_temp_failures: u32) -> Self {
-        let retries = max_temp_failures.clamp(1, MAX_TEMP_FAILURES);
-        RetrySchedule(
-            (1..retries)
-                .map(|i| Duration::from_secs(1u64 << (i + 5)))
-                .collect(),
-        )
-    }
-}
-
-impl SettingValue for RetrySchedule {
+impl SettingValue for TempFailIntervals {
     fn from_text(text: &str) -> Result<Self, String> {
         parse_schedule(text).map_err(|problem| {
             format!(
@@ -47,7 +37,7 @@ impl SettingValue for RetrySchedule {
 }
 
 /// Parses the schedule; the error describes the first bad element.
-pub fn parse_schedule(text: &str) -> Result<RetrySchedule, String> {
+pub fn parse_schedule(text: &str) -> Result<TempFailIntervals, String> {
     let compact: String = text
         .chars()
         .filter(|c| !c.is_whitespace())
@@ -57,7 +47,7 @@ pub fn parse_schedule(text: &str) -> Result<RetrySchedule, String> {
         return Err("nothing specified".to_owned());
     }
     if compact == "none" {
-        return Ok(RetrySchedule(Vec::new()));
+        return Ok(TempFailIntervals(Vec::new()));
     }
     let mut delays = Vec::new();
     for (index, element) in compact.split(',').enumerate() {
@@ -87,7 +77,7 @@ pub fn parse_schedule(text: &str) -> Result<RetrySchedule, String> {
             .ok_or_else(|| format!("more than {MAX_RETRIES} retries"))?;
         delays.resize(total, delay);
     }
-    Ok(RetrySchedule(delays))
+    Ok(TempFailIntervals(delays))
 }
 
 /// One time span: a decimal number (fraction allowed, as Haraka's
@@ -148,7 +138,7 @@ impl SettingValue for MaxTempFailures {
 mod tests {
     use super::*;
 
-    fn seconds(schedule: &RetrySchedule) -> Vec<u64> {
+    fn seconds(schedule: &TempFailIntervals) -> Vec<u64> {
         schedule.0.iter().map(Duration::as_secs).collect()
     }
 
@@ -196,17 +186,6 @@ mod tests {
             let error = parse_schedule(text).expect_err(text);
             assert!(error.contains(expected), "input {text:?}: {error}");
         }
-    }
-
-    #[test]
-    fn derived_schedule_matches_haraka() {
-        assert_eq!(
-            seconds(&RetrySchedule::derived(13)),
-            [
-                64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072
-            ]
-        );
-        assert!(RetrySchedule::derived(1).0.is_empty());
     }
 
     #[test]

@@ -92,7 +92,8 @@ fn defaults_without_files() {
     assert!(!outbound.ipv6_enabled);
     assert_eq!(outbound.inet_prefer, InetPrefer::Default);
     assert_eq!(outbound.max_temp_failures, 13);
-    assert_eq!(outbound.temp_fail_intervals, RetrySchedule::derived(13).0);
+    assert_eq!(outbound.domain_concurrency_max, 20);
+    assert_eq!(outbound.temp_fail_intervals, None);
     assert_eq!(outbound.max_queue_lifetime, Duration::from_secs(5 * 86_400));
     assert_eq!(outbound.queue_dir, Path::new("/var/spool/postern/queue"));
     assert!(outbound.nameservers.is_empty());
@@ -106,7 +107,7 @@ fn defaults_without_files() {
 fn every_outbound_key() {
     let temp = TempConfig::new(&[(
         "outbound.ini",
-        "disabled=true\nconcurrency_max=7\nenable_tls=false\ntls_fallback_plain=yes\nalways_split=on\n\
+        "disabled=true\nconcurrency_max=7\ndomain_concurrency_max=3\nenable_tls=false\ntls_fallback_plain=yes\nalways_split=on\n\
          received_header=disabled\nconnect_timeout=12\nlocal_mx_ok=1\nipv6_enabled=true\ninet_prefer=v6\n\
          maxTempFailures=3\ntemp_fail_intervals=1m, 5m*2\nmax_queue_lifetime=2d\nqueue_dir=queue\n\
          nameservers=127.0.0.1:5353\nremote_port=2525\nlocal_address=192.0.2.10\n",
@@ -114,6 +115,7 @@ fn every_outbound_key() {
     let outbound = temp.load().expect("load").outbound;
     assert!(outbound.disabled);
     assert_eq!(outbound.concurrency_max, 7);
+    assert_eq!(outbound.domain_concurrency_max, 3);
     assert!(!outbound.enable_tls);
     assert!(outbound.tls_fallback_plain);
     assert!(outbound.always_split);
@@ -125,6 +127,7 @@ fn every_outbound_key() {
     assert_eq!(outbound.max_temp_failures, 3);
     let minutes: Vec<u64> = outbound
         .temp_fail_intervals
+        .unwrap_or_default()
         .iter()
         .map(|d| d.as_secs() / 60)
         .collect();
@@ -143,20 +146,15 @@ fn every_outbound_key() {
 }
 
 #[test]
-fn max_temp_failures_shapes_the_default_schedule() {
+fn unset_intervals_stay_unset_and_none_is_empty() {
     let temp = TempConfig::new(&[("outbound.ini", "maxTempFailures=3")]);
     let outbound = temp.load().expect("load").outbound;
-    assert_eq!(
-        outbound.temp_fail_intervals,
-        [Duration::from_secs(64), Duration::from_secs(128)]
-    );
+    assert_eq!(outbound.max_temp_failures, 3);
+    assert_eq!(outbound.temp_fail_intervals, None);
     let temp = TempConfig::new(&[("outbound.ini", "temp_fail_intervals=none")]);
-    assert!(
-        temp.load()
-            .expect("load")
-            .outbound
-            .temp_fail_intervals
-            .is_empty()
+    assert_eq!(
+        temp.load().expect("load").outbound.temp_fail_intervals,
+        Some(Vec::new())
     );
 }
 
@@ -232,6 +230,11 @@ fn errors_name_file_line_and_key() {
         ),
         ("outbound.ini", "remote_port=0", "[main] remote_port = '0'"),
         (
+            "outbound.ini",
+            "domain_concurrency_max=0",
+            "[main] domain_concurrency_max = '0': expected a whole number from 1",
+        ),
+        (
             "relay.ini",
             "[relay]\nacl[]=1",
             "relay.ini: [relay] acl = a list of 1 values",
@@ -274,8 +277,5 @@ fn dest_domains_kept_raw_and_env_overrides() {
         ))
     );
     assert_eq!(settings.outbound.max_temp_failures, 2);
-    assert_eq!(
-        settings.outbound.temp_fail_intervals,
-        [Duration::from_secs(64)]
-    );
+    assert_eq!(settings.outbound.temp_fail_intervals, None);
 }

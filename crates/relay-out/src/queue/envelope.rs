@@ -60,6 +60,15 @@ pub struct RecipientState {
     /// The MX host of the last attempt, for the operator.
     #[serde(default)]
     pub last_mx: Option<String>,
+    /// `last_reply` is a remote server's own reply (quoted as `smtp;` in a
+    /// notice), not our description of a local cause (DNS, unreachable
+    /// hosts, expiry).
+    #[serde(default)]
+    pub reply_is_remote: bool,
+    /// The RFC 3463 status a notice about this recipient reports (`5.1.1`).
+    /// Kept on disk so a bounce owed at a crash is built the same after restart.
+    #[serde(default)]
+    pub dsn_status: Option<String>,
 }
 
 /// Where a recipient stands. Serialised in lower case for readability.
@@ -72,6 +81,9 @@ pub enum RecipientStatus {
     Delivered,
     /// Permanently failed (5xx, or retries expired): owes a bounce, never retried.
     Failed,
+    /// Failed, and the sender's notice is queued (or was not owed: the
+    /// message was itself a bounce). Nothing is left to do for it.
+    Bounced,
 }
 
 impl RecipientState {
@@ -84,6 +96,8 @@ impl RecipientState {
             next_attempt: Some(now),
             last_reply: None,
             last_mx: None,
+            reply_is_remote: false,
+            dsn_status: None,
         }
     }
 }
@@ -107,6 +121,19 @@ impl Envelope {
     /// True when nothing is left to attempt.
     pub fn is_finished(&self) -> bool {
         self.pending().next().is_none()
+    }
+
+    /// Recipients that failed and whose sender has not been notified yet.
+    pub fn owing_bounce(&self) -> impl Iterator<Item = &RecipientState> {
+        self.recipients
+            .iter()
+            .filter(|recipient| recipient.status == RecipientStatus::Failed)
+    }
+
+    /// True when the message can leave the queue: nothing to attempt and no
+    /// notice owed.
+    pub fn is_settled(&self) -> bool {
+        self.is_finished() && self.owing_bounce().next().is_none()
     }
 
     /// The bytes of the envelope file: pretty JSON with a `version` field first.
@@ -179,6 +206,7 @@ pub(super) mod tests {
                     next_attempt: None,
                     last_reply: Some("250 2.0.0 Ok: queued as ABC".to_string()),
                     last_mx: Some("mx.example.com".to_string()),
+                    reply_is_remote: true,
                     ..RecipientState::new("carol@example.com", arrival)
                 },
             ],
@@ -249,6 +277,9 @@ pub(super) mod tests {
         assert_eq!(envelope.next_attempt(), Some(later));
         envelope.recipients[0].status = RecipientStatus::Failed;
         assert!(envelope.is_finished());
+        assert!(!envelope.is_settled(), "a bounce is still owed");
         assert_eq!(envelope.next_attempt(), None);
+        envelope.recipients[0].status = RecipientStatus::Bounced;
+        assert!(envelope.is_settled());
     }
 }

@@ -49,8 +49,15 @@
 //!   client read our 250: the client (the backend Postfix) retries, and the
 //!   message is queued a second time under a new id.
 //!
+//! - a crash after a bounce was stored and before its recipients were marked
+//!   `bounced` queues the same notice again at the next start (a recipient
+//!   marked `failed` on disk means "notice owed", so the notice itself is
+//!   never lost either).
+//!
 //! Nothing else duplicates: a recipient is marked `delivered` per recipient,
-//! so a retry never resends to one that already succeeded.
+//! so a retry never resends to one that already succeeded. The delivery side
+//! of this is in `delivery::message`; `tests/tests/relay_out_crash.rs`
+//! kills the daemon mid-intake and mid-delivery and counts the duplicates.
 //!
 //! # Sharing the directory with the `relay-out queue` CLI
 //!
@@ -110,11 +117,11 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 pub use admin::MAX_SHOWN_HEADER_BYTES;
-pub use envelope::{ENVELOPE_FORMAT_VERSION, Envelope, RecipientState, RecipientStatus};
+pub use envelope::{Envelope, RecipientState, RecipientStatus};
 pub use error::SpoolError;
 pub use id::QueueId;
-pub use scan::{Listing, LoadReport, QueueEntry, SetAside};
-pub use time::{format_rfc3339, parse_rfc3339};
+pub use scan::{Listing, QueueEntry};
+pub use time::format_rfc3339;
 
 /// Where the queue lives unless `queue_dir` says otherwise.
 pub const DEFAULT_QUEUE_DIR: &str = "/var/spool/postern/queue";
@@ -143,6 +150,7 @@ impl Spool {
         })
     }
 
+    #[cfg(test)]
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -255,8 +263,9 @@ impl Spool {
         File::open(&path).map_err(|error| self.gone_or_io(id, "open", &path, error))
     }
 
-    /// The whole message in memory; for small messages and tests. Prefer
-    /// [`Spool::open_data`] on delivery paths.
+    /// The whole message in memory, for tests; delivery streams with
+    /// [`Spool::open_data`].
+    #[cfg(test)]
     pub fn read_data(&self, id: &QueueId) -> Result<Vec<u8>, SpoolError> {
         let path = self.data_path(id);
         let mut bytes = Vec::new();

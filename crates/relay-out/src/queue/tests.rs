@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::envelope::tests::sample;
+use super::scan::LoadReport;
 use super::*;
 
 fn new_spool() -> (tempfile::TempDir, Spool) {

@@ -1,0 +1,102 @@
+//! The daemon's life: load the configuration, resume the queue, serve SMTP
+//! and deliver until SIGTERM.
+//!
+//! SIGHUP (and `relay-out queue flush`, which sends it) reloads the TLS
+//! certificate, re-reads outbound.ini `disabled`, and makes every deferred
+//! recipient due now, as Haraka's SIGHUP drains its temp-fail queue.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use smtp_core::config::{ConfigDir, CoreSettings};
+use smtp_core::server::Server;
+use tracing::{info, warn};
+
+use crate::acl::RelayAcl;
+use crate::config::RelayOutSettings;
+use crate::delivery::{self, DisabledSwitch, Runner};
+use crate::instance;
+use crate::policy::{Intake, RelayOut};
+use crate::queue::Spool;
+
+pub async fn run(config: &Path) -> anyhow::Result<()> {
+    let dir = ConfigDir::open(config)?;
+    let core = CoreSettings::load(&dir)?;
+    let settings = RelayOutSettings::load(&dir)?;
+    for warning in core.warnings.iter().chain(&settings.warnings) {
+        warn!("config: {warning}");
+    }
+    let acl = RelayAcl::new(&settings, &core.listen)?;
+
+    let queue_dir = &settings.outbound.queue_dir;
+    let spool = Spool::open(queue_dir).context("opening the queue")?;
+    if let Some(pid) = instance::running_daemon(&spool)?
+        && pid != std::process::id()
+    {
+        bail!(
+            "another relay-out (PID {pid}) is using the queue {}; two daemons must never share one",
+            queue_dir.display()
+        );
+    }
+    let loaded = {
+        let spool = spool.clone();
+        tokio::task::spawn_blocking(move || spool.load())
+            .await
+            .context("loading the queue")??
+    };
+    info!(
+        queue = %queue_dir.display(),
+        messages = loaded.messages.len(),
+        set_aside = loaded.set_aside.len(),
+        temp_files_removed = loaded.temp_files_removed,
+        unacknowledged_removed = loaded.orphan_data_removed.len(),
+        "queue loaded"
+    );
+    spool
+        .write_pid_file(std::process::id())
+        .context("writing the PID file")?;
+
+    let (runner_handle, inbox) = delivery::channel();
+    let switch = DisabledSwitch::new(dir.root().to_path_buf(), settings.outbound.disabled);
+    let context = delivery::Context::new(
+        &dir,
+        &core,
+        &settings,
+        spool.clone(),
+        runner_handle.clone(),
+        &switch,
+    )?;
+    info!("{}", delivery::describe(&settings, &core.listen));
+    if switch.is_disabled() {
+        info!("outbound.ini: disabled=true, mail is queued but not delivered");
+    }
+    let mut runner = Runner::new(Arc::new(context), inbox, switch);
+    for entry in loaded.messages {
+        runner.resume(entry.envelope);
+    }
+    let runner_task = tokio::spawn(runner.run());
+
+    let policy = Arc::new(RelayOut::new(
+        acl,
+        Intake {
+            spool: spool.clone(),
+            runner: runner_handle.clone(),
+        },
+    ));
+    let flush = runner_handle.clone();
+    let served = match Server::from_settings(&core, policy) {
+        Ok(server) => server
+            .on_reload(Box::new(move || flush.flush()))
+            .run()
+            .await
+            .context("serving SMTP"),
+        Err(error) => Err(error).context("starting the server"),
+    };
+    runner_handle.shutdown(core.force_shutdown_timeout).await;
+    let _ = runner_task.await;
+    if let Err(error) = spool.remove_pid_file() {
+        warn!(%error, "cannot remove the PID file");
+    }
+    served
+}

@@ -1,0 +1,283 @@
+//! The work on one queued message when it is due: the operator's bounce
+//! request, one attempt per destination (concurrently, each within the
+//! concurrency limits), the new state written to disk after each, then
+//! notices for whatever failed, and removal once nothing is left.
+//!
+//! # Where a duplicate can happen
+//!
+//! The envelope on disk is rewritten after each destination's attempt, so a
+//! crash (or a failed write) between a remote's 250 to the data and that
+//! rewrite leaves the recipient pending, and it is sent again after the
+//! restart. Likewise a crash between storing a notice and marking its
+//! recipients `bounced` queues the notice twice. Nothing else is repeated:
+//! recipients are settled one by one and a settled one is never retried
+//! (see also the intake duplicate in [`crate::queue`]).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use smtp_core::address::parse_reverse_path;
+use tokio::task::JoinSet;
+use tracing::{error, info};
+
+use super::Context;
+use super::attempt::{Job, attempt_group};
+use super::log::{AttemptRecord, AttemptResult, log_attempt};
+use super::notice;
+use super::outcome::{RecipientOutcome, Verdict};
+use super::plan::{Group, due_work};
+use crate::queue::{Envelope, RecipientStatus, SpoolError};
+
+/// When a notice could not be stored (disk full), try again after this.
+const NOTICE_RETRY: Duration = Duration::from_secs(60);
+
+/// What became of a message after its turn.
+#[derive(Debug)]
+pub struct TaskOutcome {
+    /// The message's new state; `None` when it left the queue (settled, or
+    /// deleted by the operator).
+    pub envelope: Option<Envelope>,
+    /// When to look at it again, if not when its envelope says.
+    pub revisit: Option<SystemTime>,
+}
+
+impl TaskOutcome {
+    fn gone() -> Self {
+        TaskOutcome {
+            envelope: None,
+            revisit: None,
+        }
+    }
+}
+
+/// The message was deleted by the operator while we worked on it.
+struct Gone;
+
+/// One turn of a message. With `deliver` false (delivery disabled) only the
+/// operator's bounce request and owed notices are handled.
+pub async fn process(ctx: Arc<Context>, mut envelope: Envelope, deliver: bool) -> TaskOutcome {
+    if honour_bounce_request(&ctx, &mut envelope).await.is_err() {
+        return TaskOutcome::gone();
+    }
+    if deliver && !ctx.is_disabled() && attempt_due(&ctx, &mut envelope).await.is_err() {
+        return TaskOutcome::gone();
+    }
+    settle(&ctx, envelope).await
+}
+
+/// `relay-out queue bounce ID`: every pending recipient fails now.
+async fn honour_bounce_request(ctx: &Context, envelope: &mut Envelope) -> Result<(), Gone> {
+    let spool = ctx.spool.clone();
+    let id = envelope.id.clone();
+    let requested = match tokio::task::spawn_blocking(move || spool.bounce_requested(&id)).await {
+        Ok(Ok(requested)) => requested,
+        Ok(Err(error)) => {
+            error!(queue_id = %envelope.id, %error, "cannot check for a bounce request");
+            false
+        }
+        Err(error) => {
+            error!(queue_id = %envelope.id, %error, "cannot check for a bounce request");
+            false
+        }
+    };
+    if !requested || envelope.is_finished() {
+        return Ok(());
+    }
+    info!(queue_id = %envelope.id, "bouncing at the operator's request");
+    let outcome = RecipientOutcome::local(
+        Verdict::Failed,
+        "5.0.0",
+        "Delivery cancelled by the postmaster (relay-out queue bounce)",
+        None,
+    );
+    let now = SystemTime::now();
+    let arrival = envelope.arrival;
+    for recipient in &mut envelope.recipients {
+        if recipient.status == RecipientStatus::Pending {
+            ctx.retry
+                .apply(recipient, &outcome, arrival, now, &mut rand::rng());
+        }
+    }
+    persist(ctx, envelope).await
+}
+
+/// Attempts every due destination of the message at once, saving the
+/// envelope as each one finishes.
+async fn attempt_due(ctx: &Arc<Context>, envelope: &mut Envelope) -> Result<(), Gone> {
+    let now = SystemTime::now();
+    let work = due_work(envelope, now, ctx.always_split);
+    if !work.unroutable.is_empty() {
+        apply(ctx, envelope, work.unroutable);
+        persist(ctx, envelope).await?;
+    }
+    if work.groups.is_empty() {
+        return Ok(());
+    }
+    let spool = ctx.spool.clone();
+    let id = envelope.id.clone();
+    let size = match tokio::task::spawn_blocking(move || spool.data_size(&id)).await {
+        Ok(Ok(size)) => Some(size),
+        Ok(Err(SpoolError::Gone(_))) => return Err(Gone),
+        // Sending goes on without SIZE=; reading the data will tell.
+        Ok(Err(error)) => {
+            error!(queue_id = %envelope.id, %error, "cannot read the size of the queued message");
+            None
+        }
+        Err(error) => {
+            error!(queue_id = %envelope.id, %error, "cannot read the size of the queued message");
+            None
+        }
+    };
+    let sender = match parse_reverse_path(&format!("<{}>", envelope.sender)) {
+        Ok(sender) => sender,
+        Err(problem) => {
+            let text = format!(
+                "Invalid sender {:?} in the queue: {problem}",
+                envelope.sender
+            );
+            let outcome = RecipientOutcome::local(Verdict::Failed, "5.1.7", text, None);
+            let all = work
+                .groups
+                .iter()
+                .flat_map(|group| group.recipients.iter().map(|&i| (i, outcome.clone())))
+                .collect();
+            apply(ctx, envelope, all);
+            return persist(ctx, envelope).await;
+        }
+    };
+    let job = Arc::new(Job {
+        id: envelope.id.clone(),
+        arrival: envelope.arrival,
+        sender,
+        size,
+        smtputf8: envelope.smtputf8,
+    });
+    let mut attempts = JoinSet::new();
+    for group in work.groups {
+        let ctx = Arc::clone(ctx);
+        let job = Arc::clone(&job);
+        attempts.spawn(async move {
+            let outcomes = attempt_with_permits(&ctx, &job, &group).await;
+            (group, outcomes)
+        });
+    }
+    while let Some(joined) = attempts.join_next().await {
+        match joined {
+            Ok((group, Some(outcomes))) => {
+                apply(
+                    ctx,
+                    envelope,
+                    group.recipients.into_iter().zip(outcomes).collect(),
+                );
+                persist(ctx, envelope).await?;
+            }
+            // Not attempted: delivery was disabled while it waited.
+            Ok((_, None)) => {}
+            Err(error) => {
+                error!(queue_id = %envelope.id, %error, "a delivery attempt failed unexpectedly; retrying later");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits for a slot, then attempts; `None` when delivery was disabled
+/// while waiting.
+async fn attempt_with_permits(
+    ctx: &Context,
+    job: &Job,
+    group: &Group,
+) -> Option<Vec<RecipientOutcome>> {
+    let _permits = ctx.limits.acquire(&group.destination).await?;
+    if ctx.is_disabled() {
+        log_attempt(&AttemptRecord {
+            queue_id: &job.id,
+            domain: &group.destination.to_string(),
+            mx: None,
+            ip: None,
+            port: ctx.port,
+            tls: false,
+            recipients: group.recipients.len(),
+            result: AttemptResult::Skipped,
+            reply: "delivery disabled (outbound.ini disabled=true)",
+            delay: SystemTime::now()
+                .duration_since(job.arrival)
+                .unwrap_or_default(),
+            elapsed: Duration::ZERO,
+        });
+        return None;
+    }
+    Some(attempt_group(ctx, job, group).await)
+}
+
+fn apply(ctx: &Context, envelope: &mut Envelope, outcomes: Vec<(usize, RecipientOutcome)>) {
+    let now = SystemTime::now();
+    let arrival = envelope.arrival;
+    let mut rng = rand::rng();
+    for (index, outcome) in outcomes {
+        if let Some(recipient) = envelope.recipients.get_mut(index) {
+            ctx.retry.apply(recipient, &outcome, arrival, now, &mut rng);
+        }
+    }
+}
+
+/// Queues owed notices, then removes the message if nothing is left, else
+/// saves it.
+async fn settle(ctx: &Context, mut envelope: Envelope) -> TaskOutcome {
+    let mut revisit = None;
+    if envelope.owing_bounce().next().is_some() {
+        match notice::send_owed(ctx, &mut envelope).await {
+            Ok(()) => {
+                if !envelope.is_settled() && persist(ctx, &envelope).await.is_err() {
+                    return TaskOutcome::gone();
+                }
+            }
+            Err(notice::NoticeError::Spool(SpoolError::Gone(_))) => return TaskOutcome::gone(),
+            Err(error) => {
+                error!(queue_id = %envelope.id, %error, "bounce not queued; trying again later");
+                revisit = Some(SystemTime::now() + NOTICE_RETRY);
+            }
+        }
+    }
+    if envelope.is_settled() {
+        let spool = ctx.spool.clone();
+        let id = envelope.id.clone();
+        match tokio::task::spawn_blocking(move || spool.remove(&id)).await {
+            Ok(Ok(())) => info!(queue_id = %envelope.id, "message done, removed from the queue"),
+            Ok(Err(error)) => {
+                error!(queue_id = %envelope.id, %error, "cannot remove a finished message; it is cleaned up at the next start")
+            }
+            Err(error) => {
+                error!(queue_id = %envelope.id, %error, "cannot remove a finished message")
+            }
+        }
+        return TaskOutcome::gone();
+    }
+    TaskOutcome {
+        envelope: Some(envelope),
+        revisit,
+    }
+}
+
+/// Writes the envelope. A write failure is logged and the in-memory state
+/// goes on (the risk is only a repeated delivery after a crash); `Gone`
+/// means the operator deleted the message.
+async fn persist(ctx: &Context, envelope: &Envelope) -> Result<(), Gone> {
+    let spool = ctx.spool.clone();
+    let copy = envelope.clone();
+    match tokio::task::spawn_blocking(move || spool.update(&copy)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(SpoolError::Gone(_))) => {
+            info!(queue_id = %envelope.id, "message deleted by the operator");
+            Err(Gone)
+        }
+        Ok(Err(error)) => {
+            error!(queue_id = %envelope.id, %error, "cannot save the delivery state");
+            Ok(())
+        }
+        Err(error) => {
+            error!(queue_id = %envelope.id, %error, "cannot save the delivery state");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Delivery: taking queued messages to the recipients' MX hosts, retrying
+//! temporary failures on the schedule, and bouncing what fails
+//! (haraka-behaviour.md §7).
+//!
+//! - [`runner`] owns the timetable and starts one task per due message;
+//! - [`message`] is that task (and documents where a duplicate can happen);
+//! - [`plan`] groups due recipients per destination and orders hosts;
+//! - [`route`] resolves a destination to addresses (MX, implicit MX, null MX,
+//!   local addresses refused);
+//! - [`attempt`] speaks SMTP to them; [`outcome`] turns replies into queue
+//!   state; [`notice`] queues bounces; [`log`] writes one line per attempt.
+
+mod agenda;
+mod attempt;
+mod limits;
+mod log;
+mod message;
+mod notice;
+mod outcome;
+mod plan;
+mod route;
+mod runner;
+mod switch;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use smtp_core::client::{
+    ClientConfig, ClientTls, ClientTlsError, StepTimeouts, TlsMode, TlsVerify,
+};
+use smtp_core::config::{ConfigDir, ConfigError, CoreSettings};
+use smtp_core::dns::{Dns, DnsError, DnsSettings};
+
+use crate::config::RelayOutSettings;
+use crate::queue::Spool;
+use crate::schedule::RetrySchedule;
+
+pub use runner::{Runner, RunnerHandle, channel};
+pub use switch::DisabledSwitch;
+
+use limits::Limits;
+use outcome::RetryPolicy;
+use route::AddressPolicy;
+
+/// Haraka's bounce template file (header lines, a blank line, body lines).
+pub const BOUNCE_TEMPLATE_FILE: &str = "outbound.bounce_message";
+
+/// Why delivery cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverySetupError {
+    #[error("cannot set up DNS for delivery: {0}")]
+    Dns(#[from] DnsError),
+    #[error("cannot set up TLS for delivery: {0}")]
+    Tls(#[from] ClientTlsError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Everything delivery tasks share, built once at start.
+pub struct Context {
+    spool: Spool,
+    dns: Dns,
+    me: String,
+    port: u16,
+    /// Opportunistic STARTTLS, any certificate (as Haraka and Postfix `may`).
+    tls_client: ClientConfig,
+    /// No TLS: `enable_tls=false`, and the `tls_fallback_plain` retry.
+    plain_client: ClientConfig,
+    enable_tls: bool,
+    tls_fallback_plain: bool,
+    always_split: bool,
+    addresses: AddressPolicy,
+    retry: RetryPolicy,
+    limits: Limits,
+    disabled: Arc<AtomicBool>,
+    bounce_template: Option<String>,
+    runner: RunnerHandle,
+}
+
+impl Context {
+    pub fn new(
+        dir: &ConfigDir,
+        core: &CoreSettings,
+        settings: &RelayOutSettings,
+        spool: Spool,
+        runner: RunnerHandle,
+        switch: &DisabledSwitch,
+    ) -> Result<Context, DeliverySetupError> {
+        let outbound = &settings.outbound;
+        let nameservers = if outbound.nameservers.is_empty() {
+            core.nameservers.clone()
+        } else {
+            outbound.nameservers.clone()
+        };
+        let dns = Dns::new(&DnsSettings {
+            nameservers,
+            timeout: core.dns_timeout,
+            reverse_lookups: false,
+        })?;
+        let client = |tls: ClientTls| ClientConfig {
+            helo_name: core.me.clone(),
+            connect_timeout: outbound.connect_timeout,
+            timeouts: StepTimeouts::default(),
+            tls,
+            auth: None,
+            source_address: outbound.local_address,
+            lmtp: false,
+        };
+        Ok(Context {
+            spool,
+            dns,
+            me: core.me.clone(),
+            port: outbound.remote_port,
+            tls_client: client(ClientTls::new(
+                TlsMode::Opportunistic,
+                &TlsVerify::Insecure,
+            )?),
+            plain_client: client(ClientTls::off()),
+            enable_tls: outbound.enable_tls,
+            tls_fallback_plain: outbound.tls_fallback_plain,
+            always_split: outbound.always_split,
+            addresses: AddressPolicy {
+                local_mx_ok: outbound.local_mx_ok,
+                ipv6_enabled: outbound.ipv6_enabled,
+                inet_prefer: outbound.inet_prefer,
+                listeners: core.listen.clone(),
+                remote_port: outbound.remote_port,
+            },
+            retry: RetryPolicy {
+                schedule: RetrySchedule::from_config(
+                    outbound.temp_fail_intervals.as_deref(),
+                    outbound.max_temp_failures,
+                ),
+                lifetime: outbound.max_queue_lifetime,
+            },
+            limits: Limits::new(outbound.concurrency_max, outbound.domain_concurrency_max),
+            disabled: switch.flag(),
+            bounce_template: bounce_template(dir)?,
+            runner,
+        })
+    }
+
+    fn is_disabled(&self) -> bool {
+        self.disabled.load(Ordering::Relaxed)
+    }
+}
+
+/// `outbound.bounce_message` if present and not blank (Haraka reads it as a
+/// whole file). Recorded as used, so `--check` does not call it unknown.
+pub fn bounce_template(dir: &ConfigDir) -> Result<Option<String>, ConfigError> {
+    let Some(path) = dir.path_of(BOUNCE_TEMPLATE_FILE) else {
+        return Ok(None);
+    };
+    let text = read_template(&path)?;
+    dir.mark_used(&path);
+    Ok(Some(text).filter(|text| !text.trim().is_empty()))
+}
+
+fn read_template(path: &Path) -> Result<String, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// For the startup log: where mail goes.
+pub fn describe(settings: &RelayOutSettings, listen: &[SocketAddr]) -> String {
+    let outbound = &settings.outbound;
+    format!(
+        "delivering to port {} with up to {} sessions ({} per domain), STARTTLS {}, local MX {}, {} own listener(s) excluded",
+        outbound.remote_port,
+        outbound.concurrency_max,
+        outbound.domain_concurrency_max,
+        if outbound.enable_tls {
+            "opportunistic"
+        } else {
+            "off"
+        },
+        if outbound.local_mx_ok {
+            "allowed"
+        } else {
+            "refused"
+        },
+        listen.len()
+    )
+}
