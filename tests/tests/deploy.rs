@@ -1,0 +1,78 @@
+//! The deployment files: the systemd units pass `systemd-analyze verify` and
+//! `security` (exposure at most 2.0), `deploy/install.sh` installs the
+//! expected tree into a scratch root and changes nothing when run again, and
+//! the acme.sh deploy hook writes the combined PEM atomically and reloads
+//! both services through `systemctl` (a stub on PATH that records its
+//! arguments).
+//!
+//! Nothing here touches the real system: installs go into temp dirs, units
+//! are analysed offline. Run as root (the README's test command does): the
+//! install sets owners, and the hook gives the PEM group `mail`.
+//!
+//! The tests live in `deploy/` (one module per deployment file); this root
+//! holds what they share.
+
+#[path = "deploy/acme_hook.rs"]
+mod acme_hook;
+#[path = "deploy/install.rs"]
+mod install;
+#[path = "deploy/units.rs"]
+mod units;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anyhow::{Context, ensure};
+
+/// The two units, with what differs between them.
+const UNITS: [(&str, &str); 2] = [
+    ("relay-in", "/etc/postern/in"),
+    ("relay-out", "/etc/postern/out"),
+];
+
+/// A user id that exists nowhere: install.sh must apply a numeric owner as
+/// given, which proves the chown happened.
+const SCRATCH_UID: u32 = 64_999;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives in the workspace")
+        .to_path_buf()
+}
+
+fn require_root() -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions and touches no memory.
+    let euid = unsafe { libc::geteuid() };
+    ensure!(
+        euid == 0,
+        "this test sets owners and groups: run it as root (the README's .ci/test does)"
+    );
+    Ok(())
+}
+
+fn mail_gid() -> anyhow::Result<u32> {
+    let groups = std::fs::read_to_string("/etc/group")?;
+    groups
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            (fields.next() == Some("mail")).then(|| fields.nth(1)?.parse().ok())?
+        })
+        .context("no group 'mail' in /etc/group")
+}
+
+fn run(command: &mut Command) -> anyhow::Result<Output> {
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
+    Ok(output)
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
