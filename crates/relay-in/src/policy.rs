@@ -178,6 +178,7 @@ impl ConnectionPolicy for RelayInConnection {
         message: Vec<u8>,
     ) -> Verdict {
         self.route = None;
+        let started = std::time::Instant::now();
         let result = match self.live.take() {
             Some(backend) => backend.finish(session, envelope, &message).await,
             None => {
@@ -194,6 +195,7 @@ impl ConnectionPolicy for RelayInConnection {
                     .await
             }
         };
+        smtp_core::metrics::metrics().backend_answered(started.elapsed());
         match result {
             Ok(reply) => Verdict::Accept(Some(reply)),
             Err(reply) => Verdict::Reject(reply),

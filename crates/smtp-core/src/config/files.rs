@@ -22,6 +22,8 @@ pub const CONNECTION_CLOSE_MESSAGE: &str = "connection_close_message";
 pub const LIMIT_INI: &str = "limit.ini";
 /// Banner delay and pipelining-before-banner rejection (both binaries).
 pub const EARLY_TALKER_INI: &str = "early_talker.ini";
+/// The opt-in Prometheus endpoint (Postern; both binaries).
+pub const METRICS_INI: &str = "metrics.ini";
 /// Certificate, key and STARTTLS exceptions (both binaries).
 pub const TLS_INI: &str = "tls.ini";
 /// Haraka's default private key file name.
@@ -50,6 +52,7 @@ pub const OUTBOUND_INI: &str = "outbound.ini";
 /// Every file either binary reads; anything else in the directory is ignored.
 pub const KNOWN_FILES: &[&str] = &[
     ME,
+    METRICS_INI,
     SMTP_INI,
     CONNECTION_INI,
     DATABYTES,

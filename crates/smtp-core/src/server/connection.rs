@@ -15,6 +15,7 @@ use super::input::{InputBuffer, Line};
 use super::limits::LimitExceeded;
 use super::shutdown::{Phase, Shutdown};
 use crate::dns::ClientName;
+use crate::metrics::{ConnectionOutcome, Outcome, metrics};
 use crate::policy::{AuthVerdict, ClientInfo, ConnectionPolicy, MailPolicy, Verdict};
 use crate::session::{Action, Session, TransactionRecord, replies};
 use crate::stream::MaybeTlsStream as ClientStream;
@@ -78,6 +79,7 @@ pub(crate) async fn serve<P: MailPolicy>(
     if let Some(rate) = &shared.connection_rate
         && !rate.allow(peer.ip(), Instant::now())
     {
+        metrics().connection(ConnectionOutcome::RefusedRate);
         let reply = replies::connection_rate_exceeded(me);
         if shared
             .log_throttle
@@ -99,12 +101,16 @@ pub(crate) async fn serve<P: MailPolicy>(
         && is_early_talker(&tcp, shared.config.early_talker_pause).await
         && shared.config.early_talker_reject
     {
+        metrics().connection(ConnectionOutcome::EarlyTalker);
         let reply = replies::early_talker(me);
         info!(conn = %conn_id, client = %peer.ip(), code = reply.code(), "early talker refused: client sent data before the greeting");
         refuse(tcp, &reply.to_wire()).await;
         return;
     }
 
+    metrics().connection(ConnectionOutcome::Accepted);
+    metrics().connections_open.inc();
+    let _open = OpenConnection;
     let client = ClientInfo { peer, local, name };
     let policy = shared.policy.connect(&client);
     let session = Session::new(Arc::clone(&shared.config.session), client, conn_id);
@@ -129,6 +135,15 @@ pub(crate) async fn serve<P: MailPolicy>(
         Err(end) => {
             debug!(conn = %connection.session.info().conn_id, client = %peer.ip(), "connection ended: {end}")
         }
+    }
+}
+
+/// Decrements the open-connections gauge however the connection ends.
+struct OpenConnection;
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        metrics().connections_open.dec();
     }
 }
 
@@ -375,6 +390,11 @@ impl<P: MailPolicy> Connection<P> {
         } else {
             "rejected"
         };
+        metrics().transaction(match record.reply.code() {
+            200..=399 => Outcome::Accepted,
+            400..=499 => Outcome::TempFailed,
+            _ => Outcome::Rejected,
+        });
         info!(
             conn = %info.conn_id,
             id = %envelope.id,
@@ -463,6 +483,7 @@ impl<P: MailPolicy> Connection<P> {
         );
         match handshake.await {
             Ok(Ok(tls)) => {
+                metrics().tls_sessions.inc();
                 self.stream = ClientStream::Tls(Box::new(tokio_rustls::TlsStream::Server(tls)))
             }
             Ok(Err(e)) => {

@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub connection_rate: RateRule,
     /// limit.ini `[rate_rcpt_host]`: recipients per client address per interval.
     pub recipient_rate: RateRule,
+    /// metrics.ini `listen`: the Prometheus endpoint, off when `None`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -81,6 +83,7 @@ impl ServerConfig {
             implicit_tls_ports: Vec::new(),
             connection_rate: RateRule::default(),
             recipient_rate: RateRule::default(),
+            metrics_listen: None,
         }
     }
 }
@@ -183,6 +186,12 @@ impl<P: MailPolicy> Server<P> {
                 listener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
             info!(listen = %addr, "listening");
             listeners.push(listener);
+        }
+
+        if let Some(addr) = self.shared.config.metrics_listen {
+            crate::metrics::serve(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?;
         }
 
         let (shutdown_tx, shutdown_rx) = shutdown::channel();

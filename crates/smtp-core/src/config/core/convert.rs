@@ -46,6 +46,7 @@ impl CoreSettings {
             implicit_tls_ports: vec![self.smtps_port],
             connection_rate: self.connection_rate.clone(),
             recipient_rate: self.recipient_rate.clone(),
+            metrics_listen: self.metrics_listen,
         }
     }
 

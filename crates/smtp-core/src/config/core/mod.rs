@@ -20,7 +20,7 @@ use super::endpoint::SMTP_PORT;
 use super::error::ConfigError;
 use super::files;
 use super::values::parse_decimal;
-use raw::{ConnectionIni, EarlyTalkerIni, LimitIni, SmtpIni, SmtpMain};
+use raw::{ConnectionIni, EarlyTalkerIni, LimitIni, MetricsIni, SmtpIni, SmtpMain};
 
 /// Haraka's shipped message size limit (connection.ini `[max] bytes`).
 pub const DEFAULT_MAX_BYTES: u64 = 26_214_400;
@@ -90,6 +90,8 @@ pub struct CoreSettings {
     pub connection_rate: RateRule,
     /// limit.ini `[rate_rcpt_host]`: recipients per client address per interval.
     pub recipient_rate: RateRule,
+    /// metrics.ini `listen`: where to serve Prometheus metrics; off if unset.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Delay before the banner, to catch clients that talk first
     /// (early_talker.ini `pause`, 0 = none).
     pub early_talker_pause: Duration,
@@ -112,6 +114,8 @@ impl CoreSettings {
         let connection: ConnectionIni = dir.ini(files::CONNECTION_INI)?;
         let limit: LimitIni = dir.ini(files::LIMIT_INI)?;
         let early_talker: EarlyTalkerIni = dir.ini(files::EARLY_TALKER_INI)?;
+        let metrics: MetricsIni = dir.ini(files::METRICS_INI)?;
+        let metrics_listen = metrics_listen(dir, metrics.main.listen.as_deref())?;
         let tls = TlsSettings::load(dir)?;
         let listen = listen_addresses(dir, &smtp.main);
         let max_bytes = max_bytes(dir, connection.max.bytes)?;
@@ -173,6 +177,7 @@ impl CoreSettings {
             max_unrecognized_commands: limit.unrecognized_commands.max,
             connection_rate: rates(dir, "rate_conn", &limit.rate_conn)?,
             recipient_rate: rates(dir, "rate_rcpt_host", &limit.rate_rcpt_host)?,
+            metrics_listen,
             early_talker_pause: early_talker.main.pause.0,
             early_talker_reject: early_talker.main.reject,
             tls,
@@ -269,5 +274,31 @@ fn rates(
         section: section.to_owned(),
         key,
         detail,
+    })
+}
+
+/// metrics.ini `listen`: an `ip:port` (a bare port means loopback: metrics
+/// are for the local Prometheus or a tunnel, never the internet by default).
+fn metrics_listen(
+    dir: &ConfigDir,
+    written: Option<&str>,
+) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    let Some(text) = written.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let parsed = text.parse::<std::net::SocketAddr>().ok().or_else(|| {
+        text.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p)))
+    });
+    parsed.map(Some).ok_or_else(|| ConfigError::BadValue {
+        origin: dir.path_of(files::METRICS_INI).map_or_else(
+            || files::METRICS_INI.to_owned(),
+            |p| p.display().to_string(),
+        ),
+        section: "main".to_owned(),
+        key: "listen".to_owned(),
+        detail: crate::config::expected(text, "an ip:port such as 127.0.0.1:9125"),
     })
 }

@@ -307,3 +307,17 @@ impl<'de> Visitor<'de> for NetworkKeysVisitor {
             .map(NetworkKeys)
     }
 }
+
+/// metrics.ini: `listen=ip:port` turns the Prometheus endpoint on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct MetricsIni {
+    pub main: MetricsMain,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct MetricsMain {
+    #[serde(deserialize_with = "optional_setting")]
+    pub listen: Option<String>,
+}
