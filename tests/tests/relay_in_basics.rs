@@ -254,3 +254,65 @@ async fn rate_limits_per_client_address_are_enforced_and_logged_once() -> anyhow
     assert_eq!(log.matches("[rate_rcpt_host] exceeded").count(), 1, "{log}");
     Ok(())
 }
+
+#[test]
+fn migration_check_explains_the_seeds_haraka_directories() -> anyhow::Result<()> {
+    let (code, output) = run(
+        "relay-in",
+        &["--check", "-c", &repo("tests/fixtures/seed-haraka-in")],
+    )?;
+    assert_eq!(code, 0, "{output}");
+    for expected in [
+        "forwards to: 10.0.0.2:25",
+        "accepts mail for: example.com",
+        "read: plugins/smtp_forward.ini",
+        "read: plugins/tls.ini",
+        "xclient.ini: enabled=true is not a Haraka setting",
+        "xclient.ini: forward=true is not a Haraka setting",
+        "xclient.ini: destination=10.0.0.2:25 is not a Haraka setting",
+        "not used: config:",
+        "OK: relay-in will run with this configuration.",
+    ] {
+        assert!(
+            output.contains(expected),
+            "missing {expected:?} in:\n{output}"
+        );
+    }
+    let (code, output) = run(
+        "relay-out",
+        &["--check", "-c", &repo("tests/fixtures/seed-haraka-out")],
+    )?;
+    assert_eq!(code, 0, "{output}");
+    for expected in [
+        "relays for: 10.0.0.2/32",
+        "read: relay_acl_allow",
+        "not used: plugins: Postern has no plugins",
+        "OK: relay-out will run",
+    ] {
+        assert!(
+            output.contains(expected),
+            "missing {expected:?} in:\n{output}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn a_haraka_instance_directory_holding_config_works() -> anyhow::Result<()> {
+    let instance = tempfile::tempdir()?;
+    let config = instance.path().join("config");
+    std::fs::create_dir(&config)?;
+    std::fs::write(config.join("host_list"), "instance.example\n")?;
+    std::fs::write(config.join("smtp.ini"), "listen=127.0.0.1:2599\n")?;
+    let (code, output) = run(
+        "relay-in",
+        &["--check", "-c", &instance.path().display().to_string()],
+    )?;
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("accepts mail for: instance.example"),
+        "{output}"
+    );
+    assert!(output.contains("listens on: 127.0.0.1:2599"), "{output}");
+    Ok(())
+}

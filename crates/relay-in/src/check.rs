@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use smtp_core::config::{ConfigDir, CoreSettings, files};
+use smtp_core::config::{ConfigDir, CoreSettings};
 
 use crate::config::{ForwardMode, RelayInSettings, XclientPolicy};
 
@@ -57,8 +57,6 @@ pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
     for warning in core.warnings.iter().chain(&settings.warnings) {
         lines.push(format!("warning: {warning}"));
     }
-    for file in dir.unrecognized_files(files::KNOWN_FILES) {
-        lines.push(format!("note: {file}: not a file Postern reads; ignored"));
-    }
+    lines.extend(smtp_core::config::check::files_report(&dir));
     Ok(lines)
 }

@@ -44,3 +44,25 @@ pub fn core_summary(core: &CoreSettings) -> Vec<String> {
     });
     lines
 }
+
+/// The migration part of `--check`: what happens to each file found in the
+/// directory (read, deliberately not used and why, or unknown).
+pub fn files_report(dir: &super::ConfigDir) -> Vec<String> {
+    let mut lines = Vec::new();
+    let root = dir.root();
+    for path in dir.used_files() {
+        let shown = path.strip_prefix(root).unwrap_or(&path);
+        lines.push(format!("  read: {}", shown.display()));
+    }
+    for name in dir.unrecognized_files(super::files::KNOWN_FILES) {
+        let base = name.strip_prefix("plugins/").unwrap_or(&name);
+        match super::files::HARAKA_NOT_USED
+            .iter()
+            .find(|(file, _)| *file == base)
+        {
+            Some((_, why)) => lines.push(format!("  not used: {name}: {why}")),
+            None => lines.push(format!("note: {name}: not a file Postern reads; ignored")),
+        }
+    }
+    lines
+}

@@ -258,6 +258,11 @@ impl ConfigDir {
     /// Files and directories in the root (and `plugins/`) that were not read
     /// and whose names are not in `known` (e.g. [`super::files::KNOWN_FILES`]).
     /// Postern ignores them; the caller reports them once at startup.
+    /// The files read so far, for `--check`'s report.
+    pub fn used_files(&self) -> Vec<PathBuf> {
+        self.lock().used.iter().cloned().collect()
+    }
+
     pub fn unrecognized_files(&self, known: &[&str]) -> Vec<String> {
         let used = self.lock().used.clone();
         let mut found = Vec::new();

@@ -74,3 +74,41 @@ pub const KNOWN_FILES: &[&str] = &[
     RELAY_DEST_DOMAINS_INI,
     OUTBOUND_INI,
 ];
+
+/// Haraka files Postern deliberately does not read, and why: `--check`
+/// tells a migrating administrator what happens to each.
+pub const HARAKA_NOT_USED: &[(&str, &str)] = &[
+    (
+        "plugins",
+        "Postern has no plugins: recipient checks, forwarding, XCLIENT, TLS and the relay ACL are built in and configured by their own files",
+    ),
+    (
+        "config",
+        "not a Haraka file (the seed guide's [server]/[plugins] summary); listen comes from smtp.ini",
+    ),
+    (
+        "xclient.hosts",
+        "relay-in never accepts XCLIENT from clients; it sends XCLIENT to the backend",
+    ),
+    (
+        "log.ini",
+        "logging goes to stderr or journald; RUST_LOG sets the level",
+    ),
+    (
+        "loglevel",
+        "logging goes to stderr or journald; RUST_LOG sets the level",
+    ),
+    (
+        "internalcmd_key",
+        "not needed: relay-out queue flush signals the daemon directly",
+    ),
+    (
+        "plugin_timeout",
+        "no plugins; backend and delivery timeouts are in smtp_forward.ini and outbound.ini",
+    ),
+    (
+        "dhparams.pem",
+        "rustls negotiates ECDHE only; no DH parameters",
+    ),
+    ("haproxy_hosts", "the PROXY protocol is not supported"),
+];
