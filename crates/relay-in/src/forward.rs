@@ -14,6 +14,7 @@ use smtp_core::client::{
     Credentials, MailOptions, SmtpClient, Step, StepTimeouts, TlsMode, TlsVerify,
     XclientAttributes, XclientOutcome,
 };
+use smtp_core::message::Message;
 use smtp_core::policy::{HeloVerb, SessionInfo};
 use smtp_core::reply::{EnhancedCode, Reply};
 use tracing::{info, warn};
@@ -263,7 +264,7 @@ impl Forwarder {
         session: &SessionInfo,
         envelope: &smtp_core::policy::Envelope,
         selector: &str,
-        message: &[u8],
+        message: &Message,
     ) -> Result<Reply, Reply> {
         let mut backend = self.open(selector, session).await?;
         let options = mail_options(envelope, message.len());
@@ -336,9 +337,21 @@ impl Backend {
         mut self,
         session: &SessionInfo,
         envelope: &smtp_core::policy::Envelope,
-        message: &[u8],
+        message: &Message,
     ) -> Result<Reply, Reply> {
-        let result = self.client.data(message).await;
+        let reader = match message.async_reader() {
+            Ok(reader) => reader,
+            Err(e) => {
+                warn!(conn = %session.conn_id, id = %envelope.id, "cannot read the message back: {e}");
+                self.abandon();
+                return Err(reply(
+                    451,
+                    (4, 3, 0),
+                    "Local error in processing, try again later",
+                ));
+            }
+        };
+        let result = self.client.data_from(reader).await;
         let outcome = match result {
             Ok(final_reply) => {
                 info!(conn = %session.conn_id, id = %envelope.id, backend = %self.key, "backend answered: {final_reply}");
@@ -363,9 +376,9 @@ impl Backend {
     }
 }
 
-pub fn mail_options(envelope: &smtp_core::policy::Envelope, size: usize) -> MailOptions {
+pub fn mail_options(envelope: &smtp_core::policy::Envelope, size: u64) -> MailOptions {
     MailOptions {
-        size: Some(size as u64),
+        size: Some(size),
         smtputf8: envelope.params.smtputf8,
     }
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use smtp_core::config::ConfigDir;
 
 use smtp_core::address::{ForwardPath, ReversePath};
+use smtp_core::message::Message;
 use smtp_core::policy::{ClientInfo, ConnectionPolicy, Envelope, MailPolicy, SessionInfo, Verdict};
 use smtp_core::reply::{EnhancedCode, Reply};
 use tracing::{error, info};
@@ -175,7 +176,7 @@ impl ConnectionPolicy for RelayInConnection {
         &mut self,
         session: &SessionInfo,
         envelope: &Envelope,
-        message: Vec<u8>,
+        message: Message,
     ) -> Verdict {
         self.route = None;
         let started = std::time::Instant::now();

@@ -16,13 +16,14 @@ use std::time::SystemTime;
 
 use smtp_core::address::{ForwardPath, ReversePath};
 use smtp_core::command::Body;
+use smtp_core::message::Message;
 use smtp_core::policy::{ClientInfo, ConnectionPolicy, Envelope, MailPolicy, SessionInfo, Verdict};
 use smtp_core::reply::{EnhancedCode, Reply};
 use tracing::{error, info};
 
 use crate::acl::RelayAcl;
 use crate::delivery::RunnerHandle;
-use crate::queue::{self, QueueId, RecipientState, Spool};
+use crate::queue::{self, QueueId, RecipientState, Spool, SpoolError};
 
 /// relay-out's [`MailPolicy`].
 #[derive(Debug)]
@@ -96,15 +97,23 @@ impl ConnectionPolicy for RelayOutConnection {
         &mut self,
         session: &SessionInfo,
         envelope: &Envelope,
-        message: Vec<u8>,
+        message: Message,
     ) -> Verdict {
         let queued = queued_envelope(session, envelope, SystemTime::now());
         let id = queued.id.clone();
         let spool = self.intake.spool.clone();
         let size = message.len();
-        let stored =
-            tokio::task::spawn_blocking(move || spool.store(&queued, &message).map(|()| queued))
-                .await;
+        // Large messages arrive in a temporary file: copied into the spool
+        // from there, never held in memory whole.
+        let stored = tokio::task::spawn_blocking(move || {
+            let mut reader = message.reader().map_err(|source| SpoolError::Io {
+                operation: "read back the received message",
+                path: spool.dir().to_path_buf(),
+                source,
+            })?;
+            spool.store_from(&queued, &mut reader).map(|_| queued)
+        })
+        .await;
         match stored {
             Ok(Ok(queued)) => {
                 info!(

@@ -15,6 +15,7 @@ pub mod data;
 pub mod dns;
 pub mod id;
 pub mod logging;
+pub mod message;
 pub mod metrics;
 pub mod policy;
 pub mod received;

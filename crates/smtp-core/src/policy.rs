@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use crate::address::{ForwardPath, ReversePath};
 use crate::command::MailParams;
 use crate::dns::ClientName;
+use crate::message::Message;
 use crate::reply::Reply;
 use crate::sasl::{Credentials, SaslMechanism};
 
@@ -135,7 +136,7 @@ pub trait ConnectionPolicy: Send + 'static {
         &mut self,
         session: &SessionInfo,
         envelope: &Envelope,
-        message: Vec<u8>,
+        message: Message,
     ) -> impl Future<Output = Verdict> + Send;
 
     /// SASL mechanisms to offer in EHLO; empty (the default) offers no AUTH.

@@ -150,7 +150,6 @@ impl Spool {
         })
     }
 
-    #[cfg(test)]
     pub fn dir(&self) -> &Path {
         &self.dir
     }

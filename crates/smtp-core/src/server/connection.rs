@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::Shared;
 use super::input::{InputBuffer, Line};
 use super::limits::LimitExceeded;
 use super::shutdown::{Phase, Shutdown};
 use crate::dns::ClientName;
+use crate::message::{Message, Spill};
 use crate::metrics::{ConnectionOutcome, Outcome, metrics};
 use crate::policy::{AuthVerdict, ClientInfo, ConnectionPolicy, MailPolicy, Verdict};
 use crate::session::{Action, Session, TransactionRecord, replies};
@@ -117,6 +118,7 @@ pub(crate) async fn serve<P: MailPolicy>(
     let mut connection = Connection {
         deadline: Instant::now(),
         data_progress: None,
+        spill: Spilling::No,
         stream: ClientStream::Plain(tcp),
         input: InputBuffer::default(),
         output: Vec::with_capacity(512),
@@ -136,6 +138,15 @@ pub(crate) async fn serve<P: MailPolicy>(
             debug!(conn = %connection.session.info().conn_id, client = %peer.ip(), "connection ended: {end}")
         }
     }
+}
+
+/// Whether the message being received has moved to disk.
+enum Spilling {
+    No,
+    Yes(Spill),
+    /// The temporary file could not be written: the message is still read
+    /// to its end, then refused with 451.
+    Failed,
 }
 
 /// Decrements the open-connections gauge however the connection ends.
@@ -174,6 +185,8 @@ struct Connection<P: MailPolicy> {
     deadline: Instant,
     /// DATA in progress: when it began and the octets consumed since.
     data_progress: Option<(Instant, u64)>,
+    /// Where the message of the current transaction goes once it is large.
+    spill: Spilling,
     stream: ClientStream,
     input: InputBuffer,
     output: Vec<u8>,
@@ -205,6 +218,9 @@ impl<P: MailPolicy> Connection<P> {
                     let (consumed, action) = self.session.data(self.input.available());
                     self.input.consume(consumed);
                     self.data_received(consumed);
+                    if self.session.is_receiving_data() {
+                        self.spill_if_large();
+                    }
                     Some(action)
                 }
             } else {
@@ -315,14 +331,14 @@ impl<P: MailPolicy> Connection<P> {
                     self.session.recipient_verdict(verdict)
                 }
                 Action::DeliverMessage => {
-                    let message = self.session.take_message();
-                    let verdict = match self.session.envelope() {
-                        Some(envelope) => {
+                    let verdict = match (self.complete_message(), self.session.envelope()) {
+                        (Ok(message), Some(envelope)) => {
                             self.policy
                                 .message(self.session.info(), envelope, message)
                                 .await
                         }
-                        None => break,
+                        (Err(()), Some(_)) => Verdict::Reject(replies::local_error()),
+                        (_, None) => break,
                     };
                     self.session.message_verdict(verdict)
                 }
@@ -361,13 +377,60 @@ impl<P: MailPolicy> Connection<P> {
                 }
             };
             if let Some(record) = self.session.take_finished() {
+                self.spill = Spilling::No;
                 self.log_transaction(&record);
             }
         }
         if let Some(record) = self.session.take_finished() {
+            self.spill = Spilling::No;
             self.log_transaction(&record);
         }
         Ok(())
+    }
+
+    /// Past `spool_after` buffered bytes, moves the message received so far
+    /// to an anonymous temporary file, and keeps appending there.
+    fn spill_if_large(&mut self) {
+        let Some(threshold) = self.shared.config.spool_after else {
+            return;
+        };
+        let buffered = self.session.buffered_data();
+        if buffered == 0 || (matches!(self.spill, Spilling::No) && buffered < threshold) {
+            return;
+        }
+        let bytes = self.session.drain_buffered_data();
+        if matches!(self.spill, Spilling::No) {
+            self.spill = match Spill::create(&self.shared.config.spool_dir) {
+                Ok(spill) => Spilling::Yes(spill),
+                Err(e) => {
+                    error!(conn = %self.session.info().conn_id, dir = %self.shared.config.spool_dir.display(), "cannot create a temporary file for a large message: {e}");
+                    Spilling::Failed
+                }
+            };
+        }
+        if let Spilling::Yes(spill) = &mut self.spill
+            && let Err(e) = spill.append(&bytes)
+        {
+            error!(conn = %self.session.info().conn_id, "cannot write a large message to its temporary file: {e}");
+            self.spill = Spilling::Failed;
+        }
+    }
+
+    /// The message for the policy, from memory or from its spill file. A
+    /// failed spill is an error: the sender gets 451, nothing is lost.
+    fn complete_message(&mut self) -> Result<Message, ()> {
+        let rest = self.session.take_message();
+        match std::mem::replace(&mut self.spill, Spilling::No) {
+            Spilling::No => Ok(Message::Memory(rest)),
+            Spilling::Yes(mut spill) => match spill.append(&rest) {
+                Ok(()) => Ok(spill.finish()),
+                Err(e) => {
+                    error!(conn = %self.session.info().conn_id, "cannot write a large message to its temporary file: {e}");
+                    Err(())
+                }
+            },
+            Spilling::Failed => Err(()),
+        }
     }
 
     /// The one line per transaction a mail administrator greps for.

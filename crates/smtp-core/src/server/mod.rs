@@ -61,6 +61,10 @@ pub struct ServerConfig {
     pub recipient_rate: RateRule,
     /// metrics.ini `listen`: the Prometheus endpoint, off when `None`.
     pub metrics_listen: Option<SocketAddr>,
+    /// connection.ini `spool_after`: message bytes kept in memory before the
+    /// rest goes to a temporary file in `spool_dir`; `None`: never.
+    pub spool_after: Option<usize>,
+    pub spool_dir: std::path::PathBuf,
 }
 
 impl ServerConfig {
@@ -84,6 +88,8 @@ impl ServerConfig {
             connection_rate: RateRule::default(),
             recipient_rate: RateRule::default(),
             metrics_listen: None,
+            spool_after: Some(1024 * 1024),
+            spool_dir: std::env::temp_dir(),
         }
     }
 }

@@ -21,6 +21,11 @@ use crate::received;
 use crate::reply::Reply;
 use crate::sasl::{Credentials, SaslError, SaslExchange, SaslMechanism, SaslStep};
 
+/// How much of the client's data stays in memory for the `Received:` loop
+/// check even when the message goes to disk: a header section longer than
+/// this is not a loop's.
+const HEAD_KEPT: usize = 128 * 1024;
+
 /// The fixed parameters of every session a listener runs, built once from
 /// the config so that a session holds only an `Arc` to them.
 #[derive(Clone, Debug)]
@@ -126,9 +131,9 @@ struct Transaction {
     /// "no valid recipients" (554), not a sequence error (503).
     rcpt_attempts: usize,
     message: Vec<u8>,
-    /// Length of our own `Received:` header at the start of `message`, so
-    /// the loop check counts only the client's headers.
-    own_header_len: usize,
+    /// The start of the client's data (its header section, for the loop
+    /// check), kept here because `message` may be moved to disk as it grows.
+    head: Vec<u8>,
     data_size: u64,
 }
 
@@ -446,7 +451,7 @@ impl Session {
                     },
                     rcpt_attempts: 0,
                     message: Vec::new(),
-                    own_header_len: 0,
+                    head: Vec::new(),
                     data_size: 0,
                 });
             }
@@ -518,7 +523,6 @@ impl Session {
         if self.config.add_received {
             let header = received::header(&self.config.me, &self.info, &txn.envelope);
             txn.message.extend_from_slice(header.as_bytes());
-            txn.own_header_len = txn.message.len();
         }
         self.replies.push(replies::start_data());
         self.state = State::Data(DataDecoder::new(
@@ -534,7 +538,13 @@ impl Session {
         let (State::Data(decoder), Some(txn)) = (&mut self.state, &mut self.transaction) else {
             return (0, self.driver_bug());
         };
+        let before = txn.message.len();
         let (consumed, outcome) = decoder.feed(input, &mut txn.message);
+        if txn.head.len() < HEAD_KEPT {
+            let new = &txn.message[before..];
+            let take = new.len().min(HEAD_KEPT - txn.head.len());
+            txn.head.extend_from_slice(&new[..take]);
+        }
         let Some(outcome) = outcome else {
             return (consumed, Action::Continue);
         };
@@ -544,7 +554,7 @@ impl Session {
             DataOutcome::TooBig => Some(replies::message_too_big()),
             DataOutcome::BareNewline => Some(replies::bare_newline()),
             DataOutcome::Complete => {
-                let count = received::count(&txn.message[txn.own_header_len..]);
+                let count = received::count(&txn.head);
                 (count > self.config.max_received).then(|| replies::mail_loop(count))
             }
         };
@@ -557,7 +567,20 @@ impl Session {
         }
     }
 
-    /// The complete message for [`Action::DeliverMessage`].
+    /// Message bytes received and not yet taken: the driver moves them to
+    /// disk past `spool_after`.
+    pub fn buffered_data(&self) -> usize {
+        self.transaction.as_ref().map_or(0, |t| t.message.len())
+    }
+
+    /// Takes the message bytes received so far (our `Received:` header
+    /// first); the next ones continue from here.
+    pub fn drain_buffered_data(&mut self) -> Vec<u8> {
+        self.take_message()
+    }
+
+    /// The rest of the message for [`Action::DeliverMessage`] (all of it,
+    /// unless the driver drained earlier parts).
     pub fn take_message(&mut self) -> Vec<u8> {
         self.transaction
             .as_mut()

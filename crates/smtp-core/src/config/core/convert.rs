@@ -47,6 +47,8 @@ impl CoreSettings {
             connection_rate: self.connection_rate.clone(),
             recipient_rate: self.recipient_rate.clone(),
             metrics_listen: self.metrics_listen,
+            spool_after: self.spool_after,
+            spool_dir: self.spool_dir.clone(),
         }
     }
 

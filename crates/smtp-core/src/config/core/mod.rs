@@ -90,6 +90,12 @@ pub struct CoreSettings {
     pub connection_rate: RateRule,
     /// limit.ini `[rate_rcpt_host]`: recipients per client address per interval.
     pub recipient_rate: RateRule,
+    /// connection.ini `spool_after`: bytes of a message kept in memory before
+    /// it moves to a temporary file; `None` never. Haraka's default is never;
+    /// Postern's is 1 MiB, so a few large messages cannot exhaust a small VPS.
+    pub spool_after: Option<usize>,
+    /// connection.ini `spool_dir` (default: the system's temporary directory).
+    pub spool_dir: std::path::PathBuf,
     /// metrics.ini `listen`: where to serve Prometheus metrics; off if unset.
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Delay before the banner, to catch clients that talk first
@@ -178,6 +184,13 @@ impl CoreSettings {
             connection_rate: rates(dir, "rate_conn", &limit.rate_conn)?,
             recipient_rate: rates(dir, "rate_rcpt_host", &limit.rate_rcpt_host)?,
             metrics_listen,
+            spool_after: spool_after(dir, connection.main.spool_after.as_deref())?,
+            spool_dir: connection
+                .main
+                .spool_dir
+                .as_deref()
+                .map(|d| dir.resolve(d))
+                .unwrap_or_else(std::env::temp_dir),
             early_talker_pause: early_talker.main.pause.0,
             early_talker_reject: early_talker.main.reject,
             tls,
@@ -301,4 +314,25 @@ fn metrics_listen(
         key: "listen".to_owned(),
         detail: crate::config::expected(text, "an ip:port such as 127.0.0.1:9125"),
     })
+}
+
+/// connection.ini `spool_after`: -1 never, 0 always, N after N bytes.
+fn spool_after(dir: &ConfigDir, written: Option<&str>) -> Result<Option<usize>, ConfigError> {
+    const DEFAULT: usize = 1024 * 1024;
+    let Some(text) = written.map(str::trim) else {
+        return Ok(Some(DEFAULT));
+    };
+    match text.parse::<i64>() {
+        Ok(-1) => Ok(None),
+        Ok(n) if n >= 0 => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
+        _ => Err(ConfigError::BadValue {
+            origin: dir.path_of(files::CONNECTION_INI).map_or_else(
+                || files::CONNECTION_INI.to_owned(),
+                |p| p.display().to_string(),
+            ),
+            section: "main".to_owned(),
+            key: "spool_after".to_owned(),
+            detail: crate::config::expected(text, "-1 (never), 0 (always) or a number of bytes"),
+        }),
+    }
 }

@@ -89,6 +89,12 @@ pub(super) struct ConnectionMain {
     pub smtputf8: bool,
     #[serde(deserialize_with = "setting")]
     pub bare_newline: BareNewline,
+    /// Where large messages go while being received (Haraka: /tmp).
+    #[serde(deserialize_with = "optional_setting")]
+    pub spool_dir: Option<String>,
+    /// Haraka: -1 never spool, 0 always, N after N bytes.
+    #[serde(deserialize_with = "optional_setting")]
+    pub spool_after: Option<String>,
 }
 
 impl Default for ConnectionMain {
@@ -96,6 +102,8 @@ impl Default for ConnectionMain {
         Self {
             smtputf8: true,
             bare_newline: BareNewline::Reject,
+            spool_dir: None,
+            spool_after: None,
         }
     }
 }
