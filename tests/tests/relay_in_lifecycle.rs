@@ -109,3 +109,40 @@ async fn a_transaction_outliving_the_grace_period_gets_421() -> anyhow::Result<(
     assert!(backend.accepted().is_empty());
     Ok(())
 }
+
+/// relay-out listens on the WireGuard address, which may not exist yet at
+/// boot. With `freebind=true` a listener binds an address that is on no
+/// interface (10.0.0.1 here: nothing is sent to it, it is only bound).
+#[test]
+fn freebind_lets_a_listener_bind_an_address_not_yet_configured() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (port, absent_port) = (free_port(), free_port());
+    let probe = SocketAddr::from(([127, 0, 0, 1], port));
+    std::fs::write(dir.path().join("host_list"), "example.com\n")?;
+    std::fs::write(
+        dir.path().join("smtp.ini"),
+        format!("listen=127.0.0.1:{port},10.0.0.1:{absent_port}\nrdns=off\nfreebind=true\n"),
+    )?;
+    let relay = Relay::start("relay-in", dir.path(), probe)?;
+    relay.wait_for_log(
+        &format!("listen=10.0.0.1:{absent_port}"),
+        Duration::from_secs(5),
+    )?;
+    drop(relay);
+
+    std::fs::write(
+        dir.path().join("smtp.ini"),
+        format!("listen=127.0.0.1:{port},10.0.0.1:{absent_port}\nrdns=off\n"),
+    )?;
+    let output = std::process::Command::new(postern_tests::process::binary("relay-in"))
+        .args(["-c", &dir.path().display().to_string()])
+        .env_remove("JOURNAL_STREAM")
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("cannot listen on 10.0.0.1:{absent_port}")),
+        "{text}"
+    );
+    Ok(())
+}

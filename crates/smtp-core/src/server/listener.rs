@@ -15,10 +15,13 @@ use crate::policy::MailPolicy;
 
 /// Binds with socket2 so that `[::]` is explicitly dual-stack (whatever the
 /// host's `bindv6only` says) and a restart does not wait out TIME_WAIT.
-pub(super) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(super) fn bind(addr: SocketAddr, freebind: bool) -> std::io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(!addr.ip().is_unspecified())?;
+        socket.set_freebind_v6(freebind)?;
+    } else {
+        socket.set_freebind_v4(freebind)?;
     }
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;

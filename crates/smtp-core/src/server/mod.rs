@@ -65,6 +65,9 @@ pub struct ServerConfig {
     /// rest goes to a temporary file in `spool_dir`; `None`: never.
     pub spool_after: Option<usize>,
     pub spool_dir: std::path::PathBuf,
+    /// smtp.ini `freebind`: bind listen addresses before they exist on an
+    /// interface (IP_FREEBIND), so a boot race with WireGuard is harmless.
+    pub freebind: bool,
 }
 
 impl ServerConfig {
@@ -90,6 +93,7 @@ impl ServerConfig {
             metrics_listen: None,
             spool_after: Some(1024 * 1024),
             spool_dir: std::env::temp_dir(),
+            freebind: false,
         }
     }
 }
@@ -188,8 +192,8 @@ impl<P: MailPolicy> Server<P> {
 
         let mut listeners = Vec::new();
         for &addr in &self.shared.config.listen {
-            let listener =
-                listener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+            let listener = listener::bind(addr, self.shared.config.freebind)
+                .map_err(|source| ServerError::Bind { addr, source })?;
             info!(listen = %addr, "listening");
             listeners.push(listener);
         }

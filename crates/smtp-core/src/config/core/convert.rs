@@ -49,6 +49,7 @@ impl CoreSettings {
             metrics_listen: self.metrics_listen,
             spool_after: self.spool_after,
             spool_dir: self.spool_dir.clone(),
+            freebind: self.freebind,
         }
     }
 

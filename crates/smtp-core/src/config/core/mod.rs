@@ -90,6 +90,9 @@ pub struct CoreSettings {
     pub connection_rate: RateRule,
     /// limit.ini `[rate_rcpt_host]`: recipients per client address per interval.
     pub recipient_rate: RateRule,
+    /// smtp.ini `freebind`: listen on addresses not yet configured (IP_FREEBIND),
+    /// so relay-out can start before WireGuard brings up 10.0.0.1.
+    pub freebind: bool,
     /// connection.ini `spool_after`: bytes of a message kept in memory before
     /// it moves to a temporary file; `None` never. Haraka's default is never;
     /// Postern's is 1 MiB, so a few large messages cannot exhaust a small VPS.
@@ -169,6 +172,7 @@ impl CoreSettings {
             nameservers: main.nameservers.0,
             rdns: main.rdns,
             dns_timeout: main.dns_timeout.0,
+            freebind: main.freebind,
             smtputf8: connection.main.smtputf8,
             bare_newline: connection.main.bare_newline,
             add_received: connection.headers.add_received,

@@ -52,6 +52,9 @@ pub(super) struct SmtpMain {
     pub rdns: bool,
     #[serde(deserialize_with = "setting")]
     pub dns_timeout: Seconds,
+    /// Postern: bind listen addresses that are not (yet) on an interface.
+    #[serde(deserialize_with = "setting")]
+    pub freebind: bool,
 }
 
 impl Default for SmtpMain {
@@ -67,6 +70,7 @@ impl Default for SmtpMain {
             nameservers: NameServers::default(),
             rdns: true,
             dns_timeout: Seconds(Duration::from_secs(5)),
+            freebind: false,
         }
     }
 }
