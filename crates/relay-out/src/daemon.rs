@@ -67,7 +67,9 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         runner_handle.clone(),
         &switch,
     )?;
-    info!("{}", delivery::describe(&settings, &core.listen));
+    for line in delivery::describe(&settings, &core.listen).lines() {
+        info!("{}", line.trim_start());
+    }
     if switch.is_disabled() {
         info!("outbound.ini: disabled=true, mail is queued but not delivered");
     }

@@ -18,7 +18,7 @@ use smtp_core::config::{ConfigDir, ConfigError, IniDocument, files};
 pub use auth_users::AuthUsers;
 pub use outbound::{InetPrefer, OutboundSettings};
 pub use relay::RelayPolicy;
-pub use routes::{Hop, HopHost, HopSettings, Route, RouteTable, RouteTls};
+pub use routes::{HopHost, HopSettings, Route, RouteTable, RouteTls};
 
 use relay::RelayIni;
 

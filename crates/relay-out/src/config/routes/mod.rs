@@ -118,13 +118,6 @@ pub enum RouteTls {
 }
 
 impl RouteTable {
-    /// The route for mail to `domain` (`None`: an address literal), if any.
-    pub fn lookup(&self, domain: Option<&str>) -> Option<&Route> {
-        domain
-            .and_then(|domain| self.by_domain.get(domain))
-            .or(self.default.as_ref())
-    }
-
     /// The smart host, if there is one.
     pub fn default_route(&self) -> Option<&Route> {
         self.default.as_ref()
@@ -139,11 +132,6 @@ impl RouteTable {
 
     pub fn is_empty(&self) -> bool {
         self.by_domain.is_empty() && self.default.is_none()
-    }
-
-    /// Every route, the default last.
-    pub fn all(&self) -> impl Iterator<Item = &Route> {
-        self.by_domain.values().chain(self.default.as_ref())
     }
 
     fn insert(&mut self, key: RouteKey, route: Route) -> Result<(), Box<Route>> {
@@ -219,6 +207,15 @@ pub fn load(
     }
     let mut table = RouteTable::default();
     for (path, (key, route)) in configured {
+        let clear_text_auth = route.hops.iter().any(|hop| {
+            hop.settings.auth.is_some() && !matches!(hop.settings.tls, RouteTls::Required { .. })
+        });
+        if clear_text_auth {
+            dir.warn(format!(
+                "{}: AUTH without tls = required: the password crosses the network in clear text if a host does not offer STARTTLS (outbound_routes.ini can require it)",
+                route.origin
+            ));
+        }
         let origin = route.origin.clone();
         if let Err(existing) = table.insert(key, route) {
             return Err(ConfigError::Inconsistent {

@@ -47,6 +47,14 @@ fn error(files: &[(&str, &str)]) -> String {
     settings.expect_err("should fail").to_string()
 }
 
+/// The route configured for exactly `domain`.
+fn domain_route<'a>(table: &'a RouteTable, domain: &str) -> Option<&'a Route> {
+    table
+        .domains()
+        .find(|(name, _)| *name == domain)
+        .map(|(_, route)| route)
+}
+
 fn hops(route: &Route) -> Vec<(HopHost, u16)> {
     route
         .hops
@@ -132,9 +140,7 @@ fn outbound_routes_ini_sections_and_the_smart_host() {
     );
     assert!(!settings.lmtp && settings.bind.is_none());
 
-    let lists = table
-        .lookup(Some("lists.example.org"))
-        .expect("domain route");
+    let lists = domain_route(&table, "lists.example.org").expect("domain route");
     assert_eq!(
         hops(lists),
         [
@@ -146,10 +152,6 @@ fn outbound_routes_ini_sections_and_the_smart_host() {
     assert_eq!(settings.tls, RouteTls::Off);
     assert!(settings.lmtp && settings.auth.is_none());
     assert_eq!(settings.bind, Some(ip("127.0.0.3")));
-
-    // Other domains and address literals take the smart host.
-    assert_eq!(table.lookup(Some("other.test")), Some(smart));
-    assert_eq!(table.lookup(None), Some(smart));
 }
 
 #[test]
@@ -159,7 +161,7 @@ fn tls_defaults_to_outbound_ini() {
             ("outbound.ini", outbound),
             ("outbound_routes.ini", "[x.test]\nhosts = 127.0.0.7\n"),
         ]);
-        table.lookup(Some("x.test")).expect("route").hops[0]
+        domain_route(&table, "x.test").expect("route").hops[0]
             .settings
             .tls
             .clone()
@@ -171,12 +173,12 @@ fn tls_defaults_to_outbound_ini() {
         "[x.test]\nhosts=a.test\ntls=required\n",
     )]);
     assert_eq!(
-        table.lookup(Some("x.test")).expect("route").hops[0]
+        domain_route(&table, "x.test").expect("route").hops[0]
             .settings
             .tls,
         RouteTls::Required { ca_file: None }
     );
-    assert!(table.lookup(Some("y.test")).is_none(), "no default route");
+    assert!(table.default_route().is_none(), "no default route");
 }
 
 #[test]
@@ -263,7 +265,7 @@ fn relay_dest_domains_nexthop_in_every_haraka_form() {
         "any = {\"action\":\"continue\",\"nexthop\":\"smart.test\"}\n",
     ));
     let table = routes(&[(file, text.as_str())]);
-    let get = |domain: &str| table.lookup(Some(domain)).expect(domain);
+    let get = |domain: &str| domain_route(&table, domain).expect(domain);
     assert_eq!(hops(get("plain.test")), [(HopHost::Ip(ip("10.0.0.5")), 25)]);
     assert_eq!(hops(get("port.test")), [(name("mx.port.test"), 2525)]);
     assert_eq!(hops(get("v6.test")), [(HopHost::Ip(ip("::1")), 2525)]);
@@ -297,8 +299,8 @@ fn relay_dest_domains_nexthop_in_every_haraka_form() {
             (name("b.test"), 25)
         ]
     );
-    // No nexthop: the `any` route (Haraka's fallback key) takes it.
-    assert_eq!(hops(get("noroute.test")), [(name("smart.test"), 25)]);
+    // No nexthop: no route of its own (the `any` route takes it).
+    assert!(domain_route(&table, "noroute.test").is_none());
     assert_eq!(
         table.default_route().map(|r| r.origin.as_str()),
         Some("relay_dest_domains.ini [domains] any")
