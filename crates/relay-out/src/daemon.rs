@@ -19,6 +19,7 @@ use crate::delivery::{self, DisabledSwitch, Runner};
 use crate::instance;
 use crate::policy::{Intake, RelayOut};
 use crate::queue::Spool;
+use crate::submission::Submission;
 
 pub async fn run(config: &Path) -> anyhow::Result<()> {
     let dir = ConfigDir::open(config)?;
@@ -79,12 +80,15 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     }
     let runner_task = tokio::spawn(runner.run());
 
+    let submission = Submission::new(settings.auth_users.clone(), &core);
+    describe_submission(&submission, &core);
     let policy = Arc::new(RelayOut::new(
         acl,
         Intake {
             spool: spool.clone(),
             runner: runner_handle.clone(),
         },
+        submission,
     ));
     let flush = runner_handle.clone();
     let served = match Server::from_settings(&core, policy) {
@@ -101,4 +105,31 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         warn!(%error, "cannot remove the PID file");
     }
     served
+}
+
+/// Startup lines about AUTH and the submission listeners, warning about
+/// the setups that cannot work as intended.
+fn describe_submission(submission: &Submission, core: &CoreSettings) {
+    let listeners = submission.listeners(&core.listen);
+    if submission.has_users() {
+        info!(
+            users = submission.user_count(),
+            "AUTH offered inside TLS (and to clients on this host); authenticated clients may relay"
+        );
+    }
+    if listeners.is_empty() {
+        return;
+    }
+    let shown: Vec<String> = listeners.iter().map(|addr| addr.to_string()).collect();
+    info!(listeners = %shown.join(","), "submission listeners: MAIL needs AUTH (or relay_acl_allow)");
+    if !submission.has_users() {
+        warn!(
+            "submission listeners but no users in auth_flat_file.ini: only relay_acl_allow clients can send there"
+        );
+    }
+    if core.tls.files.is_none() {
+        warn!(
+            "submission listeners but no certificate in tls.ini: AUTH is offered only to clients on this host"
+        );
+    }
 }

@@ -130,6 +130,7 @@ impl RouteTable {
             .map(|(domain, route)| (domain.as_str(), route))
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.by_domain.is_empty() && self.default.is_none()
     }

@@ -65,7 +65,8 @@ fn hops(route: &Route) -> Vec<(HopHost, u16)> {
 
 #[test]
 fn hop_addresses_as_haraka_writes_them() {
-    let cases: &[(&str, Option<(HopHost, Option<u16>)>)] = &[
+    type Parsed = Option<(HopHost, Option<u16>)>;
+    let cases: &[(&str, Parsed)] = &[
         ("smtp.example.com", Some((name("smtp.example.com"), None))),
         (
             "SMTP.Example.com.:587",
