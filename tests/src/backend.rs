@@ -105,6 +105,8 @@ pub struct Record {
     pub connections: usize,
 }
 
+/// See the module docs: a server on a loopback address whose behaviour a
+/// test scripts and whose record it inspects.
 pub struct RecordingBackend {
     pub addr: SocketAddr,
     behaviour: Arc<Mutex<Behaviour>>,

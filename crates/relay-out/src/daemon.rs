@@ -2,8 +2,9 @@
 //! and deliver until SIGTERM.
 //!
 //! SIGHUP (and `relay-out queue flush`, which sends it) reloads the TLS
-//! certificate, re-reads outbound.ini `disabled`, and makes every deferred
-//! recipient due now, as Haraka's SIGHUP drains its temp-fail queue.
+//! certificate, re-reads outbound.ini `disabled` and auth_flat_file.ini, and
+//! makes every deferred recipient due now, as Haraka's SIGHUP drains its
+//! temp-fail queue.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -80,7 +81,7 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     }
     let runner_task = tokio::spawn(runner.run());
 
-    let submission = Submission::new(settings.auth_users.clone(), &core);
+    let submission = Arc::new(Submission::new(settings.auth_users.clone(), &core));
     describe_submission(&submission, &core);
     let policy = Arc::new(RelayOut::new(
         acl,
@@ -88,12 +89,16 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
             spool: spool.clone(),
             runner: runner_handle.clone(),
         },
-        submission,
+        Arc::clone(&submission),
     ));
     let flush = runner_handle.clone();
+    let config_root = dir.root().to_path_buf();
     let served = match Server::from_settings(&core, policy) {
         Ok(server) => server
-            .on_reload(Box::new(move || flush.flush()))
+            .on_reload(Box::new(move || {
+                submission.reload(&config_root);
+                flush.flush();
+            }))
             .run()
             .await
             .context("serving SMTP"),

@@ -45,11 +45,11 @@ pub struct Intake {
 }
 
 impl RelayOut {
-    pub fn new(acl: RelayAcl, intake: Intake, submission: Submission) -> Self {
+    pub fn new(acl: RelayAcl, intake: Intake, submission: Arc<Submission>) -> Self {
         Self {
             acl: Arc::new(acl),
             intake: Arc::new(intake),
-            submission: Arc::new(submission),
+            submission,
         }
     }
 }
@@ -316,7 +316,11 @@ mod tests {
             spool: Spool::open(queue).expect("spool"),
             runner,
         };
-        RelayOut::new(acl, intake, Submission::new(settings.auth_users, &core))
+        RelayOut::new(
+            acl,
+            intake,
+            Arc::new(Submission::new(settings.auth_users, &core)),
+        )
     }
 
     fn client_session(peer: &str, local: &str, user: Option<&str>) -> SessionInfo {

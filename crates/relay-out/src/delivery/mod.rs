@@ -192,40 +192,52 @@ pub fn describe(settings: &RelayOutSettings, listen: &[SocketAddr]) -> String {
     lines.join("\n  ")
 }
 
-/// `route for example.com: a.test:587, b.test:587 (TLS required, AUTH as
-/// u, SMTP) from outbound_routes.ini [example.com]`.
+/// `route for example.com: a.test:587, b.test:587 (TLS required, …, SMTP,
+/// AUTH as u) — outbound_routes.ini [example.com]`; hops configured
+/// together are listed before their common settings.
 fn describe_route(what: &str, route: &crate::config::Route) -> String {
+    let mut groups: Vec<String> = Vec::new();
+    let mut hosts: Vec<String> = Vec::new();
+    for (index, hop) in route.hops.iter().enumerate() {
+        let host = match &hop.host {
+            crate::config::HopHost::Ip(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+            host => host.to_string(),
+        };
+        hosts.push(format!("{host}:{}", hop.port));
+        let next_shares = route
+            .hops
+            .get(index + 1)
+            .is_some_and(|next| Arc::ptr_eq(&next.settings, &hop.settings));
+        if !next_shares {
+            groups.push(format!(
+                "{} ({})",
+                hosts.join(", "),
+                describe_hop_settings(&hop.settings)
+            ));
+            hosts.clear();
+        }
+    }
+    format!("route for {what}: {} — {}", groups.join(", "), route.origin)
+}
+
+fn describe_hop_settings(settings: &crate::config::HopSettings) -> String {
     use crate::config::RouteTls;
-    let hops: Vec<String> = route
-        .hops
-        .iter()
-        .map(|hop| {
-            let settings = &hop.settings;
-            let tls = match &settings.tls {
-                RouteTls::Off => "no TLS".to_owned(),
-                RouteTls::Opportunistic => "STARTTLS if offered".to_owned(),
-                RouteTls::Required { ca_file: None } => {
-                    "TLS required, verified with the system CAs".to_owned()
-                }
-                RouteTls::Required {
-                    ca_file: Some(path),
-                } => {
-                    format!("TLS required, verified with {}", path.display())
-                }
-            };
-            let mut how = vec![tls, if settings.lmtp { "LMTP" } else { "SMTP" }.to_owned()];
-            if let Some(auth) = &settings.auth {
-                how.push(format!("AUTH as {}", auth.user));
-            }
-            if let Some(bind) = settings.bind {
-                how.push(format!("from {bind}"));
-            }
-            let host = match &hop.host {
-                crate::config::HopHost::Ip(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
-                host => host.to_string(),
-            };
-            format!("{host}:{} ({})", hop.port, how.join(", "))
-        })
-        .collect();
-    format!("route for {what}: {} — {}", hops.join(", "), route.origin)
+    let tls = match &settings.tls {
+        RouteTls::Off => "no TLS".to_owned(),
+        RouteTls::Opportunistic => "STARTTLS if offered".to_owned(),
+        RouteTls::Required { ca_file: None } => {
+            "TLS required, verified with the system CAs".to_owned()
+        }
+        RouteTls::Required {
+            ca_file: Some(path),
+        } => format!("TLS required, verified with {}", path.display()),
+    };
+    let mut how = vec![tls, if settings.lmtp { "LMTP" } else { "SMTP" }.to_owned()];
+    if let Some(auth) = &settings.auth {
+        how.push(format!("AUTH as {}", auth.user));
+    }
+    if let Some(bind) = settings.bind {
+        how.push(format!("from {bind}"));
+    }
+    how.join(", ")
 }

@@ -15,17 +15,20 @@
 //!   Postern never lets a password cross a network in clear text.)
 //! - Failed attempts are slowed down and locked out per client network
 //!   ([`throttle`]); the log names the user, never the password.
+//! - SIGHUP re-reads auth_flat_file.ini (Haraka re-reads it when it
+//!   changes); a file that no longer loads keeps the users in effect.
 
 mod throttle;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
-use smtp_core::config::CoreSettings;
+use smtp_core::config::{ConfigDir, CoreSettings};
 use smtp_core::policy::{AuthVerdict, SessionInfo};
 use smtp_core::sasl::{Credentials, SaslMechanism};
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use crate::config::AuthUsers;
 use throttle::AuthThrottle;
@@ -33,7 +36,8 @@ use throttle::AuthThrottle;
 /// Who may authenticate, where AUTH is required, and the failure counts.
 #[derive(Debug)]
 pub struct Submission {
-    users: Arc<AuthUsers>,
+    /// Replaced whole on SIGHUP; sessions take a snapshot per check.
+    users: RwLock<Arc<AuthUsers>>,
     /// `submission_port` and `smtps_port`.
     ports: [u16; 2],
     throttle: Mutex<AuthThrottle>,
@@ -42,7 +46,7 @@ pub struct Submission {
 impl Submission {
     pub fn new(users: AuthUsers, core: &CoreSettings) -> Self {
         Submission {
-            users: Arc::new(users),
+            users: RwLock::new(Arc::new(users)),
             ports: [core.submission_port, core.smtps_port],
             throttle: Mutex::new(AuthThrottle::default()),
         }
@@ -63,11 +67,36 @@ impl Submission {
     }
 
     pub fn has_users(&self) -> bool {
-        !self.users.is_empty()
+        !self.users().is_empty()
     }
 
     pub fn user_count(&self) -> usize {
-        self.users.user_count()
+        self.users().user_count()
+    }
+
+    /// Re-reads auth_flat_file.ini from `config_root`, keeping the current
+    /// users if it cannot be loaded.
+    pub fn reload(&self, config_root: &Path) {
+        let loaded = ConfigDir::open(config_root).and_then(|dir| {
+            let users = AuthUsers::load(&dir)?;
+            Ok((users, dir.take_warnings()))
+        });
+        match loaded {
+            Ok((users, warnings)) => {
+                for warning in warnings {
+                    warn!("config: {warning}");
+                }
+                info!(users = users.user_count(), "auth_flat_file.ini reloaded");
+                *self.users.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(users);
+            }
+            Err(failure) => {
+                error!(error = %failure, "auth_flat_file.ini cannot be loaded; keeping the current users")
+            }
+        }
+    }
+
+    fn users(&self) -> Arc<AuthUsers> {
+        Arc::clone(&self.users.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The mechanisms to offer this session: none without users, and none
@@ -75,7 +104,7 @@ impl Submission {
     pub fn mechanisms(&self, session: &SessionInfo) -> Vec<SaslMechanism> {
         let client = &session.client;
         if session.tls.is_some() || same_host(client.peer.ip(), client.local.ip()) {
-            self.users.methods.clone()
+            self.users().methods.clone()
         } else {
             Vec::new()
         }
@@ -93,7 +122,7 @@ impl Submission {
             warn!(conn = %session.conn_id, %client, user = %credentials.user(), "AUTH refused: too many failed attempts from this network; 454 until the lockout ends");
             return AuthVerdict::TemporaryFailure;
         }
-        let users = Arc::clone(&self.users);
+        let users = self.users();
         let checked = credentials.clone();
         // Hashed passwords are slow to check on purpose: not on the runtime.
         let valid = match tokio::task::spawn_blocking(move || users.verify(&checked)).await {
@@ -212,6 +241,31 @@ mod tests {
         assert!(with_users.is_submission_listener("[::]:10587".parse().unwrap()));
         assert!(with_users.is_submission_listener("127.0.0.1:10465".parse().unwrap()));
         assert!(!with_users.is_submission_listener("127.0.0.1:2525".parse().unwrap()));
+    }
+
+    #[test]
+    fn sighup_reloads_the_users_and_keeps_them_when_the_file_breaks() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let file = temp.path().join("auth_flat_file.ini");
+        std::fs::write(&file, "[users]\nalice=pw\n").expect("write");
+        let dir = ConfigDir::open(temp.path())
+            .expect("open")
+            .with_environment(Vec::<(String, String)>::new());
+        let core = CoreSettings::load(&dir).expect("core");
+        let submission = Submission::new(AuthUsers::load(&dir).expect("users"), &core);
+        let check = |user: &str, password: &str| {
+            submission.users().verify(&Credentials::Password {
+                user: user.into(),
+                password: password.into(),
+            })
+        };
+        assert!(check("alice", "pw") && !check("bob", "pw2"));
+        std::fs::write(&file, "[users]\nbob=pw2\n").expect("write");
+        submission.reload(temp.path());
+        assert!(!check("alice", "pw") && check("bob", "pw2"));
+        std::fs::write(&file, "[core]\nmethods=NOPE\n[users]\ncarol=x\n").expect("write");
+        submission.reload(temp.path());
+        assert!(check("bob", "pw2"), "a broken file changes nothing");
     }
 
     #[tokio::test(start_paused = true)]

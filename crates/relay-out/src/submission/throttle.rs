@@ -30,6 +30,8 @@ pub struct AuthThrottle {
     failures: HashMap<IpAddr, Failures>,
 }
 
+/// One network's recent failures: how many, and when the last was (the
+/// window counts from it, so a slow guesser stays locked out).
 #[derive(Debug, Clone, Copy)]
 struct Failures {
     count: u32,
