@@ -45,6 +45,10 @@ use super::relay::RelayPolicy;
 pub const SMTP_PORT: u16 = 25;
 pub const LMTP_PORT: u16 = 24;
 
+/// Submissions port with implicit TLS (RFC 8314), which the client cannot
+/// speak: a route to it is most likely a mistake.
+const IMPLICIT_TLS_PORT: u16 = 465;
+
 /// relay_dest_domains.ini's key for the default route.
 const HARAKA_DEFAULT_KEY: &str = "any";
 
@@ -211,6 +215,12 @@ pub fn load(
         let clear_text_auth = route.hops.iter().any(|hop| {
             hop.settings.auth.is_some() && !matches!(hop.settings.tls, RouteTls::Required { .. })
         });
+        if route.hops.iter().any(|hop| hop.port == IMPLICIT_TLS_PORT) {
+            dir.warn(format!(
+                "{}: port {IMPLICIT_TLS_PORT} expects TLS from the first byte, which relay-out does not speak to next hops (as Haraka's outbound does not); use the provider's STARTTLS port (587) with tls = required",
+                route.origin
+            ));
+        }
         if clear_text_auth {
             dir.warn(format!(
                 "{}: AUTH without tls = required: the password crosses the network in clear text if a host does not offer STARTTLS (outbound_routes.ini can require it)",

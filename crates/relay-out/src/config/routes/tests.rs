@@ -381,6 +381,27 @@ fn both_files_may_not_route_the_same_mail() {
 }
 
 #[test]
+fn risky_routes_are_reported() {
+    let (settings, warnings, _temp) = load(&[(
+        "outbound_routes.ini",
+        "[*]\nhosts = smtp.provider.test:465\nauth_user = u\nauth_pass = p\n",
+    )]);
+    settings.expect("load");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("port 465 expects TLS from the first byte")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("AUTH without tls = required")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
 fn force_routing_off_ignores_nexthops_and_says_so() {
     let (file, text) = dest("x.test = {\"nexthop\":\"a.test\"}\n");
     let (settings, warnings, _temp) = load(&[
