@@ -1,14 +1,21 @@
-//! A recording SMTP server that plays relay-in's backend (or an MX for
-//! relay-out): scriptable replies and failures, and a record of every
-//! command line and every message it accepted.
+//! A recording SMTP server that plays relay-in's backend (or an MX, smart
+//! host or LMTP server for relay-out): scriptable replies and failures,
+//! optional STARTTLS, AUTH and LMTP, and a record of every command line and
+//! every message it accepted.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use smtp_core::sasl::{SaslExchange, SaslMechanism, SaslStep};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+/// A stream a session runs on, before or after STARTTLS.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// What happens after the client's final dot.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +40,25 @@ pub struct Behaviour {
     /// Close the connection halfway through the message data.
     pub close_mid_data: bool,
     pub after_data: AfterData,
+    /// Offer STARTTLS with this server configuration.
+    pub starttls: Option<Arc<rustls::ServerConfig>>,
+    /// Offer AUTH (before and after TLS alike) and accept these credentials.
+    pub auth: Option<BackendAuth>,
+    /// Speak LMTP (RFC 2033): answer LHLO, refuse EHLO/HELO, and after the
+    /// data reply once per accepted recipient.
+    pub lmtp: bool,
+    /// LMTP: the reply after the data by recipient address (default
+    /// `after_data`'s reply).
+    pub data_replies: Vec<(String, String)>,
+}
+
+/// The AUTH a backend offers and the one user it accepts.
+#[derive(Clone, Debug)]
+pub struct BackendAuth {
+    /// The EHLO keyword's mechanisms, e.g. `PLAIN LOGIN`.
+    pub mechanisms: String,
+    pub user: String,
+    pub password: String,
 }
 
 impl Default for Behaviour {
@@ -45,6 +71,10 @@ impl Default for Behaviour {
             rcpt_replies: Vec::new(),
             close_mid_data: false,
             after_data: AfterData::Reply("250 2.0.0 Ok: queued as BACKEND1".into()),
+            starttls: None,
+            auth: None,
+            lmtp: false,
+            data_replies: Vec::new(),
         }
     }
 }
@@ -60,6 +90,10 @@ pub struct Accepted {
     pub xclient: Option<String>,
     pub ehlos: Vec<String>,
     pub peer: SocketAddr,
+    /// The message came over TLS (STARTTLS).
+    pub tls: bool,
+    /// The user that authenticated in that session.
+    pub auth: Option<String>,
 }
 
 /// Everything seen, for assertions.
@@ -71,6 +105,8 @@ pub struct Record {
     pub connections: usize,
 }
 
+/// See the module docs: a server on a loopback address whose behaviour a
+/// test scripts and whose record it inspects.
 pub struct RecordingBackend {
     pub addr: SocketAddr,
     behaviour: Arc<Mutex<Behaviour>>,
@@ -158,34 +194,48 @@ impl Drop for RecordingBackend {
     }
 }
 
-async fn serve(mut stream: TcpStream, peer: SocketAddr, b: Behaviour, record: Arc<Mutex<Record>>) {
+async fn serve(stream: TcpStream, peer: SocketAddr, b: Behaviour, record: Arc<Mutex<Record>>) {
     let _ = tokio::time::timeout(
         Duration::from_secs(60),
-        session(&mut stream, peer, &b, &record),
+        session(Box::new(stream), peer, &b, &record),
     )
     .await;
 }
 
+/// What the session knows so far.
+#[derive(Default)]
+struct SessionState {
+    mail_from: String,
+    rcpts: Vec<String>,
+    xclient: Option<String>,
+    ehlos: Vec<String>,
+    tls: bool,
+    auth: Option<String>,
+}
+
 async fn session(
-    stream: &mut TcpStream,
+    mut stream: Box<dyn Stream>,
     peer: SocketAddr,
     b: &Behaviour,
     record: &Mutex<Record>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
-    stream.write_all(b"220 backend.test ESMTP\r\n").await?;
-    let mut mail_from = String::new();
-    let mut rcpts = Vec::new();
-    let mut xclient = None;
-    let mut ehlos = Vec::new();
+    let banner = if b.lmtp {
+        "220 backend.test LMTP\r\n"
+    } else {
+        "220 backend.test ESMTP\r\n"
+    };
+    stream.write_all(banner.as_bytes()).await?;
+    let mut st = SessionState::default();
     loop {
-        let Some(line) = read_line(stream, &mut buf).await? else {
+        let Some(line) = read_line(&mut stream, &mut buf).await? else {
             return Ok(());
         };
         record.lock().unwrap().lines.push(line.clone());
         let upper = line.to_ascii_uppercase();
-        let reply: String = if upper.starts_with("EHLO") {
-            ehlos.push(line.clone());
+        let greeting = if b.lmtp { "LHLO" } else { "EHLO" };
+        let reply: String = if upper.starts_with(greeting) {
+            st.ehlos.push(line.clone());
             let mut lines = vec!["250-backend.test".to_string()];
             if b.pipelining {
                 lines.push("250-PIPELINING".into());
@@ -193,17 +243,46 @@ async fn session(
             if let Some(attrs) = &b.xclient {
                 lines.push(format!("250-XCLIENT {attrs}"));
             }
+            if b.starttls.is_some() && !st.tls {
+                lines.push("250-STARTTLS".into());
+            }
+            if let Some(auth) = &b.auth {
+                lines.push(format!("250-AUTH {}", auth.mechanisms));
+            }
             lines.push("250 8BITMIME".into());
             lines.join("\r\n")
-        } else if upper.starts_with("HELO") {
-            ehlos.push(line.clone());
+        } else if upper.starts_with("HELO") && !b.lmtp {
+            st.ehlos.push(line.clone());
             "250 backend.test".into()
+        } else if upper == "STARTTLS" && !st.tls && b.starttls.is_some() {
+            stream
+                .write_all(b"220 2.0.0 Ready to start TLS\r\n")
+                .await?;
+            let Some(config) = &b.starttls else {
+                return Ok(());
+            };
+            let acceptor = TlsAcceptor::from(Arc::clone(config));
+            stream = Box::new(acceptor.accept(stream).await?);
+            buf.clear();
+            st = SessionState {
+                tls: true,
+                ..SessionState::default()
+            };
+            continue;
+        } else if upper.starts_with("AUTH ") && b.auth.is_some() {
+            match authenticate(&mut stream, &mut buf, &line, b, record).await? {
+                Some(user) => {
+                    st.auth = Some(user);
+                    "235 2.7.0 Authentication successful".into()
+                }
+                None => "535 5.7.8 Authentication credentials invalid".into(),
+            }
         } else if upper.starts_with("XCLIENT") {
-            xclient = Some(line.clone());
+            st.xclient = Some(line.clone());
             b.xclient_reply.clone()
         } else if upper.starts_with("MAIL FROM:") {
-            mail_from = line[10..].trim().to_string();
-            rcpts.clear();
+            st.mail_from = line[10..].trim().to_string();
+            st.rcpts.clear();
             b.mail_reply.clone()
         } else if upper.starts_with("RCPT TO:") {
             let addr = line[8..]
@@ -218,7 +297,7 @@ async fn session(
                 .map(|(_, r)| r.clone())
                 .unwrap_or_else(|| "250 2.1.5 Ok".into());
             if reply.starts_with('2') {
-                rcpts.push(addr);
+                st.rcpts.push(addr);
             }
             reply
         } else if upper == "DATA" {
@@ -227,7 +306,7 @@ async fn session(
                 .await?;
             let mut data = Vec::new();
             loop {
-                let Some(line) = read_raw_line(stream, &mut buf).await? else {
+                let Some(line) = read_raw_line(&mut stream, &mut buf).await? else {
                     return Ok(());
                 };
                 if b.close_mid_data && data.len() > 10 {
@@ -239,25 +318,49 @@ async fn session(
                 let line = line.strip_prefix(b".").unwrap_or(&line);
                 data.extend_from_slice(line);
             }
-            match &b.after_data {
+            let default_reply = match &b.after_data {
                 AfterData::Hang => {
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                     return Ok(());
                 }
-                AfterData::Reply(reply) => {
-                    if reply.starts_with('2') {
-                        record.lock().unwrap().accepted.push(Accepted {
-                            mail_from: mail_from.clone(),
-                            rcpts: rcpts.clone(),
-                            data,
-                            xclient: xclient.clone(),
-                            ehlos: ehlos.clone(),
-                            peer,
-                        });
-                    }
-                    reply.clone()
-                }
+                AfterData::Reply(reply) => reply.clone(),
+            };
+            // SMTP: one verdict for all; LMTP: one per accepted recipient.
+            let verdicts: Vec<(Option<&String>, String)> = if b.lmtp {
+                st.rcpts
+                    .iter()
+                    .map(|rcpt| {
+                        let reply = b
+                            .data_replies
+                            .iter()
+                            .find(|(a, _)| a.eq_ignore_ascii_case(rcpt))
+                            .map_or_else(|| default_reply.clone(), |(_, r)| r.clone());
+                        (Some(rcpt), reply)
+                    })
+                    .collect()
+            } else {
+                vec![(None, default_reply)]
+            };
+            let taken: Vec<String> = verdicts
+                .iter()
+                .filter(|(_, reply)| reply.starts_with('2'))
+                .map(|(rcpt, _)| rcpt.cloned())
+                .map(|rcpt| rcpt.unwrap_or_default())
+                .collect();
+            if !taken.is_empty() {
+                record.lock().unwrap().accepted.push(Accepted {
+                    mail_from: st.mail_from.clone(),
+                    rcpts: if b.lmtp { taken } else { st.rcpts.clone() },
+                    data,
+                    xclient: st.xclient.clone(),
+                    ehlos: st.ehlos.clone(),
+                    peer,
+                    tls: st.tls,
+                    auth: st.auth.clone(),
+                });
             }
+            let replies: Vec<String> = verdicts.into_iter().map(|(_, reply)| reply).collect();
+            replies.join("\r\n")
         } else if upper == "RSET" || upper == "NOOP" {
             "250 2.0.0 Ok".into()
         } else if upper == "QUIT" {
@@ -270,8 +373,51 @@ async fn session(
     }
 }
 
-async fn read_raw_line(
-    stream: &mut TcpStream,
+/// Runs one AUTH exchange (smtp-core's server-side SASL); the user name when
+/// the credentials are the configured ones.
+async fn authenticate(
+    stream: &mut Box<dyn Stream>,
+    buf: &mut Vec<u8>,
+    line: &str,
+    b: &Behaviour,
+    record: &Mutex<Record>,
+) -> std::io::Result<Option<String>> {
+    let Some(auth) = &b.auth else {
+        return Ok(None);
+    };
+    let mut words = line.split_whitespace().skip(1);
+    let Some(mechanism) = words.next().and_then(SaslMechanism::parse) else {
+        return Ok(None);
+    };
+    let Ok((mut exchange, mut step)) = SaslExchange::start(mechanism, words.next(), "backend.test")
+    else {
+        return Ok(None);
+    };
+    loop {
+        match step {
+            SaslStep::Done(credentials) => {
+                let valid = credentials.user() == auth.user && credentials.matches(&auth.password);
+                return Ok(valid.then(|| auth.user.clone()));
+            }
+            SaslStep::Challenge(challenge) => {
+                stream
+                    .write_all(format!("334 {challenge}\r\n").as_bytes())
+                    .await?;
+                let Some(response) = read_line(stream, buf).await? else {
+                    return Ok(None);
+                };
+                record.lock().unwrap().lines.push(response.clone());
+                match exchange.respond(&response) {
+                    Ok(next) => step = next,
+                    Err(_) => return Ok(None),
+                }
+            }
+        }
+    }
+}
+
+async fn read_raw_line<S: AsyncRead + Unpin + ?Sized>(
+    stream: &mut S,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<Option<Vec<u8>>> {
     loop {
@@ -287,7 +433,10 @@ async fn read_raw_line(
     }
 }
 
-async fn read_line(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<String>> {
+async fn read_line<S: AsyncRead + Unpin + ?Sized>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<String>> {
     Ok(read_raw_line(stream, buf).await?.map(|l| {
         String::from_utf8_lossy(&l)
             .trim_end_matches(['\r', '\n'])

@@ -2,8 +2,9 @@
 //! and deliver until SIGTERM.
 //!
 //! SIGHUP (and `relay-out queue flush`, which sends it) reloads the TLS
-//! certificate, re-reads outbound.ini `disabled`, and makes every deferred
-//! recipient due now, as Haraka's SIGHUP drains its temp-fail queue.
+//! certificate, re-reads outbound.ini `disabled` and auth_flat_file.ini, and
+//! makes every deferred recipient due now, as Haraka's SIGHUP drains its
+//! temp-fail queue.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crate::delivery::{self, DisabledSwitch, Runner};
 use crate::instance;
 use crate::policy::{Intake, RelayOut};
 use crate::queue::Spool;
+use crate::submission::Submission;
 
 pub async fn run(config: &Path) -> anyhow::Result<()> {
     let dir = ConfigDir::open(config)?;
@@ -67,7 +69,9 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         runner_handle.clone(),
         &switch,
     )?;
-    info!("{}", delivery::describe(&settings, &core.listen));
+    for line in delivery::describe(&settings, &core.listen).lines() {
+        info!("{}", line.trim_start());
+    }
     if switch.is_disabled() {
         info!("outbound.ini: disabled=true, mail is queued but not delivered");
     }
@@ -77,17 +81,24 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     }
     let runner_task = tokio::spawn(runner.run());
 
+    let submission = Arc::new(Submission::new(settings.auth_users.clone(), &core));
+    describe_submission(&submission, &core);
     let policy = Arc::new(RelayOut::new(
         acl,
         Intake {
             spool: spool.clone(),
             runner: runner_handle.clone(),
         },
+        Arc::clone(&submission),
     ));
     let flush = runner_handle.clone();
+    let config_root = dir.root().to_path_buf();
     let served = match Server::from_settings(&core, policy) {
         Ok(server) => server
-            .on_reload(Box::new(move || flush.flush()))
+            .on_reload(Box::new(move || {
+                submission.reload(&config_root);
+                flush.flush();
+            }))
             .run()
             .await
             .context("serving SMTP"),
@@ -99,4 +110,31 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         warn!(%error, "cannot remove the PID file");
     }
     served
+}
+
+/// Startup lines about AUTH and the submission listeners, warning about
+/// the setups that cannot work as intended.
+fn describe_submission(submission: &Submission, core: &CoreSettings) {
+    let listeners = submission.listeners(&core.listen);
+    if submission.has_users() {
+        info!(
+            users = submission.user_count(),
+            "AUTH offered inside TLS (and to clients on this host); authenticated clients may relay"
+        );
+    }
+    if listeners.is_empty() {
+        return;
+    }
+    let shown: Vec<String> = listeners.iter().map(|addr| addr.to_string()).collect();
+    info!(listeners = %shown.join(","), "submission listeners: MAIL needs AUTH (or relay_acl_allow)");
+    if !submission.has_users() {
+        warn!(
+            "submission listeners but no users in auth_flat_file.ini: only relay_acl_allow clients can send there"
+        );
+    }
+    if core.tls.files.is_none() {
+        warn!(
+            "submission listeners but no certificate in tls.ini: AUTH is offered only to clients on this host"
+        );
+    }
 }

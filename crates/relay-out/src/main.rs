@@ -13,6 +13,7 @@ mod instance;
 mod policy;
 mod queue;
 mod schedule;
+mod submission;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

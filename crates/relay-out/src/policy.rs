@@ -1,5 +1,6 @@
-//! relay-out's decisions: who may relay, and taking a message into the
-//! queue (durable intake).
+//! relay-out's decisions: who may relay (an address in relay_acl_allow, or
+//! a client that authenticated; see [`crate::submission`]), and taking a
+//! message into the queue (durable intake).
 //!
 //! A message is answered `250 2.0.0 Queued as <id>` only after the spool
 //! returned from storing it, i.e. after its data and envelope files and the
@@ -15,21 +16,26 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use smtp_core::address::{ForwardPath, ReversePath};
-use smtp_core::command::Body;
+use smtp_core::command::{Body, MailParams};
 use smtp_core::message::Message;
-use smtp_core::policy::{ClientInfo, ConnectionPolicy, Envelope, MailPolicy, SessionInfo, Verdict};
+use smtp_core::policy::{
+    AuthVerdict, ClientInfo, ConnectionPolicy, Envelope, MailPolicy, SessionInfo, Verdict,
+};
 use smtp_core::reply::{EnhancedCode, Reply};
+use smtp_core::sasl::{Credentials, SaslMechanism};
 use tracing::{error, info};
 
 use crate::acl::RelayAcl;
 use crate::delivery::RunnerHandle;
 use crate::queue::{self, QueueId, RecipientState, Spool, SpoolError};
+use crate::submission::Submission;
 
 /// relay-out's [`MailPolicy`].
 #[derive(Debug)]
 pub struct RelayOut {
     acl: Arc<RelayAcl>,
     intake: Arc<Intake>,
+    submission: Arc<Submission>,
 }
 
 /// Where accepted messages go: the spool, then the runner's timetable.
@@ -40,19 +46,25 @@ pub struct Intake {
 }
 
 impl RelayOut {
-    pub fn new(acl: RelayAcl, intake: Intake) -> Self {
+    pub fn new(acl: RelayAcl, intake: Intake, submission: Arc<Submission>) -> Self {
         Self {
             acl: Arc::new(acl),
             intake: Arc::new(intake),
+            submission,
         }
     }
 }
 
-/// Per-connection state: whether this client may relay, decided once.
+/// Per-connection state: whether this client's address may relay and
+/// whether it came in on a submission listener, decided once.
 #[derive(Debug)]
 pub struct RelayOutConnection {
-    relaying: bool,
+    /// In relay_acl_allow (an authenticated session may relay too).
+    acl_allowed: bool,
+    /// On `submission_port` or `smtps_port`: AUTH (or the ACL) before MAIL.
+    submission_listener: bool,
     intake: Arc<Intake>,
+    submission: Arc<Submission>,
 }
 
 impl MailPolicy for RelayOut {
@@ -60,21 +72,46 @@ impl MailPolicy for RelayOut {
 
     fn connect(&self, client: &ClientInfo) -> RelayOutConnection {
         RelayOutConnection {
-            relaying: self.acl.allows(client.peer.ip()),
+            acl_allowed: self.acl.allows(client.peer.ip()),
+            submission_listener: self.submission.is_submission_listener(client.local),
             intake: Arc::clone(&self.intake),
+            submission: Arc::clone(&self.submission),
         }
     }
 }
 
+impl RelayOutConnection {
+    fn may_relay(&self, session: &SessionInfo) -> bool {
+        self.acl_allowed || session.authenticated.is_some()
+    }
+}
+
 impl ConnectionPolicy for RelayOutConnection {
+    async fn mail_from(
+        &mut self,
+        session: &SessionInfo,
+        _from: &ReversePath,
+        _params: &MailParams,
+    ) -> Verdict {
+        if self.submission_listener && !self.may_relay(session) {
+            info!(conn = %session.conn_id, client = %session.client.peer.ip(), local = %session.client.local, "MAIL refused on a submission listener: not authenticated");
+            return Verdict::Reject(Reply::new(
+                550,
+                Some(EnhancedCode::new(5, 7, 0)),
+                "Authentication required",
+            ));
+        }
+        Verdict::accept()
+    }
+
     async fn rcpt_to(
         &mut self,
         session: &SessionInfo,
         _envelope: &Envelope,
         rcpt: &ForwardPath,
     ) -> Verdict {
-        if !self.relaying {
-            info!(conn = %session.conn_id, client = %session.client.peer.ip(), rcpt = %rcpt, "relay refused: client not in relay_acl_allow");
+        if !self.may_relay(session) {
+            info!(conn = %session.conn_id, client = %session.client.peer.ip(), rcpt = %rcpt, "relay refused: client not in relay_acl_allow and not authenticated");
             return Verdict::Reject(Reply::new(
                 550,
                 Some(EnhancedCode::new(5, 7, 1)),
@@ -91,6 +128,18 @@ impl ConnectionPolicy for RelayOutConnection {
             ));
         }
         Verdict::accept()
+    }
+
+    fn auth_mechanisms(&self, session: &SessionInfo) -> Vec<SaslMechanism> {
+        self.submission.mechanisms(session)
+    }
+
+    async fn authenticate(
+        &mut self,
+        session: &SessionInfo,
+        credentials: &Credentials,
+    ) -> AuthVerdict {
+        self.submission.authenticate(session, credentials).await
     }
 
     async fn message(
@@ -164,7 +213,10 @@ fn queued_envelope(session: &SessionInfo, envelope: &Envelope, now: SystemTime) 
             .filter_map(ForwardPath::mailbox)
             .map(|mailbox| RecipientState::new(mailbox.to_string(), now))
             .collect(),
-        client: Some(format!("{} helo={helo}", session.client.peer.ip())),
+        client: Some(match &session.authenticated {
+            Some(user) => format!("{} helo={helo} auth={user}", session.client.peer.ip()),
+            None => format!("{} helo={helo}", session.client.peer.ip()),
+        }),
         smtputf8: envelope.params.smtputf8,
         eight_bit_mime: envelope.params.body == Some(Body::EightBitMime),
     }
@@ -182,7 +234,7 @@ fn storage_failure() -> Verdict {
 mod tests {
     use super::*;
     use smtp_core::address::{parse_forward_path, parse_reverse_path};
-    use smtp_core::command::MailParams;
+    use smtp_core::config::{ConfigDir, CoreSettings};
     use smtp_core::dns::ClientName;
     use smtp_core::policy::{ClientInfo, Greeting, HeloVerb};
 
@@ -253,5 +305,99 @@ mod tests {
         );
         assert_eq!(bounce.sender, "", "the null sender stays null");
         assert!(!bounce.smtputf8 && !bounce.eight_bit_mime);
+    }
+
+    /// relay-out's policy for a config directory holding `files`, with a
+    /// spool in `queue`.
+    fn policy(files: &[(&str, &str)], queue: &std::path::Path) -> RelayOut {
+        let temp = tempfile::tempdir().expect("tempdir");
+        for (name, text) in files {
+            std::fs::write(temp.path().join(name), text).expect("write");
+        }
+        let dir = ConfigDir::open(temp.path())
+            .expect("open")
+            .with_environment(Vec::<(String, String)>::new());
+        let core = CoreSettings::load(&dir).expect("core");
+        let settings = crate::config::RelayOutSettings::load(&dir).expect("settings");
+        let acl = RelayAcl::new(&settings, &core.listen).expect("acl");
+        let (runner, _inbox) = crate::delivery::channel();
+        let intake = Intake {
+            spool: Spool::open(queue).expect("spool"),
+            runner,
+        };
+        RelayOut::new(
+            acl,
+            intake,
+            Arc::new(Submission::new(settings.auth_users, &core)),
+        )
+    }
+
+    fn client_session(peer: &str, local: &str, user: Option<&str>) -> SessionInfo {
+        let mut session = session();
+        session.client.peer = peer.parse().unwrap();
+        session.client.local = local.parse().unwrap();
+        session.authenticated = user.map(str::to_owned);
+        session
+    }
+
+    fn code(verdict: &Verdict) -> u16 {
+        match verdict {
+            Verdict::Accept(_) => 250,
+            Verdict::Reject(reply) => reply.code(),
+        }
+    }
+
+    #[tokio::test]
+    async fn submission_listeners_need_auth_or_the_acl_and_auth_relays_anywhere() {
+        let queue = tempfile::tempdir().expect("tempdir");
+        let policy = policy(
+            &[
+                ("smtp.ini", "listen=127.0.0.1:2525,127.0.0.1:587\n"),
+                ("relay_acl_allow", "10.0.0.2/32\n"),
+                ("auth_flat_file.ini", "[users]\nalice=pw\n"),
+            ],
+            queue.path(),
+        );
+        let from = parse_reverse_path("<a@origin.test>").unwrap();
+        let rcpt = parse_forward_path("<u@elsewhere.test>").unwrap();
+        let envelope = transaction("<a@origin.test>", &[], MailParams::default());
+        // (client, listener, authenticated user, MAIL code, RCPT code)
+        let cases = [
+            ("127.0.0.9:4000", "127.0.0.1:587", None, 550, 550),
+            ("127.0.0.9:4000", "127.0.0.1:587", Some("alice"), 250, 250),
+            ("10.0.0.2:4000", "127.0.0.1:587", None, 250, 250),
+            ("127.0.0.9:4000", "127.0.0.1:2525", None, 250, 550),
+            ("127.0.0.9:4000", "127.0.0.1:2525", Some("alice"), 250, 250),
+        ];
+        for (peer, local, user, mail, rcpt_code) in cases {
+            let session = client_session(peer, local, user);
+            let mut connection = policy.connect(&session.client);
+            let verdict = connection
+                .mail_from(&session, &from, &MailParams::default())
+                .await;
+            assert_eq!(code(&verdict), mail, "MAIL {peer} -> {local} as {user:?}");
+            if let Verdict::Reject(reply) = &verdict {
+                assert_eq!(reply.to_string(), "550 5.7.0 Authentication required");
+            }
+            let verdict = connection.rcpt_to(&session, &envelope, &rcpt).await;
+            assert_eq!(
+                code(&verdict),
+                rcpt_code,
+                "RCPT {peer} -> {local} as {user:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_queue_envelope_names_the_authenticated_user() {
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let mut session = session();
+        session.authenticated = Some("alice".into());
+        let txn = transaction("<a@origin.test>", &["<b@x.test>"], MailParams::default());
+        let queued = queued_envelope(&session, &txn, now);
+        assert_eq!(
+            queued.client.as_deref(),
+            Some("10.0.0.2 helo=mailcow.lan auth=alice")
+        );
     }
 }

@@ -3,12 +3,24 @@
 //! RFC 2047 encoded words themselves (to read the original Subject and to
 //! write non-ASCII header text).
 //!
-//! Hand-written because the MIME-building crate that would provide them
-//! (mail-builder 2.x, through encodify) needs a newer compiler than the
-//! workspace's rust-version; the subset needed here is small and exact.
+//! Quoted-printable and encoded words are written here because the
+//! MIME-building crate that would provide them (mail-builder 2.x, through
+//! encodify) needs a newer compiler than the workspace's rust-version; the
+//! subset needed is small and exact. Base64 itself is the `base64` crate's.
 
-const BASE64_ALPHABET: &[u8; 64] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+use base64::Engine;
+use base64::alphabet;
+use base64::engine::general_purpose::STANDARD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+/// Encoded words found in the wild often omit the `=` padding or carry
+/// stray bits in the last symbol; a bounce should still show their text.
+const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
 
 /// Longest quoted-printable line, soft-break `=` included (RFC 2045 §6.7).
 const QP_LINE_LIMIT: usize = 76;
@@ -18,44 +30,12 @@ const QP_LINE_LIMIT: usize = 76;
 const ENCODED_WORD_PAYLOAD: usize = 45;
 
 pub fn base64_encode(input: &[u8]) -> String {
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let symbols = [(n >> 18) & 63, (n >> 12) & 63, (n >> 6) & 63, n & 63];
-        for (i, symbol) in symbols.into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(BASE64_ALPHABET[symbol as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    STANDARD.encode(input)
 }
 
-/// Strict apart from padding, which encoded words in the wild often omit.
+/// Strict about the alphabet, lenient about padding (see [`LENIENT_BASE64`]).
 pub fn base64_decode(input: &str) -> Option<Vec<u8>> {
-    let symbols = input.trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(symbols.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for &c in symbols {
-        let value = BASE64_ALPHABET.iter().position(|&a| a == c)? as u32;
-        acc = (acc << 6) | value;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    // A single leftover symbol carries fewer than 8 bits: not base64.
-    (bits < 6).then_some(out)
+    LENIENT_BASE64.decode(input).ok()
 }
 
 /// Encodes CRLF-separated text as quoted-printable with CRLF line breaks.

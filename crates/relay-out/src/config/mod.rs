@@ -1,9 +1,12 @@
 //! relay-out's own settings, read from a haraka-out config directory next to
 //! smtp-core's [`smtp_core::config::CoreSettings`].
 
+mod auth_users;
+mod local_address;
 mod outbound;
 mod relay;
 mod retry;
+pub mod routes;
 
 #[cfg(test)]
 mod tests;
@@ -12,8 +15,10 @@ use ipnetwork::IpNetwork;
 use smtp_core::config::domains::domain_list;
 use smtp_core::config::{ConfigDir, ConfigError, IniDocument, files};
 
+pub use auth_users::AuthUsers;
 pub use outbound::{InetPrefer, OutboundSettings};
 pub use relay::RelayPolicy;
+pub use routes::{HopHost, HopSettings, Route, RouteTable, RouteTls};
 
 use relay::RelayIni;
 
@@ -33,13 +38,19 @@ pub struct RelayOutSettings {
     pub local_domains: Vec<String>,
     /// outbound.ini.
     pub outbound: OutboundSettings,
+    /// Fixed next hops: outbound_routes.ini and relay_dest_domains.ini
+    /// `nexthop` (see [`routes`]).
+    pub routes: RouteTable,
+    /// auth_flat_file.ini: who may authenticate to submit mail.
+    pub auth_users: AuthUsers,
     /// Non-fatal findings for `--check`.
     pub warnings: Vec<String>,
 }
 
 impl RelayOutSettings {
-    /// Reads relay.ini, relay_acl_allow, relay_dest_domains.ini, host_list
-    /// and outbound.ini.
+    /// Reads relay.ini, relay_acl_allow, relay_dest_domains.ini, host_list,
+    /// outbound.ini, outbound_routes.ini and auth_flat_file.ini. Source
+    /// addresses (`local_address`, `bind`) must exist on this host.
     pub fn load(dir: &ConfigDir) -> Result<Self, ConfigError> {
         let relay = dir.ini::<RelayIni>(files::RELAY_INI)?.relay;
         let acl_allow = relay::acl_allow(dir)?;
@@ -55,20 +66,33 @@ impl RelayOutSettings {
                 files::RELAY_INI
             ));
         }
-        let dest_domains = dir
-            .ini_document(files::RELAY_DEST_DOMAINS_INI)?
-            .map(|(_, document)| document);
+        let dest_domains = dir.ini_document(files::RELAY_DEST_DOMAINS_INI)?;
         let local_domains = match dir.list_file(files::HOST_LIST)? {
             Some(file) => domain_list(&file)?,
             None => Vec::new(),
         };
         let outbound = OutboundSettings::load(dir)?;
+        if let Some(ip) = outbound.local_address {
+            local_address::ensure_local(ip).map_err(|detail| ConfigError::BadValue {
+                origin: dir.path_of(files::OUTBOUND_INI).map_or_else(
+                    || files::OUTBOUND_INI.to_owned(),
+                    |path| path.display().to_string(),
+                ),
+                section: "main".to_owned(),
+                key: "local_address".to_owned(),
+                detail: format!("'{ip}': {detail}"),
+            })?;
+        }
+        let routes = routes::load(dir, &relay, dest_domains.as_ref(), &outbound)?;
+        let auth_users = AuthUsers::load(dir)?;
         Ok(Self {
             relay,
             acl_allow,
-            dest_domains,
+            dest_domains: dest_domains.map(|(_, document)| document),
             local_domains,
             outbound,
+            routes,
+            auth_users,
             warnings: dir.take_warnings(),
         })
     }

@@ -110,7 +110,7 @@ fn every_outbound_key() {
         "disabled=true\nconcurrency_max=7\ndomain_concurrency_max=3\nenable_tls=false\ntls_fallback_plain=yes\nalways_split=on\n\
          received_header=disabled\nconnect_timeout=12\nlocal_mx_ok=1\nipv6_enabled=true\ninet_prefer=v6\n\
          maxTempFailures=3\ntemp_fail_intervals=1m, 5m*2\nmax_queue_lifetime=2d\nqueue_dir=queue\n\
-         nameservers=127.0.0.1:5353\nremote_port=2525\nlocal_address=192.0.2.10\n",
+         nameservers=127.0.0.1:5353\nremote_port=2525\nlocal_address=127.0.0.10\n",
     )]);
     let outbound = temp.load().expect("load").outbound;
     assert!(outbound.disabled);
@@ -141,7 +141,7 @@ fn every_outbound_key() {
     assert_eq!(outbound.remote_port, 2525);
     assert_eq!(
         outbound.local_address,
-        Some("192.0.2.10".parse().expect("ip"))
+        Some("127.0.0.10".parse().expect("ip"))
     );
 }
 

@@ -8,14 +8,16 @@
 //! attempt: per recipient at RCPT, for all accepted ones after the data.
 
 use std::net::SocketAddr;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use smtp_core::address::ReversePath;
 use smtp_core::client::{ClientError, ClientErrorKind, MailOptions, SmtpClient, Step};
 use smtp_core::reply::Reply;
+use tracing::warn;
 
 use super::Context;
-use super::log::{AttemptRecord, AttemptResult, log_attempt};
+use super::hops;
+use super::log::{AttemptRecord, AttemptResult, HostContact, log_attempt};
 use super::outcome::{RecipientOutcome, Verdict};
 use super::plan::{ConnectionPlan, Group};
 use super::route::{self, Candidate};
@@ -32,42 +34,64 @@ pub struct Job {
     pub smtputf8: bool,
 }
 
+impl Job {
+    /// Time since the message was queued, for the log.
+    pub fn delay(&self) -> Duration {
+        SystemTime::now()
+            .duration_since(self.arrival)
+            .unwrap_or_default()
+    }
+}
+
+/// What one group's attempt came to: a verdict per recipient, and what
+/// its final log line says about the host (written once the verdicts are
+/// applied, so it can tell when the deferred ones are retried).
+#[derive(Debug)]
+pub struct GroupResult {
+    /// One per recipient, in the group's order.
+    pub outcomes: Vec<RecipientOutcome>,
+    pub contact: HostContact,
+    /// The deciding reply or error.
+    pub reply: String,
+    /// The accepting reply, when some recipients were delivered.
+    pub response: Option<String>,
+    pub elapsed: Duration,
+}
+
 /// How a session with one host ended.
 enum SessionEnd {
-    /// The host gave its verdicts; `reply` is the deciding one, for the log.
+    /// The host gave its verdicts.
     Done {
         outcomes: Vec<RecipientOutcome>,
         reply: String,
+        response: Option<String>,
     },
     /// The host could not take the transaction; try the next one.
     NextHost(ClientError),
 }
 
-/// Attempts delivery of `group`; returns one outcome per recipient, in the
-/// group's order.
-pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> Vec<RecipientOutcome> {
+/// Attempts delivery of `group` through its route, else to its MX hosts;
+/// returns one outcome per recipient, in the group's order. Each host that
+/// could not be used gets its own `host-failed` log line here.
+pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResult {
     let domain = group.destination.to_string();
     let count = group.recipients.len();
-    let log = |candidate: Option<(&Candidate, bool)>, result, reply: &str, started: Instant| {
-        log_attempt(&AttemptRecord {
-            queue_id: &job.id,
-            domain: &domain,
-            mx: candidate.map(|(c, _)| c.host.as_str()),
-            ip: candidate.map(|(c, _)| c.ip),
-            port: ctx.port,
-            tls: candidate.is_some_and(|(_, tls)| tls),
-            recipients: count,
-            result,
-            reply,
-            delay: SystemTime::now()
-                .duration_since(job.arrival)
-                .unwrap_or_default(),
-            elapsed: started.elapsed(),
-        });
-    };
-
     let started = Instant::now();
-    let candidates = match route::resolve(&ctx.dns, &group.destination, &ctx.addresses).await {
+    let route = ctx.routing.for_destination(&group.destination);
+    let origin = route.map(|route| route.origin.clone());
+    let resolved = match route {
+        Some(route) => hops::resolve_route(&ctx.dns, route, &ctx.addresses).await,
+        None => {
+            route::resolve(
+                &ctx.dns,
+                &group.destination,
+                &ctx.addresses,
+                &ctx.mx_connector,
+            )
+            .await
+        }
+    };
+    let candidates = match resolved {
         Ok(candidates) => candidates,
         Err(failure) => {
             let verdict = if failure.permanent {
@@ -75,60 +99,92 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> Vec<Recip
             } else {
                 Verdict::Deferred
             };
-            let result = if failure.permanent {
-                AttemptResult::Failed
-            } else {
-                AttemptResult::Deferred
+            let outcome = RecipientOutcome::local(verdict, failure.status, &failure.text, None);
+            return GroupResult {
+                outcomes: vec![outcome; count],
+                contact: HostContact {
+                    route: origin,
+                    ..HostContact::default()
+                },
+                reply: failure.text,
+                response: None,
+                elapsed: started.elapsed(),
             };
-            log(None, result, &failure.text, started);
-            let outcome = RecipientOutcome::local(verdict, failure.status, failure.text, None);
-            return vec![outcome; count];
         }
     };
 
-    let mut plan = ConnectionPlan::new(candidates, ctx.enable_tls, ctx.tls_fallback_plain);
+    let host_failed = |contact: &HostContact, error: &ClientError, started: Instant| {
+        log_attempt(&AttemptRecord {
+            queue_id: &job.id,
+            domain: &domain,
+            contact,
+            recipients: count,
+            result: AttemptResult::HostFailed,
+            reply: &error.to_string(),
+            response: None,
+            delivered: &[],
+            deferred: &[],
+            bounced: &[],
+            retry_in: None,
+            delay: job.delay(),
+            elapsed: started.elapsed(),
+        });
+    };
+    let mut plan = ConnectionPlan::new(candidates);
     let mut last_failure: Option<(ClientError, String)> = None;
     while let Some((candidate, use_tls)) = plan.next_attempt() {
         let started = Instant::now();
-        let config = if use_tls {
-            &ctx.tls_client
-        } else {
-            &ctx.plain_client
+        let mut contact = HostContact {
+            mx: Some(candidate.host.clone()),
+            ip: Some(candidate.ip),
+            port: Some(candidate.port),
+            tls: use_tls,
+            mode: Some(candidate.connector.mode()),
+            auth: None,
+            route: origin.clone(),
         };
-        let address = SocketAddr::new(candidate.ip, ctx.port);
-        let client = match SmtpClient::connect(address, &candidate.host, config).await {
-            Ok(client) => client,
+        let session = match open_session(&candidate, use_tls, &mut contact).await {
+            Ok(client) => transaction(ctx, job, group, client, &candidate.host).await,
             Err(error) => {
-                log(
-                    Some((&candidate, use_tls)),
-                    AttemptResult::HostFailed,
-                    &error.to_string(),
-                    started,
-                );
+                if let ClientErrorKind::AuthNotOffered { .. } = error.kind() {
+                    warn!(
+                        queue_id = %job.id,
+                        domain = %domain,
+                        mx = %candidate.host,
+                        route = origin.as_deref().unwrap_or("-"),
+                        "AUTH is configured but the server offers no usable mechanism; not delivering without AUTH: {error}"
+                    );
+                }
                 if is_tls_failure(&error) {
                     plan.tls_failed(&candidate);
                 }
-                last_failure = Some((error, candidate.host.clone()));
-                continue;
+                SessionEnd::NextHost(error)
             }
         };
-        let tls = client.is_tls();
-        match transaction(ctx, job, group, client, &candidate.host).await {
-            SessionEnd::Done { outcomes, reply } => {
-                log(Some((&candidate, tls)), summary(&outcomes), &reply, started);
-                return outcomes;
+        match session {
+            SessionEnd::Done {
+                outcomes,
+                reply,
+                response,
+            } => {
+                return GroupResult {
+                    outcomes,
+                    contact,
+                    reply,
+                    response,
+                    elapsed: started.elapsed(),
+                };
             }
             SessionEnd::NextHost(error) => {
-                log(
-                    Some((&candidate, tls)),
-                    AttemptResult::HostFailed,
-                    &error.to_string(),
-                    started,
-                );
+                host_failed(&contact, &error, started);
                 last_failure = Some((error, candidate.host.clone()));
             }
         }
     }
+    let hosts = match &origin {
+        Some(origin) => format!("next hops of {origin}"),
+        None => format!("MX hosts of {domain}"),
+    };
     let outcome = match &last_failure {
         Some((error, host)) => match negative_reply(error) {
             Some(reply) if !error.is_transient() => RecipientOutcome::from_reply(reply, host),
@@ -139,21 +195,54 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> Vec<Recip
             None => RecipientOutcome::local(
                 Verdict::Deferred,
                 "4.4.1",
-                format!("Tried all MX hosts of {domain}; last error: {error}"),
+                format!("Tried all {hosts}; last error: {error}"),
                 Some(host),
             ),
         },
         None => RecipientOutcome::local(
             Verdict::Deferred,
             "4.4.1",
-            format!("No host of {domain} could be tried"),
+            format!("No {hosts} could be tried"),
             None,
         ),
     };
-    vec![outcome; count]
+    GroupResult {
+        reply: outcome.text.clone(),
+        outcomes: vec![outcome; count],
+        contact: HostContact {
+            route: origin,
+            ..HostContact::default()
+        },
+        response: None,
+        elapsed: started.elapsed(),
+    }
 }
 
-/// MAIL, RCPTs and the data with a connected host.
+/// Connects (greeting, EHLO, STARTTLS per the connector) and, when the
+/// connector has credentials, authenticates: a host that cannot take AUTH
+/// never gets the mail.
+async fn open_session(
+    candidate: &Candidate,
+    use_tls: bool,
+    contact: &mut HostContact,
+) -> Result<SmtpClient, ClientError> {
+    let address = SocketAddr::new(candidate.ip, candidate.port);
+    let config = candidate.connector.config(use_tls);
+    let mut client = SmtpClient::connect(address, &candidate.host, config).await?;
+    contact.tls = client.is_tls();
+    if let Some(user) = candidate.connector.auth_user() {
+        if let Err(error) = client.authenticate().await {
+            client.quit().await;
+            return Err(error);
+        }
+        contact.auth = Some(user.to_owned());
+    }
+    Ok(client)
+}
+
+/// MAIL, RCPTs and the data with a connected host. The data gets one reply
+/// per accepted recipient (LMTP's own, or SMTP's one repeated), and each
+/// recipient's outcome follows its reply.
 async fn transaction(
     ctx: &Context,
     job: &Job,
@@ -177,6 +266,7 @@ async fn transaction(
             return SessionEnd::Done {
                 outcomes: vec![outcome; count],
                 reply: text,
+                response: None,
             };
         }
         Err(error) => return SessionEnd::NextHost(error),
@@ -187,6 +277,7 @@ async fn transaction(
         return SessionEnd::Done {
             outcomes: vec![outcome; count],
             reply: replies.mail.to_string(),
+            response: None,
         };
     }
     let mut outcomes: Vec<Option<RecipientOutcome>> = (0..count)
@@ -206,35 +297,45 @@ async fn transaction(
         .rcpts
         .iter()
         .find(|reply| !reply.is_positive())
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    if !accepted.is_empty() {
-        let data_outcome = match open_data(ctx, &job.id).await {
-            Ok(file) => match client.data_from(file).await {
-                Ok(reply) => {
-                    deciding = reply.to_string();
+        .map(ToString::to_string);
+    let mut response = None;
+    if accepted.is_empty() {
+        client.quit().await;
+    } else {
+        let data_outcomes = match open_data(ctx, &job.id).await {
+            Ok(file) => match client.data_per_recipient(file).await {
+                Ok(data_replies) => {
                     // Say goodbye in the background: the verdict must reach
                     // the envelope on disk as soon as possible, since until
                     // then a crash means sending the message again.
                     tokio::spawn(client.quit());
-                    RecipientOutcome::from_reply(&reply, host)
+                    response = data_replies
+                        .iter()
+                        .find(|reply| reply.is_positive())
+                        .map(ToString::to_string);
+                    if deciding.is_none() {
+                        deciding = data_replies
+                            .iter()
+                            .find(|reply| !reply.is_positive())
+                            .map(ToString::to_string);
+                    }
+                    per_recipient(&data_replies, accepted.len(), host)
                 }
                 Err(error) => {
-                    deciding = error.to_string();
-                    after_data_failure(&error, host)
+                    deciding.get_or_insert_with(|| error.to_string());
+                    vec![after_data_failure(&error, host); accepted.len()]
                 }
             },
             Err(text) => {
-                deciding.clone_from(&text);
+                deciding.get_or_insert_with(|| text.clone());
                 client.quit().await;
-                RecipientOutcome::local(Verdict::Deferred, "4.3.0", text, None)
+                let outcome = RecipientOutcome::local(Verdict::Deferred, "4.3.0", text, None);
+                vec![outcome; accepted.len()]
             }
         };
-        for index in accepted {
-            outcomes[index] = Some(data_outcome.clone());
+        for (index, outcome) in accepted.into_iter().zip(data_outcomes) {
+            outcomes[index] = Some(outcome);
         }
-    } else {
-        client.quit().await;
     }
     SessionEnd::Done {
         outcomes: outcomes
@@ -245,8 +346,25 @@ async fn transaction(
                 })
             })
             .collect(),
-        reply: deciding,
+        reply: deciding.or_else(|| response.clone()).unwrap_or_default(),
+        response,
     }
+}
+
+/// The outcomes of `accepted` recipients from the replies to the data (one
+/// per recipient; a missing one defers its recipient).
+fn per_recipient(replies: &[Reply], accepted: usize, host: &str) -> Vec<RecipientOutcome> {
+    (0..accepted)
+        .map(|index| match replies.get(index) {
+            Some(reply) => RecipientOutcome::from_reply(reply, host),
+            None => RecipientOutcome::local(
+                Verdict::Deferred,
+                "4.4.2",
+                format!("{host} gave no reply for this recipient after the data"),
+                Some(host),
+            ),
+        })
+        .collect()
 }
 
 /// The session broke during or after DATA. Whether the host took the
@@ -290,45 +408,4 @@ fn is_tls_failure(error: &ClientError) -> bool {
                 | ClientErrorKind::PrematureTlsData
                 | ClientErrorKind::TlsSetup(_)
         )
-}
-
-/// The log's `result` for a session that reached a verdict.
-fn summary(outcomes: &[RecipientOutcome]) -> AttemptResult {
-    let delivered = outcomes
-        .iter()
-        .filter(|o| o.verdict == Verdict::Delivered)
-        .count();
-    if delivered == outcomes.len() {
-        AttemptResult::Delivered
-    } else if delivered > 0 {
-        AttemptResult::Partial
-    } else if outcomes.iter().any(|o| o.verdict == Verdict::Deferred) {
-        AttemptResult::Deferred
-    } else {
-        AttemptResult::Failed
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn outcome(verdict: Verdict) -> RecipientOutcome {
-        RecipientOutcome::local(verdict, "x", "x", None)
-    }
-
-    #[test]
-    fn summaries() {
-        use Verdict::*;
-        let cases = [
-            (vec![Delivered, Delivered], AttemptResult::Delivered),
-            (vec![Delivered, Failed], AttemptResult::Partial),
-            (vec![Deferred, Failed], AttemptResult::Deferred),
-            (vec![Failed, Failed], AttemptResult::Failed),
-        ];
-        for (verdicts, expected) in cases {
-            let outcomes: Vec<_> = verdicts.into_iter().map(outcome).collect();
-            assert_eq!(summary(&outcomes), expected);
-        }
-    }
 }

@@ -21,8 +21,8 @@ use tokio::task::JoinSet;
 use tracing::{error, info};
 
 use super::Context;
-use super::attempt::{Job, attempt_group};
-use super::log::{AttemptRecord, AttemptResult, log_attempt};
+use super::attempt::{GroupResult, Job, attempt_group};
+use super::log::{AttemptRecord, AttemptResult, HostContact, log_attempt};
 use super::notice;
 use super::outcome::{RecipientOutcome, Verdict};
 use super::plan::{Group, due_work};
@@ -163,11 +163,29 @@ async fn attempt_due(ctx: &Arc<Context>, envelope: &mut Envelope) -> Result<(), 
     }
     while let Some(joined) = attempts.join_next().await {
         match joined {
-            Ok((group, Some(outcomes))) => {
+            Ok((group, Some(result))) => {
+                let GroupResult {
+                    outcomes,
+                    contact,
+                    reply,
+                    response,
+                    elapsed,
+                } = result;
                 apply(
                     ctx,
                     envelope,
-                    group.recipients.into_iter().zip(outcomes).collect(),
+                    group.recipients.iter().copied().zip(outcomes).collect(),
+                );
+                log_verdicts(
+                    &job,
+                    envelope,
+                    &group,
+                    &Verdicts {
+                        contact: &contact,
+                        reply: &reply,
+                        response: response.as_deref(),
+                        elapsed,
+                    },
                 );
                 persist(ctx, envelope).await?;
             }
@@ -183,31 +201,80 @@ async fn attempt_due(ctx: &Arc<Context>, envelope: &mut Envelope) -> Result<(), 
 
 /// Waits for a slot, then attempts; `None` when delivery was disabled
 /// while waiting.
-async fn attempt_with_permits(
-    ctx: &Context,
-    job: &Job,
-    group: &Group,
-) -> Option<Vec<RecipientOutcome>> {
+async fn attempt_with_permits(ctx: &Context, job: &Job, group: &Group) -> Option<GroupResult> {
     let _permits = ctx.limits.acquire(&group.destination).await?;
     if ctx.is_disabled() {
         log_attempt(&AttemptRecord {
             queue_id: &job.id,
             domain: &group.destination.to_string(),
-            mx: None,
-            ip: None,
-            port: ctx.port,
-            tls: false,
+            contact: &HostContact::default(),
             recipients: group.recipients.len(),
             result: AttemptResult::Skipped,
             reply: "delivery disabled (outbound.ini disabled=true)",
-            delay: SystemTime::now()
-                .duration_since(job.arrival)
-                .unwrap_or_default(),
+            response: None,
+            delivered: &[],
+            deferred: &[],
+            bounced: &[],
+            retry_in: None,
+            delay: job.delay(),
             elapsed: Duration::ZERO,
         });
         return None;
     }
     Some(attempt_group(ctx, job, group).await)
+}
+
+/// What an attempt's final log line says about the host side.
+struct Verdicts<'a> {
+    contact: &'a HostContact,
+    reply: &'a str,
+    response: Option<&'a str>,
+    elapsed: Duration,
+}
+
+/// The attempt's final log line, once the verdicts are in the envelope:
+/// which recipients were delivered, which are retried (and when the first
+/// is due), which bounce.
+fn log_verdicts(job: &Job, envelope: &Envelope, group: &Group, verdicts: &Verdicts) {
+    let now = SystemTime::now();
+    let (mut delivered, mut deferred, mut bounced) = (Vec::new(), Vec::new(), Vec::new());
+    let mut next_attempt: Option<SystemTime> = None;
+    for recipient in group
+        .recipients
+        .iter()
+        .filter_map(|&i| envelope.recipients.get(i))
+    {
+        let address = recipient.address.as_str();
+        match recipient.status {
+            RecipientStatus::Delivered => delivered.push(address),
+            RecipientStatus::Pending => {
+                deferred.push(address);
+                next_attempt = match (next_attempt, recipient.next_attempt) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            RecipientStatus::Failed | RecipientStatus::Bounced => bounced.push(address),
+        }
+    }
+    let result = AttemptResult::of_counts(delivered.len(), deferred.len(), bounced.len());
+    log_attempt(&AttemptRecord {
+        queue_id: &job.id,
+        domain: &group.destination.to_string(),
+        contact: verdicts.contact,
+        recipients: group.recipients.len(),
+        result,
+        reply: verdicts.reply,
+        response: verdicts
+            .response
+            .filter(|_| result == AttemptResult::Partial),
+        delivered: &delivered,
+        deferred: &deferred,
+        bounced: &bounced,
+        retry_in: next_attempt.map(|due| due.duration_since(now).unwrap_or_default()),
+        delay: job.delay(),
+        elapsed: verdicts.elapsed,
+    });
 }
 
 fn apply(ctx: &Context, envelope: &mut Envelope, outcomes: Vec<(usize, RecipientOutcome)>) {

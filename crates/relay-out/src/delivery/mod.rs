@@ -6,12 +6,18 @@
 //! - [`message`] is that task (and documents where a duplicate can happen);
 //! - [`plan`] groups due recipients per destination and orders hosts;
 //! - [`route`] resolves a destination to addresses (MX, implicit MX, null MX,
-//!   local addresses refused);
-//! - [`attempt`] speaks SMTP to them; [`outcome`] turns replies into queue
-//!   state; [`notice`] queues bounces; [`log`] writes one line per attempt.
+//!   local addresses refused); [`hops`] does it for a configured route
+//!   (smart host, `nexthop`);
+//! - [`connector`] says how to talk to a host (TLS, AUTH, LMTP, source
+//!   address);
+//! - [`attempt`] speaks SMTP or LMTP to them; [`outcome`] turns replies into
+//!   queue state; [`notice`] queues bounces; [`log`] writes one line per
+//!   attempt.
 
 mod agenda;
 mod attempt;
+mod connector;
+mod hops;
 mod limits;
 mod log;
 mod message;
@@ -27,9 +33,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use smtp_core::client::{
-    ClientConfig, ClientTls, ClientTlsError, StepTimeouts, TlsMode, TlsVerify,
-};
+use smtp_core::client::ClientTlsError;
 use smtp_core::config::{ConfigDir, ConfigError, CoreSettings};
 use smtp_core::dns::{Dns, DnsError, DnsSettings};
 
@@ -40,6 +44,8 @@ use crate::schedule::RetrySchedule;
 pub use runner::{Runner, RunnerHandle, channel};
 pub use switch::DisabledSwitch;
 
+use connector::Connector;
+use hops::Routing;
 use limits::Limits;
 use outcome::RetryPolicy;
 use route::AddressPolicy;
@@ -63,13 +69,10 @@ pub struct Context {
     spool: Spool,
     dns: Dns,
     me: String,
-    port: u16,
-    /// Opportunistic STARTTLS, any certificate (as Haraka and Postfix `may`).
-    tls_client: ClientConfig,
-    /// No TLS: `enable_tls=false`, and the `tls_fallback_plain` retry.
-    plain_client: ClientConfig,
-    enable_tls: bool,
-    tls_fallback_plain: bool,
+    /// How to talk to MX hosts (outbound.ini).
+    mx_connector: Arc<Connector>,
+    /// Routes instead of MX hosts, with their connectors.
+    routing: Routing,
     always_split: bool,
     addresses: AddressPolicy,
     retry: RetryPolicy,
@@ -99,27 +102,12 @@ impl Context {
             timeout: core.dns_timeout,
             reverse_lookups: false,
         })?;
-        let client = |tls: ClientTls| ClientConfig {
-            helo_name: core.me.clone(),
-            connect_timeout: outbound.connect_timeout,
-            timeouts: StepTimeouts::default(),
-            tls,
-            auth: None,
-            source_address: outbound.local_address,
-            lmtp: false,
-        };
         Ok(Context {
             spool,
             dns,
             me: core.me.clone(),
-            port: outbound.remote_port,
-            tls_client: client(ClientTls::new(
-                TlsMode::Opportunistic,
-                &TlsVerify::Insecure,
-            )?),
-            plain_client: client(ClientTls::off()),
-            enable_tls: outbound.enable_tls,
-            tls_fallback_plain: outbound.tls_fallback_plain,
+            mx_connector: Arc::new(Connector::mx(core, outbound)?),
+            routing: Routing::new(&settings.routes, core, outbound)?,
             always_split: outbound.always_split,
             addresses: AddressPolicy {
                 local_mx_ok: outbound.local_mx_ok,
@@ -127,6 +115,7 @@ impl Context {
                 inet_prefer: outbound.inet_prefer,
                 listeners: core.listen.clone(),
                 remote_port: outbound.remote_port,
+                local_address: outbound.local_address,
             },
             retry: RetryPolicy {
                 schedule: RetrySchedule::from_config(
@@ -166,11 +155,12 @@ fn read_template(path: &Path) -> Result<String, ConfigError> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// For the startup log: where mail goes.
+/// For the startup log and `--check`: where mail goes, one line for the MX
+/// delivery and one per route (the lines after the first are indented).
 pub fn describe(settings: &RelayOutSettings, listen: &[SocketAddr]) -> String {
     let outbound = &settings.outbound;
-    format!(
-        "delivering to port {} with up to {} sessions ({} per domain), STARTTLS {}, local MX {}, {} own listener(s) excluded",
+    let mut lines = vec![format!(
+        "delivering to port {} with up to {} sessions ({} per domain), STARTTLS {}, local MX {}, {} own listener(s) excluded{}",
         outbound.remote_port,
         outbound.concurrency_max,
         outbound.domain_concurrency_max,
@@ -184,6 +174,70 @@ pub fn describe(settings: &RelayOutSettings, listen: &[SocketAddr]) -> String {
         } else {
             "refused"
         },
-        listen.len()
-    )
+        listen.len(),
+        outbound
+            .local_address
+            .map(|ip| format!(", from {ip}"))
+            .unwrap_or_default()
+    )];
+    let routes = &settings.routes;
+    lines.extend(
+        routes
+            .domains()
+            .map(|(domain, route)| describe_route(domain, route)),
+    );
+    if let Some(route) = routes.default_route() {
+        lines.push(describe_route("all other mail (smart host)", route));
+    }
+    lines.join("\n  ")
+}
+
+/// `route for example.com: a.test:587, b.test:587 (TLS required, …, SMTP,
+/// AUTH as u) — outbound_routes.ini [example.com]`; hops configured
+/// together are listed before their common settings.
+fn describe_route(what: &str, route: &crate::config::Route) -> String {
+    let mut groups: Vec<String> = Vec::new();
+    let mut hosts: Vec<String> = Vec::new();
+    for (index, hop) in route.hops.iter().enumerate() {
+        let host = match &hop.host {
+            crate::config::HopHost::Ip(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+            host => host.to_string(),
+        };
+        hosts.push(format!("{host}:{}", hop.port));
+        let next_shares = route
+            .hops
+            .get(index + 1)
+            .is_some_and(|next| Arc::ptr_eq(&next.settings, &hop.settings));
+        if !next_shares {
+            groups.push(format!(
+                "{} ({})",
+                hosts.join(", "),
+                describe_hop_settings(&hop.settings)
+            ));
+            hosts.clear();
+        }
+    }
+    format!("route for {what}: {} — {}", groups.join(", "), route.origin)
+}
+
+fn describe_hop_settings(settings: &crate::config::HopSettings) -> String {
+    use crate::config::RouteTls;
+    let tls = match &settings.tls {
+        RouteTls::Off => "no TLS".to_owned(),
+        RouteTls::Opportunistic => "STARTTLS if offered".to_owned(),
+        RouteTls::Required { ca_file: None } => {
+            "TLS required, verified with the system CAs".to_owned()
+        }
+        RouteTls::Required {
+            ca_file: Some(path),
+        } => format!("TLS required, verified with {}", path.display()),
+    };
+    let mut how = vec![tls, if settings.lmtp { "LMTP" } else { "SMTP" }.to_owned()];
+    if let Some(auth) = &settings.auth {
+        how.push(format!("AUTH as {}", auth.user));
+    }
+    if let Some(bind) = settings.bind {
+        how.push(format!("from {bind}"));
+    }
+    how.join(", ")
 }

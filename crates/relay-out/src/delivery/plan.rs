@@ -90,22 +90,28 @@ fn destination_of(address: &str) -> Result<(ForwardPath, Destination), String> {
 }
 
 /// The order in which hosts are tried for one group: every candidate with
-/// STARTTLS when `enable_tls` (opportunistic: used when offered), and, only
-/// when `tls_fallback_plain` is on, each host whose TLS handshake failed once
-/// more in clear text after all others were tried (a failed handshake moves
-/// on to the next MX first, as Haraka does).
+/// STARTTLS unless its connector has TLS off (opportunistic: used when
+/// offered; required: verified), and, only when its connector allows the
+/// clear-text fallback (`tls_fallback_plain`, never for required TLS), each
+/// host whose TLS handshake failed once more in clear text after all others
+/// were tried (a failed handshake moves on to the next host first, as
+/// Haraka does).
 #[derive(Debug)]
 pub struct ConnectionPlan {
     queue: VecDeque<(Candidate, bool)>,
-    fallback_plain: bool,
     retried_plain: Vec<Candidate>,
 }
 
 impl ConnectionPlan {
-    pub fn new(candidates: Vec<Candidate>, enable_tls: bool, fallback_plain: bool) -> Self {
+    pub fn new(candidates: Vec<Candidate>) -> Self {
         ConnectionPlan {
-            queue: candidates.into_iter().map(|c| (c, enable_tls)).collect(),
-            fallback_plain: enable_tls && fallback_plain,
+            queue: candidates
+                .into_iter()
+                .map(|c| {
+                    let tls = c.connector.starts_with_tls();
+                    (c, tls)
+                })
+                .collect(),
             retried_plain: Vec::new(),
         }
     }
@@ -118,7 +124,7 @@ impl ConnectionPlan {
     /// The TLS handshake with `candidate` failed: queue a clear-text retry
     /// at the end if allowed (once per host).
     pub fn tls_failed(&mut self, candidate: &Candidate) {
-        if self.fallback_plain && !self.retried_plain.contains(candidate) {
+        if candidate.connector.fallback_plain && !self.retried_plain.contains(candidate) {
             self.retried_plain.push(candidate.clone());
             self.queue.push_back((candidate.clone(), false));
         }
@@ -128,7 +134,9 @@ impl ConnectionPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::connector::{Connector, TlsUse};
     use crate::queue::{QueueId, RecipientState, RecipientStatus};
+    use std::sync::Arc;
     use std::time::Duration;
 
     fn envelope(recipients: &[&str]) -> Envelope {
@@ -216,10 +224,12 @@ mod tests {
         );
     }
 
-    fn candidate(host: &str, ip: &str) -> Candidate {
+    fn candidate(host: &str, ip: &str, connector: &Arc<Connector>) -> Candidate {
         Candidate {
             host: host.into(),
             ip: ip.parse().unwrap(),
+            port: 25,
+            connector: Arc::clone(connector),
         }
     }
 
@@ -236,26 +246,38 @@ mod tests {
 
     #[test]
     fn tls_failures_move_on_then_fall_back_to_clear_text_only_if_allowed() {
-        let hosts = || vec![candidate("a", "192.0.2.1"), candidate("b", "192.0.2.2")];
+        let hosts = |tls, fallback| {
+            let connector = Arc::new(Connector::plain_for_tests(tls, fallback));
+            vec![
+                candidate("a", "192.0.2.1", &connector),
+                candidate("b", "192.0.2.2", &connector),
+            ]
+        };
         let owned = |list: &[(&str, bool)]| -> Vec<(String, bool)> {
             list.iter().map(|(h, t)| (h.to_string(), *t)).collect()
         };
-        let mut strict = ConnectionPlan::new(hosts(), true, false);
+        let mut strict = ConnectionPlan::new(hosts(TlsUse::Opportunistic, false));
         assert_eq!(
             drain(&mut strict, &["a", "b"]),
             owned(&[("a", true), ("b", true)])
         );
 
-        let mut lenient = ConnectionPlan::new(hosts(), true, true);
+        let mut lenient = ConnectionPlan::new(hosts(TlsUse::Opportunistic, true));
         assert_eq!(
             drain(&mut lenient, &["a"]),
             owned(&[("a", true), ("b", true), ("a", false)])
         );
 
-        let mut clear = ConnectionPlan::new(hosts(), false, true);
+        let mut clear = ConnectionPlan::new(hosts(TlsUse::Off, true));
         assert_eq!(
             drain(&mut clear, &["a"]),
             owned(&[("a", false), ("b", false)])
+        );
+
+        let mut required = ConnectionPlan::new(hosts(TlsUse::Required, false));
+        assert_eq!(
+            drain(&mut required, &["a", "b"]),
+            owned(&[("a", true), ("b", true)])
         );
     }
 }

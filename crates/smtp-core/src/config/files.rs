@@ -48,6 +48,12 @@ pub const RELAY_ACL_ALLOW: &str = "relay_acl_allow";
 pub const RELAY_DEST_DOMAINS_INI: &str = "relay_dest_domains.ini";
 /// Queue and delivery settings (relay-out).
 pub const OUTBOUND_INI: &str = "outbound.ini";
+/// Fixed next hops per destination domain, smart host `[*]` (relay-out;
+/// Postern's, for what relay_dest_domains.ini `nexthop` cannot say).
+pub const OUTBOUND_ROUTES_INI: &str = "outbound_routes.ini";
+/// Users who may authenticate to submit mail (relay-out; Haraka's
+/// `auth/flat_file` plugin file).
+pub const AUTH_FLAT_FILE_INI: &str = "auth_flat_file.ini";
 
 /// Every file either binary reads; anything else in the directory is ignored.
 pub const KNOWN_FILES: &[&str] = &[
@@ -73,6 +79,8 @@ pub const KNOWN_FILES: &[&str] = &[
     RELAY_ACL_ALLOW,
     RELAY_DEST_DOMAINS_INI,
     OUTBOUND_INI,
+    OUTBOUND_ROUTES_INI,
+    AUTH_FLAT_FILE_INI,
 ];
 
 /// Haraka files Postern deliberately does not read, and why: `--check`

@@ -47,6 +47,11 @@ pub struct CoreSettings {
     pub force_shutdown_timeout: Duration,
     /// Listeners on this port speak implicit TLS (smtp.ini `smtps_port`, 465).
     pub smtps_port: u16,
+    /// Listeners on this port are for message submission (RFC 6409): a
+    /// binary that relays (relay-out) requires AUTH there, as it does on
+    /// `smtps_port` (smtp.ini `submission_port`, 587; Postern, so that the
+    /// submission port can be moved like `smtps_port`).
+    pub submission_port: u16,
     /// Concurrent connections across all clients (smtp.ini
     /// `max_connections`, 1000; Postern).
     pub max_connections: usize,
@@ -168,6 +173,7 @@ impl CoreSettings {
             inactivity_timeout: main.inactivity_timeout.0,
             force_shutdown_timeout: main.force_shutdown_timeout.0,
             smtps_port: main.smtps_port,
+            submission_port: main.submission_port,
             max_connections: main.max_connections,
             nameservers: main.nameservers.0,
             rdns: main.rdns,

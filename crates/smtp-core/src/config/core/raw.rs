@@ -45,6 +45,8 @@ pub(super) struct SmtpMain {
     #[serde(deserialize_with = "setting")]
     pub smtps_port: u16,
     #[serde(deserialize_with = "setting")]
+    pub submission_port: u16,
+    #[serde(deserialize_with = "setting")]
     pub max_connections: usize,
     #[serde(deserialize_with = "setting")]
     pub nameservers: NameServers,
@@ -66,6 +68,7 @@ impl Default for SmtpMain {
             inactivity_timeout: Seconds(Duration::from_secs(300)),
             force_shutdown_timeout: Seconds(Duration::from_secs(30)),
             smtps_port: 465,
+            submission_port: 587,
             max_connections: 1000,
             nameservers: NameServers::default(),
             rdns: true,

@@ -21,6 +21,7 @@ fn every_default_when_no_files_exist() {
     assert_eq!(settings.inactivity_timeout, Duration::from_secs(300));
     assert_eq!(settings.force_shutdown_timeout, Duration::from_secs(30));
     assert_eq!(settings.smtps_port, 465);
+    assert_eq!(settings.submission_port, 587);
     assert_eq!(settings.max_connections, 1000);
     assert!(settings.nameservers.is_empty());
     assert!(settings.rdns);
@@ -60,7 +61,7 @@ fn every_key_is_read() {
         (
             "smtp.ini",
             b"listen=127.0.0.1:2525\ninactivity_timeout=60\nforce_shutdown_timeout=5\n\
-              smtps_port=10465\nmax_connections=50\nnameservers=127.0.0.53\nrdns=off\ndns_timeout=2",
+              smtps_port=10465\nsubmission_port=10587\nmax_connections=50\nnameservers=127.0.0.53\nrdns=off\ndns_timeout=2",
         ),
         (
             "connection.ini",
@@ -78,6 +79,7 @@ fn every_key_is_read() {
     assert_eq!(settings.inactivity_timeout, Duration::from_secs(60));
     assert_eq!(settings.force_shutdown_timeout, Duration::from_secs(5));
     assert_eq!(settings.smtps_port, 10465);
+    assert_eq!(settings.submission_port, 10587);
     assert_eq!(settings.max_connections, 50);
     assert_eq!(settings.nameservers, addresses(&["127.0.0.53:53"]));
     assert!(!settings.rdns);

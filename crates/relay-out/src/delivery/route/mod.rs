@@ -6,12 +6,14 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use rand::Rng;
 use rand::seq::SliceRandom;
 use smtp_core::dns::{Dns, DnsError, MxAnswer, MxRecord};
 use tracing::debug;
 
+use super::connector::Connector;
 use crate::config::InetPrefer;
 
 /// Where a group of recipients is delivered: a domain (MX lookup) or an
@@ -36,13 +38,25 @@ impl fmt::Display for Destination {
     }
 }
 
-/// One address to connect to, with the MX host name it came from (for SNI,
-/// logs and a notice's `Remote-MTA`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One address to connect to, with the host name it came from (for SNI,
+/// certificate checks, logs and a notice's `Remote-MTA`) and how to talk
+/// to it (the MX default, or a route's settings).
+#[derive(Debug, Clone)]
 pub struct Candidate {
     pub host: String,
     pub ip: IpAddr,
+    pub port: u16,
+    pub connector: Arc<Connector>,
 }
+
+/// The same host at the same address and port (the connector follows).
+impl PartialEq for Candidate {
+    fn eq(&self, other: &Self) -> bool {
+        self.host == other.host && self.ip == other.ip && self.port == other.port
+    }
+}
+
+impl Eq for Candidate {}
 
 /// Why no candidate exists for a destination, in the form a recipient's
 /// outcome needs: bounce or retry, a status code, and a text naming the
@@ -56,7 +70,7 @@ pub struct RouteFailure {
 }
 
 impl RouteFailure {
-    fn permanent(status: &'static str, text: String) -> Self {
+    pub(super) fn permanent(status: &'static str, text: String) -> Self {
         RouteFailure {
             permanent: true,
             status,
@@ -64,7 +78,7 @@ impl RouteFailure {
         }
     }
 
-    fn temporary(status: &'static str, text: String) -> Self {
+    pub(super) fn temporary(status: &'static str, text: String) -> Self {
         RouteFailure {
             permanent: false,
             status,
@@ -84,6 +98,10 @@ pub enum Skip {
     Local,
     /// IPv6 while `ipv6_enabled` is off.
     Ipv6Disabled,
+    /// Not of the family of the configured source address
+    /// (`local_address` or a route's `bind`): connecting from it is
+    /// impossible, and from another one would send from the wrong address.
+    SourceFamily(IpAddr),
 }
 
 impl fmt::Display for Skip {
@@ -92,6 +110,12 @@ impl fmt::Display for Skip {
             Skip::OwnListener => "it is one of relay-out's own listeners",
             Skip::Local => "it is a local address (set local_mx_ok=true to allow)",
             Skip::Ipv6Disabled => "IPv6 is off (ipv6_enabled=false)",
+            Skip::SourceFamily(source) => {
+                return write!(
+                    f,
+                    "mail to it cannot be sent from {source} (local_address/bind)"
+                );
+            }
         })
     }
 }
@@ -107,18 +131,16 @@ pub struct AddressPolicy {
     pub listeners: Vec<SocketAddr>,
     /// The port we deliver to (`remote_port`).
     pub remote_port: u16,
+    /// outbound.ini `local_address`: MX addresses of the other family are
+    /// not used.
+    pub local_address: Option<IpAddr>,
 }
 
 impl AddressPolicy {
-    /// Whether (and why) `ip` must not be connected to.
+    /// Whether (and why) the MX address `ip` must not be connected to.
     pub fn skip(&self, ip: IpAddr) -> Option<Skip> {
         let ip = ip.to_canonical();
-        let own_listener = self.listeners.iter().any(|listener| {
-            listener.port() == self.remote_port
-                && (listener.ip().to_canonical() == ip
-                    || (listener.ip().is_unspecified() && is_local(ip)))
-        });
-        if own_listener {
+        if self.is_own_listener(ip, self.remote_port) {
             return Some(Skip::OwnListener);
         }
         let ours = self
@@ -131,7 +153,36 @@ impl AddressPolicy {
         if ip.is_ipv6() && !self.ipv6_enabled {
             return Some(Skip::Ipv6Disabled);
         }
-        None
+        source_family(ip, self.local_address)
+    }
+
+    /// Whether (and why) a route's next hop at `ip` must not be connected
+    /// to. Routes are configured on purpose, so local addresses are fine
+    /// (an LMTP server on this host), except our own listener on that
+    /// port; `ipv6_enabled` applies only to addresses found in the DNS.
+    pub fn skip_hop(
+        &self,
+        ip: IpAddr,
+        port: u16,
+        source: Option<IpAddr>,
+        from_dns: bool,
+    ) -> Option<Skip> {
+        let ip = ip.to_canonical();
+        if self.is_own_listener(ip, port) {
+            return Some(Skip::OwnListener);
+        }
+        if from_dns && ip.is_ipv6() && !self.ipv6_enabled {
+            return Some(Skip::Ipv6Disabled);
+        }
+        source_family(ip, source)
+    }
+
+    fn is_own_listener(&self, ip: IpAddr, port: u16) -> bool {
+        self.listeners.iter().any(|listener| {
+            listener.port() == port
+                && (listener.ip().to_canonical() == ip
+                    || (listener.ip().is_unspecified() && is_local(ip)))
+        })
     }
 
     /// The usable addresses of one host in connection order: the resolver's
@@ -139,9 +190,19 @@ impl AddressPolicy {
     /// ahead. Unlike Haraka this stays within the host, so MX preference is
     /// never overridden by address family.
     pub fn usable(&self, host: &str, addresses: &[IpAddr]) -> Vec<IpAddr> {
+        self.usable_by(host, addresses, |ip| self.skip(ip))
+    }
+
+    /// [`Self::usable`] with the given rule for skipping an address.
+    pub fn usable_by(
+        &self,
+        host: &str,
+        addresses: &[IpAddr],
+        skip: impl Fn(IpAddr) -> Option<Skip>,
+    ) -> Vec<IpAddr> {
         let mut usable: Vec<IpAddr> = Vec::with_capacity(addresses.len());
         for &ip in addresses {
-            match self.skip(ip) {
+            match skip(ip) {
                 Some(reason) => debug!(host, %ip, "not delivering to this address: {reason}"),
                 None => usable.push(ip.to_canonical()),
             }
@@ -153,6 +214,12 @@ impl AddressPolicy {
         }
         usable
     }
+}
+
+/// An address `source` cannot connect to.
+fn source_family(ip: IpAddr, source: Option<IpAddr>) -> Option<Skip> {
+    let source = source?.to_canonical();
+    (source.is_ipv4() != ip.is_ipv4()).then_some(Skip::SourceFamily(source))
 }
 
 /// Loopback, unspecified and link-local addresses: they can only mean this
@@ -184,18 +251,26 @@ pub fn order_mx(mut records: Vec<MxRecord>, rng: &mut impl Rng) -> Vec<MxRecord>
     records
 }
 
-/// Every address to try for `destination`, in order, or why there is none.
+/// Every MX address to try for `destination`, in order, or why there is
+/// none; each is reached through `connector` on `remote_port`.
 pub async fn resolve(
     dns: &Dns,
     destination: &Destination,
     policy: &AddressPolicy,
+    connector: &Arc<Connector>,
 ) -> Result<Vec<Candidate>, RouteFailure> {
+    let candidate = |host: String, ip: IpAddr| Candidate {
+        host,
+        ip,
+        port: policy.remote_port,
+        connector: Arc::clone(connector),
+    };
     let domain = match destination {
         Destination::Literal(ip) => {
             let host = destination.to_string();
             return match policy.skip(*ip) {
                 Some(reason) => Err(unusable(&host, reason)),
-                None => Ok(vec![Candidate { host, ip: *ip }]),
+                None => Ok(vec![candidate(host, *ip)]),
             };
         }
         Destination::Domain(domain) => domain,
@@ -227,12 +302,12 @@ pub async fn resolve(
                 if let Some(reason) = addresses.iter().find_map(|ip| policy.skip(*ip)) {
                     skipped.get_or_insert((host.exchange.clone(), reason));
                 }
-                candidates.extend(policy.usable(&host.exchange, &addresses).into_iter().map(
-                    |ip| Candidate {
-                        host: host.exchange.clone(),
-                        ip,
-                    },
-                ));
+                candidates.extend(
+                    policy
+                        .usable(&host.exchange, &addresses)
+                        .into_iter()
+                        .map(|ip| candidate(host.exchange.clone(), ip)),
+                );
             }
             Err(error) => {
                 debug!(domain, mx = %host.exchange, %error, "MX host does not resolve");
@@ -275,6 +350,9 @@ fn unusable(host: &str, reason: Skip) -> RouteFailure {
             "4.4.4",
             format!("{host} has only IPv6 addresses and {reason}"),
         ),
+        Skip::SourceFamily(_) => {
+            RouteFailure::temporary("4.4.4", format!("No usable address for {host}: {reason}"))
+        }
     }
 }
 
@@ -295,165 +373,4 @@ fn dns_failure(domain: &str, error: &DnsError, kind: &str) -> RouteFailure {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::SeedableRng;
-    use rand::rngs::StdRng;
-
-    fn policy(local_mx_ok: bool, ipv6_enabled: bool, inet_prefer: InetPrefer) -> AddressPolicy {
-        AddressPolicy {
-            local_mx_ok,
-            ipv6_enabled,
-            inet_prefer,
-            listeners: vec![
-                "10.0.0.1:2526".parse().unwrap(),
-                "127.0.0.1:2525".parse().unwrap(),
-                "[::]:25".parse().unwrap(),
-            ],
-            remote_port: 2525,
-        }
-    }
-
-    fn ip(text: &str) -> IpAddr {
-        text.parse().unwrap()
-    }
-
-    #[test]
-    fn skipped_addresses() {
-        let strict = policy(false, false, InetPrefer::Default);
-        let lenient = policy(true, true, InetPrefer::Default);
-        let cases = [
-            (
-                "127.0.0.1",
-                Some(Skip::OwnListener),
-                Some(Skip::OwnListener),
-            ),
-            (
-                "::ffff:127.0.0.1",
-                Some(Skip::OwnListener),
-                Some(Skip::OwnListener),
-            ),
-            ("127.0.0.2", Some(Skip::Local), None),
-            ("::1", Some(Skip::Local), None),
-            ("169.254.1.1", Some(Skip::Local), None),
-            ("fe80::1", Some(Skip::Local), None),
-            ("0.0.0.0", Some(Skip::Local), None),
-            ("10.0.0.1", Some(Skip::Local), None),
-            ("10.0.0.9", None, None),
-            ("192.168.1.1", None, None),
-            ("203.0.113.5", None, None),
-            ("2001:db8::1", Some(Skip::Ipv6Disabled), None),
-        ];
-        for (address, strictly, leniently) in cases {
-            assert_eq!(strict.skip(ip(address)), strictly, "{address} strict");
-            assert_eq!(lenient.skip(ip(address)), leniently, "{address} lenient");
-        }
-    }
-
-    #[test]
-    fn a_wildcard_listener_on_the_delivery_port_makes_every_local_address_ours() {
-        let mut wildcard = policy(true, true, InetPrefer::Default);
-        wildcard.remote_port = 25;
-        assert_eq!(wildcard.skip(ip("127.0.0.9")), Some(Skip::OwnListener));
-        assert_eq!(wildcard.skip(ip("::1")), Some(Skip::OwnListener));
-        assert_eq!(wildcard.skip(ip("203.0.113.5")), None);
-    }
-
-    #[test]
-    fn address_order_follows_inet_prefer_within_a_host() {
-        let addresses = [
-            ip("2001:db8::1"),
-            ip("192.0.2.1"),
-            ip("2001:db8::2"),
-            ip("192.0.2.2"),
-        ];
-        let cases = [
-            (
-                InetPrefer::Default,
-                vec!["2001:db8::1", "192.0.2.1", "2001:db8::2", "192.0.2.2"],
-            ),
-            (
-                InetPrefer::V4,
-                vec!["192.0.2.1", "192.0.2.2", "2001:db8::1", "2001:db8::2"],
-            ),
-            (
-                InetPrefer::V6,
-                vec!["2001:db8::1", "2001:db8::2", "192.0.2.1", "192.0.2.2"],
-            ),
-        ];
-        for (prefer, expected) in cases {
-            let expected: Vec<IpAddr> = expected.into_iter().map(ip).collect();
-            assert_eq!(
-                policy(true, true, prefer).usable("mx", &addresses),
-                expected
-            );
-        }
-        let v4_only = policy(true, false, InetPrefer::V6).usable("mx", &addresses);
-        assert_eq!(v4_only, vec![ip("192.0.2.1"), ip("192.0.2.2")]);
-    }
-
-    fn mx(preference: u16, exchange: &str) -> MxRecord {
-        MxRecord {
-            preference,
-            exchange: exchange.to_string(),
-        }
-    }
-
-    #[test]
-    fn mx_order_is_by_preference_with_equal_ones_shuffled() {
-        let records = vec![
-            mx(20, "c"),
-            mx(10, "a"),
-            mx(10, "b"),
-            mx(30, "d"),
-            mx(20, "e"),
-        ];
-        let mut rng = StdRng::seed_from_u64(7);
-        let mut first_seen = std::collections::HashSet::new();
-        for _ in 0..200 {
-            let ordered = order_mx(records.clone(), &mut rng);
-            let preferences: Vec<u16> = ordered.iter().map(|r| r.preference).collect();
-            assert_eq!(preferences, [10, 10, 20, 20, 30]);
-            let mut pair: Vec<&str> = ordered[..2].iter().map(|r| r.exchange.as_str()).collect();
-            first_seen.insert(pair[0].to_string());
-            pair.sort_unstable();
-            assert_eq!(pair, ["a", "b"]);
-            assert_eq!(ordered[4].exchange, "d");
-        }
-        assert_eq!(first_seen.len(), 2, "both equal hosts come first sometimes");
-        assert!(order_mx(Vec::new(), &mut rng).is_empty());
-    }
-
-    #[test]
-    fn dns_failures_bounce_or_defer() {
-        let nx = DnsError::NxDomain {
-            name: "x.test".into(),
-        };
-        let temporary = DnsError::Temporary {
-            name: "x.test".into(),
-            reason: "SERVFAIL".into(),
-        };
-        let bounce = dns_failure("x.test", &nx, "MX");
-        assert!(bounce.permanent && bounce.status == "5.1.2");
-        assert!(bounce.text.contains("does not exist"), "{}", bounce.text);
-        let defer = dns_failure("x.test", &temporary, "MX");
-        assert!(!defer.permanent && defer.status == "4.4.3");
-        assert!(defer.text.contains("SERVFAIL"), "{}", defer.text);
-    }
-
-    #[test]
-    fn destinations_display_like_addresses() {
-        assert_eq!(
-            Destination::Domain("example.com".into()).to_string(),
-            "example.com"
-        );
-        assert_eq!(
-            Destination::Literal(ip("192.0.2.1")).to_string(),
-            "[192.0.2.1]"
-        );
-        assert_eq!(
-            Destination::Literal(ip("2001:db8::1")).to_string(),
-            "[2001:db8::1]"
-        );
-    }
-}
+mod tests;
