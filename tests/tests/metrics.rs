@@ -108,7 +108,19 @@ async fn counters_move_when_mail_goes_through_both_relays() -> anyhow::Result<()
     let out_addr = SocketAddr::from(([127, 0, 0, 1], out_port));
     let _relay_out = Relay::start("relay-out", out_dir.path(), out_addr)?;
     assert_eq!(send(out_addr, "friend@example.net").await?, 250);
-    let out = scrape(SocketAddr::from(([127, 0, 0, 1], out_metrics))).await?;
+    let out_metrics = SocketAddr::from(([127, 0, 0, 1], out_metrics));
+    let out = scrape(out_metrics).await?;
     assert_eq!(value(&out, accepted), 1.0, "{out}");
+    // Delivery is disabled: the message waits in the queue, and the queue
+    // gauges (refreshed every second) show it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = scrape(out_metrics).await?;
+        if value(&out, "postern_queue_messages") == 1.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "queue gauge never showed the message:\n{out}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     Ok(())
 }

@@ -42,6 +42,19 @@ impl Agenda {
         envelope.next_attempt().unwrap_or(now)
     }
 
+    /// Messages known (waiting or out with a task) and the age of the oldest
+    /// waiting one, for the queue metrics.
+    pub fn gauges(&self, now: SystemTime) -> (usize, Duration) {
+        let oldest = self
+            .waiting
+            .values()
+            .map(|w| w.envelope.arrival)
+            .min()
+            .and_then(|arrival| now.duration_since(arrival).ok())
+            .unwrap_or_default();
+        (self.waiting.len() + self.out.len(), oldest)
+    }
+
     /// Adds a message (new at intake, loaded at start, or a new notice).
     pub fn insert(&mut self, envelope: Envelope, due: SystemTime) {
         let id = envelope.id.clone();

@@ -120,6 +120,17 @@ pub struct AttemptRecord<'a> {
 
 /// Writes the attempt's log line.
 pub fn log_attempt(record: &AttemptRecord) {
+    use smtp_core::metrics::{Outcome, metrics};
+    match record.result {
+        AttemptResult::Delivered | AttemptResult::Partial => {
+            metrics().delivery_attempt(Outcome::Delivered)
+        }
+        AttemptResult::Deferred | AttemptResult::HostFailed => {
+            metrics().delivery_attempt(Outcome::Deferred)
+        }
+        AttemptResult::Bounced => metrics().delivery_attempt(Outcome::Bounced),
+        AttemptResult::Skipped => {}
+    }
     let contact = record.contact;
     let list = |addresses: &[&str]| (!addresses.is_empty()).then(|| addresses.join(","));
     info!(

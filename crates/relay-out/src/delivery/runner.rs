@@ -145,7 +145,13 @@ impl Runner {
                     self.returned(joined);
                 }
                 _ = tokio::time::sleep(sleep) => {}
-                _ = poll.tick() => self.switch.poll(),
+                _ = poll.tick() => {
+                    self.switch.poll();
+                    let (messages, oldest) = self.agenda.gauges(SystemTime::now());
+                    let metrics = smtp_core::metrics::metrics();
+                    metrics.queue_messages.set(messages as i64);
+                    metrics.queue_oldest_age_seconds.set(oldest.as_secs() as i64);
+                }
             }
         }
     }
