@@ -119,7 +119,10 @@ async fn counters_move_when_mail_goes_through_both_relays() -> anyhow::Result<()
         if value(&out, "postern_queue_messages") == 1.0 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "queue gauge never showed the message:\n{out}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "queue gauge never showed the message:\n{out}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())

@@ -9,6 +9,7 @@ use crate::acl::RelayAcl;
 use crate::config::RelayOutSettings;
 use crate::delivery::{self, BOUNCE_TEMPLATE_FILE};
 use crate::schedule::RetrySchedule;
+use crate::submission::Submission;
 
 pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
     let dir = ConfigDir::open(path)?;
@@ -53,6 +54,21 @@ pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
         }
     ));
     lines.push(format!("  {}", delivery::describe(&settings, &core.listen)));
+    let submission = Submission::new(settings.auth_users.clone(), &core);
+    let listeners: Vec<String> = submission
+        .listeners(&core.listen)
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    lines.push(if listeners.is_empty() {
+        "  submission: none (no listener on submission_port or smtps_port)".into()
+    } else {
+        format!(
+            "  submission: {} (AUTH required), {} user(s) in auth_flat_file.ini",
+            listeners.join(", "),
+            submission.user_count()
+        )
+    });
     lines.push(format!("  retries: {}", retry_summary(&settings)));
     lines.push(format!(
         "  bounce text: {}",

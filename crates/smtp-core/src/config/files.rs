@@ -86,6 +86,7 @@ pub const KNOWN_FILES: &[&str] = &[
 /// Haraka files Postern deliberately does not read, and why: `--check`
 /// tells a migrating administrator what happens to each.
 pub const HARAKA_NOT_USED: &[(&str, &str)] = &[
+    ("README.md", "documentation"),
     (
         "plugins",
         "Postern has no plugins: recipient checks, forwarding, XCLIENT, TLS and the relay ACL are built in and configured by their own files",
