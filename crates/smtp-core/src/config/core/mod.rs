@@ -145,6 +145,22 @@ impl CoreSettings {
             .greeting
             .or_else(|| legacy_greeting.map(|file| file.texts()))
             .unwrap_or_default();
+        // A banner is one reply; clients (ours too) refuse replies of more
+        // than 100 lines.
+        if greeting.len() > MAX_GREETING_LINES {
+            return Err(ConfigError::BadValue {
+                origin: dir.path_of(files::CONNECTION_INI).map_or_else(
+                    || files::CONNECTION_INI.to_owned(),
+                    |p| p.display().to_string(),
+                ),
+                section: "message".to_owned(),
+                key: "greeting[]".to_owned(),
+                detail: format!(
+                    "{} lines: expected at most {MAX_GREETING_LINES}",
+                    greeting.len()
+                ),
+            });
+        }
         let legacy_helo = legacy_file(
             dir,
             message.helo.is_some(),
@@ -325,6 +341,9 @@ fn metrics_listen(
         detail: crate::config::expected(text, "an ip:port such as 127.0.0.1:9125"),
     })
 }
+
+/// Banner lines allowed in `[message] greeting[]`.
+const MAX_GREETING_LINES: usize = 50;
 
 /// connection.ini `spool_after`: -1 never, 0 always, N after N bytes.
 fn spool_after(dir: &ConfigDir, written: Option<&str>) -> Result<Option<usize>, ConfigError> {

@@ -365,3 +365,21 @@ fn seed_fixtures_load_with_warnings_only() {
     assert_eq!(settings.listen, addresses(&["10.0.0.1:2526"]));
     assert!(settings.tls.files.is_some());
 }
+
+#[test]
+fn too_many_greeting_lines_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (0..60).map(|i| format!("greeting[]=line {i}\n")).collect();
+    std::fs::write(
+        dir.path().join("connection.ini"),
+        format!("[message]\n{lines}"),
+    )
+    .unwrap();
+    let error = CoreSettings::load(&ConfigDir::open(dir.path()).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("connection.ini") && error.contains("greeting"),
+        "{error}"
+    );
+}
