@@ -2,23 +2,11 @@
 //! server's address (relay_acl_allow), queues it durably, and delivers it to
 //! the recipients' MX hosts, retrying and bouncing as Haraka's outbound does.
 
-mod acl;
-mod bounce;
-mod check;
-mod cli;
-mod config;
-mod daemon;
-mod delivery;
-mod instance;
-mod policy;
-mod queue;
-mod schedule;
-mod submission;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use relay_out::{check, cli, daemon};
 
 /// Command line, as `haraka -c DIR`, plus the queue tools.
 #[derive(Debug, Parser)]

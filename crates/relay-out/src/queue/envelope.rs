@@ -137,7 +137,7 @@ impl Envelope {
     }
 
     /// The bytes of the envelope file: pretty JSON with a `version` field first.
-    pub(super) fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Vec<u8> {
         let file = EnvelopeFileOut {
             version: ENVELOPE_FORMAT_VERSION,
             envelope: self,
@@ -151,7 +151,7 @@ impl Envelope {
 
     /// Parses an envelope file; `path` is only used in the error. Any problem,
     /// including an unknown version, yields [`SpoolError::Corrupt`].
-    pub(super) fn decode(bytes: &[u8], path: &Path) -> Result<Envelope, SpoolError> {
+    pub fn decode(bytes: &[u8], path: &Path) -> Result<Envelope, SpoolError> {
         let corrupt = |reason: String| SpoolError::Corrupt {
             path: path.to_path_buf(),
             reason,
