@@ -24,6 +24,7 @@ use std::sync::Arc;
 use super::*;
 use crate::address::ForwardPath;
 use crate::dns::ClientName;
+use crate::policy::{AuthVerdict, Verdict};
 use crate::reply::{EnhancedCode, Reply};
 
 fn client() -> ClientInfo {
