@@ -195,7 +195,7 @@ pub fn mb(kb: u64) -> String {
 /// The Markdown table rows BENCHMARKS.md holds: one row per phase.
 pub fn markdown(reports: &[ScenarioReport]) -> String {
     let mut out = String::from(
-        "| scenario | target | conc | size | msg/s | p50 ms | p99 ms | errors | RSS idle / peak (anon at end) MB | CPU % | others % |\n\
+        "| scenario | target | conc | size | msg/s | p50 ms | p99 ms | errors | RSS idle / peak (anon at end) MB | CPU % (per message) | others % |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---|---|---:|\n",
     );
     for report in reports {
@@ -223,8 +223,9 @@ pub fn markdown(reports: &[ScenarioReport]) -> String {
                 .iter()
                 .map(|u| {
                     format!(
-                        "{:.0}",
-                        100.0 * u.cpu_seconds / phase.seconds.max(f64::EPSILON)
+                        "{:.0} ({:.0} µs/msg)",
+                        100.0 * u.cpu_seconds / phase.seconds.max(f64::EPSILON),
+                        1e6 * u.cpu_seconds / phase.delivered.max(1) as f64
                     )
                 })
                 .collect::<Vec<_>>()
@@ -300,7 +301,7 @@ mod tests {
         );
         assert!(text.contains("[met] rate ≥ 1"));
         let md = markdown(&[report]);
-        assert!(md.contains("| sink | sink | 20 | 2048 | 2000 | 0.50 | 1.25 | 0 | sink 2.0 / 5.0 (1.0) | 50 | 0 |"), "{md}");
+        assert!(md.contains("| sink | sink | 20 | 2048 | 2000 | 0.50 | 1.25 | 0 | sink 2.0 / 5.0 (1.0) | 50 (250 µs/msg) | 0 |"), "{md}");
     }
 
     #[test]

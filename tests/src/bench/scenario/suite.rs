@@ -11,7 +11,7 @@ const SIZES: [usize; 2] = [2048, 100 * 1024];
 
 /// The scenarios, in the order BENCHMARKS.md lists them.
 pub fn scenarios(quick: bool) -> Vec<Scenario> {
-    let (messages, duration) = if quick { (2_000, 1.0) } else { (20_000, 5.0) };
+    let (messages, duration) = if quick { (2_000, 1.0) } else { (50_000, 5.0) };
     let load = |concurrency, size, tls| Load {
         concurrency,
         size,
@@ -41,6 +41,19 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
                 }
             }
         }
+    }
+    // One connection per message, as most MX traffic (and smtp-source
+    // without -d): the sink alone is then far slower, relay-in less so.
+    for concurrency in [1, 20] {
+        all.push(Scenario::RelayIn {
+            load: Load {
+                per_connection: 1,
+                ..load(concurrency, 2048, false)
+            },
+            mode: Mode::Queue,
+            backend_tls: false,
+            no_baseline: false,
+        });
     }
     for concurrency in CONCURRENCIES {
         all.push(Scenario::RelayOutIntake {
