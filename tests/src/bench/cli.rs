@@ -7,7 +7,8 @@ use std::time::Duration;
 /// bounded in time as well as in count.
 pub const MAX_PHASE: Duration = Duration::from_secs(600);
 
-/// `postern-bench`: load, measure, report.
+/// `postern-bench`: load, measure, report. Parsed with clap so every option
+/// is documented in `--help`.
 #[derive(Debug, clap::Parser)]
 #[command(
     name = "postern-bench",
@@ -18,6 +19,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What to run: a scenario, all of them, or (internally) the sink process,
+/// which is this same program so the bench needs no second binary.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Run one scenario and print (and optionally save) its figures.
@@ -138,6 +141,7 @@ impl Mode {
     }
 }
 
+/// The scenarios of issue 7, each one command; the suite runs them all.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Scenario {
     /// The sink alone: the ceiling of one SMTP hop on this machine.

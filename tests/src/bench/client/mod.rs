@@ -58,7 +58,8 @@ pub enum LoadError {
     Tls(std::io::Error),
 }
 
-/// STARTTLS settings of the load client.
+/// STARTTLS settings of the load client: built once per run (one root
+/// store, one connector) and shared by every session.
 #[derive(Clone)]
 pub struct ClientTls {
     pub connector: tokio_rustls::TlsConnector,
