@@ -6,6 +6,7 @@
 //! command runs the suite in a network namespace holding only loopback.
 
 pub mod backend;
+pub mod bench;
 pub mod certs;
 pub mod dialog;
 pub mod dns;

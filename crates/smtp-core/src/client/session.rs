@@ -304,10 +304,15 @@ impl SmtpClient {
         }
 
         let mut stuffer = DotStuffer::new();
-        let mut chunk = vec![0u8; DATA_CHUNK];
+        // Reads go into spare capacity (no 64 KiB memset per message), and
+        // stuffed octets are written only once a chunk's worth is ready, so
+        // the end of the message goes out with the terminator: one write and
+        // one packet fewer per message (the last piece is most of a small one).
+        let mut chunk = Vec::with_capacity(DATA_CHUNK);
         let mut stuffed = Vec::with_capacity(DATA_CHUNK + DATA_CHUNK / 8);
         loop {
-            let count = match message.read(&mut chunk).await {
+            chunk.clear();
+            let count = match message.read_buf(&mut chunk).await {
                 Ok(count) => count,
                 Err(error) => {
                     return Err(self
@@ -318,13 +323,14 @@ impl SmtpClient {
             if count == 0 {
                 break;
             }
-            stuffed.clear();
-            stuffer.push(&chunk[..count], &mut stuffed);
-            self.transport
-                .write(&stuffed, Step::DataBlock, timeouts.data_block)
-                .await?;
+            stuffer.push(&chunk, &mut stuffed);
+            if stuffed.len() >= DATA_CHUNK {
+                self.transport
+                    .write(&stuffed, Step::DataBlock, timeouts.data_block)
+                    .await?;
+                stuffed.clear();
+            }
         }
-        stuffed.clear();
         stuffer.finish(&mut stuffed);
         self.transport
             .write(&stuffed, Step::DataBlock, timeouts.data_block)

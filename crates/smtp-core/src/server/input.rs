@@ -46,6 +46,15 @@ impl InputBuffer {
         n
     }
 
+    /// Gives the memory back when nothing is buffered, so an idle
+    /// connection costs no buffer.
+    pub(crate) fn release(&mut self) {
+        if self.is_empty() {
+            self.data = Vec::new();
+            self.start = 0;
+        }
+    }
+
     /// Room for the next read, compacting consumed bytes first.
     pub(crate) fn spare(&mut self, min: usize) -> &mut Vec<u8> {
         if self.start > 0 {
@@ -109,6 +118,21 @@ mod tests {
         let mut long = vec![b'a'; 511];
         long.extend_from_slice(b"\r\n");
         assert_eq!(buffer(&long).next_line(512), Line::TooLong);
+    }
+
+    #[test]
+    fn release_frees_only_an_empty_buffer() {
+        let mut b = buffer(b"NOOP\r\nQU");
+        b.release();
+        assert_eq!(b.next_line(512), Line::Complete(b"NOOP"));
+        b.release();
+        assert_eq!(b.available(), b"QU");
+        b.consume(2);
+        b.release();
+        assert!(b.is_empty());
+        assert_eq!(b.data.capacity(), 0);
+        b.spare(16).extend_from_slice(b"IT\r\n");
+        assert_eq!(b.next_line(512), Line::Complete(b"IT"));
     }
 
     #[test]

@@ -1,0 +1,265 @@
+//! The scenarios: each starts what it measures, loads it, and reports.
+
+mod idle;
+mod relay_in;
+mod relay_out;
+mod sink;
+mod suite;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+
+pub use suite::suite;
+
+use super::cli::{Common, Load, Scenario};
+use super::client::{self, ClientTls, LoadPlan};
+use super::daemon::{self, Daemon, Usage};
+use super::message::WireMessage;
+use super::procfs::{self, Memory};
+use super::report::{Phase, ScenarioReport};
+use super::sink::Offers;
+use super::stats::Latency;
+use super::tls::BenchPki;
+use crate::process::free_port;
+
+/// How long a daemon is left alone after startup before its idle memory is
+/// read (lazy initialisation done, nothing else running).
+const SETTLE: Duration = Duration::from_millis(300);
+/// Reply timeout of the load client: far above any healthy reply on
+/// loopback, short enough that a stuck peer ends the run.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs one scenario.
+pub async fn run(scenario: &Scenario, common: &Common) -> anyhow::Result<ScenarioReport> {
+    let bench = Bench::new(common)?;
+    match scenario {
+        Scenario::Sink { load } => sink::run(&bench, load).await,
+        Scenario::RelayIn {
+            load,
+            mode,
+            backend_tls,
+            no_baseline,
+        } => relay_in::run(&bench, load, *mode, *backend_tls, !no_baseline).await,
+        Scenario::RelayOutIntake { load } => relay_out::intake(&bench, load).await,
+        Scenario::RelayOutDelivery { load, mx_tls } => {
+            relay_out::delivery(&bench, load, *mx_tls).await
+        }
+        Scenario::Idle {
+            connections,
+            per_address,
+        } => idle::run(&bench, *connections, *per_address).await,
+    }
+}
+
+/// What every scenario of one invocation shares: where the binaries are,
+/// the work directory, the daemons' log level, and one CA.
+pub struct Bench {
+    bins: PathBuf,
+    work: PathBuf,
+    /// Removes the work directory at the end unless `--work-dir` was given.
+    _temp: Option<tempfile::TempDir>,
+    relay_log: String,
+    pki: OnceLock<BenchPki>,
+    /// Numbers the daemons' directories within the work directory.
+    started: AtomicUsize,
+}
+
+impl Bench {
+    pub fn new(common: &Common) -> anyhow::Result<Bench> {
+        let bins = daemon::bin_dir(common.bin_dir.as_deref())?;
+        let (work, temp) = match &common.work_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                (dir.clone(), None)
+            }
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix("postern-bench.")
+                    .tempdir()?;
+                (temp.path().to_path_buf(), Some(temp))
+            }
+        };
+        Ok(Bench {
+            bins,
+            work,
+            _temp: temp,
+            relay_log: common.relay_log.clone(),
+            pki: OnceLock::new(),
+            started: AtomicUsize::new(0),
+        })
+    }
+
+    fn pki(&self) -> anyhow::Result<&BenchPki> {
+        if let Some(pki) = self.pki.get() {
+            return Ok(pki);
+        }
+        let pki = BenchPki::create(&self.work)?;
+        Ok(self.pki.get_or_init(|| pki))
+    }
+
+    /// A fresh directory for one daemon.
+    fn daemon_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let n = self.started.fetch_add(1, Ordering::Relaxed);
+        let dir = self.work.join(format!("{n:02}-{name}"));
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    /// Starts the sink process on a free port.
+    async fn start_sink(&self, offers: Offers) -> anyhow::Result<(Measured, SocketAddr)> {
+        let dir = self.daemon_dir("sink")?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let listen = addr.to_string();
+        let mut args = vec!["serve-sink", "--listen", listen.as_str()];
+        if offers.xclient {
+            args.push("--xclient");
+        }
+        let pem;
+        if offers.starttls {
+            pem = self.pki()?.sink_pem.display().to_string();
+            args.extend(["--tls-pem", pem.as_str()]);
+        }
+        let exe = std::env::current_exe().context("locating postern-bench")?;
+        let daemon = Daemon::start("sink", &exe, &args, &[], dir.join("sink.log"), addr)?;
+        Ok((Measured::settle(daemon).await?, addr))
+    }
+
+    /// Writes `files` into a fresh config directory and starts `name -c DIR`,
+    /// listening on `addr`.
+    async fn start_relay(
+        &self,
+        name: &str,
+        files: &[(&str, String)],
+        addr: SocketAddr,
+    ) -> anyhow::Result<(Measured, PathBuf)> {
+        let dir = self.daemon_dir(name)?;
+        for (file, text) in files {
+            std::fs::write(dir.join(file), text)?;
+        }
+        let program = daemon::binary(&self.bins, name)?;
+        let config = dir.display().to_string();
+        let env = [("RUST_LOG", self.relay_log.as_str())];
+        let log = dir.join(format!("{name}.log"));
+        let daemon = Daemon::start(name, &program, &["-c", &config], &env, log, addr)?;
+        Ok((Measured::settle(daemon).await?, dir))
+    }
+}
+
+/// A daemon and its memory right after startup.
+pub struct Measured {
+    pub daemon: Daemon,
+    pub idle: Memory,
+}
+
+impl Measured {
+    async fn settle(mut daemon: Daemon) -> anyhow::Result<Measured> {
+        tokio::time::sleep(SETTLE).await;
+        let idle = daemon.memory()?;
+        daemon.cpu_mark()?;
+        Ok(Measured { daemon, idle })
+    }
+
+    fn usage(&mut self) -> anyhow::Result<Usage> {
+        self.daemon.usage(self.idle)
+    }
+}
+
+/// Client addresses for `concurrency` sessions: one per session from
+/// 127.0.1.1 up (250 at most, reused in turn), as if from many clients, so
+/// per-address limits apply as they would on the internet.
+fn sources(concurrency: usize) -> Vec<IpAddr> {
+    (0..concurrency.clamp(1, 250))
+        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1 + i as u8)))
+        .collect()
+}
+
+/// One load phase against `target`, measuring `processes` meanwhile.
+async fn load_phase(
+    name: &str,
+    target: SocketAddr,
+    load: &Load,
+    tls: Option<ClientTls>,
+    processes: &mut [&mut Measured],
+) -> anyhow::Result<Phase> {
+    let message = WireMessage::new(load.size);
+    let plan = LoadPlan {
+        target,
+        concurrency: load.concurrency,
+        messages: load.messages,
+        duration: Some(load.time_limit()),
+        message: std::sync::Arc::new(message.clone()),
+        tls,
+        sources: sources(load.concurrency),
+        reply_timeout: REPLY_TIMEOUT,
+        per_connection: load.per_connection,
+    };
+    for process in processes.iter_mut() {
+        process.daemon.cpu_mark()?;
+    }
+    let me = std::process::id();
+    let bench_cpu = procfs::cpu_seconds(me)?;
+    let machine = procfs::machine_ticks()?;
+    let mut outcome = client::run(&plan).await;
+    let machine_busy_percent = procfs::machine_ticks()?.busy_percent_since(machine);
+    let bench_cpu_seconds = procfs::cpu_seconds(me)? - bench_cpu;
+    let processes = processes
+        .iter_mut()
+        .map(|p| p.usage())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut phase = Phase {
+        target: name.to_string(),
+        concurrency: load.concurrency,
+        message_size: message.size,
+        delivered: outcome.delivered,
+        refused: outcome.refused,
+        failed: outcome.failed,
+        connections: outcome.connections,
+        seconds: outcome.elapsed.as_secs_f64(),
+        messages_per_second: outcome.rate(),
+        latency: Some(Latency::from_micros(&mut outcome.latencies_us)),
+        processes,
+        bench_cpu_seconds,
+        machine_busy_percent,
+        errors: outcome.errors,
+        ..Phase::default()
+    };
+    phase.account_others();
+    Ok(phase)
+}
+
+/// The smtp.ini every relay gets: loopback only, no reverse DNS (no network).
+fn smtp_ini(addr: SocketAddr, extra: &str) -> String {
+    format!("listen={addr}\nrdns=off\n{extra}")
+}
+
+/// tls.ini pointing at one combined PEM file.
+fn tls_ini(pem: &Path) -> String {
+    format!("key={0}\ncert={0}\n", pem.display())
+}
+
+/// Memory targets of the issue (MB), checked wherever a run shows them.
+mod targets {
+    pub const IDLE_RSS_MB: f64 = 8.0;
+    pub const CONCURRENCY_100_RSS_MB: f64 = 40.0;
+    pub const TEN_THOUSAND_IDLE_RSS_MB: f64 = 150.0;
+}
+
+/// The idle-RSS target, for each daemon of `processes`.
+fn check_idle_rss(report: &mut ScenarioReport, processes: &[&Measured]) {
+    for p in processes {
+        let mb = p.idle.now_kb as f64 / 1024.0;
+        report.check(
+            &format!("{} idle RSS < {} MB", p.daemon.name, targets::IDLE_RSS_MB),
+            format!(
+                "{mb:.1} MB (anonymous {:.1} MB)",
+                p.idle.anon_kb as f64 / 1024.0
+            ),
+            mb < targets::IDLE_RSS_MB,
+        );
+    }
+}

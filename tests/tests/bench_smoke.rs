@@ -1,0 +1,178 @@
+//! Keeps `postern-bench` working: short runs of its scenarios with the
+//! binaries of this build, checking that they ran and that their figures are
+//! sane. Not a timed test: no speed is asserted (see BENCHMARKS.md for that).
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Runs `postern-bench scenario ARGS… --json FILE` and returns the report.
+fn bench(args: &[&str], dir: &Path) -> Value {
+    let json = dir.join("report.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_postern-bench"))
+        .arg("scenario")
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .arg("--work-dir")
+        .arg(dir.join("work"))
+        .output()
+        .expect("postern-bench runs");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "postern-bench failed:\n{printed}");
+    let text = std::fs::read_to_string(&json).expect("JSON report written");
+    serde_json::from_str(&text).expect("JSON report parses")
+}
+
+fn number(value: &Value, what: &str) -> f64 {
+    value
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what} is not a number: {value}"))
+}
+
+/// A load phase moved mail without errors and measured its processes.
+fn assert_sane_phase(phase: &Value) {
+    let target = phase["target"].as_str().unwrap_or("?");
+    assert!(
+        number(&phase["delivered"], "delivered") > 0.0,
+        "{target}: nothing delivered: {phase}"
+    );
+    assert_eq!(phase["failed"], 0, "{target}: {phase}");
+    assert_eq!(phase["refused"], 0, "{target}: {phase}");
+    assert!(
+        number(&phase["messages_per_second"], "rate") > 0.0,
+        "{target}"
+    );
+    if let Some(latency) = phase["latency"].as_object() {
+        let (p50, p99, max) = (
+            number(&latency["p50_ms"], "p50"),
+            number(&latency["p99_ms"], "p99"),
+            number(&latency["max_ms"], "max"),
+        );
+        assert!(
+            0.0 < p50 && p50 <= p99 && p99 <= max,
+            "{target}: {latency:?}"
+        );
+    }
+    let processes = phase["processes"].as_array().expect("processes");
+    assert!(!processes.is_empty(), "{target}: no process measured");
+    for process in processes {
+        let end = &process["end"];
+        let (now, peak, anon) = (
+            number(&end["now_kb"], "VmRSS"),
+            number(&end["peak_kb"], "VmHWM"),
+            number(&end["anon_kb"], "RssAnon"),
+        );
+        assert!(
+            0.0 < anon && anon <= now && now <= peak,
+            "{target}: {process}"
+        );
+        assert!(number(&process["cpu_seconds"], "cpu") >= 0.0);
+    }
+}
+
+/// Every correctness check of the report held (the performance targets are
+/// for BENCHMARKS.md, not for this test).
+fn assert_checks_met(report: &Value, names: &[&str]) {
+    let checks = report["checks"].as_array().expect("checks");
+    for name in names {
+        let check = checks
+            .iter()
+            .find(|c| c["target"].as_str().is_some_and(|t| t.starts_with(name)))
+            .unwrap_or_else(|| panic!("no check {name:?} in {report}"));
+        assert_eq!(check["met"], true, "{check}");
+    }
+}
+
+#[test]
+fn relay_in_scenario_runs_for_about_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = bench(
+        &[
+            "relay-in",
+            "--concurrency",
+            "4",
+            "--messages",
+            "1000000",
+            "--duration",
+            "0.5",
+        ],
+        dir.path(),
+    );
+    let phases = report["phases"].as_array().expect("phases");
+    assert_eq!(phases.len(), 2, "sink alone, then relay-in: {report}");
+    assert_eq!(phases[0]["target"], "sink alone");
+    for phase in phases {
+        assert_sane_phase(phase);
+    }
+    assert_checks_met(
+        &report,
+        &[
+            "every message relay-in accepted reached the sink",
+            "no errors",
+        ],
+    );
+    let ratio = report["facts"]
+        .as_array()
+        .and_then(|facts| {
+            facts
+                .iter()
+                .find(|f| f["name"] == "relay-in rate / sink-alone rate")
+        })
+        .expect("ratio fact");
+    assert!(number(&ratio["value"], "ratio") > 0.0);
+    assert!(
+        report["command"]
+            .as_str()
+            .unwrap()
+            .starts_with("postern-bench scenario relay-in")
+    );
+}
+
+#[test]
+fn relay_out_delivery_scenario_fills_and_drains_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = bench(
+        &[
+            "relay-out-delivery",
+            "--concurrency",
+            "4",
+            "--messages",
+            "40",
+        ],
+        dir.path(),
+    );
+    let phases = report["phases"].as_array().expect("phases");
+    assert_eq!(phases.len(), 2, "intake, then delivery: {report}");
+    for phase in phases {
+        assert_sane_phase(phase);
+    }
+    assert_eq!(phases[0]["delivered"], 40);
+    assert_checks_met(&report, &["the whole queue was delivered and removed"]);
+}
+
+#[test]
+fn idle_scenario_holds_connections_and_serves_a_new_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = bench(
+        &["idle", "--connections", "200", "--per-address", "50"],
+        dir.path(),
+    );
+    assert_checks_met(&report, &["all 200 connections open"]);
+    let facts = report["facts"].as_array().expect("facts");
+    let fact = |name: &str| {
+        facts
+            .iter()
+            .find(|f| f["name"].as_str().is_some_and(|n| n.starts_with(name)))
+            .map(|f| number(&f["value"], name))
+            .unwrap_or_else(|| panic!("no fact {name:?}"))
+    };
+    assert_eq!(fact("idle connections held"), 200.0);
+    assert!(fact("relay-in RSS with the idle connections") > 0.0);
+    assert!(fact("new client: connect to message accepted") > 0.0);
+}
