@@ -40,7 +40,7 @@ pub fn check(domains: &LocalDomains, rcpt: &ForwardPath) -> Result<(), Refusal> 
     }
     match mailbox.host() {
         Host::Literal(_) => Err(Refusal::AddressLiteral),
-        Host::Domain { domain, .. } if domains.contains(domain.as_str()) => Ok(()),
+        Host::Domain { domain, original } if domains.contains(domain, original) => Ok(()),
         Host::Domain { .. } => Err(Refusal::NotLocal),
     }
 }

@@ -3,7 +3,8 @@
 
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
-use smtp_core::config::domains::{domain_list, normalize_domain};
+use smtp_core::address::Domain;
+use smtp_core::config::domains::domain_list;
 use smtp_core::config::files;
 use smtp_core::config::values::optional_setting;
 use smtp_core::config::{ConfigDir, ConfigError, ListFile};
@@ -32,15 +33,18 @@ impl Eq for LocalDomains {}
 
 impl LocalDomains {
     /// Whether mail for `domain` (as written in RCPT TO) is accepted.
-    pub fn contains(&self, domain: &str) -> bool {
-        let lowered = domain.to_lowercase();
-        let normalized = normalize_domain(&lowered).ok();
-        let candidate = normalized.as_deref().unwrap_or(&lowered);
+    ///
+    /// `domain` is the address parser's comparison form (lowercase A-label,
+    /// no trailing dot), so nothing is normalised again per recipient;
+    /// `written` is the domain as sent, which `host_list_regex` also sees
+    /// (case-insensitively), as in Haraka.
+    pub fn contains(&self, domain: &Domain, written: &str) -> bool {
+        let candidate = domain.as_str();
         self.names.iter().any(|name| name == candidate)
             || self
                 .pattern
                 .as_ref()
-                .is_some_and(|p| p.is_match(&lowered) || p.is_match(candidate))
+                .is_some_and(|p| p.is_match(candidate) || p.is_match(written))
     }
 
     /// Reads `host_list` (or the file rcpt_to.in_host_list.ini points at)
