@@ -189,6 +189,34 @@ impl SmtpClient {
         rcpts: &[ForwardPath],
         options: MailOptions,
     ) -> Result<EnvelopeReplies, ClientError> {
+        let (replies, _) = self.envelope_commands(from, rcpts, options, false).await?;
+        Ok(replies)
+    }
+
+    /// [`envelope`](Self::envelope) with DATA at the end of the last
+    /// pipelined group (RFC 2920 §3.1 lets DATA end one), saving a round
+    /// trip per message; without PIPELINING, DATA follows only when MAIL and
+    /// every RCPT were accepted. The DATA reply is `None` when DATA was not
+    /// sent. After a `354` the caller sends the message with
+    /// [`data_content`](Self::data_content), or calls
+    /// [`abort_data`](Self::abort_data): once a server waits for the message,
+    /// closing the connection is the only way not to deliver it.
+    pub async fn envelope_and_data(
+        &mut self,
+        from: &ReversePath,
+        rcpts: &[ForwardPath],
+        options: MailOptions,
+    ) -> Result<(EnvelopeReplies, Option<Reply>), ClientError> {
+        self.envelope_commands(from, rcpts, options, true).await
+    }
+
+    async fn envelope_commands(
+        &mut self,
+        from: &ReversePath,
+        rcpts: &[ForwardPath],
+        options: MailOptions,
+        with_data: bool,
+    ) -> Result<(EnvelopeReplies, Option<Reply>), ClientError> {
         self.transport.ensure_usable(Step::MailFrom)?;
         let mail = self.mail_command(from, options)?;
         if !self.capabilities.pipelining {
@@ -199,21 +227,32 @@ impl SmtpClient {
                     replies.push(self.rcpt_to(rcpt).await?);
                 }
             }
-            return Ok(EnvelopeReplies {
+            let all_accepted = mail.is_positive() && replies.iter().all(Reply::is_positive);
+            let data = if with_data && all_accepted && !rcpts.is_empty() {
+                Some(self.data_command().await?)
+            } else {
+                None
+            };
+            let replies = EnvelopeReplies {
                 mail,
                 rcpts: replies,
-            });
+            };
+            return Ok((replies, data));
         }
 
         let timeouts = self.config.timeouts;
-        let mut commands = Vec::with_capacity(rcpts.len() + 1);
+        let mut commands = Vec::with_capacity(rcpts.len() + 2);
         commands.push((mail, Step::MailFrom, timeouts.mail));
         commands.extend(
             rcpts
                 .iter()
                 .map(|rcpt| (format!("RCPT TO:{rcpt}"), Step::RcptTo, timeouts.rcpt)),
         );
+        if with_data {
+            commands.push(("DATA".to_owned(), Step::Data, timeouts.data_init));
+        }
         let mut replies = Vec::with_capacity(commands.len());
+        let mut data = None;
         for group in commands.chunks(PIPELINE_GROUP) {
             let mut octets = Vec::new();
             for (line, _, _) in group {
@@ -227,7 +266,11 @@ impl SmtpClient {
                 .await?;
             for &(_, step, timeout) in group {
                 let reply = self.transport.read_reply(step, timeout).await?;
-                replies.push(self.transaction_reply(step, reply)?);
+                if step == Step::Data {
+                    data = Some(self.data_reply(reply)?);
+                } else {
+                    replies.push(self.transaction_reply(step, reply)?);
+                }
             }
         }
         let mut replies = replies.into_iter();
@@ -239,7 +282,7 @@ impl SmtpClient {
         } else {
             Vec::new()
         };
-        Ok(EnvelopeReplies { mail, rcpts })
+        Ok((EnvelopeReplies { mail, rcpts }, data))
     }
 
     /// MAIL FROM alone, for relay-in's live mode.
@@ -288,21 +331,60 @@ impl SmtpClient {
     /// itself counts for every recipient.
     pub async fn data_per_recipient<R: AsyncRead + Unpin>(
         &mut self,
-        mut message: R,
+        message: R,
     ) -> Result<Vec<Reply>, ClientError> {
         self.transport.ensure_usable(Step::Data)?;
+        let reply = self.data_command().await?;
+        if reply.code() != 354 {
+            return Ok(vec![reply; self.accepted_rcpts.max(1)]);
+        }
+        self.content_per_recipient(message).await
+    }
+
+    /// The message after a `354` from [`envelope_and_data`](Self::envelope_and_data),
+    /// and the server's verdict on it (for LMTP, the first recipient's).
+    pub async fn data_content<R: AsyncRead + Unpin>(
+        &mut self,
+        message: R,
+    ) -> Result<Reply, ClientError> {
+        self.transport.ensure_usable(Step::DataBlock)?;
+        let mut replies = self.content_per_recipient(message).await?;
+        Ok(replies.swap_remove(0))
+    }
+
+    /// Gives up on a message after DATA got `354` without sending it: the
+    /// connection is left unusable so the caller's [`quit`](Self::quit) only
+    /// closes it, and the server, missing the final dot, delivers nothing.
+    pub fn abort_data(&mut self) {
+        self.transport.mark_unusable();
+    }
+
+    /// Whether the session can carry another transaction: no error has left
+    /// it out of step with the server.
+    pub fn is_usable(&self) -> bool {
+        self.transport.is_usable()
+    }
+
+    async fn data_command(&mut self) -> Result<Reply, ClientError> {
+        let timeout = self.config.timeouts.data_init;
+        let reply = self.transport.command("DATA", Step::Data, timeout).await?;
+        self.data_reply(reply)
+    }
+
+    /// `354`, or a refusal the caller judges; anything else is out of step.
+    fn data_reply(&mut self, reply: Reply) -> Result<Reply, ClientError> {
+        match reply.code() {
+            354 | 400..=599 => Ok(reply),
+            _ => Err(self.unexpected(Step::Data, reply)),
+        }
+    }
+
+    async fn content_per_recipient<R: AsyncRead + Unpin>(
+        &mut self,
+        mut message: R,
+    ) -> Result<Vec<Reply>, ClientError> {
         let timeouts = self.config.timeouts;
         let expected = self.accepted_rcpts.max(1);
-        let reply = self
-            .transport
-            .command("DATA", Step::Data, timeouts.data_init)
-            .await?;
-        match reply.code() {
-            354 => {}
-            400..=599 => return Ok(vec![reply; expected]),
-            _ => return Err(self.unexpected(Step::Data, reply)),
-        }
-
         let mut stuffer = DotStuffer::new();
         // Reads go into spare capacity (no 64 KiB memset per message), and
         // stuffed octets are written only once a chunk's worth is ready, so

@@ -86,6 +86,12 @@ impl Transport {
         error
     }
 
+    /// Takes the session out of use without an error (a DATA abandoned after
+    /// `354`): only closing the connection is left.
+    pub(crate) fn mark_unusable(&mut self) {
+        self.usable = false;
+    }
+
     /// Refuses to go on after an earlier failure.
     pub(crate) fn ensure_usable(&self, step: Step) -> Result<(), ClientError> {
         if self.usable {

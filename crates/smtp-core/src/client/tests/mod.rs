@@ -42,6 +42,8 @@ pub(super) enum Act {
     Hang(Duration),
     /// Read the DATA command's content only partly, then close.
     CloseAfterReading(usize),
+    /// Expect the client to close the connection without sending anything more.
+    ExpectClose,
 }
 
 pub(super) fn say(text: &str) -> Act {
@@ -115,6 +117,15 @@ async fn play(mut stream: Box<dyn Io>, script: Vec<Act>) -> Heard {
                 }
             }
             Act::Hang(period) => tokio::time::sleep(period).await,
+            Act::ExpectClose => {
+                let mut rest = Vec::new();
+                tokio::time::timeout(SERVER_PATIENCE, stream.read_to_end(&mut rest))
+                    .await
+                    .expect("client did not close")
+                    .unwrap();
+                buffer.extend_from_slice(&rest);
+                assert!(buffer.is_empty(), "client sent before closing: {buffer:?}");
+            }
             Act::CloseAfterReading(count) => {
                 let mut chunk = vec![0u8; count];
                 let _ = stream.read(&mut chunk).await;

@@ -348,3 +348,122 @@ async fn smtp_data_per_recipient_repeats_the_single_verdict() {
     assert!(replies.iter().all(|r| r.code() == 250));
     client.quit().await;
 }
+
+#[tokio::test]
+async fn data_ends_the_pipelined_envelope_and_the_session_carries_a_second_message() {
+    let mut script = opening(&["PIPELINING"]);
+    for queued in ["A1", "A2"] {
+        script.extend([
+            // MAIL, RCPT and DATA arrive before we answer any of them.
+            Act::Hear(3),
+            say("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 Go ahead\r\n"),
+            Act::HearData,
+            say(&format!("250 2.0.0 Ok: queued as {queued}\r\n")),
+        ]);
+    }
+    let server = FakeServer::start(script).await;
+    let mut client = SmtpClient::connect(server.addr, "backend.test", &config())
+        .await
+        .unwrap();
+    for (body, queued) in [(&b"one\r\n"[..], "A1"), (&b"two\r\n"[..], "A2")] {
+        let (replies, data) = client
+            .envelope_and_data(
+                &sender("<s@example.com>"),
+                &[recipient("<a@example.org>")],
+                MailOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(replies.rcpts.len(), 1);
+        assert_eq!(data.map(|r| r.code()), Some(354));
+        let reply = client.data_content(body).await.unwrap();
+        assert_eq!(
+            reply.to_string(),
+            format!("250 2.0.0 Ok: queued as {queued}")
+        );
+        assert!(client.is_usable());
+    }
+    let heard = server.heard().await;
+    assert_eq!(
+        heard.lines[1..],
+        [
+            "MAIL FROM:<s@example.com>",
+            "RCPT TO:<a@example.org>",
+            "DATA",
+            "MAIL FROM:<s@example.com>",
+            "RCPT TO:<a@example.org>",
+            "DATA",
+        ]
+    );
+    assert_eq!(
+        heard.data,
+        [b"one\r\n.\r\n".to_vec(), b"two\r\n.\r\n".to_vec()]
+    );
+}
+
+#[tokio::test]
+async fn an_aborted_data_sends_no_content_and_retires_the_session() {
+    let mut script = opening(&["PIPELINING"]);
+    script.extend([
+        Act::Hear(4),
+        say("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n450 4.2.0 Mailbox busy\r\n354 Go ahead\r\n"),
+        // No content, no final dot, not even QUIT: only the close.
+        Act::ExpectClose,
+    ]);
+    let server = FakeServer::start(script).await;
+    let mut client = SmtpClient::connect(server.addr, "backend.test", &config())
+        .await
+        .unwrap();
+    let (replies, data) = client
+        .envelope_and_data(
+            &sender("<s@example.com>"),
+            &[recipient("<a@example.org>"), recipient("<b@example.org>")],
+            MailOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        replies.rcpts.iter().map(|r| r.code()).collect::<Vec<_>>(),
+        [250, 450]
+    );
+    assert_eq!(data.map(|r| r.code()), Some(354));
+    client.abort_data();
+    assert!(!client.is_usable());
+    client.quit().await;
+    let heard = server.heard().await;
+    assert_eq!(heard.lines.last().map(String::as_str), Some("DATA"));
+    assert!(heard.data.is_empty());
+}
+
+#[tokio::test]
+async fn without_pipelining_data_follows_only_a_fully_accepted_envelope() {
+    let mut script = opening(&[]);
+    script.extend([
+        Act::Hear(1),
+        say("250 2.1.0 Ok\r\n"),
+        Act::Hear(1),
+        say("550 5.1.1 Unknown\r\n"),
+        // No DATA may follow: the script would hear it and fail the test.
+        Act::Silence(Duration::from_millis(200)),
+    ]);
+    let server = FakeServer::start(script).await;
+    let mut client = SmtpClient::connect(server.addr, "backend.test", &config())
+        .await
+        .unwrap();
+    let (replies, data) = client
+        .envelope_and_data(
+            &sender("<s@example.com>"),
+            &[recipient("<a@example.org>")],
+            MailOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(replies.rcpts[0].code(), 550);
+    assert_eq!(data, None);
+    assert!(client.is_usable());
+    let heard = server.heard().await;
+    assert_eq!(
+        heard.lines[1..],
+        ["MAIL FROM:<s@example.com>", "RCPT TO:<a@example.org>"]
+    );
+}
