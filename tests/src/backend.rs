@@ -50,6 +50,18 @@ pub struct Behaviour {
     /// LMTP: the reply after the data by recipient address (default
     /// `after_data`'s reply).
     pub data_replies: Vec<(String, String)>,
+    /// End each session after this many accepted messages, as a backend
+    /// does on its idle timeout or a restart.
+    pub end_session: Option<EndSession>,
+}
+
+/// How and when a backend ends a session on its own.
+#[derive(Clone, Copy, Debug)]
+pub struct EndSession {
+    /// Accepted messages after which the session ends.
+    pub after_messages: usize,
+    /// Say `421` first (Postfix on its idle timeout) rather than just close.
+    pub with_421: bool,
 }
 
 /// The AUTH a backend offers and the one user it accepts.
@@ -75,6 +87,7 @@ impl Default for Behaviour {
             auth: None,
             lmtp: false,
             data_replies: Vec::new(),
+            end_session: None,
         }
     }
 }
@@ -211,6 +224,7 @@ struct SessionState {
     ehlos: Vec<String>,
     tls: bool,
     auth: Option<String>,
+    accepted: usize,
 }
 
 async fn session(
@@ -348,6 +362,7 @@ async fn session(
                 .map(|rcpt| rcpt.unwrap_or_default())
                 .collect();
             if !taken.is_empty() {
+                st.accepted += 1;
                 record.lock().unwrap().accepted.push(Accepted {
                     mail_from: st.mail_from.clone(),
                     rcpts: if b.lmtp { taken } else { st.rcpts.clone() },
@@ -360,6 +375,20 @@ async fn session(
                 });
             }
             let replies: Vec<String> = verdicts.into_iter().map(|(_, reply)| reply).collect();
+            if let Some(end) = b
+                .end_session
+                .filter(|end| st.accepted >= end.after_messages)
+            {
+                stream
+                    .write_all(format!("{}\r\n", replies.join("\r\n")).as_bytes())
+                    .await?;
+                if end.with_421 {
+                    stream
+                        .write_all(b"421 4.4.2 backend.test Error: timeout exceeded\r\n")
+                        .await?;
+                }
+                return Ok(());
+            }
             replies.join("\r\n")
         } else if upper == "RSET" || upper == "NOOP" {
             "250 2.0.0 Ok".into()

@@ -14,6 +14,7 @@ pub mod logline;
 pub mod outbound;
 pub mod postfix;
 pub mod process;
+pub mod relay_in;
 pub mod sasl;
 pub mod scenario;
 pub mod smtp;

@@ -3,64 +3,15 @@
 //! injection counted on both sides.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use postern_tests::backend::{AfterData, Behaviour, RecordingBackend};
-use postern_tests::process::{Relay, free_port};
-use postern_tests::smtp::SmtpClient;
-
-/// relay-in on 127.0.0.1 and [::1], forwarding to `backend`.
-struct Setup {
-    _dir: tempfile::TempDir,
-    relay: Relay,
-    v4: SocketAddr,
-    v6: SocketAddr,
-}
-
-fn start(backend: SocketAddr, forward_extra: &str) -> anyhow::Result<Setup> {
-    let dir = tempfile::tempdir()?;
-    let port = free_port();
-    let files = [
-        (
-            "smtp.ini",
-            format!("listen=127.0.0.1:{port},[::1]:{port}\nrdns=off\n"),
-        ),
-        ("me", "mx.test\n".into()),
-        ("host_list", "example.com\n".into()),
-        (
-            "smtp_forward.ini",
-            format!(
-                "host={}\nport={}\nconnect_timeout=2\ntimeout=2\n{forward_extra}\n",
-                backend.ip(),
-                backend.port()
-            ),
-        ),
-    ];
-    for (name, text) in files {
-        std::fs::write(dir.path().join(name), text)?;
-    }
-    let v4 = SocketAddr::from(([127, 0, 0, 1], port));
-    let relay = Relay::start("relay-in", dir.path(), v4)?;
-    Ok(Setup {
-        _dir: dir,
-        relay,
-        v4,
-        v6: format!("[::1]:{port}").parse()?,
-    })
-}
-
-async fn greeted(addr: SocketAddr, helo: &str) -> anyhow::Result<SmtpClient> {
-    let mut client = SmtpClient::connect(addr).await?;
-    assert_eq!(client.read_reply().await?.code, 220);
-    client.expect(&format!("EHLO {helo}"), 250).await?;
-    Ok(client)
-}
+use postern_tests::relay_in::{ForwardingRelay, greeted};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xclient_carries_the_client_ipv4_and_ipv6_then_ehlo_with_its_helo() -> anyhow::Result<()> {
     let backend = RecordingBackend::start(Behaviour::default()).await?;
-    let s = start(backend.addr, "")?;
+    let s = ForwardingRelay::start(backend.addr, "")?;
     let port = s.v4.port();
 
     let mut client = greeted(s.v4, "client+tag=x.example").await?;
@@ -114,7 +65,7 @@ async fn only_advertised_attributes_are_sent() -> anyhow::Result<()> {
         ..Behaviour::default()
     })
     .await?;
-    let s = start(backend.addr, "")?;
+    let s = ForwardingRelay::start(backend.addr, "")?;
     let mut client = greeted(s.v4, "c.example").await?;
     assert_eq!(
         client
@@ -133,7 +84,7 @@ async fn only_advertised_attributes_are_sent() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xclient_off_sends_none() -> anyhow::Result<()> {
     let backend = RecordingBackend::start(Behaviour::default()).await?;
-    let s = start(backend.addr, "xclient=off")?;
+    let s = ForwardingRelay::start(backend.addr, "xclient=off")?;
     let mut client = greeted(s.v4, "c.example").await?;
     assert_eq!(
         client
@@ -160,7 +111,7 @@ async fn xclient_required_refuses_to_forward_without_it() -> anyhow::Result<()> 
         },
     ] {
         let backend = RecordingBackend::start(behaviour).await?;
-        let s = start(backend.addr, "xclient=required")?;
+        let s = ForwardingRelay::start(backend.addr, "xclient=required")?;
         let mut client = greeted(s.v4, "c.example").await?;
         let reply = client
             .send_mail("a@o.example", &["u@example.com"], "x")
@@ -178,7 +129,7 @@ async fn xclient_required_refuses_to_forward_without_it() -> anyhow::Result<()> 
         ..Behaviour::default()
     })
     .await?;
-    let s = start(backend.addr, "xclient=optional")?;
+    let s = ForwardingRelay::start(backend.addr, "xclient=optional")?;
     let mut client = greeted(s.v4, "c.example").await?;
     assert_eq!(
         client
@@ -213,7 +164,7 @@ fn refusing_backend() -> Behaviour {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_mode_passes_the_backends_rcpt_verdicts() -> anyhow::Result<()> {
     let backend = RecordingBackend::start(refusing_backend()).await?;
-    let s = start(backend.addr, "mode=live")?;
+    let s = ForwardingRelay::start(backend.addr, "mode=live")?;
     let mut client = greeted(s.v4, "c.example").await?;
     client.expect("MAIL FROM:<a@o.example>", 250).await?;
     let unknown = client.command("RCPT TO:<unknown@example.com>").await?;
@@ -241,7 +192,7 @@ async fn live_mode_passes_the_backends_rcpt_verdicts() -> anyhow::Result<()> {
 async fn queue_mode_replies_like_haraka_and_fails_the_message_on_a_refused_recipient()
 -> anyhow::Result<()> {
     let backend = RecordingBackend::start(refusing_backend()).await?;
-    let s = start(backend.addr, "mode=queue")?;
+    let s = ForwardingRelay::start(backend.addr, "mode=queue")?;
     let mut client = greeted(s.v4, "c.example").await?;
     client.expect("MAIL FROM:<a@o.example>", 250).await?;
     let rcpt = client.command("RCPT TO:<unknown@example.com>").await?;
@@ -278,7 +229,7 @@ async fn queue_mode_replies_like_haraka_and_fails_the_message_on_a_refused_recip
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recipient_tricks_are_refused_and_never_forwarded() -> anyhow::Result<()> {
     let backend = RecordingBackend::start(Behaviour::default()).await?;
-    let s = start(backend.addr, "mode=live")?;
+    let s = ForwardingRelay::start(backend.addr, "mode=live")?;
     let mut client = greeted(s.v4, "c.example").await?;
     client.expect("MAIL FROM:<a@o.example>", 250).await?;
     for rcpt in [
@@ -323,7 +274,7 @@ enum Fault {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_injection_loses_and_duplicates_nothing() -> anyhow::Result<()> {
     let mut backend = RecordingBackend::start(Behaviour::default()).await?;
-    let s = start(backend.addr, "timeout=1\nconnect_timeout=1")?;
+    let s = ForwardingRelay::start(backend.addr, "timeout=1\nconnect_timeout=1")?;
     let plan = [
         (Fault::None, 40),
         (Fault::Down, 30),

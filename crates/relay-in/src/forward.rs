@@ -7,6 +7,7 @@
 //! negative reply to MAIL, RCPT or the message is passed on as it is.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use smtp_core::address::{ForwardPath, ReversePath};
 use smtp_core::client::{
@@ -15,7 +16,7 @@ use smtp_core::client::{
     XclientAttributes, XclientOutcome,
 };
 use smtp_core::message::Message;
-use smtp_core::policy::{HeloVerb, SessionInfo};
+use smtp_core::policy::{Greeting, HeloVerb, SessionInfo};
 use smtp_core::reply::{EnhancedCode, Reply};
 use tracing::{info, warn};
 
@@ -59,11 +60,23 @@ impl std::fmt::Display for RouteKey {
     }
 }
 
-/// An open backend session for one transaction. Never reused for another
-/// client: after XCLIENT it *is* that client as far as the backend knows.
+/// An open backend session of one client connection. It may carry that
+/// client's next transactions (see `reuse`), never another client's: after
+/// XCLIENT it *is* that client as far as the backend knows.
 pub struct Backend {
     client: SmtpClient,
     pub key: RouteKey,
+    /// The greeting XCLIENT presented as the client's HELO; a client that
+    /// greets anew with another name needs a session saying so.
+    greeting: Option<Greeting>,
+    opened: Instant,
+}
+
+/// What came of forwarding one message in queue mode: the sender's reply,
+/// and the backend session when it can carry the client's next message.
+pub struct Forwarded {
+    pub verdict: Result<Reply, Reply>,
+    pub reusable: Option<Backend>,
 }
 
 fn reply(code: u16, enhanced: (u8, u16, u16), text: &str) -> Reply {
@@ -103,7 +116,7 @@ pub fn split_transaction() -> Reply {
 /// Maps a client-side failure to the sender's reply. No error, whatever its
 /// step, ever becomes a positive or permanent reply: a failure between us
 /// and our own backend is never the sender's fault.
-fn failure_reply(error: &ClientError) -> Reply {
+pub fn failure_reply(error: &ClientError) -> Reply {
     match (error.step(), error.kind()) {
         (Step::Connect, _) | (_, ClientErrorKind::Connect(_)) => unavailable(),
         (Step::Greeting, _) => unavailable(),
@@ -214,7 +227,12 @@ impl Forwarder {
             return Err(failure_reply(&e));
         }
         self.xclient(&mut client, session, &key).await?;
-        Ok(Backend { client, key })
+        Ok(Backend {
+            client,
+            key,
+            greeting: session.greeting.clone(),
+            opened: Instant::now(),
+        })
     }
 
     async fn xclient(
@@ -258,30 +276,73 @@ impl Forwarder {
         Ok(())
     }
 
-    /// Queue mode: the whole transaction at the end of DATA.
+    /// Queue mode: the whole transaction at the end of DATA, on `reused`
+    /// (the client's session from its previous message) when it still
+    /// serves this route and greeting, else on a new session.
     pub async fn forward(
         &self,
         session: &SessionInfo,
         envelope: &smtp_core::policy::Envelope,
         selector: &str,
         message: &Message,
-    ) -> Result<Reply, Reply> {
-        let mut backend = self.open(selector, session).await?;
+        reused: Option<Backend>,
+    ) -> Forwarded {
+        let not_reusable = |verdict| Forwarded {
+            verdict,
+            reusable: None,
+        };
         let options = mail_options(envelope, message.len());
-        let replies = match backend
-            .client
-            .envelope(&envelope.from, &envelope.recipients, options)
-            .await
-        {
-            Ok(replies) => replies,
-            Err(e) => {
-                warn!(conn = %session.conn_id, backend = %backend.key, "backend envelope failed: {e}");
-                return Err(failure_reply(&e));
+        let key = self.route_key(selector);
+        let mut reused = match reused {
+            Some(backend) if backend.serves(&key, session) => Some(backend),
+            Some(backend) => {
+                backend.abandon();
+                None
+            }
+            None => None,
+        };
+        let (mut backend, (replies, data)) = loop {
+            let (mut backend, was_parked) = match reused.take() {
+                Some(backend) => (backend, true),
+                None => match self.open(selector, session).await {
+                    Ok(backend) => (backend, false),
+                    Err(reply) => return not_reusable(Err(reply)),
+                },
+            };
+            let exchanged = backend
+                .client
+                .envelope_and_data(&envelope.from, &envelope.recipients, options)
+                .await;
+            match exchanged {
+                Ok((replies, _)) if was_parked && replies.mail.code() == 421 => {
+                    info!(conn = %session.conn_id, backend = %backend.key, "kept backend session is closing ({}); opening a new one", replies.mail);
+                    backend.abandon();
+                }
+                Ok(exchanged) => break (backend, exchanged),
+                Err(e) if was_parked && lost_while_parked(&e) => {
+                    info!(conn = %session.conn_id, backend = %backend.key, "kept backend session was closed ({e}); opening a new one");
+                }
+                Err(e) => {
+                    warn!(conn = %session.conn_id, backend = %backend.key, "backend envelope failed: {e}");
+                    return not_reusable(Err(failure_reply(&e)));
+                }
             }
         };
+        let data_refusal = match &data {
+            Some(reply) if reply.code() != 354 => Some(reply.clone()),
+            _ => None,
+        };
         if !replies.mail.is_positive() {
-            backend.client.quit().await;
-            return Err(relayed(&replies.mail, &envelope.id));
+            if data.is_some() && data_refusal.is_none() {
+                backend.client.abort_data();
+            }
+            // No transaction is open: the session can carry the next one,
+            // unless the backend said it is closing.
+            let reusable = (replies.mail.code() != 421).then_some(backend);
+            return Forwarded {
+                verdict: Err(relayed(&replies.mail, &envelope.id)),
+                reusable,
+            };
         }
         // SMTP has one verdict for the message: every recipient must be
         // accepted, or none gets it (live mode gives per-recipient answers).
@@ -298,31 +359,75 @@ impl Forwarder {
                 .or_else(|| replies.rcpts.iter().find(|r| r.is_permanent()))
                 .cloned()
                 .unwrap_or_else(broken_session);
-            backend.client.quit().await;
-            info!(conn = %session.conn_id, id = %envelope.id, backend = %backend.key, rcpt = %rcpt, "backend refused a recipient: {worst}");
-            return Err(relayed(
+            if data.is_some() && data_refusal.is_none() {
+                backend.client.abort_data();
+            }
+            backend.abandon();
+            info!(conn = %session.conn_id, id = %envelope.id, backend = %key, rcpt = %rcpt, "backend refused a recipient: {worst}");
+            return not_reusable(Err(relayed(
                 &Reply::new(
                     worst.code(),
                     worst.enhanced(),
                     format!("{rcpt}: {}", worst.text()),
                 ),
                 &envelope.id,
-            ));
+            )));
         }
-        backend.finish(session, envelope, message).await
+        if let Some(refusal) = data_refusal {
+            info!(conn = %session.conn_id, id = %envelope.id, backend = %key, "backend refused DATA: {refusal}");
+            backend.abandon();
+            return not_reusable(Err(relayed(&refusal, &envelope.id)));
+        }
+        if data.is_none() {
+            // Only an empty recipient list gets here, which SMTP never sends.
+            backend.abandon();
+            return not_reusable(Err(broken_session()));
+        }
+        let verdict = backend.content(session, envelope, message).await;
+        Forwarded {
+            verdict,
+            reusable: Some(backend),
+        }
     }
 }
 
+/// A parked session's connection failed before our first command got an
+/// answer: the backend closed it while idle (its own timeout, a restart).
+/// Nothing of the new transaction can have been accepted, so it is safe to
+/// start again on a new session.
+pub fn lost_while_parked(error: &ClientError) -> bool {
+    matches!(
+        error.kind(),
+        ClientErrorKind::Closed | ClientErrorKind::Io(_)
+    )
+}
+
 impl Backend {
+    /// Whether this session was opened for `key` and the client's current
+    /// greeting, so XCLIENT told the backend what is still true.
+    pub fn serves(&self, key: &RouteKey, session: &SessionInfo) -> bool {
+        self.key == *key && self.greeting == session.greeting
+    }
+
+    /// Time since the session was opened.
+    pub fn age(&self) -> std::time::Duration {
+        self.opened.elapsed()
+    }
+
+    /// Whether the last exchange left the session in step with the backend.
+    pub fn is_usable(&self) -> bool {
+        self.client.is_usable()
+    }
+
+    /// MAIL FROM for live mode. `Err` is a failure of the session itself,
+    /// with the client error for the caller to judge (a parked session that
+    /// was closed meanwhile is retried on a new one).
     pub async fn mail_from(
         &mut self,
         from: &ReversePath,
         options: MailOptions,
-    ) -> Result<Reply, Reply> {
-        self.client.mail_from(from, options).await.map_err(|e| {
-            warn!(backend = %self.key, "backend MAIL failed: {e}");
-            failure_reply(&e)
-        })
+    ) -> Result<Reply, ClientError> {
+        self.client.mail_from(from, options).await
     }
 
     pub async fn rcpt_to(&mut self, rcpt: &ForwardPath) -> Result<Reply, Reply> {
@@ -332,27 +437,57 @@ impl Backend {
         })
     }
 
-    /// DATA and the message; the backend's final reply is the verdict.
+    /// Live mode: DATA and the message; the backend's final reply is the
+    /// verdict.
     pub async fn finish(
-        mut self,
+        &mut self,
         session: &SessionInfo,
         envelope: &smtp_core::policy::Envelope,
         message: &Message,
     ) -> Result<Reply, Reply> {
-        let reader = match message.async_reader() {
+        let reader = self.reader(session, envelope, message)?;
+        let result = self.client.data_from(reader).await;
+        self.verdict(session, envelope, result)
+    }
+
+    /// The message after DATA got `354`; the backend's final reply is the
+    /// verdict.
+    async fn content(
+        &mut self,
+        session: &SessionInfo,
+        envelope: &smtp_core::policy::Envelope,
+        message: &Message,
+    ) -> Result<Reply, Reply> {
+        let reader = match self.reader(session, envelope, message) {
             Ok(reader) => reader,
-            Err(e) => {
-                warn!(conn = %session.conn_id, id = %envelope.id, "cannot read the message back: {e}");
-                self.abandon();
-                return Err(reply(
-                    451,
-                    (4, 3, 0),
-                    "Local error in processing, try again later",
-                ));
+            Err(reply) => {
+                self.client.abort_data();
+                return Err(reply);
             }
         };
-        let result = self.client.data_from(reader).await;
-        let outcome = match result {
+        let result = self.client.data_content(reader).await;
+        self.verdict(session, envelope, result)
+    }
+
+    fn reader<'m>(
+        &self,
+        session: &SessionInfo,
+        envelope: &smtp_core::policy::Envelope,
+        message: &'m Message,
+    ) -> Result<smtp_core::message::MessageReader<'m>, Reply> {
+        message.async_reader().map_err(|e| {
+            warn!(conn = %session.conn_id, id = %envelope.id, "cannot read the message back: {e}");
+            reply(451, (4, 3, 0), "Local error in processing, try again later")
+        })
+    }
+
+    fn verdict(
+        &self,
+        session: &SessionInfo,
+        envelope: &smtp_core::policy::Envelope,
+        result: Result<Reply, ClientError>,
+    ) -> Result<Reply, Reply> {
+        match result {
             Ok(final_reply) => {
                 info!(conn = %session.conn_id, id = %envelope.id, backend = %self.key, "backend answered: {final_reply}");
                 if final_reply.is_positive() {
@@ -365,12 +500,17 @@ impl Backend {
                 warn!(conn = %session.conn_id, id = %envelope.id, backend = %self.key, "backend DATA failed: {e}");
                 Err(failure_reply(&e))
             }
-        };
-        self.client.quit().await;
-        outcome
+        }
     }
 
-    /// Ends the session without a message (RSET, a dropped client).
+    /// Says QUIT and closes.
+    pub async fn quit(self) {
+        self.client.quit().await;
+    }
+
+    /// Closes the session in the background (RSET, a dropped client, a
+    /// session that cannot carry more), so no reply waits for the backend's
+    /// goodbye.
     pub fn abandon(self) {
         tokio::spawn(self.client.quit());
     }

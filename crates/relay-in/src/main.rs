@@ -7,6 +7,7 @@ mod config;
 mod forward;
 mod policy;
 mod recipients;
+mod reuse;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

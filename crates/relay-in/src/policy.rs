@@ -10,11 +10,12 @@ use smtp_core::address::{ForwardPath, ReversePath};
 use smtp_core::message::Message;
 use smtp_core::policy::{ClientInfo, ConnectionPolicy, Envelope, MailPolicy, SessionInfo, Verdict};
 use smtp_core::reply::{EnhancedCode, Reply};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::{DomainSelector, ForwardMode, LocalDomains, RelayInSettings};
 use crate::forward::{self, Backend, Forwarder, RouteKey};
 use crate::recipients::{self, Refusal};
+use crate::reuse::ParkedBackend;
 
 /// relay-in's [`MailPolicy`]: hands each connection the current settings.
 /// SIGHUP swaps them; connections already open keep the ones they started
@@ -61,12 +62,14 @@ impl RelayIn {
     }
 }
 
-/// One client connection: the route its transaction is bound to and, in
-/// live mode, the backend session opened for it.
+/// One client connection: the route its transaction is bound to, in live
+/// mode the backend session opened for it, and between transactions the
+/// session kept for the client's next message.
 pub struct RelayInConnection {
     shared: Arc<Shared>,
     route: Option<RouteKey>,
     live: Option<Backend>,
+    parked: Option<ParkedBackend>,
 }
 
 impl MailPolicy for RelayIn {
@@ -78,6 +81,7 @@ impl MailPolicy for RelayIn {
             shared,
             route: None,
             live: None,
+            parked: None,
         }
     }
 }
@@ -116,21 +120,59 @@ impl RelayInConnection {
         result
     }
 
-    /// Live mode: the backend session for this transaction, opened with its
-    /// MAIL FROM on the first recipient (the route is known then).
+    /// The session kept from this client's previous message, if the backend
+    /// has not closed it for idleness meanwhile.
+    async fn take_parked(&mut self) -> Option<Backend> {
+        self.parked.take()?.take().await
+    }
+
+    fn park(&mut self, backend: Backend) {
+        self.parked = ParkedBackend::park(backend);
+    }
+
+    /// Live mode: the backend session for this transaction, with its MAIL
+    /// FROM sent on the first recipient (the route is known then): the
+    /// client's kept session if it serves this route, else a new one.
     async fn live_backend(
         &mut self,
         session: &SessionInfo,
         envelope: &Envelope,
         selector: &str,
+        key: &RouteKey,
     ) -> Result<&mut Backend, Reply> {
         if self.live.is_none() {
-            let mut backend = self.shared.forwarder.open(selector, session).await?;
-            let mail = backend
-                .mail_from(&envelope.from, forward::mail_options(envelope, 0))
-                .await?;
+            let mut reused = match self.take_parked().await {
+                Some(backend) if backend.serves(key, session) => Some(backend),
+                Some(backend) => {
+                    backend.abandon();
+                    None
+                }
+                None => None,
+            };
+            let options = forward::mail_options(envelope, 0);
+            let (backend, mail) = loop {
+                let (mut backend, was_parked) = match reused.take() {
+                    Some(backend) => (backend, true),
+                    None => (self.shared.forwarder.open(selector, session).await?, false),
+                };
+                match backend.mail_from(&envelope.from, options).await {
+                    Ok(mail) if was_parked && mail.code() == 421 => backend.abandon(),
+                    Ok(mail) => break (backend, mail),
+                    Err(e) if was_parked && forward::lost_while_parked(&e) => {
+                        info!(conn = %session.conn_id, backend = %key, "kept backend session was closed ({e}); opening a new one");
+                    }
+                    Err(e) => {
+                        warn!(conn = %session.conn_id, backend = %key, "backend MAIL failed: {e}");
+                        return Err(forward::failure_reply(&e));
+                    }
+                }
+            };
             if !mail.is_positive() {
-                backend.abandon();
+                if mail.code() == 421 {
+                    backend.abandon();
+                } else {
+                    self.park(backend);
+                }
                 return Err(mail);
             }
             self.live = Some(backend);
@@ -159,7 +201,7 @@ impl ConnectionPolicy for RelayInConnection {
             return Verdict::Reject(forward::split_transaction());
         }
         if settings.mode == ForwardMode::Live {
-            let backend = match self.live_backend(session, envelope, &selector).await {
+            let backend = match self.live_backend(session, envelope, &selector, &key).await {
                 Ok(backend) => backend,
                 Err(reply) => return Verdict::Reject(reply),
             };
@@ -181,7 +223,11 @@ impl ConnectionPolicy for RelayInConnection {
         self.route = None;
         let started = std::time::Instant::now();
         let result = match self.live.take() {
-            Some(backend) => backend.finish(session, envelope, &message).await,
+            Some(mut backend) => {
+                let verdict = backend.finish(session, envelope, &message).await;
+                self.park(backend);
+                verdict
+            }
             None => {
                 let settings = self.shared.forwarder.settings();
                 let first = envelope
@@ -190,10 +236,16 @@ impl ConnectionPolicy for RelayInConnection {
                     .cloned()
                     .unwrap_or(ForwardPath::Postmaster("postmaster".into()));
                 let selector = selector(settings.domain_selector, &envelope.from, &first);
-                self.shared
+                let reused = self.take_parked().await;
+                let forwarded = self
+                    .shared
                     .forwarder
-                    .forward(session, envelope, &selector, &message)
-                    .await
+                    .forward(session, envelope, &selector, &message, reused)
+                    .await;
+                if let Some(backend) = forwarded.reusable {
+                    self.park(backend);
+                }
+                forwarded.verdict
             }
         };
         smtp_core::metrics::metrics().backend_answered(started.elapsed());

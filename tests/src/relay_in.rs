@@ -1,0 +1,60 @@
+//! relay-in started against a test backend, for the forwarding tests.
+
+use std::net::SocketAddr;
+
+use crate::process::{Relay, free_port};
+use crate::smtp::SmtpClient;
+
+/// relay-in listening on 127.0.0.1 and [::1] (one port), forwarding to a
+/// test backend; the configuration directory lives as long as this.
+pub struct ForwardingRelay {
+    _dir: tempfile::TempDir,
+    pub relay: Relay,
+    pub v4: SocketAddr,
+    pub v6: SocketAddr,
+}
+
+impl ForwardingRelay {
+    /// Accepts mail for example.com and forwards it to `backend` with 2 s
+    /// timeouts; `forward_extra` adds smtp_forward.ini lines (`mode=live`).
+    pub fn start(backend: SocketAddr, forward_extra: &str) -> anyhow::Result<ForwardingRelay> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port();
+        let files = [
+            (
+                "smtp.ini",
+                format!("listen=127.0.0.1:{port},[::1]:{port}\nrdns=off\n"),
+            ),
+            ("me", "mx.test\n".into()),
+            ("host_list", "example.com\n".into()),
+            (
+                "smtp_forward.ini",
+                format!(
+                    "host={}\nport={}\nconnect_timeout=2\ntimeout=2\n{forward_extra}\n",
+                    backend.ip(),
+                    backend.port()
+                ),
+            ),
+        ];
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text)?;
+        }
+        let v4 = SocketAddr::from(([127, 0, 0, 1], port));
+        let relay = Relay::start("relay-in", dir.path(), v4)?;
+        Ok(ForwardingRelay {
+            _dir: dir,
+            relay,
+            v4,
+            v6: format!("[::1]:{port}").parse()?,
+        })
+    }
+}
+
+/// A client connection to `addr` that has read the greeting and sent
+/// `EHLO helo`.
+pub async fn greeted(addr: SocketAddr, helo: &str) -> anyhow::Result<SmtpClient> {
+    let mut client = SmtpClient::connect(addr).await?;
+    assert_eq!(client.read_reply().await?.code, 220);
+    client.expect(&format!("EHLO {helo}"), 250).await?;
+    Ok(client)
+}
