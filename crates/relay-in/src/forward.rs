@@ -18,7 +18,7 @@ use smtp_core::client::{
 use smtp_core::message::Message;
 use smtp_core::policy::{Greeting, HeloVerb, SessionInfo};
 use smtp_core::reply::{EnhancedCode, Reply};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{AuthMechanism, ForwardRoute, ForwardSettings, XclientPolicy};
 
@@ -488,13 +488,15 @@ impl Backend {
         result: Result<Reply, ClientError>,
     ) -> Result<Reply, Reply> {
         match result {
+            // An acceptance is logged once, by the server's "message
+            // accepted" line, which carries the backend's reply.
+            Ok(final_reply) if final_reply.is_positive() => {
+                debug!(conn = %session.conn_id, id = %envelope.id, backend = %self.key, "backend answered: {final_reply}");
+                Ok(relayed(&final_reply, &envelope.id))
+            }
             Ok(final_reply) => {
-                info!(conn = %session.conn_id, id = %envelope.id, backend = %self.key, "backend answered: {final_reply}");
-                if final_reply.is_positive() {
-                    Ok(relayed(&final_reply, &envelope.id))
-                } else {
-                    Err(relayed(&final_reply, &envelope.id))
-                }
+                info!(conn = %session.conn_id, id = %envelope.id, backend = %self.key, "backend refused the message: {final_reply}");
+                Err(relayed(&final_reply, &envelope.id))
             }
             Err(e) => {
                 warn!(conn = %session.conn_id, id = %envelope.id, backend = %self.key, "backend DATA failed: {e}");

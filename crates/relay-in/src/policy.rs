@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 use crate::config::{DomainSelector, ForwardMode, LocalDomains, RelayInSettings};
 use crate::forward::{self, Backend, Forwarder, RouteKey};
 use crate::recipients::{self, Refusal};
-use crate::reuse::ParkedBackend;
+use crate::reuse::KeptBackend;
 
 /// relay-in's [`MailPolicy`]: hands each connection the current settings.
 /// SIGHUP swaps them; connections already open keep the ones they started
@@ -69,7 +69,7 @@ pub struct RelayInConnection {
     shared: Arc<Shared>,
     route: Option<RouteKey>,
     live: Option<Backend>,
-    parked: Option<ParkedBackend>,
+    kept: KeptBackend,
 }
 
 impl MailPolicy for RelayIn {
@@ -81,7 +81,7 @@ impl MailPolicy for RelayIn {
             shared,
             route: None,
             live: None,
-            parked: None,
+            kept: KeptBackend::default(),
         }
     }
 }
@@ -120,16 +120,6 @@ impl RelayInConnection {
         result
     }
 
-    /// The session kept from this client's previous message, if the backend
-    /// has not closed it for idleness meanwhile.
-    async fn take_parked(&mut self) -> Option<Backend> {
-        self.parked.take()?.take().await
-    }
-
-    fn park(&mut self, backend: Backend) {
-        self.parked = ParkedBackend::park(backend);
-    }
-
     /// Live mode: the backend session for this transaction, with its MAIL
     /// FROM sent on the first recipient (the route is known then): the
     /// client's kept session if it serves this route, else a new one.
@@ -141,7 +131,7 @@ impl RelayInConnection {
         key: &RouteKey,
     ) -> Result<&mut Backend, Reply> {
         if self.live.is_none() {
-            let mut reused = match self.take_parked().await {
+            let mut reused = match self.kept.take() {
                 Some(backend) if backend.serves(key, session) => Some(backend),
                 Some(backend) => {
                     backend.abandon();
@@ -171,7 +161,7 @@ impl RelayInConnection {
                 if mail.code() == 421 {
                     backend.abandon();
                 } else {
-                    self.park(backend);
+                    self.kept.keep(backend);
                 }
                 return Err(mail);
             }
@@ -225,7 +215,7 @@ impl ConnectionPolicy for RelayInConnection {
         let result = match self.live.take() {
             Some(mut backend) => {
                 let verdict = backend.finish(session, envelope, &message).await;
-                self.park(backend);
+                self.kept.keep(backend);
                 verdict
             }
             None => {
@@ -236,14 +226,14 @@ impl ConnectionPolicy for RelayInConnection {
                     .cloned()
                     .unwrap_or(ForwardPath::Postmaster("postmaster".into()));
                 let selector = selector(settings.domain_selector, &envelope.from, &first);
-                let reused = self.take_parked().await;
+                let reused = self.kept.take();
                 let forwarded = self
                     .shared
                     .forwarder
                     .forward(session, envelope, &selector, &message, reused)
                     .await;
                 if let Some(backend) = forwarded.reusable {
-                    self.park(backend);
+                    self.kept.keep(backend);
                 }
                 forwarded.verdict
             }

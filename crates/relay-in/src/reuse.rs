@@ -7,9 +7,8 @@
 //! between clients (Postfix refuses a second XCLIENT, and mixing identities
 //! would lie to the backend's policy checks).
 
-use std::time::Duration;
-
-use tokio::sync::oneshot;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::forward::Backend;
 
@@ -25,44 +24,90 @@ pub const IDLE_LIMIT: Duration = Duration::from_secs(2);
 /// backend re-reads its configuration for new sessions only.
 pub const AGE_LIMIT: Duration = Duration::from_secs(300);
 
-/// A finished backend session waiting for the same client's next message.
+/// The finished backend session of one client connection, waiting for that
+/// client's next message.
 ///
-/// It lives in a small task so that an idle session is closed (QUIT) after
-/// [`IDLE_LIMIT`] even though nothing else runs while the client is quiet;
-/// dropping the handle (the client went away) closes it at once.
-pub struct ParkedBackend {
-    request: oneshot::Sender<oneshot::Sender<Backend>>,
+/// An idle session must be closed after [`IDLE_LIMIT`] even though nothing
+/// else runs while the client is quiet, so a reaper task watches the slot.
+/// It is spawned when a session is parked and none is watching, and sleeps
+/// until the parked session's deadline: a busy connection costs a mutex per
+/// message and a task every couple of seconds, not a task per message.
+/// Dropping the keeper (the client went away) closes the session at once.
+#[derive(Default)]
+pub struct KeptBackend {
+    slot: Arc<Mutex<Slot>>,
 }
 
-impl ParkedBackend {
-    /// Parks `backend`, or closes it when it has served long enough or an
-    /// error left it out of step.
-    pub fn park(backend: Backend) -> Option<ParkedBackend> {
+/// What the connection and its reaper share.
+#[derive(Default)]
+struct Slot {
+    parked: Option<(Backend, Instant)>,
+    reaper_running: bool,
+}
+
+impl KeptBackend {
+    /// Keeps `backend` for the client's next message, or closes it when it
+    /// has served long enough or an error left it out of step.
+    pub fn keep(&self, backend: Backend) {
         if !backend.is_usable() || backend.age() >= AGE_LIMIT {
             backend.abandon();
-            return None;
+            return;
         }
-        let (request, requested) = oneshot::channel::<oneshot::Sender<Backend>>();
-        tokio::spawn(async move {
-            tokio::select! {
-                asked = requested => match asked {
-                    Ok(give) => {
-                        if let Err(backend) = give.send(backend) {
-                            backend.quit().await;
-                        }
-                    }
-                    Err(_) => backend.quit().await,
-                },
-                () = tokio::time::sleep(IDLE_LIMIT) => backend.quit().await,
-            }
-        });
-        Some(ParkedBackend { request })
+        let mut slot = lock(&self.slot);
+        if let Some((previous, _)) = slot.parked.replace((backend, Instant::now())) {
+            previous.abandon();
+        }
+        if !slot.reaper_running {
+            slot.reaper_running = true;
+            tokio::spawn(reap(Arc::clone(&self.slot)));
+        }
     }
 
-    /// The parked session, unless it was closed for idleness meanwhile.
-    pub async fn take(self) -> Option<Backend> {
-        let (give, receive) = oneshot::channel();
-        self.request.send(give).ok()?;
-        receive.await.ok()
+    /// The kept session, unless it was closed for idleness.
+    pub fn take(&self) -> Option<Backend> {
+        lock(&self.slot).parked.take().map(|(backend, _)| backend)
     }
+}
+
+impl Drop for KeptBackend {
+    fn drop(&mut self) {
+        // Outside a runtime (the process is ending) dropping the session
+        // just closes its socket.
+        if let (Some(backend), Ok(runtime)) = (self.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(backend.quit());
+        }
+    }
+}
+
+/// The reaper: closes the parked session once it has been idle for
+/// [`IDLE_LIMIT`]; ends when the slot is empty (the session is in use or
+/// gone; the next `keep` starts another).
+async fn reap(slot: Arc<Mutex<Slot>>) {
+    loop {
+        let next = {
+            let mut guard = lock(&slot);
+            let idle_until = guard.parked.as_ref().map(|(_, since)| *since + IDLE_LIMIT);
+            match idle_until {
+                Some(deadline) if Instant::now() < deadline => Ok(deadline),
+                _ => {
+                    guard.reaper_running = false;
+                    Err(guard.parked.take().map(|(backend, _)| backend))
+                }
+            }
+        };
+        match next {
+            Ok(deadline) => tokio::time::sleep_until(deadline.into()).await,
+            Err(idle) => {
+                if let Some(backend) = idle {
+                    backend.quit().await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// The slot holds no invariant a panic elsewhere could break halfway.
+fn lock(slot: &Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
 }
