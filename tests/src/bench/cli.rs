@@ -141,6 +141,25 @@ impl Mode {
     }
 }
 
+/// Which sink relay-in forwards to in `scenario relay-in`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SinkKind {
+    /// postern-bench's own sink: the machine's ceiling for one SMTP hop.
+    Postern,
+    /// Postfix's `smtp-sink` (from the postfix package), the sink the
+    /// Postfix world benchmarks with: a real-world ceiling, without TLS.
+    SmtpSink,
+}
+
+impl SinkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::Postern => "postern",
+            SinkKind::SmtpSink => "smtp-sink",
+        }
+    }
+}
+
 /// The scenarios of issue 7, each one command; the suite runs them all.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Scenario {
@@ -162,6 +181,9 @@ pub enum Scenario {
         /// Skip the sink-alone phase.
         #[arg(long)]
         no_baseline: bool,
+        /// The sink behind relay-in (and measured alone first).
+        #[arg(long, value_enum, default_value = "postern")]
+        sink: SinkKind,
     },
     /// Client → relay-out with delivery disabled: intake alone, fsync per message.
     RelayOutIntake {

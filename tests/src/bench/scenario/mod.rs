@@ -27,6 +27,9 @@ use super::stats::Latency;
 use super::tls::BenchPki;
 use crate::process::free_port;
 
+/// Postfix's test sink, from the postfix package.
+const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
+
 /// How long a daemon is left alone after startup before its idle memory is
 /// read (lazy initialisation done, nothing else running).
 const SETTLE: Duration = Duration::from_millis(300);
@@ -44,7 +47,8 @@ pub async fn run(scenario: &Scenario, common: &Common) -> anyhow::Result<Scenari
             mode,
             backend_tls,
             no_baseline,
-        } => relay_in::run(&bench, load, *mode, *backend_tls, !no_baseline).await,
+            sink,
+        } => relay_in::run(&bench, load, *mode, *backend_tls, !no_baseline, *sink).await,
         Scenario::RelayOutIntake { load } => relay_out::intake(&bench, load).await,
         Scenario::RelayOutDelivery { load, mx_tls } => {
             relay_out::delivery(&bench, load, *mx_tls).await
@@ -129,6 +133,34 @@ impl Bench {
         Ok((Measured::settle(daemon).await?, addr))
     }
 
+    /// Starts Postfix's `smtp-sink` on a free port: XCLIENT and PIPELINING
+    /// offered (its defaults), up to 1,000 sessions.
+    async fn start_smtp_sink(&self) -> anyhow::Result<(Measured, SocketAddr)> {
+        let program = Path::new(SMTP_SINK);
+        anyhow::ensure!(
+            program.exists(),
+            "{SMTP_SINK} not found: install the postfix package (apt install postfix)"
+        );
+        let dir = self.daemon_dir("smtp-sink")?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let listen = addr.to_string();
+        let mut args = vec!["-m", "1000", "-h", "sink.bench.test"];
+        if running_as_root() {
+            // smtp-sink refuses to keep root privileges.
+            args.extend(["-u", "nobody"]);
+        }
+        args.extend([listen.as_str(), "1000"]);
+        let daemon = Daemon::start(
+            "smtp-sink",
+            program,
+            &args,
+            &[],
+            dir.join("smtp-sink.log"),
+            addr,
+        )?;
+        Ok((Measured::settle(daemon).await?, addr))
+    }
+
     /// Writes `files` into a fresh config directory and starts `name -c DIR`,
     /// listening on `addr`.
     async fn start_relay(
@@ -148,6 +180,17 @@ impl Bench {
         let daemon = Daemon::start(name, &program, &["-c", &config], &env, log, addr)?;
         Ok((Measured::settle(daemon).await?, dir))
     }
+}
+
+/// Whether this process runs as root (the dev and CI machines do).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            == Some("0")
+    })
 }
 
 /// A daemon and its memory right after startup.

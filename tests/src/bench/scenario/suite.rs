@@ -2,7 +2,7 @@
 //! other, ending with the Markdown table.
 
 use super::run;
-use crate::bench::cli::{Common, Load, Mode, Scenario};
+use crate::bench::cli::{Common, Load, Mode, Scenario, SinkKind};
 use crate::bench::report::ScenarioReport;
 
 /// Concurrencies and sizes the issue asks for.
@@ -37,6 +37,7 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
                         mode,
                         backend_tls: false,
                         no_baseline: false,
+                        sink: SinkKind::Postern,
                     });
                 }
             }
@@ -53,6 +54,18 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
             mode: Mode::Queue,
             backend_tls: false,
             no_baseline: false,
+            sink: SinkKind::Postern,
+        });
+    }
+    // Postfix's smtp-sink behind relay-in: the ratio against a real-world
+    // sink rather than the machine's ceiling.
+    for concurrency in [1, 20] {
+        all.push(Scenario::RelayIn {
+            load: load(concurrency, 2048, false),
+            mode: Mode::Queue,
+            backend_tls: false,
+            no_baseline: false,
+            sink: SinkKind::SmtpSink,
         });
     }
     for concurrency in CONCURRENCIES {
