@@ -50,6 +50,25 @@ pub struct SmtpClient {
     /// RCPTs accepted since the last MAIL: an LMTP server answers the data
     /// once for each (RFC 2033 §4.2).
     accepted_rcpts: usize,
+    /// The DATA buffers of the last message, kept while they are of the
+    /// first piece's size so a session carrying many small messages does not
+    /// allocate (and free) them for each one.
+    data_buffers: DataBuffers,
+}
+
+/// Buffers for reading a message and writing it dot-stuffed.
+#[derive(Default)]
+struct DataBuffers {
+    chunk: Vec<u8>,
+    stuffed: Vec<u8>,
+}
+
+impl DataBuffers {
+    /// Whether keeping them costs no more than a small message needs.
+    fn worth_keeping(&self) -> bool {
+        self.chunk.capacity() <= FIRST_DATA_CHUNK
+            && self.stuffed.capacity() <= FIRST_DATA_CHUNK + FIRST_DATA_CHUNK / 8
+    }
 }
 
 impl std::fmt::Debug for SmtpClient {
@@ -79,6 +98,7 @@ impl SmtpClient {
             config: config.clone(),
             capabilities: Capabilities::default(),
             accepted_rcpts: 0,
+            data_buffers: DataBuffers::default(),
         };
         let greeting = client
             .transport
@@ -395,8 +415,14 @@ impl SmtpClient {
         // stuffed octets are written only once a chunk's worth is ready, so
         // the end of the message goes out with the terminator: one write and
         // one packet fewer per message (the last piece is most of a small one).
-        let mut chunk = Vec::with_capacity(FIRST_DATA_CHUNK);
-        let mut stuffed = Vec::with_capacity(FIRST_DATA_CHUNK + FIRST_DATA_CHUNK / 8);
+        let DataBuffers {
+            mut chunk,
+            mut stuffed,
+        } = std::mem::take(&mut self.data_buffers);
+        chunk.clear();
+        chunk.reserve(FIRST_DATA_CHUNK);
+        stuffed.clear();
+        stuffed.reserve(FIRST_DATA_CHUNK + FIRST_DATA_CHUNK / 8);
         loop {
             if chunk.len() == chunk.capacity() {
                 chunk.reserve(DATA_CHUNK.saturating_sub(chunk.capacity()));
@@ -425,6 +451,10 @@ impl SmtpClient {
         self.transport
             .write(&stuffed, Step::DataBlock, timeouts.data_block)
             .await?;
+        let buffers = DataBuffers { chunk, stuffed };
+        if buffers.worth_keeping() {
+            self.data_buffers = buffers;
+        }
 
         let answers = if self.config.lmtp { expected } else { 1 };
         let mut replies = Vec::with_capacity(expected);

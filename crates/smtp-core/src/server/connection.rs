@@ -583,14 +583,24 @@ impl<P: MailPolicy> Connection<P> {
             // thousands may: none holds a read buffer while it waits.
             self.input.release();
             if let ClientStream::Plain(tcp) = &self.stream {
-                let ready = tokio::time::timeout_at(self.deadline.into(), tcp.readable());
-                tokio::select! {
-                    result = ready => match result {
-                        Err(_) => return Ok(Input::Timeout),
-                        Ok(Err(e)) => return Err(e.into()),
-                        Ok(Ok(())) => {}
-                    },
-                    phase = self.shutdown.changed_from(seen) => return Ok(Input::Shutdown(phase)),
+                loop {
+                    let ready = tokio::time::timeout_at(self.deadline.into(), tcp.readable());
+                    tokio::select! {
+                        result = ready => match result {
+                            Err(_) => return Ok(Input::Timeout),
+                            Ok(Err(e)) => return Err(e.into()),
+                            Ok(Ok(())) => {}
+                        },
+                        phase = self.shutdown.changed_from(seen) => return Ok(Input::Shutdown(phase)),
+                    }
+                    // Readable: read without arming a second timer and
+                    // shutdown watch (a spurious wakeup waits again).
+                    match tcp.try_read_buf(self.input.spare(READ_CHUNK)) {
+                        Ok(0) => return Ok(Input::Eof),
+                        Ok(_) => return Ok(Input::Data),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e.into()),
+                    }
                 }
             }
         }
