@@ -35,7 +35,10 @@ pub const AGE_LIMIT: Duration = Duration::from_secs(300);
 /// Dropping the keeper (the client went away) closes the session at once.
 #[derive(Default)]
 pub struct KeptBackend {
-    slot: Arc<Mutex<Slot>>,
+    /// Made on the first `keep`: a backend session is several KB (its TLS
+    /// state is inline), and most connections (idle ones, those refused)
+    /// never keep one.
+    slot: Option<Arc<Mutex<Slot>>>,
 }
 
 /// What the connection and its reaper share.
@@ -48,24 +51,26 @@ struct Slot {
 impl KeptBackend {
     /// Keeps `backend` for the client's next message, or closes it when it
     /// has served long enough or an error left it out of step.
-    pub fn keep(&self, backend: Backend) {
+    pub fn keep(&mut self, backend: Backend) {
         if !backend.is_usable() || backend.age() >= AGE_LIMIT {
             backend.abandon();
             return;
         }
-        let mut slot = lock(&self.slot);
+        let shared = self.slot.get_or_insert_with(Arc::default);
+        let mut slot = lock(shared);
         if let Some((previous, _)) = slot.parked.replace((backend, Instant::now())) {
             previous.abandon();
         }
         if !slot.reaper_running {
             slot.reaper_running = true;
-            tokio::spawn(reap(Arc::clone(&self.slot)));
+            tokio::spawn(reap(Arc::clone(shared)));
         }
     }
 
     /// The kept session, unless it was closed for idleness.
     pub fn take(&self) -> Option<Backend> {
-        lock(&self.slot).parked.take().map(|(backend, _)| backend)
+        let slot = self.slot.as_ref()?;
+        lock(slot).parked.take().map(|(backend, _)| backend)
     }
 }
 

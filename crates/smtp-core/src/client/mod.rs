@@ -14,6 +14,7 @@
 
 mod auth;
 mod capabilities;
+mod content;
 mod error;
 mod reply_parser;
 mod session;
@@ -31,6 +32,7 @@ use crate::reply::Reply;
 
 pub use auth::{AuthMechanism, Credentials};
 pub use capabilities::Capabilities;
+pub use content::MessageSource;
 pub use error::{ClientError, ClientErrorKind, Step};
 pub use reply_parser::{MAX_REPLY_LINE, MAX_REPLY_LINES, ReplyError, ReplyParser};
 pub use session::SmtpClient;

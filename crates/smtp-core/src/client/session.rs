@@ -3,16 +3,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::debug;
 
 use crate::address::{ForwardPath, ReversePath};
-use crate::data::DotStuffer;
 use crate::policy::HeloVerb;
 use crate::reply::Reply;
 
 use super::auth::{self, ChosenMechanism};
 use super::capabilities::Capabilities;
+use super::content::{DataBuffers, MessageSource};
 use super::error::{ClientError, ClientErrorKind, Step};
 use super::transport::Transport;
 use super::xclient::xclient_commands;
@@ -22,15 +21,6 @@ use super::{
 
 /// QUIT is a courtesy: never wait long for it.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Message content is read and stuffed in pieces of up to this size, so a
-/// large spooled message never has to be in memory twice.
-const DATA_CHUNK: usize = 64 * 1024;
-
-/// The first piece's size: most messages are a few KB, and allocating (and
-/// freeing) 64 KiB buffers per message made glibc trim and re-fault its heap
-/// (an madvise per message); pieces grow to [`DATA_CHUNK`] once one fills up.
-const FIRST_DATA_CHUNK: usize = 16 * 1024;
 
 /// Commands written at once when pipelining. A bound keeps the replies we do
 /// not read while writing small enough that neither side's socket buffer can
@@ -44,31 +34,16 @@ const PIPELINE_GROUP: usize = 100;
 /// After an error that may have left the dialogue out of step, every further
 /// call fails with [`ClientErrorKind::Unusable`]: drop the client then.
 pub struct SmtpClient {
-    transport: Transport,
-    config: ClientConfig,
+    pub(super) transport: Transport,
+    pub(super) config: ClientConfig,
     capabilities: Capabilities,
     /// RCPTs accepted since the last MAIL: an LMTP server answers the data
     /// once for each (RFC 2033 §4.2).
-    accepted_rcpts: usize,
+    pub(super) accepted_rcpts: usize,
     /// The DATA buffers of the last message, kept while they are of the
     /// first piece's size so a session carrying many small messages does not
     /// allocate (and free) them for each one.
-    data_buffers: DataBuffers,
-}
-
-/// Buffers for reading a message and writing it dot-stuffed.
-#[derive(Default)]
-struct DataBuffers {
-    chunk: Vec<u8>,
-    stuffed: Vec<u8>,
-}
-
-impl DataBuffers {
-    /// Whether keeping them costs no more than a small message needs.
-    fn worth_keeping(&self) -> bool {
-        self.chunk.capacity() <= FIRST_DATA_CHUNK
-            && self.stuffed.capacity() <= FIRST_DATA_CHUNK + FIRST_DATA_CHUNK / 8
-    }
+    pub(super) data_buffers: DataBuffers,
 }
 
 impl std::fmt::Debug for SmtpClient {
@@ -340,10 +315,7 @@ impl SmtpClient {
     /// [`data`](Self::data) for a message read from `message` (a spool file)
     /// piece by piece. A read failure is [`ClientErrorKind::MessageRead`] and
     /// leaves the session unusable (DATA cannot be aborted).
-    pub async fn data_from<R: AsyncRead + Unpin>(
-        &mut self,
-        message: R,
-    ) -> Result<Reply, ClientError> {
+    pub async fn data_from<R: MessageSource>(&mut self, message: R) -> Result<Reply, ClientError> {
         let mut replies = self.data_per_recipient(message).await?;
         // SMTP has one verdict; for LMTP callers should use the per-recipient
         // form, and the first reply stands for the rest here.
@@ -354,7 +326,7 @@ impl SmtpClient {
     /// order: LMTP's own per-recipient replies, or SMTP's single reply
     /// repeated, so a caller handles both protocols alike. A refusal of DATA
     /// itself counts for every recipient.
-    pub async fn data_per_recipient<R: AsyncRead + Unpin>(
+    pub async fn data_per_recipient<R: MessageSource>(
         &mut self,
         message: R,
     ) -> Result<Vec<Reply>, ClientError> {
@@ -368,7 +340,7 @@ impl SmtpClient {
 
     /// The message after a `354` from [`envelope_and_data`](Self::envelope_and_data),
     /// and the server's verdict on it (for LMTP, the first recipient's).
-    pub async fn data_content<R: AsyncRead + Unpin>(
+    pub async fn data_content<R: MessageSource>(
         &mut self,
         message: R,
     ) -> Result<Reply, ClientError> {
@@ -402,74 +374,6 @@ impl SmtpClient {
             354 | 400..=599 => Ok(reply),
             _ => Err(self.unexpected(Step::Data, reply)),
         }
-    }
-
-    async fn content_per_recipient<R: AsyncRead + Unpin>(
-        &mut self,
-        mut message: R,
-    ) -> Result<Vec<Reply>, ClientError> {
-        let timeouts = self.config.timeouts;
-        let expected = self.accepted_rcpts.max(1);
-        let mut stuffer = DotStuffer::new();
-        // Reads go into spare capacity (no 64 KiB memset per message), and
-        // stuffed octets are written only once a chunk's worth is ready, so
-        // the end of the message goes out with the terminator: one write and
-        // one packet fewer per message (the last piece is most of a small one).
-        let DataBuffers {
-            mut chunk,
-            mut stuffed,
-        } = std::mem::take(&mut self.data_buffers);
-        chunk.clear();
-        chunk.reserve(FIRST_DATA_CHUNK);
-        stuffed.clear();
-        stuffed.reserve(FIRST_DATA_CHUNK + FIRST_DATA_CHUNK / 8);
-        loop {
-            if chunk.len() == chunk.capacity() {
-                chunk.reserve(DATA_CHUNK.saturating_sub(chunk.capacity()));
-            }
-            chunk.clear();
-            let count = match message.read_buf(&mut chunk).await {
-                Ok(count) => count,
-                Err(error) => {
-                    return Err(self
-                        .transport
-                        .fail(Step::DataBlock, ClientErrorKind::MessageRead(error)));
-                }
-            };
-            if count == 0 {
-                break;
-            }
-            stuffer.push(&chunk, &mut stuffed);
-            if stuffed.len() >= DATA_CHUNK {
-                self.transport
-                    .write(&stuffed, Step::DataBlock, timeouts.data_block)
-                    .await?;
-                stuffed.clear();
-            }
-        }
-        stuffer.finish(&mut stuffed);
-        self.transport
-            .write(&stuffed, Step::DataBlock, timeouts.data_block)
-            .await?;
-        let buffers = DataBuffers { chunk, stuffed };
-        if buffers.worth_keeping() {
-            self.data_buffers = buffers;
-        }
-
-        let answers = if self.config.lmtp { expected } else { 1 };
-        let mut replies = Vec::with_capacity(expected);
-        for _ in 0..answers {
-            let reply = self
-                .transport
-                .read_reply(Step::DataEnd, timeouts.data_end)
-                .await?;
-            replies.push(self.transaction_reply(Step::DataEnd, reply)?);
-        }
-        if !self.config.lmtp {
-            let only = replies[0].clone();
-            replies.resize(expected, only);
-        }
-        Ok(replies)
     }
 
     /// Abandons the current transaction.
@@ -615,7 +519,11 @@ impl SmtpClient {
 
     /// A reply the caller judges: any 2xx, 4xx or 5xx. A 3xx where none can
     /// come means we no longer understand the server.
-    fn transaction_reply(&mut self, step: Step, reply: Reply) -> Result<Reply, ClientError> {
+    pub(super) fn transaction_reply(
+        &mut self,
+        step: Step,
+        reply: Reply,
+    ) -> Result<Reply, ClientError> {
         if (300..400).contains(&reply.code()) {
             return Err(self.unexpected(step, reply));
         }

@@ -595,10 +595,15 @@ impl<P: MailPolicy> Connection<P> {
                     }
                     // Readable: read without arming a second timer and
                     // shutdown watch (a spurious wakeup waits again).
+                    // Readiness outlives the read that consumed it, so the
+                    // wait after a command often ends at once with nothing
+                    // to read: the buffer goes back before waiting again.
                     match tcp.try_read_buf(self.input.spare(READ_CHUNK)) {
                         Ok(0) => return Ok(Input::Eof),
                         Ok(_) => return Ok(Input::Data),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            self.input.release()
+                        }
                         Err(e) => return Err(e.into()),
                     }
                 }

@@ -467,3 +467,54 @@ async fn without_pipelining_data_follows_only_a_fully_accepted_envelope() {
         ["MAIL FROM:<s@example.com>", "RCPT TO:<a@example.org>"]
     );
 }
+
+/// A message larger than two pieces, with dot lines everywhere, is stuffed
+/// alike whether it is in memory or read from a file.
+#[tokio::test]
+async fn large_messages_are_stuffed_alike_from_memory_and_from_a_file() {
+    let lines: Vec<String> = (0..6000)
+        .map(|i| {
+            if i % 3 == 0 {
+                format!(".dot line {i} {}", "x".repeat(i % 50))
+            } else {
+                format!("line {i} {}", "y".repeat(i % 70))
+            }
+        })
+        .collect();
+    let message = format!("{}\r\n", lines.join("\r\n"));
+    assert!(message.len() > 3 * 64 * 1024);
+    let stuffed: Vec<String> = lines
+        .iter()
+        .map(|l| match l.strip_prefix('.') {
+            Some(_) => format!(".{l}"),
+            None => l.clone(),
+        })
+        .collect();
+    let expected = format!("{}\r\n.\r\n", stuffed.join("\r\n")).into_bytes();
+
+    let file_path = std::env::temp_dir().join(format!("postern-content-{}", std::process::id()));
+    std::fs::write(&file_path, &message).unwrap();
+    for from_file in [false, true] {
+        let mut script = opening(&[]);
+        script.extend([
+            Act::Hear(1),
+            say("354 Go ahead\r\n"),
+            Act::HearData,
+            say("250 2.0.0 Ok\r\n"),
+        ]);
+        let server = FakeServer::start(script).await;
+        let mut client = SmtpClient::connect(server.addr, "backend.test", &config())
+            .await
+            .unwrap();
+        let reply = if from_file {
+            let file = tokio::fs::File::open(&file_path).await.unwrap();
+            client.data_from(file).await.unwrap()
+        } else {
+            client.data(message.as_bytes()).await.unwrap()
+        };
+        assert_eq!(reply.code(), 250);
+        let heard = server.heard().await;
+        assert!(heard.data[0] == expected, "from_file={from_file}");
+    }
+    std::fs::remove_file(&file_path).unwrap();
+}
