@@ -10,6 +10,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::task::AbortHandle;
+
 use crate::forward::Backend;
 
 /// How long a finished backend session waits for the client's next message
@@ -35,16 +37,20 @@ pub const AGE_LIMIT: Duration = Duration::from_secs(300);
 /// Dropping the keeper (the client went away) closes the session at once.
 #[derive(Default)]
 pub struct KeptBackend {
-    /// Made on the first `keep`: a backend session is several KB (its TLS
-    /// state is inline), and most connections (idle ones, those refused)
-    /// never keep one.
+    /// Made on the first `keep`, and only as large as an empty slot: most
+    /// connections (idle ones, those refused) never keep a session.
     slot: Option<Arc<Mutex<Slot>>>,
+    /// The reaper watching the slot, ended with the connection: one that
+    /// slept out its deadline after the client left held the slot (and a
+    /// task) for up to [`IDLE_LIMIT`] per closed connection.
+    reaper: Option<AbortHandle>,
 }
 
-/// What the connection and its reaper share.
+/// What the connection and its reaper share. The session is boxed: it is
+/// several KB (its TLS state is inline) and the slot outlives it.
 #[derive(Default)]
 struct Slot {
-    parked: Option<(Backend, Instant)>,
+    parked: Option<(Box<Backend>, Instant)>,
     reaper_running: bool,
 }
 
@@ -58,24 +64,29 @@ impl KeptBackend {
         }
         let shared = self.slot.get_or_insert_with(Arc::default);
         let mut slot = lock(shared);
-        if let Some((previous, _)) = slot.parked.replace((backend, Instant::now())) {
+        if let Some((previous, _)) = slot.parked.replace((Box::new(backend), Instant::now())) {
             previous.abandon();
         }
         if !slot.reaper_running {
             slot.reaper_running = true;
-            tokio::spawn(reap(Arc::clone(shared)));
+            self.reaper = Some(tokio::spawn(reap(Arc::clone(shared))).abort_handle());
         }
     }
 
     /// The kept session, unless it was closed for idleness.
     pub fn take(&self) -> Option<Backend> {
         let slot = self.slot.as_ref()?;
-        lock(slot).parked.take().map(|(backend, _)| backend)
+        lock(slot).parked.take().map(|(backend, _)| *backend)
     }
 }
 
 impl Drop for KeptBackend {
     fn drop(&mut self) {
+        // The reaper never awaits anything but its timer (it hands QUIT to a
+        // task of its own), so ending it loses nothing.
+        if let Some(reaper) = self.reaper.take() {
+            reaper.abort();
+        }
         // Outside a runtime (the process is ending) dropping the session
         // just closes its socket.
         if let (Some(backend), Ok(runtime)) = (self.take(), tokio::runtime::Handle::try_current()) {
@@ -96,15 +107,15 @@ async fn reap(slot: Arc<Mutex<Slot>>) {
                 Some(deadline) if Instant::now() < deadline => Ok(deadline),
                 _ => {
                     guard.reaper_running = false;
-                    Err(guard.parked.take().map(|(backend, _)| backend))
+                    Err(guard.parked.take())
                 }
             }
         };
         match next {
             Ok(deadline) => tokio::time::sleep_until(deadline.into()).await,
             Err(idle) => {
-                if let Some(backend) = idle {
-                    backend.quit().await;
+                if let Some((backend, _)) = idle {
+                    backend.abandon();
                 }
                 return;
             }
