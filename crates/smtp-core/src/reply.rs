@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::io::Write as _;
 
 /// An RFC 3463 enhanced status code (`class.subject.detail`).
 ///
@@ -132,10 +133,11 @@ impl Reply {
         let last = self.lines.len() - 1;
         for (i, line) in self.lines.iter().enumerate() {
             let sep = if i == last { ' ' } else { '-' };
-            out.extend_from_slice(self.code.to_string().as_bytes());
-            out.push(sep as u8);
+            // Formatted in place: replies are written for every command,
+            // and a String per number was most of their allocations.
+            let _ = write!(out, "{}{}", self.code, sep);
             if let Some(enhanced) = self.enhanced {
-                out.extend_from_slice(enhanced.to_string().as_bytes());
+                let _ = write!(out, "{enhanced}");
                 if !line.is_empty() {
                     out.push(b' ');
                 }

@@ -237,6 +237,10 @@ impl ForwardSettings {
     /// or the sender, per [`ForwardSettings::domain_selector`], as
     /// `user@domain` (or just a domain).
     pub fn route_for(&self, selector_address: &str) -> &ForwardRoute {
+        // The usual setup has no per-domain section: nothing to look up.
+        if self.domain_routes.is_empty() {
+            return &self.default_route;
+        }
         let lowered = selector_address.to_lowercase();
         let domain = lowered
             .rsplit_once('@')

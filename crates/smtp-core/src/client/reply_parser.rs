@@ -82,13 +82,16 @@ impl ReplyParser {
             let Some(line_end) = self.find_line_end()? else {
                 return Ok(None);
             };
-            let line: Vec<u8> = self.buffer.drain(..=line_end).collect();
             self.scanned = 0;
-            let content = strip_line_ending(&line);
-            if content.len() > MAX_REPLY_LINE {
-                return Err(ReplyError::LineTooLong);
-            }
-            if let Some(reply) = self.accept_line(content)? {
+            // The line is parsed where it lies, then dropped from the buffer.
+            let content = strip_line_ending(&self.buffer[..=line_end]);
+            let accepted = if content.len() > MAX_REPLY_LINE {
+                Err(ReplyError::LineTooLong)
+            } else {
+                accept_line(&mut self.partial, content)
+            };
+            self.buffer.drain(..=line_end);
+            if let Some(reply) = accepted? {
                 return Ok(Some(reply));
             }
         }
@@ -111,45 +114,49 @@ impl ReplyParser {
             }
         }
     }
+}
 
-    /// Adds one line (ending removed) to the reply in progress; returns the
-    /// reply when this was its last line.
-    fn accept_line(&mut self, content: &[u8]) -> Result<Option<Reply>, ReplyError> {
-        let (code, is_last, text) = split_reply_line(content)?;
-        let text = String::from_utf8_lossy(text);
-        let partial = match self.partial.as_mut() {
-            None => {
-                let (enhanced, text) = split_enhanced(code, &text);
-                self.partial.insert(PartialReply {
-                    code,
-                    enhanced,
-                    lines: vec![text.to_owned()],
-                })
-            }
-            Some(partial) => {
-                if partial.code != code {
-                    return Err(ReplyError::InconsistentCode {
-                        first: partial.code,
-                        found: code,
-                    });
-                }
-                if partial.lines.len() >= MAX_REPLY_LINES {
-                    return Err(ReplyError::TooManyLines);
-                }
-                let text = strip_repeated_enhanced(partial.enhanced, &text);
-                partial.lines.push(text.to_owned());
-                partial
-            }
-        };
-        if !is_last {
-            return Ok(None);
+/// Adds one line (ending removed) to the reply in progress; returns the
+/// reply when this was its last line. A free function so the line can be
+/// borrowed from the parser's buffer meanwhile.
+fn accept_line(
+    in_progress: &mut Option<PartialReply>,
+    content: &[u8],
+) -> Result<Option<Reply>, ReplyError> {
+    let (code, is_last, text) = split_reply_line(content)?;
+    let text = String::from_utf8_lossy(text);
+    let partial = match in_progress.as_mut() {
+        None => {
+            let (enhanced, text) = split_enhanced(code, &text);
+            in_progress.insert(PartialReply {
+                code,
+                enhanced,
+                lines: vec![text.to_owned()],
+            })
         }
-        let code = partial.code;
-        let enhanced = partial.enhanced;
-        let lines = std::mem::take(&mut partial.lines);
-        self.partial = None;
-        Ok(Some(Reply::multiline(code, enhanced, lines)))
+        Some(partial) => {
+            if partial.code != code {
+                return Err(ReplyError::InconsistentCode {
+                    first: partial.code,
+                    found: code,
+                });
+            }
+            if partial.lines.len() >= MAX_REPLY_LINES {
+                return Err(ReplyError::TooManyLines);
+            }
+            let text = strip_repeated_enhanced(partial.enhanced, &text);
+            partial.lines.push(text.to_owned());
+            partial
+        }
+    };
+    if !is_last {
+        return Ok(None);
     }
+    let code = partial.code;
+    let enhanced = partial.enhanced;
+    let lines = std::mem::take(&mut partial.lines);
+    *in_progress = None;
+    Ok(Some(Reply::multiline(code, enhanced, lines)))
 }
 
 fn strip_line_ending(line: &[u8]) -> &[u8] {
