@@ -221,3 +221,37 @@ async fn a_refused_recipient_in_queue_mode_sends_no_data_and_the_next_message_go
     assert_eq!(subjects(&backend), ["fine"]);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_session_never_carries_a_message_for_another_route() -> anyhow::Result<()> {
+    let default = RecordingBackend::start(Behaviour::default()).await?;
+    let other = RecordingBackend::start(Behaviour::default()).await?;
+    // check_recipient=true makes a domain with its own section local too.
+    let routes = format!(
+        "check_recipient=true\n[other.test]\nhost=127.0.0.1\nport={}\n",
+        other.addr.port()
+    );
+    let s = ForwardingRelay::start(default.addr, &routes)?;
+    let mut client = greeted(s.v4, "c.example").await?;
+    for (rcpt, subject) in [
+        ("u@example.com", "first"),
+        ("u@other.test", "second"),
+        ("u@example.com", "third"),
+    ] {
+        let reply = client
+            .send_mail(
+                "a@o.example",
+                &[rcpt],
+                &format!("Subject: {subject}\n\nx\n"),
+            )
+            .await?;
+        assert_eq!(reply.code, 250, "{rcpt}: {reply:?}\n{}", s.relay.log());
+    }
+    assert_eq!(subjects(&default), ["first", "third"]);
+    assert_eq!(subjects(&other), ["second"]);
+    // The session kept for example.com was closed when other.test's message
+    // needed another backend, and a new one carried the third message.
+    assert_eq!(default.record().connections, 2);
+    assert_eq!(other.record().connections, 1);
+    Ok(())
+}
