@@ -277,32 +277,23 @@ impl Forwarder {
     }
 
     /// Queue mode: the whole transaction at the end of DATA, on `reused`
-    /// (the client's session from its previous message) when it still
-    /// serves this route and greeting, else on a new session.
+    /// (the client's kept session, already known to serve this route and
+    /// greeting) or else on a new session.
     pub async fn forward(
         &self,
         session: &SessionInfo,
         envelope: &smtp_core::policy::Envelope,
         selector: &str,
         message: &Message,
-        reused: Option<Backend>,
+        mut reused: Option<Backend>,
     ) -> Forwarded {
         let not_reusable = |verdict| Forwarded {
             verdict,
             reusable: None,
         };
         let options = mail_options(envelope, message.len());
-        let key = self.route_key(selector);
-        let mut reused = match reused {
-            Some(backend) if backend.serves(&key, session) => Some(backend),
-            Some(backend) => {
-                backend.abandon();
-                None
-            }
-            None => None,
-        };
         let (mut backend, (replies, data)) = loop {
-            let (mut backend, was_parked) = match reused.take() {
+            let (mut backend, was_kept) = match reused.take() {
                 Some(backend) => (backend, true),
                 None => match self.open(selector, session).await {
                     Ok(backend) => (backend, false),
@@ -313,27 +304,24 @@ impl Forwarder {
                 .client
                 .envelope_and_data(&envelope.from, &envelope.recipients, options)
                 .await;
+            let first = exchanged.as_ref().map(|(replies, _)| &replies.mail);
+            if was_kept && backend.closed_while_kept(session, first) {
+                backend.abandon();
+                continue;
+            }
             match exchanged {
-                Ok((replies, _)) if was_parked && replies.mail.code() == 421 => {
-                    info!(conn = %session.conn_id, backend = %backend.key, "kept backend session is closing ({}); opening a new one", replies.mail);
-                    backend.abandon();
-                }
                 Ok(exchanged) => break (backend, exchanged),
-                Err(e) if was_parked && lost_while_parked(&e) => {
-                    info!(conn = %session.conn_id, backend = %backend.key, "kept backend session was closed ({e}); opening a new one");
-                }
                 Err(e) => {
                     warn!(conn = %session.conn_id, backend = %backend.key, "backend envelope failed: {e}");
                     return not_reusable(Err(failure_reply(&e)));
                 }
             }
         };
-        let data_refusal = match &data {
-            Some(reply) if reply.code() != 354 => Some(reply.clone()),
-            _ => None,
-        };
+        let key = &backend.key;
+        // After a 354 the backend waits for content we may not send.
+        let awaiting_content = data.as_ref().is_some_and(|reply| reply.code() == 354);
         if !replies.mail.is_positive() {
-            if data.is_some() && data_refusal.is_none() {
+            if awaiting_content {
                 backend.client.abort_data();
             }
             // No transaction is open: the session can carry the next one,
@@ -359,11 +347,11 @@ impl Forwarder {
                 .or_else(|| replies.rcpts.iter().find(|r| r.is_permanent()))
                 .cloned()
                 .unwrap_or_else(broken_session);
-            if data.is_some() && data_refusal.is_none() {
+            if awaiting_content {
                 backend.client.abort_data();
             }
-            backend.abandon();
             info!(conn = %session.conn_id, id = %envelope.id, backend = %key, rcpt = %rcpt, "backend refused a recipient: {worst}");
+            backend.abandon();
             return not_reusable(Err(relayed(
                 &Reply::new(
                     worst.code(),
@@ -373,15 +361,18 @@ impl Forwarder {
                 &envelope.id,
             )));
         }
-        if let Some(refusal) = data_refusal {
-            info!(conn = %session.conn_id, id = %envelope.id, backend = %key, "backend refused DATA: {refusal}");
-            backend.abandon();
-            return not_reusable(Err(relayed(&refusal, &envelope.id)));
-        }
-        if data.is_none() {
-            // Only an empty recipient list gets here, which SMTP never sends.
-            backend.abandon();
-            return not_reusable(Err(broken_session()));
+        match data {
+            Some(reply) if reply.code() == 354 => {}
+            Some(refusal) => {
+                info!(conn = %session.conn_id, id = %envelope.id, backend = %key, "backend refused DATA: {refusal}");
+                backend.abandon();
+                return not_reusable(Err(relayed(&refusal, &envelope.id)));
+            }
+            None => {
+                // Only an empty recipient list gets here, which SMTP never sends.
+                backend.abandon();
+                return not_reusable(Err(broken_session()));
+            }
         }
         let verdict = backend.content(session, envelope, message).await;
         Forwarded {
@@ -391,18 +382,34 @@ impl Forwarder {
     }
 }
 
-/// A parked session's connection failed before our first command got an
-/// answer: the backend closed it while idle (its own timeout, a restart).
-/// Nothing of the new transaction can have been accepted, so it is safe to
-/// start again on a new session.
-pub fn lost_while_parked(error: &ClientError) -> bool {
-    matches!(
-        error.kind(),
-        ClientErrorKind::Closed | ClientErrorKind::Io(_)
-    )
-}
-
 impl Backend {
+    /// Whether the first exchange on a kept session shows that the backend
+    /// closed it while it was kept (its own idle timeout, a restart): the
+    /// connection is gone, or the first reply is its `421`. Nothing of the
+    /// new transaction can have been accepted then, so the caller starts
+    /// again on a new session.
+    pub fn closed_while_kept(
+        &self,
+        session: &SessionInfo,
+        first: Result<&Reply, &ClientError>,
+    ) -> bool {
+        let closed = match first {
+            Ok(reply) => reply.code() == 421,
+            Err(error) => matches!(
+                error.kind(),
+                ClientErrorKind::Closed | ClientErrorKind::Io(_)
+            ),
+        };
+        if closed {
+            let why = match first {
+                Ok(reply) => reply.to_string(),
+                Err(error) => error.to_string(),
+            };
+            info!(conn = %session.conn_id, backend = %self.key, "kept backend session was closed ({why}); opening a new one");
+        }
+        closed
+    }
+
     /// Whether this session was opened for `key` and the client's current
     /// greeting, so XCLIENT told the backend what is still true.
     pub fn serves(&self, key: &RouteKey, session: &SessionInfo) -> bool {
@@ -420,7 +427,7 @@ impl Backend {
     }
 
     /// MAIL FROM for live mode. `Err` is a failure of the session itself,
-    /// with the client error for the caller to judge (a parked session that
+    /// with the client error for the caller to judge (a kept session that
     /// was closed meanwhile is retried on a new one).
     pub async fn mail_from(
         &mut self,

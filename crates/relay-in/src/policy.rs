@@ -131,26 +131,20 @@ impl RelayInConnection {
         key: &RouteKey,
     ) -> Result<&mut Backend, Reply> {
         if self.live.is_none() {
-            let mut reused = match self.kept.take() {
-                Some(backend) if backend.serves(key, session) => Some(backend),
-                Some(backend) => {
-                    backend.abandon();
-                    None
-                }
-                None => None,
-            };
+            let mut reused = self.kept.take_for(key, session);
             let options = forward::mail_options(envelope, 0);
             let (backend, mail) = loop {
-                let (mut backend, was_parked) = match reused.take() {
+                let (mut backend, was_kept) = match reused.take() {
                     Some(backend) => (backend, true),
                     None => (self.shared.forwarder.open(selector, session).await?, false),
                 };
-                match backend.mail_from(&envelope.from, options).await {
-                    Ok(mail) if was_parked && mail.code() == 421 => backend.abandon(),
+                let mail = backend.mail_from(&envelope.from, options).await;
+                if was_kept && backend.closed_while_kept(session, mail.as_ref()) {
+                    backend.abandon();
+                    continue;
+                }
+                match mail {
                     Ok(mail) => break (backend, mail),
-                    Err(e) if was_parked && forward::lost_while_parked(&e) => {
-                        info!(conn = %session.conn_id, backend = %key, "kept backend session was closed ({e}); opening a new one");
-                    }
                     Err(e) => {
                         warn!(conn = %session.conn_id, backend = %key, "backend MAIL failed: {e}");
                         return Err(forward::failure_reply(&e));
@@ -226,7 +220,8 @@ impl ConnectionPolicy for RelayInConnection {
                     .cloned()
                     .unwrap_or(ForwardPath::Postmaster("postmaster".into()));
                 let selector = selector(settings.domain_selector, &envelope.from, &first);
-                let reused = self.kept.take();
+                let key = self.shared.forwarder.route_key(&selector);
+                let reused = self.kept.take_for(&key, session);
                 let forwarded = self
                     .shared
                     .forwarder

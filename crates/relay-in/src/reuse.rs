@@ -10,9 +10,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use smtp_core::policy::SessionInfo;
 use tokio::task::AbortHandle;
 
-use crate::forward::Backend;
+use crate::forward::{Backend, RouteKey};
 
 /// How long a finished backend session waits for the client's next message
 /// before it is closed. Postfix's own SMTP connection cache keeps an idle
@@ -74,9 +75,22 @@ impl KeptBackend {
     }
 
     /// The kept session, unless it was closed for idleness.
-    pub fn take(&self) -> Option<Backend> {
+    fn take(&self) -> Option<Backend> {
         let slot = self.slot.as_ref()?;
         lock(slot).parked.take().map(|(backend, _)| *backend)
+    }
+
+    /// The kept session if it serves `key` and the client's current greeting
+    /// (so XCLIENT told the backend what is still true); one that does not is
+    /// closed.
+    pub fn take_for(&self, key: &RouteKey, session: &SessionInfo) -> Option<Backend> {
+        let backend = self.take()?;
+        if backend.serves(key, session) {
+            Some(backend)
+        } else {
+            backend.abandon();
+            None
+        }
     }
 }
 
