@@ -27,6 +27,8 @@ use crate::config::{AuthMechanism, ForwardRoute, ForwardSettings, XclientPolicy}
 #[derive(Debug)]
 struct PreparedRoute {
     route: ForwardRoute,
+    /// Made once: recipients are checked against it one by one.
+    key: RouteKey,
     client: ClientConfig,
 }
 
@@ -50,7 +52,7 @@ pub struct Forwarder {
 /// share it (Haraka's split-host deferral).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteKey {
-    host: String,
+    host: std::sync::Arc<str>,
     port: u16,
 }
 
@@ -148,6 +150,10 @@ impl Forwarder {
                     source,
                 })?;
             routes.push(PreparedRoute {
+                key: RouteKey {
+                    host: route.host.as_str().into(),
+                    port: route.port,
+                },
                 route: route.clone(),
                 client,
             });
@@ -180,11 +186,7 @@ impl Forwarder {
     /// The route key for a transaction, chosen by `domain_selector` from the
     /// sender or the first recipient.
     pub fn route_key(&self, selector: &str) -> RouteKey {
-        let route = &self.prepared(selector).route;
-        RouteKey {
-            host: route.host.clone(),
-            port: route.port,
-        }
+        self.prepared(selector).key.clone()
     }
 
     /// Connects, authenticates, then XCLIENT per `xclient=`. AUTH goes
@@ -193,10 +195,7 @@ impl Forwarder {
     pub async fn open(&self, selector: &str, session: &SessionInfo) -> Result<Backend, Reply> {
         let prepared = self.prepared(selector);
         let route = &prepared.route;
-        let key = RouteKey {
-            host: route.host.clone(),
-            port: route.port,
-        };
+        let key = prepared.key.clone();
         let addrs = resolve(&route.host, route.port).await.map_err(|e| {
             warn!(conn = %session.conn_id, backend = %key, "cannot resolve backend host: {e}");
             unavailable()
