@@ -171,3 +171,10 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("bind 127.0.0.1:0")
 }
+
+/// Whether this process runs as root (the dev and CI machines do): deploy
+/// tests need it, and Postfix's smtp-sink must then be told to drop it.
+pub fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and touches no memory.
+    unsafe { libc::geteuid() == 0 }
+}

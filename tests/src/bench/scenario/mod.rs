@@ -25,7 +25,7 @@ use super::report::{Phase, ScenarioReport};
 use super::sink::Offers;
 use super::stats::Latency;
 use super::tls::BenchPki;
-use crate::process::free_port;
+use crate::process::{free_port, running_as_root};
 
 /// Postfix's test sink, from the postfix package.
 const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
@@ -180,17 +180,6 @@ impl Bench {
         let daemon = Daemon::start(name, &program, &["-c", &config], &env, log, addr)?;
         Ok((Measured::settle(daemon).await?, dir))
     }
-}
-
-/// Whether this process runs as root (the dev and CI machines do).
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("Uid:"))
-            .and_then(|ids| ids.split_whitespace().nth(1))
-            == Some("0")
-    })
 }
 
 /// A daemon and its memory right after startup.
