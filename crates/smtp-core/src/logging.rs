@@ -6,6 +6,20 @@
 //! the fields our events carry (client, id, code) into the message text,
 //! while tracing-journald writes each one as its own journal field
 //! (`CLIENT=`, `CODE=`), which `journalctl CLIENT=203.0.113.9` can select.
+//!
+//! The field prefix is off. tracing-journald by default writes every field
+//! but `message` as `F_<NAME>` (`F_CLIENT=`), to keep them apart from the
+//! journal's own fields; then the names in docs/troubleshooting.md select
+//! nothing. Without the prefix a field is its name upper-cased, `.` made
+//! `_` (`client` -> `CLIENT`, `queue_id` -> `QUEUE_ID`), and `message` is
+//! `MESSAGE`. The price is that a field must not be named like a field the
+//! layer or journald already writes (`priority`, `target`, `code_file`,
+//! `code_line`, `syslog_identifier`, `message_id`, `errno`): none of ours
+//! is. Levels map to `PRIORITY` as tracing-journald does by default: error
+//! 3, warn 4, info 5 (notice), debug 6, trace 7; `SYSLOG_IDENTIFIER` is the
+//! binary's name. tests/tests/journald.rs checks the names, one
+//! `PRIORITY` per entry and the error, warn, info and debug values on a
+//! journal socket of its own.
 
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
@@ -22,6 +36,7 @@ pub fn init(default_level: &str) -> &'static str {
     if std::env::var_os("JOURNAL_STREAM").is_some()
         && let Ok(journald) = tracing_journald::layer()
     {
+        let journald = journald.with_field_prefix(None);
         tracing_subscriber::registry()
             .with(filter)
             .with(journald)
