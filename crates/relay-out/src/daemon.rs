@@ -17,9 +17,8 @@ use tracing::{info, warn};
 use crate::acl::RelayAcl;
 use crate::config::RelayOutSettings;
 use crate::delivery::{self, DisabledSwitch, Runner};
-use crate::instance;
 use crate::policy::{Intake, RelayOut};
-use crate::queue::Spool;
+use crate::queue;
 use crate::submission::Submission;
 
 pub async fn run(config: &Path) -> anyhow::Result<()> {
@@ -32,8 +31,8 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     let acl = RelayAcl::new(&settings, &core.listen)?;
 
     let queue_dir = &settings.outbound.queue_dir;
-    let spool = Spool::open(queue_dir).context("opening the queue")?;
-    if let Some(pid) = instance::running_daemon(&spool)?
+    let spool = queue::open(queue_dir).context("opening the queue")?;
+    if let Some(pid) = spool.running_daemon()?
         && pid != std::process::id()
     {
         bail!(

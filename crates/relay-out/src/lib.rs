@@ -8,7 +8,6 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod delivery;
-pub mod instance;
 pub mod policy;
 pub mod queue;
 pub mod schedule;

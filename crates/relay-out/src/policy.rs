@@ -27,8 +27,8 @@ use tracing::{error, info};
 
 use crate::acl::RelayAcl;
 use crate::delivery::RunnerHandle;
-use crate::queue::{self, QueueId, RecipientState, Spool, SpoolError};
 use crate::submission::Submission;
+use spool::{QueueId, RecipientState, Spool, SpoolError};
 
 /// relay-out's [`MailPolicy`].
 #[derive(Debug)]
@@ -194,7 +194,7 @@ impl ConnectionPolicy for RelayOutConnection {
 }
 
 /// The queue envelope for an accepted transaction, every recipient due now.
-fn queued_envelope(session: &SessionInfo, envelope: &Envelope, now: SystemTime) -> queue::Envelope {
+fn queued_envelope(session: &SessionInfo, envelope: &Envelope, now: SystemTime) -> spool::Envelope {
     let sender = match &envelope.from {
         ReversePath::Null => String::new(),
         ReversePath::Mailbox(mailbox) => mailbox.to_string(),
@@ -203,7 +203,7 @@ fn queued_envelope(session: &SessionInfo, envelope: &Envelope, now: SystemTime) 
         .greeting
         .as_ref()
         .map_or("-", |greeting| greeting.name.as_str());
-    queue::Envelope {
+    spool::Envelope {
         id: QueueId::generate_at(now),
         arrival: now,
         sender,
@@ -219,6 +219,7 @@ fn queued_envelope(session: &SessionInfo, envelope: &Envelope, now: SystemTime) 
         }),
         smtputf8: envelope.params.smtputf8,
         eight_bit_mime: envelope.params.body == Some(Body::EightBitMime),
+        extras: spool::NoExtras {},
     }
 }
 
@@ -322,7 +323,7 @@ mod tests {
         let acl = RelayAcl::new(&settings, &core.listen).expect("acl");
         let (runner, _inbox) = crate::delivery::channel();
         let intake = Intake {
-            spool: Spool::open(queue).expect("spool"),
+            spool: crate::queue::open(queue).expect("spool"),
             runner,
         };
         RelayOut::new(

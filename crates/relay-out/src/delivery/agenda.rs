@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
-use crate::queue::{Envelope, QueueId, RecipientStatus};
+use spool::{Envelope, QueueId, RecipientStatus};
 
 /// A message that comes back from an attempt is not due again sooner than
 /// this, whatever its envelope says: an attempt that changed nothing (a
@@ -154,7 +154,7 @@ fn make_pending_due(envelope: &mut Envelope, now: SystemTime) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::RecipientState;
+    use spool::RecipientState;
 
     fn at(seconds: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + seconds)
@@ -171,6 +171,7 @@ mod tests {
             client: None,
             smtputf8: false,
             eight_bit_mime: false,
+            extras: spool::NoExtras {},
         }
     }
 

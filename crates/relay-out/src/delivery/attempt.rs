@@ -21,7 +21,7 @@ use super::log::{AttemptRecord, AttemptResult, HostContact, log_attempt};
 use super::outcome::{RecipientOutcome, Verdict};
 use super::plan::{ConnectionPlan, Group};
 use super::route::{self, Candidate};
-use crate::queue::QueueId;
+use spool::QueueId;
 
 /// What an attempt needs to know about the message.
 #[derive(Debug)]

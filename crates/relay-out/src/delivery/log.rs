@@ -33,7 +33,7 @@ use std::time::Duration;
 use tracing::info;
 
 use super::connector::Mode;
-use crate::queue::QueueId;
+use spool::QueueId;
 
 /// How an attempt ended, as the log's `result` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

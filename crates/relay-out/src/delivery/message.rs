@@ -26,7 +26,7 @@ use super::log::{AttemptRecord, AttemptResult, HostContact, log_attempt};
 use super::notice;
 use super::outcome::{RecipientOutcome, Verdict};
 use super::plan::{Group, due_work};
-use crate::queue::{Envelope, RecipientStatus, SpoolError};
+use spool::{Envelope, RecipientStatus, SpoolError};
 
 /// When a notice could not be stored (disk full), try again after this.
 const NOTICE_RETRY: Duration = Duration::from_secs(60);

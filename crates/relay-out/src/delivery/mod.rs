@@ -38,8 +38,8 @@ use smtp_core::config::{ConfigDir, ConfigError, CoreSettings};
 use smtp_core::dns::{Dns, DnsError, DnsSettings};
 
 use crate::config::RelayOutSettings;
-use crate::queue::Spool;
 use crate::schedule::RetrySchedule;
+use spool::Spool;
 
 pub use runner::{Runner, RunnerHandle, channel};
 pub use switch::DisabledSwitch;

@@ -8,7 +8,7 @@ use tracing::{info, warn};
 
 use super::Context;
 use crate::bounce::{Action, BounceInput, Diagnostic, FailedRecipient, build_bounce};
-use crate::queue::{
+use spool::{
     Envelope, MAX_SHOWN_HEADER_BYTES, QueueId, RecipientState, RecipientStatus, SpoolError,
 };
 
@@ -124,6 +124,7 @@ async fn queue_notice(
         )),
         smtputf8: !envelope.sender.is_ascii(),
         eight_bit_mime: false,
+        extras: spool::NoExtras {},
     };
     let spool = ctx.spool.clone();
     let stored = notice.clone();

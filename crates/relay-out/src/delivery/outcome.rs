@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use rand::Rng;
 use smtp_core::reply::Reply;
 
-use crate::queue::{RecipientState, RecipientStatus};
 use crate::schedule::{RetrySchedule, expired};
+use spool::{RecipientState, RecipientStatus};
 
 /// The verdict on one recipient after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use smtp_core::address::{ForwardPath, Host, parse_forward_path};
 
 use super::outcome::{RecipientOutcome, Verdict};
 use super::route::{Candidate, Destination};
-use crate::queue::Envelope;
+use spool::Envelope;
 
 /// Recipients of one message delivered in one SMTP transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +38,7 @@ pub fn due_work(envelope: &Envelope, now: SystemTime, always_split: bool) -> Due
     let mut work = DueWork::default();
     let mut by_destination: BTreeMap<Destination, usize> = BTreeMap::new();
     for (index, recipient) in envelope.recipients.iter().enumerate() {
-        if recipient.status != crate::queue::RecipientStatus::Pending {
+        if recipient.status != spool::RecipientStatus::Pending {
             continue;
         }
         if recipient.next_attempt.is_some_and(|due| due > now) {
@@ -135,7 +135,7 @@ impl ConnectionPlan {
 mod tests {
     use super::*;
     use crate::delivery::connector::{Connector, TlsUse};
-    use crate::queue::{QueueId, RecipientState, RecipientStatus};
+    use spool::{QueueId, RecipientState, RecipientStatus};
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -152,6 +152,7 @@ mod tests {
             client: None,
             smtputf8: false,
             eight_bit_mime: false,
+            extras: spool::NoExtras {},
         }
     }
 

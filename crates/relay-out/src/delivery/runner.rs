@@ -14,7 +14,7 @@ use super::Context;
 use super::agenda::Agenda;
 use super::message::{self, TaskOutcome};
 use super::switch::DisabledSwitch;
-use crate::queue::{Envelope, QueueId};
+use spool::{Envelope, QueueId};
 
 /// How often outbound.ini is checked for a change of `disabled`.
 const SETTINGS_POLL: Duration = Duration::from_secs(1);

@@ -6,13 +6,24 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
 use super::envelope::tests::sample;
-use super::scan::LoadReport;
 use super::*;
+
+/// The daemon name relay-out opens its spool with (its PID file is
+/// `relay-out.pid`).
+const DAEMON: &str = "relay-out";
+
+/// Opens a spool as relay-out does.
+fn open(dir: &Path) -> Result<Spool, SpoolError> {
+    Spool::open(dir, DAEMON)
+}
 
 fn new_spool() -> (tempfile::TempDir, Spool) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spool = Spool::open(&dir.path().join("queue")).expect("open spool");
+    let spool = open(&dir.path().join("queue")).expect("open spool");
     (dir, spool)
 }
 
@@ -44,10 +55,10 @@ fn loaded_ids(report: &LoadReport) -> Vec<QueueId> {
 fn open_creates_a_private_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let queue = dir.path().join("spool/postern/queue");
-    Spool::open(&queue).expect("open");
+    open(&queue).expect("open");
     let mode = fs::metadata(&queue).expect("metadata").permissions().mode();
     assert_eq!(mode & 0o777, 0o700);
-    Spool::open(&queue).expect("reopening an existing queue");
+    open(&queue).expect("reopening an existing queue");
 }
 
 #[test]
@@ -57,7 +68,7 @@ fn stored_messages_load_back_in_arrival_order() {
     std::thread::sleep(Duration::from_millis(2));
     let second = stored(&spool, b"Subject: two\r\n\r\nbody two, longer\r\n");
 
-    let reopened = Spool::open(spool.dir()).expect("reopen");
+    let reopened = open(spool.dir()).expect("reopen");
     let report = reopened.load().expect("load");
     assert_eq!(
         loaded_ids(&report),
@@ -200,10 +211,7 @@ fn update_persists_across_a_restart() {
     envelope.recipients[0].last_mx = Some("mx1.example.net".to_string());
     spool.update(&envelope).expect("update");
 
-    let report = Spool::open(spool.dir())
-        .expect("reopen")
-        .load()
-        .expect("load");
+    let report = open(spool.dir()).expect("reopen").load().expect("load");
     assert_eq!(report.messages.len(), 1);
     assert_eq!(report.messages[0].envelope, envelope);
     assert_eq!(report.messages[0].envelope.next_attempt(), Some(later));
@@ -232,7 +240,7 @@ fn remove_deletes_everything_and_is_idempotent() {
 fn an_operator_deletion_is_seen_as_gone_by_the_daemon() {
     let (_dir, daemon) = new_spool();
     let held = stored(&daemon, b"in flight");
-    let operator = Spool::open(daemon.dir()).expect("CLI opens the same queue");
+    let operator = open(daemon.dir()).expect("CLI opens the same queue");
     operator.remove(&held.id).expect("delete");
 
     assert!(
@@ -289,12 +297,9 @@ fn a_queue_path_that_cannot_hold_files_gives_a_typed_error() {
         spool.update(&envelope),
         Err(SpoolError::Io { .. })
     ));
+    assert!(matches!(open(spool.dir()), Err(SpoolError::Io { .. })));
     assert!(matches!(
-        Spool::open(spool.dir()),
-        Err(SpoolError::Io { .. })
-    ));
-    assert!(matches!(
-        Spool::open(&spool.dir().join("queue")),
+        open(&spool.dir().join("queue")),
         Err(SpoolError::Io { .. })
     ));
     assert!(matches!(spool.load(), Err(SpoolError::Io { .. })));
@@ -443,19 +448,21 @@ fn pid_file_round_trips() {
     ));
 }
 
-/// xorshift64*: reproducible "random" damage without a rand dependency.
-struct Damage(u64);
+/// Reproducible "random" damage: a seeded generator, so that a failing round
+/// can be replayed.
+struct Damage(StdRng);
 
 impl Damage {
+    fn new(seed: u64) -> Self {
+        Damage(StdRng::seed_from_u64(seed))
+    }
+
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.0.random()
     }
 
     fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound.max(1) as u64) as usize
+        self.0.random_range(0..bound.max(1))
     }
 
     /// Flips, overwrites, inserts, deletes bytes or truncates.
@@ -481,11 +488,11 @@ impl Damage {
 #[test]
 fn random_envelope_damage_never_panics() {
     let original = sample(QueueId::generate()).encode();
-    let mut damage = Damage(0x5eed_1234_abcd_0001);
+    let mut damage = Damage::new(0x5eed_1234_abcd_0001);
     for _ in 0..20_000 {
         let mut bytes = original.clone();
         damage.mutate(&mut bytes);
-        let _ = Envelope::decode(&bytes, Path::new("fuzz.json"));
+        let _ = Envelope::<NoExtras>::decode(&bytes, Path::new("fuzz.json"));
     }
 }
 
@@ -493,7 +500,7 @@ fn random_envelope_damage_never_panics() {
 fn random_envelope_damage_on_disk_never_stops_the_load() {
     let (_dir, spool) = new_spool();
     let good = stored(&spool, b"good");
-    let mut damage = Damage(0x0bad_cafe_f00d_0042);
+    let mut damage = Damage::new(0x0bad_cafe_f00d_0042);
     for round in 0..40 {
         let victim = stored(&spool, b"victim");
         let path = spool.dir().join(format!("{}.json", victim.id));
@@ -521,4 +528,79 @@ fn timestamps_survive_the_file_at_second_precision() {
         "{text}"
     );
     assert_eq!(spool.read_envelope(&envelope.id).ok(), Some(envelope));
+}
+
+/// A queue directory written by relay-out before the spool was its own
+/// crate (and before chrono and rand replaced the hand-written timestamps
+/// and id randomness) loads unchanged, and what it wrote is what is written
+/// now, byte for byte.
+#[test]
+fn old_queue_directories_still_load() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/queue-v1");
+    let (_dir, spool) = new_spool();
+    for entry in fs::read_dir(&fixture).expect("fixture") {
+        let entry = entry.expect("fixture entry");
+        fs::copy(entry.path(), spool.dir().join(entry.file_name())).expect("copy");
+    }
+    let at = |seconds: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(seconds);
+
+    let report = spool.load().expect("load");
+    assert!(report.set_aside.is_empty(), "{:?}", report.set_aside);
+    assert!(report.orphan_data_removed.is_empty());
+    let ids: Vec<String> = loaded_ids(&report)
+        .iter()
+        .map(|id| id.to_string())
+        .collect();
+    assert_eq!(ids, ["01hf7yat00x9rk8yfdn5", "01hf7ydvn0hmasw91ayd"]);
+
+    let written = &report.messages[0];
+    assert_eq!(written.envelope.arrival, at(1_700_000_000));
+    assert_eq!(written.envelope.sender, "alice@example.org");
+    assert_eq!(
+        written.envelope.client.as_deref(),
+        Some("192.0.2.7 helo=backend.example")
+    );
+    assert!(written.envelope.eight_bit_mime && !written.envelope.smtputf8);
+    let statuses: Vec<RecipientStatus> = written
+        .envelope
+        .recipients
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            RecipientStatus::Pending,
+            RecipientStatus::Delivered,
+            RecipientStatus::Failed
+        ]
+    );
+    assert_eq!(written.envelope.recipients[0].attempts, 2);
+    assert_eq!(written.envelope.next_attempt(), Some(at(1_700_001_800)));
+    assert_eq!(
+        written.envelope.recipients[2].dsn_status.as_deref(),
+        Some("5.1.1")
+    );
+    assert!(written.bounce_requested);
+    assert_eq!(written.size, 91);
+    let old_bytes = fs::read(fixture.join("01hf7yat00x9rk8yfdn5.json")).expect("read");
+    assert_eq!(
+        String::from_utf8_lossy(&written.envelope.encode()),
+        String::from_utf8_lossy(&old_bytes),
+        "the envelope is written exactly as the old code wrote it"
+    );
+
+    let edited = &report.messages[1];
+    assert_eq!(edited.envelope.arrival, at(1_700_000_100));
+    assert_eq!(edited.envelope.next_attempt(), Some(at(1_700_000_160)));
+    assert_eq!(edited.envelope.sender, "");
+    assert!(!edited.bounce_requested);
+
+    assert_eq!(spool.read_pid_file().ok(), Some(Some(4242)));
+    assert_eq!(
+        spool
+            .read_headers(&edited.envelope.id, MAX_SHOWN_HEADER_BYTES)
+            .ok(),
+        Some(b"Subject: hand-edited envelope\r\n".to_vec())
+    );
 }

@@ -8,13 +8,15 @@ use std::path::{Path, PathBuf};
 use super::error::SpoolError;
 use super::fsio::{self, TEMP_PREFIX};
 use super::id::QueueId;
-use super::{BOUNCE_SUFFIX, CORRUPT_SUFFIX, DATA_SUFFIX, ENVELOPE_SUFFIX, Envelope, Spool};
+use super::{
+    BOUNCE_SUFFIX, CORRUPT_SUFFIX, DATA_SUFFIX, ENVELOPE_SUFFIX, Envelope, Extras, NoExtras, Spool,
+};
 
 /// One queued message as seen from outside: the envelope plus the two facts
 /// that live in the file system rather than in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueEntry {
-    pub envelope: Envelope,
+pub struct QueueEntry<X = NoExtras> {
+    pub envelope: Envelope<X>,
     /// Size of the message data in bytes.
     pub size: u64,
     /// The operator asked to bounce it now (`<id>.bounce` exists).
@@ -24,9 +26,9 @@ pub struct QueueEntry {
 /// What [`Spool::load`] found and repaired at start-up, so the daemon can log
 /// a summary and schedule the surviving messages.
 #[derive(Debug, Default)]
-pub struct LoadReport {
+pub struct LoadReport<X = NoExtras> {
     /// Messages to resume, in arrival order.
-    pub messages: Vec<QueueEntry>,
+    pub messages: Vec<QueueEntry<X>>,
     /// Files renamed to `*.corrupt` because they could not be used.
     pub set_aside: Vec<SetAside>,
     /// Leftover `tmp.*` files deleted.
@@ -47,9 +49,9 @@ pub struct SetAside {
 /// What [`Spool::list`] found. Problems are reported beside the good entries
 /// because one damaged file must never hide the rest of the queue.
 #[derive(Debug, Default)]
-pub struct Listing {
+pub struct Listing<X = NoExtras> {
     /// Messages in arrival order.
-    pub entries: Vec<QueueEntry>,
+    pub entries: Vec<QueueEntry<X>>,
     /// Envelopes that could not be read (corrupt, or without data).
     pub problems: Vec<SpoolError>,
 }
@@ -69,7 +71,7 @@ struct DirectoryScan {
     temp_files: Vec<PathBuf>,
 }
 
-impl Spool {
+impl<X: Extras> Spool<X> {
     /// Start-up scan of the daemon: deletes leftover temp files and orphan
     /// data (intakes that never got 250), sets aside unusable envelopes as
     /// `*.corrupt` with an error log, and returns every usable message.
@@ -78,7 +80,7 @@ impl Spool {
     /// unreadable entry is set aside (or skipped) and the others still load.
     /// Must not run while another process stores messages in this directory
     /// (it would delete their in-progress data); the CLI never stores.
-    pub fn load(&self) -> Result<LoadReport, SpoolError> {
+    pub fn load(&self) -> Result<LoadReport<X>, SpoolError> {
         let scan = self.scan()?;
         let mut report = LoadReport::default();
         for temp in &scan.temp_files {
@@ -98,7 +100,7 @@ impl Spool {
         Ok(report)
     }
 
-    fn load_one(&self, id: &QueueId, files: FilesOfId, report: &mut LoadReport) {
+    fn load_one(&self, id: &QueueId, files: FilesOfId, report: &mut LoadReport<X>) {
         match (files.envelope, files.data) {
             (true, true) => match self.read_entry(id) {
                 Ok(entry) => report.messages.push(entry),
@@ -142,7 +144,7 @@ impl Spool {
         }
     }
 
-    fn set_aside(&self, path: &Path, reason: &str, report: &mut LoadReport) {
+    fn set_aside(&self, path: &Path, reason: &str, report: &mut LoadReport<X>) {
         let aside = fsio::with_suffix(path, CORRUPT_SUFFIX);
         let new_path = match fs::rename(path, &aside) {
             Ok(()) => aside,
@@ -161,7 +163,7 @@ impl Spool {
     /// Every queued message, for `relay-out queue list`. Read-only and safe
     /// while the daemon runs: files being written or deleted concurrently are
     /// skipped, never touched.
-    pub fn list(&self) -> Result<Listing, SpoolError> {
+    pub fn list(&self) -> Result<Listing<X>, SpoolError> {
         let scan = self.scan()?;
         let mut listing = Listing::default();
         for (id, files) in scan.by_id {
@@ -189,7 +191,7 @@ impl Spool {
     /// One message with its size and bounce flag (`queue show`, and the
     /// building block of `load` and `list`). [`SpoolError::Gone`] when the
     /// envelope or the data is missing.
-    pub fn read_entry(&self, id: &QueueId) -> Result<QueueEntry, SpoolError> {
+    pub fn read_entry(&self, id: &QueueId) -> Result<QueueEntry<X>, SpoolError> {
         let envelope = self.read_envelope(id)?;
         let size = self.data_size(id)?;
         let bounce_requested = self.bounce_requested(id)?;

@@ -1,9 +1,29 @@
-//! The durable on-disk queue ("spool") of relay-out, without delivery logic.
+//! Postern's durable on-disk mail queue ("spool"), without delivery logic.
+//!
+//! It exists as a crate of its own because two daemons need the same
+//! guarantees: relay-out queues everything it accepts here, and relay-in's
+//! backup-MX spool will too. Each user opens its own directory under its own
+//! daemon name ([`Spool::open`]) and may keep fields of its own in every
+//! envelope ([`Envelope::extras`], typed by the user; relay-out has none,
+//! [`NoExtras`]). Everything below holds for any user; where it names
+//! relay-out, read "the daemon that owns the directory".
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `lib.rs` | the [`Spool`] handle: store, update, remove, read (and these rules) |
+//! | `id.rs` | [`QueueId`]: sortable, path-safe message names |
+//! | `envelope.rs` | [`Envelope`] and the per-recipient state, the JSON file format |
+//! | `timestamp.rs` | the RFC 3339 times written in envelope files |
+//! | `fsio.rs` | temp file, `fsync`, `rename`, directory `fsync`: the durable write |
+//! | `scan.rs` | the daemon's start-up [`Spool::load`] (repairs) and [`Spool::list`] (looks) |
+//! | `admin.rs` | the operator's actions: headers, bounce marker, PID file |
+//! | `owner.rs` | which live daemon owns the directory, and signalling it (the lock) |
+//! | `error.rs` | [`SpoolError`] |
 //!
 //! # Layout
 //!
-//! One flat directory, `queue_dir` (default [`DEFAULT_QUEUE_DIR`], created
-//! with mode 0700), holding per message:
+//! One flat directory per user (relay-out: `queue_dir`, default
+//! `/var/spool/postern/queue`), created with mode 0700, holding per message:
 //!
 //! | file | content |
 //! |---|---|
@@ -12,7 +32,8 @@
 //! | `<id>.bounce` | optional, empty-ish marker: the operator asked for an immediate bounce |
 //!
 //! plus `tmp.*` (writes in progress), `*.corrupt` (set aside by [`Spool::load`]
-//! for the admin to inspect) and `relay-out.pid` (see *Flush* below).
+//! for the admin to inspect) and `<daemon>.pid`, e.g. `relay-out.pid` (see
+//! *Flush* and *One daemon per directory* below).
 //! Ids sort by arrival, so `ls` shows the queue in order.
 //!
 //! # Write protocol and fsync ordering
@@ -56,7 +77,8 @@
 //!
 //! Nothing else duplicates: a recipient is marked `delivered` per recipient,
 //! so a retry never resends to one that already succeeded. The delivery side
-//! of this is in `delivery::message`; `tests/tests/relay_out_crash.rs`
+//! of this is in relay-out's `courier::message`
+//! (`crates/relay-out/src/courier/message.rs`); `tests/tests/relay_out_crash.rs`
 //! kills the daemon mid-intake and mid-delivery and counts the duplicates.
 //!
 //! # Sharing the directory with the `relay-out queue` CLI
@@ -92,6 +114,16 @@
 //! reads it with [`Spool::read_pid_file`] and sends SIGHUP to that process; on
 //! SIGHUP the daemon makes every pending recipient due now and re-checks bounce
 //! markers. A stale PID file (daemon crashed) is simply overwritten at the next start.
+//! ([`Spool::send_hangup`] does the reading and signalling.)
+//!
+//! # One daemon per directory
+//!
+//! The PID file is also the lock: a starting daemon asks
+//! [`Spool::running_daemon`] and refuses to start when another live daemon
+//! of the same name owns the directory, because its [`Spool::load`] would
+//! delete the other's intakes in progress. A PID counts only if that process
+//! exists and is named like the daemon (see `owner.rs`), so a stale file
+//! never blocks a restart and SIGHUP never reaches a stranger.
 //!
 //! # Memory
 //!
@@ -107,46 +139,69 @@ mod envelope;
 mod error;
 mod fsio;
 mod id;
+mod owner;
 mod scan;
 #[cfg(test)]
 mod tests;
-mod time;
+mod timestamp;
 
 use std::fs::{self, File};
 use std::io::{self, Read};
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
 pub use admin::MAX_SHOWN_HEADER_BYTES;
-pub use envelope::{Envelope, RecipientState, RecipientStatus};
+pub use envelope::{
+    ENVELOPE_FORMAT_VERSION, Envelope, Extras, NoExtras, RecipientState, RecipientStatus,
+};
 pub use error::SpoolError;
 pub use id::QueueId;
-pub use scan::{Listing, QueueEntry};
-pub use time::format_rfc3339;
-
-/// Where the queue lives unless `queue_dir` says otherwise.
-pub const DEFAULT_QUEUE_DIR: &str = "/var/spool/postern/queue";
+pub use owner::SignalError;
+pub use scan::{Listing, LoadReport, QueueEntry, SetAside};
+pub use timestamp::format_rfc3339;
 
 const DATA_SUFFIX: &str = ".eml";
 const ENVELOPE_SUFFIX: &str = ".json";
 const BOUNCE_SUFFIX: &str = ".bounce";
 const CORRUPT_SUFFIX: &str = ".corrupt";
-const PID_FILE_NAME: &str = "relay-out.pid";
+const PID_FILE_SUFFIX: &str = ".pid";
 
-/// A handle on the queue directory. It holds no state besides the path, so
-/// the daemon and the CLI each open their own and cloning it is free; all
-/// coordination happens through the file system (see the module docs).
-#[derive(Debug, Clone)]
-pub struct Spool {
+/// A handle on the queue directory. It holds no state besides the path and
+/// the owning daemon's name, so the daemon and the CLI each open their own
+/// and cloning it is cheap; all coordination happens through the file
+/// system (see the module docs).
+///
+/// `X` is the type of the user's own envelope fields ([`Envelope::extras`]):
+/// one directory holds envelopes of one shape, so the handle carries it.
+#[derive(Debug)]
+pub struct Spool<X = NoExtras> {
     dir: PathBuf,
+    daemon: &'static str,
+    extras: PhantomData<fn() -> X>,
 }
 
-impl Spool {
-    /// Opens the queue at `dir`, creating it (mode 0700) if missing. Does not
-    /// scan it: the daemon calls [`Spool::load`] next, the CLI [`Spool::list`].
-    pub fn open(dir: &Path) -> Result<Spool, SpoolError> {
+impl<X> Clone for Spool<X> {
+    fn clone(&self) -> Self {
+        Spool {
+            dir: self.dir.clone(),
+            daemon: self.daemon,
+            extras: PhantomData,
+        }
+    }
+}
+
+impl<X: Extras> Spool<X> {
+    /// Opens the queue at `dir`, creating it (mode 0700) if missing, for the
+    /// daemon named `daemon` (its process name, e.g. `"relay-out"`: the PID
+    /// file is `<daemon>.pid` and only a live process of that name owns the
+    /// directory). Does not scan it: the daemon calls [`Spool::load`] next,
+    /// the CLI [`Spool::list`].
+    pub fn open(dir: &Path, daemon: &'static str) -> Result<Spool<X>, SpoolError> {
         fsio::ensure_dir(dir)?;
         Ok(Spool {
             dir: dir.to_path_buf(),
+            daemon,
+            extras: PhantomData,
         })
     }
 
@@ -154,18 +209,27 @@ impl Spool {
         &self.dir
     }
 
+    /// The owning daemon's process name, as given to [`Spool::open`].
+    pub fn daemon(&self) -> &'static str {
+        self.daemon
+    }
+
     /// Durably stores a new message; see the module docs for the exact
     /// protocol. `Ok` is the only state in which the caller may answer 250;
     /// any error (typically [`SpoolError::StorageFull`] or [`SpoolError::Io`])
     /// means answer `451 4.3.0`, and whatever was half-written is either
     /// removed now or, after a crash, at the next start.
-    pub fn store(&self, envelope: &Envelope, data: &[u8]) -> Result<(), SpoolError> {
+    pub fn store(&self, envelope: &Envelope<X>, data: &[u8]) -> Result<(), SpoolError> {
         self.store_from(envelope, &mut &data[..]).map(|_| ())
     }
 
     /// [`Spool::store`] for a message read from `data` (e.g. a temp file the
     /// intake spilled to), so it never has to be in memory. Returns its size.
-    pub fn store_from(&self, envelope: &Envelope, data: &mut dyn Read) -> Result<u64, SpoolError> {
+    pub fn store_from(
+        &self,
+        envelope: &Envelope<X>,
+        data: &mut dyn Read,
+    ) -> Result<u64, SpoolError> {
         let id = &envelope.id;
         let data_name = file_name(id, DATA_SUFFIX);
         let envelope_name = file_name(id, ENVELOPE_SUFFIX);
@@ -189,7 +253,7 @@ impl Spool {
 
     fn write_message_files(
         &self,
-        envelope: &Envelope,
+        envelope: &Envelope<X>,
         data: &mut dyn Read,
         data_name: &str,
         envelope_name: &str,
@@ -204,7 +268,7 @@ impl Spool {
     /// Durably replaces the envelope after a delivery attempt (temp + fsync +
     /// rename + directory fsync). Returns [`SpoolError::Gone`], and leaves
     /// nothing behind, when the operator deleted the message meanwhile.
-    pub fn update(&self, envelope: &Envelope) -> Result<(), SpoolError> {
+    pub fn update(&self, envelope: &Envelope<X>) -> Result<(), SpoolError> {
         let id = &envelope.id;
         let envelope_path = self.envelope_path(id);
         if !fsio::exists(&envelope_path)? {
@@ -241,7 +305,7 @@ impl Spool {
 
     /// Reads the envelope of `id`; [`SpoolError::Gone`] if it was deleted,
     /// [`SpoolError::Corrupt`] if it does not parse or names another id.
-    pub fn read_envelope(&self, id: &QueueId) -> Result<Envelope, SpoolError> {
+    pub fn read_envelope(&self, id: &QueueId) -> Result<Envelope<X>, SpoolError> {
         let path = self.envelope_path(id);
         let bytes = fs::read(&path).map_err(|error| self.gone_or_io(id, "read", &path, error))?;
         let envelope = Envelope::decode(&bytes, &path)?;

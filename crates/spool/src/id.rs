@@ -1,9 +1,6 @@
 //! Queue ids: the name of a message in the spool and in every log line.
 
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::error::SpoolError;
@@ -14,7 +11,8 @@ use super::error::SpoolError;
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 /// 10 characters × 5 bits = 50 bits of milliseconds: enough until the year 37 000.
 const TIME_CHARS: usize = 10;
-/// 50 random bits: two ids of the same millisecond collide with negligible probability.
+/// 50 random bits (from `rand`'s thread-local generator, seeded by the OS):
+/// two ids of the same millisecond collide with negligible probability.
 const RANDOM_CHARS: usize = 10;
 const ID_LEN: usize = TIME_CHARS + RANDOM_CHARS;
 
@@ -47,7 +45,7 @@ impl QueueId {
         let millis = u64::try_from(millis).unwrap_or(u64::MAX);
         let mut id = String::with_capacity(ID_LEN);
         push_base32(&mut id, millis, TIME_CHARS);
-        push_base32(&mut id, unpredictable_u64(), RANDOM_CHARS);
+        push_base32(&mut id, rand::random::<u64>(), RANDOM_CHARS);
         QueueId(id)
     }
 
@@ -89,29 +87,15 @@ impl From<QueueId> for String {
 }
 
 /// Writes the low `chars × 5` bits of `value`, most significant first, so
-/// that fixed-width output sorts like the number.
+/// that fixed-width output sorts like the number. Written out here rather
+/// than taken from a base32 crate because ids need a fixed width, lower
+/// case and no padding, which is these four lines, and the exact alphabet
+/// is part of the on-disk format (file names) that must never change.
 fn push_base32(out: &mut String, value: u64, chars: usize) {
     for position in (0..chars).rev() {
         let digit = (value >> (position * 5)) & 0x1f;
         out.push(char::from(ALPHABET[digit as usize]));
     }
-}
-
-/// 64 bits nobody can predict or repeat, without a `rand` dependency: std's
-/// `RandomState` is seeded from the OS per thread and re-keyed for each
-/// instance; hashing the pid, a process-wide counter and the nanosecond
-/// clock makes two calls differ even with equal keys.
-fn unpredictable_u64() -> u64 {
-    static CALLS: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = RandomState::new().build_hasher();
-    std::process::id().hash(&mut hasher);
-    CALLS.fetch_add(1, Ordering::Relaxed).hash(&mut hasher);
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos())
-        .unwrap_or(0)
-        .hash(&mut hasher);
-    hasher.finish()
 }
 
 #[cfg(test)]

@@ -1,18 +1,39 @@
 //! The envelope: everything about a queued message except its bytes.
 
+use std::fmt;
 use std::path::Path;
 use std::time::SystemTime;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::error::SpoolError;
 use super::id::QueueId;
-use super::time::{rfc3339, rfc3339_option};
+use super::timestamp::{rfc3339, rfc3339_option};
 
 /// The on-disk format version. Bump it (and keep a reader for the old one)
 /// whenever a field changes meaning; adding an optional field does not need a
 /// bump because unknown fields are ignored and missing ones take their default.
 pub const ENVELOPE_FORMAT_VERSION: u32 = 1;
+
+/// What a spool user may keep in each envelope beside the common fields: a
+/// serde type whose fields are written at the top level of the envelope
+/// file, next to `sender` and `recipients`. Give them names the common
+/// fields do not use, and make them optional (`#[serde(default)]`) so that
+/// files written before a field existed still load. Implemented on purpose
+/// (`impl Extras for MyExtras {}`), so that no type becomes envelope
+/// content by accident.
+pub trait Extras:
+    Serialize + DeserializeOwned + Clone + fmt::Debug + PartialEq + Eq + Default + Send + Sync + 'static
+{
+}
+
+/// The extras of a user that has none (relay-out): nothing is written, and
+/// whatever unknown fields a file holds are ignored, as before extras existed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoExtras {}
+
+impl Extras for NoExtras {}
 
 /// The SMTP transaction of one queued message plus its delivery state.
 ///
@@ -21,7 +42,8 @@ pub const ENVELOPE_FORMAT_VERSION: u32 = 1;
 /// and so the daemon can keep every envelope in memory while the data stays
 /// on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Envelope {
+#[serde(bound = "X: Extras")]
+pub struct Envelope<X = NoExtras> {
     pub id: QueueId,
     /// When the message was accepted; retry expiry is counted from here.
     #[serde(with = "rfc3339")]
@@ -38,6 +60,9 @@ pub struct Envelope {
     /// `MAIL FROM ... BODY=8BITMIME` was given.
     #[serde(default)]
     pub eight_bit_mime: bool,
+    /// The spool user's own fields (see [`Extras`]).
+    #[serde(flatten)]
+    pub extras: X,
 }
 
 /// The delivery state of one recipient. Per recipient, not per message,
@@ -102,7 +127,7 @@ impl RecipientState {
     }
 }
 
-impl Envelope {
+impl<X: Extras> Envelope<X> {
     /// The earliest due attempt among pending recipients, `None` when no
     /// recipient is pending (the message is finished and can be removed).
     pub fn next_attempt(&self) -> Option<SystemTime> {
@@ -151,12 +176,12 @@ impl Envelope {
 
     /// Parses an envelope file; `path` is only used in the error. Any problem,
     /// including an unknown version, yields [`SpoolError::Corrupt`].
-    pub fn decode(bytes: &[u8], path: &Path) -> Result<Envelope, SpoolError> {
+    pub fn decode(bytes: &[u8], path: &Path) -> Result<Envelope<X>, SpoolError> {
         let corrupt = |reason: String| SpoolError::Corrupt {
             path: path.to_path_buf(),
             reason,
         };
-        let file: EnvelopeFileIn =
+        let file: EnvelopeFileIn<X> =
             serde_json::from_slice(bytes).map_err(|error| corrupt(error.to_string()))?;
         if file.version != ENVELOPE_FORMAT_VERSION {
             return Err(corrupt(format!(
@@ -173,18 +198,20 @@ impl Envelope {
 
 /// The file layout when writing: the version beside the envelope's own fields.
 #[derive(Serialize)]
-struct EnvelopeFileOut<'a> {
+#[serde(bound = "X: Extras")]
+struct EnvelopeFileOut<'a, X> {
     version: u32,
     #[serde(flatten)]
-    envelope: &'a Envelope,
+    envelope: &'a Envelope<X>,
 }
 
 /// The file layout when reading (owned, hence a separate type).
 #[derive(Deserialize)]
-struct EnvelopeFileIn {
+#[serde(bound = "X: Extras")]
+struct EnvelopeFileIn<X> {
     version: u32,
     #[serde(flatten)]
-    envelope: Envelope,
+    envelope: Envelope<X>,
 }
 
 #[cfg(test)]
@@ -192,7 +219,7 @@ pub(super) mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
 
-    pub(in crate::queue) fn sample(id: QueueId) -> Envelope {
+    pub(crate) fn sample(id: QueueId) -> Envelope {
         let arrival = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         Envelope {
             id,
@@ -213,6 +240,7 @@ pub(super) mod tests {
             client: Some("192.0.2.7 helo=backend.example".to_string()),
             smtputf8: false,
             eight_bit_mime: true,
+            extras: NoExtras {},
         }
     }
 
@@ -235,7 +263,7 @@ pub(super) mod tests {
     fn optional_fields_may_be_missing_and_unknown_fields_are_ignored() {
         let text = r#"{"version":1,"id":"01hf0000000000000000","arrival":"2023-11-14T22:13:20Z",
             "sender":"","recipients":[{"address":"a@b.example","status":"pending"}],"future":42}"#;
-        let envelope = Envelope::decode(text.as_bytes(), Path::new("x.json"));
+        let envelope: Result<Envelope, _> = Envelope::decode(text.as_bytes(), Path::new("x.json"));
         let envelope = envelope.expect("minimal envelope must decode");
         assert_eq!(envelope.sender, "");
         assert_eq!(envelope.recipients[0].attempts, 0);
@@ -259,7 +287,8 @@ pub(super) mod tests {
                 .to_string(),
         ];
         for case in cases {
-            let result = Envelope::decode(case.as_bytes(), Path::new("x.json"));
+            let result: Result<Envelope, _> =
+                Envelope::decode(case.as_bytes(), Path::new("x.json"));
             assert!(
                 matches!(result, Err(SpoolError::Corrupt { .. })),
                 "{case:?} gave {result:?}"
@@ -281,5 +310,49 @@ pub(super) mod tests {
         assert_eq!(envelope.next_attempt(), None);
         envelope.recipients[0].status = RecipientStatus::Bounced;
         assert!(envelope.is_settled());
+    }
+
+    /// A second spool user's own fields, as relay-in's backup-MX spool will
+    /// have: written beside the common ones, optional when reading.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    struct BackupExtras {
+        #[serde(default)]
+        primary_mx: Option<String>,
+    }
+
+    impl Extras for BackupExtras {}
+
+    #[test]
+    fn a_user_s_extras_round_trip_and_old_files_load_without_them() {
+        let common = sample(QueueId::generate());
+        let envelope = Envelope {
+            id: common.id.clone(),
+            arrival: common.arrival,
+            sender: common.sender.clone(),
+            recipients: common.recipients.clone(),
+            client: common.client.clone(),
+            smtputf8: common.smtputf8,
+            eight_bit_mime: common.eight_bit_mime,
+            extras: BackupExtras {
+                primary_mx: Some("mx1.example.net".to_string()),
+            },
+        };
+        let bytes = envelope.encode();
+        let text = String::from_utf8(bytes.clone()).unwrap_or_default();
+        assert!(
+            text.contains("\"primary_mx\": \"mx1.example.net\""),
+            "{text}"
+        );
+        let decoded = Envelope::decode(&bytes, Path::new("x.json"));
+        assert_eq!(decoded.ok(), Some(envelope));
+
+        // A file written without the extras (by relay-out) still loads.
+        let plain = Envelope::<BackupExtras>::decode(&common.encode(), Path::new("x.json"));
+        let plain = plain.expect("a file without extras must decode");
+        assert_eq!(plain.extras, BackupExtras::default());
+        assert_eq!(plain.recipients, common.recipients);
+        // And relay-out ignores a user's extras rather than failing.
+        let ignored: Result<Envelope, _> = Envelope::decode(&bytes, Path::new("x.json"));
+        assert_eq!(ignored.ok(), Some(common));
     }
 }

@@ -1,5 +1,6 @@
 //! The library side of the operator's `relay-out queue show|bounce|flush`
-//! (`list` is in `scan`, `delete` is [`Spool::remove`]).
+//! (`list` is in `scan`, `delete` is [`Spool::remove`], signalling the
+//! daemon is in `owner`).
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read};
@@ -8,15 +9,15 @@ use std::time::SystemTime;
 use super::error::SpoolError;
 use super::fsio;
 use super::id::QueueId;
-use super::time::format_rfc3339;
-use super::{BOUNCE_SUFFIX, PID_FILE_NAME, Spool, file_name};
+use super::timestamp::format_rfc3339;
+use super::{BOUNCE_SUFFIX, Extras, PID_FILE_SUFFIX, Spool, file_name};
 
 /// `queue show` prints the header, never the whole body: a message can be
 /// huge and its body is none of the operator's business. Headers beyond this
 /// many bytes are cut.
 pub const MAX_SHOWN_HEADER_BYTES: u64 = 64 * 1024;
 
-impl Spool {
+impl<X: Extras> Spool<X> {
     /// The header section of the message (up to the first empty line, which
     /// is not included), at most `max_bytes` long, for `queue show`.
     pub fn read_headers(&self, id: &QueueId, max_bytes: u64) -> Result<Vec<u8>, SpoolError> {
@@ -66,25 +67,26 @@ impl Spool {
         fsio::exists(&self.bounce_path(id))
     }
 
-    /// Records the daemon's PID in `queue_dir/relay-out.pid` so that
+    /// Records the daemon's PID in `queue_dir/<daemon>.pid` (relay-out:
+    /// `relay-out.pid`) so that
     /// `relay-out queue flush` knows whom to send SIGHUP. Atomic, so the CLI
     /// never reads half a number; replaces a stale file of a crashed daemon.
     pub fn write_pid_file(&self, pid: u32) -> Result<(), SpoolError> {
         let contents = format!("{pid}\n");
-        fsio::write_then_rename(&self.dir, PID_FILE_NAME, &mut contents.as_bytes())?;
+        fsio::write_then_rename(&self.dir, &self.pid_file_name(), &mut contents.as_bytes())?;
         Ok(())
     }
 
     /// Removes the PID file at a clean exit (missing is fine).
     pub fn remove_pid_file(&self) -> Result<(), SpoolError> {
-        fsio::remove_if_present(&self.dir.join(PID_FILE_NAME)).map(|_| ())
+        fsio::remove_if_present(&self.dir.join(self.pid_file_name())).map(|_| ())
     }
 
     /// The daemon's PID for `queue flush`, `None` when no daemon wrote one.
     /// The PID may be stale (daemon crashed): the caller should treat a
     /// failed `kill` (ESRCH) as "daemon not running".
     pub fn read_pid_file(&self) -> Result<Option<u32>, SpoolError> {
-        let path = self.dir.join(PID_FILE_NAME);
+        let path = self.dir.join(self.pid_file_name());
         match fs::read_to_string(&path) {
             Ok(text) => match text.trim().parse::<u32>() {
                 Ok(pid) if pid > 0 => Ok(Some(pid)),
@@ -96,5 +98,9 @@ impl Spool {
             }
             Err(error) => Err(SpoolError::io("read", &path, error)),
         }
+    }
+
+    fn pid_file_name(&self) -> String {
+        format!("{}{PID_FILE_SUFFIX}", self.daemon)
     }
 }

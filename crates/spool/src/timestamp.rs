@@ -1,17 +1,21 @@
 //! RFC 3339 timestamps for envelope files.
 //!
 //! Envelopes are meant to be read by an admin with `cat`, so times are written
-//! as `2026-11-03T14:05:09Z` rather than as opaque unix seconds. The relay-out
-//! crate does not depend on chrono, and the two conversions needed here are a
-//! few lines of well-known calendar arithmetic.
+//! as `2026-11-03T14:05:09Z` rather than as opaque unix seconds. The calendar
+//! arithmetic is chrono's; what is ours is the contract of the file format,
+//! which files written by earlier versions rely on: whole seconds in UTC with
+//! a `Z` when writing, years 1970..=9999 only, and a lenient reader (an
+//! admin may have edited the file by hand: `t`/`z`/space, any fraction,
+//! which is dropped, and numeric offsets).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const SECONDS_PER_DAY: u64 = 86_400;
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
+
 /// Years outside this range are refused: they can only come from a damaged or
-/// hand-edited file, and bounding them keeps all arithmetic far from overflow.
-const FIRST_YEAR: i64 = 1970;
-const LAST_YEAR: i64 = 9999;
+/// hand-edited file.
+const FIRST_YEAR: i32 = 1970;
+const LAST_YEAR: i32 = 9999;
 /// 9999-12-31T23:59:59Z.
 const LAST_SECOND: u64 = 253_402_300_799;
 
@@ -30,122 +34,26 @@ pub fn format_rfc3339(time: SystemTime) -> String {
         .map(|elapsed| elapsed.as_secs())
         .unwrap_or(0)
         .min(LAST_SECOND);
-    let days = seconds / SECONDS_PER_DAY;
-    let of_day = seconds % SECONDS_PER_DAY;
-    let (year, month, day) = civil_from_days(i64::try_from(days).unwrap_or(i64::MAX / 2));
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60
-    )
+    // In range by the clamp above, so the fallback is never taken.
+    let utc = i64::try_from(seconds)
+        .ok()
+        .and_then(|seconds| DateTime::<Utc>::from_timestamp(seconds, 0))
+        .unwrap_or_default();
+    utc.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`; the fraction is ignored.
 /// Lenient about `t`/`z`/space, since an admin may have edited the file by hand.
 pub fn parse_rfc3339(text: &str) -> Result<SystemTime, BadTimestamp> {
     let bad = || BadTimestamp(text.chars().take(64).collect());
-    let bytes = text.as_bytes();
-    if bytes.len() < 20 || !text.is_ascii() {
+    let parsed = DateTime::parse_from_rfc3339(text).map_err(|_| bad())?;
+    if !(FIRST_YEAR..=LAST_YEAR).contains(&parsed.year()) {
         return Err(bad());
     }
-    let separators_ok = bytes[4] == b'-'
-        && bytes[7] == b'-'
-        && matches!(bytes[10], b'T' | b't' | b' ')
-        && bytes[13] == b':'
-        && bytes[16] == b':';
-    if !separators_ok {
-        return Err(bad());
-    }
-    let number = |range: std::ops::Range<usize>| -> Result<i64, BadTimestamp> {
-        let digits = &text[range];
-        if digits.bytes().all(|byte| byte.is_ascii_digit()) {
-            digits.parse::<i64>().map_err(|_| bad())
-        } else {
-            Err(bad())
-        }
-    };
-    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
-    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    let month_ok = (1..=12).contains(&month);
-    if !(FIRST_YEAR..=LAST_YEAR).contains(&year) || !month_ok {
-        return Err(bad());
-    }
-    if day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 60 {
-        return Err(bad());
-    }
-
-    let mut rest = &text[19..];
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        rest = &fraction[digits..];
-    }
-    let offset_seconds = match rest.as_bytes() {
-        [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
-            let hours = number(text.len() - 5..text.len() - 3)?;
-            let minutes = number(text.len() - 2..text.len())?;
-            if hours > 23 || minutes > 59 {
-                return Err(bad());
-            }
-            let magnitude = hours * 3600 + minutes * 60;
-            if *sign == b'+' { magnitude } else { -magnitude }
-        }
-        _ => return Err(bad()),
-    };
-
-    let local_seconds = days_from_civil(year, month, day) * SECONDS_PER_DAY as i64
-        + hour * 3600
-        + minute * 60
-        + second.min(59);
-    let utc_seconds = u64::try_from(local_seconds - offset_seconds).map_err(|_| bad())?;
-    Ok(UNIX_EPOCH + Duration::from_secs(utc_seconds))
-}
-
-fn is_leap_year(year: i64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if is_leap_year(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let shifted_month = (month + 9) % 12;
-    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The inverse of [`days_from_civil`].
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    // `timestamp` counts whole seconds, so a fraction (and the extra second
+    // chrono keeps for a leap second `:60`) is dropped, as before.
+    let seconds = u64::try_from(parsed.timestamp()).map_err(|_| bad())?;
+    Ok(UNIX_EPOCH + Duration::from_secs(seconds))
 }
 
 /// `#[serde(with = ...)]` adapter for a required timestamp.
