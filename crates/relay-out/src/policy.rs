@@ -26,7 +26,7 @@ use smtp_core::sasl::{Credentials, SaslMechanism};
 use tracing::{error, info};
 
 use crate::acl::RelayAcl;
-use crate::delivery::RunnerHandle;
+use crate::courier::DispatcherHandle;
 use crate::submission::Submission;
 use spool::{QueueId, RecipientState, Spool, SpoolError};
 
@@ -38,11 +38,11 @@ pub struct RelayOut {
     submission: Arc<Submission>,
 }
 
-/// Where accepted messages go: the spool, then the runner's timetable.
+/// Where accepted messages go: the spool, then the dispatcher's due list.
 #[derive(Debug)]
 pub struct Intake {
     pub spool: Spool,
-    pub runner: RunnerHandle,
+    pub dispatcher: DispatcherHandle,
 }
 
 impl RelayOut {
@@ -174,7 +174,7 @@ impl ConnectionPolicy for RelayOutConnection {
                     size,
                     "queued"
                 );
-                self.intake.runner.queued(queued);
+                self.intake.dispatcher.queued(queued);
                 Verdict::Accept(Some(Reply::new(
                     250,
                     Some(EnhancedCode::new(2, 0, 0)),
@@ -321,10 +321,10 @@ mod tests {
         let core = CoreSettings::load(&dir).expect("core");
         let settings = crate::config::RelayOutSettings::load(&dir).expect("settings");
         let acl = RelayAcl::new(&settings, &core.listen).expect("acl");
-        let (runner, _inbox) = crate::delivery::channel();
+        let (dispatcher, _inbox) = crate::courier::channel();
         let intake = Intake {
             spool: crate::queue::open(queue).expect("spool"),
-            runner,
+            dispatcher,
         };
         RelayOut::new(
             acl,

@@ -83,7 +83,7 @@ pub async fn send_owed(ctx: &Context, envelope: &mut Envelope) -> Result<(), Not
             rcpts = failed.len(),
             "bounce queued"
         );
-        ctx.runner.queued(notice);
+        ctx.dispatcher.queued(notice);
     }
     for index in owed {
         envelope.recipients[index].status = RecipientStatus::Bounced;

@@ -1,32 +1,46 @@
-//! Delivery: taking queued messages to the recipients' MX hosts, retrying
-//! temporary failures on the schedule, and bouncing what fails
-//! (haraka-behaviour.md §7).
+//! The courier: taking each due message from the spool to the recipients'
+//! MX hosts (or to a configured route's hosts), retrying temporary failures
+//! on the retry timetable, and bouncing what fails (haraka-behaviour.md §7).
+//! This list is the map; read it top to bottom to follow one message.
 //!
-//! - [`runner`] owns the timetable and starts one task per due message;
-//! - [`message`] is that task (and documents where a duplicate can happen);
-//! - [`plan`] groups due recipients per destination and orders hosts;
-//! - [`route`] resolves a destination to addresses (MX, implicit MX, null MX,
-//!   local addresses refused); [`hops`] does it for a configured route
-//!   (smart host, `nexthop`);
-//! - [`connector`] says how to talk to a host (TLS, AUTH, LMTP, source
-//!   address);
-//! - [`attempt`] speaks SMTP or LMTP to them; [`outcome`] turns replies into
-//!   queue state; [`notice`] queues bounces; [`log`] writes one line per
-//!   attempt.
+//! | module | the one thing it does |
+//! |---|---|
+//! | [`dispatcher`] | the task that owns the due list and starts one courier task per due message |
+//! | [`due_list`] | in memory: which message is due when, which ones are out (rebuilt from the spool at start) |
+//! | [`switch`] | outbound.ini `disabled`, re-read without a restart |
+//! | [`message`] | one due message's trip: an attempt per destination, state to disk, notices, removal (and where a duplicate can happen) |
+//! | [`grouping`] | the due recipients of a message, one group (one SMTP transaction) per destination |
+//! | [`limits`] | how many sessions run at once, overall and per destination |
+//! | [`mx`] | where a destination's mail goes: MX, implicit MX, null MX, addresses we refuse |
+//! | [`routes`] | the same for a configured route (smart host, `nexthop`): its hops, in order |
+//! | [`connector`] | how to talk to a next hop: AUTH, LMTP, source address, TLS settings |
+//! | [`tls`] | the TLS choice (off, opportunistic, required) and the host order with and without it |
+//! | [`attempt`] | one SMTP/LMTP transaction for one group, host after host |
+//! | [`outcome`] | a reply (or a local failure) turned into a recipient's new queue state |
+//! | [`retry_timetable`] | when a temporary failure is tried again, and when the message gives up |
+//! | [`notice`] | the bounce (DSN) for failed recipients, queued like any message |
+//! | [`log`] | the one log line per attempt |
+//!
+//! "Route" means only a configured route (outbound_routes.ini, `nexthop`,
+//! the smart host) here as in `config::routes`; finding MX hosts is `mx`.
+//! The spool itself (files, fsync order, duplicates) is the `spool` crate;
+//! the bounce message's text and MIME are `crate::bounce`.
 
-mod agenda;
 mod attempt;
 mod connector;
-mod hops;
+mod dispatcher;
+mod due_list;
+mod grouping;
 mod limits;
 mod log;
 mod message;
+mod mx;
 mod notice;
 mod outcome;
-mod plan;
-mod route;
-mod runner;
+pub mod retry_timetable;
+mod routes;
 mod switch;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -38,17 +52,17 @@ use smtp_core::config::{ConfigDir, ConfigError, CoreSettings};
 use smtp_core::dns::{Dns, DnsError, DnsSettings};
 
 use crate::config::RelayOutSettings;
-use crate::schedule::RetrySchedule;
 use spool::Spool;
 
-pub use runner::{Runner, RunnerHandle, channel};
+pub use dispatcher::{Dispatcher, DispatcherHandle, channel};
 pub use switch::DisabledSwitch;
 
 use connector::Connector;
-use hops::Routing;
 use limits::Limits;
+use mx::AddressPolicy;
 use outcome::RetryPolicy;
-use route::AddressPolicy;
+use retry_timetable::RetryTimetable;
+use routes::Routing;
 
 /// Haraka's bounce template file (header lines, a blank line, body lines).
 pub const BOUNCE_TEMPLATE_FILE: &str = "outbound.bounce_message";
@@ -79,7 +93,7 @@ pub struct Context {
     limits: Limits,
     disabled: Arc<AtomicBool>,
     bounce_template: Option<String>,
-    runner: RunnerHandle,
+    dispatcher: DispatcherHandle,
 }
 
 impl Context {
@@ -88,7 +102,7 @@ impl Context {
         core: &CoreSettings,
         settings: &RelayOutSettings,
         spool: Spool,
-        runner: RunnerHandle,
+        dispatcher: DispatcherHandle,
         switch: &DisabledSwitch,
     ) -> Result<Context, DeliverySetupError> {
         let outbound = &settings.outbound;
@@ -118,7 +132,7 @@ impl Context {
                 local_address: outbound.local_address,
             },
             retry: RetryPolicy {
-                schedule: RetrySchedule::from_config(
+                timetable: RetryTimetable::from_config(
                     outbound.temp_fail_intervals.as_deref(),
                     outbound.max_temp_failures,
                 ),
@@ -127,7 +141,7 @@ impl Context {
             limits: Limits::new(outbound.concurrency_max, outbound.domain_concurrency_max),
             disabled: switch.flag(),
             bounce_template: bounce_template(dir)?,
-            runner,
+            dispatcher,
         })
     }
 

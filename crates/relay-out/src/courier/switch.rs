@@ -1,7 +1,7 @@
 //! `outbound.ini` `disabled`, re-read without a restart.
 //!
 //! Haraka re-reads outbound.ini when it changes. Postern does the same by
-//! polling: the runner calls [`DisabledSwitch::poll`] every second, which
+//! polling: the dispatcher calls [`DisabledSwitch::poll`] every second, which
 //! costs one `stat` and re-reads the file only when its size or modification
 //! time changed; SIGHUP (and `relay-out queue flush`) re-reads it
 //! unconditionally. Only `disabled` takes effect live; every other key needs

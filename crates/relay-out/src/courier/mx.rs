@@ -62,16 +62,16 @@ impl Eq for Candidate {}
 /// outcome needs: bounce or retry, a status code, and a text naming the
 /// cause (nothing remote said anything).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteFailure {
+pub struct ResolveFailure {
     pub permanent: bool,
     /// RFC 3463 status.
     pub status: &'static str,
     pub text: String,
 }
 
-impl RouteFailure {
+impl ResolveFailure {
     pub(super) fn permanent(status: &'static str, text: String) -> Self {
-        RouteFailure {
+        ResolveFailure {
             permanent: true,
             status,
             text,
@@ -79,7 +79,7 @@ impl RouteFailure {
     }
 
     pub(super) fn temporary(status: &'static str, text: String) -> Self {
-        RouteFailure {
+        ResolveFailure {
             permanent: false,
             status,
             text,
@@ -258,7 +258,7 @@ pub async fn resolve(
     destination: &Destination,
     policy: &AddressPolicy,
     connector: &Arc<Connector>,
-) -> Result<Vec<Candidate>, RouteFailure> {
+) -> Result<Vec<Candidate>, ResolveFailure> {
     let candidate = |host: String, ip: IpAddr| Candidate {
         host,
         ip,
@@ -285,7 +285,7 @@ pub async fn resolve(
             true,
         ),
         Ok(MxAnswer::NullMx) => {
-            return Err(RouteFailure::permanent(
+            return Err(ResolveFailure::permanent(
                 "5.1.10",
                 format!("Domain {domain} sends and receives no email (null MX, RFC 7505)"),
             ));
@@ -326,7 +326,7 @@ pub async fn resolve(
         // deliver; only a lookup that failed temporarily may change that.
         return match lookup_errors.into_iter().next() {
             Some(error @ DnsError::Temporary { .. }) => Err(dns_failure(domain, &error, "A/AAAA")),
-            _ => Err(RouteFailure::permanent(
+            _ => Err(ResolveFailure::permanent(
                 "5.1.2",
                 format!("Nowhere to deliver mail to for domain {domain}: no MX, A or AAAA record"),
             )),
@@ -334,38 +334,38 @@ pub async fn resolve(
     }
     // Explicit MX hosts that do not resolve may be a passing DNS problem of
     // the domain's owner: retry until the queue lifetime runs out.
-    Err(RouteFailure::temporary(
+    Err(ResolveFailure::temporary(
         "4.4.4",
         format!("None of the MX hosts of {domain} has an address"),
     ))
 }
 
-fn unusable(host: &str, reason: Skip) -> RouteFailure {
+fn unusable(host: &str, reason: Skip) -> ResolveFailure {
     match reason {
-        Skip::OwnListener | Skip::Local => RouteFailure::permanent(
+        Skip::OwnListener | Skip::Local => ResolveFailure::permanent(
             "5.4.6",
             format!("Mail for {host} loops back to myself: not delivering to it because {reason}"),
         ),
-        Skip::Ipv6Disabled => RouteFailure::temporary(
+        Skip::Ipv6Disabled => ResolveFailure::temporary(
             "4.4.4",
             format!("{host} has only IPv6 addresses and {reason}"),
         ),
         Skip::SourceFamily(_) => {
-            RouteFailure::temporary("4.4.4", format!("No usable address for {host}: {reason}"))
+            ResolveFailure::temporary("4.4.4", format!("No usable address for {host}: {reason}"))
         }
     }
 }
 
-fn dns_failure(domain: &str, error: &DnsError, kind: &str) -> RouteFailure {
+fn dns_failure(domain: &str, error: &DnsError, kind: &str) -> ResolveFailure {
     match error {
-        DnsError::NxDomain { .. } => RouteFailure::permanent(
+        DnsError::NxDomain { .. } => ResolveFailure::permanent(
             "5.1.2",
             format!("Domain {domain} does not exist (NXDOMAIN)"),
         ),
         DnsError::InvalidName { .. } => {
-            RouteFailure::permanent("5.1.2", format!("Invalid domain {domain}: {error}"))
+            ResolveFailure::permanent("5.1.2", format!("Invalid domain {domain}: {error}"))
         }
-        DnsError::Temporary { .. } | DnsError::SystemConfig { .. } => RouteFailure::temporary(
+        DnsError::Temporary { .. } | DnsError::SystemConfig { .. } => ResolveFailure::temporary(
             "4.4.3",
             format!("DNS lookup failure ({kind}) for {domain}: {error}"),
         ),

@@ -1,15 +1,15 @@
 //! What one attempt did to each recipient, and how that changes the
 //! recipient's queue state: delivered, bounced, or retried later on the
-//! schedule until the queue lifetime runs out.
+//! retry timetable until the queue lifetime runs out.
 //!
-//! Sans-IO: the clock, the schedule and the randomness are parameters.
+//! Sans-IO: the clock, the retry timetable and the randomness are parameters.
 
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 use smtp_core::reply::Reply;
 
-use crate::schedule::{RetrySchedule, expired};
+use super::retry_timetable::{RetryTimetable, expired};
 use spool::{RecipientState, RecipientStatus};
 
 /// The verdict on one recipient after an attempt.
@@ -98,14 +98,14 @@ fn default_status(verdict: Verdict) -> &'static str {
 /// When temporary failures turn into a bounce.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
-    pub schedule: RetrySchedule,
+    pub timetable: RetryTimetable,
     /// `max_queue_lifetime`, counted from the message's arrival.
     pub lifetime: Duration,
 }
 
 impl RetryPolicy {
     /// Records `outcome` in `recipient`. A deferral gets its next attempt
-    /// from the schedule (with jitter), but never later than the end of the
+    /// from the retry timetable (with jitter), but never later than the end of the
     /// queue lifetime, so an expiring message gets one last attempt exactly
     /// then; a deferral with no retry left, or past the lifetime, becomes a
     /// failure whose status class is rewritten from 4 to 5 (as Haraka does).
@@ -131,7 +131,7 @@ impl RetryPolicy {
             Verdict::Deferred => {
                 let deadline = arrival.checked_add(self.lifetime);
                 let next = self
-                    .schedule
+                    .timetable
                     .next_delay(recipient.attempts, rng)
                     .and_then(|delay| now.checked_add(delay))
                     .map(|next| deadline.map_or(next, |deadline| next.min(deadline)));
@@ -191,7 +191,7 @@ mod tests {
 
     fn policy(intervals: &[u64], lifetime: u64) -> RetryPolicy {
         RetryPolicy {
-            schedule: RetrySchedule::from_intervals(
+            timetable: RetryTimetable::from_intervals(
                 intervals.iter().copied().map(Duration::from_secs).collect(),
             ),
             lifetime: Duration::from_secs(lifetime),

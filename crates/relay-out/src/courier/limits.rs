@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::route::Destination;
+use super::mx::Destination;
 
 /// Past this many destinations in the map, idle ones are dropped so a queue
 /// that saw many domains does not keep a semaphore for each forever.

@@ -2,7 +2,7 @@
 //! which ones are being worked on. Rebuilt from the spool at every start, so
 //! nothing here needs to survive a crash.
 //!
-//! Sans-IO: the runner feeds it the clock.
+//! Sans-IO: the dispatcher feeds it the clock.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
@@ -17,7 +17,7 @@ pub const MIN_REVISIT: Duration = Duration::from_secs(1);
 /// Every queued message the daemon knows, each either waiting for its due
 /// time or out with a delivery task.
 #[derive(Debug, Default)]
-pub struct Agenda {
+pub struct DueList {
     waiting: HashMap<QueueId, Waiting>,
     order: BTreeSet<(SystemTime, QueueId)>,
     /// Messages out with a task; `true` when a flush arrived meanwhile, so
@@ -31,7 +31,7 @@ struct Waiting {
     due: SystemTime,
 }
 
-impl Agenda {
+impl DueList {
     /// When `envelope` next needs work: at once if a notice is owed or
     /// nothing is left (the task then removes it), else at its earliest
     /// pending recipient's time.
@@ -181,49 +181,49 @@ mod tests {
 
     #[test]
     fn messages_come_out_in_due_order_once() {
-        let mut agenda = Agenda::default();
+        let mut due = DueList::default();
         let (early, late) = (envelope(10), envelope(20));
-        agenda.insert(late.clone(), Agenda::due_of(&late, at(0)));
-        agenda.insert(early.clone(), Agenda::due_of(&early, at(0)));
-        assert_eq!(agenda.next_due(), Some(at(10)));
-        assert!(agenda.take_due(at(9)).is_empty());
-        assert_eq!(ids(&agenda.take_due(at(15))), vec![early.id.clone()]);
-        assert_eq!(agenda.counts(), (1, 1));
-        assert_eq!(ids(&agenda.take_due(at(25))), vec![late.id.clone()]);
-        assert!(agenda.take_due(at(99)).is_empty());
-        assert_eq!(agenda.counts(), (0, 2));
+        due.insert(late.clone(), DueList::due_of(&late, at(0)));
+        due.insert(early.clone(), DueList::due_of(&early, at(0)));
+        assert_eq!(due.next_due(), Some(at(10)));
+        assert!(due.take_due(at(9)).is_empty());
+        assert_eq!(ids(&due.take_due(at(15))), vec![early.id.clone()]);
+        assert_eq!(due.counts(), (1, 1));
+        assert_eq!(ids(&due.take_due(at(25))), vec![late.id.clone()]);
+        assert!(due.take_due(at(99)).is_empty());
+        assert_eq!(due.counts(), (0, 2));
     }
 
     #[test]
     fn returned_messages_wait_at_least_a_moment_unless_flushed() {
-        let mut agenda = Agenda::default();
+        let mut due = DueList::default();
         let message = envelope(0);
-        agenda.insert(message.clone(), at(0));
-        let out = agenda.take_due(at(0)).remove(0);
+        due.insert(message.clone(), at(0));
+        let out = due.take_due(at(0)).remove(0);
         // Came back unchanged (nothing attempted): not due before MIN_REVISIT.
-        agenda.returned(&out.id, Some(out.clone()), None, at(5));
-        assert_eq!(agenda.next_due(), Some(at(5) + MIN_REVISIT));
+        due.returned(&out.id, Some(out.clone()), None, at(5));
+        assert_eq!(due.next_due(), Some(at(5) + MIN_REVISIT));
 
-        let out = agenda.take_all().remove(0);
-        agenda.flush(at(7));
-        agenda.returned(&out.id, Some(out.clone()), None, at(8));
-        assert_eq!(agenda.next_due(), Some(at(8)));
-        let again = agenda.take_due(at(8)).remove(0);
+        let out = due.take_all().remove(0);
+        due.flush(at(7));
+        due.returned(&out.id, Some(out.clone()), None, at(8));
+        assert_eq!(due.next_due(), Some(at(8)));
+        let again = due.take_due(at(8)).remove(0);
         assert_eq!(again.recipients[0].next_attempt, Some(at(8)));
 
-        agenda.returned(&again.id, None, None, at(9));
-        assert_eq!(agenda.counts(), (0, 0), "a finished message is forgotten");
+        due.returned(&again.id, None, None, at(9));
+        assert_eq!(due.counts(), (0, 0), "a finished message is forgotten");
     }
 
     #[test]
     fn flush_makes_everything_due_now() {
-        let mut agenda = Agenda::default();
+        let mut due = DueList::default();
         for next in [100, 200, 300] {
             let message = envelope(next);
-            agenda.insert(message.clone(), Agenda::due_of(&message, at(0)));
+            due.insert(message.clone(), DueList::due_of(&message, at(0)));
         }
-        agenda.flush(at(1));
-        let taken = agenda.take_due(at(1));
+        due.flush(at(1));
+        let taken = due.take_due(at(1));
         assert_eq!(taken.len(), 3);
         assert!(
             taken
@@ -236,12 +236,12 @@ mod tests {
     fn an_owed_notice_is_due_at_once() {
         let mut message = envelope(500);
         message.recipients[0].status = RecipientStatus::Failed;
-        assert_eq!(Agenda::due_of(&message, at(3)), at(3));
+        assert_eq!(DueList::due_of(&message, at(3)), at(3));
         let revisit = at(60);
-        let mut agenda = Agenda::default();
-        agenda.insert(message.clone(), at(3));
-        let out = agenda.take_due(at(3)).remove(0);
-        agenda.returned(&out.id, Some(out.clone()), Some(revisit), at(4));
-        assert_eq!(agenda.next_due(), Some(revisit));
+        let mut due = DueList::default();
+        due.insert(message.clone(), at(3));
+        let out = due.take_due(at(3)).remove(0);
+        due.returned(&out.id, Some(out.clone()), Some(revisit), at(4));
+        assert_eq!(due.next_due(), Some(revisit));
     }
 }

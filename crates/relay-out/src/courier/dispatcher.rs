@@ -1,6 +1,6 @@
-//! The queue runner: one task that owns the [`Agenda`], starts a delivery
+//! The dispatcher: one task that owns the [`DueList`], starts a delivery
 //! task for each message when it is due, and takes the messages back when
-//! the task is done. Everything else talks to it through a [`RunnerHandle`].
+//! the task is done. Everything else talks to it through a [`DispatcherHandle`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tracing::{error, info};
 
 use super::Context;
-use super::agenda::Agenda;
+use super::due_list::DueList;
 use super::message::{self, TaskOutcome};
 use super::switch::DisabledSwitch;
 use spool::{Envelope, QueueId};
@@ -19,11 +19,11 @@ use spool::{Envelope, QueueId};
 /// How often outbound.ini is checked for a change of `disabled`.
 const SETTINGS_POLL: Duration = Duration::from_secs(1);
 
-/// The runner never sleeps longer than this, so a wall-clock jump delays
+/// The dispatcher never sleeps longer than this, so a wall-clock jump delays
 /// due mail by at most this much.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
-/// What the rest of the daemon tells the runner.
+/// What the rest of the daemon tells the dispatcher.
 #[derive(Debug)]
 enum Command {
     /// A message was just stored (intake, or a new notice).
@@ -36,27 +36,30 @@ enum Command {
     Shutdown(Duration, oneshot::Sender<()>),
 }
 
-/// A cheap, cloneable way to reach the runner; calls never block and never
+/// A cheap, cloneable way to reach the dispatcher; calls never block and never
 /// fail (after shutdown they do nothing: the message is on disk anyway).
 #[derive(Debug, Clone)]
-pub struct RunnerHandle {
+pub struct DispatcherHandle {
     commands: mpsc::UnboundedSender<Command>,
 }
 
-/// The receiving end, handed to [`Runner::new`].
+/// The receiving end, handed to [`Dispatcher::new`].
 #[derive(Debug)]
-pub struct RunnerInbox {
+pub struct DispatcherInbox {
     commands: mpsc::UnboundedReceiver<Command>,
 }
 
-/// Creates the channel between the handle and the runner, so the context
-/// (which needs a handle to queue notices) can be built before the runner.
-pub fn channel() -> (RunnerHandle, RunnerInbox) {
+/// Creates the channel between the handle and the dispatcher, so the context
+/// (which needs a handle to queue notices) can be built before the dispatcher.
+pub fn channel() -> (DispatcherHandle, DispatcherInbox) {
     let (commands, inbox) = mpsc::unbounded_channel();
-    (RunnerHandle { commands }, RunnerInbox { commands: inbox })
+    (
+        DispatcherHandle { commands },
+        DispatcherInbox { commands: inbox },
+    )
 }
 
-impl RunnerHandle {
+impl DispatcherHandle {
     /// A new message is durably queued and due now.
     pub fn queued(&self, envelope: Envelope) {
         let _ = self.commands.send(Command::Queued(envelope));
@@ -67,7 +70,7 @@ impl RunnerHandle {
         let _ = self.commands.send(Command::Flush);
     }
 
-    /// Stops the runner, letting running deliveries finish for up to
+    /// Stops the dispatcher, letting running deliveries finish for up to
     /// `grace` (what is still running then is cut off; its recipients stay
     /// pending on disk and are retried at the next start).
     pub async fn shutdown(&self, grace: Duration) {
@@ -78,11 +81,11 @@ impl RunnerHandle {
     }
 }
 
-/// The queue runner; see the module docs.
-pub struct Runner {
+/// The dispatcher; see the module docs.
+pub struct Dispatcher {
     ctx: Arc<Context>,
-    inbox: RunnerInbox,
-    agenda: Agenda,
+    inbox: DispatcherInbox,
+    due: DueList,
     switch: DisabledSwitch,
     tasks: JoinSet<TaskOutcome>,
     /// Which message each task works on, to take it back even if the task
@@ -90,12 +93,12 @@ pub struct Runner {
     task_messages: HashMap<tokio::task::Id, QueueId>,
 }
 
-impl Runner {
-    pub fn new(ctx: Arc<Context>, inbox: RunnerInbox, switch: DisabledSwitch) -> Self {
-        Runner {
+impl Dispatcher {
+    pub fn new(ctx: Arc<Context>, inbox: DispatcherInbox, switch: DisabledSwitch) -> Self {
+        Dispatcher {
             ctx,
             inbox,
-            agenda: Agenda::default(),
+            due: DueList::default(),
             switch,
             tasks: JoinSet::new(),
             task_messages: HashMap::new(),
@@ -105,8 +108,8 @@ impl Runner {
     /// Adds a message loaded from the spool at start.
     pub fn resume(&mut self, envelope: Envelope) {
         let now = SystemTime::now();
-        let due = Agenda::due_of(&envelope, now);
-        self.agenda.insert(envelope, due);
+        let due = DueList::due_of(&envelope, now);
+        self.due.insert(envelope, due);
     }
 
     pub async fn run(mut self) {
@@ -119,10 +122,10 @@ impl Runner {
             let sleep = if self.switch.is_disabled() {
                 MAX_SLEEP
             } else {
-                for envelope in self.agenda.take_due(now) {
+                for envelope in self.due.take_due(now) {
                     self.start(envelope, true);
                 }
-                self.agenda
+                self.due
                     .next_due()
                     .map_or(MAX_SLEEP, |due| due.duration_since(now).unwrap_or_default())
                     .min(MAX_SLEEP)
@@ -130,8 +133,8 @@ impl Runner {
             tokio::select! {
                 command = self.inbox.commands.recv() => match command {
                     Some(Command::Queued(envelope)) => {
-                        let due = Agenda::due_of(&envelope, SystemTime::now());
-                        self.agenda.insert(envelope, due);
+                        let due = DueList::due_of(&envelope, SystemTime::now());
+                        self.due.insert(envelope, due);
                     }
                     Some(Command::Flush) => self.flush(),
                     Some(Command::Shutdown(grace, done)) => {
@@ -147,7 +150,7 @@ impl Runner {
                 _ = tokio::time::sleep(sleep) => {}
                 _ = poll.tick() => {
                     self.switch.poll();
-                    let (messages, oldest) = self.agenda.gauges(SystemTime::now());
+                    let (messages, oldest) = self.due.gauges(SystemTime::now());
                     let metrics = smtp_core::metrics::metrics();
                     metrics.queue_messages.set(messages as i64);
                     metrics.queue_oldest_age_seconds.set(oldest.as_secs() as i64);
@@ -170,7 +173,7 @@ impl Runner {
         match joined {
             Ok((task, outcome)) => {
                 if let Some(id) = self.task_messages.remove(&task) {
-                    self.agenda
+                    self.due
                         .returned(&id, outcome.envelope, outcome.revisit, now);
                 }
             }
@@ -183,12 +186,11 @@ impl Runner {
                 match self.ctx.spool.read_envelope(&id) {
                     Ok(envelope) => {
                         let revisit = now + Duration::from_secs(60);
-                        self.agenda
-                            .returned(&id, Some(envelope), Some(revisit), now);
+                        self.due.returned(&id, Some(envelope), Some(revisit), now);
                     }
                     Err(error) => {
                         error!(queue_id = %id, %error, "cannot re-read the message");
-                        self.agenda.returned(&id, None, None, now);
+                        self.due.returned(&id, None, None, now);
                     }
                 }
             }
@@ -198,8 +200,8 @@ impl Runner {
     fn flush(&mut self) {
         self.switch.reload();
         let now = SystemTime::now();
-        self.agenda.flush(now);
-        let (waiting, out) = self.agenda.counts();
+        self.due.flush(now);
+        let (waiting, out) = self.due.counts();
         info!(
             waiting,
             in_progress = out,
@@ -209,7 +211,7 @@ impl Runner {
         if self.switch.is_disabled() {
             // Delivery is off, but bounce requests and owed notices are not
             // deliveries: handle those now.
-            for envelope in self.agenda.take_all() {
+            for envelope in self.due.take_all() {
                 self.start(envelope, false);
             }
         }

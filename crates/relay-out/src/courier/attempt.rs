@@ -16,11 +16,12 @@ use smtp_core::reply::Reply;
 use tracing::warn;
 
 use super::Context;
-use super::hops;
+use super::grouping::Group;
 use super::log::{AttemptRecord, AttemptResult, HostContact, log_attempt};
+use super::mx::{self, Candidate};
 use super::outcome::{RecipientOutcome, Verdict};
-use super::plan::{ConnectionPlan, Group};
-use super::route::{self, Candidate};
+use super::routes;
+use super::tls::HostOrder;
 use spool::QueueId;
 
 /// What an attempt needs to know about the message.
@@ -80,9 +81,9 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
     let route = ctx.routing.for_destination(&group.destination);
     let origin = route.map(|route| route.origin.clone());
     let resolved = match route {
-        Some(route) => hops::resolve_route(&ctx.dns, route, &ctx.addresses).await,
+        Some(route) => routes::resolve_route(&ctx.dns, route, &ctx.addresses).await,
         None => {
-            route::resolve(
+            mx::resolve(
                 &ctx.dns,
                 &group.destination,
                 &ctx.addresses,
@@ -130,9 +131,9 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
             elapsed: started.elapsed(),
         });
     };
-    let mut plan = ConnectionPlan::new(candidates);
+    let mut hosts = HostOrder::new(candidates);
     let mut last_failure: Option<(ClientError, String)> = None;
-    while let Some((candidate, use_tls)) = plan.next_attempt() {
+    while let Some((candidate, use_tls)) = hosts.next_attempt() {
         let started = Instant::now();
         let mut contact = HostContact {
             mx: Some(candidate.host.clone()),
@@ -156,7 +157,7 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
                     );
                 }
                 if is_tls_failure(&error) {
-                    plan.tls_failed(&candidate);
+                    hosts.tls_failed(&candidate);
                 }
                 SessionEnd::NextHost(error)
             }

@@ -16,7 +16,7 @@ use smtp_core::dns::Dns;
 use tracing::debug;
 
 use super::connector::Connector;
-use super::route::{AddressPolicy, Candidate, Destination, RouteFailure, Skip};
+use super::mx::{AddressPolicy, Candidate, Destination, ResolveFailure, Skip};
 use crate::config::{HopHost, HopSettings, OutboundSettings, Route, RouteTable};
 
 /// A configured route with a connector per hop.
@@ -103,7 +103,7 @@ pub async fn resolve_route(
     dns: &Dns,
     route: &RouteHops,
     policy: &AddressPolicy,
-) -> Result<Vec<Candidate>, RouteFailure> {
+) -> Result<Vec<Candidate>, ResolveFailure> {
     let mut candidates = Vec::new();
     let mut problems = Vec::new();
     for hop in &route.hops {
@@ -137,7 +137,7 @@ pub async fn resolve_route(
         }
     }
     if candidates.is_empty() {
-        return Err(RouteFailure::temporary(
+        return Err(ResolveFailure::temporary(
             "4.4.4",
             format!(
                 "No next hop of {} can be used ({})",

@@ -1,16 +1,16 @@
-//! What an attempt on one message consists of: which recipients are due,
-//! grouped into one SMTP transaction per destination, and in which order the
-//! candidate hosts are tried with and without TLS.
+//! Which recipients of a message are due, grouped into one SMTP transaction
+//! per destination (the order in which hosts are then tried is in `tls`).
 //!
-//! Sans-IO and unit-tested; the async code in `attempt` only follows it.
+//! Sans-IO and unit-tested; the async code in `message` and `attempt` only
+//! follows it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use smtp_core::address::{ForwardPath, Host, parse_forward_path};
 
+use super::mx::Destination;
 use super::outcome::{RecipientOutcome, Verdict};
-use super::route::{Candidate, Destination};
 use spool::Envelope;
 
 /// Recipients of one message delivered in one SMTP transaction.
@@ -89,54 +89,10 @@ fn destination_of(address: &str) -> Result<(ForwardPath, Destination), String> {
     Ok((path, destination))
 }
 
-/// The order in which hosts are tried for one group: every candidate with
-/// STARTTLS unless its connector has TLS off (opportunistic: used when
-/// offered; required: verified), and, only when its connector allows the
-/// clear-text fallback (`tls_fallback_plain`, never for required TLS), each
-/// host whose TLS handshake failed once more in clear text after all others
-/// were tried (a failed handshake moves on to the next host first, as
-/// Haraka does).
-#[derive(Debug)]
-pub struct ConnectionPlan {
-    queue: VecDeque<(Candidate, bool)>,
-    retried_plain: Vec<Candidate>,
-}
-
-impl ConnectionPlan {
-    pub fn new(candidates: Vec<Candidate>) -> Self {
-        ConnectionPlan {
-            queue: candidates
-                .into_iter()
-                .map(|c| {
-                    let tls = c.connector.starts_with_tls();
-                    (c, tls)
-                })
-                .collect(),
-            retried_plain: Vec::new(),
-        }
-    }
-
-    /// The next host to try and whether to use STARTTLS.
-    pub fn next_attempt(&mut self) -> Option<(Candidate, bool)> {
-        self.queue.pop_front()
-    }
-
-    /// The TLS handshake with `candidate` failed: queue a clear-text retry
-    /// at the end if allowed (once per host).
-    pub fn tls_failed(&mut self, candidate: &Candidate) {
-        if candidate.connector.fallback_plain && !self.retried_plain.contains(candidate) {
-            self.retried_plain.push(candidate.clone());
-            self.queue.push_back((candidate.clone(), false));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::connector::{Connector, TlsUse};
     use spool::{QueueId, RecipientState, RecipientStatus};
-    use std::sync::Arc;
     use std::time::Duration;
 
     fn envelope(recipients: &[&str]) -> Envelope {
@@ -222,63 +178,6 @@ mod tests {
             work.unroutable
                 .iter()
                 .all(|(_, o)| o.verdict == Verdict::Failed)
-        );
-    }
-
-    fn candidate(host: &str, ip: &str, connector: &Arc<Connector>) -> Candidate {
-        Candidate {
-            host: host.into(),
-            ip: ip.parse().unwrap(),
-            port: 25,
-            connector: Arc::clone(connector),
-        }
-    }
-
-    fn drain(plan: &mut ConnectionPlan, tls_fails: &[&str]) -> Vec<(String, bool)> {
-        let mut tried = Vec::new();
-        while let Some((candidate, tls)) = plan.next_attempt() {
-            tried.push((candidate.host.clone(), tls));
-            if tls && tls_fails.contains(&candidate.host.as_str()) {
-                plan.tls_failed(&candidate);
-            }
-        }
-        tried
-    }
-
-    #[test]
-    fn tls_failures_move_on_then_fall_back_to_clear_text_only_if_allowed() {
-        let hosts = |tls, fallback| {
-            let connector = Arc::new(Connector::plain_for_tests(tls, fallback));
-            vec![
-                candidate("a", "192.0.2.1", &connector),
-                candidate("b", "192.0.2.2", &connector),
-            ]
-        };
-        let owned = |list: &[(&str, bool)]| -> Vec<(String, bool)> {
-            list.iter().map(|(h, t)| (h.to_string(), *t)).collect()
-        };
-        let mut strict = ConnectionPlan::new(hosts(TlsUse::Opportunistic, false));
-        assert_eq!(
-            drain(&mut strict, &["a", "b"]),
-            owned(&[("a", true), ("b", true)])
-        );
-
-        let mut lenient = ConnectionPlan::new(hosts(TlsUse::Opportunistic, true));
-        assert_eq!(
-            drain(&mut lenient, &["a"]),
-            owned(&[("a", true), ("b", true), ("a", false)])
-        );
-
-        let mut clear = ConnectionPlan::new(hosts(TlsUse::Off, true));
-        assert_eq!(
-            drain(&mut clear, &["a"]),
-            owned(&[("a", false), ("b", false)])
-        );
-
-        let mut required = ConnectionPlan::new(hosts(TlsUse::Required, false));
-        assert_eq!(
-            drain(&mut required, &["a", "b"]),
-            owned(&[("a", true), ("b", true)])
         );
     }
 }

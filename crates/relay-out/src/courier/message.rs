@@ -11,7 +11,7 @@
 //! restart. Likewise a crash between storing a notice and marking its
 //! recipients `bounced` queues the notice twice. Nothing else is repeated:
 //! recipients are settled one by one and a settled one is never retried
-//! (see also the intake duplicate in [`crate::queue`]).
+//! (see also the intake duplicate in the [`spool`] crate's docs).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -22,10 +22,10 @@ use tracing::{error, info};
 
 use super::Context;
 use super::attempt::{GroupResult, Job, attempt_group};
+use super::grouping::{Group, due_work};
 use super::log::{AttemptRecord, AttemptResult, HostContact, log_attempt};
 use super::notice;
 use super::outcome::{RecipientOutcome, Verdict};
-use super::plan::{Group, due_work};
 use spool::{Envelope, RecipientStatus, SpoolError};
 
 /// When a notice could not be stored (disk full), try again after this.

@@ -1,6 +1,6 @@
 //! How to talk to a next hop, built once at startup: the MX default from
-//! outbound.ini, and one per route hop setting (TLS policy and trust, AUTH,
-//! LMTP, source address).
+//! outbound.ini, and one per route hop setting (TLS as `tls` chooses it,
+//! AUTH, LMTP, source address).
 //!
 //! Built at startup because a CA file or the system's CA bundle is read
 //! there, where an error can stop the service naming the file, not at every
@@ -9,12 +9,11 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use smtp_core::client::{
-    ClientConfig, ClientTls, ClientTlsError, StepTimeouts, TlsMode, TlsVerify,
-};
+use smtp_core::client::{ClientConfig, ClientTls, ClientTlsError, StepTimeouts, TlsVerify};
 use smtp_core::config::CoreSettings;
 
-use crate::config::{HopSettings, OutboundSettings, RouteTls};
+use super::tls::TlsUse;
+use crate::config::{HopSettings, OutboundSettings};
 
 /// The protocol spoken with a next hop, as the delivery log's `mode`
 /// (Haraka's `delivered` hook reports the same).
@@ -33,17 +32,6 @@ impl fmt::Display for Mode {
     }
 }
 
-/// Whether STARTTLS is used, and what a failure means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsUse {
-    Off,
-    /// When offered; a failed handshake moves on (and, with
-    /// `tls_fallback_plain`, comes back in clear text last).
-    Opportunistic,
-    /// Always, verified; a host without it is not used.
-    Required,
-}
-
 /// See the module docs.
 #[derive(Debug)]
 pub struct Connector {
@@ -58,11 +46,7 @@ impl Connector {
     /// The MX default: outbound.ini `enable_tls` (any certificate, as
     /// Haraka and Postfix `may`), `local_address`, no AUTH, SMTP.
     pub fn mx(core: &CoreSettings, outbound: &OutboundSettings) -> Result<Self, ClientTlsError> {
-        let tls = if outbound.enable_tls {
-            TlsUse::Opportunistic
-        } else {
-            TlsUse::Off
-        };
+        let tls = TlsUse::for_mx(outbound.enable_tls);
         Self::build(core, outbound, tls, None, |config| config)
     }
 
@@ -72,16 +56,8 @@ impl Connector {
         outbound: &OutboundSettings,
         hop: &HopSettings,
     ) -> Result<Self, ClientTlsError> {
-        let (tls, ca_file) = match &hop.tls {
-            RouteTls::Off => (TlsUse::Off, None),
-            RouteTls::Opportunistic => (TlsUse::Opportunistic, None),
-            RouteTls::Required { ca_file } => (TlsUse::Required, ca_file.clone()),
-        };
-        let verify = match ca_file {
-            Some(path) => TlsVerify::CaFile(path),
-            None => TlsVerify::SystemRoots,
-        };
-        Self::build(core, outbound, tls, Some(verify), |mut config| {
+        let (tls, verify) = TlsUse::for_route(&hop.tls);
+        Self::build(core, outbound, tls, verify, |mut config| {
             config.auth.clone_from(&hop.auth);
             config.lmtp = hop.lmtp;
             if hop.bind.is_some() {
@@ -109,14 +85,7 @@ impl Connector {
                 lmtp: false,
             })
         };
-        let with_tls = match tls {
-            TlsUse::Off => ClientTls::off(),
-            TlsUse::Opportunistic => ClientTls::new(TlsMode::Opportunistic, &TlsVerify::Insecure)?,
-            TlsUse::Required => ClientTls::new(
-                TlsMode::Required,
-                verify.as_ref().unwrap_or(&TlsVerify::SystemRoots),
-            )?,
-        };
+        let with_tls = tls.client_tls(verify.as_ref())?;
         Ok(Connector {
             with_tls: config(with_tls),
             without_tls: config(ClientTls::off()),

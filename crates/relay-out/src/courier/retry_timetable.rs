@@ -1,4 +1,6 @@
-//! When to try a temporarily failed delivery again, and when to give up.
+//! The retry timetable: when to try a temporarily failed delivery again,
+//! and when to give up. (Reading `temp_fail_intervals` from outbound.ini is
+//! `config::retry`; the queue lifetime is applied in `outcome`.)
 //!
 //! Follows Haraka (`outbound/config.js` `set_temp_fail_intervals`,
 //! `hmail.temp_fail`): after the n-th temporary failure the message waits the
@@ -19,11 +21,11 @@ const HARAKA_EXPONENT_OFFSET: u32 = 5;
 /// The waits between attempts after successive temporary failures; running
 /// off the end means the message bounces.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetrySchedule {
+pub struct RetryTimetable {
     intervals: Intervals,
 }
 
-/// Haraka's derived schedule is computed rather than stored, so an absurd
+/// Haraka's derived timetable is computed rather than stored, so an absurd
 /// `maxTempFailures` cannot make us allocate billions of intervals.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Intervals {
@@ -31,11 +33,11 @@ enum Intervals {
     Listed(Vec<Duration>),
 }
 
-impl RetrySchedule {
+impl RetryTimetable {
     /// Haraka's default: 2^(i+5) s for i = 1..max_temp_failures-1 (64 s to
     /// 131072 s for 13), bouncing on failure number `max_temp_failures`.
     pub fn haraka_default(max_temp_failures: u32) -> Self {
-        RetrySchedule {
+        RetryTimetable {
             intervals: Intervals::Doubling { max_temp_failures },
         }
     }
@@ -43,7 +45,7 @@ impl RetrySchedule {
     /// `outbound.ini` `temp_fail_intervals`, already parsed; empty (`none`)
     /// bounces on the first temporary failure.
     pub fn from_intervals(intervals: Vec<Duration>) -> Self {
-        RetrySchedule {
+        RetryTimetable {
             intervals: Intervals::Listed(intervals),
         }
     }
@@ -66,7 +68,7 @@ impl RetrySchedule {
         }
     }
 
-    /// The schedule outbound.ini asks for: `temp_fail_intervals` when it is
+    /// The timetable outbound.ini asks for: `temp_fail_intervals` when it is
     /// set (`intervals`), else Haraka's doubling shaped by `maxTempFailures`.
     pub fn from_config(intervals: Option<&[Duration]>, max_temp_failures: u32) -> Self {
         match intervals {
@@ -85,7 +87,7 @@ impl RetrySchedule {
 }
 
 /// Whether a message that arrived at `arrival` has outlived the queue
-/// lifetime and must bounce whatever its schedule says. A clock that went
+/// lifetime and must bounce whatever its timetable says. A clock that went
 /// backwards does not expire anything.
 pub fn expired(arrival: SystemTime, now: SystemTime, lifetime: Duration) -> bool {
     now.duration_since(arrival).is_ok_and(|age| age > lifetime)
@@ -101,35 +103,35 @@ mod tests {
         list.iter().copied().map(Duration::from_secs).collect()
     }
 
-    fn unjittered(schedule: &RetrySchedule) -> Vec<Duration> {
+    fn unjittered(timetable: &RetryTimetable) -> Vec<Duration> {
         (1..)
-            .map_while(|failures| schedule.interval(failures))
+            .map_while(|failures| timetable.interval(failures))
             .take(100)
             .collect()
     }
 
     #[test]
     fn haraka_default_for_13_failures() {
-        let schedule = RetrySchedule::haraka_default(13);
+        let timetable = RetryTimetable::haraka_default(13);
         assert_eq!(
-            unjittered(&schedule),
+            unjittered(&timetable),
             secs(&[
                 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072
             ])
         );
-        assert_eq!(schedule.interval(12), Some(Duration::from_secs(131072)));
-        assert_eq!(schedule.interval(13), None);
-        assert_eq!(schedule.interval(0), schedule.interval(1));
-        let total: u64 = unjittered(&schedule).iter().map(Duration::as_secs).sum();
+        assert_eq!(timetable.interval(12), Some(Duration::from_secs(131072)));
+        assert_eq!(timetable.interval(13), None);
+        assert_eq!(timetable.interval(0), timetable.interval(1));
+        let total: u64 = unjittered(&timetable).iter().map(Duration::as_secs).sum();
         assert_eq!(total, 262_080, "about 3.03 days, as documented");
     }
 
     #[test]
     fn haraka_default_edges() {
-        assert_eq!(unjittered(&RetrySchedule::haraka_default(0)), vec![]);
-        assert_eq!(unjittered(&RetrySchedule::haraka_default(1)), vec![]);
-        assert_eq!(unjittered(&RetrySchedule::haraka_default(2)), secs(&[64]));
-        let huge = RetrySchedule::haraka_default(u32::MAX);
+        assert_eq!(unjittered(&RetryTimetable::haraka_default(0)), vec![]);
+        assert_eq!(unjittered(&RetryTimetable::haraka_default(1)), vec![]);
+        assert_eq!(unjittered(&RetryTimetable::haraka_default(2)), secs(&[64]));
+        let huge = RetryTimetable::haraka_default(u32::MAX);
         assert_eq!(huge.interval(58), Some(Duration::from_secs(1 << 63)));
         assert_eq!(huge.interval(59), Some(Duration::from_secs(u64::MAX)));
         assert_eq!(
@@ -141,45 +143,45 @@ mod tests {
 
     #[test]
     fn custom_intervals_are_used_in_order_then_bounce() {
-        let schedule = RetrySchedule::from_intervals(secs(&[60, 300, 300, 3600]));
-        assert_eq!(unjittered(&schedule), secs(&[60, 300, 300, 3600]));
-        assert_eq!(schedule.interval(5), None);
-        assert_eq!(schedule.interval(u32::MAX), None);
+        let timetable = RetryTimetable::from_intervals(secs(&[60, 300, 300, 3600]));
+        assert_eq!(unjittered(&timetable), secs(&[60, 300, 300, 3600]));
+        assert_eq!(timetable.interval(5), None);
+        assert_eq!(timetable.interval(u32::MAX), None);
     }
 
     #[test]
     fn configured_intervals_win_over_max_temp_failures() {
         assert_eq!(
-            unjittered(&RetrySchedule::from_config(None, 3)),
+            unjittered(&RetryTimetable::from_config(None, 3)),
             secs(&[64, 128])
         );
         assert_eq!(
-            unjittered(&RetrySchedule::from_config(Some(&secs(&[5, 10])), 3)),
+            unjittered(&RetryTimetable::from_config(Some(&secs(&[5, 10])), 3)),
             secs(&[5, 10])
         );
         assert_eq!(
-            unjittered(&RetrySchedule::from_config(Some(&[]), 13)),
+            unjittered(&RetryTimetable::from_config(Some(&[]), 13)),
             vec![]
         );
     }
 
     #[test]
     fn empty_intervals_bounce_on_first_failure() {
-        let schedule = RetrySchedule::from_intervals(Vec::new());
+        let timetable = RetryTimetable::from_intervals(Vec::new());
         let mut rng = StdRng::seed_from_u64(1);
-        assert_eq!(schedule.interval(1), None);
-        assert_eq!(schedule.next_delay(1, &mut rng), None);
+        assert_eq!(timetable.interval(1), None);
+        assert_eq!(timetable.next_delay(1, &mut rng), None);
     }
 
     #[test]
     fn jitter_stays_within_ten_percent_and_varies() {
-        let schedule = RetrySchedule::haraka_default(13);
+        let timetable = RetryTimetable::haraka_default(13);
         let mut rng = StdRng::seed_from_u64(42);
         for failures in 1..13 {
-            let base = schedule.interval(failures).unwrap().as_secs_f64();
+            let base = timetable.interval(failures).unwrap().as_secs_f64();
             let mut seen = Vec::new();
             for _ in 0..200 {
-                let delay = schedule
+                let delay = timetable
                     .next_delay(failures, &mut rng)
                     .unwrap()
                     .as_secs_f64();
@@ -190,20 +192,20 @@ mod tests {
             let high = seen.iter().copied().fold(0.0, f64::max);
             assert!(low < base * 0.95 && high > base * 1.05, "jitter spreads");
         }
-        assert_eq!(schedule.next_delay(13, &mut rng), None);
+        assert_eq!(timetable.next_delay(13, &mut rng), None);
     }
 
     #[test]
     fn jitter_is_reproducible_from_a_seed_and_never_overflows() {
-        let schedule = RetrySchedule::haraka_default(13);
+        let timetable = RetryTimetable::haraka_default(13);
         let a: Vec<_> = (1..13)
-            .map(|n| schedule.next_delay(n, &mut StdRng::seed_from_u64(7)))
+            .map(|n| timetable.next_delay(n, &mut StdRng::seed_from_u64(7)))
             .collect();
         let b: Vec<_> = (1..13)
-            .map(|n| schedule.next_delay(n, &mut StdRng::seed_from_u64(7)))
+            .map(|n| timetable.next_delay(n, &mut StdRng::seed_from_u64(7)))
             .collect();
         assert_eq!(a, b);
-        let max = RetrySchedule::from_intervals(vec![Duration::MAX]);
+        let max = RetryTimetable::from_intervals(vec![Duration::MAX]);
         let mut rng = StdRng::seed_from_u64(3);
         for _ in 0..50 {
             assert!(max.next_delay(1, &mut rng).is_some());
