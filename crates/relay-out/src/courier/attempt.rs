@@ -115,20 +115,18 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
     };
 
     let host_failed = |contact: &HostContact, error: &ClientError, started: Instant| {
+        let reply = error.to_string();
         log_attempt(&AttemptRecord {
-            queue_id: &job.id,
-            domain: &domain,
-            contact,
-            recipients: count,
-            result: AttemptResult::HostFailed,
-            reply: &error.to_string(),
-            response: None,
-            delivered: &[],
-            deferred: &[],
-            bounced: &[],
-            retry_in: None,
             delay: job.delay(),
             elapsed: started.elapsed(),
+            ..AttemptRecord::settling_none(
+                &job.id,
+                &domain,
+                contact,
+                count,
+                AttemptResult::HostFailed,
+                &reply,
+            )
         });
     };
     let mut hosts = HostOrder::new(candidates);
@@ -384,11 +382,9 @@ fn after_data_failure(error: &ClientError, host: &str) -> RecipientOutcome {
 }
 
 async fn open_data(ctx: &Context, id: &QueueId) -> Result<tokio::fs::File, String> {
-    let spool = ctx.spool.clone();
     let id = id.clone();
-    match tokio::task::spawn_blocking(move || spool.open_data(&id)).await {
-        Ok(Ok(file)) => Ok(tokio::fs::File::from_std(file)),
-        Ok(Err(error)) => Err(format!("Cannot read the queued message: {error}")),
+    match ctx.spool_call(move |spool| spool.open_data(&id)).await {
+        Ok(file) => Ok(tokio::fs::File::from_std(file)),
         Err(error) => Err(format!("Cannot read the queued message: {error}")),
     }
 }

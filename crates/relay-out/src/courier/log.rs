@@ -118,6 +118,36 @@ pub struct AttemptRecord<'a> {
     pub elapsed: Duration,
 }
 
+impl<'a> AttemptRecord<'a> {
+    /// The record of an attempt that settled no recipient (a host failed
+    /// before taking the transaction, or the attempt was skipped): a cause
+    /// and no recipient lists. The caller sets `delay` and `elapsed`.
+    pub fn settling_none(
+        queue_id: &'a QueueId,
+        domain: &'a str,
+        contact: &'a HostContact,
+        recipients: usize,
+        result: AttemptResult,
+        reply: &'a str,
+    ) -> Self {
+        AttemptRecord {
+            queue_id,
+            domain,
+            contact,
+            recipients,
+            result,
+            reply,
+            response: None,
+            delivered: &[],
+            deferred: &[],
+            bounced: &[],
+            retry_in: None,
+            delay: Duration::ZERO,
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
 /// Writes the attempt's log line.
 pub fn log_attempt(record: &AttemptRecord) {
     use smtp_core::metrics::{Outcome, metrics};

@@ -20,12 +20,12 @@ use smtp_core::address::parse_reverse_path;
 use tokio::task::JoinSet;
 use tracing::{error, info};
 
-use super::Context;
 use super::attempt::{GroupResult, Job, attempt_group};
 use super::grouping::{Group, due_work};
 use super::log::{AttemptRecord, AttemptResult, HostContact, log_attempt};
 use super::notice;
 use super::outcome::{RecipientOutcome, Verdict};
+use super::{Context, SpoolCallError};
 use spool::{Envelope, RecipientStatus, SpoolError};
 
 /// When a notice could not be stored (disk full), try again after this.
@@ -69,14 +69,12 @@ pub async fn process(ctx: Arc<Context>, mut envelope: Envelope, deliver: bool) -
 
 /// `relay-out queue bounce ID`: every pending recipient fails now.
 async fn honour_bounce_request(ctx: &Context, envelope: &mut Envelope) -> Result<(), Gone> {
-    let spool = ctx.spool.clone();
     let id = envelope.id.clone();
-    let requested = match tokio::task::spawn_blocking(move || spool.bounce_requested(&id)).await {
-        Ok(Ok(requested)) => requested,
-        Ok(Err(error)) => {
-            error!(queue_id = %envelope.id, %error, "cannot check for a bounce request");
-            false
-        }
+    let requested = match ctx
+        .spool_call(move |spool| spool.bounce_requested(&id))
+        .await
+    {
+        Ok(requested) => requested,
         Err(error) => {
             error!(queue_id = %envelope.id, %error, "cannot check for a bounce request");
             false
@@ -115,16 +113,11 @@ async fn attempt_due(ctx: &Arc<Context>, envelope: &mut Envelope) -> Result<(), 
     if work.groups.is_empty() {
         return Ok(());
     }
-    let spool = ctx.spool.clone();
     let id = envelope.id.clone();
-    let size = match tokio::task::spawn_blocking(move || spool.data_size(&id)).await {
-        Ok(Ok(size)) => Some(size),
-        Ok(Err(SpoolError::Gone(_))) => return Err(Gone),
+    let size = match ctx.spool_call(move |spool| spool.data_size(&id)).await {
+        Ok(size) => Some(size),
+        Err(SpoolCallError::Spool(SpoolError::Gone(_))) => return Err(Gone),
         // Sending goes on without SIZE=; reading the data will tell.
-        Ok(Err(error)) => {
-            error!(queue_id = %envelope.id, %error, "cannot read the size of the queued message");
-            None
-        }
         Err(error) => {
             error!(queue_id = %envelope.id, %error, "cannot read the size of the queued message");
             None
@@ -207,19 +200,15 @@ async fn attempt_with_permits(ctx: &Context, job: &Job, group: &Group) -> Option
     let _permits = ctx.limits.acquire(&group.destination).await?;
     if ctx.is_disabled() {
         log_attempt(&AttemptRecord {
-            queue_id: &job.id,
-            domain: &group.destination.to_string(),
-            contact: &HostContact::default(),
-            recipients: group.recipients.len(),
-            result: AttemptResult::Skipped,
-            reply: "delivery disabled (outbound.ini disabled=true)",
-            response: None,
-            delivered: &[],
-            deferred: &[],
-            bounced: &[],
-            retry_in: None,
             delay: job.delay(),
-            elapsed: Duration::ZERO,
+            ..AttemptRecord::settling_none(
+                &job.id,
+                &group.destination.to_string(),
+                &HostContact::default(),
+                group.recipients.len(),
+                AttemptResult::Skipped,
+                "delivery disabled (outbound.ini disabled=true)",
+            )
         });
         return None;
     }
@@ -312,14 +301,13 @@ async fn settle(ctx: &Context, mut envelope: Envelope) -> TaskOutcome {
         }
     }
     if envelope.is_settled() {
-        let spool = ctx.spool.clone();
         let id = envelope.id.clone();
-        match tokio::task::spawn_blocking(move || spool.remove(&id)).await {
-            Ok(Ok(())) => info!(queue_id = %envelope.id, "message done, removed from the queue"),
-            Ok(Err(error)) => {
+        match ctx.spool_call(move |spool| spool.remove(&id)).await {
+            Ok(()) => info!(queue_id = %envelope.id, "message done, removed from the queue"),
+            Err(SpoolCallError::Spool(error)) => {
                 error!(queue_id = %envelope.id, %error, "cannot remove a finished message; it is cleaned up at the next start")
             }
-            Err(error) => {
+            Err(error @ SpoolCallError::Task(_)) => {
                 error!(queue_id = %envelope.id, %error, "cannot remove a finished message")
             }
         }
@@ -335,17 +323,12 @@ async fn settle(ctx: &Context, mut envelope: Envelope) -> TaskOutcome {
 /// goes on (the risk is only a repeated delivery after a crash); `Gone`
 /// means the operator deleted the message.
 async fn persist(ctx: &Context, envelope: &Envelope) -> Result<(), Gone> {
-    let spool = ctx.spool.clone();
     let copy = envelope.clone();
-    match tokio::task::spawn_blocking(move || spool.update(&copy)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(SpoolError::Gone(_))) => {
+    match ctx.spool_call(move |spool| spool.update(&copy)).await {
+        Ok(()) => Ok(()),
+        Err(SpoolCallError::Spool(SpoolError::Gone(_))) => {
             info!(queue_id = %envelope.id, "message deleted by the operator");
             Err(Gone)
-        }
-        Ok(Err(error)) => {
-            error!(queue_id = %envelope.id, %error, "cannot save the delivery state");
-            Ok(())
         }
         Err(error) => {
             error!(queue_id = %envelope.id, %error, "cannot save the delivery state");

@@ -52,7 +52,7 @@ use smtp_core::config::{ConfigDir, ConfigError, CoreSettings};
 use smtp_core::dns::{Dns, DnsError, DnsSettings};
 
 use crate::config::RelayOutSettings;
-use spool::Spool;
+use spool::{Spool, SpoolError};
 
 pub use dispatcher::{Dispatcher, DispatcherHandle, channel};
 pub use switch::DisabledSwitch;
@@ -148,6 +148,30 @@ impl Context {
     fn is_disabled(&self) -> bool {
         self.disabled.load(Ordering::Relaxed)
     }
+
+    /// Runs a spool call (blocking file I/O and fsync) on tokio's blocking
+    /// pool, so that a slow disk never stalls the other deliveries.
+    async fn spool_call<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Spool) -> Result<T, SpoolError> + Send + 'static,
+    ) -> Result<T, SpoolCallError> {
+        let spool = self.spool.clone();
+        match tokio::task::spawn_blocking(move || call(&spool)).await {
+            Ok(result) => result.map_err(SpoolCallError::Spool),
+            Err(error) => Err(SpoolCallError::Task(error)),
+        }
+    }
+}
+
+/// Why a [`Context::spool_call`] failed: the call itself, or the task that
+/// ran it (it panicked, or the runtime is shutting down). Shown as the
+/// inner error, so a log line reads the same either way.
+#[derive(Debug, thiserror::Error)]
+enum SpoolCallError {
+    #[error(transparent)]
+    Spool(SpoolError),
+    #[error(transparent)]
+    Task(tokio::task::JoinError),
 }
 
 /// `outbound.bounce_message` if present and not blank (Haraka reads it as a

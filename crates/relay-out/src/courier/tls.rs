@@ -110,8 +110,8 @@ impl HostOrder {
 
 #[cfg(test)]
 mod tests {
-    use crate::courier::connector::Connector;
     use super::*;
+    use crate::courier::connector::Connector;
     use std::sync::Arc;
 
     fn candidate(host: &str, ip: &str, connector: &Arc<Connector>) -> Candidate {
