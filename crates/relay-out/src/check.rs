@@ -7,8 +7,8 @@ use smtp_core::config::{ConfigDir, CoreSettings};
 
 use crate::acl::RelayAcl;
 use crate::config::RelayOutSettings;
-use crate::delivery::{self, BOUNCE_TEMPLATE_FILE};
-use crate::schedule::RetrySchedule;
+use crate::courier::retry_timetable::RetryTimetable;
+use crate::courier::{self, BOUNCE_TEMPLATE_FILE};
 use crate::submission::Submission;
 
 pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
@@ -53,7 +53,7 @@ pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
             "off"
         }
     ));
-    lines.push(format!("  {}", delivery::describe(&settings, &core.listen)));
+    lines.push(format!("  {}", courier::describe(&settings, &core.listen)));
     let submission = Submission::new(settings.auth_users.clone(), &core);
     let listeners: Vec<String> = submission
         .listeners(&core.listen)
@@ -72,7 +72,7 @@ pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
     lines.push(format!("  retries: {}", retry_summary(&settings)));
     lines.push(format!(
         "  bounce text: {}",
-        match delivery::bounce_template(&dir)? {
+        match courier::bounce_template(&dir)? {
             Some(_) => format!("from {BOUNCE_TEMPLATE_FILE}"),
             None => "built in".to_string(),
         }
@@ -87,12 +87,12 @@ pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
 /// How long a deferred message is retried, in words.
 fn retry_summary(settings: &RelayOutSettings) -> String {
     let outbound = &settings.outbound;
-    let schedule = RetrySchedule::from_config(
+    let timetable = RetryTimetable::from_config(
         outbound.temp_fail_intervals.as_deref(),
         outbound.max_temp_failures,
     );
     let intervals: Vec<_> = (1..)
-        .map_while(|failures| schedule.interval(failures))
+        .map_while(|failures| timetable.interval(failures))
         .take(1000)
         .collect();
     let total: std::time::Duration = intervals.iter().sum();

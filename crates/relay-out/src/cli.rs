@@ -13,9 +13,9 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::RelayOutSettings;
-use crate::instance::{self, SignalError};
-use crate::queue::{
-    Listing, MAX_SHOWN_HEADER_BYTES, QueueEntry, QueueId, RecipientStatus, Spool, SpoolError,
+use crate::queue;
+use spool::{
+    Listing, MAX_SHOWN_HEADER_BYTES, QueueEntry, QueueId, RecipientStatus, SignalError, SpoolError,
     format_rfc3339,
 };
 
@@ -65,7 +65,7 @@ pub fn run(config: &Path, command: &QueueCommand) -> ExitCode {
 fn execute(config: &Path, command: &QueueCommand) -> Result<String, CliError> {
     let dir = ConfigDir::open(config)?;
     let settings = RelayOutSettings::load(&dir)?;
-    let spool = Spool::open(&settings.outbound.queue_dir)?;
+    let spool = queue::open(&settings.outbound.queue_dir)?;
     match command {
         QueueCommand::List => {
             let listing = spool.list()?;
@@ -83,7 +83,7 @@ fn execute(config: &Path, command: &QueueCommand) -> Result<String, CliError> {
             Ok(format_entry(&entry, &headers))
         }
         QueueCommand::Flush => {
-            let pid = instance::send_hangup(&spool)?;
+            let pid = spool.send_hangup()?;
             Ok(format!(
                 "relay-out (PID {pid}): flush requested, deferred mail is being retried now\n"
             ))
@@ -97,7 +97,7 @@ fn execute(config: &Path, command: &QueueCommand) -> Result<String, CliError> {
         QueueCommand::Bounce { id } => {
             let id = QueueId::parse(id)?;
             spool.request_bounce(&id).map_err(|e| not_queued(e, &id))?;
-            Ok(match instance::send_hangup(&spool) {
+            Ok(match spool.send_hangup() {
                 Ok(pid) => {
                     format!("{id}: bounce requested; relay-out (PID {pid}) bounces it now\n")
                 }
@@ -235,7 +235,7 @@ pub fn format_entry(entry: &QueueEntry, headers: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::{Envelope, RecipientState};
+    use spool::{Envelope, RecipientState};
     use std::time::{Duration, SystemTime};
 
     fn entry() -> QueueEntry {
@@ -258,6 +258,7 @@ mod tests {
                 client: Some("10.0.0.2 helo=mailcow".into()),
                 smtputf8: false,
                 eight_bit_mime: true,
+                extras: spool::NoExtras {},
             },
             size: 2048,
             bounce_requested: true,

@@ -16,10 +16,9 @@ use tracing::{info, warn};
 
 use crate::acl::RelayAcl;
 use crate::config::RelayOutSettings;
-use crate::delivery::{self, DisabledSwitch, Runner};
-use crate::instance;
+use crate::courier::{self, DisabledSwitch, Dispatcher};
 use crate::policy::{Intake, RelayOut};
-use crate::queue::Spool;
+use crate::queue;
 use crate::submission::Submission;
 
 pub async fn run(config: &Path) -> anyhow::Result<()> {
@@ -32,8 +31,8 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     let acl = RelayAcl::new(&settings, &core.listen)?;
 
     let queue_dir = &settings.outbound.queue_dir;
-    let spool = Spool::open(queue_dir).context("opening the queue")?;
-    if let Some(pid) = instance::running_daemon(&spool)?
+    let spool = queue::open(queue_dir).context("opening the queue")?;
+    if let Some(pid) = spool.running_daemon()?
         && pid != std::process::id()
     {
         bail!(
@@ -59,27 +58,27 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         .write_pid_file(std::process::id())
         .context("writing the PID file")?;
 
-    let (runner_handle, inbox) = delivery::channel();
+    let (dispatcher_handle, inbox) = courier::channel();
     let switch = DisabledSwitch::new(dir.root().to_path_buf(), settings.outbound.disabled);
-    let context = delivery::Context::new(
+    let context = courier::Context::new(
         &dir,
         &core,
         &settings,
         spool.clone(),
-        runner_handle.clone(),
+        dispatcher_handle.clone(),
         &switch,
     )?;
-    for line in delivery::describe(&settings, &core.listen).lines() {
+    for line in courier::describe(&settings, &core.listen).lines() {
         info!("{}", line.trim_start());
     }
     if switch.is_disabled() {
         info!("outbound.ini: disabled=true, mail is queued but not delivered");
     }
-    let mut runner = Runner::new(Arc::new(context), inbox, switch);
+    let mut dispatcher = Dispatcher::new(Arc::new(context), inbox, switch);
     for entry in loaded.messages {
-        runner.resume(entry.envelope);
+        dispatcher.resume(entry.envelope);
     }
-    let runner_task = tokio::spawn(runner.run());
+    let dispatcher_task = tokio::spawn(dispatcher.run());
 
     let submission = Arc::new(Submission::new(settings.auth_users.clone(), &core));
     describe_submission(&submission, &core);
@@ -87,11 +86,11 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         acl,
         Intake {
             spool: spool.clone(),
-            runner: runner_handle.clone(),
+            dispatcher: dispatcher_handle.clone(),
         },
         Arc::clone(&submission),
     ));
-    let flush = runner_handle.clone();
+    let flush = dispatcher_handle.clone();
     let config_root = dir.root().to_path_buf();
     let served = match Server::from_settings(&core, policy) {
         Ok(server) => server
@@ -104,8 +103,10 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
             .context("serving SMTP"),
         Err(error) => Err(error).context("starting the server"),
     };
-    runner_handle.shutdown(core.force_shutdown_timeout).await;
-    let _ = runner_task.await;
+    dispatcher_handle
+        .shutdown(core.force_shutdown_timeout)
+        .await;
+    let _ = dispatcher_task.await;
     if let Err(error) = spool.remove_pid_file() {
         warn!(%error, "cannot remove the PID file");
     }

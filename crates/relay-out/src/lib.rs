@@ -1,15 +1,13 @@
 //! relay-out as a library: the daemon's parts, so that the binary stays a
-//! thin command line and the fuzz targets can reach the queue's readers.
+//! thin command line. The queue itself is the `spool` crate.
 
 pub mod acl;
 pub mod bounce;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod courier;
 pub mod daemon;
-pub mod delivery;
-pub mod instance;
 pub mod policy;
 pub mod queue;
-pub mod schedule;
 pub mod submission;

@@ -26,9 +26,9 @@ use smtp_core::sasl::{Credentials, SaslMechanism};
 use tracing::{error, info};
 
 use crate::acl::RelayAcl;
-use crate::delivery::RunnerHandle;
-use crate::queue::{self, QueueId, RecipientState, Spool, SpoolError};
+use crate::courier::DispatcherHandle;
 use crate::submission::Submission;
+use spool::{QueueId, RecipientState, Spool, SpoolError};
 
 /// relay-out's [`MailPolicy`].
 #[derive(Debug)]
@@ -38,11 +38,11 @@ pub struct RelayOut {
     submission: Arc<Submission>,
 }
 
-/// Where accepted messages go: the spool, then the runner's timetable.
+/// Where accepted messages go: the spool, then the dispatcher's due list.
 #[derive(Debug)]
 pub struct Intake {
     pub spool: Spool,
-    pub runner: RunnerHandle,
+    pub dispatcher: DispatcherHandle,
 }
 
 impl RelayOut {
@@ -174,7 +174,7 @@ impl ConnectionPolicy for RelayOutConnection {
                     size,
                     "queued"
                 );
-                self.intake.runner.queued(queued);
+                self.intake.dispatcher.queued(queued);
                 Verdict::Accept(Some(Reply::new(
                     250,
                     Some(EnhancedCode::new(2, 0, 0)),
@@ -194,7 +194,7 @@ impl ConnectionPolicy for RelayOutConnection {
 }
 
 /// The queue envelope for an accepted transaction, every recipient due now.
-fn queued_envelope(session: &SessionInfo, envelope: &Envelope, now: SystemTime) -> queue::Envelope {
+fn queued_envelope(session: &SessionInfo, envelope: &Envelope, now: SystemTime) -> spool::Envelope {
     let sender = match &envelope.from {
         ReversePath::Null => String::new(),
         ReversePath::Mailbox(mailbox) => mailbox.to_string(),
@@ -203,7 +203,7 @@ fn queued_envelope(session: &SessionInfo, envelope: &Envelope, now: SystemTime) 
         .greeting
         .as_ref()
         .map_or("-", |greeting| greeting.name.as_str());
-    queue::Envelope {
+    spool::Envelope {
         id: QueueId::generate_at(now),
         arrival: now,
         sender,
@@ -219,6 +219,7 @@ fn queued_envelope(session: &SessionInfo, envelope: &Envelope, now: SystemTime) 
         }),
         smtputf8: envelope.params.smtputf8,
         eight_bit_mime: envelope.params.body == Some(Body::EightBitMime),
+        extras: spool::NoExtras {},
     }
 }
 
@@ -320,10 +321,10 @@ mod tests {
         let core = CoreSettings::load(&dir).expect("core");
         let settings = crate::config::RelayOutSettings::load(&dir).expect("settings");
         let acl = RelayAcl::new(&settings, &core.listen).expect("acl");
-        let (runner, _inbox) = crate::delivery::channel();
+        let (dispatcher, _inbox) = crate::courier::channel();
         let intake = Intake {
-            spool: Spool::open(queue).expect("spool"),
-            runner,
+            spool: crate::queue::open(queue).expect("spool"),
+            dispatcher,
         };
         RelayOut::new(
             acl,

@@ -56,7 +56,7 @@ pub struct OutboundSettings {
     pub max_temp_failures: u32,
     /// Delay before each retry as written in `temp_fail_intervals`; `None`
     /// when unset, meaning Haraka's schedule derived from `maxTempFailures`
-    /// (see [`crate::schedule::RetrySchedule::from_settings`]); empty
+    /// (see [`crate::courier::retry_timetable::RetryTimetable::from_config`]); empty
     /// (`none`) bounces at the first temporary failure.
     pub temp_fail_intervals: Option<Vec<Duration>>,
     /// Bounce mail still undelivered after this long

@@ -22,7 +22,7 @@ pub const MAX_TEMP_FAILURES: u32 = 50;
 /// Empty means "bounce on the first temporary failure" (`none`).
 ///
 /// Only the syntax lives here; what the intervals mean, and Haraka's derived
-/// schedule when the key is unset, is [`crate::schedule::RetrySchedule`]'s.
+/// schedule when the key is unset, is [`crate::courier::retry_timetable::RetryTimetable`]'s.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TempFailIntervals(pub Vec<Duration>);
 

@@ -1,0 +1,408 @@
+//! One delivery attempt for one group of recipients: resolve the
+//! destination, then try its hosts in order until one of them takes the
+//! transaction (haraka-behaviour.md §7.4-7.5).
+//!
+//! A host that cannot be used (refused connection, timeout, bad greeting,
+//! failed TLS handshake, connection lost before DATA) passes the turn to the
+//! next one. Once a host answers MAIL, its verdicts are final for this
+//! attempt: per recipient at RCPT, for all accepted ones after the data.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use smtp_core::address::ReversePath;
+use smtp_core::client::{ClientError, ClientErrorKind, MailOptions, SmtpClient, Step};
+use smtp_core::reply::Reply;
+use tracing::warn;
+
+use super::Context;
+use super::grouping::Group;
+use super::log::{AttemptRecord, AttemptResult, HostContact, log_attempt};
+use super::mx::{self, Candidate};
+use super::outcome::{RecipientOutcome, Verdict};
+use super::routes;
+use super::tls::HostOrder;
+use spool::QueueId;
+
+/// What an attempt needs to know about the message.
+#[derive(Debug)]
+pub struct Job {
+    pub id: QueueId,
+    pub arrival: SystemTime,
+    pub sender: ReversePath,
+    /// For `SIZE=`, when known.
+    pub size: Option<u64>,
+    pub smtputf8: bool,
+}
+
+impl Job {
+    /// Time since the message was queued, for the log.
+    pub fn delay(&self) -> Duration {
+        SystemTime::now()
+            .duration_since(self.arrival)
+            .unwrap_or_default()
+    }
+}
+
+/// What one group's attempt came to: a verdict per recipient, and what
+/// its final log line says about the host (written once the verdicts are
+/// applied, so it can tell when the deferred ones are retried).
+#[derive(Debug)]
+pub struct GroupResult {
+    /// One per recipient, in the group's order.
+    pub outcomes: Vec<RecipientOutcome>,
+    pub contact: HostContact,
+    /// The deciding reply or error.
+    pub reply: String,
+    /// The accepting reply, when some recipients were delivered.
+    pub response: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// How a session with one host ended.
+enum SessionEnd {
+    /// The host gave its verdicts.
+    Done {
+        outcomes: Vec<RecipientOutcome>,
+        reply: String,
+        response: Option<String>,
+    },
+    /// The host could not take the transaction; try the next one.
+    NextHost(ClientError),
+}
+
+/// Attempts delivery of `group` through its route, else to its MX hosts;
+/// returns one outcome per recipient, in the group's order. Each host that
+/// could not be used gets its own `host-failed` log line here.
+pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResult {
+    let domain = group.destination.to_string();
+    let count = group.recipients.len();
+    let started = Instant::now();
+    let route = ctx.routing.for_destination(&group.destination);
+    let origin = route.map(|route| route.origin.clone());
+    let resolved = match route {
+        Some(route) => routes::resolve_route(&ctx.dns, route, &ctx.addresses).await,
+        None => {
+            mx::resolve(
+                &ctx.dns,
+                &group.destination,
+                &ctx.addresses,
+                &ctx.mx_connector,
+            )
+            .await
+        }
+    };
+    let candidates = match resolved {
+        Ok(candidates) => candidates,
+        Err(failure) => {
+            let verdict = if failure.permanent {
+                Verdict::Failed
+            } else {
+                Verdict::Deferred
+            };
+            let outcome = RecipientOutcome::local(verdict, failure.status, &failure.text, None);
+            return GroupResult {
+                outcomes: vec![outcome; count],
+                contact: HostContact {
+                    route: origin,
+                    ..HostContact::default()
+                },
+                reply: failure.text,
+                response: None,
+                elapsed: started.elapsed(),
+            };
+        }
+    };
+
+    let host_failed = |contact: &HostContact, error: &ClientError, started: Instant| {
+        let reply = error.to_string();
+        log_attempt(&AttemptRecord {
+            delay: job.delay(),
+            elapsed: started.elapsed(),
+            ..AttemptRecord::settling_none(
+                &job.id,
+                &domain,
+                contact,
+                count,
+                AttemptResult::HostFailed,
+                &reply,
+            )
+        });
+    };
+    let mut hosts = HostOrder::new(candidates);
+    let mut last_failure: Option<(ClientError, String)> = None;
+    while let Some((candidate, use_tls)) = hosts.next_attempt() {
+        let started = Instant::now();
+        let mut contact = HostContact {
+            mx: Some(candidate.host.clone()),
+            ip: Some(candidate.ip),
+            port: Some(candidate.port),
+            tls: use_tls,
+            mode: Some(candidate.connector.mode()),
+            auth: None,
+            route: origin.clone(),
+        };
+        let session = match open_session(&candidate, use_tls, &mut contact).await {
+            Ok(client) => transaction(ctx, job, group, client, &candidate.host).await,
+            Err(error) => {
+                if let ClientErrorKind::AuthNotOffered { .. } = error.kind() {
+                    warn!(
+                        queue_id = %job.id,
+                        domain = %domain,
+                        mx = %candidate.host,
+                        route = origin.as_deref().unwrap_or("-"),
+                        "AUTH is configured but the server offers no usable mechanism; not delivering without AUTH: {error}"
+                    );
+                }
+                if is_tls_failure(&error) {
+                    hosts.tls_failed(&candidate);
+                }
+                SessionEnd::NextHost(error)
+            }
+        };
+        match session {
+            SessionEnd::Done {
+                outcomes,
+                reply,
+                response,
+            } => {
+                return GroupResult {
+                    outcomes,
+                    contact,
+                    reply,
+                    response,
+                    elapsed: started.elapsed(),
+                };
+            }
+            SessionEnd::NextHost(error) => {
+                host_failed(&contact, &error, started);
+                last_failure = Some((error, candidate.host.clone()));
+            }
+        }
+    }
+    let hosts = match &origin {
+        Some(origin) => format!("next hops of {origin}"),
+        None => format!("MX hosts of {domain}"),
+    };
+    let outcome = match &last_failure {
+        Some((error, host)) => match negative_reply(error) {
+            Some(reply) if !error.is_transient() => RecipientOutcome::from_reply(reply, host),
+            Some(reply) => RecipientOutcome {
+                verdict: Verdict::Deferred,
+                ..RecipientOutcome::from_reply(reply, host)
+            },
+            None => RecipientOutcome::local(
+                Verdict::Deferred,
+                "4.4.1",
+                format!("Tried all {hosts}; last error: {error}"),
+                Some(host),
+            ),
+        },
+        None => RecipientOutcome::local(
+            Verdict::Deferred,
+            "4.4.1",
+            format!("No {hosts} could be tried"),
+            None,
+        ),
+    };
+    GroupResult {
+        reply: outcome.text.clone(),
+        outcomes: vec![outcome; count],
+        contact: HostContact {
+            route: origin,
+            ..HostContact::default()
+        },
+        response: None,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Connects (greeting, EHLO, STARTTLS per the connector) and, when the
+/// connector has credentials, authenticates: a host that cannot take AUTH
+/// never gets the mail.
+async fn open_session(
+    candidate: &Candidate,
+    use_tls: bool,
+    contact: &mut HostContact,
+) -> Result<SmtpClient, ClientError> {
+    let address = SocketAddr::new(candidate.ip, candidate.port);
+    let config = candidate.connector.config(use_tls);
+    let mut client = SmtpClient::connect(address, &candidate.host, config).await?;
+    contact.tls = client.is_tls();
+    if let Some(user) = candidate.connector.auth_user() {
+        if let Err(error) = client.authenticate().await {
+            client.quit().await;
+            return Err(error);
+        }
+        contact.auth = Some(user.to_owned());
+    }
+    Ok(client)
+}
+
+/// MAIL, RCPTs and the data with a connected host. The data gets one reply
+/// per accepted recipient (LMTP's own, or SMTP's one repeated), and each
+/// recipient's outcome follows its reply.
+async fn transaction(
+    ctx: &Context,
+    job: &Job,
+    group: &Group,
+    mut client: SmtpClient,
+    host: &str,
+) -> SessionEnd {
+    let count = group.recipients.len();
+    let options = MailOptions {
+        size: job.size,
+        smtputf8: job.smtputf8,
+    };
+    let replies = match client.envelope(&job.sender, &group.paths, options).await {
+        Ok(replies) => replies,
+        Err(error) if !error.is_transient() => {
+            // The host cannot take this message at all (SMTPUTF8 missing);
+            // another host of the same domain would not either.
+            let text = format!("{host} cannot take this message: {error}");
+            client.quit().await;
+            let outcome = RecipientOutcome::local(Verdict::Failed, "5.6.7", &text, Some(host));
+            return SessionEnd::Done {
+                outcomes: vec![outcome; count],
+                reply: text,
+                response: None,
+            };
+        }
+        Err(error) => return SessionEnd::NextHost(error),
+    };
+    if !replies.mail.is_positive() {
+        let outcome = RecipientOutcome::from_reply(&replies.mail, host);
+        client.quit().await;
+        return SessionEnd::Done {
+            outcomes: vec![outcome; count],
+            reply: replies.mail.to_string(),
+            response: None,
+        };
+    }
+    let mut outcomes: Vec<Option<RecipientOutcome>> = (0..count)
+        .map(|index| match replies.rcpts.get(index) {
+            Some(reply) if reply.is_positive() => None,
+            Some(reply) => Some(RecipientOutcome::from_reply(reply, host)),
+            None => Some(RecipientOutcome::local(
+                Verdict::Deferred,
+                "4.4.2",
+                format!("{host} gave no reply to RCPT TO"),
+                Some(host),
+            )),
+        })
+        .collect();
+    let accepted: Vec<usize> = (0..count).filter(|&i| outcomes[i].is_none()).collect();
+    let mut deciding = replies
+        .rcpts
+        .iter()
+        .find(|reply| !reply.is_positive())
+        .map(ToString::to_string);
+    let mut response = None;
+    if accepted.is_empty() {
+        client.quit().await;
+    } else {
+        let data_outcomes = match open_data(ctx, &job.id).await {
+            Ok(file) => match client.data_per_recipient(file).await {
+                Ok(data_replies) => {
+                    // Say goodbye in the background: the verdict must reach
+                    // the envelope on disk as soon as possible, since until
+                    // then a crash means sending the message again.
+                    tokio::spawn(client.quit());
+                    response = data_replies
+                        .iter()
+                        .find(|reply| reply.is_positive())
+                        .map(ToString::to_string);
+                    if deciding.is_none() {
+                        deciding = data_replies
+                            .iter()
+                            .find(|reply| !reply.is_positive())
+                            .map(ToString::to_string);
+                    }
+                    per_recipient(&data_replies, accepted.len(), host)
+                }
+                Err(error) => {
+                    deciding.get_or_insert_with(|| error.to_string());
+                    vec![after_data_failure(&error, host); accepted.len()]
+                }
+            },
+            Err(text) => {
+                deciding.get_or_insert_with(|| text.clone());
+                client.quit().await;
+                let outcome = RecipientOutcome::local(Verdict::Deferred, "4.3.0", text, None);
+                vec![outcome; accepted.len()]
+            }
+        };
+        for (index, outcome) in accepted.into_iter().zip(data_outcomes) {
+            outcomes[index] = Some(outcome);
+        }
+    }
+    SessionEnd::Done {
+        outcomes: outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.unwrap_or_else(|| {
+                    RecipientOutcome::local(Verdict::Deferred, "4.0.0", "no outcome", Some(host))
+                })
+            })
+            .collect(),
+        reply: deciding.or_else(|| response.clone()).unwrap_or_default(),
+        response,
+    }
+}
+
+/// The outcomes of `accepted` recipients from the replies to the data (one
+/// per recipient; a missing one defers its recipient).
+fn per_recipient(replies: &[Reply], accepted: usize, host: &str) -> Vec<RecipientOutcome> {
+    (0..accepted)
+        .map(|index| match replies.get(index) {
+            Some(reply) => RecipientOutcome::from_reply(reply, host),
+            None => RecipientOutcome::local(
+                Verdict::Deferred,
+                "4.4.2",
+                format!("{host} gave no reply for this recipient after the data"),
+                Some(host),
+            ),
+        })
+        .collect()
+}
+
+/// The session broke during or after DATA. Whether the host took the
+/// message is unknown, so it is retried later rather than sent to the next
+/// host at once (a duplicate is possible either way; see the queue docs).
+fn after_data_failure(error: &ClientError, host: &str) -> RecipientOutcome {
+    match negative_reply(error) {
+        Some(reply) => RecipientOutcome::from_reply(reply, host),
+        None => RecipientOutcome::local(
+            Verdict::Deferred,
+            "4.4.2",
+            format!("Connection with {host} broken: {error}"),
+            Some(host),
+        ),
+    }
+}
+
+async fn open_data(ctx: &Context, id: &QueueId) -> Result<tokio::fs::File, String> {
+    let id = id.clone();
+    match ctx.spool_call(move |spool| spool.open_data(&id)).await {
+        Ok(file) => Ok(tokio::fs::File::from_std(file)),
+        Err(error) => Err(format!("Cannot read the queued message: {error}")),
+    }
+}
+
+/// A 4xx/5xx reply carried by an error (never a 2xx/3xx one, which must not
+/// be taken for a verdict on the recipients).
+fn negative_reply(error: &ClientError) -> Option<&Reply> {
+    error
+        .reply()
+        .filter(|reply| reply.is_transient() || reply.is_permanent())
+}
+
+fn is_tls_failure(error: &ClientError) -> bool {
+    error.step() == Step::TlsHandshake
+        || matches!(
+            error.kind(),
+            ClientErrorKind::TlsHandshake(_)
+                | ClientErrorKind::PrematureTlsData
+                | ClientErrorKind::TlsSetup(_)
+        )
+}

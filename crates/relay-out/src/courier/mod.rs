@@ -1,0 +1,281 @@
+//! The courier: taking each due message from the spool to the recipients'
+//! MX hosts (or to a configured route's hosts), retrying temporary failures
+//! on the retry timetable, and bouncing what fails (haraka-behaviour.md §7).
+//! This list is the map; read it top to bottom to follow one message.
+//!
+//! | module | the one thing it does |
+//! |---|---|
+//! | [`dispatcher`] | the task that owns the due list and starts one courier task per due message |
+//! | [`due_list`] | in memory: which message is due when, which ones are out (rebuilt from the spool at start) |
+//! | [`switch`] | outbound.ini `disabled`, re-read without a restart |
+//! | [`message`] | one due message's trip: an attempt per destination, state to disk, notices, removal (and where a duplicate can happen) |
+//! | [`grouping`] | the due recipients of a message, one group (one SMTP transaction) per destination |
+//! | [`limits`] | how many sessions run at once, overall and per destination |
+//! | [`mx`] | where a destination's mail goes: MX, implicit MX, null MX, addresses we refuse |
+//! | [`routes`] | the same for a configured route (smart host, `nexthop`): its hops, in order |
+//! | [`connector`] | how to talk to a next hop: AUTH, LMTP, source address, TLS settings |
+//! | [`tls`] | the TLS choice (off, opportunistic, required) and the host order with and without it |
+//! | [`attempt`] | one SMTP/LMTP transaction for one group, host after host |
+//! | [`outcome`] | a reply (or a local failure) turned into a recipient's new queue state |
+//! | [`retry_timetable`] | when a temporary failure is tried again, and when the message gives up |
+//! | [`notice`] | the bounce (DSN) for failed recipients, queued like any message |
+//! | [`log`] | the one log line per attempt |
+//!
+//! "Route" means only a configured route (outbound_routes.ini, `nexthop`,
+//! the smart host) here as in `config::routes`; finding MX hosts is `mx`.
+//! The spool itself (files, fsync order, duplicates) is the `spool` crate;
+//! the bounce message's text and MIME are `crate::bounce`.
+
+mod attempt;
+mod connector;
+mod dispatcher;
+mod due_list;
+mod grouping;
+mod limits;
+mod log;
+mod message;
+mod mx;
+mod notice;
+mod outcome;
+pub mod retry_timetable;
+mod routes;
+mod switch;
+mod tls;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use smtp_core::client::ClientTlsError;
+use smtp_core::config::{ConfigDir, ConfigError, CoreSettings};
+use smtp_core::dns::{Dns, DnsError, DnsSettings};
+
+use crate::config::RelayOutSettings;
+use spool::{Spool, SpoolError};
+
+pub use dispatcher::{Dispatcher, DispatcherHandle, channel};
+pub use switch::DisabledSwitch;
+
+use connector::Connector;
+use limits::Limits;
+use mx::AddressPolicy;
+use outcome::RetryPolicy;
+use retry_timetable::RetryTimetable;
+use routes::Routing;
+
+/// Haraka's bounce template file (header lines, a blank line, body lines).
+pub const BOUNCE_TEMPLATE_FILE: &str = "outbound.bounce_message";
+
+/// Why delivery cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverySetupError {
+    #[error("cannot set up DNS for delivery: {0}")]
+    Dns(#[from] DnsError),
+    #[error("cannot set up TLS for delivery: {0}")]
+    Tls(#[from] ClientTlsError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Everything delivery tasks share, built once at start.
+pub struct Context {
+    spool: Spool,
+    dns: Dns,
+    me: String,
+    /// How to talk to MX hosts (outbound.ini).
+    mx_connector: Arc<Connector>,
+    /// Routes instead of MX hosts, with their connectors.
+    routing: Routing,
+    always_split: bool,
+    addresses: AddressPolicy,
+    retry: RetryPolicy,
+    limits: Limits,
+    disabled: Arc<AtomicBool>,
+    bounce_template: Option<String>,
+    dispatcher: DispatcherHandle,
+}
+
+impl Context {
+    pub fn new(
+        dir: &ConfigDir,
+        core: &CoreSettings,
+        settings: &RelayOutSettings,
+        spool: Spool,
+        dispatcher: DispatcherHandle,
+        switch: &DisabledSwitch,
+    ) -> Result<Context, DeliverySetupError> {
+        let outbound = &settings.outbound;
+        let nameservers = if outbound.nameservers.is_empty() {
+            core.nameservers.clone()
+        } else {
+            outbound.nameservers.clone()
+        };
+        let dns = Dns::new(&DnsSettings {
+            nameservers,
+            timeout: core.dns_timeout,
+            reverse_lookups: false,
+        })?;
+        Ok(Context {
+            spool,
+            dns,
+            me: core.me.clone(),
+            mx_connector: Arc::new(Connector::mx(core, outbound)?),
+            routing: Routing::new(&settings.routes, core, outbound)?,
+            always_split: outbound.always_split,
+            addresses: AddressPolicy {
+                local_mx_ok: outbound.local_mx_ok,
+                ipv6_enabled: outbound.ipv6_enabled,
+                inet_prefer: outbound.inet_prefer,
+                listeners: core.listen.clone(),
+                remote_port: outbound.remote_port,
+                local_address: outbound.local_address,
+            },
+            retry: RetryPolicy {
+                timetable: RetryTimetable::from_config(
+                    outbound.temp_fail_intervals.as_deref(),
+                    outbound.max_temp_failures,
+                ),
+                lifetime: outbound.max_queue_lifetime,
+            },
+            limits: Limits::new(outbound.concurrency_max, outbound.domain_concurrency_max),
+            disabled: switch.flag(),
+            bounce_template: bounce_template(dir)?,
+            dispatcher,
+        })
+    }
+
+    fn is_disabled(&self) -> bool {
+        self.disabled.load(Ordering::Relaxed)
+    }
+
+    /// Runs a spool call (blocking file I/O and fsync) on tokio's blocking
+    /// pool, so that a slow disk never stalls the other deliveries.
+    async fn spool_call<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Spool) -> Result<T, SpoolError> + Send + 'static,
+    ) -> Result<T, SpoolCallError> {
+        let spool = self.spool.clone();
+        match tokio::task::spawn_blocking(move || call(&spool)).await {
+            Ok(result) => result.map_err(SpoolCallError::Spool),
+            Err(error) => Err(SpoolCallError::Task(error)),
+        }
+    }
+}
+
+/// Why a [`Context::spool_call`] failed: the call itself, or the task that
+/// ran it (it panicked, or the runtime is shutting down). Shown as the
+/// inner error, so a log line reads the same either way.
+#[derive(Debug, thiserror::Error)]
+enum SpoolCallError {
+    #[error(transparent)]
+    Spool(SpoolError),
+    #[error(transparent)]
+    Task(tokio::task::JoinError),
+}
+
+/// `outbound.bounce_message` if present and not blank (Haraka reads it as a
+/// whole file). Recorded as used, so `--check` does not call it unknown.
+pub fn bounce_template(dir: &ConfigDir) -> Result<Option<String>, ConfigError> {
+    let Some(path) = dir.path_of(BOUNCE_TEMPLATE_FILE) else {
+        return Ok(None);
+    };
+    let text = read_template(&path)?;
+    dir.mark_used(&path);
+    Ok(Some(text).filter(|text| !text.trim().is_empty()))
+}
+
+fn read_template(path: &Path) -> Result<String, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// For the startup log and `--check`: where mail goes, one line for the MX
+/// delivery and one per route (the lines after the first are indented).
+pub fn describe(settings: &RelayOutSettings, listen: &[SocketAddr]) -> String {
+    let outbound = &settings.outbound;
+    let mut lines = vec![format!(
+        "delivering to port {} with up to {} sessions ({} per domain), STARTTLS {}, local MX {}, {} own listener(s) excluded{}",
+        outbound.remote_port,
+        outbound.concurrency_max,
+        outbound.domain_concurrency_max,
+        if outbound.enable_tls {
+            "opportunistic"
+        } else {
+            "off"
+        },
+        if outbound.local_mx_ok {
+            "allowed"
+        } else {
+            "refused"
+        },
+        listen.len(),
+        outbound
+            .local_address
+            .map(|ip| format!(", from {ip}"))
+            .unwrap_or_default()
+    )];
+    let routes = &settings.routes;
+    lines.extend(
+        routes
+            .domains()
+            .map(|(domain, route)| describe_route(domain, route)),
+    );
+    if let Some(route) = routes.default_route() {
+        lines.push(describe_route("all other mail (smart host)", route));
+    }
+    lines.join("\n  ")
+}
+
+/// `route for example.com: a.test:587, b.test:587 (TLS required, …, SMTP,
+/// AUTH as u) — outbound_routes.ini [example.com]`; hops configured
+/// together are listed before their common settings.
+fn describe_route(what: &str, route: &crate::config::Route) -> String {
+    let mut groups: Vec<String> = Vec::new();
+    let mut hosts: Vec<String> = Vec::new();
+    for (index, hop) in route.hops.iter().enumerate() {
+        let host = match &hop.host {
+            crate::config::HopHost::Ip(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+            host => host.to_string(),
+        };
+        hosts.push(format!("{host}:{}", hop.port));
+        let next_shares = route
+            .hops
+            .get(index + 1)
+            .is_some_and(|next| Arc::ptr_eq(&next.settings, &hop.settings));
+        if !next_shares {
+            groups.push(format!(
+                "{} ({})",
+                hosts.join(", "),
+                describe_hop_settings(&hop.settings)
+            ));
+            hosts.clear();
+        }
+    }
+    format!("route for {what}: {} — {}", groups.join(", "), route.origin)
+}
+
+fn describe_hop_settings(settings: &crate::config::HopSettings) -> String {
+    use crate::config::RouteTls;
+    let tls = match &settings.tls {
+        RouteTls::Off => "no TLS".to_owned(),
+        RouteTls::Opportunistic => "STARTTLS if offered".to_owned(),
+        RouteTls::Required { ca_file: None } => {
+            "TLS required, verified with the system CAs".to_owned()
+        }
+        RouteTls::Required {
+            ca_file: Some(path),
+        } => format!("TLS required, verified with {}", path.display()),
+    };
+    let mut how = vec![tls, if settings.lmtp { "LMTP" } else { "SMTP" }.to_owned()];
+    if let Some(auth) = &settings.auth {
+        how.push(format!("AUTH as {}", auth.user));
+    }
+    if let Some(bind) = settings.bind {
+        how.push(format!("from {bind}"));
+    }
+    how.join(", ")
+}

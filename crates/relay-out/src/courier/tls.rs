@@ -1,0 +1,173 @@
+//! TLS towards the next hop: which use of STARTTLS a host gets, and the
+//! order in which one group's hosts are tried with and without it.
+//!
+//! Today the choice is outbound.ini's `enable_tls` for MX hosts
+//! (opportunistic, any certificate, as Haraka and Postfix `may`) and a
+//! route's `tls` for its hops (off, opportunistic, or required and
+//! verified). A per-destination TLS policy (MTA-STS, DANE) belongs here
+//! too: it changes what [`TlsUse`] a candidate gets and what verifying means.
+
+use std::collections::VecDeque;
+
+use smtp_core::client::{ClientTls, ClientTlsError, TlsMode, TlsVerify};
+
+use super::mx::Candidate;
+use crate::config::RouteTls;
+
+/// Whether STARTTLS is used, and what a failure means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsUse {
+    Off,
+    /// When offered; a failed handshake moves on (and, with
+    /// `tls_fallback_plain`, comes back in clear text last).
+    Opportunistic,
+    /// Always, verified; a host without it is not used.
+    Required,
+}
+
+impl TlsUse {
+    /// MX hosts: outbound.ini `enable_tls`.
+    pub fn for_mx(enable_tls: bool) -> Self {
+        if enable_tls {
+            TlsUse::Opportunistic
+        } else {
+            TlsUse::Off
+        }
+    }
+
+    /// A route's hops: their `tls`, and the CA file that verifies them when
+    /// TLS is required (`None`: the system's CAs).
+    pub fn for_route(tls: &RouteTls) -> (Self, Option<TlsVerify>) {
+        match tls {
+            RouteTls::Off => (TlsUse::Off, None),
+            RouteTls::Opportunistic => (TlsUse::Opportunistic, None),
+            RouteTls::Required { ca_file } => (
+                TlsUse::Required,
+                Some(
+                    ca_file
+                        .clone()
+                        .map_or(TlsVerify::SystemRoots, TlsVerify::CaFile),
+                ),
+            ),
+        }
+    }
+
+    /// The client TLS setup for sessions with STARTTLS: opportunistic
+    /// accepts any certificate, required verifies with `verify` (else the
+    /// system's CAs). Built at startup, where reading a CA file can fail.
+    pub fn client_tls(self, verify: Option<&TlsVerify>) -> Result<ClientTls, ClientTlsError> {
+        match self {
+            TlsUse::Off => Ok(ClientTls::off()),
+            TlsUse::Opportunistic => ClientTls::new(TlsMode::Opportunistic, &TlsVerify::Insecure),
+            TlsUse::Required => {
+                ClientTls::new(TlsMode::Required, verify.unwrap_or(&TlsVerify::SystemRoots))
+            }
+        }
+    }
+}
+
+/// The order in which hosts are tried for one group: every candidate with
+/// STARTTLS unless its connector has TLS off (opportunistic: used when
+/// offered; required: verified), and, only when its connector allows the
+/// clear-text fallback (`tls_fallback_plain`, never for required TLS), each
+/// host whose TLS handshake failed once more in clear text after all others
+/// were tried (a failed handshake moves on to the next host first, as
+/// Haraka does).
+#[derive(Debug)]
+pub struct HostOrder {
+    queue: VecDeque<(Candidate, bool)>,
+    retried_plain: Vec<Candidate>,
+}
+
+impl HostOrder {
+    pub fn new(candidates: Vec<Candidate>) -> Self {
+        HostOrder {
+            queue: candidates
+                .into_iter()
+                .map(|c| {
+                    let tls = c.connector.starts_with_tls();
+                    (c, tls)
+                })
+                .collect(),
+            retried_plain: Vec::new(),
+        }
+    }
+
+    /// The next host to try and whether to use STARTTLS.
+    pub fn next_attempt(&mut self) -> Option<(Candidate, bool)> {
+        self.queue.pop_front()
+    }
+
+    /// The TLS handshake with `candidate` failed: queue a clear-text retry
+    /// at the end if allowed (once per host).
+    pub fn tls_failed(&mut self, candidate: &Candidate) {
+        if candidate.connector.fallback_plain && !self.retried_plain.contains(candidate) {
+            self.retried_plain.push(candidate.clone());
+            self.queue.push_back((candidate.clone(), false));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::courier::connector::Connector;
+    use std::sync::Arc;
+
+    fn candidate(host: &str, ip: &str, connector: &Arc<Connector>) -> Candidate {
+        Candidate {
+            host: host.into(),
+            ip: ip.parse().unwrap(),
+            port: 25,
+            connector: Arc::clone(connector),
+        }
+    }
+
+    fn drain(order: &mut HostOrder, tls_fails: &[&str]) -> Vec<(String, bool)> {
+        let mut tried = Vec::new();
+        while let Some((candidate, tls)) = order.next_attempt() {
+            tried.push((candidate.host.clone(), tls));
+            if tls && tls_fails.contains(&candidate.host.as_str()) {
+                order.tls_failed(&candidate);
+            }
+        }
+        tried
+    }
+
+    #[test]
+    fn tls_failures_move_on_then_fall_back_to_clear_text_only_if_allowed() {
+        let hosts = |tls, fallback| {
+            let connector = Arc::new(Connector::plain_for_tests(tls, fallback));
+            vec![
+                candidate("a", "192.0.2.1", &connector),
+                candidate("b", "192.0.2.2", &connector),
+            ]
+        };
+        let owned = |list: &[(&str, bool)]| -> Vec<(String, bool)> {
+            list.iter().map(|(h, t)| (h.to_string(), *t)).collect()
+        };
+        let mut strict = HostOrder::new(hosts(TlsUse::Opportunistic, false));
+        assert_eq!(
+            drain(&mut strict, &["a", "b"]),
+            owned(&[("a", true), ("b", true)])
+        );
+
+        let mut lenient = HostOrder::new(hosts(TlsUse::Opportunistic, true));
+        assert_eq!(
+            drain(&mut lenient, &["a"]),
+            owned(&[("a", true), ("b", true), ("a", false)])
+        );
+
+        let mut clear = HostOrder::new(hosts(TlsUse::Off, true));
+        assert_eq!(
+            drain(&mut clear, &["a"]),
+            owned(&[("a", false), ("b", false)])
+        );
+
+        let mut required = HostOrder::new(hosts(TlsUse::Required, false));
+        assert_eq!(
+            drain(&mut required, &["a", "b"]),
+            owned(&[("a", true), ("b", true)])
+        );
+    }
+}

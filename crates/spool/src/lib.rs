@@ -1,0 +1,378 @@
+//! Postern's durable on-disk mail queue ("spool"), without delivery logic.
+//!
+//! It exists as a crate of its own because two daemons need the same
+//! guarantees: relay-out queues everything it accepts here, and relay-in's
+//! backup-MX spool will too. Each user opens its own directory under its own
+//! daemon name ([`Spool::open`]) and may keep fields of its own in every
+//! envelope ([`Envelope::extras`], typed by the user; relay-out has none,
+//! [`NoExtras`]). Everything below holds for any user; where it names
+//! relay-out, read "the daemon that owns the directory".
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `lib.rs` | the [`Spool`] handle: store, update, remove, read (and these rules) |
+//! | `id.rs` | [`QueueId`]: sortable, path-safe message names |
+//! | `envelope.rs` | [`Envelope`] and the per-recipient state, the JSON file format |
+//! | `timestamp.rs` | the RFC 3339 times written in envelope files |
+//! | `fsio.rs` | temp file, `fsync`, `rename`, directory `fsync`: the durable write |
+//! | `scan.rs` | the daemon's start-up [`Spool::load`] (repairs) and [`Spool::list`] (looks) |
+//! | `admin.rs` | the operator's actions: headers, bounce marker, PID file |
+//! | `owner.rs` | which live daemon owns the directory, and signalling it (the lock) |
+//! | `error.rs` | [`SpoolError`] |
+//!
+//! # Layout
+//!
+//! One flat directory per user (relay-out: `queue_dir`, default
+//! `/var/spool/postern/queue`), created with mode 0700, holding per message:
+//!
+//! | file | content |
+//! |---|---|
+//! | `<id>.eml` | the message bytes exactly as received after DATA (CRLF lines, not dot-stuffed) |
+//! | `<id>.json` | the [`Envelope`], pretty JSON with a `version` field |
+//! | `<id>.bounce` | optional, empty-ish marker: the operator asked for an immediate bounce |
+//!
+//! plus `tmp.*` (writes in progress), `*.corrupt` (set aside by [`Spool::load`]
+//! for the admin to inspect) and `<daemon>.pid`, e.g. `relay-out.pid` (see
+//! *Flush* and *One daemon per directory* below).
+//! Ids sort by arrival, so `ls` shows the queue in order.
+//!
+//! # Write protocol and fsync ordering
+//!
+//! Every file is written as `tmp.<name>.<pid>.<n>` in the same directory,
+//! fsynced, then renamed onto its final name (rename is atomic: readers see
+//! the old file or the complete new one, never a partial one). A rename is
+//! durable only once the directory is fsynced. [`Spool::store`] does:
+//!
+//! 1. data → temp, `fsync(temp)`, `rename` to `<id>.eml`, `fsync(dir)`;
+//! 2. envelope → temp, `fsync(temp)`, `rename` to `<id>.json`, `fsync(dir)`;
+//! 3. return `Ok` — only now may the caller answer `250 2.0.0 Queued as <id>`.
+//!
+//! The directory fsync between 1 and 2 guarantees that an envelope on disk
+//! always has its data on disk, so after a crash "data without envelope"
+//! means exactly "intake that never got its 250" (safe to delete), and
+//! "envelope without data" means damage, not a race (set aside).
+//! [`Spool::update`] is step 2 alone. [`Spool::remove`] goes the other way:
+//! unlink the envelope, `fsync(dir)`, unlink data and marker, `fsync(dir)`,
+//! so a crash in between leaves an orphan data file, which the next start deletes.
+//!
+//! # Crash safety: at-least-once
+//!
+//! A message that got 250 has a durable envelope and data (steps 1-2), and
+//! [`Spool::load`] resumes it at the next start; a crash at any moment therefore
+//! loses no accepted message. The price is that some crashes cause duplicates.
+//! **A message can be delivered twice exactly when:**
+//!
+//! - the daemon crashes (or the host loses power, or [`Spool::update`] fails,
+//!   e.g. disk full) *after* the remote MX answered 250 to the final dot and
+//!   *before* the `update` marking that recipient `delivered` has returned:
+//!   the recipient is still `pending` on disk and is sent again after restart;
+//! - at intake, the daemon crashes after `store` returned but before the
+//!   client read our 250: the client (the backend Postfix) retries, and the
+//!   message is queued a second time under a new id.
+//!
+//! - a crash after a bounce was stored and before its recipients were marked
+//!   `bounced` queues the same notice again at the next start (a recipient
+//!   marked `failed` on disk means "notice owed", so the notice itself is
+//!   never lost either).
+//!
+//! Nothing else duplicates: a recipient is marked `delivered` per recipient,
+//! so a retry never resends to one that already succeeded. The delivery side
+//! of this is in relay-out's `courier::message`
+//! (`crates/relay-out/src/courier/message.rs`); `tests/tests/relay_out_crash.rs`
+//! kills the daemon mid-intake and mid-delivery and counts the duplicates.
+//!
+//! # Sharing the directory with the `relay-out queue` CLI
+//!
+//! The CLI is a separate process working on the same directory while the
+//! daemon runs. The rules that make this safe without locks:
+//!
+//! - all writes are temp + rename, with temp names unique per process;
+//! - only the daemon creates messages and rewrites envelopes; the CLI never
+//!   rewrites an envelope (that would race with the daemon's updates and lose
+//!   one side's change). A bounce request is a separate `<id>.bounce` file,
+//!   created by [`Spool::request_bounce`]; the daemon checks
+//!   [`Spool::bounce_requested`] before each attempt and on SIGHUP, fails the
+//!   pending recipients ("bounced by the operator") and bounces.
+//! - deletion ([`Spool::remove`], the CLI's `delete`) removes the envelope
+//!   first, then the data: the envelope is what makes a message exist.
+//! - the daemon treats a vanished message as deleted by the operator: every
+//!   call on it returns [`SpoolError::Gone`] (see [`SpoolError::is_gone`]), and
+//!   the daemon then drops it from memory without an error log.
+//!   [`Spool::update`] never resurrects a deleted envelope: it returns `Gone`
+//!   if the envelope vanished before the rename, and if the data vanished
+//!   right after it, it removes what it wrote and returns `Gone`. (An attempt
+//!   already in flight when the operator deletes still completes.)
+//! - [`Spool::list`] and the other read-only calls change nothing, so
+//!   they never touch the daemon's in-progress intakes (a data file whose
+//!   envelope is not written yet). Only [`Spool::load`], run by the daemon at
+//!   start, cleans up.
+//!
+//! # Flush (SIGHUP)
+//!
+//! At start the daemon calls [`Spool::write_pid_file`] (`queue_dir/relay-out.pid`)
+//! and [`Spool::remove_pid_file`] at a clean exit. `relay-out queue flush`
+//! reads it with [`Spool::read_pid_file`] and sends SIGHUP to that process; on
+//! SIGHUP the daemon makes every pending recipient due now and re-checks bounce
+//! markers. A stale PID file (daemon crashed) is simply overwritten at the next start.
+//! ([`Spool::send_hangup`] does the reading and signalling.)
+//!
+//! # One daemon per directory
+//!
+//! The PID file is also the lock: a starting daemon asks
+//! [`Spool::running_daemon`] and refuses to start when another live daemon
+//! of the same name owns the directory, because its [`Spool::load`] would
+//! delete the other's intakes in progress. A PID counts only if that process
+//! exists and is named like the daemon (see `owner.rs`), so a stale file
+//! never blocks a restart and SIGHUP never reaches a stranger.
+//!
+//! # Memory
+//!
+//! The spool never holds message data in memory on its own behalf:
+//! [`Spool::store_from`] streams, [`Spool::open_data`] hands out a file.
+//! Envelopes are small and the daemon may keep all of them.
+//!
+//! All calls block (file I/O and fsync); async callers wrap them in
+//! `tokio::task::spawn_blocking`.
+
+mod admin;
+mod envelope;
+mod error;
+mod fsio;
+mod id;
+mod owner;
+mod scan;
+#[cfg(test)]
+mod tests;
+mod timestamp;
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+pub use admin::MAX_SHOWN_HEADER_BYTES;
+pub use envelope::{
+    ENVELOPE_FORMAT_VERSION, Envelope, Extras, NoExtras, RecipientState, RecipientStatus,
+};
+pub use error::SpoolError;
+pub use id::QueueId;
+pub use owner::SignalError;
+pub use scan::{Listing, LoadReport, QueueEntry, SetAside};
+pub use timestamp::format_rfc3339;
+
+const DATA_SUFFIX: &str = ".eml";
+const ENVELOPE_SUFFIX: &str = ".json";
+const BOUNCE_SUFFIX: &str = ".bounce";
+const CORRUPT_SUFFIX: &str = ".corrupt";
+const PID_FILE_SUFFIX: &str = ".pid";
+
+/// A handle on the queue directory. It holds no state besides the path and
+/// the owning daemon's name, so the daemon and the CLI each open their own
+/// and cloning it is cheap; all coordination happens through the file
+/// system (see the module docs).
+///
+/// `X` is the type of the user's own envelope fields ([`Envelope::extras`]):
+/// one directory holds envelopes of one shape, so the handle carries it.
+#[derive(Debug)]
+pub struct Spool<X = NoExtras> {
+    dir: PathBuf,
+    daemon: &'static str,
+    extras: PhantomData<fn() -> X>,
+}
+
+impl<X> Clone for Spool<X> {
+    fn clone(&self) -> Self {
+        Spool {
+            dir: self.dir.clone(),
+            daemon: self.daemon,
+            extras: PhantomData,
+        }
+    }
+}
+
+impl<X: Extras> Spool<X> {
+    /// Opens the queue at `dir`, creating it (mode 0700) if missing, for the
+    /// daemon named `daemon` (its process name, e.g. `"relay-out"`: the PID
+    /// file is `<daemon>.pid` and only a live process of that name owns the
+    /// directory). Does not scan it: the daemon calls [`Spool::load`] next,
+    /// the CLI [`Spool::list`].
+    pub fn open(dir: &Path, daemon: &'static str) -> Result<Spool<X>, SpoolError> {
+        fsio::ensure_dir(dir)?;
+        Ok(Spool {
+            dir: dir.to_path_buf(),
+            daemon,
+            extras: PhantomData,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The owning daemon's process name, as given to [`Spool::open`].
+    pub fn daemon(&self) -> &'static str {
+        self.daemon
+    }
+
+    /// Durably stores a new message; see the module docs for the exact
+    /// protocol. `Ok` is the only state in which the caller may answer 250;
+    /// any error (typically [`SpoolError::StorageFull`] or [`SpoolError::Io`])
+    /// means answer `451 4.3.0`, and whatever was half-written is either
+    /// removed now or, after a crash, at the next start.
+    pub fn store(&self, envelope: &Envelope<X>, data: &[u8]) -> Result<(), SpoolError> {
+        self.store_from(envelope, &mut &data[..]).map(|_| ())
+    }
+
+    /// [`Spool::store`] for a message read from `data` (e.g. a temp file the
+    /// intake spilled to), so it never has to be in memory. Returns its size.
+    pub fn store_from(
+        &self,
+        envelope: &Envelope<X>,
+        data: &mut dyn Read,
+    ) -> Result<u64, SpoolError> {
+        let id = &envelope.id;
+        let data_name = file_name(id, DATA_SUFFIX);
+        let envelope_name = file_name(id, ENVELOPE_SUFFIX);
+        // Renaming onto an existing entry would silently replace an accepted
+        // message; ids are unique, so this only catches a caller's bug.
+        for name in [&data_name, &envelope_name] {
+            if fsio::exists(&self.dir.join(name))? {
+                let clash = io::Error::new(io::ErrorKind::AlreadyExists, "queue id already in use");
+                return Err(SpoolError::io("store", self.dir.join(name), clash));
+            }
+        }
+        let outcome = self.write_message_files(envelope, data, &data_name, &envelope_name);
+        if outcome.is_err() {
+            // Best effort: never leave a data file that looks accepted. What
+            // cannot be removed now is an orphan that `load` deletes later.
+            let _ = fsio::remove_if_present(&self.dir.join(&envelope_name));
+            let _ = fsio::remove_if_present(&self.dir.join(&data_name));
+        }
+        outcome
+    }
+
+    fn write_message_files(
+        &self,
+        envelope: &Envelope<X>,
+        data: &mut dyn Read,
+        data_name: &str,
+        envelope_name: &str,
+    ) -> Result<u64, SpoolError> {
+        let size = fsio::write_then_rename(&self.dir, data_name, data)?;
+        fsio::sync_dir(&self.dir)?;
+        fsio::write_then_rename(&self.dir, envelope_name, &mut &envelope.encode()[..])?;
+        fsio::sync_dir(&self.dir)?;
+        Ok(size)
+    }
+
+    /// Durably replaces the envelope after a delivery attempt (temp + fsync +
+    /// rename + directory fsync). Returns [`SpoolError::Gone`], and leaves
+    /// nothing behind, when the operator deleted the message meanwhile.
+    pub fn update(&self, envelope: &Envelope<X>) -> Result<(), SpoolError> {
+        let id = &envelope.id;
+        let envelope_path = self.envelope_path(id);
+        if !fsio::exists(&envelope_path)? {
+            return Err(SpoolError::Gone(id.clone()));
+        }
+        let name = file_name(id, ENVELOPE_SUFFIX);
+        fsio::write_then_rename(&self.dir, &name, &mut &envelope.encode()[..])?;
+        fsio::sync_dir(&self.dir)?;
+        // The operator may have deleted it between the check and the rename;
+        // the data file disappearing shows it, and then our rename must not
+        // leave an envelope without data behind.
+        if !fsio::exists(&self.data_path(id))? {
+            self.remove(id)?;
+            return Err(SpoolError::Gone(id.clone()));
+        }
+        Ok(())
+    }
+
+    /// Deletes a message: envelope first (the message stops existing), then
+    /// data and bounce marker, with directory fsyncs in between (see the
+    /// module docs). Idempotent: removing a missing message is not an error,
+    /// since the daemon and the operator may race to do it.
+    pub fn remove(&self, id: &QueueId) -> Result<(), SpoolError> {
+        if fsio::remove_if_present(&self.envelope_path(id))? {
+            fsio::sync_dir(&self.dir)?;
+        }
+        let removed_data = fsio::remove_if_present(&self.data_path(id))?;
+        let removed_marker = fsio::remove_if_present(&self.bounce_path(id))?;
+        if removed_data || removed_marker {
+            fsio::sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the envelope of `id`; [`SpoolError::Gone`] if it was deleted,
+    /// [`SpoolError::Corrupt`] if it does not parse or names another id.
+    pub fn read_envelope(&self, id: &QueueId) -> Result<Envelope<X>, SpoolError> {
+        let path = self.envelope_path(id);
+        let bytes = fs::read(&path).map_err(|error| self.gone_or_io(id, "read", &path, error))?;
+        let envelope = Envelope::decode(&bytes, &path)?;
+        if &envelope.id != id {
+            return Err(SpoolError::Corrupt {
+                path,
+                reason: format!("the envelope names id {} instead", envelope.id),
+            });
+        }
+        Ok(envelope)
+    }
+
+    /// Opens the message data for streaming to a remote. Missing data (the
+    /// operator deleted the message) gives [`SpoolError::Gone`]. An open file
+    /// stays readable even if the operator deletes the message meanwhile.
+    pub fn open_data(&self, id: &QueueId) -> Result<File, SpoolError> {
+        let path = self.data_path(id);
+        File::open(&path).map_err(|error| self.gone_or_io(id, "open", &path, error))
+    }
+
+    /// The whole message in memory, for tests; delivery streams with
+    /// [`Spool::open_data`].
+    #[cfg(test)]
+    pub fn read_data(&self, id: &QueueId) -> Result<Vec<u8>, SpoolError> {
+        let path = self.data_path(id);
+        let mut bytes = Vec::new();
+        self.open_data(id)?
+            .read_to_end(&mut bytes)
+            .map_err(|error| SpoolError::io("read", &path, error))?;
+        Ok(bytes)
+    }
+
+    /// The message size in bytes (the data file is the one place this fact lives).
+    pub fn data_size(&self, id: &QueueId) -> Result<u64, SpoolError> {
+        let path = self.data_path(id);
+        fs::metadata(&path)
+            .map(|metadata| metadata.len())
+            .map_err(|error| self.gone_or_io(id, "inspect", &path, error))
+    }
+
+    fn gone_or_io(
+        &self,
+        id: &QueueId,
+        operation: &'static str,
+        path: &Path,
+        error: io::Error,
+    ) -> SpoolError {
+        if error.kind() == io::ErrorKind::NotFound {
+            SpoolError::Gone(id.clone())
+        } else {
+            SpoolError::io(operation, path, error)
+        }
+    }
+
+    fn data_path(&self, id: &QueueId) -> PathBuf {
+        self.dir.join(file_name(id, DATA_SUFFIX))
+    }
+
+    fn envelope_path(&self, id: &QueueId) -> PathBuf {
+        self.dir.join(file_name(id, ENVELOPE_SUFFIX))
+    }
+
+    fn bounce_path(&self, id: &QueueId) -> PathBuf {
+        self.dir.join(file_name(id, BOUNCE_SUFFIX))
+    }
+}
+
+fn file_name(id: &QueueId, suffix: &str) -> String {
+    format!("{id}{suffix}")
+}
