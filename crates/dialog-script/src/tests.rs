@@ -52,7 +52,10 @@ fn every_kind_of_line_with_its_number() {
 
 #[test]
 fn crlf_script_files_read_the_same() {
-    assert_eq!(steps("C: NOOP\r\nS: 250 OK\r\n"), steps("C: NOOP\nS: 250 OK\n"));
+    assert_eq!(
+        steps("C: NOOP\r\nS: 250 OK\r\n"),
+        steps("C: NOOP\nS: 250 OK\n")
+    );
 }
 
 #[test]
@@ -137,10 +140,20 @@ fn failures_name_file_and_line_and_the_summary_lists_them_all() {
         failures[0].to_string(),
         "a.dialog:7: expected \"250 OK\", got \"500 no\""
     );
-    assert_eq!(failures[1].to_string(), "b.dialog: unexpected server output");
-    assert!(failures[2].to_string().starts_with("c.dialog:2: cannot read"));
+    assert_eq!(
+        failures[1].to_string(),
+        "b.dialog: unexpected server output"
+    );
+    assert!(
+        failures[2]
+            .to_string()
+            .starts_with("c.dialog:2: cannot read")
+    );
     let summary = summary(5, &failures);
-    assert!(summary.starts_with("3 failure(s) in 5 dialog(s):"), "{summary}");
+    assert!(
+        summary.starts_with("3 failure(s) in 5 dialog(s):"),
+        "{summary}"
+    );
     for failure in &failures {
         assert!(summary.contains(&failure.to_string()), "{summary}");
     }
