@@ -57,8 +57,6 @@ const LOG_EXCERPT_LINES: usize = 30;
 /// A scenario's config instantiated into a temp directory, with its world
 /// running, ready to start the relay.
 pub struct Scenario {
-    /// The scenario folder.
-    pub source: PathBuf,
     pub binary: String,
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
@@ -129,7 +127,6 @@ impl Scenario {
             .collect();
         dialogs.sort();
         Ok(Scenario {
-            source: source.to_path_buf(),
             binary,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             dir,

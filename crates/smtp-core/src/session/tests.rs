@@ -291,7 +291,7 @@ fn play_event(runner: &mut Runner, directive: &Directive) -> Result<(), String> 
 
 /// Plays one dialog script. `line` follows the step being played, so a
 /// panic (in the session or the policy) can be blamed on its line.
-fn play_dialog(text: &str, line: &Cell<usize>) -> Result<(), (Option<usize>, String)> {
+fn play_dialog(text: &str, line: &Cell<Option<usize>>) -> Result<(), (Option<usize>, String)> {
     let script = dialog_script::parse(text).map_err(|e| (Some(e.line), e.message))?;
     let mut settings = DialogSettings::new();
     let mut steps = script.steps.iter().peekable();
@@ -302,6 +302,7 @@ fn play_dialog(text: &str, line: &Cell<usize>) -> Result<(), (Option<usize>, Str
         if !DialogSettings::NAMES.contains(&directive.name.as_str()) {
             break;
         }
+        line.set(Some(step.line));
         settings
             .apply(directive)
             .map_err(|message| (Some(step.line), message))?;
@@ -309,7 +310,7 @@ fn play_dialog(text: &str, line: &Cell<usize>) -> Result<(), (Option<usize>, Str
     }
     let mut runner = Runner::with_auth(settings.config, settings.tls_available, settings.auth);
     for step in steps {
-        line.set(step.line);
+        line.set(Some(step.line));
         let at = |message: String| (Some(step.line), message);
         match &step.kind {
             StepKind::Send(bytes) => runner.input(bytes),
@@ -369,7 +370,7 @@ fn run_dialog_files(dir: &Path) -> DialogRun {
                 continue;
             }
         };
-        let line = Cell::new(0);
+        let line = Cell::new(None);
         let outcome = catch_unwind(AssertUnwindSafe(|| play_dialog(&text, &line)));
         run.ran
             .push(path.file_name().unwrap().to_string_lossy().into_owned());
@@ -383,7 +384,11 @@ fn run_dialog_files(dir: &Path) -> DialogRun {
                     .map(String::as_str)
                     .or_else(|| panic.downcast_ref::<&str>().copied())
                     .unwrap_or("(no message)");
-                Failure::at(&file, line.get(), format!("panicked: {message}"))
+                Failure {
+                    file,
+                    line: line.get(),
+                    message: format!("panicked: {message}"),
+                }
             }
         };
         run.failures.push(failure);
@@ -391,6 +396,7 @@ fn run_dialog_files(dir: &Path) -> DialogRun {
     run
 }
 
+/// The session dialogs, beside this file.
 fn dialogs_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src/session/dialogs")
 }
