@@ -53,6 +53,10 @@ pub struct Behaviour {
     /// End each session after this many accepted messages, as a backend
     /// does on its idle timeout or a restart.
     pub end_session: Option<EndSession>,
+    /// Answer the data of the first N sessions (counted from the start)
+    /// with this reply instead of `after_data`'s, e.g. a 4xx that the
+    /// client must retry later.
+    pub first_sessions_data_reply: Option<(usize, String)>,
 }
 
 /// How and when a backend ends a session on its own.
@@ -88,6 +92,7 @@ impl Default for Behaviour {
             lmtp: false,
             data_replies: Vec::new(),
             end_session: None,
+            first_sessions_data_reply: None,
         }
     }
 }
@@ -150,8 +155,17 @@ impl RecordingBackend {
         let record = Arc::clone(&self.record);
         self.accept_task = Some(tokio::spawn(async move {
             while let Ok((stream, peer)) = listener.accept().await {
-                record.lock().unwrap().connections += 1;
-                let behaviour = behaviour.lock().unwrap().clone();
+                let session_number = {
+                    let mut record = record.lock().unwrap();
+                    record.connections += 1;
+                    record.connections
+                };
+                let mut behaviour = behaviour.lock().unwrap().clone();
+                if let Some((sessions, reply)) = &behaviour.first_sessions_data_reply
+                    && session_number <= *sessions
+                {
+                    behaviour.after_data = AfterData::Reply(reply.clone());
+                }
                 tokio::spawn(serve(stream, peer, behaviour, Arc::clone(&record)));
             }
         }));

@@ -80,6 +80,11 @@ impl MxFarm {
             .expect("no MX server on that address")
     }
 
+    /// Every server with the last octet of its address.
+    pub fn servers(&self) -> impl Iterator<Item = (u8, &RecordingBackend)> {
+        self.servers.iter().map(|(octet, server)| (*octet, server))
+    }
+
     /// Every message accepted by any server.
     pub fn all_accepted(&self) -> Vec<Accepted> {
         self.servers.values().flat_map(|s| s.accepted()).collect()

@@ -1,25 +1,36 @@
 //! Session tests: scripted SMTP dialogs in `dialogs/*.dialog`, run without
 //! sockets against a small in-test policy.
 //!
-//! Dialog grammar, one directive per line:
-//! - `C: text`  a client command line (CRLF is added); in DATA mode, a data line
-//! - `C~ text`  raw client bytes, with `\r`, `\n`, `\0` and `\\` escapes, nothing added
-//! - `S: text`  the next server reply line, exactly; a trailing `*` matches any rest
-//! - `= closed` the session has closed
-//! - `= tls`    the TLS handshake completes here
-//! - `= tls-available`  a certificate is loaded (before the banner)
-//! - `= timeout` / `= shutdown`  the driver's timers fire
-//! - `= auth PLAIN LOGIN …`  offer AUTH with these mechanisms (user `alice`,
-//!   password `secret`; user `temp` gets a temporary failure)
-//! - `= max-recipients N`, `= max-bytes N`, `= max-bad N`, `= max-received N`, `= normalize`
-//! - `#` comments and blank lines are ignored.
+//! Every `*.dialog` file in `dialogs/` runs, found by walking the directory:
+//! a new file needs no listing. The scripts use the one dialog grammar of
+//! the `dialog-script` crate (`C:`, `C~` with `\r \n \0 \\ \xHH`, `S:` with a
+//! trailing `*` wildcard, `= directive`, `#` comments); a failing dialog is
+//! reported as `file:line: what`, and the others still run.
+//!
+//! Directives this runner knows:
+//! - settings, before the first exchange: `= tls-available` (a certificate is
+//!   loaded), `= auth PLAIN LOGIN …` (offer AUTH with these mechanisms; user
+//!   `alice`, password `secret`; user `temp` gets a temporary failure),
+//!   `= max-recipients N`, `= max-bytes N`, `= max-bad N`, `= max-received N`,
+//!   `= normalize` (bare newlines are normalised, not rejected)
+//! - events: `= tls` (the TLS handshake completes here), `= timeout` and
+//!   `= shutdown` (the driver's timers fire), `= closed` (the session has
+//!   closed)
+//!
+//! Any other directive is an error at its line. Server output left unread at
+//! the end of a dialog is a failure too.
 //!
 //! The policy: recipients at `example.com` (and postmaster) are accepted,
 //! `temp.example` gets `451 4.3.0`, anything else `550 5.7.1`; senders at
 //! `blocked.example` get `550 5.7.1`; a message is accepted unless its sender's
 //! local part is `reject`.
 
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
 use std::sync::Arc;
+
+use dialog_script::{Directive, Failure, StepKind};
 
 use super::*;
 use crate::address::ForwardPath;
@@ -176,149 +187,307 @@ impl Runner {
     }
 }
 
-fn unescape(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            let mut buf = [0; 4];
-            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            continue;
-        }
-        match chars.next() {
-            Some('r') => out.push(b'\r'),
-            Some('n') => out.push(b'\n'),
-            Some('0') => out.push(0),
-            Some('\\') => out.push(b'\\'),
-            other => panic!("bad escape \\{other:?}"),
-        }
-    }
-    out
+/// The session's configuration, built from a dialog's leading settings.
+struct DialogSettings {
+    config: SessionConfig,
+    tls_available: bool,
+    auth: Vec<SaslMechanism>,
 }
 
-fn run_dialog(name: &str, script: &str) {
-    let mut config = SessionConfig::with_host_name("mx.test");
-    let mut tls_available = false;
-    let mut auth = Vec::new();
-    let mut lines = script.lines().enumerate().peekable();
-    // Settings come before the first exchange.
-    while let Some((_, line)) = lines.peek() {
-        let Some(setting) = line.strip_prefix("= ") else {
-            if line.trim().is_empty() || line.starts_with('#') {
-                lines.next();
-                continue;
+impl DialogSettings {
+    /// The directives that configure the session; they must come before the
+    /// first exchange, since the session is built from them.
+    const NAMES: &[&str] = &[
+        "tls-available",
+        "normalize",
+        "auth",
+        "max-recipients",
+        "max-bytes",
+        "max-bad",
+        "max-received",
+    ];
+
+    fn new() -> Self {
+        DialogSettings {
+            config: SessionConfig::with_host_name("mx.test"),
+            tls_available: false,
+            auth: Vec::new(),
+        }
+    }
+
+    /// Applies a setting directive (one of [`Self::NAMES`]).
+    fn apply(&mut self, directive: &Directive) -> Result<(), String> {
+        let number = || -> Result<usize, String> {
+            usize::try_from(directive.number()?).map_err(|e| e.to_string())
+        };
+        match directive.name.as_str() {
+            "tls-available" => {
+                directive.no_args()?;
+                self.tls_available = true;
             }
+            "normalize" => {
+                directive.no_args()?;
+                self.config.bare_newline = BareNewlinePolicy::Normalize;
+            }
+            "auth" => {
+                self.auth = directive
+                    .args
+                    .iter()
+                    .map(|name| {
+                        SaslMechanism::parse(name)
+                            .ok_or_else(|| format!("unknown SASL mechanism {name:?}"))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "max-recipients" => self.config.max_recipients = number()?,
+            "max-bytes" => self.config.max_message_bytes = number()?,
+            "max-bad" => {
+                self.config.max_bad_commands =
+                    u32::try_from(number()?).map_err(|e| e.to_string())?
+            }
+            "max-received" => self.config.max_received = number()?,
+            _ => return Err(format!("unknown setting `= {directive}`")),
+        }
+        Ok(())
+    }
+}
+
+/// Plays an event directive (`= tls`, `= timeout`, `= shutdown`, `= closed`).
+fn play_event(runner: &mut Runner, directive: &Directive) -> Result<(), String> {
+    let action = match directive.name.as_str() {
+        "closed" => {
+            directive.no_args()?;
+            return if runner.session.is_closed() {
+                Ok(())
+            } else {
+                Err("the session is still open".into())
+            };
+        }
+        "tls" => {
+            directive.no_args()?;
+            runner.session.tls_established(TlsInfo {
+                protocol: "TLSv1.3".into(),
+                cipher: "TLS13_AES_128_GCM_SHA256".into(),
+            })
+        }
+        "timeout" => {
+            directive.no_args()?;
+            runner.session.timeout()
+        }
+        "shutdown" => {
+            directive.no_args()?;
+            runner.session.shutdown()
+        }
+        name if DialogSettings::NAMES.contains(&name) => {
+            return Err(format!(
+                "`= {directive}` is a setting: it must come before the first exchange"
+            ));
+        }
+        _ => return Err(format!("unknown directive `= {directive}`")),
+    };
+    runner.act(action);
+    Ok(())
+}
+
+/// Plays one dialog script. `line` follows the step being played, so a
+/// panic (in the session or the policy) can be blamed on its line.
+fn play_dialog(text: &str, line: &Cell<Option<usize>>) -> Result<(), (Option<usize>, String)> {
+    let script = dialog_script::parse(text).map_err(|e| (Some(e.line), e.message))?;
+    let mut settings = DialogSettings::new();
+    let mut steps = script.steps.iter().peekable();
+    while let Some(step) = steps.peek() {
+        let StepKind::Directive(directive) = &step.kind else {
             break;
         };
-        if let Some(names) = setting.strip_prefix("auth ") {
-            auth = names
-                .split_whitespace()
-                .map(|n| SaslMechanism::parse(n).unwrap())
-                .collect();
-            lines.next();
-            continue;
+        if !DialogSettings::NAMES.contains(&directive.name.as_str()) {
+            break;
         }
-        let mut words = setting.split_whitespace();
-        match (
-            words.next(),
-            words.next().map(|n| n.parse::<usize>().unwrap()),
-        ) {
-            (Some("tls-available"), None) => tls_available = true,
-            (Some("normalize"), None) => config.bare_newline = BareNewlinePolicy::Normalize,
-            (Some("max-recipients"), Some(n)) => config.max_recipients = n,
-            (Some("max-bytes"), Some(n)) => config.max_message_bytes = n,
-            (Some("max-bad"), Some(n)) => config.max_bad_commands = n as u32,
-            (Some("max-received"), Some(n)) => config.max_received = n,
-            _ => break,
-        }
-        lines.next();
+        line.set(Some(step.line));
+        settings
+            .apply(directive)
+            .map_err(|message| (Some(step.line), message))?;
+        steps.next();
     }
-    let mut runner = Runner::with_auth(config, tls_available, auth);
-    for (index, line) in lines {
-        let at = format!("{name}:{}", index + 1);
-        if let Some(text) = line.strip_prefix("C: ").or((line == "C:").then_some("")) {
-            let mut bytes = text.as_bytes().to_vec();
-            bytes.extend_from_slice(b"\r\n");
-            runner.input(&bytes);
-        } else if let Some(text) = line.strip_prefix("C~ ") {
-            runner.input(&unescape(text));
-        } else if let Some(expected) = line.strip_prefix("S: ") {
-            let got = runner
-                .output
-                .pop_front()
-                .unwrap_or_else(|| panic!("{at}: expected {expected:?}, server sent nothing"));
-            let matches = match expected.strip_suffix('*') {
-                Some(prefix) => got.starts_with(prefix),
-                None => got == expected,
-            };
-            assert!(matches, "{at}: expected {expected:?}, got {got:?}");
-        } else if let Some(event) = line.strip_prefix("= ") {
-            match event.trim() {
-                "closed" => assert!(runner.session.is_closed(), "{at}: session still open"),
-                "tls" => {
-                    let action = runner.session.tls_established(TlsInfo {
-                        protocol: "TLSv1.3".into(),
-                        cipher: "TLS13_AES_128_GCM_SHA256".into(),
-                    });
-                    runner.act(action);
+    let mut runner = Runner::with_auth(settings.config, settings.tls_available, settings.auth);
+    for step in steps {
+        line.set(Some(step.line));
+        let at = |message: String| (Some(step.line), message);
+        match &step.kind {
+            StepKind::Send(bytes) => runner.input(bytes),
+            StepKind::Expect(expected) => {
+                let got = runner.output.pop_front().ok_or_else(|| {
+                    at(format!(
+                        "expected {:?}, the server sent nothing",
+                        expected.to_string()
+                    ))
+                })?;
+                if !expected.matches(&got) {
+                    return Err(at(format!(
+                        "expected {:?}, got {got:?}",
+                        expected.to_string()
+                    )));
                 }
-                "timeout" => {
-                    let action = runner.session.timeout();
-                    runner.act(action);
-                }
-                "shutdown" => {
-                    let action = runner.session.shutdown();
-                    runner.act(action);
-                }
-                other => panic!("{at}: unknown event {other:?}"),
             }
-        } else if !(line.trim().is_empty() || line.starts_with('#')) {
-            panic!("{at}: cannot read {line:?}");
+            StepKind::Directive(directive) => play_event(&mut runner, directive).map_err(at)?,
         }
     }
+    if !runner.output.is_empty() {
+        return Err((
+            None,
+            format!("unexpected server output at the end {:?}", runner.output),
+        ));
+    }
+    Ok(())
+}
+
+/// What running a directory of dialogs found.
+struct DialogRun {
+    /// Every dialog that was played (passed or failed), in name order.
+    ran: Vec<String>,
+    failures: Vec<Failure>,
+}
+
+/// Plays every `*.dialog` file in `dir`, in name order. A failure (a wrong
+/// reply, an unknown directive, a panic) is recorded as `path:line: what`
+/// and the next dialog runs.
+fn run_dialog_files(dir: &Path) -> DialogRun {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "dialog"))
+        .collect();
+    paths.sort();
+    let mut run = DialogRun {
+        ran: Vec::new(),
+        failures: Vec::new(),
+    };
+    for path in paths {
+        let file = path.display().to_string();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
+                run.failures.push(Failure::whole(&file, e.to_string()));
+                continue;
+            }
+        };
+        let line = Cell::new(None);
+        let outcome = catch_unwind(AssertUnwindSafe(|| play_dialog(&text, &line)));
+        run.ran
+            .push(path.file_name().unwrap().to_string_lossy().into_owned());
+        let failure = match outcome {
+            Ok(Ok(())) => continue,
+            Ok(Err((Some(line), message))) => Failure::at(&file, line, message),
+            Ok(Err((None, message))) => Failure::whole(&file, message),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("(no message)");
+                Failure {
+                    file,
+                    line: line.get(),
+                    message: format!("panicked: {message}"),
+                }
+            }
+        };
+        run.failures.push(failure);
+    }
+    run
+}
+
+/// The session dialogs, beside this file.
+fn dialogs_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/session/dialogs")
+}
+
+#[test]
+fn every_dialog_file_passes() {
+    let run = run_dialog_files(&dialogs_dir());
     assert!(
-        runner.output.is_empty(),
-        "{name}: unexpected server output {:?}",
-        runner.output
+        run.ran
+            .iter()
+            .any(|name| name == "basic_transaction.dialog"),
+        "dialogs not found in {}: {:?}",
+        dialogs_dir().display(),
+        run.ran
+    );
+    assert!(
+        run.failures.is_empty(),
+        "{}",
+        dialog_script::summary(run.ran.len(), &run.failures)
     );
 }
 
-macro_rules! dialog_tests {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                run_dialog(
-                    stringify!($name),
-                    include_str!(concat!("dialogs/", stringify!($name), ".dialog")),
-                );
-            }
-        )*
-    };
+#[test]
+fn the_runner_finds_new_files_and_reports_each_failure_by_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        // Fails at line 4 on purpose; the files after it must still run.
+        (
+            "a_wrong_reply.dialog",
+            "S: 220 *\nC: NOOP\n# the reply is 250\nS: 500 not this\nC: QUIT\nS: 221 *\n",
+        ),
+        (
+            "b_passes.dialog",
+            "= max-bad 5\nS: 220 *\nC: NOOP\nS: 250 *\nC: QUIT\nS: 221 *\n= closed\n",
+        ),
+        ("c_unknown_directive.dialog", "S: 220 *\n= starttls\n"),
+        ("d_late_setting.dialog", "S: 220 *\n= max-bad 2\n"),
+        ("e_unread_output.dialog", "S: 220 *\nC: NOOP\n"),
+        ("f_bad_escape.dialog", "S: 220 *\nC~ NOOP\\q\n"),
+        ("not-a-dialog.txt", "S: nothing here runs\n"),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let run = run_dialog_files(dir.path());
+    assert_eq!(
+        run.ran,
+        [
+            "a_wrong_reply.dialog",
+            "b_passes.dialog",
+            "c_unknown_directive.dialog",
+            "d_late_setting.dialog",
+            "e_unread_output.dialog",
+            "f_bad_escape.dialog",
+        ]
+    );
+    let located: Vec<(String, Option<usize>)> = run
+        .failures
+        .iter()
+        .map(|f| {
+            let name = Path::new(&f.file).file_name().unwrap().to_string_lossy();
+            (name.into_owned(), f.line)
+        })
+        .collect();
+    assert_eq!(
+        located,
+        [
+            ("a_wrong_reply.dialog".to_string(), Some(4)),
+            ("c_unknown_directive.dialog".to_string(), Some(2)),
+            ("d_late_setting.dialog".to_string(), Some(2)),
+            ("e_unread_output.dialog".to_string(), None),
+            ("f_bad_escape.dialog".to_string(), Some(2)),
+        ],
+        "{:#?}",
+        run.failures
+    );
+    let summary = dialog_script::summary(run.ran.len(), &run.failures);
+    let wrong_reply = format!(
+        "{}:4: expected \"500 not this\", got \"250 2.0.0 OK\"",
+        dir.path().join("a_wrong_reply.dialog").display()
+    );
+    assert!(summary.contains(&wrong_reply), "{summary}");
+    assert!(
+        summary.contains("unknown directive `= starttls`"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("must come before the first exchange"),
+        "{summary}"
+    );
 }
-
-dialog_tests!(
-    basic_transaction,
-    ehlo_keywords,
-    helo_and_params,
-    sequence_errors,
-    syntax_errors,
-    pipelined_group,
-    recipients,
-    recipient_limit,
-    size_limit,
-    bare_newline_rejected,
-    bare_newline_normalized,
-    smuggling_lookalikes,
-    starttls,
-    bad_command_limit,
-    line_too_long,
-    timeouts_and_shutdown,
-    mail_loop,
-    smtputf8,
-    misc_commands,
-    auth,
-);
 
 #[test]
 fn message_has_received_header_then_data_byte_for_byte() {
