@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use smtp_core::config::domains::normalize_domain;
+use smtp_core::config::endpoint::SMTP_PORT;
 use smtp_core::config::files;
 use smtp_core::config::values::{Keyword, OnOff, Seconds, SettingValue, optional_setting};
 use smtp_core::config::{ConfigDir, ConfigError};
 
 /// The port used when smtp_forward.ini sets none. Haraka inherits 2555 from
-/// its shipped file; a Postfix backend listens on 25.
-pub const DEFAULT_FORWARD_PORT: u16 = 25;
+/// its shipped file; a Postfix backend listens on SMTP's own.
+pub const DEFAULT_FORWARD_PORT: u16 = SMTP_PORT;
 
 /// Everything about forwarding accepted mail to the backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,42 +26,74 @@ pub struct ForwardSettings {
     /// sections: keys lower-cased, domains in A-label form; each route is
     /// `[main]` overridden key by key.
     pub domain_routes: BTreeMap<String, ForwardRoute>,
-    /// TCP connect timeout (`connect_timeout`, 30 s).
+    /// TCP connect timeout (`connect_timeout`).
     pub connect_timeout: Duration,
-    /// Per-reply timeout during the backend dialogue (`timeout`, 300 s).
+    /// Per-reply timeout during the backend dialogue (`timeout`).
     pub timeout: Duration,
     /// Verify the backend's certificate when `enable_tls` is on
-    /// (`tls_verify`, on; Postern).
+    /// (`tls_verify`; Postern).
     pub tls_verify: bool,
     /// Extra CA bundle for verifying the backend (`ca_file`; Postern),
     /// resolved against the config root.
     pub ca_file: Option<PathBuf>,
-    /// Which address picks the route (`domain_selector`, rcpt_to).
+    /// Which address picks the route (`domain_selector`).
     pub domain_selector: DomainSelector,
-    /// Recipient domains with a section are accepted (`check_recipient`, false).
+    /// Recipient domains with a section are accepted (`check_recipient`).
     pub check_recipient: bool,
     /// A MAIL FROM domain with a section from a non-relaying client is
-    /// refused as spoofed (`check_sender`, false).
+    /// refused as spoofed (`check_sender`).
     pub check_sender: bool,
     /// Queue locally before forwarding, or forward during DATA
-    /// (`mode`, queue; Postern).
+    /// (`mode`; Postern).
     pub mode: ForwardMode,
-    /// Whether XCLIENT must be used with the backend (`xclient`, required;
-    /// Postern).
+    /// Whether XCLIENT must be used with the backend (`xclient`; Postern).
     pub xclient: XclientPolicy,
+}
+
+/// What relay-in does without smtp_forward.ini: Haraka's shipped `[main]`
+/// where Haraka has the key, Postern's choice where it has not. The one
+/// place these defaults are written; a key set in the file replaces one.
+impl Default for ForwardSettings {
+    fn default() -> Self {
+        Self {
+            default_route: ForwardRoute::default(),
+            domain_routes: BTreeMap::new(),
+            connect_timeout: Duration::from_secs(30),
+            timeout: Duration::from_secs(300),
+            tls_verify: true,
+            ca_file: None,
+            domain_selector: DomainSelector::RcptTo,
+            check_recipient: false,
+            check_sender: false,
+            mode: ForwardMode::Queue,
+            xclient: XclientPolicy::Required,
+        }
+    }
 }
 
 /// One backend to forward to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardRoute {
-    /// IP literal (without brackets) or DNS name (`host`, localhost).
+    /// IP literal (without brackets) or DNS name (`host`).
     pub host: String,
-    /// `port`, 25.
+    /// `port`.
     pub port: u16,
-    /// Use STARTTLS with the backend (`enable_tls`, false).
+    /// Use STARTTLS with the backend (`enable_tls`).
     pub enable_tls: bool,
     /// AUTH credentials (`auth_type`, `auth_user`, `auth_pass`).
     pub auth: Option<ForwardAuth>,
+}
+
+/// The backend when neither the section nor `[main]` names one.
+impl Default for ForwardRoute {
+    fn default() -> Self {
+        Self {
+            host: "localhost".to_owned(),
+            port: DEFAULT_FORWARD_PORT,
+            enable_tls: false,
+            auth: None,
+        }
+    }
 }
 
 /// Credentials for AUTH to the backend (sent after STARTTLS).
@@ -302,20 +335,21 @@ impl ForwardSettings {
             }
             path
         });
+        let shipped = Self::default();
         Ok(Self {
             default_route,
             domain_routes,
             connect_timeout: main
                 .connect_timeout
-                .map_or(Duration::from_secs(30), |s| s.0),
-            timeout: main.timeout.map_or(Duration::from_secs(300), |s| s.0),
-            tls_verify: main.tls_verify.is_none_or(|on| on.0),
+                .map_or(shipped.connect_timeout, |s| s.0),
+            timeout: main.timeout.map_or(shipped.timeout, |s| s.0),
+            tls_verify: main.tls_verify.map_or(shipped.tls_verify, |on| on.0),
             ca_file,
-            domain_selector: main.domain_selector.unwrap_or(DomainSelector::RcptTo),
-            check_recipient: main.check_recipient.unwrap_or(false),
-            check_sender: main.check_sender.unwrap_or(false),
-            mode: main.mode.unwrap_or(ForwardMode::Queue),
-            xclient: main.xclient.unwrap_or(XclientPolicy::Required),
+            domain_selector: main.domain_selector.unwrap_or(shipped.domain_selector),
+            check_recipient: main.check_recipient.unwrap_or(shipped.check_recipient),
+            check_sender: main.check_sender.unwrap_or(shipped.check_sender),
+            mode: main.mode.unwrap_or(shipped.mode),
+            xclient: main.xclient.unwrap_or(shipped.xclient),
         })
     }
 }
@@ -343,10 +377,10 @@ fn route(
     section: &ForwardSection,
     fallback: Option<&ForwardSection>,
 ) -> Result<ForwardRoute, ConfigError> {
-    let host = layered(section, fallback, |s| s.host.clone())
-        .map_or_else(|| "localhost".to_owned(), |h| h.0);
-    let port = layered(section, fallback, |s| s.port).unwrap_or(DEFAULT_FORWARD_PORT);
-    let enable_tls = layered(section, fallback, |s| s.enable_tls).unwrap_or(false);
+    let shipped = ForwardRoute::default();
+    let host = layered(section, fallback, |s| s.host.clone()).map_or(shipped.host, |h| h.0);
+    let port = layered(section, fallback, |s| s.port).unwrap_or(shipped.port);
+    let enable_tls = layered(section, fallback, |s| s.enable_tls).unwrap_or(shipped.enable_tls);
     let mechanism = layered(section, fallback, |s| s.auth_type);
     let user = layered(section, fallback, |s| s.auth_user.clone());
     let pass = layered(section, fallback, |s| s.auth_pass.clone());

@@ -90,10 +90,7 @@ fn host_list_file(dir: &ConfigDir) -> Result<Option<ListFile>, ConfigError> {
     let Some(written) = ini.main.host_list.filter(|p| !p.is_empty()) else {
         return dir.list_file(files::HOST_LIST);
     };
-    let shown = dir.path_of(files::RCPT_TO_IN_HOST_LIST_INI).map_or_else(
-        || files::RCPT_TO_IN_HOST_LIST_INI.to_owned(),
-        |p| p.display().to_string(),
-    );
+    let shown = dir.shown(files::RCPT_TO_IN_HOST_LIST_INI);
     let named = dir.resolve(&written);
     let default = dir.path_of(files::HOST_LIST);
     if default.as_deref() == Some(named.as_path()) {

@@ -75,10 +75,7 @@ pub(super) fn apply(dir: &ConfigDir, main: &mut ForwardSection) -> Result<(), Co
         forward,
         destination,
     } = ini.main;
-    let shown = dir.path_of(files::XCLIENT_INI).map_or_else(
-        || files::XCLIENT_INI.to_owned(),
-        |p| p.display().to_string(),
-    );
+    let shown = dir.shown(files::XCLIENT_INI);
     let forward_ini = files::SMTP_FORWARD_INI;
 
     if let Some(destination) = destination {

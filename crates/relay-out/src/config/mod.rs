@@ -13,7 +13,7 @@ mod tests;
 
 use ipnetwork::IpNetwork;
 use smtp_core::config::domains::domain_list;
-use smtp_core::config::{ConfigDir, ConfigError, IniDocument, files};
+use smtp_core::config::{ConfigDir, ConfigError, files};
 
 pub use auth_users::AuthUsers;
 pub use outbound::{InetPrefer, OutboundSettings};
@@ -30,10 +30,6 @@ pub struct RelayOutSettings {
     pub relay: RelayPolicy,
     /// relay_acl_allow: client networks that may relay.
     pub acl_allow: Vec<IpNetwork>,
-    /// relay_dest_domains.ini as parsed, for the per-domain routing
-    /// (`[domains] example.com = {"action":…,"nexthop":…}`) still to be
-    /// interpreted.
-    pub dest_domains: Option<IniDocument>,
     /// host_list: this relay's own domains (normalised like relay-in's).
     pub local_domains: Vec<String>,
     /// outbound.ini.
@@ -74,10 +70,7 @@ impl RelayOutSettings {
         let outbound = OutboundSettings::load(dir)?;
         if let Some(ip) = outbound.local_address {
             local_address::ensure_local(ip).map_err(|detail| ConfigError::BadValue {
-                origin: dir.path_of(files::OUTBOUND_INI).map_or_else(
-                    || files::OUTBOUND_INI.to_owned(),
-                    |path| path.display().to_string(),
-                ),
+                origin: dir.shown(files::OUTBOUND_INI),
                 section: "main".to_owned(),
                 key: "local_address".to_owned(),
                 detail: format!("'{ip}': {detail}"),
@@ -88,7 +81,6 @@ impl RelayOutSettings {
         Ok(Self {
             relay,
             acl_allow,
-            dest_domains: dest_domains.map(|(_, document)| document),
             local_domains,
             outbound,
             routes,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use smtp_core::config::endpoint::NameServers;
+use smtp_core::config::endpoint::{NameServers, SMTP_PORT};
 use smtp_core::config::values::{
     Keyword, Seconds, SettingValue, optional_setting, parse_decimal, setting,
 };
@@ -20,39 +20,38 @@ const MAX_CONCURRENCY: usize = 1_000_000;
 /// Value of `received_header` that means "add none" (Haraka's convention).
 const RECEIVED_HEADER_DISABLED: &str = "disabled";
 
-/// Delivery settings, typed and defaulted.
+/// Delivery settings, typed and defaulted (the defaults are written once,
+/// in `OutboundMain`'s `Default` impl).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundSettings {
-    /// Stop delivering; queued mail waits (`disabled`, false).
+    /// Stop delivering; queued mail waits (`disabled`).
     pub disabled: bool,
-    /// Simultaneous deliveries (`concurrency_max`, 100 as in Haraka's
-    /// shipped file).
+    /// Simultaneous deliveries (`concurrency_max`).
     pub concurrency_max: usize,
     /// Simultaneous deliveries to one destination domain
-    /// (`domain_concurrency_max`, 20 as Postfix's
-    /// `default_destination_concurrency_limit`; Postern), so one slow or
-    /// throttling domain cannot take every slot.
+    /// (`domain_concurrency_max`; Postern), so one slow or throttling domain
+    /// cannot take every slot.
     pub domain_concurrency_max: usize,
-    /// Opportunistic STARTTLS (`enable_tls`, true).
+    /// Opportunistic STARTTLS (`enable_tls`).
     pub enable_tls: bool,
     /// Retry in plaintext when the TLS handshake fails
-    /// (`tls_fallback_plain`, false; Postern).
+    /// (`tls_fallback_plain`; Postern).
     pub tls_fallback_plain: bool,
     /// One queue entry per recipient instead of per domain
-    /// (`always_split`, false).
+    /// (`always_split`).
     pub always_split: bool,
     /// `by` text of the Received header added on delivery; `None` when set
-    /// to `disabled` (`received_header`, "Postern outbound").
+    /// to `disabled` (`received_header`).
     pub received_header: Option<String>,
-    /// Connect (and, as in Haraka, idle) timeout (`connect_timeout`, 30 s).
+    /// Connect (and, as in Haraka, idle) timeout (`connect_timeout`).
     pub connect_timeout: Duration,
-    /// Deliver to an MX that is this host (`local_mx_ok`, false).
+    /// Deliver to an MX that is this host (`local_mx_ok`).
     pub local_mx_ok: bool,
-    /// Use AAAA records (`ipv6_enabled`, false).
+    /// Use AAAA records (`ipv6_enabled`).
     pub ipv6_enabled: bool,
-    /// Address family to try first (`inet_prefer`, default).
+    /// Address family to try first (`inet_prefer`).
     pub inet_prefer: InetPrefer,
-    /// `maxTempFailures` (13); only shapes the default schedule.
+    /// `maxTempFailures`; only shapes the default schedule.
     pub max_temp_failures: u32,
     /// Delay before each retry as written in `temp_fail_intervals`; `None`
     /// when unset, meaning Haraka's schedule derived from `maxTempFailures`
@@ -60,14 +59,14 @@ pub struct OutboundSettings {
     /// (`none`) bounces at the first temporary failure.
     pub temp_fail_intervals: Option<Vec<Duration>>,
     /// Bounce mail still undelivered after this long
-    /// (`max_queue_lifetime`, 5 days; Postern).
+    /// (`max_queue_lifetime`; Postern).
     pub max_queue_lifetime: Duration,
-    /// Where the queue lives (`queue_dir`, /var/spool/postern/queue;
-    /// relative paths are relative to the config root).
+    /// Where the queue lives (`queue_dir`; relative paths are relative to
+    /// the config root).
     pub queue_dir: PathBuf,
     /// Resolvers for MX lookups; empty = system resolver (`nameservers`).
     pub nameservers: Vec<SocketAddr>,
-    /// Port to deliver to (`remote_port`, 25).
+    /// Port to deliver to (`remote_port`).
     pub remote_port: u16,
     /// Source address for outgoing connections (`local_address`).
     pub local_address: Option<IpAddr>,
@@ -114,7 +113,10 @@ struct OutboundIni {
     main: OutboundMain,
 }
 
-/// outbound.ini `[main]`, with Haraka's shipped values as defaults.
+/// outbound.ini `[main]` as written, with Haraka's shipped values as
+/// defaults. Apart from [`OutboundSettings`] because some keys are read with
+/// a grammar of their own (the `SettingValue` newtypes), `received_header`'s
+/// `disabled` means none, and `queue_dir` is resolved against the config root.
 #[derive(Debug, Deserialize)]
 #[serde(default)]
 struct OutboundMain {
@@ -166,6 +168,7 @@ impl Default for OutboundMain {
         Self {
             disabled: false,
             concurrency_max: Concurrency(100),
+            // Postfix's default_destination_concurrency_limit.
             domain_concurrency_max: Concurrency(20),
             enable_tls: true,
             tls_fallback_plain: false,
@@ -180,7 +183,7 @@ impl Default for OutboundMain {
             max_queue_lifetime: Lifetime(Duration::from_secs(5 * 24 * 60 * 60)),
             queue_dir: crate::queue::DEFAULT_QUEUE_DIR.to_owned(),
             nameservers: NameServers::default(),
-            remote_port: 25,
+            remote_port: SMTP_PORT,
             local_address: None,
         }
     }

@@ -10,17 +10,17 @@ use smtp_core::config::{ConfigDir, ConfigError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct RelayPolicy {
-    /// Clients in `relay_acl_allow` may relay (`acl`, true).
+    /// Clients in `relay_acl_allow` may relay (`acl`).
     #[serde(deserialize_with = "setting")]
     pub acl: bool,
-    /// Route by relay_dest_domains.ini `nexthop` before MX (`force_routing`, true).
+    /// Route by relay_dest_domains.ini `nexthop` before MX (`force_routing`).
     #[serde(deserialize_with = "setting")]
     pub force_routing: bool,
     /// Non-relaying clients may send to domains listed in
-    /// relay_dest_domains.ini (`dest_domains`, false).
+    /// relay_dest_domains.ini (`dest_domains`).
     #[serde(deserialize_with = "setting")]
     pub dest_domains: bool,
-    /// Everyone may relay: an open relay (`all`, false).
+    /// Everyone may relay: an open relay (`all`).
     #[serde(deserialize_with = "setting")]
     pub all: bool,
 }

@@ -63,7 +63,11 @@ fn seed_haraka_out_loads() {
     );
     assert_eq!(settings.acl_allow, networks(&["10.0.0.2/32"]));
     assert_eq!(settings.local_domains, ["mailrelay.example.com"]);
-    assert_eq!(settings.dest_domains, None);
+    assert_eq!(
+        dir.ini_document(files::RELAY_DEST_DOMAINS_INI)
+            .expect("read"),
+        None
+    );
     assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
     assert_eq!(dir.unrecognized_files(files::KNOWN_FILES), ["plugins"]);
 }
@@ -269,7 +273,10 @@ fn dest_domains_kept_raw_and_env_overrides() {
         .dir()
         .with_environment([("POSTERN_OUTBOUND__MAIN__MAXTEMPFAILURES", "2")]);
     let settings = RelayOutSettings::load(&dir).expect("load");
-    let document = settings.dest_domains.expect("present");
+    let (_, document) = dir
+        .ini_document(files::RELAY_DEST_DOMAINS_INI)
+        .expect("read")
+        .expect("present");
     assert_eq!(
         document.get("domains", "example.com"),
         Some(&smtp_core::config::IniValue::Text(

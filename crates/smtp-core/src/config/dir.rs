@@ -9,11 +9,10 @@ use serde::de::DeserializeOwned;
 use super::error::ConfigError;
 use super::ini::IniDocument;
 use super::layered::{
-    ENV_PREFIX, EnvOverride, IniSource, describe_config_error, deserialize_layered, overrides_for,
-    root_key_for, split_key_path,
+    ENV_PREFIX, EnvOverride, IniSource, Unread, describe_config_error, deserialize_layered,
+    overrides_for, root_key_for, split_key_path,
 };
 use super::list::{ListLine, parse_list, system_host_name};
-use super::shape::FileShape;
 
 /// The subdirectory the seed setup (and some guides) put plugin files in.
 const PLUGIN_SUBDIR: &str = "plugins";
@@ -135,10 +134,17 @@ impl ConfigDir {
         .find(|candidate| candidate.is_file())
     }
 
+    /// How messages name file `name`: the path it was found at, else the
+    /// bare name (a default or an environment override was used instead).
+    pub fn shown(&self, name: &str) -> String {
+        self.path_of(name)
+            .map_or_else(|| name.to_owned(), |path| path.display().to_string())
+    }
+
     /// Resolves a path written inside a config file: relative paths are
     /// relative to the root, as in Haraka.
-    pub fn resolve(&self, written: &str) -> PathBuf {
-        let written = Path::new(written);
+    pub fn resolve(&self, written: impl AsRef<Path>) -> PathBuf {
+        let written = written.as_ref();
         if written.is_absolute() {
             written.to_path_buf()
         } else {
@@ -171,7 +177,6 @@ impl ConfigDir {
         if file.is_none() && environment.is_empty() {
             return Ok(T::default());
         }
-        self.report_ignored_keys::<T>(name, file.as_ref(), &overrides);
 
         let origin = file
             .as_ref()
@@ -180,29 +185,36 @@ impl ConfigDir {
         if let Some((_, document)) = &file {
             sections.extend(document.sections().iter().map(|s| s.name.clone()));
         }
-        let source = file.map(|(path, document)| {
-            IniSource::new(root_key.clone(), path.display().to_string(), document)
+        let source = file.as_ref().map(|(path, document)| {
+            IniSource::new(
+                root_key.clone(),
+                path.display().to_string(),
+                document.clone(),
+            )
         });
-        deserialize_layered(&root_key, source, environment).map_err(|error| {
-            let (key_path, detail) = describe_config_error(error);
-            let Some(key_path) = key_path else {
-                return ConfigError::Inconsistent {
-                    path: PathBuf::from(&origin),
-                    problem: detail,
+        let (settings, unread) =
+            deserialize_layered(&root_key, source, environment).map_err(|error| {
+                let (key_path, detail) = describe_config_error(error);
+                let Some(key_path) = key_path else {
+                    return ConfigError::Inconsistent {
+                        path: PathBuf::from(&origin),
+                        problem: detail,
+                    };
                 };
-            };
-            let (section, key) = split_key_path(&key_path, sections.iter().map(String::as_str));
-            let origin = overrides
-                .iter()
-                .find(|o| o.section == section && o.key.eq_ignore_ascii_case(&key))
-                .map_or(origin, |o| format!("environment variable {}", o.variable));
-            ConfigError::BadValue {
-                origin,
-                section,
-                key,
-                detail,
-            }
-        })
+                let (section, key) = split_key_path(&key_path, sections.iter().map(String::as_str));
+                let origin = overrides
+                    .iter()
+                    .find(|o| o.section == section && o.key.eq_ignore_ascii_case(&key))
+                    .map_or(origin, |o| format!("environment variable {}", o.variable));
+                ConfigError::BadValue {
+                    origin,
+                    section,
+                    key,
+                    detail,
+                }
+            })?;
+        self.report_unread(name, file.as_ref(), &overrides, &unread);
+        Ok(settings)
     }
 
     /// The meaningful lines of list file `name`, or `None` when it is absent.
@@ -255,14 +267,14 @@ impl ConfigDir {
         std::mem::take(&mut self.lock().warnings)
     }
 
-    /// Files and directories in the root (and `plugins/`) that were not read
-    /// and whose names are not in `known` (e.g. [`super::files::KNOWN_FILES`]).
-    /// Postern ignores them; the caller reports them once at startup.
     /// The files read so far, for `--check`'s report.
     pub fn used_files(&self) -> Vec<PathBuf> {
         self.lock().used.iter().cloned().collect()
     }
 
+    /// Files and directories in the root (and `plugins/`) that were not read
+    /// and whose names are not in `known` (e.g. [`super::files::KNOWN_FILES`]).
+    /// Postern ignores them; the caller reports them once at startup.
     pub fn unrecognized_files(&self, known: &[&str]) -> Vec<String> {
         let used = self.lock().used.clone();
         let mut found = Vec::new();
@@ -312,19 +324,18 @@ impl ConfigDir {
         }
     }
 
-    /// Warns about sections, keys and environment overrides `T` does not read.
-    fn report_ignored_keys<T: DeserializeOwned>(
+    /// Warns about the sections, keys and environment overrides of file
+    /// `name` that its settings type did not read, in the file's order.
+    fn report_unread(
         &self,
         name: &str,
         file: Option<&(PathBuf, IniDocument)>,
         overrides: &[EnvOverride],
+        unread: &Unread,
     ) {
-        let Some(shape) = FileShape::of::<T>() else {
-            return;
-        };
         if let Some((path, document)) = file {
             for section in document.sections() {
-                if !shape.knows_section(&section.name) {
+                if unread.section(&section.name) {
                     if !section.entries.is_empty() {
                         self.warn(format!(
                             "{}: section [{}] is not used by Postern (ignored)",
@@ -335,7 +346,7 @@ impl ConfigDir {
                     continue;
                 }
                 for entry in &section.entries {
-                    if !shape.knows_key(&section.name, &entry.key) {
+                    if unread.key(&section.name, &entry.key) {
                         self.warn(format!(
                             "{}: line {}: [{}] {} is not used by Postern (ignored)",
                             path.display(),
@@ -348,7 +359,7 @@ impl ConfigDir {
             }
         }
         for o in overrides {
-            if !shape.knows_key(&o.section, &o.key) {
+            if unread.key(&o.section, &o.key) {
                 self.warn(format!(
                     "environment variable {} matches no setting of {name} (ignored)",
                     o.variable

@@ -10,7 +10,8 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use super::values::{SettingValue, parse_decimal, split_comma_list};
 
-/// The port Haraka listens on when an entry has none.
+/// SMTP's port (RFC 5321): where Haraka listens when a `listen` entry has
+/// none, and where mail goes when a next hop or backend is written without one.
 pub const SMTP_PORT: u16 = 25;
 
 /// The port assumed for a name server written without one.

@@ -7,7 +7,7 @@
 //! same root lets the crate's own `Environment` source map
 //! `POSTERN_SMTP__MAIN__LISTEN` onto `smtp.main.listen`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use config::{Config, Environment, Map, Source, Value, ValueKind};
 use serde::de::DeserializeOwned;
@@ -129,7 +129,66 @@ pub fn overrides_for(
     (selected, overrides)
 }
 
-/// Merges the file and its overrides and deserialises the result as `T`.
+/// The sections and keys of a file's merged tree that the settings type did
+/// not read, as `serde_ignored` saw them while deserialising.
+///
+/// Haraka files are full of keys Postern has no use for (`nodes`,
+/// `daemonize`, …) and a typo looks exactly like one of them, so `--check`
+/// reports both; the settings types' serde derives are the only list of what
+/// is read.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Unread {
+    sections: BTreeSet<String>,
+    keys: BTreeSet<(String, String)>,
+}
+
+impl Unread {
+    /// Records one path `serde_ignored` reported: a whole section
+    /// (`[extra]`) or a key within one; deeper paths cannot occur in a tree
+    /// of sections of values, and are attributed to their key.
+    fn record(&mut self, path: &serde_ignored::Path<'_>) {
+        let mut names = Vec::new();
+        map_keys(path, &mut names);
+        match names.as_slice() {
+            [section] => {
+                self.sections.insert(section.clone());
+            }
+            [section, key, ..] => {
+                self.keys.insert((section.clone(), key.clone()));
+            }
+            [] => {}
+        }
+    }
+
+    /// Whether the whole of `section` went unread.
+    pub fn section(&self, section: &str) -> bool {
+        self.sections.contains(section)
+    }
+
+    /// Whether `key` in `section` went unread (alone or with its section).
+    pub fn key(&self, section: &str, key: &str) -> bool {
+        self.section(section) || self.keys.contains(&(section.to_owned(), key.to_owned()))
+    }
+}
+
+/// The map keys along `path`, outermost first.
+fn map_keys(path: &serde_ignored::Path<'_>, names: &mut Vec<String>) {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => {}
+        Path::Map { parent, key } => {
+            map_keys(parent, names);
+            names.push(key.clone());
+        }
+        Path::Seq { parent, .. }
+        | Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => map_keys(parent, names),
+    }
+}
+
+/// Merges the file and its overrides and deserialises the result as `T`,
+/// noting what `T` did not read.
 ///
 /// On failure returns the `config` crate's error with its key path relative
 /// to the file (e.g. `main.listen`).
@@ -137,7 +196,7 @@ pub fn deserialize_layered<T: DeserializeOwned>(
     root_key: &str,
     file: Option<IniSource>,
     environment: BTreeMap<String, String>,
-) -> Result<T, config::ConfigError> {
+) -> Result<(T, Unread), config::ConfigError> {
     let mut builder = Config::builder();
     if let Some(file) = file {
         builder = builder.add_source(file);
@@ -154,7 +213,9 @@ pub fn deserialize_layered<T: DeserializeOwned>(
         Err(config::ConfigError::NotFound(_)) => Value::new(None, Map::<String, Value>::new()),
         Err(other) => return Err(other),
     };
-    T::deserialize(tree)
+    let mut unread = Unread::default();
+    let settings = serde_ignored::deserialize(tree, |path| unread.record(&path))?;
+    Ok((settings, unread))
 }
 
 /// Splits a `config` error key path such as `example.com.port` into section
@@ -192,5 +253,66 @@ pub fn describe_config_error(error: config::ConfigError) -> (Option<String>, Str
         } => (key, format!("{unexpected}: expected {expected}")),
         config::ConfigError::NotFound(key) => (Some(key), "missing".to_owned()),
         other => (None, other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::config::values::setting;
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    #[allow(dead_code)]
+    struct Main {
+        #[serde(deserialize_with = "setting")]
+        timeout: u64,
+        #[serde(rename = "maxTempFailures", deserialize_with = "setting")]
+        max_temp_failures: u32,
+        name: Option<String>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    #[allow(dead_code)]
+    struct File {
+        main: Main,
+        no_tls_hosts: BTreeMap<String, Option<String>>,
+    }
+
+    /// What `T` leaves unread of `text` (read as `sample.ini`).
+    fn unread<T: DeserializeOwned>(text: &str) -> Unread {
+        let document = IniDocument::parse(text).expect("ini");
+        let source = IniSource::new("sample".into(), "sample.ini".into(), document);
+        let (_, unread) =
+            deserialize_layered::<T>("sample", Some(source), BTreeMap::new()).expect("load");
+        unread
+    }
+
+    #[test]
+    fn struct_of_sections() {
+        let unread = unread::<File>(
+            "timeout=1\nmaxTempFailures=2\nname=x\nnodes=4\n\
+             [no_tls_hosts]\n10.0.0.1\n[other]\nkey=1",
+        );
+        assert!(!unread.key("main", "timeout"));
+        assert!(!unread.key("main", "maxTempFailures"));
+        assert!(!unread.key("main", "name"));
+        assert!(unread.key("main", "nodes"));
+        assert!(!unread.key("no_tls_hosts", "10.0.0.1"));
+        assert!(unread.section("other"));
+        assert!(unread.key("other", "key"));
+    }
+
+    #[test]
+    fn map_of_sections() {
+        let unread =
+            unread::<BTreeMap<String, Main>>("[example.com]\ntimeout=1\nbogus=2\n[main]\nname=x");
+        assert!(!unread.key("example.com", "timeout"));
+        assert!(unread.key("example.com", "bogus"));
+        assert!(!unread.section("example.com"));
+        assert!(!unread.key("main", "name"));
     }
 }

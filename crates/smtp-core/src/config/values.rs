@@ -65,6 +65,14 @@ impl SettingValue for String {
     }
 }
 
+/// A path as written; a relative one is resolved against the config root by
+/// the code that uses it ([`super::ConfigDir::resolve`]).
+impl SettingValue for std::path::PathBuf {
+    fn from_text(text: &str) -> Result<Self, String> {
+        Ok(text.into())
+    }
+}
+
 /// Parses Haraka's decimal integers: ASCII digits only, no sign, no `0x`.
 pub fn parse_decimal(text: &str) -> Option<u64> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {

@@ -10,10 +10,10 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tracing::{debug, error, info, warn};
 
-use super::Shared;
 use super::input::{InputBuffer, Line};
 use super::limits::LimitExceeded;
 use super::shutdown::{Phase, Shutdown};
+use super::{MIN_DATA_RATE_BYTES_PER_SECOND, STRESS_TIMEOUT, Shared, TLS_HANDSHAKE_TIMEOUT};
 use crate::dns::ClientName;
 use crate::message::{Message, Spill};
 use crate::metrics::{ConnectionOutcome, Outcome, metrics};
@@ -59,7 +59,7 @@ pub(crate) async fn serve<P: MailPolicy>(
     shutdown: Shutdown,
 ) {
     let conn_id = crate::id::connection_id();
-    let me = &shared.config.session.me;
+    let me = &shared.config.me;
     let _permit = match shared.limits.try_acquire(peer.ip()) {
         Ok(permit) => permit,
         Err(exceeded) => {
@@ -97,7 +97,7 @@ pub(crate) async fn serve<P: MailPolicy>(
         Some(dns) => Box::pin(dns.client_name(peer.ip())).await,
         None => ClientName::Unavailable,
     };
-    let implicit_tls = shared.config.implicit_tls_ports.contains(&local.port());
+    let implicit_tls = local.port() == shared.config.smtps_port;
     if !implicit_tls
         && is_early_talker(&tcp, shared.config.early_talker_pause).await
         && shared.config.early_talker_reject
@@ -114,7 +114,7 @@ pub(crate) async fn serve<P: MailPolicy>(
     let _open = OpenConnection;
     let client = ClientInfo { peer, local, name };
     let policy = shared.policy.connect(&client);
-    let session = Session::new(Arc::clone(&shared.config.session), client, conn_id);
+    let session = Session::new(Arc::clone(&shared.session), client, conn_id);
     let mut connection = Connection {
         deadline: Instant::now(),
         data_progress: None,
@@ -261,7 +261,7 @@ impl<P: MailPolicy> Connection<P> {
     fn timeout(&self) -> Duration {
         let config = &self.shared.config;
         if self.shared.limits.is_stressed() {
-            config.inactivity_timeout.min(config.stress_timeout)
+            config.inactivity_timeout.min(STRESS_TIMEOUT)
         } else {
             config.inactivity_timeout
         }
@@ -279,7 +279,7 @@ impl<P: MailPolicy> Connection<P> {
         let now = Instant::now();
         let (started, total) = self.data_progress.get_or_insert((now, 0));
         *total += octets as u64;
-        let rate = self.shared.config.min_data_rate.max(1);
+        let rate = MIN_DATA_RATE_BYTES_PER_SECOND;
         let earned = Duration::from_millis(total.saturating_mul(1000) / rate);
         self.deadline = *started + self.timeout() + earned;
     }
@@ -495,8 +495,7 @@ impl<P: MailPolicy> Connection<P> {
 
     /// A listener on `smtps_port` speaks TLS from the first byte (RFC 8314).
     fn implicit_tls(&self) -> bool {
-        let local = self.session.info().client.local.port();
-        self.shared.config.implicit_tls_ports.contains(&local)
+        self.session.info().client.local.port() == self.shared.config.smtps_port
     }
 
     fn offer_auth(&mut self) {
@@ -509,6 +508,7 @@ impl<P: MailPolicy> Connection<P> {
         let excluded = self
             .shared
             .config
+            .tls
             .no_tls_hosts
             .iter()
             .any(|net| net.contains(client));
@@ -541,10 +541,7 @@ impl<P: MailPolicy> Connection<P> {
             .and_then(|tls| tls.acceptor())
             .ok_or(ConnectionEnd::TlsVanished)?;
         let tcp = self.stream.take_plain().ok_or(ConnectionEnd::TlsVanished)?;
-        let handshake = Box::pin(timeout(
-            self.shared.config.tls_handshake_timeout,
-            acceptor.accept(tcp),
-        ));
+        let handshake = Box::pin(timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)));
         match handshake.await {
             Ok(Ok(tls)) => {
                 metrics().tls_sessions.inc();

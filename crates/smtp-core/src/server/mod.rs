@@ -17,7 +17,6 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::config::CoreSettings;
-use crate::config::core::rates::RateRule;
 use crate::dns::Dns;
 use crate::policy::MailPolicy;
 use crate::session::SessionConfig;
@@ -25,78 +24,18 @@ use crate::tls::ServerTls;
 use limits::ConnectionLimits;
 use shutdown::Phase;
 
-/// How a listener behaves, beyond the protocol settings in
-/// [`SessionConfig`].
-#[derive(Clone, Debug)]
-pub struct ServerConfig {
-    pub listen: Vec<SocketAddr>,
-    pub session: Arc<SessionConfig>,
-    /// No complete command line for this long (partial lines do not count,
-    /// so a client cannot hold the connection with one byte at a time):
-    /// `421 4.4.2` and close.
-    pub inactivity_timeout: Duration,
-    /// The timeout once the server is over 80% of `max_connections`.
-    pub stress_timeout: Duration,
-    /// DATA may take the timeout plus one second per this many bytes
-    /// received (Postfix `smtpd_min_data_rate`).
-    pub min_data_rate: u64,
-    /// After SIGTERM, how long transactions in flight may take to finish.
-    pub shutdown_grace: Duration,
-    pub max_connections: usize,
-    pub max_connections_per_ip: usize,
-    /// Command line limit, line ending included.
-    pub max_line_length: usize,
-    pub early_talker_pause: Duration,
-    pub early_talker_reject: bool,
-    pub tls_handshake_timeout: Duration,
-    /// tls.ini `[no_tls_hosts]`: clients never offered STARTTLS (broken
-    /// peers that fail the handshake and would otherwise never deliver).
-    pub no_tls_hosts: Vec<ipnetwork::IpNetwork>,
-    /// Listeners on these ports speak TLS from the first byte (smtp.ini
-    /// `smtps_port`, 465), as Haraka does.
-    pub implicit_tls_ports: Vec<u16>,
-    /// limit.ini `[rate_conn]`: connections per client address per interval.
-    pub connection_rate: RateRule,
-    /// limit.ini `[rate_rcpt_host]`: recipients per client address per interval.
-    pub recipient_rate: RateRule,
-    /// metrics.ini `listen`: the Prometheus endpoint, off when `None`.
-    pub metrics_listen: Option<SocketAddr>,
-    /// connection.ini `spool_after`: message bytes kept in memory before the
-    /// rest goes to a temporary file in `spool_dir`; `None`: never.
-    pub spool_after: Option<usize>,
-    pub spool_dir: std::path::PathBuf,
-    /// smtp.ini `freebind`: bind listen addresses before they exist on an
-    /// interface (IP_FREEBIND), so a boot race with WireGuard is harmless.
-    pub freebind: bool,
-}
+/// Without a complete command line for this long while the server is over
+/// 80% of `max_connections`, a client is cut off (Postfix's
+/// `smtpd_timeout` under stress), whatever smtp.ini `inactivity_timeout` says.
+const STRESS_TIMEOUT: Duration = Duration::from_secs(10);
 
-impl ServerConfig {
-    /// Haraka's shipped defaults, for tests and as the loader's base.
-    pub fn with_session(session: SessionConfig) -> Self {
-        Self {
-            listen: vec![SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 25))],
-            session: Arc::new(session),
-            inactivity_timeout: Duration::from_secs(300),
-            stress_timeout: Duration::from_secs(10),
-            min_data_rate: 500,
-            shutdown_grace: Duration::from_secs(30),
-            max_connections: 1000,
-            max_connections_per_ip: 20,
-            max_line_length: 512,
-            early_talker_pause: Duration::ZERO,
-            early_talker_reject: true,
-            tls_handshake_timeout: Duration::from_secs(30),
-            no_tls_hosts: Vec::new(),
-            implicit_tls_ports: Vec::new(),
-            connection_rate: RateRule::default(),
-            recipient_rate: RateRule::default(),
-            metrics_listen: None,
-            spool_after: Some(1024 * 1024),
-            spool_dir: std::env::temp_dir(),
-            freebind: false,
-        }
-    }
-}
+/// DATA may take the inactivity timeout plus one second per this many bytes
+/// received (Postfix's `smtpd_min_data_rate`), so a large message at a decent
+/// rate is never cut while a trickle is.
+const MIN_DATA_RATE_BYTES_PER_SECOND: u64 = 500;
+
+/// How long a client may take to complete a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the server could not run; each names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +53,10 @@ pub enum ServerError {
 
 /// What every connection task shares.
 struct Shared<P: MailPolicy> {
-    config: ServerConfig,
+    /// The settings as read: listeners, limits, timeouts, TLS exceptions.
+    config: CoreSettings,
+    /// The protocol engine's part of `config`, built once for all sessions.
+    session: Arc<SessionConfig>,
     policy: Arc<P>,
     tls: Option<Arc<ServerTls>>,
     dns: Option<Dns>,
@@ -135,30 +77,6 @@ pub struct Server<P: MailPolicy> {
 }
 
 impl<P: MailPolicy> Server<P> {
-    pub fn new(
-        config: ServerConfig,
-        policy: Arc<P>,
-        tls: Option<Arc<ServerTls>>,
-        dns: Option<Dns>,
-    ) -> Self {
-        let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
-        let connection_rate = rate::RateLimiter::new(config.connection_rate.clone());
-        let recipient_rate = rate::RateLimiter::new(config.recipient_rate.clone());
-        Self {
-            shared: Arc::new(Shared {
-                config,
-                policy,
-                tls,
-                dns,
-                limits,
-                connection_rate,
-                recipient_rate,
-                log_throttle: rate::LogThrottle::default(),
-            }),
-            on_reload: None,
-        }
-    }
-
     /// The server the core settings describe: TLS from tls.ini, reverse DNS
     /// per `rdns`/`nameservers`.
     pub fn from_settings(core: &CoreSettings, policy: Arc<P>) -> Result<Self, ServerError> {
@@ -172,7 +90,20 @@ impl<P: MailPolicy> Server<P> {
         } else {
             None
         };
-        Ok(Self::new(core.server_config(), policy, tls, dns))
+        Ok(Self {
+            shared: Arc::new(Shared {
+                config: core.clone(),
+                session: Arc::new(core.session_config()),
+                policy,
+                tls,
+                dns,
+                limits: ConnectionLimits::new(core.max_connections, core.max_connections_per_ip),
+                connection_rate: rate::RateLimiter::new(core.connection_rate.clone()),
+                recipient_rate: rate::RateLimiter::new(core.recipient_rate.clone()),
+                log_throttle: rate::LogThrottle::default(),
+            }),
+            on_reload: None,
+        })
     }
 
     pub fn on_reload(mut self, hook: ReloadHook) -> Self {
@@ -227,7 +158,7 @@ impl<P: MailPolicy> Server<P> {
 
         notify(&[sd_notify::NotifyState::Stopping]);
         shutdown_tx.set(Phase::Draining);
-        let grace = self.shared.config.shutdown_grace;
+        let grace = self.shared.config.force_shutdown_timeout;
         if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
             warn!(
                 grace_seconds = grace.as_secs(),

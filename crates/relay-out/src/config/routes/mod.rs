@@ -34,15 +34,15 @@ use std::sync::Arc;
 
 use smtp_core::client::Credentials;
 use smtp_core::config::domains::normalize_domain;
+use smtp_core::config::endpoint::SMTP_PORT;
 use smtp_core::config::{ConfigDir, ConfigError, IniDocument, files};
 
 use super::local_address::ensure_local;
 use super::outbound::OutboundSettings;
 use super::relay::RelayPolicy;
 
-/// The port of a route host written without one: SMTP's, or LMTP's 24
-/// (Haraka's defaults for a `get_mx` answer).
-pub const SMTP_PORT: u16 = 25;
+/// The port of an LMTP route host written without one (Haraka's default
+/// for a `get_mx` answer with `using_lmtp`); an SMTP one gets [`SMTP_PORT`].
 pub const LMTP_PORT: u16 = 24;
 
 /// Submissions port with implicit TLS (RFC 8314), which the client cannot

@@ -32,35 +32,38 @@ pub const DEFAULT_CLOSE_MESSAGE: &str = "closing connection. Have a jolly good d
 /// Settings shared by relay-in and relay-out, typed and defaulted.
 ///
 /// Read once at startup so every later use is infallible; each field carries
-/// Haraka's shipped default when its file or key is absent.
+/// Haraka's shipped default when its file or key is absent (written in the
+/// file structs' `Default` impls, `raw.rs`). The SMTP server keeps this
+/// value as its configuration; relay-out's delivery reads `me`, `listen` and
+/// the DNS fields from it too.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CoreSettings {
     /// This host's name (file `me`, else the system host name).
     pub me: String,
     /// Addresses to accept SMTP on (smtp.ini `listen`, legacy
-    /// `listen_host`/`port` first). Default `[::]:25`.
+    /// `listen_host`/`port` first). Default: every address, on [`SMTP_PORT`].
     pub listen: Vec<SocketAddr>,
-    /// Idle time before `421 timeout` (smtp.ini `inactivity_timeout`, 300 s).
+    /// Idle time before `421 timeout` (smtp.ini `inactivity_timeout`).
     pub inactivity_timeout: Duration,
     /// Graceful-shutdown window before open sessions are cut
-    /// (smtp.ini `force_shutdown_timeout`, 30 s).
+    /// (smtp.ini `force_shutdown_timeout`).
     pub force_shutdown_timeout: Duration,
-    /// Listeners on this port speak implicit TLS (smtp.ini `smtps_port`, 465).
+    /// Listeners on this port speak implicit TLS (smtp.ini `smtps_port`).
     pub smtps_port: u16,
     /// Listeners on this port are for message submission (RFC 6409): a
     /// binary that relays (relay-out) requires AUTH there, as it does on
-    /// `smtps_port` (smtp.ini `submission_port`, 587; Postern, so that the
+    /// `smtps_port` (smtp.ini `submission_port`; Postern, so that the
     /// submission port can be moved like `smtps_port`).
     pub submission_port: u16,
     /// Concurrent connections across all clients (smtp.ini
-    /// `max_connections`, 1000; Postern).
+    /// `max_connections`; Postern).
     pub max_connections: usize,
     /// Resolvers to use instead of the system's; empty = system resolver
     /// (smtp.ini `nameservers`; Postern).
     pub nameservers: Vec<SocketAddr>,
-    /// Look up the client's reverse DNS name (smtp.ini `rdns`, on; Postern).
+    /// Look up the client's reverse DNS name (smtp.ini `rdns`; Postern).
     pub rdns: bool,
-    /// Per-query DNS timeout (smtp.ini `dns_timeout`, 5 s; Postern).
+    /// Per-query DNS timeout (smtp.ini `dns_timeout`; Postern).
     pub dns_timeout: Duration,
     /// Advertise SMTPUTF8 (connection.ini `[main] smtputf8`, true).
     pub smtputf8: bool,
@@ -75,7 +78,7 @@ pub struct CoreSettings {
     /// `databytes`, 26214400).
     pub max_bytes: u64,
     /// Longest command line in bytes including CRLF
-    /// (connection.ini `[max] line_length`, 512).
+    /// (connection.ini `[max] line_length`).
     pub max_line_length: usize,
     /// Recipients per transaction (connection.ini `[max] recipients`, 1000;
     /// Postern).
@@ -86,7 +89,7 @@ pub struct CoreSettings {
     pub helo_message: String,
     /// QUIT reply text (connection.ini `[message] close`).
     pub close_message: String,
-    /// Concurrent connections per client IP (limit.ini `[concurrency] max`, 20).
+    /// Concurrent connections per client IP (limit.ini `[concurrency] max`).
     pub max_connections_per_ip: usize,
     /// Unrecognised commands before `421` and disconnect
     /// (limit.ini `[unrecognized_commands] max`, 10).
@@ -99,18 +102,18 @@ pub struct CoreSettings {
     /// so relay-out can start before WireGuard brings up 10.0.0.1.
     pub freebind: bool,
     /// connection.ini `spool_after`: bytes of a message kept in memory before
-    /// it moves to a temporary file; `None` never. Haraka's default is never;
-    /// Postern's is 1 MiB, so a few large messages cannot exhaust a small VPS.
+    /// the rest moves to a temporary file in `spool_dir`; `None` never.
+    /// Unlike Haraka, Postern spools by default.
     pub spool_after: Option<usize>,
     /// connection.ini `spool_dir` (default: the system's temporary directory).
     pub spool_dir: std::path::PathBuf,
     /// metrics.ini `listen`: where to serve Prometheus metrics; off if unset.
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Delay before the banner, to catch clients that talk first
-    /// (early_talker.ini `pause`, 0 = none).
+    /// (early_talker.ini `pause`; zero: none).
     pub early_talker_pause: Duration,
     /// Reject clients that talked before the banner
-    /// (early_talker.ini `reject`, true).
+    /// (early_talker.ini `reject`).
     pub early_talker_reject: bool,
     /// Inbound TLS (tls.ini).
     pub tls: TlsSettings,
@@ -129,7 +132,6 @@ impl CoreSettings {
         let limit: LimitIni = dir.ini(files::LIMIT_INI)?;
         let early_talker: EarlyTalkerIni = dir.ini(files::EARLY_TALKER_INI)?;
         let metrics: MetricsIni = dir.ini(files::METRICS_INI)?;
-        let metrics_listen = metrics_listen(dir, metrics.main.listen.as_deref())?;
         let tls = TlsSettings::load(dir)?;
         let listen = listen_addresses(dir, &smtp.main);
         let max_bytes = max_bytes(dir, connection.max.bytes)?;
@@ -149,10 +151,7 @@ impl CoreSettings {
         // than 100 lines.
         if greeting.len() > MAX_GREETING_LINES {
             return Err(ConfigError::BadValue {
-                origin: dir.path_of(files::CONNECTION_INI).map_or_else(
-                    || files::CONNECTION_INI.to_owned(),
-                    |p| p.display().to_string(),
-                ),
+                origin: dir.shown(files::CONNECTION_INI),
                 section: "message".to_owned(),
                 key: "greeting[]".to_owned(),
                 detail: format!(
@@ -209,14 +208,9 @@ impl CoreSettings {
             max_unrecognized_commands: limit.unrecognized_commands.max,
             connection_rate: rates(dir, "rate_conn", &limit.rate_conn)?,
             recipient_rate: rates(dir, "rate_rcpt_host", &limit.rate_rcpt_host)?,
-            metrics_listen,
-            spool_after: spool_after(dir, connection.main.spool_after.as_deref())?,
-            spool_dir: connection
-                .main
-                .spool_dir
-                .as_deref()
-                .map(|d| dir.resolve(d))
-                .unwrap_or_else(std::env::temp_dir),
+            metrics_listen: metrics.main.listen.0,
+            spool_after: connection.main.spool_after.0,
+            spool_dir: dir.resolve(&connection.main.spool_dir),
             early_talker_pause: early_talker.main.pause.0,
             early_talker_reject: early_talker.main.reject,
             tls,
@@ -307,61 +301,12 @@ fn rates(
     keys: &std::collections::BTreeMap<String, String>,
 ) -> Result<RateRule, ConfigError> {
     rates::rate_rule(keys).map_err(|(key, detail)| ConfigError::BadValue {
-        origin: dir
-            .path_of(files::LIMIT_INI)
-            .map_or_else(|| files::LIMIT_INI.to_owned(), |p| p.display().to_string()),
+        origin: dir.shown(files::LIMIT_INI),
         section: section.to_owned(),
         key,
         detail,
     })
 }
 
-/// metrics.ini `listen`: an `ip:port` (a bare port means loopback: metrics
-/// are for the local Prometheus or a tunnel, never the internet by default).
-fn metrics_listen(
-    dir: &ConfigDir,
-    written: Option<&str>,
-) -> Result<Option<std::net::SocketAddr>, ConfigError> {
-    let Some(text) = written.map(str::trim).filter(|t| !t.is_empty()) else {
-        return Ok(None);
-    };
-    let parsed = text.parse::<std::net::SocketAddr>().ok().or_else(|| {
-        text.parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p)))
-    });
-    parsed.map(Some).ok_or_else(|| ConfigError::BadValue {
-        origin: dir.path_of(files::METRICS_INI).map_or_else(
-            || files::METRICS_INI.to_owned(),
-            |p| p.display().to_string(),
-        ),
-        section: "main".to_owned(),
-        key: "listen".to_owned(),
-        detail: crate::config::expected(text, "an ip:port such as 127.0.0.1:9125"),
-    })
-}
-
 /// Banner lines allowed in `[message] greeting[]`.
 const MAX_GREETING_LINES: usize = 50;
-
-/// connection.ini `spool_after`: -1 never, 0 always, N after N bytes.
-fn spool_after(dir: &ConfigDir, written: Option<&str>) -> Result<Option<usize>, ConfigError> {
-    const DEFAULT: usize = 1024 * 1024;
-    let Some(text) = written.map(str::trim) else {
-        return Ok(Some(DEFAULT));
-    };
-    match text.parse::<i64>() {
-        Ok(-1) => Ok(None),
-        Ok(n) if n >= 0 => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
-        _ => Err(ConfigError::BadValue {
-            origin: dir.path_of(files::CONNECTION_INI).map_or_else(
-                || files::CONNECTION_INI.to_owned(),
-                |p| p.display().to_string(),
-            ),
-            section: "main".to_owned(),
-            key: "spool_after".to_owned(),
-            detail: crate::config::expected(text, "-1 (never), 0 (always) or a number of bytes"),
-        }),
-    }
-}

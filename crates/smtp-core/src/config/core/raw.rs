@@ -1,24 +1,28 @@
 //! The INI files behind [`super::CoreSettings`], as serde reads them.
 //!
-//! Field names are Haraka's key names; `Default` impls are Haraka's shipped
-//! values (or Postern's, for keys Haraka lacks). Keys whose mere presence
-//! matters (to prefer them over a legacy file) are `Option`s and get their
-//! default in `super`.
+//! Field names are Haraka's key names and each field is already the type the
+//! code uses. The `Default` impl under each section is the one place its
+//! keys' defaults are written: Haraka's shipped values, or Postern's for keys
+//! Haraka lacks. Keys whose mere presence matters (to prefer them over a
+//! legacy key or file) are `Option`s; their default is written where the two
+//! sources are combined, in `super`.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 use crate::config::endpoint::{ListenAddresses, NameServers};
 use crate::config::error::expected;
 use crate::config::ini::IniValue;
 use crate::config::values::{
-    FractionalSeconds, Keyword, Seconds, optional_setting, optional_text_list, setting,
+    FractionalSeconds, Keyword, Seconds, SettingValue, optional_setting, optional_text_list,
+    setting,
 };
 
 /// smtp.ini.
@@ -72,7 +76,7 @@ impl Default for SmtpMain {
             max_connections: 1000,
             nameservers: NameServers::default(),
             rdns: true,
-            dns_timeout: Seconds(Duration::from_secs(5)),
+            dns_timeout: Seconds(crate::dns::DEFAULT_TIMEOUT),
             freebind: false,
         }
     }
@@ -96,12 +100,12 @@ pub(super) struct ConnectionMain {
     pub smtputf8: bool,
     #[serde(deserialize_with = "setting")]
     pub bare_newline: BareNewline,
-    /// Where large messages go while being received (Haraka: /tmp).
-    #[serde(deserialize_with = "optional_setting")]
-    pub spool_dir: Option<String>,
-    /// Haraka: -1 never spool, 0 always, N after N bytes.
-    #[serde(deserialize_with = "optional_setting")]
-    pub spool_after: Option<String>,
+    /// Where large messages go while being received; relative to the
+    /// config root.
+    #[serde(deserialize_with = "setting")]
+    pub spool_dir: PathBuf,
+    #[serde(deserialize_with = "setting")]
+    pub spool_after: SpoolAfter,
 }
 
 impl Default for ConnectionMain {
@@ -109,8 +113,28 @@ impl Default for ConnectionMain {
         Self {
             smtputf8: true,
             bare_newline: BareNewline::Reject,
-            spool_dir: None,
-            spool_after: None,
+            // Haraka's default too.
+            spool_dir: std::env::temp_dir(),
+            // Haraka never spools; Postern does past 1 MiB, so a few large
+            // messages cannot exhaust a small VPS.
+            spool_after: SpoolAfter(Some(1024 * 1024)),
+        }
+    }
+}
+
+/// `spool_after`: bytes of a message kept in memory before the rest goes to
+/// a temporary file; `None` never (Haraka's -1; 0 is always). A type of its
+/// own so that Haraka's -1/0/N grammar is read once, by serde, into what the
+/// server uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct SpoolAfter(pub Option<usize>);
+
+impl SettingValue for SpoolAfter {
+    fn from_text(text: &str) -> Result<Self, String> {
+        match text.trim().parse::<i64>() {
+            Ok(-1) => Ok(SpoolAfter(None)),
+            Ok(n) if n >= 0 => Ok(SpoolAfter(Some(usize::try_from(n).unwrap_or(usize::MAX)))),
+            _ => Err("-1 (never), 0 (always) or a number of bytes".to_owned()),
         }
     }
 }
@@ -254,7 +278,7 @@ pub(super) struct TlsIni {
 }
 
 /// tls.ini `[main]`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(default)]
 pub(super) struct TlsMain {
     pub key: Option<IniValue>,
@@ -263,9 +287,19 @@ pub(super) struct TlsMain {
     #[serde(
         rename = "minVersion",
         alias = "minversion",
-        deserialize_with = "optional_setting"
+        deserialize_with = "setting"
     )]
-    pub min_version: Option<TlsMinVersion>,
+    pub min_version: TlsMinVersion,
+}
+
+impl Default for TlsMain {
+    fn default() -> Self {
+        Self {
+            key: None,
+            cert: None,
+            min_version: TlsMinVersion::Tls12,
+        }
+    }
 }
 
 /// The oldest TLS version offered to clients; older ones are not
@@ -309,7 +343,8 @@ impl<'de> Visitor<'de> for NetworkKeysVisitor {
         // Sorted so the error for several bad keys is deterministic.
         let mut keys = BTreeMap::new();
         while let Some(key) = map.next_key::<String>()? {
-            map.next_value::<IgnoredAny>()?;
+            // Read, not skipped: a skipped value would count as unread.
+            map.next_value::<IniValue>()?;
             keys.insert(key, ());
         }
         keys.into_keys()
@@ -330,9 +365,36 @@ pub(super) struct MetricsIni {
     pub main: MetricsMain,
 }
 
+/// metrics.ini `[main]`; the endpoint is off unless `listen` is set.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct MetricsMain {
-    #[serde(deserialize_with = "optional_setting")]
-    pub listen: Option<String>,
+    #[serde(deserialize_with = "setting")]
+    pub listen: MetricsListen,
+}
+
+/// metrics.ini `listen`: an `ip:port`, or a bare port meaning loopback
+/// (metrics are for the local Prometheus or a tunnel, never the internet by
+/// default); empty means off. A type of its own because a bare port is read
+/// differently from smtp.ini `listen`'s.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct MetricsListen(pub Option<SocketAddr>);
+
+impl SettingValue for MetricsListen {
+    fn from_text(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(MetricsListen(None));
+        }
+        text.parse::<SocketAddr>()
+            .ok()
+            .or_else(|| {
+                text.parse::<u16>()
+                    .ok()
+                    .filter(|port| *port > 0)
+                    .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+            })
+            .map(|address| MetricsListen(Some(address)))
+            .ok_or_else(|| "an ip:port such as 127.0.0.1:9125".to_owned())
+    }
 }

@@ -30,9 +30,7 @@ impl TlsSettings {
     /// warning: the certificate tool (e.g. acme.sh) may not have run yet.
     pub(super) fn load(dir: &ConfigDir) -> Result<Self, ConfigError> {
         let ini: TlsIni = dir.ini(files::TLS_INI)?;
-        let shown_ini = dir
-            .path_of(files::TLS_INI)
-            .map_or_else(|| files::TLS_INI.to_owned(), |p| p.display().to_string());
+        let shown_ini = dir.shown(files::TLS_INI);
         let key_written = first_path(dir, &shown_ini, "key", ini.main.key.as_ref());
         let cert_written = first_path(dir, &shown_ini, "cert", ini.main.cert.as_ref());
         let explicit = key_written.is_some() || cert_written.is_some();
@@ -57,7 +55,7 @@ impl TlsSettings {
         Ok(Self {
             files,
             no_tls_hosts: ini.no_tls_hosts.0,
-            min_version: ini.main.min_version.unwrap_or(TlsMinVersion::Tls12),
+            min_version: ini.main.min_version,
         })
     }
 }
