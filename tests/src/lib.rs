@@ -1,4 +1,4 @@
-//! Test support for the end-to-end tests in `tests/tests/`: the real
+//! Test support for the end-to-end tests in `tests/tests/e2e/`: the real
 //! binaries as processes, a raw SMTP client, scripted dialogs, test
 //! certificates, and a DNS server on loopback.
 //!

@@ -17,7 +17,7 @@
 //! `code_line`, `syslog_identifier`, `message_id`, `errno`): none of ours
 //! is. Levels map to `PRIORITY` as tracing-journald does by default: error
 //! 3, warn 4, info 5 (notice), debug 6, trace 7; `SYSLOG_IDENTIFIER` is the
-//! binary's name. tests/tests/journald.rs checks the names, one
+//! binary's name. tests/tests/e2e/journald.rs checks the names, one
 //! `PRIORITY` per entry and the error, warn, info and debug values on a
 //! journal socket of its own.
 

@@ -78,7 +78,7 @@
 //! Nothing else duplicates: a recipient is marked `delivered` per recipient,
 //! so a retry never resends to one that already succeeded. The delivery side
 //! of this is in relay-out's `courier::message`
-//! (`crates/relay-out/src/courier/message.rs`); `tests/tests/relay_out_crash.rs`
+//! (`crates/relay-out/src/courier/message.rs`); `tests/tests/e2e/relay_out_crash.rs`
 //! kills the daemon mid-intake and mid-delivery and counts the duplicates.
 //!
 //! # Sharing the directory with the `relay-out queue` CLI

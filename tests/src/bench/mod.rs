@@ -1,7 +1,7 @@
 //! `postern-bench`: throughput, latency and memory of relay-in and relay-out,
 //! measured with a built-in load client against a built-in sink, all on
 //! loopback. BENCHMARKS.md at the repository root has the figures and the
-//! commands; `tests/tests/bench_smoke.rs` keeps the tool working.
+//! commands; `tests/tests/e2e/bench_smoke.rs` keeps the tool working.
 //!
 //! Every run is bounded in count (`--messages`, `--connections`) and in time
 //! (`--duration`, never more than [`cli::MAX_PHASE`] per phase), and every

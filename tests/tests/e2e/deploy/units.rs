@@ -6,7 +6,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use postern_tests::process::binary;
 
-use crate::{UNITS, repo, run, text};
+use super::{UNITS, repo, run, text};
 
 fn systemd_analyze() -> Command {
     let mut command = Command::new("systemd-analyze");

@@ -12,11 +12,8 @@
 //! The tests live in `deploy/` (one module per deployment file); this root
 //! holds what they share.
 
-#[path = "deploy/acme_hook.rs"]
 mod acme_hook;
-#[path = "deploy/install.rs"]
 mod install;
-#[path = "deploy/units.rs"]
 mod units;
 
 use std::path::{Path, PathBuf};

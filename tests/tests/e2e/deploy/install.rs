@@ -10,8 +10,8 @@ use std::process::Command;
 use anyhow::{Context, ensure};
 use postern_tests::process::binary;
 
-use crate::units::{read_unit, unit_settings, values};
-use crate::{SCRATCH_UID, UNITS, mail_gid, repo, require_root, run, text};
+use super::units::{read_unit, unit_settings, values};
+use super::{SCRATCH_UID, UNITS, mail_gid, repo, require_root, run, text};
 
 /// What a file looks like on disk, down to its change time: a second
 /// install that "changes nothing" must leave every field as it was.

@@ -9,7 +9,7 @@ use anyhow::{Context, ensure};
 use postern_tests::certs::TestCa;
 use smtp_core::tls::{TlsFiles, load_server_config};
 
-use crate::{mail_gid, repo, require_root, run, text};
+use super::{mail_gid, repo, require_root, run, text};
 
 /// A directory with a stub `systemctl` that records each call's arguments,
 /// one line per call, and succeeds.

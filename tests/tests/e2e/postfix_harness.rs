@@ -4,7 +4,7 @@
 //!
 //! Needs root and the packages of `.ci/install-test-deps`. Run sealed to prove nothing leaves
 //! loopback:
-//! `unshare -n -- bash -c 'ip link set lo up && cargo test -p postern-tests --test postfix_harness'`
+//! `unshare -n -- bash -c 'ip link set lo up && cargo test -p postern-tests --test e2e postfix_harness::'`
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;

@@ -1,0 +1,31 @@
+//! Postern's end-to-end suite: every test starts the real `relay-in` and
+//! `relay-out` binaries against real peers (Postfix, swaks, a DNS server of
+//! the test's own) on loopback.
+//!
+//! One test binary, one module per area, rather than one binary per file:
+//! each integration-test binary links the whole dependency tree again, and
+//! twenty-odd of them filled a CI machine's disk (and cost a link each).
+//! Run one area with `cargo test -p postern-tests --test e2e relay_out_acl::`.
+
+mod abuse;
+mod bench_smoke;
+mod demo;
+mod deploy;
+mod dns_resolver;
+mod journald;
+mod metrics;
+mod postfix_harness;
+mod relay_in_basics;
+mod relay_in_forward;
+mod relay_in_lifecycle;
+mod relay_in_postfix;
+mod relay_in_reuse;
+mod relay_out_acl;
+mod relay_out_crash;
+mod relay_out_delivery;
+mod relay_out_delivery_log;
+mod relay_out_operations;
+mod relay_out_routes;
+mod relay_out_submission;
+mod relay_out_tls;
+mod scenarios;
