@@ -115,11 +115,24 @@ pub fn split_transaction() -> Reply {
     reply(451, (4, 3, 0), "Split transaction, retry soon")
 }
 
-/// Maps a client-side failure to the sender's reply. No error, whatever its
-/// step, ever becomes a positive or permanent reply: a failure between us
-/// and our own backend is never the sender's fault.
+/// A message that needs SMTPUTF8 (RFC 6531) cannot go to a backend that
+/// does not offer it, and retrying will not change that: RFC 6531 §3.2 has
+/// the relay refuse it rather than pass it on downgraded.
+pub fn backend_lacks_smtputf8() -> Reply {
+    reply(
+        553,
+        (5, 6, 7),
+        "The mail server behind this relay does not take SMTPUTF8 mail",
+    )
+}
+
+/// Maps a client-side failure to the sender's reply. No error but one ever
+/// becomes a positive or permanent reply, whatever its step: a failure
+/// between us and our own backend is never the sender's fault. The one is a
+/// message that needs SMTPUTF8 where the backend does not offer it.
 pub fn failure_reply(error: &ClientError) -> Reply {
     match (error.step(), error.kind()) {
+        (_, ClientErrorKind::SmtpUtf8NotOffered) => backend_lacks_smtputf8(),
         (Step::Connect, _) | (_, ClientErrorKind::Connect(_)) => unavailable(),
         (Step::Greeting, _) => unavailable(),
         _ => broken_session(),
@@ -528,6 +541,7 @@ pub fn mail_options(envelope: &smtp_core::policy::Envelope, size: u64) -> MailOp
     MailOptions {
         size: Some(size),
         smtputf8: envelope.params.smtputf8,
+        eight_bit_mime: envelope.params.body == Some(smtp_core::command::Body::EightBitMime),
     }
 }
 

@@ -226,6 +226,48 @@ async fn queue_mode_replies_like_haraka_and_fails_the_message_on_a_refused_recip
     Ok(())
 }
 
+/// RFC 6152 and 6531 on the way to the backend, which offers 8BITMIME and
+/// not SMTPUTF8 (as a Postfix with `smtputf8_enable = no` does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_8bitmime_travels_on_and_smtputf8_is_refused_where_not_offered() -> anyhow::Result<()>
+{
+    let backend = RecordingBackend::start(Behaviour::default()).await?;
+    let s = ForwardingRelay::start(backend.addr, "")?;
+    let mut client = greeted(s.v4, "c.example").await?;
+    client
+        .expect("MAIL FROM:<a@o.example> BODY=8BITMIME", 250)
+        .await?;
+    client.expect("RCPT TO:<user@example.com>", 250).await?;
+    client.expect("DATA", 354).await?;
+    client
+        .send("Subject: caf\u{e9}\r\n\r\nd\u{e9}j\u{e0} vu\r\n".as_bytes())
+        .await?;
+    let reply = client.command(".").await?;
+    assert_eq!(reply.code, 250, "{reply:?}\n{}", s.relay.log());
+    let accepted = backend.accepted();
+    assert_eq!(accepted[0].mail_from, "<a@o.example> BODY=8BITMIME");
+    assert!(String::from_utf8_lossy(&accepted[0].data).ends_with("d\u{e9}j\u{e0} vu\r\n"));
+
+    // Queue mode (the default) learns at the end of the data that the
+    // backend cannot take it: a permanent refusal, never a 4xx that the
+    // sender would retry for days.
+    let mut client = greeted(s.v4, "c.example").await?;
+    client
+        .expect("MAIL FROM:<j\u{f6}rg@o.example> SMTPUTF8", 250)
+        .await?;
+    client.expect("RCPT TO:<user@example.com>", 250).await?;
+    client.expect("DATA", 354).await?;
+    client.send(b"Subject: x\r\n\r\nhi\r\n").await?;
+    let reply = client.command(".").await?;
+    assert!(reply.lines[0].starts_with("553 5.6.7 "), "{reply:?}");
+    assert_eq!(
+        backend.accepted().len(),
+        1,
+        "nothing more reached the backend"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recipient_tricks_are_refused_and_never_forwarded() -> anyhow::Result<()> {
     let backend = RecordingBackend::start(Behaviour::default()).await?;

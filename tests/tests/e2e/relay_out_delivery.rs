@@ -10,6 +10,7 @@ use postern_tests::dns::TestZone;
 use postern_tests::outbound::{
     ME, MxFarm, Outbound, OutboundOptions, ip, parse_dsn, queue_id, wait_until,
 };
+use postern_tests::smtp::SmtpClient;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -97,6 +98,35 @@ async fn the_preferred_mx_first_then_the_next_when_it_is_down() -> anyhow::Resul
         out.queued_ids().is_empty(),
         "delivered mail leaves the queue"
     );
+    Ok(())
+}
+
+/// `BODY=8BITMIME` is kept in the queue and given to an MX that offers
+/// 8BITMIME (the recording MX does), with the 8-bit data unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_8bitmime_travels_on_to_the_mx() -> anyhow::Result<()> {
+    let farm = MxFarm::start(2, Behaviour::default()).await?;
+    let out = Outbound::start(zone(), farm.port, OutboundOptions::default()).await?;
+    let mut client = SmtpClient::connect(out.addr).await?;
+    assert_eq!(client.read_reply().await?.code, 220);
+    client.expect("EHLO backend.test", 250).await?;
+    client
+        .expect("MAIL FROM:<a@origin.test> BODY=8BITMIME", 250)
+        .await?;
+    client.expect("RCPT TO:<u@dest.test>", 250).await?;
+    client.expect("DATA", 354).await?;
+    client
+        .send("Subject: 8\r\n\r\nd\u{e9}j\u{e0} vu\r\n".as_bytes())
+        .await?;
+    let reply = client.command(".").await?;
+    assert_eq!(reply.code, 250, "{reply:?}");
+    wait_until(WAIT, "delivery to mx1", || {
+        farm.get(2).accepted().len() == 1
+    })
+    .await?;
+    let accepted = &farm.get(2).accepted()[0];
+    assert_eq!(accepted.mail_from, "<a@origin.test> BODY=8BITMIME");
+    assert!(String::from_utf8_lossy(&accepted.data).ends_with("d\u{e9}j\u{e0} vu\r\n"));
     Ok(())
 }
 

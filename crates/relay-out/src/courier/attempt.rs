@@ -33,6 +33,8 @@ pub struct Job {
     /// For `SIZE=`, when known.
     pub size: Option<u64>,
     pub smtputf8: bool,
+    /// The sender declared `BODY=8BITMIME`: passed on where offered.
+    pub eight_bit_mime: bool,
 }
 
 impl Job {
@@ -253,6 +255,7 @@ async fn transaction(
     let options = MailOptions {
         size: job.size,
         smtputf8: job.smtputf8,
+        eight_bit_mime: job.eight_bit_mime,
     };
     let replies = match client.envelope(&job.sender, &group.paths, options).await {
         Ok(replies) => replies,

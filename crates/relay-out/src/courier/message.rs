@@ -146,6 +146,7 @@ async fn attempt_due(ctx: &Arc<Context>, envelope: &mut Envelope) -> Result<(), 
         sender,
         size,
         smtputf8: envelope.smtputf8,
+        eight_bit_mime: envelope.eight_bit_mime,
     });
     let mut attempts = JoinSet::new();
     for group in work.groups {

@@ -138,6 +138,12 @@ pub struct MailOptions {
     /// `SMTPUTF8` parameter; a server without it gets nothing and the call
     /// fails with [`ClientErrorKind::SmtpUtf8NotOffered`].
     pub smtputf8: bool,
+    /// The sender declared `BODY=8BITMIME` (RFC 6152). Sent on when the
+    /// server offers 8BITMIME; to a server that does not, the message goes
+    /// as it is, without the parameter, as Postfix does when it does not
+    /// convert and Haraka always does: every server in use takes 8-bit data,
+    /// and a 7-bit conversion would break DKIM signatures.
+    pub eight_bit_mime: bool,
 }
 
 /// The server's answers to one envelope, in command order.

@@ -490,6 +490,9 @@ impl SmtpClient {
         if let (Some(size), Some(_)) = (options.size, self.capabilities.size) {
             line.push_str(&format!(" SIZE={size}"));
         }
+        if options.eight_bit_mime && self.capabilities.eight_bit_mime {
+            line.push_str(" BODY=8BITMIME");
+        }
         if options.smtputf8 {
             if !self.capabilities.smtputf8 {
                 return Err(self

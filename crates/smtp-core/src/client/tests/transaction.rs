@@ -32,6 +32,7 @@ async fn full_pipelined_transaction() {
     let options = MailOptions {
         size: Some(1234),
         smtputf8: true,
+        eight_bit_mime: true,
     };
     let replies = client
         .envelope(
@@ -61,7 +62,7 @@ async fn full_pipelined_transaction() {
         heard.lines,
         [
             "EHLO relay.test",
-            "MAIL FROM:<s@example.com> SIZE=1234 SMTPUTF8",
+            "MAIL FROM:<s@example.com> SIZE=1234 BODY=8BITMIME SMTPUTF8",
             "RCPT TO:<a@example.org>",
             "RCPT TO:<b@example.org>",
             "DATA",
@@ -96,6 +97,7 @@ async fn without_pipelining_each_command_waits_for_its_reply() {
                 // SIZE is not advertised, so it is not sent.
                 size: Some(10),
                 smtputf8: false,
+                eight_bit_mime: false,
             },
         )
         .await
@@ -195,6 +197,35 @@ async fn helo_fallback_when_ehlo_is_not_recognised() {
 }
 
 #[tokio::test]
+async fn eight_bit_mime_not_offered_sends_the_message_without_the_parameter() {
+    let mut script = opening(&["PIPELINING"]);
+    script.extend([
+        Act::Hear(2),
+        say("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"),
+    ]);
+    let server = FakeServer::start(script).await;
+    let mut client = SmtpClient::connect(server.addr, "backend.test", &config())
+        .await
+        .unwrap();
+    let replies = client
+        .envelope(
+            &sender("<s@example.com>"),
+            &[recipient("<a@example.org>")],
+            MailOptions {
+                eight_bit_mime: true,
+                ..MailOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(replies.any_accepted());
+    assert_eq!(
+        server.heard().await.lines[1..],
+        ["MAIL FROM:<s@example.com>", "RCPT TO:<a@example.org>"]
+    );
+}
+
+#[tokio::test]
 async fn smtputf8_needed_but_not_offered_sends_nothing() {
     let server = FakeServer::start(opening(&["PIPELINING"])).await;
     let mut client = SmtpClient::connect(server.addr, "backend.test", &config())
@@ -207,6 +238,7 @@ async fn smtputf8_needed_but_not_offered_sends_nothing() {
             MailOptions {
                 size: None,
                 smtputf8: true,
+                eight_bit_mime: false,
             },
         )
         .await
