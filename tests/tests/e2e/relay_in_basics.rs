@@ -133,6 +133,27 @@ async fn per_ip_connection_cap_answers_421() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A client that keeps to the cap is never refused: its slot is free again
+/// once its QUIT is answered, even when it reconnects at once (before the
+/// server's task for the old connection has closed its socket).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slot_is_given_back_when_quit_is_answered() -> anyhow::Result<()> {
+    let s = setup(&[("limit.ini", "[concurrency]\nmax=1\n")])?;
+    let relay = Relay::start("relay-in", s.dir.path(), s.addr)?;
+    for round in 0..200 {
+        let mut c = SmtpClient::connect(s.addr).await?;
+        let greeting = c.read_reply().await?;
+        assert_eq!(
+            greeting.code,
+            220,
+            "round {round}: {greeting:?}\n{}",
+            relay.log()
+        );
+        c.expect("QUIT", 221).await?;
+    }
+    Ok(())
+}
+
 fn repo(path: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")

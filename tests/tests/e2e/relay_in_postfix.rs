@@ -127,3 +127,79 @@ async fn postfix_without_xclient_permission_gets_nothing() -> anyhow::Result<()>
     assert!(postfix.delivered().is_empty());
     Ok(())
 }
+
+/// A big sender as it is: Postfix's own `smtp-source`, 20 sessions at once
+/// from one address, one connection per message, against relay-in with its
+/// shipped limits, in front of a real Postfix. Every message is answered 250
+/// and stored by Postfix exactly once (each under its own relay-in id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_source_twenty_sessions_from_one_address_all_arrive_once() -> anyhow::Result<()> {
+    const MESSAGES: usize = 2000;
+    let postfix = tokio::task::spawn_blocking(|| {
+        Postfix::start(PostfixOptions::xclient_backend(&["example.com"]))
+    })
+    .await??;
+    let dir = tempfile::tempdir()?;
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("smtp.ini"),
+        format!("listen=127.0.0.1:{port}\nrdns=off\n"),
+    )?;
+    std::fs::write(dir.path().join("me"), "mx.test\n")?;
+    std::fs::write(dir.path().join("host_list"), "example.com\n")?;
+    std::fs::write(
+        dir.path().join("smtp_forward.ini"),
+        format!("host=127.0.0.1\nport={}\n", postfix.addr().port()),
+    )?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let relay = Relay::start("relay-in", dir.path(), addr)?;
+
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("smtp-source")
+            .args(["-s", "20", "-m", &MESSAGES.to_string(), "-l", "2000"])
+            .args(["-f", "a@test.local", "-t", "user@example.com"])
+            .arg(addr.to_string())
+            .output()
+    })
+    .await??;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && said.trim().is_empty(),
+        "smtp-source: {} {said}\n{}",
+        output.status,
+        relay.log()
+    );
+
+    let postfix = std::sync::Arc::new(postfix);
+    let p = std::sync::Arc::clone(&postfix);
+    let delivered = tokio::task::spawn_blocking(move || {
+        p.wait_for_delivered(MESSAGES, Duration::from_secs(120))
+    })
+    .await??;
+    let ids: std::collections::HashSet<String> = delivered
+        .iter()
+        .filter_map(|m| {
+            m.headers("Received")
+                .into_iter()
+                .find(|r| r.contains("(Postern)"))?
+                .split(" id ")
+                .nth(1)?
+                .split(';')
+                .next()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(delivered.len(), MESSAGES);
+    assert_eq!(
+        ids.len(),
+        MESSAGES,
+        "a message arrived twice or without our Received:"
+    );
+    let log = relay.log();
+    assert!(!log.contains("connection refused"), "{log}");
+    Ok(())
+}

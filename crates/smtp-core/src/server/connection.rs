@@ -11,7 +11,7 @@ use tokio::time::timeout;
 use tracing::{debug, error, info, warn};
 
 use super::input::{InputBuffer, Line};
-use super::limits::LimitExceeded;
+use super::limits::{ConnectionPermit, LimitExceeded};
 use super::shutdown::{Phase, Shutdown};
 use super::{MIN_DATA_RATE_BYTES_PER_SECOND, STRESS_TIMEOUT, Shared, TLS_HANDSHAKE_TIMEOUT};
 use crate::dns::ClientName;
@@ -60,7 +60,7 @@ pub(crate) async fn serve<P: MailPolicy>(
 ) {
     let conn_id = crate::id::connection_id();
     let me = &shared.config.me;
-    let _permit = match shared.limits.try_acquire(peer.ip()) {
+    let permit = match shared.limits.try_acquire(peer.ip()) {
         Ok(permit) => permit,
         Err(exceeded) => {
             let reply = match exceeded {
@@ -116,6 +116,7 @@ pub(crate) async fn serve<P: MailPolicy>(
     let policy = shared.policy.connect(&client);
     let session = Session::new(Arc::clone(&shared.session), client, conn_id);
     let mut connection = Connection {
+        permit: Some(permit),
         deadline: Instant::now(),
         data_progress: None,
         spill: Spilling::No,
@@ -180,6 +181,11 @@ async fn is_early_talker(tcp: &TcpStream, pause: Duration) -> bool {
 
 /// The session loop's state: socket, buffers, protocol and policy.
 struct Connection<P: MailPolicy> {
+    /// This connection's place under the connection caps, given back as
+    /// soon as the session is over: a client that got its `221` and connects
+    /// again at once must find its slot free, not still held by this task
+    /// while it closes the socket.
+    permit: Option<ConnectionPermit>,
     /// When the record being received (a command line, or the message so
     /// far) must be complete; partial input does not push it back.
     deadline: Instant,
@@ -372,6 +378,7 @@ impl<P: MailPolicy> Connection<P> {
                     Action::Continue
                 }
                 Action::Close => {
+                    self.permit = None;
                     self.flush().await?;
                     let _ = timeout(Duration::from_secs(5), self.stream.shutdown()).await;
                     break;

@@ -199,10 +199,7 @@ async fn helo_fallback_when_ehlo_is_not_recognised() {
 #[tokio::test]
 async fn eight_bit_mime_not_offered_sends_the_message_without_the_parameter() {
     let mut script = opening(&["PIPELINING"]);
-    script.extend([
-        Act::Hear(2),
-        say("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"),
-    ]);
+    script.extend([Act::Hear(2), say("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n")]);
     let server = FakeServer::start(script).await;
     let mut client = SmtpClient::connect(server.addr, "backend.test", &config())
         .await

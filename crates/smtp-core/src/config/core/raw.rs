@@ -223,9 +223,13 @@ pub(super) struct ConcurrencyLimit {
     pub max: usize,
 }
 
+/// 50, Postfix's `smtpd_client_connection_count_limit`: a big sender's
+/// outbound IP carries many sessions at once (Postfix itself opens up to 20
+/// to one destination), and 50 idle sessions cost a few hundred kilobytes.
+/// Haraka has no cap unless the limit plugin sets one.
 impl Default for ConcurrencyLimit {
     fn default() -> Self {
-        Self { max: 20 }
+        Self { max: 50 }
     }
 }
 

@@ -39,7 +39,7 @@ fn every_default_when_no_files_exist() {
         settings.close_message,
         "closing connection. Have a jolly good day."
     );
-    assert_eq!(settings.max_connections_per_ip, 20);
+    assert_eq!(settings.max_connections_per_ip, 50);
     assert_eq!(settings.max_unrecognized_commands, 10);
     assert_eq!(settings.early_talker_pause, Duration::ZERO);
     assert!(settings.early_talker_reject);
