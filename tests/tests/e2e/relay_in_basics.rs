@@ -102,6 +102,51 @@ async fn client_speaking_before_the_banner_is_refused() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// With the shipped `early_talker.ini` (none): a client that says EHLO the
+/// moment it connects is caught every time, not when its bytes happen to
+/// arrive before a look; a patient client waits for the greeting once, and
+/// its next connection gets it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_talkers_are_caught_every_time_and_a_patient_client_waits_once() -> anyhow::Result<()>
+{
+    let s = setup(&[])?;
+    let relay = Relay::start("relay-in", s.dir.path(), s.addr)?;
+    for attempt in 0..20 {
+        let mut client = SmtpClient::connect(s.addr).await?;
+        client.send(b"EHLO impatient.example\r\n").await?;
+        let reply = client.read_reply().await?;
+        assert_eq!(reply.code, 554, "try {attempt}: {reply:?}");
+        assert_eq!(reply.lines[0], "220-mx.test ESMTP", "{reply:?}");
+        assert!(client.closed_within(Duration::from_secs(5)).await?);
+    }
+    // Each refusal is logged before the connection closes.
+    let log = relay.log();
+    assert_eq!(log.matches("early talker refused").count(), 20, "{log}");
+
+    // The default wait is 1 s (config/core/raw.rs): the first connection
+    // from a new address sits through it, the next one does not.
+    let patient: std::net::IpAddr = "127.0.0.3".parse()?;
+    let started = std::time::Instant::now();
+    let mut first = SmtpClient::connect_from(patient, s.addr).await?;
+    let greeting = first.read_reply().await?;
+    assert_eq!(greeting.code, 220, "{greeting:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{greeting:?}"
+    );
+    first.expect("QUIT", 221).await?;
+
+    let started = std::time::Instant::now();
+    let mut second = SmtpClient::connect_from(patient, s.addr).await?;
+    let greeting = second.read_reply().await?;
+    let waited = started.elapsed();
+    assert_eq!(greeting.code, 220, "{greeting:?}");
+    assert_eq!(greeting.lines[0], "220-mx.test ESMTP", "{greeting:?}");
+    assert!(waited < Duration::from_millis(500), "waited {waited:?}");
+    second.expect("EHLO patient.example", 250).await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_says_goodbye_to_idle_clients_and_exits_cleanly() -> anyhow::Result<()> {
     let s = setup(&[])?;

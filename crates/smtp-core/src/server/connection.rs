@@ -1,6 +1,5 @@
 //! One client connection: puts a [`Session`] on a socket.
 
-use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +11,7 @@ use tracing::{debug, error, info, warn};
 
 use super::input::{InputBuffer, Line};
 use super::limits::{ConnectionPermit, LimitExceeded};
+use super::pregreet::Pregreet;
 use super::shutdown::{Phase, Shutdown};
 use super::{MIN_DATA_RATE_BYTES_PER_SECOND, STRESS_TIMEOUT, Shared, TLS_HANDSHAKE_TIMEOUT};
 use crate::dns::ClientName;
@@ -52,7 +52,7 @@ enum Input {
 /// Accepts one TCP connection: limits, reverse DNS, early-talker check,
 /// then the session loop.
 pub(crate) async fn serve<P: MailPolicy>(
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
     shared: Arc<Shared<P>>,
@@ -93,20 +93,32 @@ pub(crate) async fn serve<P: MailPolicy>(
     }
     debug!(conn = %conn_id, client = %peer, local = %local, "connection opened");
 
-    let name = match &shared.dns {
-        Some(dns) => Box::pin(dns.client_name(peer.ip())).await,
-        None => ClientName::Unavailable,
+    let lookup = async {
+        match &shared.dns {
+            Some(dns) => Box::pin(dns.client_name(peer.ip())).await,
+            None => ClientName::Unavailable,
+        }
     };
     let implicit_tls = local.port() == shared.config.smtps_port;
-    if !implicit_tls
-        && is_early_talker(&tcp, shared.config.early_talker_pause).await
-        && shared.config.early_talker_reject
-    {
-        metrics().connection(ConnectionOutcome::EarlyTalker);
-        let reply = replies::early_talker(me);
-        info!(conn = %conn_id, client = %peer.ip(), code = reply.code(), "early talker refused: client sent data before the greeting");
-        refuse(tcp, &reply.to_wire()).await;
-        return;
+    // The reverse lookup runs during the pregreet wait, which hides its cost.
+    let (name, pregreet) = if implicit_tls {
+        (lookup.await, Pregreet::Quiet)
+    } else {
+        tokio::join!(lookup, shared.pregreet.run(&mut tcp, me, peer.ip()))
+    };
+    match pregreet {
+        Pregreet::Talked if shared.config.early_talker_reject => {
+            metrics().connection(ConnectionOutcome::EarlyTalker);
+            let reply = replies::early_talker(me);
+            info!(conn = %conn_id, client = %peer.ip(), code = reply.code(), "early talker refused: client sent data before the greeting");
+            refuse(tcp, &reply.to_wire()).await;
+            return;
+        }
+        Pregreet::Gone => {
+            debug!(conn = %conn_id, client = %peer.ip(), "client left before the greeting");
+            return;
+        }
+        Pregreet::Talked | Pregreet::Quiet => {}
     }
 
     metrics().connection(ConnectionOutcome::Accepted);
@@ -166,17 +178,6 @@ async fn refuse(mut tcp: TcpStream, reply: &str) {
         tcp.shutdown().await
     })
     .await;
-}
-
-/// A client that sends before our banner is not speaking SMTP (or is a bot
-/// that doesn't wait): Postfix postscreen's "pregreet" test. With a pause
-/// configured we give it that long to give itself away.
-async fn is_early_talker(tcp: &TcpStream, pause: Duration) -> bool {
-    if !pause.is_zero() {
-        tokio::time::sleep(pause).await;
-    }
-    let mut byte = [MaybeUninit::<u8>::uninit(); 1];
-    matches!(socket2::SockRef::from(tcp).peek(&mut byte), Ok(n) if n > 0)
 }
 
 /// The session loop's state: socket, buffers, protocol and policy.

@@ -5,6 +5,7 @@ mod connection;
 mod input;
 mod limits;
 mod listener;
+mod pregreet;
 mod rate;
 mod shutdown;
 
@@ -61,6 +62,7 @@ struct Shared<P: MailPolicy> {
     tls: Option<Arc<ServerTls>>,
     dns: Option<Dns>,
     limits: Arc<ConnectionLimits>,
+    pregreet: pregreet::PregreetTest,
     connection_rate: Option<rate::RateLimiter>,
     recipient_rate: Option<rate::RateLimiter>,
     log_throttle: rate::LogThrottle,
@@ -98,6 +100,7 @@ impl<P: MailPolicy> Server<P> {
                 tls,
                 dns,
                 limits: ConnectionLimits::new(core.max_connections, core.max_connections_per_ip),
+                pregreet: pregreet::PregreetTest::new(core.early_talker_pause),
                 connection_rate: rate::RateLimiter::new(core.connection_rate.clone()),
                 recipient_rate: rate::RateLimiter::new(core.recipient_rate.clone()),
                 log_throttle: rate::LogThrottle::default(),

@@ -267,7 +267,11 @@ pub(super) struct EarlyTalkerMain {
 impl Default for EarlyTalkerMain {
     fn default() -> Self {
         Self {
-            pause: FractionalSeconds(Duration::ZERO),
+            // Long enough for a bot's bytes to arrive, short enough that a
+            // real sender (who waits once a day, see server/pregreet.rs)
+            // does not notice. Haraka's plugin holds back every banner for
+            // its pause; postscreen's greet wait is 6 s.
+            pause: FractionalSeconds(Duration::from_secs(1)),
             reject: true,
         }
     }

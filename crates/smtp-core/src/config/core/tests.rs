@@ -41,7 +41,7 @@ fn every_default_when_no_files_exist() {
     );
     assert_eq!(settings.max_connections_per_ip, 50);
     assert_eq!(settings.max_unrecognized_commands, 10);
-    assert_eq!(settings.early_talker_pause, Duration::ZERO);
+    assert_eq!(settings.early_talker_pause, Duration::from_secs(1));
     assert!(settings.early_talker_reject);
     assert_eq!(
         settings.tls,
