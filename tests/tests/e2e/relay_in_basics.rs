@@ -147,6 +147,42 @@ async fn early_talkers_are_caught_every_time_and_a_patient_client_waits_once() -
     Ok(())
 }
 
+/// `openssl s_client -starttls smtp` against `tls.ini minVersion=TLSv1.3`:
+/// a TLS 1.2 handshake is refused, TLS 1.3 is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_version_tls13_refuses_openssl_with_tls12() -> anyhow::Result<()> {
+    let s = setup(&[])?;
+    let tls_ini = std::fs::read_to_string(s.dir.path().join("tls.ini"))?;
+    std::fs::write(
+        s.dir.path().join("tls.ini"),
+        format!("{tls_ini}minVersion=TLSv1.3\n"),
+    )?;
+    let _relay = Relay::start("relay-in", s.dir.path(), s.addr)?;
+    let s_client = |version: &'static str| {
+        let addr = s.addr.to_string();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("openssl")
+                .args(["s_client", "-starttls", "smtp", "-connect", &addr, version])
+                .stdin(std::process::Stdio::null())
+                .output()
+        })
+    };
+    let tls12 = s_client("-tls1_2").await??;
+    let said = String::from_utf8_lossy(&tls12.stdout).to_string()
+        + &String::from_utf8_lossy(&tls12.stderr);
+    assert!(!tls12.status.success(), "TLS 1.2 was served:\n{said}");
+    assert!(said.contains("alert"), "{said}");
+    let tls13 = s_client("-tls1_3").await??;
+    let said = String::from_utf8_lossy(&tls13.stdout).to_string()
+        + &String::from_utf8_lossy(&tls13.stderr);
+    assert!(tls13.status.success(), "{said}");
+    assert!(
+        said.contains("Protocol  : TLSv1.3") || said.contains("TLSv1.3"),
+        "{said}"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_says_goodbye_to_idle_clients_and_exits_cleanly() -> anyhow::Result<()> {
     let s = setup(&[])?;

@@ -21,7 +21,7 @@ pub fn core_summary(core: &CoreSettings) -> Vec<String> {
     ];
     match &core.tls.files {
         None => lines.push("  STARTTLS: off (no key/cert in tls.ini)".into()),
-        Some(files) => match crate::tls::load_server_config(files) {
+        Some(files) => match crate::tls::load_server_config(files, core.tls.min_version) {
             Ok(_) => lines.push(format!(
                 "  STARTTLS: on, key {} cert {}",
                 files.key.display(),

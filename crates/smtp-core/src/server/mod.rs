@@ -86,7 +86,7 @@ impl<P: MailPolicy> Server<P> {
             .tls
             .files
             .clone()
-            .map(|files| Arc::new(ServerTls::new(files)));
+            .map(|files| Arc::new(ServerTls::new(files, core.tls.min_version)));
         let dns = if core.rdns {
             Some(Dns::new(&core.dns_settings())?)
         } else {

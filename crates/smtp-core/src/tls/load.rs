@@ -13,6 +13,8 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{InconsistentKeys, ServerConfig};
+
+use super::TlsMinVersion;
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -108,7 +110,10 @@ pub enum TlsError {
 
 /// Reads `files` and builds a server configuration offering TLS 1.3 and 1.2 with the
 /// `ring` provider, serving the whole certificate chain.
-pub fn load_server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
+pub fn load_server_config(
+    files: &TlsFiles,
+    min_version: TlsMinVersion,
+) -> Result<ServerConfig, TlsError> {
     let key_pem = read_file(&files.key)?;
     let separate_cert_pem;
     let cert_pem: &[u8] = if files.is_combined() {
@@ -119,7 +124,7 @@ pub fn load_server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
     };
     let chain = certificate_chain(files, &key_pem, cert_pem)?;
     let key = private_key(&files.key, &key_pem)?;
-    build_server_config(files, chain, key)
+    build_server_config(files, chain, key, min_version)
 }
 
 /// Reads the whole file once so that a file being rewritten is parsed from one
@@ -200,6 +205,7 @@ fn build_server_config(
     files: &TlsFiles,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    min_version: TlsMinVersion,
 ) -> Result<ServerConfig, TlsError> {
     let provider: Arc<CryptoProvider> = Arc::new(rustls::crypto::ring::default_provider());
     let signing_key = provider
@@ -228,7 +234,7 @@ fn build_server_config(
         }
     }
     let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(min_version.protocol_versions())
         .map_err(TlsError::Config)?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified_key)));

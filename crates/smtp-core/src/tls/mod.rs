@@ -20,6 +20,29 @@ use tokio_rustls::TlsAcceptor;
 pub use load::{TlsError, TlsFiles, load_server_config};
 use stamp::FilesStamp;
 
+/// The oldest TLS version offered to clients (tls.ini `minVersion`); older
+/// ones are not supported at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsMinVersion {
+    /// TLS 1.2 (Node's and Haraka's default).
+    Tls12,
+    /// TLS 1.3 only: a TLS 1.2 handshake is refused.
+    Tls13,
+}
+
+impl TlsMinVersion {
+    /// The versions a server configuration enables, newest first.
+    pub fn protocol_versions(self) -> &'static [&'static rustls::SupportedProtocolVersion] {
+        static FROM_TLS12: [&rustls::SupportedProtocolVersion; 2] =
+            [&rustls::version::TLS13, &rustls::version::TLS12];
+        static TLS13_ONLY: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+        match self {
+            TlsMinVersion::Tls12 => &FROM_TLS12,
+            TlsMinVersion::Tls13 => &TLS13_ONLY,
+        }
+    }
+}
+
 /// The certificate currently served, shared by every connection of a listener.
 ///
 /// It exists so that renewal needs neither a restart nor a background watcher: the
@@ -27,6 +50,7 @@ use stamp::FilesStamp;
 /// the very next STARTTLS.
 pub struct ServerTls {
     files: TlsFiles,
+    min_version: TlsMinVersion,
     current: RwLock<Loaded>,
     /// Serialises loads so that a burst of handshakes right after a renewal reads the
     /// files once instead of once per connection. Never taken by the fast path.
@@ -46,9 +70,10 @@ struct Loaded {
 impl ServerTls {
     /// Loads the certificate for the first time. A failure is logged, and STARTTLS is
     /// not offered until the files become valid, as Haraka does without `tls_valid`.
-    pub fn new(files: TlsFiles) -> ServerTls {
+    pub fn new(files: TlsFiles, min_version: TlsMinVersion) -> ServerTls {
         let tls = ServerTls {
             files,
+            min_version,
             current: RwLock::new(Loaded {
                 config: None,
                 attempted: None,
@@ -74,7 +99,7 @@ impl ServerTls {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let stamp = FilesStamp::of(&self.files);
-        match load_server_config(&self.files) {
+        match load_server_config(&self.files, self.min_version) {
             Ok(config) => {
                 self.record_attempt(stamp, Some(Arc::new(config)));
                 self.log_loaded();
@@ -114,7 +139,7 @@ impl ServerTls {
         if let Some(config) = self.config_if_attempted(stamp) {
             return config;
         }
-        match load_server_config(&self.files) {
+        match load_server_config(&self.files, self.min_version) {
             Ok(config) => {
                 let config = Arc::new(config);
                 self.record_attempt(stamp, Some(Arc::clone(&config)));

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use anyhow::{Context, ensure};
 use postern_tests::certs::TestCa;
-use smtp_core::tls::{TlsFiles, load_server_config};
+use smtp_core::tls::{TlsFiles, TlsMinVersion, load_server_config};
 
 use super::{mail_gid, repo, require_root, run, text};
 
@@ -141,10 +141,13 @@ fn acme_hook_writes_the_combined_pem_and_reloads_both() -> anyhow::Result<()> {
     assert_eq!(left, [std::ffi::OsString::from("mail.example.com.pem")]);
 
     // What the daemons will read: one key matching the first of the chain.
-    load_server_config(&TlsFiles {
-        key: pem.clone(),
-        cert: pem.clone(),
-    })
+    load_server_config(
+        &TlsFiles {
+            key: pem.clone(),
+            cert: pem.clone(),
+        },
+        TlsMinVersion::Tls12,
+    )
     .context("the daemons' TLS loader rejects the combined PEM")?;
 
     assert_eq!(

@@ -310,15 +310,7 @@ impl Default for TlsMain {
     }
 }
 
-/// The oldest TLS version offered to clients; older ones are not
-/// supported at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TlsMinVersion {
-    /// TLS 1.2 (Node's and Haraka's default).
-    Tls12,
-    /// TLS 1.3 only.
-    Tls13,
-}
+pub use crate::tls::TlsMinVersion;
 
 impl Keyword for TlsMinVersion {
     const WORDS: &'static [(&'static str, Self)] = &[

@@ -8,14 +8,16 @@ use rustls::ProtocolVersion;
 use tokio_rustls::TlsAcceptor;
 
 use super::*;
-use crate::tls::{TlsError, load_server_config};
+use crate::tls::{TlsError, TlsMinVersion, load_server_config};
 
 fn acceptor_for(files: &TlsFiles) -> TlsAcceptor {
-    TlsAcceptor::from(Arc::new(load_server_config(files).expect("config loads")))
+    TlsAcceptor::from(Arc::new(
+        load_server_config(files, TlsMinVersion::Tls12).expect("config loads"),
+    ))
 }
 
 fn load_error(files: &TlsFiles) -> TlsError {
-    match load_server_config(files) {
+    match load_server_config(files, TlsMinVersion::Tls12) {
         Ok(_) => panic!("expected {files:?} to be rejected"),
         Err(error) => error,
     }
@@ -136,6 +138,47 @@ async fn tls12_and_tls13_are_both_offered() {
     assert_eq!(tls12.version, ProtocolVersion::TLSv1_2);
 }
 
+/// tls.ini `minVersion=TLSv1.3`: a client that offers only TLS 1.2 is
+/// refused, one that offers 1.3 is served.
+#[tokio::test]
+async fn min_version_tls13_refuses_a_tls12_handshake() {
+    let dir = TlsDir::new();
+    let files = dir.separate();
+    let issued = self_signed();
+    replace_file(&files.key, &issued.key_pem);
+    replace_file(&files.cert, &issued.cert_pem);
+    let only13 = || {
+        TlsAcceptor::from(Arc::new(
+            load_server_config(&files, TlsMinVersion::Tls13).expect("config loads"),
+        ))
+    };
+    let tls13 = handshake(only13(), &issued.cert_der, ALL_VERSIONS).await;
+    assert_eq!(tls13.version, ProtocolVersion::TLSv1_3);
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let acceptor = only13();
+    let server = tokio::spawn(async move { acceptor.accept(server_io).await.map(drop) });
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(issued.cert_der.clone()).unwrap();
+    let tls12_client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let client = tokio_rustls::TlsConnector::from(Arc::new(tls12_client))
+        .connect(
+            rustls_pki_types::ServerName::try_from(SERVER_NAME).unwrap(),
+            client_io,
+        )
+        .await;
+    assert!(client.is_err(), "the client completed a TLS 1.2 handshake");
+    assert!(
+        server.await.unwrap().is_err(),
+        "the server accepted TLS 1.2"
+    );
+}
+
 #[test]
 fn sec1_ec_private_key_is_accepted() {
     let dir = TlsDir::new();
@@ -149,7 +192,7 @@ fn sec1_ec_private_key_is_accepted() {
     replace_file(&files.key, &pem_block("EC PRIVATE KEY", sec1));
     replace_file(&files.cert, &cert.pem());
 
-    load_server_config(&files).expect("SEC1 key loads");
+    load_server_config(&files, TlsMinVersion::Tls12).expect("SEC1 key loads");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::tls::{ServerTls, TlsError};
+use crate::tls::{ServerTls, TlsError, TlsMinVersion};
 
 fn install(files: &TlsFiles, issued: &Issued) {
     replace_file(&files.key, &issued.key_pem);
@@ -29,7 +29,7 @@ fn server_tls_is_shareable_between_connections() {
 async fn no_tls_until_the_files_become_valid() {
     let dir = TlsDir::new();
     let files = dir.separate();
-    let tls = ServerTls::new(files.clone());
+    let tls = ServerTls::new(files.clone(), TlsMinVersion::Tls12);
     assert!(!tls.is_available());
     assert!(tls.acceptor().is_none());
     assert_eq!(tls.files(), &files);
@@ -46,7 +46,7 @@ async fn renamed_replacement_is_served_on_the_next_handshake() {
     let files = dir.separate();
     let old = self_signed();
     install(&files, &old);
-    let tls = ServerTls::new(files.clone());
+    let tls = ServerTls::new(files.clone(), TlsMinVersion::Tls12);
     assert_eq!(served_by(&tls, &old).await, old.cert_der);
 
     let new = self_signed();
@@ -60,7 +60,7 @@ async fn in_place_rewrite_of_a_combined_file_is_detected() {
     let files = dir.combined();
     let old = self_signed();
     rewrite_in_place(&files.cert, &format!("{}{}", old.key_pem, old.cert_pem));
-    let tls = ServerTls::new(files.clone());
+    let tls = ServerTls::new(files.clone(), TlsMinVersion::Tls12);
     assert_eq!(served_by(&tls, &old).await, old.cert_der);
 
     let new = self_signed();
@@ -74,7 +74,7 @@ async fn broken_replacement_keeps_the_old_certificate_until_fixed() {
     let files = dir.separate();
     let old = self_signed();
     install(&files, &old);
-    let tls = ServerTls::new(files.clone());
+    let tls = ServerTls::new(files.clone(), TlsMinVersion::Tls12);
 
     // Renewal caught half-way: new key written, certificate not yet.
     let new = self_signed();
@@ -99,7 +99,7 @@ async fn deleted_files_keep_the_old_certificate() {
     let files = dir.separate();
     let old = self_signed();
     install(&files, &old);
-    let tls = ServerTls::new(files.clone());
+    let tls = ServerTls::new(files.clone(), TlsMinVersion::Tls12);
 
     std::fs::remove_file(&files.cert).unwrap();
     assert_eq!(served_by(&tls, &old).await, old.cert_der);
@@ -115,7 +115,7 @@ async fn reload_error_keeps_the_old_certificate() {
     let files = dir.separate();
     let old = self_signed();
     install(&files, &old);
-    let tls = ServerTls::new(files.clone());
+    let tls = ServerTls::new(files.clone(), TlsMinVersion::Tls12);
 
     replace_file(&files.cert, "garbage");
     let error = tls.reload().expect_err("garbage does not load");
@@ -136,7 +136,7 @@ async fn reload_error_keeps_the_old_certificate() {
 fn reload_without_valid_files_stays_unavailable() {
     let dir = TlsDir::new();
     let files = dir.separate();
-    let tls = ServerTls::new(files.clone());
+    let tls = ServerTls::new(files.clone(), TlsMinVersion::Tls12);
     assert!(matches!(tls.reload(), Err(TlsError::Unreadable { .. })));
     assert!(!tls.is_available());
 }
@@ -147,7 +147,7 @@ async fn concurrent_handshakes_after_renewal_all_get_the_new_certificate() {
     let files = dir.separate();
     let old = self_signed();
     install(&files, &old);
-    let tls = Arc::new(ServerTls::new(files.clone()));
+    let tls = Arc::new(ServerTls::new(files.clone(), TlsMinVersion::Tls12));
     let new = self_signed();
     install(&files, &new);
 
@@ -198,7 +198,7 @@ fn a_broken_file_is_logged_once_per_change_and_names_the_file() {
 
     tracing::subscriber::with_default(subscriber, || {
         install(&files, &self_signed());
-        let tls = ServerTls::new(files.clone());
+        let tls = ServerTls::new(files.clone(), TlsMinVersion::Tls12);
 
         replace_file(&files.cert, "garbage");
         for _ in 0..5 {
