@@ -5,7 +5,7 @@ use std::path::Path;
 
 use smtp_core::config::{ConfigDir, CoreSettings};
 
-use crate::config::{ForwardMode, RelayInSettings, XclientPolicy};
+use crate::config::{ForwardMode, ForwardRoute, RelayInSettings, XclientPolicy};
 
 pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
     let dir = ConfigDir::open(path)?;
@@ -33,15 +33,12 @@ pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
     let forward = &settings.forward;
     let route = &forward.default_route;
     lines.push(format!(
-        "  forwards to: {}:{} ({} mode, STARTTLS {}, AUTH {}, XCLIENT {})",
-        route.host,
-        route.port,
+        "  forwards to: {} ({} mode, XCLIENT {})",
+        describe(route),
         match forward.mode {
             ForwardMode::Queue => "queue",
             ForwardMode::Live => "live",
         },
-        if route.enable_tls { "on" } else { "off" },
-        if route.auth.is_some() { "on" } else { "off" },
         match forward.xclient {
             XclientPolicy::Required => "required",
             XclientPolicy::Optional => "optional",
@@ -49,14 +46,26 @@ pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
         }
     ));
     for (domain, route) in &forward.domain_routes {
-        lines.push(format!(
-            "  forwards {domain} to: {}:{}",
-            route.host, route.port
-        ));
+        lines.push(format!("  forwards {domain} to: {}", describe(route)));
     }
     for warning in core.warnings.iter().chain(&settings.warnings) {
         lines.push(format!("warning: {warning}"));
     }
     lines.extend(smtp_core::config::check::files_report(&dir));
     Ok(lines)
+}
+
+/// One route as an administrator checks it: where, STARTTLS, and which
+/// AUTH user (never the password).
+fn describe(route: &ForwardRoute) -> String {
+    format!(
+        "{}:{} (STARTTLS {}, AUTH {})",
+        route.host,
+        route.port,
+        if route.enable_tls { "on" } else { "off" },
+        match &route.auth {
+            Some(auth) => format!("as {}", auth.user),
+            None => "off".to_string(),
+        }
+    )
 }

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use postern_tests::backend::{AfterData, Behaviour, RecordingBackend};
+use postern_tests::backend::{AfterData, BackendAuth, Behaviour, RecordingBackend};
 use postern_tests::relay_in::{ForwardingRelay, greeted};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,6 +265,41 @@ async fn body_8bitmime_travels_on_and_smtputf8_is_refused_where_not_offered() ->
         1,
         "nothing more reached the backend"
     );
+    Ok(())
+}
+
+/// A per-domain smtp_forward.ini section stands alone, as in Haraka:
+/// `[main]`'s AUTH credentials never go to the section's host, even when
+/// that host offers AUTH.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_domain_host_never_gets_the_main_backends_credentials() -> anyhow::Result<()> {
+    let offers_auth = || Behaviour {
+        auth: Some(BackendAuth {
+            mechanisms: "PLAIN LOGIN".into(),
+            user: "main-user".into(),
+            password: "main-secret".into(),
+        }),
+        ..Behaviour::default()
+    };
+    let main = RecordingBackend::start(offers_auth()).await?;
+    let other = RecordingBackend::start(offers_auth()).await?;
+    let s = ForwardingRelay::start(
+        main.addr,
+        &format!(
+            "auth_type=plain\nauth_user=main-user\nauth_pass=main-secret\n\
+             [example.com]\nhost={}\nport={}\n",
+            other.addr.ip(),
+            other.addr.port()
+        ),
+    )?;
+    let mut client = greeted(s.v4, "c.example").await?;
+    let reply = client
+        .send_mail("a@o.example", &["user@example.com"], "Subject: x\n\nhi\n")
+        .await?;
+    assert_eq!(reply.code, 250, "{reply:?}\n{}", s.relay.log());
+    assert_eq!(other.accepted().len(), 1);
+    assert!(main.accepted().is_empty());
+    assert_eq!(other.lines_starting("AUTH"), Vec::<String>::new());
     Ok(())
 }
 

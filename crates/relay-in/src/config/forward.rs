@@ -23,8 +23,11 @@ pub struct ForwardSettings {
     /// `[main]` host/port/TLS/auth: used for every domain without a section.
     pub default_route: ForwardRoute,
     /// `[example.com]` (or `[user@example.com]` with `domain_selector=mail_from`)
-    /// sections: keys lower-cased, domains in A-label form; each route is
-    /// `[main]` overridden key by key.
+    /// sections: keys lower-cased, domains in A-label form. Each stands
+    /// alone, as Haraka's `cfg[domain]` does: its port (else 25), its
+    /// STARTTLS (else off) and its AUTH (else none; `[main]`'s credentials
+    /// never go to another host). Only a missing `host` is taken from
+    /// `[main]`, where Haraka would connect to localhost.
     pub domain_routes: BTreeMap<String, ForwardRoute>,
     /// TCP connect timeout (`connect_timeout`).
     pub connect_timeout: Duration,
@@ -368,23 +371,35 @@ fn route_key(section: &str) -> Option<String> {
     }
 }
 
-/// A section's route: its own keys, else `fallback`'s (`[main]`), else
-/// the defaults.
+/// A section's route: its own keys, else the defaults; a per-domain
+/// section (`main` given) takes only its missing host from `[main]`.
 fn route(
     dir: &ConfigDir,
     shown: &std::path::Path,
     name: &str,
     section: &ForwardSection,
-    fallback: Option<&ForwardSection>,
+    main: Option<&ForwardSection>,
 ) -> Result<ForwardRoute, ConfigError> {
     let shipped = ForwardRoute::default();
-    let host = layered(section, fallback, |s| s.host.clone()).map_or(shipped.host, |h| h.0);
-    let port = layered(section, fallback, |s| s.port).unwrap_or(shipped.port);
-    let enable_tls = layered(section, fallback, |s| s.enable_tls).unwrap_or(shipped.enable_tls);
-    let mechanism = layered(section, fallback, |s| s.auth_type);
-    let user = layered(section, fallback, |s| s.auth_user.clone());
-    let pass = layered(section, fallback, |s| s.auth_pass.clone());
-    let auth = match (mechanism, user, pass) {
+    let host = match (&section.host, main.and_then(|m| m.host.as_ref())) {
+        (Some(host), _) => host.0.clone(),
+        (None, Some(main_host)) => {
+            dir.warn(format!(
+                "{}: [{name}] has no host: Postern forwards to [main]'s host {}, Haraka would connect to localhost",
+                shown.display(),
+                main_host.0
+            ));
+            main_host.0.clone()
+        }
+        (None, None) => shipped.host,
+    };
+    let port = section.port.unwrap_or(shipped.port);
+    let enable_tls = section.enable_tls.unwrap_or(shipped.enable_tls);
+    let auth = match (
+        section.auth_type,
+        section.auth_user.clone(),
+        section.auth_pass.clone(),
+    ) {
         (Some(mechanism), Some(user), Some(pass)) if !user.is_empty() => Some(ForwardAuth {
             mechanism,
             user,
@@ -411,13 +426,4 @@ fn route(
         enable_tls,
         auth,
     })
-}
-
-/// A per-domain key, falling back to `[main]`'s.
-fn layered<T>(
-    section: &ForwardSection,
-    fallback: Option<&ForwardSection>,
-    get: impl Fn(&ForwardSection) -> Option<T>,
-) -> Option<T> {
-    get(section).or_else(|| fallback.and_then(&get))
 }

@@ -152,15 +152,19 @@ fn every_forward_key_and_per_domain_sections() {
     assert_eq!(forward.mode, ForwardMode::Live);
     assert_eq!(forward.xclient, XclientPolicy::Optional);
 
+    // A per-domain section stands alone: not [main]'s port, STARTTLS or
+    // AUTH credentials; only a missing host comes from [main].
     let example = ForwardRoute {
         host: "b.example".into(),
-        port: 2525,
+        port: 25,
         enable_tls: false,
-        auth: auth.clone(),
+        auth: None,
     };
     assert_eq!(forward.route_for("someone@EXAMPLE.com"), &example);
-    assert_eq!(forward.route_for("boss@example.com").port, 26);
-    assert_eq!(forward.route_for("boss@example.com").host, "2001:db8::25");
+    let boss = forward.route_for("boss@example.com");
+    assert_eq!((boss.host.as_str(), boss.port), ("2001:db8::25", 26));
+    assert!(!boss.enable_tls);
+    assert_eq!(boss.auth, None);
     assert_eq!(forward.route_for("x@bücher.example").host, "10.0.0.9");
     assert_eq!(
         forward.route_for("x@xn--bcher-kva.example").host,
@@ -168,8 +172,22 @@ fn every_forward_key_and_per_domain_sections() {
     );
     assert_eq!(forward.route_for("x@other.example"), &forward.default_route);
 
-    assert_eq!(settings.warnings.len(), 1, "{:?}", settings.warnings);
-    assert!(settings.warnings[0].contains("[bücher.example] timeout is only read in [main]"));
+    assert_eq!(settings.warnings.len(), 2, "{:?}", settings.warnings);
+    assert!(
+        settings.warnings.iter().any(|w| w.contains(
+            "[Boss@Example.com] has no host: Postern forwards to [main]'s host 2001:db8::25, Haraka would connect to localhost"
+        )),
+        "{:?}",
+        settings.warnings
+    );
+    assert!(
+        settings
+            .warnings
+            .iter()
+            .any(|w| w.contains("[bücher.example] timeout is only read in [main]")),
+        "{:?}",
+        settings.warnings
+    );
 }
 
 #[test]
