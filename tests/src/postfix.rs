@@ -1,25 +1,34 @@
-//! A real Postfix as the backend of relay-in in end-to-end tests, so XCLIENT, the forwarded
-//! envelope and the forwarded bytes are judged by the server relay-in talks to in production
-//! rather than by a mock that shares our assumptions.
+//! A real Postfix in end-to-end tests: relay-in's backend, and relay-out's peers (the home mail
+//! server that relays through it, the recipients' MX hosts), so XCLIENT, the envelope and the
+//! bytes on the wire are judged by the server the relays talk to in production rather than by a
+//! mock that shares our assumptions.
 //!
 //! Each [`Postfix`] is a private instance (its own config, queue, data and mail directories and
-//! log file, all in one temp dir) started with `postfix -c DIR start` on `127.0.0.1:<free port>`.
-//! It must run as root (Postfix's master does), with the packages from `.ci/install-test-deps`.
+//! log file, all in one temp dir) started with `postfix -c DIR start` on `127.0.0.1:<free port>`,
+//! or on the address of [`PostfixOptions::listen`]. It must run as root (Postfix's master does),
+//! with the packages from `.ci/install-test-deps`.
 //!
 //! How it is set up, and why:
 //! - Accepted mail is delivered by `virtual(8)` into one Maildir for every recipient of
-//!   [`PostfixOptions::relay_domains`] (a `static:` catch-all map), written as user `nobody`, so
-//!   [`Postfix::delivered`] reads plain files and no local user, alias or pipe is involved. Every
-//!   other domain is refused at RCPT with `554 5.7.1 Relay access denied`, even from loopback.
+//!   [`PostfixOptions::relay_domains`] (a `static:` catch-all map, or only the addresses of
+//!   [`PostfixOptions::mailboxes`]), written as user `nobody`, so [`Postfix::delivered`] reads
+//!   plain files and no local user, alias or pipe is involved. Every other domain is refused at
+//!   RCPT with `554 5.7.1 Relay access denied`, even from loopback.
+//! - Nothing is sent on (mail for other domains fails at once) unless
+//!   [`PostfixOptions::relayhost`] names a host to relay it to; mail to send on is put in with
+//!   [`Postfix::sendmail`], as a local program would.
 //! - Logging goes to a file through `postlogd` (there is no syslog here).
 //! - Nothing touches DNS (peer-name lookups off, SMTP client DNS disabled) and nothing listens
-//!   beyond the one SMTP listener on 127.0.0.1.
+//!   beyond the one SMTP listener; the SMTP client, when a relayhost is set, connects from the
+//!   listener's address.
 //! - Headers are stored as sent: Postfix would otherwise add `Date:`/`Message-ID:` to mail from
-//!   its own interfaces, and 127.0.0.1 is one.
-//! - Postfix sets SO_REUSEPORT on its listeners, so two instances given the same port would both
-//!   start and share connections at random. The free port is therefore kept reserved by a bound,
-//!   non-listening SO_REUSEPORT socket for the instance's lifetime: the kernel never hands a
-//!   reserved port to another `bind(port 0)`.
+//!   its own interfaces, and 127.0.0.1 is one. (Mail put in with `sendmail` is local submission:
+//!   Postfix adds its `Received:` header and any missing `Date:`, `Message-ID:` or `From:`.)
+//! - Postfix sets SO_REUSEPORT on its listeners, so two instances given the same address would
+//!   both start and share connections at random. The address is therefore kept reserved by a
+//!   bound, non-listening SO_REUSEPORT socket for the instance's lifetime: the kernel never hands
+//!   a reserved port to another `bind(port 0)`, and a listen address already taken (by another
+//!   instance or anything else) is refused at start.
 
 mod config;
 mod maildir;
@@ -51,6 +60,10 @@ pub const BACKEND_HOSTNAME: &str = "backend.postern.test";
 /// Debian's `command_directory`; named in full so a PATH without /usr/sbin still works.
 const POSTFIX_COMMAND: &str = "/usr/sbin/postfix";
 const SWAKS_COMMAND: &str = "/usr/bin/swaks";
+/// Postfix's `sendmail(1)`, for local submission.
+const SENDMAIL_COMMAND: &str = "/usr/sbin/sendmail";
+/// Bound on one `sendmail` run (it only hands the message to `postdrop`).
+const SENDMAIL_TIMEOUT: Duration = Duration::from_secs(10);
 /// util-linux's `script`, the one pseudo-terminal at hand for [`Postfix::start`]'s diagnosis.
 const SCRIPT_COMMAND: &str = "/usr/bin/script";
 /// Bound on the whole start, up to the first 220 banner.
@@ -60,33 +73,46 @@ const CONFIG_AGE: Duration = Duration::from_secs(60);
 /// How often the `wait_for_*` methods look again.
 const POLL: Duration = Duration::from_millis(25);
 
-/// What a test wants of its backend. `Default` is a backend that trusts no XCLIENT client and
-/// accepts no domain; most tests start from [`PostfixOptions::xclient_backend`].
+/// What a test wants of its instance. `Default` is a backend on 127.0.0.1 that trusts no XCLIENT
+/// client, accepts no domain and sends nothing on; most relay-in tests start from
+/// [`PostfixOptions::xclient_backend`].
 #[derive(Debug, Clone, Default)]
 pub struct PostfixOptions {
     /// `smtpd_authorized_xclient_hosts`, e.g. `127.0.0.0/8`; empty authorizes nobody.
     pub xclient_hosts: String,
-    /// Domains whose every recipient is accepted and stored for [`Postfix::delivered`]. (They
+    /// Domains whose recipients are accepted and stored for [`Postfix::delivered`]. (They
     /// become Postfix's `virtual_mailbox_domains`; its `relay_domains` stays empty.)
     pub relay_domains: Vec<String>,
+    /// When not empty, the only addresses of [`PostfixOptions::relay_domains`] that have a
+    /// mailbox: any other recipient of those domains is refused at RCPT with `550 5.1.1 ... User
+    /// unknown in virtual mailbox table`. Empty: every local part is accepted.
+    pub mailboxes: Vec<String>,
+    /// Where the smtpd listens, on 127.0.0.0/8; port 0 picks a free port on that address. `None`:
+    /// 127.0.0.1 on a free port. Two instances can share a port on two addresses, as the MX
+    /// hosts of relay-out's tests do (its `remote_port` is one port for every host).
+    pub listen: Option<SocketAddr>,
+    /// Relay mail for every domain not accepted here to this host (`relayhost = [ip]:port`,
+    /// through `smtp(8)`), as a Mailcow relays through relay-out. `None`: such mail fails at once.
+    pub relayhost: Option<SocketAddr>,
     /// More `main.cf` settings; one with the name of a harness setting replaces it.
     pub extra_main_cf: Vec<(String, String)>,
 }
 
 impl PostfixOptions {
-    /// The production shape: XCLIENT allowed from loopback (where relay-in runs in tests), mail
-    /// for `domains` accepted.
+    /// The production shape of relay-in's backend: XCLIENT allowed from loopback (where relay-in
+    /// runs in tests), mail for `domains` accepted.
     pub fn xclient_backend(domains: &[&str]) -> Self {
         PostfixOptions {
             xclient_hosts: "127.0.0.0/8".to_string(),
             relay_domains: domains.iter().map(|domain| domain.to_string()).collect(),
-            extra_main_cf: Vec::new(),
+            ..PostfixOptions::default()
         }
     }
 }
 
 /// A private Postfix instance (own config dir, queue dir, data dir, log file) in a temp dir,
-/// listening on 127.0.0.1:<port>. Stops itself, and reaps its processes, when dropped.
+/// listening on 127.0.0.1:<port> or [`PostfixOptions::listen`]. Stops itself, and reaps its
+/// processes, when dropped.
 ///
 /// All methods block the calling thread; the `wait_for_*` ones poll. In a `#[tokio::test]` that
 /// also serves something in-process (a `TestDns`, say) that the binaries under test need while
@@ -104,7 +130,7 @@ pub struct Postfix {
 }
 
 impl Postfix {
-    /// Starts an instance on a free loopback port and waits (at most ~10 s) for its 220 banner.
+    /// Starts an instance on its listen address and waits (at most ~10 s) for its 220 banner.
     /// On failure the error carries the output of `postfix start` and the instance's maillog,
     /// which is where Postfix reports why it did not come up.
     pub fn start(options: PostfixOptions) -> anyhow::Result<Postfix> {
@@ -121,7 +147,7 @@ impl Postfix {
         // Postfix's daemons drop to the postfix user and must be able to reach their queue.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))?;
         let layout = Layout::under(dir.path());
-        let (port_reservation, addr) = reserve_port()?;
+        let (port_reservation, addr) = reserve_listen_address(options.listen)?;
 
         fs::create_dir(&layout.config_directory)?;
         fs::create_dir(&layout.queue_directory)?;
@@ -137,7 +163,7 @@ impl Postfix {
             Some(nobody.uid),
             Some(nobody.gid),
         )?;
-        let main_cf = config::main_cf(&layout, &options, nobody)?;
+        let main_cf = config::main_cf(&layout, &options, addr, nobody)?;
         write_config_file(&layout.config_directory.join("main.cf"), &main_cf)?;
         let master_cf = config::master_cf(addr);
         write_config_file(&layout.config_directory.join("master.cf"), &master_cf)?;
@@ -252,6 +278,47 @@ impl Postfix {
         swaks(args)
     }
 
+    /// Puts a message in as a local program does, with this instance's `sendmail(1)` (`sendmail
+    /// -C <config dir> -i -f FROM -- RCPT...`, the message on stdin, LF or CRLF line endings):
+    /// Postfix queues it, then sends it to [`PostfixOptions::relayhost`] or stores it. Errors
+    /// unless sendmail exits 0 within ~10 s, with what it said.
+    pub fn sendmail(&self, from: &str, recipients: &[&str], message: &[u8]) -> anyhow::Result<()> {
+        let mut child = Command::new(SENDMAIL_COMMAND)
+            .arg("-C")
+            .arg(&self.layout.config_directory)
+            .args(["-i", "-f", from, "--"])
+            .args(recipients)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {SENDMAIL_COMMAND}"))?;
+        let mut stdin = child.stdin.take().context("sendmail's stdin")?;
+        let written = stdin.write_all(message);
+        drop(stdin);
+        let deadline = Instant::now() + SENDMAIL_TIMEOUT;
+        while child.try_wait()?.is_none() {
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("sendmail did not finish within {SENDMAIL_TIMEOUT:?}");
+            }
+            std::thread::sleep(POLL);
+        }
+        let output = child.wait_with_output()?;
+        written.context("writing the message to sendmail")?;
+        if !output.status.success() {
+            bail!(
+                "sendmail failed ({}): {}{}\nmaillog:\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr),
+                self.log()
+            );
+        }
+        Ok(())
+    }
+
     /// `postfix start`, whose output goes to files: the daemonized master inherits them, and a
     /// pipe would keep the read open for the master's lifetime.
     fn run_postfix_start(&self) -> anyhow::Result<()> {
@@ -334,13 +401,25 @@ fn write_config_file(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A free port on 127.0.0.1, held by a bound SO_REUSEPORT socket that never listens: Postfix
-/// (root, SO_REUSEPORT too) can still bind it, and no other `bind(port 0)` is given it.
-fn reserve_port() -> anyhow::Result<(TcpSocket, SocketAddr)> {
+/// The listen address (127.0.0.1:0 unless `wanted`), with a free port when its port is 0, held by
+/// a bound SO_REUSEPORT socket that never listens: Postfix (root, SO_REUSEPORT too) can still bind
+/// it, and no other `bind(port 0)` is given it. A given port must be free on that address:
+/// SO_REUSEPORT alone would let this instance share it with whoever holds it.
+fn reserve_listen_address(wanted: Option<SocketAddr>) -> anyhow::Result<(TcpSocket, SocketAddr)> {
+    let wanted = wanted.unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    if !(wanted.is_ipv4() && wanted.ip().is_loopback()) {
+        bail!("Postfix listen address {wanted} is not on 127.0.0.0/8");
+    }
+    if wanted.port() != 0 {
+        // No SO_REUSEADDR or SO_REUSEPORT: fails if anything at all is bound there.
+        TcpSocket::new_v4()?
+            .bind(wanted)
+            .with_context(|| format!("Postfix listen address {wanted} is taken"))?;
+    }
     let socket = TcpSocket::new_v4()?;
     socket.set_reuseaddr(true)?;
     socket.set_reuseport(true)?;
-    socket.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+    socket.bind(wanted)?;
     let addr = socket.local_addr()?;
     Ok((socket, addr))
 }

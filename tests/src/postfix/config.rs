@@ -50,11 +50,12 @@ pub(crate) struct UserIds {
     pub(crate) gid: u32,
 }
 
-/// Renders `main.cf`. `extra_main_cf` replaces a setting of the same name in place (so the file
-/// never holds a parameter twice) or is appended.
+/// Renders `main.cf` for an instance listening on `listen`. `extra_main_cf` replaces a setting of
+/// the same name in place (so the file never holds a parameter twice) or is appended.
 pub(crate) fn main_cf(
     layout: &Layout,
     options: &PostfixOptions,
+    listen: SocketAddr,
     mailbox_owner: UserIds,
 ) -> anyhow::Result<String> {
     let mut settings: Vec<(String, String)> = Vec::new();
@@ -77,10 +78,14 @@ pub(crate) fn main_cf(
 
     set("myhostname", BACKEND_HOSTNAME.into());
     set("mydestination", String::new());
-    // Listen on IPv4 loopback only (the listener itself is pinned in master.cf), but keep IPv6
-    // enabled: Postfix parses an XCLIENT `ADDR=IPV6:...` with the families of inet_protocols,
-    // so with `ipv4` alone it answers "501 Bad ADDR syntax" to every IPv6 client.
+    // Listen on IPv4 loopback only (the listener itself is pinned in master.cf, on 127.0.0.1 or
+    // another 127.0.0.0/8 address: Postfix accepts only an address that an interface carries
+    // here, and lo carries 127.0.0.1), but keep IPv6 enabled: Postfix parses an XCLIENT
+    // `ADDR=IPV6:...` with the families of inet_protocols, so with `ipv4` alone it answers "501
+    // Bad ADDR syntax" to every IPv6 client. The SMTP client connects from the listen address:
+    // Postfix would not bind to it on its own.
     set("inet_interfaces", "127.0.0.1".into());
+    set("smtp_bind_address", listen.ip().to_string());
     set("inet_protocols", "all".into());
     set("mynetworks", "127.0.0.0/8 [::1]/128".into());
 
@@ -95,8 +100,9 @@ pub(crate) fn main_cf(
         checked_value(&options.xclient_hosts)?,
     );
 
-    // Accept exactly the test's domains, for any local part, into one Maildir; refuse every other
-    // domain even from mynetworks, so a relay that forwards what it should not is caught.
+    // Accept exactly the test's domains, for any local part (or only the test's mailboxes), into
+    // one Maildir; refuse every other domain even from mynetworks, so a relay that forwards what
+    // it should not is caught.
     let domains = options
         .relay_domains
         .iter()
@@ -107,7 +113,7 @@ pub(crate) fn main_cf(
         "virtual_mailbox_base",
         display(&layout.virtual_mailbox_base)?,
     );
-    set("virtual_mailbox_maps", format!("static:{INBOX}"));
+    set("virtual_mailbox_maps", mailbox_map(&options.mailboxes)?);
     set("virtual_uid_maps", format!("static:{}", mailbox_owner.uid));
     set("virtual_gid_maps", format!("static:{}", mailbox_owner.gid));
     set("virtual_minimum_uid", "1".into());
@@ -117,10 +123,20 @@ pub(crate) fn main_cf(
         "smtpd_relay_restrictions",
         "reject_unauth_destination".into(),
     );
-    set(
-        "default_transport",
-        "error:5.7.1 test backend delivers nowhere".into(),
-    );
+    // Mail for other domains only comes from `sendmail`: sent to the relayhost, or failed.
+    match options.relayhost {
+        Some(relayhost) => {
+            set(
+                "relayhost",
+                format!("[{}]:{}", relayhost.ip(), relayhost.port()),
+            );
+            set("default_transport", "smtp".into());
+        }
+        None => set(
+            "default_transport",
+            "error:5.7.1 test backend delivers nowhere".into(),
+        ),
+    }
     set(
         "relay_transport",
         "error:5.7.1 test backend relays nowhere".into(),
@@ -154,7 +170,21 @@ pub(crate) fn main_cf(
     Ok(text)
 }
 
-/// Renders `master.cf`: only the services a receiving backend uses, none chrooted (the chroot
+/// `virtual_mailbox_maps`: every address of the accepted domains into [`INBOX`], or only
+/// `mailboxes` (an `inline:` table, so no map file to build).
+fn mailbox_map(mailboxes: &[String]) -> anyhow::Result<String> {
+    if mailboxes.is_empty() {
+        return Ok(format!("static:{INBOX}"));
+    }
+    let entries = mailboxes
+        .iter()
+        .map(|address| Ok(format!("{}={INBOX}", checked_word(address)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(format!("inline:{{ {} }}", entries.join(", ")))
+}
+
+/// Renders `master.cf`: only the services a receiving backend (or a relaying home server) uses,
+/// none chrooted (the chroot
 /// would need copies of /etc files), the SMTP listener on exactly `listen`, and `postlogd` so
 /// `maillog_file` is written.
 pub(crate) fn master_cf(listen: SocketAddr) -> String {
@@ -176,6 +206,7 @@ pub(crate) fn master_cf(listen: SocketAddr) -> String {
         "retry unix - - n - - error".into(),
         "discard unix - - n - - discard".into(),
         "virtual unix - n n - - virtual".into(),
+        "smtp unix - - n - - smtp".into(),
         "anvil unix - - n - 1 anvil".into(),
         "scache unix - - n - 1 scache".into(),
         "postlog unix-dgram n - n - 1 postlogd".into(),
@@ -197,12 +228,11 @@ fn checked_value(value: &str) -> anyhow::Result<String> {
     Ok(value.trim().to_string())
 }
 
-/// A parameter name or domain: one word, no separators that would change its meaning.
+/// A parameter name, domain or address: one word, no separators that would change its meaning
+/// (braces included: they delimit an `inline:` table).
 fn checked_word(word: &str) -> anyhow::Result<String> {
     let trimmed = word.trim();
-    if trimmed.is_empty()
-        || trimmed.contains(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '#')
-    {
+    if trimmed.is_empty() || trimmed.contains(|c: char| c.is_whitespace() || ",=#{}".contains(c)) {
         bail!("{word:?} is not a single Postfix word");
     }
     Ok(trimmed.to_string())
@@ -229,13 +259,28 @@ mod tests {
         uid: 65534,
         gid: 65534,
     };
+    const LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::new(127, 0, 0, 5),
+        2525,
+    ));
 
     fn options() -> PostfixOptions {
         PostfixOptions {
             xclient_hosts: "127.0.0.0/8".into(),
             relay_domains: vec!["example.com".into(), "example.net".into()],
-            extra_main_cf: vec![],
+            ..PostfixOptions::default()
         }
+    }
+
+    /// `main.cf` for `options`, in /tmp/pf1, listening on [`LISTEN`].
+    fn rendered(options: &PostfixOptions) -> String {
+        main_cf(
+            &Layout::under(Path::new("/tmp/pf1")),
+            options,
+            LISTEN,
+            OWNER,
+        )
+        .unwrap()
     }
 
     fn setting<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
@@ -246,7 +291,7 @@ mod tests {
 
     #[test]
     fn main_cf_points_everything_into_the_temp_dir() {
-        let text = main_cf(&Layout::under(Path::new("/tmp/pf1")), &options(), OWNER).unwrap();
+        let text = rendered(&options());
         assert_eq!(setting(&text, "queue_directory"), ["/tmp/pf1/spool"]);
         assert_eq!(setting(&text, "data_directory"), ["/tmp/pf1/data"]);
         assert_eq!(setting(&text, "maillog_file"), ["/tmp/pf1/maillog"]);
@@ -259,7 +304,7 @@ mod tests {
 
     #[test]
     fn main_cf_carries_the_options() {
-        let text = main_cf(&Layout::under(Path::new("/tmp/pf1")), &options(), OWNER).unwrap();
+        let text = rendered(&options());
         assert_eq!(
             setting(&text, "smtpd_authorized_xclient_hosts"),
             ["127.0.0.0/8"]
@@ -269,6 +314,35 @@ mod tests {
             ["example.com example.net"]
         );
         assert_eq!(setting(&text, "virtual_uid_maps"), ["static:65534"]);
+        assert_eq!(setting(&text, "virtual_mailbox_maps"), ["static:inbox/"]);
+        assert_eq!(
+            setting(&text, "default_transport"),
+            ["error:5.7.1 test backend delivers nowhere"]
+        );
+        assert_eq!(setting(&text, "relayhost"), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn the_client_connects_from_the_listen_address() {
+        let text = rendered(&options());
+        assert_eq!(setting(&text, "inet_interfaces"), ["127.0.0.1"]);
+        assert_eq!(setting(&text, "smtp_bind_address"), ["127.0.0.5"]);
+    }
+
+    #[test]
+    fn mailboxes_and_relayhost_narrow_and_widen_what_is_done_with_mail() {
+        let options = PostfixOptions {
+            mailboxes: vec!["user@example.com".into(), "other@example.net".into()],
+            relayhost: Some("127.0.0.1:2526".parse().unwrap()),
+            ..options()
+        };
+        let text = rendered(&options);
+        assert_eq!(
+            setting(&text, "virtual_mailbox_maps"),
+            ["inline:{ user@example.com=inbox/, other@example.net=inbox/ }"]
+        );
+        assert_eq!(setting(&text, "relayhost"), ["[127.0.0.1]:2526"]);
+        assert_eq!(setting(&text, "default_transport"), ["smtp"]);
     }
 
     #[test]
@@ -277,7 +351,7 @@ mod tests {
             xclient_hosts: String::new(),
             ..options()
         };
-        let text = main_cf(&Layout::under(Path::new("/tmp/pf1")), &options, OWNER).unwrap();
+        let text = rendered(&options);
         assert!(text.contains("\nsmtpd_authorized_xclient_hosts = \n"));
     }
 
@@ -293,7 +367,7 @@ mod tests {
             ],
             ..options()
         };
-        let text = main_cf(&Layout::under(Path::new("/tmp/pf1")), &options, OWNER).unwrap();
+        let text = rendered(&options);
         assert_eq!(
             setting(&text, "smtpd_relay_restrictions"),
             ["permit_mynetworks reject"]
@@ -317,6 +391,14 @@ mod tests {
                 ..options()
             },
             PostfixOptions {
+                mailboxes: vec!["a@example.com, b@example.com=/etc/".into()],
+                ..options()
+            },
+            PostfixOptions {
+                mailboxes: vec!["a@example.com}".into()],
+                ..options()
+            },
+            PostfixOptions {
                 extra_main_cf: vec![("a = b".into(), "c".into())],
                 ..options()
             },
@@ -327,7 +409,7 @@ mod tests {
         ];
         for case in cases {
             assert!(
-                main_cf(&Layout::under(Path::new("/tmp/pf1")), &case, OWNER).is_err(),
+                main_cf(&Layout::under(Path::new("/tmp/pf1")), &case, LISTEN, OWNER).is_err(),
                 "accepted {case:?}"
             );
         }
@@ -343,7 +425,7 @@ mod tests {
             "/tmp/a;b",
         ] {
             assert!(
-                main_cf(&Layout::under(Path::new(root)), &options(), OWNER).is_err(),
+                main_cf(&Layout::under(Path::new(root)), &options(), LISTEN, OWNER).is_err(),
                 "{root}"
             );
         }
@@ -362,5 +444,6 @@ mod tests {
                 .any(|line| line.starts_with("postlog unix-dgram"))
         );
         assert!(text.lines().any(|line| line.starts_with("virtual unix")));
+        assert!(text.lines().any(|line| line.starts_with("smtp unix")));
     }
 }

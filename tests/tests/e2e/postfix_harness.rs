@@ -1,13 +1,14 @@
 //! The private Postfix backend ([`Postfix`]) behaves as relay-in's tests rely on: it advertises
 //! and honours XCLIENT from loopback, logs the client XCLIENT named, stores accepted mail where
-//! the test can read it, and refuses everything else.
+//! the test can read it, and refuses everything else. Instances can share a port on two loopback
+//! addresses, as relay-out's tests need of MX hosts, but never share an address.
 //!
 //! Needs root and the packages of `.ci/install-test-deps`. Run sealed to prove nothing leaves
 //! loopback:
 //! `unshare -n -- bash -c 'ip link set lo up && cargo test -p postern-tests --test e2e postfix_harness::'`
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use postern_tests::postfix::{Postfix, PostfixOptions};
@@ -219,6 +220,30 @@ fn concurrent_instances_keep_their_mail_apart() {
         Some("two@example.com")
     );
     assert_eq!((first_mail.len(), second_mail.len()), (1, 1));
+}
+
+#[test]
+fn instances_share_a_port_on_two_addresses_but_never_an_address() {
+    let on = |listen: SocketAddr| PostfixOptions {
+        listen: Some(listen),
+        ..PostfixOptions::xclient_backend(&["example.com"])
+    };
+    let first = Postfix::start(on("127.0.0.2:0".parse().unwrap())).expect("Postfix starts");
+    let port = first.addr().port();
+    assert_eq!(first.addr(), SocketAddr::from(([127, 0, 0, 2], port)));
+    let second_addr = SocketAddr::from(([127, 0, 0, 3], port));
+    let second = Postfix::start(on(second_addr)).expect("a second one starts on the same port");
+    assert_eq!(second.addr(), second_addr);
+    Session::open(&first).send("a@sender.example", "one@example.com", &message("first"));
+    Session::open(&second).send("a@sender.example", "two@example.com", &message("second"));
+    for (postfix, recipient) in [(&first, "one@example.com"), (&second, "two@example.com")] {
+        let stored = postfix.wait_for_delivered(1, WAIT).expect("stored");
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].envelope_recipient().as_deref(), Some(recipient));
+    }
+
+    let error = Postfix::start(on(first.addr())).expect_err("an address in use is refused");
+    assert!(format!("{error:#}").contains("is taken"), "{error:#}");
 }
 
 #[test]

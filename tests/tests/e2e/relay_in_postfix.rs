@@ -123,7 +123,24 @@ async fn postfix_without_xclient_permission_gets_nothing() -> anyhow::Result<()>
         .send_mail("a@o.example", &["user@example.com"], "x")
         .await?;
     assert!(reply.lines[0].starts_with("451 4.7.0"), "{reply:?}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Postfix counts a session's commands when it ends ("disconnect from ...
+    // ehlo=1 ..."; the harness's banner probe says no EHLO): relay-in's
+    // session is over, with no MAIL, RCPT or DATA in it, so nothing was
+    // queued to be stored.
+    let postfix = std::sync::Arc::new(postfix);
+    let p = std::sync::Arc::clone(&postfix);
+    let log = tokio::task::spawn_blocking(move || p.wait_for_log(" ehlo=", WAIT)).await??;
+    let session = log
+        .lines()
+        .find(|line| line.contains(" ehlo="))
+        .unwrap_or_default();
+    assert!(
+        session.contains("disconnect from unknown[127.0.0.1] ")
+            && !session.contains(" mail=")
+            && !session.contains(" rcpt=")
+            && !session.contains(" data="),
+        "{log}"
+    );
     assert!(postfix.delivered().is_empty());
     Ok(())
 }

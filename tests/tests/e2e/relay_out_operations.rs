@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+
 use postern_tests::backend::Behaviour;
 use postern_tests::dns::TestZone;
 use postern_tests::outbound::{MxFarm, Outbound, OutboundOptions, ip, queue_id, wait_until};
@@ -98,7 +100,7 @@ async fn disabled_delivery_queues_and_resumes_when_the_file_changes() -> anyhow:
         .submit("a@origin.test", &["u@dest.test"], "Subject: held\n\nhi\n")
         .await?;
     let id = queue_id(&reply)?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    flush_reports_held_mail(&out, 1).await?;
     assert!(
         farm.get(2).accepted().is_empty(),
         "nothing leaves while disabled"
@@ -107,7 +109,7 @@ async fn disabled_delivery_queues_and_resumes_when_the_file_changes() -> anyhow:
     let (_, listing) = out.queue(&["list"])?;
     assert!(listing.contains(&id), "{listing}");
 
-    // No restart, no signal: the file is watched.
+    // No restart, no signal this time: the file is watched.
     out.write_outbound(farm.port, "disabled=false\n")?;
     wait_until(WAIT, "delivery once enabled", || {
         farm.get(2).accepted().len() == 1
@@ -126,9 +128,24 @@ async fn disabled_delivery_queues_and_resumes_when_the_file_changes() -> anyhow:
         "Subject: held again\n\nhi\n",
     )
     .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    flush_reports_held_mail(&out, 2).await?;
     assert_eq!(farm.get(2).accepted().len(), 1);
+    assert_eq!(farm.get(2).record().connections, 1);
     Ok(())
+}
+
+/// Proves that relay-out holds the message it just queued without delivering it: a flush
+/// (SIGHUP) makes the dispatcher report what it holds, and it reports one message waiting and
+/// none in progress. The message was handed to the dispatcher before its 250 was sent, so the
+/// report, which waits behind it, counts it; had delivery started, it would be in progress or
+/// done. Even the flush starts no delivery while disabled. `nth` counts the reports so far.
+async fn flush_reports_held_mail(out: &Outbound, nth: usize) -> anyhow::Result<()> {
+    const HELD: &str =
+        "queue flush: deferred mail is due now waiting=1 in_progress=0 disabled=true";
+    out.relay.signal(libc::SIGHUP);
+    wait_until(WAIT, HELD, || out.log().matches(HELD).count() == nth)
+        .await
+        .with_context(|| out.log())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
