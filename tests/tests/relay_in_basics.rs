@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use postern_tests::backend::{Behaviour, RecordingBackend};
 use postern_tests::certs::TestCa;
 use postern_tests::process::{Relay, free_port, run};
 use postern_tests::smtp::SmtpClient;
@@ -43,6 +44,11 @@ fn setup(extra: &[(&str, &str)]) -> anyhow::Result<Setup> {
         dir,
         ca,
     })
+}
+
+/// smtp_forward.ini for `backend`.
+fn forwarding_to(backend: &RecordingBackend) -> String {
+    format!("host=127.0.0.1\nport={}\n", backend.addr.port())
 }
 
 async fn greet_and_starttls(
@@ -187,7 +193,9 @@ fn a_wrong_value_stops_startup_naming_file_and_key() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_host_list_and_a_broken_file_keeps_the_old_one() -> anyhow::Result<()> {
-    let s = setup(&[])?;
+    // A backend that answers: recipients are deferred while it is down.
+    let backend = RecordingBackend::start(Behaviour::default()).await?;
+    let s = setup(&[("smtp_forward.ini", &forwarding_to(&backend))])?;
     let relay = Relay::start("relay-in", s.dir.path(), s.addr)?;
     let rcpt_code = |rcpt: &'static str| {
         let addr = s.addr;
@@ -221,11 +229,15 @@ async fn sighup_reloads_host_list_and_a_broken_file_keeps_the_old_one() -> anyho
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_per_client_address_are_enforced_and_logged_once() -> anyhow::Result<()> {
-    // The startup probe is the first of the four connections allowed.
-    let s = setup(&[(
-        "limit.ini",
-        "[rate_conn]\ndefault=4/60s\n[rate_rcpt_host]\ndefault=2/60s\n",
-    )])?;
+    // Relay::start's connection check is the first of the four allowed.
+    let backend = RecordingBackend::start(Behaviour::default()).await?;
+    let s = setup(&[
+        (
+            "limit.ini",
+            "[rate_conn]\ndefault=4/60s\n[rate_rcpt_host]\ndefault=2/60s\n",
+        ),
+        ("smtp_forward.ini", &forwarding_to(&backend)),
+    ])?;
     let relay = Relay::start("relay-in", s.dir.path(), s.addr)?;
     let mut client = SmtpClient::connect(s.addr).await?;
     assert_eq!(client.read_reply().await?.code, 220);
