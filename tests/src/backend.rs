@@ -2,6 +2,12 @@
 //! host or LMTP server for relay-out): scriptable replies and failures,
 //! optional STARTTLS, AUTH and LMTP, and a record of every command line and
 //! every message it accepted.
+//!
+//! relay-in probes its backend (connect, EHLO, QUIT) at startup and every
+//! minute. A session that never goes beyond EHLO, STARTTLS and QUIT is such
+//! a probe: it is counted in [`Record::probes`] and kept out of
+//! [`Record::lines`] and [`Record::connections`], so tests that count mail
+//! sessions are not thrown by when a probe happens to come.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -9,7 +15,7 @@ use std::time::Duration;
 
 use smtp_core::sasl::{SaslExchange, SaslMechanism, SaslStep};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -117,10 +123,15 @@ pub struct Accepted {
 /// Everything seen, for assertions.
 #[derive(Debug, Default)]
 pub struct Record {
-    /// Every command line of every session, in arrival order.
+    /// Every command line of every mail session, in arrival order (a
+    /// session's EHLO is added when its first other command arrives).
     pub lines: Vec<String>,
     pub accepted: Vec<Accepted>,
+    /// Mail sessions: those that sent a command beyond EHLO, STARTTLS and
+    /// QUIT.
     pub connections: usize,
+    /// Sessions that ended without one, such as relay-in's probes.
+    pub probes: usize,
 }
 
 /// See the module docs: a server on a loopback address whose behaviour a
@@ -130,6 +141,9 @@ pub struct RecordingBackend {
     behaviour: Arc<Mutex<Behaviour>>,
     record: Arc<Mutex<Record>>,
     accept_task: Option<JoinHandle<()>>,
+    /// While [`Self::silence`]d: the listener nobody accepts on, and the
+    /// connections that fill its queue.
+    silent: Option<(TcpListener, Vec<TcpStream>)>,
 }
 
 impl RecordingBackend {
@@ -143,29 +157,19 @@ impl RecordingBackend {
             behaviour: Arc::new(Mutex::new(behaviour)),
             record: Arc::new(Mutex::new(Record::default())),
             accept_task: None,
+            silent: None,
         };
-        backend.listen().await?;
+        backend.serve_on(bind(addr, LISTEN_BACKLOG)?)?;
         Ok(backend)
     }
 
-    async fn listen(&mut self) -> anyhow::Result<()> {
-        let listener = TcpListener::bind(self.addr).await?;
+    fn serve_on(&mut self, listener: TcpListener) -> anyhow::Result<()> {
         self.addr = listener.local_addr()?;
         let behaviour = Arc::clone(&self.behaviour);
         let record = Arc::clone(&self.record);
         self.accept_task = Some(tokio::spawn(async move {
             while let Ok((stream, peer)) = listener.accept().await {
-                let session_number = {
-                    let mut record = record.lock().unwrap();
-                    record.connections += 1;
-                    record.connections
-                };
-                let mut behaviour = behaviour.lock().unwrap().clone();
-                if let Some((sessions, reply)) = &behaviour.first_sessions_data_reply
-                    && session_number <= *sessions
-                {
-                    behaviour.after_data = AfterData::Reply(reply.clone());
-                }
+                let behaviour = behaviour.lock().unwrap().clone();
                 tokio::spawn(serve(stream, peer, behaviour, Arc::clone(&record)));
             }
         }));
@@ -177,20 +181,41 @@ impl RecordingBackend {
         if let Some(task) = self.accept_task.take() {
             task.abort();
         }
+        self.silent = None;
     }
 
+    /// Goes silent like a backend behind a tunnel that is down: the port
+    /// stays bound but nothing is accepted and its listen queue is full, so
+    /// the kernel drops each new connection's SYN and a client's connect
+    /// times out instead of being refused. Until [`Self::up`].
+    pub async fn silence(&mut self) -> anyhow::Result<()> {
+        self.down();
+        let listener = rebind(self.addr, 0).await?;
+        let mut queued = Vec::new();
+        // A backlog of 0 queues one connection; the next finds it full.
+        while let Ok(connected) =
+            tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(self.addr)).await
+        {
+            queued.push(connected?);
+            anyhow::ensure!(queued.len() < 16, "the listen queue never filled");
+        }
+        self.silent = Some((listener, queued));
+        Ok(())
+    }
+
+    /// Listens again after [`Self::down`] or [`Self::silence`].
     pub async fn up(&mut self) -> anyhow::Result<()> {
+        self.silent = None;
         if self.accept_task.is_none() {
-            // The aborted task drops its listener asynchronously; retry briefly.
-            for _ in 0..50 {
-                if self.listen().await.is_ok() {
-                    return Ok(());
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            self.listen().await?;
+            let listener = rebind(self.addr, LISTEN_BACKLOG).await?;
+            self.serve_on(listener)?;
         }
         Ok(())
+    }
+
+    /// Sessions that ended without a mail command (relay-in's probes).
+    pub fn probes(&self) -> usize {
+        self.record().probes
     }
 
     pub fn set(&self, behaviour: Behaviour) {
@@ -221,12 +246,86 @@ impl Drop for RecordingBackend {
     }
 }
 
-async fn serve(stream: TcpStream, peer: SocketAddr, b: Behaviour, record: Arc<Mutex<Record>>) {
+/// The listen queue of a backend that accepts.
+const LISTEN_BACKLOG: u32 = 1024;
+
+fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+/// Binds `addr` again after [`RecordingBackend::down`]: the aborted accept
+/// task drops its listener asynchronously, so retry briefly.
+async fn rebind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    for _ in 0..50 {
+        if let Ok(listener) = bind(addr, backlog) {
+            return Ok(listener);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bind(addr, backlog)
+}
+
+async fn serve(stream: TcpStream, peer: SocketAddr, mut b: Behaviour, record: Arc<Mutex<Record>>) {
+    let mut tally = Tally {
+        record: &record,
+        held: Vec::new(),
+        mail: false,
+    };
     let _ = tokio::time::timeout(
         Duration::from_secs(60),
-        session(Box::new(stream), peer, &b, &record),
+        session(Box::new(stream), peer, &mut b, &mut tally),
     )
     .await;
+    tally.end();
+}
+
+/// Sorts a session into a mail session or a probe (see the module docs) as
+/// its command lines arrive.
+struct Tally<'r> {
+    record: &'r Mutex<Record>,
+    /// Lines of a session not known to be a mail session yet.
+    held: Vec<String>,
+    mail: bool,
+}
+
+impl Tally<'_> {
+    /// Records `line`; the first command a probe does not send makes this a
+    /// mail session, numbered for `first_sessions_data_reply`.
+    fn line(&mut self, line: &str, b: &mut Behaviour) {
+        let upper = line.to_ascii_uppercase();
+        let probe_command = ["EHLO", "HELO", "LHLO", "STARTTLS", "QUIT"]
+            .iter()
+            .any(|verb| upper.split(' ').next() == Some(verb));
+        if !self.mail && probe_command {
+            self.held.push(line.to_owned());
+            return;
+        }
+        let mut record = self.record.lock().unwrap();
+        if !self.mail {
+            self.mail = true;
+            record.connections += 1;
+            if let Some((sessions, reply)) = &b.first_sessions_data_reply
+                && record.connections <= *sessions
+            {
+                b.after_data = AfterData::Reply(reply.clone());
+            }
+            record.lines.append(&mut self.held);
+        }
+        record.lines.push(line.to_owned());
+    }
+
+    fn end(self) {
+        if !self.mail {
+            self.record.lock().unwrap().probes += 1;
+        }
+    }
 }
 
 /// What the session knows so far.
@@ -244,9 +343,10 @@ struct SessionState {
 async fn session(
     mut stream: Box<dyn Stream>,
     peer: SocketAddr,
-    b: &Behaviour,
-    record: &Mutex<Record>,
+    b: &mut Behaviour,
+    tally: &mut Tally<'_>,
 ) -> std::io::Result<()> {
+    let record = tally.record;
     let mut buf = Vec::new();
     let banner = if b.lmtp {
         "220 backend.test LMTP\r\n"
@@ -259,7 +359,8 @@ async fn session(
         let Some(line) = read_line(&mut stream, &mut buf).await? else {
             return Ok(());
         };
-        record.lock().unwrap().lines.push(line.clone());
+        tally.line(&line, b);
+        let b = &*b;
         let upper = line.to_ascii_uppercase();
         let greeting = if b.lmtp { "LHLO" } else { "EHLO" };
         let reply: String = if upper.starts_with(greeting) {

@@ -12,6 +12,7 @@ pub mod dialog;
 pub mod dns;
 pub mod journal;
 pub mod logline;
+pub mod metrics;
 pub mod outbound;
 pub mod postfix;
 pub mod process;

@@ -8,7 +8,7 @@ use crate::smtp::SmtpClient;
 /// relay-in listening on 127.0.0.1 and [::1] (one port), forwarding to a
 /// test backend; the configuration directory lives as long as this.
 pub struct ForwardingRelay {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pub relay: Relay,
     pub v4: SocketAddr,
     pub v6: SocketAddr,
@@ -18,6 +18,17 @@ impl ForwardingRelay {
     /// Accepts mail for example.com and forwards it to `backend` with 2 s
     /// timeouts; `forward_extra` adds smtp_forward.ini lines (`mode=live`).
     pub fn start(backend: SocketAddr, forward_extra: &str) -> anyhow::Result<ForwardingRelay> {
+        Self::start_with(backend, forward_extra, &[], &[])
+    }
+
+    /// As [`Self::start`], with more files in the configuration directory
+    /// (`metrics.ini`) and environment variables.
+    pub fn start_with(
+        backend: SocketAddr,
+        forward_extra: &str,
+        extra_files: &[(&str, String)],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<ForwardingRelay> {
         let dir = tempfile::tempdir()?;
         let port = free_port();
         let files = [
@@ -36,17 +47,22 @@ impl ForwardingRelay {
                 ),
             ),
         ];
-        for (name, text) in files {
+        for (name, text) in files.iter().chain(extra_files) {
             std::fs::write(dir.path().join(name), text)?;
         }
         let v4 = SocketAddr::from(([127, 0, 0, 1], port));
-        let relay = Relay::start("relay-in", dir.path(), v4)?;
+        let relay = Relay::start_with_env("relay-in", dir.path(), v4, env)?;
         Ok(ForwardingRelay {
-            _dir: dir,
+            dir,
             relay,
             v4,
             v6: format!("[::1]:{port}").parse()?,
         })
+    }
+
+    /// The configuration directory, for `relay-in --check -c`.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 }
 

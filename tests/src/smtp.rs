@@ -201,18 +201,51 @@ impl SmtpClient {
         Ok(chain)
     }
 
-    /// EHLO, MAIL, RCPTs, DATA and the message; returns the final reply.
+    /// MAIL, RCPTs, DATA and the message; returns the final reply, and
+    /// fails if any step before it is refused.
     pub async fn send_mail(
         &mut self,
         from: &str,
         rcpts: &[&str],
         message: &str,
     ) -> anyhow::Result<ClientReply> {
-        self.expect(&format!("MAIL FROM:<{from}>"), 250).await?;
-        for rcpt in rcpts {
-            self.expect(&format!("RCPT TO:<{rcpt}>"), 250).await?;
+        self.transaction(from, rcpts, message, true).await
+    }
+
+    /// The same transaction as a sending MTA runs it: a refusal of MAIL, of
+    /// a recipient or of DATA ends it and is the message's verdict, else the
+    /// reply to the final dot is.
+    pub async fn try_mail(
+        &mut self,
+        from: &str,
+        rcpts: &[&str],
+        message: &str,
+    ) -> anyhow::Result<ClientReply> {
+        self.transaction(from, rcpts, message, false).await
+    }
+
+    /// A refusal before the message fails the call if `strict`, else it is
+    /// returned.
+    async fn transaction(
+        &mut self,
+        from: &str,
+        rcpts: &[&str],
+        message: &str,
+        strict: bool,
+    ) -> anyhow::Result<ClientReply> {
+        let mut steps = vec![(format!("MAIL FROM:<{from}>"), 250)];
+        steps.extend(rcpts.iter().map(|rcpt| (format!("RCPT TO:<{rcpt}>"), 250)));
+        steps.push(("DATA".to_string(), 354));
+        for (line, code) in steps {
+            if strict {
+                self.expect(&line, code).await?;
+                continue;
+            }
+            let reply = self.command(&line).await?;
+            if reply.code != code {
+                return Ok(reply);
+            }
         }
-        self.expect("DATA", 354).await?;
         let mut body = message.replace("\r\n", "\n").replace('\n', "\r\n");
         if !body.ends_with("\r\n") {
             body.push_str("\r\n");

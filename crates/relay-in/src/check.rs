@@ -1,16 +1,25 @@
 //! `relay-in --check`: validates a configuration directory and says, in a
-//! mail administrator's terms, what relay-in will do with it.
+//! mail administrator's terms, what relay-in will do with it; with
+//! `--probe`, also whether its backends can take mail now.
 
 use std::path::Path;
+use std::process::ExitCode;
 
 use smtp_core::config::{ConfigDir, CoreSettings};
 
 use crate::config::{ForwardMode, ForwardRoute, RelayInSettings, XclientPolicy};
+use crate::forward::Forwarder;
+use crate::probe::{self, Health, Intervals, Severity};
 
-pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
+fn load(path: &Path) -> anyhow::Result<(ConfigDir, CoreSettings, RelayInSettings)> {
     let dir = ConfigDir::open(path)?;
     let core = CoreSettings::load(&dir)?;
     let settings = RelayInSettings::load(&dir)?;
+    Ok((dir, core, settings))
+}
+
+pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
+    let (dir, core, settings) = load(path)?;
     let mut lines = vec![format!(
         "relay-in configuration in {}",
         dir.root().display()
@@ -68,4 +77,58 @@ fn describe(route: &ForwardRoute) -> String {
             None => "off".to_string(),
         }
     )
+}
+
+/// `--check --probe`: probes every backend once, as relay-in does at
+/// startup, and prints what it found in the log's words. Exits 1 if mail
+/// could not be forwarded to one: it is down, or does not offer the XCLIENT
+/// that `xclient=required` insists on.
+pub fn print_probe(path: &Path) -> ExitCode {
+    match probe_report(path) {
+        Ok((lines, forwardable)) => {
+            for line in lines {
+                println!("{line}");
+            }
+            if forwardable {
+                println!("OK: every backend answers and mail can be forwarded.");
+                ExitCode::SUCCESS
+            } else {
+                println!("FAILED: relay-in would run, but mail would be deferred; see above.");
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            println!("error: {error:#}");
+            println!("FAILED: the backends could not be probed.");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn probe_report(path: &Path) -> anyhow::Result<(Vec<String>, bool)> {
+    let (_, core, settings) = load(path)?;
+    let intervals = Intervals::from_env();
+    let forwarder = Forwarder::new(&core.me, settings.forward, &Health::new(intervals))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut lines = Vec::new();
+    let mut forwardable = true;
+    for route in forwarder.backends() {
+        let finding = runtime.block_on(probe::probe(&route));
+        let (severity, text) = probe::explain(
+            route.key(),
+            &finding,
+            route.xclient_policy(),
+            intervals.down,
+        );
+        let prefix = match severity {
+            Severity::Info => "probe",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        };
+        forwardable &= severity != Severity::Error;
+        lines.push(format!("{prefix}: {text}"));
+    }
+    Ok((lines, forwardable))
 }

@@ -7,6 +7,7 @@
 //! negative reply to MAIL, RCPT or the message is passed on as it is.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use smtp_core::address::{ForwardPath, ReversePath};
@@ -21,15 +22,98 @@ use smtp_core::reply::{EnhancedCode, Reply};
 use tracing::{debug, info, warn};
 
 use crate::config::{AuthMechanism, ForwardRoute, ForwardSettings, XclientPolicy};
+use crate::probe::{BackendHealth, Finding, Health};
 
 /// A route from smtp_forward.ini with its client settings built once at
-/// startup (a CA file is read then, not per message).
+/// startup (a CA file is read then, not per message), and what is known of
+/// its backend's health.
 #[derive(Debug)]
-struct PreparedRoute {
+pub struct PreparedRoute {
     route: ForwardRoute,
     /// Made once: recipients are checked against it one by one.
     key: RouteKey,
     client: ClientConfig,
+    xclient: XclientPolicy,
+    health: Arc<BackendHealth>,
+}
+
+/// Why no session with a backend could be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectFailure {
+    #[error("cannot resolve backend host: {0}")]
+    Resolve(std::io::Error),
+    #[error("backend connection failed: {0}")]
+    Client(ClientError),
+}
+
+impl ConnectFailure {
+    /// Whether the backend was not reached at all (no address, no TCP
+    /// connection: refused, timed out, unreachable), as opposed to a backend
+    /// that answered and then failed.
+    pub fn unreachable(&self) -> bool {
+        match self {
+            ConnectFailure::Resolve(_) => true,
+            ConnectFailure::Client(error) => error.step() == Step::Connect,
+        }
+    }
+
+    /// The cause alone, for a line that already names the backend.
+    pub fn cause(&self) -> String {
+        match self {
+            ConnectFailure::Resolve(error) => format!("cannot resolve its host: {error}"),
+            ConnectFailure::Client(error) => error.to_string(),
+        }
+    }
+
+    fn reply(&self) -> Reply {
+        match self {
+            ConnectFailure::Resolve(_) => unavailable(),
+            ConnectFailure::Client(error) => failure_reply(error),
+        }
+    }
+}
+
+impl PreparedRoute {
+    pub fn key(&self) -> &RouteKey {
+        &self.key
+    }
+
+    /// The client settings every forward uses.
+    pub fn client_config(&self) -> &ClientConfig {
+        &self.client
+    }
+
+    pub fn xclient_policy(&self) -> XclientPolicy {
+        self.xclient
+    }
+
+    pub fn health(&self) -> &Arc<BackendHealth> {
+        &self.health
+    }
+
+    /// Takes in what a probe or a forward found about this backend.
+    pub fn record(&self, finding: &Finding) {
+        self.health.record(finding, self.xclient);
+    }
+
+    /// Resolves the host and opens a session (greeting, EHLO, STARTTLS per
+    /// `config`) with the first of its addresses that answers.
+    pub async fn connect(&self, config: &ClientConfig) -> Result<SmtpClient, ConnectFailure> {
+        let addrs = resolve(&self.route.host, self.route.port)
+            .await
+            .map_err(ConnectFailure::Resolve)?;
+        let mut last_error = None;
+        for addr in addrs {
+            match SmtpClient::connect(addr, &self.route.host, config).await {
+                Ok(client) => return Ok(client),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.map_or_else(
+            || ConnectFailure::Resolve(std::io::Error::other("no address")),
+            ConnectFailure::Client,
+        ))
+    }
 }
 
 /// A startup error in smtp_forward.ini's TLS settings.
@@ -45,15 +129,25 @@ pub struct ForwardSetupError {
 pub struct Forwarder {
     me: String,
     settings: ForwardSettings,
-    routes: Vec<PreparedRoute>,
+    routes: Vec<Arc<PreparedRoute>>,
+    health: Arc<Health>,
 }
 
 /// Which backend a recipient goes to; recipients of one transaction must
 /// share it (Haraka's split-host deferral).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RouteKey {
     host: std::sync::Arc<str>,
     port: u16,
+}
+
+impl RouteKey {
+    pub fn new(host: &str, port: u16) -> Self {
+        RouteKey {
+            host: host.into(),
+            port,
+        }
+    }
 }
 
 impl std::fmt::Display for RouteKey {
@@ -87,7 +181,7 @@ fn reply(code: u16, enhanced: (u8, u16, u16), text: &str) -> Reply {
 }
 
 /// The backend could not be reached or dropped us: the sender retries.
-fn unavailable() -> Reply {
+pub fn unavailable() -> Reply {
     reply(
         451,
         (4, 4, 1),
@@ -150,11 +244,20 @@ fn relayed(backend: &Reply, txn_id: &str) -> Reply {
 }
 
 impl Forwarder {
-    pub fn new(me: &str, settings: ForwardSettings) -> Result<Self, ForwardSetupError> {
+    /// Prepares every route; each backend's health is `health`'s record of
+    /// it, kept across reloads.
+    pub fn new(
+        me: &str,
+        settings: ForwardSettings,
+        health: &Arc<Health>,
+    ) -> Result<Self, ForwardSetupError> {
         let mut routes = Vec::new();
         let all = std::iter::once(&settings.default_route).chain(settings.domain_routes.values());
         for route in all {
-            if routes.iter().any(|p: &PreparedRoute| &p.route == route) {
+            if routes
+                .iter()
+                .any(|p: &Arc<PreparedRoute>| &p.route == route)
+            {
                 continue;
             }
             let client =
@@ -162,24 +265,47 @@ impl Forwarder {
                     host: route.host.clone(),
                     source,
                 })?;
-            routes.push(PreparedRoute {
-                key: RouteKey {
-                    host: route.host.as_str().into(),
-                    port: route.port,
-                },
+            let key = RouteKey::new(&route.host, route.port);
+            routes.push(Arc::new(PreparedRoute {
+                health: health.backend(&key),
+                key,
                 route: route.clone(),
                 client,
-            });
+                xclient: settings.xclient,
+            }));
         }
         Ok(Self {
             me: me.to_string(),
             settings,
             routes,
+            health: Arc::clone(health),
         })
     }
 
     pub fn settings(&self) -> &ForwardSettings {
         &self.settings
+    }
+
+    /// The health records this forwarder's backends are kept in.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// One route per backend (`host:port`), for the probe.
+    pub fn backends(&self) -> Vec<Arc<PreparedRoute>> {
+        let mut backends: Vec<Arc<PreparedRoute>> = Vec::new();
+        for route in &self.routes {
+            if !backends.iter().any(|b| b.key == route.key) {
+                backends.push(Arc::clone(route));
+            }
+        }
+        backends
+    }
+
+    /// Whether the backend for `selector` is known to be down: a connection
+    /// to it failed and no probe has reached it since.
+    pub fn backend_down(&self, selector: &str) -> bool {
+        self.prepared(selector).health.is_down()
     }
 
     /// Whether `domain` has its own `[domain]` section; with
@@ -207,31 +333,20 @@ impl Forwarder {
     /// the backend never treats an internet client as authenticated.
     pub async fn open(&self, selector: &str, session: &SessionInfo) -> Result<Backend, Reply> {
         let prepared = self.prepared(selector);
-        let route = &prepared.route;
         let key = prepared.key.clone();
-        let addrs = resolve(&route.host, route.port).await.map_err(|e| {
-            warn!(conn = %session.conn_id, backend = %key, "cannot resolve backend host: {e}");
-            unavailable()
-        })?;
-        let mut last_error = None;
-        let mut connected = None;
-        for addr in addrs {
-            match SmtpClient::connect(addr, &route.host, &prepared.client).await {
-                Ok(client) => {
-                    connected = Some(client);
-                    break;
-                }
-                Err(e) => last_error = Some(e),
-            }
+        if prepared.health.is_down() {
+            debug!(conn = %session.conn_id, backend = %key, "not connecting: the backend is down until a probe reaches it");
+            return Err(unavailable());
         }
-        let Some(mut client) = connected else {
-            if let Some(e) = &last_error {
-                warn!(conn = %session.conn_id, backend = %key, "backend connection failed: {e}");
+        let mut client = match prepared.connect(&prepared.client).await {
+            Ok(client) => client,
+            Err(failure) => {
+                warn!(conn = %session.conn_id, backend = %key, "{failure}");
+                if failure.unreachable() {
+                    prepared.record(&Finding::Down(failure.cause()));
+                }
+                return Err(failure.reply());
             }
-            return Err(last_error
-                .as_ref()
-                .map(failure_reply)
-                .unwrap_or_else(unavailable));
         };
         if let Err(e) = client.authenticate().await {
             warn!(conn = %session.conn_id, backend = %key, "backend AUTH failed: {e}");

@@ -6,6 +6,7 @@ mod check;
 mod config;
 mod forward;
 mod policy;
+mod probe;
 mod recipients;
 mod reuse;
 
@@ -37,12 +38,21 @@ struct Cli {
     /// would run with it, 1 if not.
     #[arg(long)]
     check: bool,
+    /// With --check: also connect to each backend once, as relay-in does at
+    /// startup, and exit 1 if one cannot be reached or does not offer the
+    /// XCLIENT that smtp_forward.ini requires.
+    #[arg(long, requires = "check")]
+    probe: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.check {
-        return smtp_core::app::print_check("relay-in", check::report(&cli.config));
+        let code = smtp_core::app::print_check("relay-in", check::report(&cli.config));
+        if cli.probe && code == ExitCode::SUCCESS {
+            return check::print_probe(&cli.config);
+        }
+        return code;
     }
     smtp_core::app::run_daemon("relay-in", run(&cli.config))
 }
@@ -54,7 +64,9 @@ async fn run(config: &std::path::Path) -> anyhow::Result<()> {
     for warning in core.warnings.iter().chain(&settings.warnings) {
         warn!("config: {warning}");
     }
-    let forwarder = forward::Forwarder::new(&core.me, settings.forward)?;
+    let health = probe::Health::new(probe::Intervals::from_env());
+    let forwarder = forward::Forwarder::new(&core.me, settings.forward, &health)?;
+    health.watch(forwarder.backends());
     let policy = Arc::new(policy::RelayIn::new(settings.local_domains, forwarder));
     let reload = {
         let policy = Arc::clone(&policy);

@@ -40,13 +40,15 @@ impl RelayIn {
     }
 
     /// Re-reads host_list, host_list_regex and smtp_forward.ini (SIGHUP). A
-    /// file that does not load keeps the old settings and logs why.
+    /// file that does not load keeps the old settings and logs why. The
+    /// backends' health carries over; a new backend is probed at once.
     pub fn reload(&self, config: &Path, me: &str) {
+        let health = Arc::clone(self.current().forwarder.health());
         let loaded = ConfigDir::open(config)
             .and_then(|dir| RelayInSettings::load(&dir))
             .map_err(anyhow::Error::from)
             .and_then(|settings| {
-                let forwarder = Forwarder::new(me, settings.forward)?;
+                let forwarder = Forwarder::new(me, settings.forward, &health)?;
                 Ok(Shared {
                     domains: settings.local_domains,
                     forwarder,
@@ -54,11 +56,16 @@ impl RelayIn {
             });
         match loaded {
             Ok(shared) => {
+                health.watch(shared.forwarder.backends());
                 *self.shared.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(shared);
                 info!("reloaded host_list, host_list_regex and smtp_forward.ini");
             }
             Err(e) => error!("reload failed, keeping the previous settings: {e:#}"),
         }
+    }
+
+    fn current(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared.read().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -76,9 +83,8 @@ impl MailPolicy for RelayIn {
     type Connection = RelayInConnection;
 
     fn connect(&self, _client: &ClientInfo) -> RelayInConnection {
-        let shared = Arc::clone(&self.shared.read().unwrap_or_else(|e| e.into_inner()));
         RelayInConnection {
-            shared,
+            shared: self.current(),
             route: None,
             live: None,
             kept: KeptBackend::default(),
@@ -183,6 +189,14 @@ impl ConnectionPolicy for RelayInConnection {
         {
             info!(conn = %session.conn_id, rcpt = %rcpt, route = %key, "recipient deferred: its route differs from the transaction's");
             return Verdict::Reject(forward::split_transaction());
+        }
+        // Before DATA, so that no sender uploads a message that cannot be
+        // forwarded, and at once: a backend behind a tunnel that is down
+        // would make every sender wait connect_timeout. (A live session
+        // already open for this transaction shows it is reachable.)
+        if self.live.is_none() && self.shared.forwarder.backend_down(&selector) {
+            info!(conn = %session.conn_id, rcpt = %rcpt, backend = %key, "recipient deferred: the backend is down");
+            return Verdict::Reject(forward::unavailable());
         }
         if settings.mode == ForwardMode::Live {
             let backend = match self.live_backend(session, envelope, &selector, &key).await {

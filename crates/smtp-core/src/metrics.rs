@@ -78,6 +78,12 @@ pub struct OutcomeLabels {
     pub result: Outcome,
 }
 
+/// relay-in's backend, as `host:port`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub backend: String,
+}
+
 /// Every series Postern exports.
 pub struct Metrics {
     registry: Registry,
@@ -86,6 +92,8 @@ pub struct Metrics {
     pub transactions: Family<OutcomeLabels, Counter>,
     pub tls_sessions: Counter,
     pub backend_latency: Histogram,
+    pub backend_up: Family<BackendLabels, Gauge>,
+    pub backend_xclient: Family<BackendLabels, Gauge>,
     pub queue_messages: Gauge,
     pub queue_oldest_age_seconds: Gauge,
     pub delivery_attempts: Family<OutcomeLabels, Counter>,
@@ -128,6 +136,18 @@ impl Metrics {
             "relay-in: time from the end of DATA to the backend's verdict",
             backend_latency.clone(),
         );
+        let backend_up = Family::<BackendLabels, Gauge>::default();
+        registry.register(
+            "backend_up",
+            "relay-in: 0 if a probe or a forward could not reach the backend and no probe has since, else 1",
+            backend_up.clone(),
+        );
+        let backend_xclient = Family::<BackendLabels, Gauge>::default();
+        registry.register(
+            "backend_xclient",
+            "relay-in: 1 if the backend offered XCLIENT to relay-in when it last answered a probe, 0 if not",
+            backend_xclient.clone(),
+        );
         let queue_messages = Gauge::default();
         registry.register(
             "queue_messages",
@@ -153,6 +173,8 @@ impl Metrics {
             transactions,
             tls_sessions,
             backend_latency,
+            backend_up,
+            backend_xclient,
             queue_messages,
             queue_oldest_age_seconds,
             delivery_attempts,

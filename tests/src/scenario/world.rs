@@ -1,6 +1,6 @@
 //! A scenario's `world` file: the DNS the relay resolves through and the
-//! recording MX servers it delivers to, so a relay-out scenario states its
-//! whole surroundings in one small file.
+//! recording MX servers it delivers to (relay-in: its backend), so a
+//! scenario states its whole surroundings in one small file.
 //!
 //! One statement a line; `#` comments and blank lines are ignored:
 //!

@@ -19,6 +19,7 @@ mod relay_in_basics;
 mod relay_in_forward;
 mod relay_in_lifecycle;
 mod relay_in_postfix;
+mod relay_in_probe;
 mod relay_in_reuse;
 mod relay_out_acl;
 mod relay_out_crash;

@@ -5,29 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use postern_tests::backend::{Behaviour, RecordingBackend};
+use postern_tests::metrics::{scrape, value};
 use postern_tests::process::{Relay, free_port};
 use postern_tests::smtp::SmtpClient;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn scrape(addr: SocketAddr) -> anyhow::Result<String> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await?;
-    let mut body = String::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut body)).await??;
-    anyhow::ensure!(body.starts_with("HTTP/1.1 200"), "{body}");
-    Ok(body)
-}
-
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or(0.0)
-}
 
 async fn send(addr: SocketAddr, rcpt: &str) -> anyhow::Result<u16> {
     let mut client = SmtpClient::connect(addr).await?;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use postern_tests::backend::{Behaviour, RecordingBackend};
 use postern_tests::certs::TestCa;
 use postern_tests::process::{Relay, free_port, run};
 use postern_tests::smtp::SmtpClient;
@@ -43,6 +44,11 @@ fn setup(extra: &[(&str, &str)]) -> anyhow::Result<Setup> {
         dir,
         ca,
     })
+}
+
+/// smtp_forward.ini for `backend`.
+fn forwarding_to(backend: &RecordingBackend) -> String {
+    format!("host=127.0.0.1\nport={}\n", backend.addr.port())
 }
 
 async fn greet_and_starttls(
@@ -221,6 +227,9 @@ async fn per_ip_connection_cap_answers_421() -> anyhow::Result<()> {
 async fn the_slot_is_given_back_when_quit_is_answered() -> anyhow::Result<()> {
     let s = setup(&[("limit.ini", "[concurrency]\nmax=1\n")])?;
     let relay = Relay::start("relay-in", s.dir.path(), s.addr)?;
+    // The start-up check connected and hung up without a word; only once
+    // relay-in has seen that is the one slot free for the rounds below.
+    relay.wait_for_log("client left before the greeting", Duration::from_secs(5))?;
     for round in 0..200 {
         let mut c = SmtpClient::connect(s.addr).await?;
         let greeting = c.read_reply().await?;
@@ -289,7 +298,9 @@ fn a_wrong_value_stops_startup_naming_file_and_key() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_host_list_and_a_broken_file_keeps_the_old_one() -> anyhow::Result<()> {
-    let s = setup(&[])?;
+    // A backend that answers: recipients are deferred while it is down.
+    let backend = RecordingBackend::start(Behaviour::default()).await?;
+    let s = setup(&[("smtp_forward.ini", &forwarding_to(&backend))])?;
     let relay = Relay::start("relay-in", s.dir.path(), s.addr)?;
     let rcpt_code = |rcpt: &'static str| {
         let addr = s.addr;
@@ -323,11 +334,15 @@ async fn sighup_reloads_host_list_and_a_broken_file_keeps_the_old_one() -> anyho
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_per_client_address_are_enforced_and_logged_once() -> anyhow::Result<()> {
-    // The startup probe is the first of the four connections allowed.
-    let s = setup(&[(
-        "limit.ini",
-        "[rate_conn]\ndefault=4/60s\n[rate_rcpt_host]\ndefault=2/60s\n",
-    )])?;
+    // Relay::start's connection check is the first of the four allowed.
+    let backend = RecordingBackend::start(Behaviour::default()).await?;
+    let s = setup(&[
+        (
+            "limit.ini",
+            "[rate_conn]\ndefault=4/60s\n[rate_rcpt_host]\ndefault=2/60s\n",
+        ),
+        ("smtp_forward.ini", &forwarding_to(&backend)),
+    ])?;
     let relay = Relay::start("relay-in", s.dir.path(), s.addr)?;
     let mut client = SmtpClient::connect(s.addr).await?;
     assert_eq!(client.read_reply().await?.code, 220);

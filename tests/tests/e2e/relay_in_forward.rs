@@ -365,6 +365,7 @@ async fn fault_injection_loses_and_duplicates_nothing() -> anyhow::Result<()> {
     let mut told_ok = HashSet::new();
     let mut told_fail = HashSet::new();
     let mut n = 0;
+    let mut previous = Fault::None;
     for (fault, count) in plan {
         let behaviour = match fault {
             Fault::None | Fault::Down => Behaviour::default(),
@@ -386,10 +387,24 @@ async fn fault_injection_loses_and_duplicates_nothing() -> anyhow::Result<()> {
             },
         };
         backend.set(behaviour);
+        let probes = backend.probes();
         if matches!(fault, Fault::Down) {
             backend.down();
         } else {
             backend.up().await?;
+        }
+        if matches!(previous, Fault::Down) && !matches!(fault, Fault::Down) {
+            // relay-in defers senders at once while the backend is down, and
+            // forwards again once a probe reached it (every 2 s meanwhile).
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while backend.probes() == probes {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no probe reached the backend:\n{}",
+                    s.relay.log()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
         // Ten senders at a time.
         let mut batch = tokio::task::JoinSet::new();
@@ -399,7 +414,7 @@ async fn fault_injection_loses_and_duplicates_nothing() -> anyhow::Result<()> {
             batch.spawn(async move {
                 let mut client = greeted(addr, "c.example").await?;
                 let reply = client
-                    .send_mail(
+                    .try_mail(
                         "a@o.example",
                         &["u@example.com"],
                         &format!("Subject: {id}\n\n{id}\n"),
@@ -417,6 +432,7 @@ async fn fault_injection_loses_and_duplicates_nothing() -> anyhow::Result<()> {
             record(&mut told_ok, &mut told_fail, fault, id, reply.code);
         }
         n += count;
+        previous = fault;
     }
     assert_eq!(told_ok.len() + told_fail.len(), 200);
 

@@ -18,11 +18,14 @@ async fn all_scenarios() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Copies the relay-in scenario's `binary` and `config/` into `to`.
+/// Copies the relay-in scenario's `binary`, `world` (its backend) and
+/// `config/` into `to`.
 fn relay_in_scenario(to: &Path, dialogs: &[(&str, &str)]) -> anyhow::Result<()> {
     let from = scenarios_dir().join("01-relay-in-smtp");
     std::fs::create_dir_all(to.join("config"))?;
-    std::fs::copy(from.join("binary"), to.join("binary"))?;
+    for file in ["binary", "world"] {
+        std::fs::copy(from.join(file), to.join(file))?;
+    }
     for entry in std::fs::read_dir(from.join("config"))? {
         let entry = entry?;
         std::fs::copy(entry.path(), to.join("config").join(entry.file_name()))?;

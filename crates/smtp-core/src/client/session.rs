@@ -101,6 +101,12 @@ impl SmtpClient {
         self.transport.peer()
     }
 
+    /// The local address of the connection: the client address the server
+    /// sees, unless a NAT between us rewrites it.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.transport.local()
+    }
+
     /// Hands the original client's identity to a Postfix backend (XCLIENT;
     /// peers-and-specs §1): only the advertised attributes, split at 512
     /// octets, NAME and ADDR last. Each command must get a `2xx` (Postfix:

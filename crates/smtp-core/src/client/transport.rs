@@ -27,6 +27,8 @@ pub(crate) struct Transport {
     stream: Stream,
     parser: ReplyParser,
     peer: SocketAddr,
+    /// Our end of the connection: the address the server sees us as.
+    local: SocketAddr,
     usable: bool,
 }
 
@@ -56,16 +58,22 @@ impl Transport {
         // Every write is a complete command group; waiting to coalesce it with
         // more data would only add a round trip.
         let _ = tcp.set_nodelay(true);
+        let local = tcp.local_addr().map_err(connect_error)?;
         Ok(Transport {
             stream: Stream::Plain(tcp),
             parser: ReplyParser::new(),
             peer,
+            local,
             usable: true,
         })
     }
 
     pub(crate) fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    pub(crate) fn local(&self) -> SocketAddr {
+        self.local
     }
 
     pub(crate) fn is_tls(&self) -> bool {
