@@ -26,6 +26,12 @@ impl SaslMechanism {
         }
     }
 
+    /// CRAM-MD5's challenge must be unpredictable (RFC 2195), so it needs a
+    /// random token from outside this crate; the others have no challenge.
+    pub fn needs_random_challenge(self) -> bool {
+        self == SaslMechanism::CramMd5
+    }
+
     pub fn parse(name: &str) -> Option<Self> {
         match name.to_ascii_uppercase().as_str() {
             "PLAIN" => Some(SaslMechanism::Plain),

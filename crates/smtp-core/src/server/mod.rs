@@ -5,6 +5,7 @@ mod connection;
 mod input;
 mod limits;
 mod listener;
+mod log;
 mod rate;
 mod shutdown;
 
