@@ -17,12 +17,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use smtp_core::client::ReplyParser;
-use smtp_core::data::{BareNewlinePolicy, DataDecoder, dot_stuff};
+use smtp_protocol::reply_parser::ReplyParser;
+use smtp_protocol::data::{BareNewlinePolicy, DataDecoder, dot_stuff};
 use smtp_core::dns::ClientName;
 use smtp_core::policy::{AuthVerdict, ClientInfo, Envelope, TlsInfo, Verdict};
-use smtp_core::reply::Reply;
-use smtp_core::sasl::SaslMechanism;
+use smtp_protocol::reply::Reply;
+use smtp_protocol::sasl::SaslMechanism;
 use smtp_core::session::{Action, Session, SessionConfig, replies};
 
 /// The command line limit the server driver applies, CRLF included.

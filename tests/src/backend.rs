@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use smtp_core::sasl::{SaslExchange, SaslMechanism, SaslStep};
+use smtp_protocol::sasl::{SaslExchange, SaslMechanism, SaslStep};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;

@@ -9,7 +9,6 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use smtp_core::address::{ForwardPath, ReversePath};
 use smtp_core::client::{
     AuthMechanism as ClientAuth, ClientConfig, ClientError, ClientErrorKind, ClientTls,
     Credentials, MailOptions, SmtpClient, Step, StepTimeouts, TlsMode, TlsVerify,
@@ -17,7 +16,8 @@ use smtp_core::client::{
 };
 use smtp_core::message::Message;
 use smtp_core::policy::{Greeting, HeloVerb, SessionInfo};
-use smtp_core::reply::{EnhancedCode, Reply};
+use smtp_protocol::address::{ForwardPath, ReversePath};
+use smtp_protocol::reply::{EnhancedCode, Reply};
 use tracing::{debug, info, warn};
 
 use crate::config::{AuthMechanism, ForwardRoute, ForwardSettings, XclientPolicy};

@@ -6,12 +6,9 @@
 //! that puts a [`session::Session`] on a socket; [`tls`], [`dns`] and
 //! [`config`] are the pieces it needs from the outside world.
 
-pub mod address;
 pub mod app;
 pub mod client;
-pub mod command;
 pub mod config;
-pub mod data;
 pub mod dns;
 pub mod id;
 pub mod logging;
@@ -19,10 +16,7 @@ pub mod message;
 pub mod metrics;
 pub mod policy;
 pub mod received;
-pub mod reply;
-pub mod sasl;
 pub mod server;
 pub mod session;
 pub mod stream;
 pub mod tls;
-pub mod xtext;

@@ -9,12 +9,12 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
-use crate::address::{ForwardPath, ReversePath};
-use crate::command::MailParams;
 use crate::dns::ClientName;
 use crate::message::Message;
-use crate::reply::Reply;
-use crate::sasl::{Credentials, SaslMechanism};
+use smtp_protocol::address::{ForwardPath, ReversePath};
+use smtp_protocol::command::MailParams;
+use smtp_protocol::reply::Reply;
+use smtp_protocol::sasl::{Credentials, SaslMechanism};
 
 /// What a policy says about a sender, a recipient or a message.
 #[derive(Clone, Debug, PartialEq, Eq)]

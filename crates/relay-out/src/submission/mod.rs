@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use smtp_core::config::{ConfigDir, CoreSettings};
 use smtp_core::policy::{AuthVerdict, SessionInfo};
-use smtp_core::sasl::{Credentials, SaslMechanism};
+use smtp_protocol::sasl::{Credentials, SaslMechanism};
 use tracing::{error, info, warn};
 
 use crate::config::AuthUsers;

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use tracing::debug;
 
-use crate::address::{ForwardPath, ReversePath};
 use crate::policy::HeloVerb;
-use crate::reply::Reply;
+use smtp_protocol::address::{ForwardPath, ReversePath};
+use smtp_protocol::reply::Reply;
 
 use super::auth::{self, ChosenMechanism};
 use super::capabilities::Capabilities;

@@ -9,8 +9,8 @@
 use tracing::{error, info, warn};
 
 use crate::policy::{AuthVerdict, SessionInfo};
-use crate::sasl::Credentials;
 use crate::session::TransactionRecord;
+use smtp_protocol::sasl::Credentials;
 
 /// The one line per transaction.
 pub(super) fn transaction(info: &SessionInfo, record: &TransactionRecord) {

@@ -8,10 +8,10 @@
 //! was not asked, and there is no getter that might return `None`.
 
 use super::Transaction;
-use crate::address::{ForwardPath, ReversePath};
-use crate::command::MailParams;
 use crate::policy::Envelope;
-use crate::sasl::Credentials;
+use smtp_protocol::address::{ForwardPath, ReversePath};
+use smtp_protocol::command::MailParams;
+use smtp_protocol::sasl::Credentials;
 
 /// What the driver must do next, after sending any queued replies.
 #[derive(Debug)]

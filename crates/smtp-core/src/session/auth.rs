@@ -3,7 +3,7 @@
 
 use super::{Action, AuthCheck, Session, State, replies};
 use crate::policy::{AuthVerdict, HeloVerb};
-use crate::sasl::{SaslError, SaslExchange, SaslMechanism, SaslStep};
+use smtp_protocol::sasl::{SaslError, SaslExchange, SaslMechanism, SaslStep};
 
 impl Session {
     pub(super) fn auth(&mut self, mechanism: &str, initial: Option<&str>) -> Action {

@@ -14,11 +14,11 @@ mod transaction;
 
 use std::sync::Arc;
 
-use crate::command::{Command, CommandError, ErrorReply};
-use crate::data::{BareNewlinePolicy, DataDecoder};
 use crate::policy::{ClientInfo, Envelope, Greeting, HeloVerb, SessionInfo, TlsInfo};
-use crate::reply::Reply;
-use crate::sasl::{SaslExchange, SaslMechanism};
+use smtp_protocol::command::{Command, CommandError, ErrorReply};
+use smtp_protocol::data::{BareNewlinePolicy, DataDecoder};
+use smtp_protocol::reply::Reply;
+use smtp_protocol::sasl::{SaslExchange, SaslMechanism};
 
 pub use action::{Action, AuthCheck, Delivery, RecipientCheck, SenderCheck};
 

@@ -33,10 +33,10 @@ use std::sync::Arc;
 use dialog_script::{Directive, Failure, StepKind};
 
 use super::*;
-use crate::address::{ForwardPath, ReversePath};
 use crate::dns::ClientName;
 use crate::policy::{AuthVerdict, Verdict};
-use crate::reply::{EnhancedCode, Reply};
+use smtp_protocol::address::{ForwardPath, ReversePath};
+use smtp_protocol::reply::{EnhancedCode, Reply};
 
 fn client() -> ClientInfo {
     ClientInfo {
