@@ -19,11 +19,12 @@ use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use smtp_protocol::reply_parser::ReplyParser;
 use smtp_protocol::data::{BareNewlinePolicy, DataDecoder, dot_stuff};
-use smtp_core::dns::ClientName;
-use smtp_core::policy::{AuthVerdict, ClientInfo, Envelope, TlsInfo, Verdict};
 use smtp_protocol::reply::Reply;
 use smtp_protocol::sasl::SaslMechanism;
-use smtp_core::session::{Action, Session, SessionConfig, replies};
+use smtp_protocol::session::{
+    Action, AuthVerdict, ClientInfo, ClientName, Envelope, Session, SessionConfig, TlsInfo, Verdict,
+    replies,
+};
 
 /// The command line limit the server driver applies, CRLF included.
 const MAX_LINE: usize = 512;

@@ -15,9 +15,9 @@ use smtp_core::client::{
     XclientAttributes, XclientOutcome,
 };
 use smtp_core::message::Message;
-use smtp_core::policy::{Greeting, HeloVerb, SessionInfo};
 use smtp_protocol::address::{ForwardPath, ReversePath};
 use smtp_protocol::reply::{EnhancedCode, Reply};
+use smtp_protocol::session::{Greeting, HeloVerb, SessionInfo};
 use tracing::{debug, info, warn};
 
 use crate::config::{AuthMechanism, ForwardRoute, ForwardSettings, XclientPolicy};
@@ -281,7 +281,7 @@ impl Forwarder {
     pub async fn forward(
         &self,
         session: &SessionInfo,
-        envelope: &smtp_core::policy::Envelope,
+        envelope: &smtp_protocol::session::Envelope,
         selector: &str,
         message: &Message,
         mut reused: Option<Backend>,
@@ -448,7 +448,7 @@ impl Backend {
     pub async fn finish(
         &mut self,
         session: &SessionInfo,
-        envelope: &smtp_core::policy::Envelope,
+        envelope: &smtp_protocol::session::Envelope,
         message: &Message,
     ) -> Result<Reply, Reply> {
         let reader = self.reader(session, envelope, message)?;
@@ -461,7 +461,7 @@ impl Backend {
     async fn content(
         &mut self,
         session: &SessionInfo,
-        envelope: &smtp_core::policy::Envelope,
+        envelope: &smtp_protocol::session::Envelope,
         message: &Message,
     ) -> Result<Reply, Reply> {
         let reader = match self.reader(session, envelope, message) {
@@ -478,7 +478,7 @@ impl Backend {
     fn reader<'m>(
         &self,
         session: &SessionInfo,
-        envelope: &smtp_core::policy::Envelope,
+        envelope: &smtp_protocol::session::Envelope,
         message: &'m Message,
     ) -> Result<smtp_core::message::MessageReader<'m>, Reply> {
         message.async_reader().map_err(|e| {
@@ -490,7 +490,7 @@ impl Backend {
     fn verdict(
         &self,
         session: &SessionInfo,
-        envelope: &smtp_core::policy::Envelope,
+        envelope: &smtp_protocol::session::Envelope,
         result: Result<Reply, ClientError>,
     ) -> Result<Reply, Reply> {
         match result {
@@ -524,7 +524,7 @@ impl Backend {
     }
 }
 
-pub fn mail_options(envelope: &smtp_core::policy::Envelope, size: u64) -> MailOptions {
+pub fn mail_options(envelope: &smtp_protocol::session::Envelope, size: u64) -> MailOptions {
     MailOptions {
         size: Some(size),
         smtputf8: envelope.params.smtputf8,

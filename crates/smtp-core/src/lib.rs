@@ -15,8 +15,6 @@ pub mod logging;
 pub mod message;
 pub mod metrics;
 pub mod policy;
-pub mod received;
 pub mod server;
-pub mod session;
 pub mod stream;
 pub mod tls;

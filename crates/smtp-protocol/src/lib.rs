@@ -20,12 +20,20 @@
 //!
 //! Generating what we send:
 //! - [`reply`]: the reply type, formatted and sanitised in one place;
-//! - [`xtext`]: the encoding of XCLIENT and DSN parameter values.
+//! - [`xtext`]: the encoding of XCLIENT and DSN parameter values;
+//! - [`received`]: our `Received:` header (given the date) and the hop count.
+//!
+//! And the server's side of a conversation: [`session`], the state machine
+//! that turns command lines and DATA octets into replies and
+//! [`session::Action`]s (check this sender, stamp this date, deliver this
+//! message) for a driver to carry out.
 
 pub mod address;
 pub mod command;
 pub mod data;
+pub mod received;
 pub mod reply;
 pub mod reply_parser;
 pub mod sasl;
+pub mod session;
 pub mod xtext;

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use tracing::debug;
 
-use crate::policy::HeloVerb;
 use smtp_protocol::address::{ForwardPath, ReversePath};
 use smtp_protocol::reply::Reply;
+use smtp_protocol::session::HeloVerb;
 
 use super::auth::{self, ChosenMechanism};
 use super::capabilities::Capabilities;

@@ -15,12 +15,13 @@ use super::limits::LimitExceeded;
 use super::log;
 use super::shutdown::{Phase, Shutdown};
 use super::{MIN_DATA_RATE_BYTES_PER_SECOND, STRESS_TIMEOUT, Shared, TLS_HANDSHAKE_TIMEOUT};
-use crate::dns::ClientName;
 use crate::message::{Message, Spill};
 use crate::metrics::{ConnectionOutcome, Outcome, metrics};
-use crate::policy::{ClientInfo, ConnectionPolicy, MailPolicy, Verdict};
-use crate::session::{Action, Session, replies};
+use crate::policy::{ConnectionPolicy, MailPolicy};
 use crate::stream::MaybeTlsStream as ClientStream;
+use smtp_protocol::session::ClientName;
+use smtp_protocol::session::{Action, Session, replies};
+use smtp_protocol::session::{ClientInfo, Verdict};
 
 /// Bytes asked of the socket per read: enough for a pipelined group or a
 /// good slice of DATA, small enough for 10,000 idle connections.

@@ -8,9 +8,9 @@
 
 use tracing::{error, info, warn};
 
-use crate::policy::{AuthVerdict, SessionInfo};
-use crate::session::TransactionRecord;
 use smtp_protocol::sasl::Credentials;
+use smtp_protocol::session::TransactionRecord;
+use smtp_protocol::session::{AuthVerdict, SessionInfo};
 
 /// The one line per transaction.
 pub(super) fn transaction(info: &SessionInfo, record: &TransactionRecord) {
@@ -59,7 +59,7 @@ pub(super) fn authentication(info: &SessionInfo, credentials: &Credentials, verd
     }
 }
 
-/// [`Session::take_out_of_sequence`](crate::session::Session::take_out_of_sequence)
+/// [`Session::take_out_of_sequence`](smtp_protocol::session::Session::take_out_of_sequence)
 /// said the driver fed the session input it did not expect.
 pub(super) fn out_of_sequence(info: &SessionInfo) {
     error!(conn = %info.conn_id, "session input out of sequence (driver bug)");

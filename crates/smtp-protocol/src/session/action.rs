@@ -7,19 +7,19 @@
 //! ask about something the session does not hold nor answer a question it
 //! was not asked, and there is no getter that might return `None`.
 
+use super::Envelope;
 use super::Transaction;
-use crate::policy::Envelope;
-use smtp_protocol::address::{ForwardPath, ReversePath};
-use smtp_protocol::command::MailParams;
-use smtp_protocol::sasl::Credentials;
+use crate::address::{ForwardPath, ReversePath};
+use crate::command::MailParams;
+use crate::sasl::Credentials;
 
 /// What the driver must do next, after sending any queued replies.
 #[derive(Debug)]
 pub enum Action {
     /// Read the next command (in DATA mode: more message bytes).
     Continue,
-    /// Ask [`ConnectionPolicy::mail_from`](crate::policy::ConnectionPolicy::mail_from)
-    /// about the sender, then call [`Session::sender_verdict`](super::Session::sender_verdict).
+    /// Ask the policy (`ConnectionPolicy::mail_from`, in smtp-core) about
+    /// the sender, then call [`Session::sender_verdict`](super::Session::sender_verdict).
     CheckSender(SenderCheck),
     /// Ask `rcpt_to` about the recipient, then call
     /// [`Session::recipient_verdict`](super::Session::recipient_verdict).

@@ -2,25 +2,37 @@
 //!
 //! The driver feeds it input (command lines, DATA bytes, policy verdicts,
 //! timeouts) and gets back an [`Action`] plus queued replies. No sockets, no
-//! clocks: every reply code can be unit-tested byte for byte, and pipelined
-//! groups keep their order because replies are only ever appended.
+//! clocks, no randomness, no logging: what the session needs from the world
+//! it asks for with an [`Action`], so every reply code can be unit-tested
+//! byte for byte, and pipelined groups keep their order because replies are
+//! only ever appended.
+//!
+//! - `action`: the questions to the driver ([`Action`]) and the tokens
+//!   that carry what each is about;
+//! - `transaction` and `auth`: MAIL/RCPT/DATA and AUTH inside the session;
+//! - [`replies`]: every reply text, each defined once;
+//! - [`ClientInfo`], [`SessionInfo`], [`Envelope`] and the other facts a
+//!   policy decides on; [`Verdict`] and [`AuthVerdict`], its answers.
 
 mod action;
 mod auth;
+mod info;
 pub mod replies;
 #[cfg(test)]
 mod tests;
 mod transaction;
+mod verdict;
 
 use std::sync::Arc;
 
-use crate::policy::{ClientInfo, Envelope, Greeting, HeloVerb, SessionInfo, TlsInfo};
-use smtp_protocol::command::{Command, CommandError, ErrorReply};
-use smtp_protocol::data::{BareNewlinePolicy, DataDecoder};
-use smtp_protocol::reply::Reply;
-use smtp_protocol::sasl::{SaslExchange, SaslMechanism};
+use crate::command::{Command, CommandError, ErrorReply};
+use crate::data::{BareNewlinePolicy, DataDecoder};
+use crate::reply::Reply;
+use crate::sasl::{SaslExchange, SaslMechanism};
 
 pub use action::{Action, AuthCheck, Delivery, RecipientCheck, SenderCheck};
+pub use info::{ClientInfo, ClientName, Envelope, Greeting, HeloVerb, SessionInfo, TlsInfo};
+pub use verdict::{AuthVerdict, Verdict};
 
 /// How much of the client's data stays in memory for the `Received:` loop
 /// check even when the message goes to disk: a header section longer than

@@ -4,7 +4,7 @@
 //! where monitoring may grep for them ("I cannot deliver mail for …",
 //! "Too many unrecognized commands").
 
-use smtp_protocol::reply::{EnhancedCode, Reply};
+use crate::reply::{EnhancedCode, Reply};
 
 const fn ec(class: u8, subject: u16, detail: u16) -> Option<EnhancedCode> {
     Some(EnhancedCode::new(class, subject, detail))

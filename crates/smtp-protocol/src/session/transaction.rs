@@ -5,12 +5,12 @@ use super::{
     Action, Delivery, HEAD_KEPT, RecipientCheck, SenderCheck, Session, State, Transaction,
     TransactionRecord, replies,
 };
-use crate::policy::{Envelope, HeloVerb, Verdict};
+use super::{Envelope, HeloVerb, Verdict};
+use crate::address::{ForwardPath, ReversePath};
+use crate::command::MailParams;
+use crate::data::{DataDecoder, DataOutcome};
 use crate::received;
-use smtp_protocol::address::{ForwardPath, ReversePath};
-use smtp_protocol::command::MailParams;
-use smtp_protocol::data::{DataDecoder, DataOutcome};
-use smtp_protocol::reply::Reply;
+use crate::reply::Reply;
 
 impl Session {
     pub(super) fn mail(&mut self, from: ReversePath, params: MailParams) -> Action {
@@ -100,11 +100,7 @@ impl Session {
         Action::Continue
     }
 
-    pub(super) fn rcpt(
-        &mut self,
-        to: ForwardPath,
-        params: smtp_protocol::command::RcptParams,
-    ) -> Action {
+    pub(super) fn rcpt(&mut self, to: ForwardPath, params: crate::command::RcptParams) -> Action {
         let smtputf8_allowed = self.config.smtputf8;
         let Some(txn) = &mut self.transaction else {
             self.replies.push(replies::need_mail_before_rcpt());

@@ -1,9 +1,8 @@
 //! The `Received:` trace header (RFC 5321 §4.4) and the hop count used to
 //! break mail loops (§6.3).
 
-use crate::dns::ClientName;
-use crate::policy::{Envelope, HeloVerb, SessionInfo};
-use smtp_protocol::address::ForwardPath;
+use crate::address::ForwardPath;
+use crate::session::{ClientName, Envelope, HeloVerb, SessionInfo};
 
 /// Builds our `Received:` header, folded, ending in CRLF:
 ///

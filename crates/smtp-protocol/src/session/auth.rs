@@ -2,8 +2,8 @@
 //! and the policy's verdict.
 
 use super::{Action, AuthCheck, Session, State, replies};
-use crate::policy::{AuthVerdict, HeloVerb};
-use smtp_protocol::sasl::{SaslError, SaslExchange, SaslMechanism, SaslStep};
+use super::{AuthVerdict, HeloVerb};
+use crate::sasl::{SaslError, SaslExchange, SaslMechanism, SaslStep};
 
 impl Session {
     pub(super) fn auth(&mut self, mechanism: &str, initial: Option<&str>) -> Action {

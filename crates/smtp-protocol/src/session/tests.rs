@@ -32,11 +32,11 @@ use std::sync::Arc;
 
 use dialog_script::{Directive, Failure, StepKind};
 
+use super::ClientName;
 use super::*;
-use crate::dns::ClientName;
-use crate::policy::{AuthVerdict, Verdict};
-use smtp_protocol::address::{ForwardPath, ReversePath};
-use smtp_protocol::reply::{EnhancedCode, Reply};
+use super::{AuthVerdict, Verdict};
+use crate::address::{ForwardPath, ReversePath};
+use crate::reply::{EnhancedCode, Reply};
 
 fn client() -> ClientInfo {
     ClientInfo {
