@@ -136,7 +136,6 @@ pub struct Session {
     info: SessionInfo,
     tls_available: bool,
     auth_mechanisms: Vec<SaslMechanism>,
-    extra_keywords: Vec<String>,
     state: State,
     transaction: Option<Transaction>,
     transactions_started: u32,
@@ -160,7 +159,6 @@ impl Session {
             },
             tls_available: false,
             auth_mechanisms: Vec::new(),
-            extra_keywords: Vec::new(),
             state: State::Command,
             transaction: None,
             transactions_started: 0,
@@ -179,11 +177,6 @@ impl Session {
     /// loaded right now.
     pub fn set_tls_available(&mut self, available: bool) {
         self.tls_available = available;
-    }
-
-    /// EHLO keywords a binary adds beyond this engine's own.
-    pub fn set_extra_keywords(&mut self, keywords: Vec<String>) {
-        self.extra_keywords = keywords;
     }
 
     /// The SASL mechanisms to offer (empty: no AUTH). The driver asks the
@@ -349,7 +342,6 @@ impl Session {
             let names: Vec<&str> = self.auth_mechanisms.iter().map(|m| m.name()).collect();
             keywords.push(format!("AUTH {}", names.join(" ")));
         }
-        keywords.extend(self.extra_keywords.iter().cloned());
         keywords
     }
 
