@@ -416,7 +416,7 @@ async fn session(
     }
 }
 
-/// Runs one AUTH exchange (smtp-core's server-side SASL); the user name when
+/// Runs one AUTH exchange (smtp-protocol's server-side SASL); the user name when
 /// the credentials are the configured ones.
 async fn authenticate(
     stream: &mut Box<dyn Stream>,
