@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the smtp-core fuzz targets for a bounded time each.
+# Runs the Postern fuzz targets (fuzz/Cargo.toml) for a bounded time each.
 #
 #   fuzz/run.sh SECONDS [TARGET...]   fuzz every target (or the named ones)
 #   fuzz/run.sh --minimize [TARGET...] fold new inputs into fuzz/corpus/, minimised

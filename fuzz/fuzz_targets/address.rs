@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use smtp_core::address::{
+use smtp_protocol::address::{
     Domain, Host, Mailbox, parse_forward_path, parse_reverse_path, path_token_len,
 };
 

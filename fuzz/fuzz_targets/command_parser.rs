@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use smtp_core::command::{Body, Command, MailParams, RcptParams};
+use smtp_protocol::command::{Body, Command, MailParams, RcptParams};
 
 fuzz_target!(|line: &[u8]| {
     match Command::parse(line) {

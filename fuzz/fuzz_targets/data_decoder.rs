@@ -9,7 +9,7 @@
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use smtp_core::data::{BareNewlinePolicy, DataDecoder, DataOutcome, dot_stuff};
+use smtp_protocol::data::{BareNewlinePolicy, DataDecoder, DataOutcome, dot_stuff};
 
 /// What one decoding run produced.
 #[derive(Debug, PartialEq, Eq)]

@@ -7,8 +7,8 @@
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use smtp_core::client::{ReplyError, ReplyParser};
-use smtp_core::reply::Reply;
+use smtp_protocol::reply_parser::{ReplyError, ReplyParser};
+use smtp_protocol::reply::Reply;
 
 /// Everything the parser said about one input: the replies in order, then
 /// the error that stopped it (the session ends there) and whether octets of

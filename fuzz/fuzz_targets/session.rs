@@ -5,8 +5,7 @@
 //! Checked: nothing panics; every reply is a valid SMTP reply (code 200-599,
 //! lines of `ddd-`/`ddd ` ending in CRLF, no other control characters, at
 //! most 512 octets) that our own client parser reads back unchanged; the
-//! session never reports a driver bug to a correct driver; each action comes
-//! with the state it promises; a delivered message is our `Received:` header
+//! session never reports a driver bug to a correct driver; a delivered message is our `Received:` header
 //! followed by exactly what an independent `DataDecoder` makes of the bytes.
 
 #![no_main]
@@ -18,13 +17,14 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use smtp_core::client::ReplyParser;
-use smtp_core::data::{BareNewlinePolicy, DataDecoder, dot_stuff};
-use smtp_core::dns::ClientName;
-use smtp_core::policy::{AuthVerdict, ClientInfo, TlsInfo, Verdict};
-use smtp_core::reply::Reply;
-use smtp_core::sasl::SaslMechanism;
-use smtp_core::session::{Action, Session, SessionConfig, replies};
+use smtp_protocol::reply_parser::ReplyParser;
+use smtp_protocol::data::{BareNewlinePolicy, DataDecoder, dot_stuff};
+use smtp_protocol::reply::Reply;
+use smtp_protocol::sasl::SaslMechanism;
+use smtp_protocol::session::{
+    Action, AuthVerdict, ClientInfo, ClientName, Envelope, Session, SessionConfig, TlsInfo, Verdict,
+    replies,
+};
 
 /// The command line limit the server driver applies, CRLF included.
 const MAX_LINE: usize = 512;
@@ -312,31 +312,33 @@ impl Harness {
                     ));
                     break true;
                 }
-                Action::CheckSender => {
-                    assert!(self.session.pending_sender().is_some());
+                Action::CheckSender(check) => {
                     let verdict = self.verdict();
-                    self.session.sender_verdict(verdict)
+                    self.session.sender_verdict(check, verdict)
                 }
-                Action::CheckRecipient => {
-                    assert!(self.session.pending_recipient().is_some());
-                    assert!(self.session.envelope().is_some());
+                Action::CheckRecipient(check) => {
+                    assert!(check.envelope().recipients.len() < self.config.max_recipients);
                     let verdict = self.verdict();
-                    self.session.recipient_verdict(verdict)
+                    self.session.recipient_verdict(check, verdict)
                 }
-                Action::DeliverMessage => {
-                    let message = self.session.take_message();
-                    self.check_message(&message);
+                Action::StampReceived => {
+                    assert!(self.config.add_received);
+                    self.session.stamp_received("Thu, 1 Jan 2026 12:00:00 +0000")
+                }
+                Action::DeliverMessage(mut delivery) => {
+                    let message = delivery.take_message();
+                    self.check_message(delivery.envelope(), &message);
                     let verdict = self.verdict();
-                    self.session.message_verdict(verdict)
+                    self.session.message_verdict(delivery, verdict)
                 }
-                Action::Authenticate => {
-                    assert!(self.session.pending_credentials().is_some());
+                Action::IssueChallenge => self.session.issue_challenge("FUZZNONCE"),
+                Action::Authenticate(check) => {
                     let verdict = match self.choice().auth % 3 {
                         0 => AuthVerdict::Accepted,
                         1 => AuthVerdict::Rejected,
                         _ => AuthVerdict::TemporaryFailure,
                     };
-                    self.session.auth_verdict(verdict)
+                    self.session.auth_verdict(check, verdict)
                 }
                 Action::StartTls => {
                     self.check_replies();
@@ -357,6 +359,7 @@ impl Harness {
             };
         };
         let _ = self.session.take_finished();
+        assert!(!self.session.take_out_of_sequence(), "driver bug reported");
         self.check_replies();
         open
     }
@@ -400,9 +403,8 @@ impl Harness {
     }
 
     /// Our own header (if configured), then exactly the decoded DATA.
-    fn check_message(&mut self, message: &[u8]) {
+    fn check_message(&mut self, envelope: &Envelope, message: &[u8]) {
         let (_, decoded) = self.shadow.take().expect("a message without DATA");
-        let envelope = self.session.envelope().expect("a message without envelope");
         assert!(!envelope.recipients.is_empty());
         assert!(envelope.recipients.len() <= self.config.max_recipients);
         assert!(

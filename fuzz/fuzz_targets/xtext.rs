@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use smtp_core::xtext::{decode, encode};
+use smtp_protocol::xtext::{decode, encode};
 
 fuzz_target!(|bytes: &[u8]| {
     let encoded = encode(bytes);

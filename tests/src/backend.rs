@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use smtp_core::sasl::{SaslExchange, SaslMechanism, SaslStep};
+use smtp_protocol::sasl::{SaslExchange, SaslMechanism, SaslStep};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
@@ -517,7 +517,7 @@ async fn session(
     }
 }
 
-/// Runs one AUTH exchange (smtp-core's server-side SASL); the user name when
+/// Runs one AUTH exchange (smtp-protocol's server-side SASL); the user name when
 /// the credentials are the configured ones.
 async fn authenticate(
     stream: &mut Box<dyn Stream>,

@@ -3,7 +3,7 @@
 //!
 //! The scripts use the one dialog grammar of the `dialog-script` crate
 //! (`C:`, `C~` with `\r \n \0 \\ \xHH`, `S:` with a trailing `*` wildcard,
-//! `= directive`, `#` comments), the same as smtp-core's session dialogs.
+//! `= directive`, `#` comments), the same as smtp-protocol's session dialogs.
 //! Directives this runner knows:
 //! - setting, before the first exchange: `= source IP` (connect from this
 //!   loopback address, e.g. `127.0.0.3`, instead of the default)

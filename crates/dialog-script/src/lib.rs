@@ -1,6 +1,6 @@
 //! The one grammar of Postern's scripted SMTP dialogs.
 //!
-//! Two runners play dialogs: smtp-core's session tests feed them to a
+//! Two runners play dialogs: smtp-protocol's session tests feed them to a
 //! sans-IO `Session`, and the end-to-end scenarios (`tests/scenarios/`) play
 //! them over TCP against the real binaries. Both read scripts with this one
 //! parser, so a script means the same thing to both and the grammar cannot

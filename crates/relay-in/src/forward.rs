@@ -10,15 +10,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use smtp_core::address::{ForwardPath, ReversePath};
 use smtp_core::client::{
     AuthMechanism as ClientAuth, ClientConfig, ClientError, ClientErrorKind, ClientTls,
     Credentials, MailOptions, SmtpClient, Step, StepTimeouts, TlsMode, TlsVerify,
     XclientAttributes, XclientOutcome,
 };
 use smtp_core::message::Message;
-use smtp_core::policy::{Greeting, HeloVerb, SessionInfo};
-use smtp_core::reply::{EnhancedCode, Reply};
+use smtp_protocol::address::{ForwardPath, ReversePath};
+use smtp_protocol::reply::{EnhancedCode, Reply};
+use smtp_protocol::session::{Greeting, HeloVerb, SessionInfo};
 use tracing::{debug, info, warn};
 
 use crate::config::{AuthMechanism, ForwardRoute, ForwardSettings, XclientPolicy};
@@ -409,7 +409,7 @@ impl Forwarder {
     pub async fn forward(
         &self,
         session: &SessionInfo,
-        envelope: &smtp_core::policy::Envelope,
+        envelope: &smtp_protocol::session::Envelope,
         selector: &str,
         message: &Message,
         mut reused: Option<Backend>,
@@ -576,7 +576,7 @@ impl Backend {
     pub async fn finish(
         &mut self,
         session: &SessionInfo,
-        envelope: &smtp_core::policy::Envelope,
+        envelope: &smtp_protocol::session::Envelope,
         message: &Message,
     ) -> Result<Reply, Reply> {
         let reader = self.reader(session, envelope, message)?;
@@ -589,7 +589,7 @@ impl Backend {
     async fn content(
         &mut self,
         session: &SessionInfo,
-        envelope: &smtp_core::policy::Envelope,
+        envelope: &smtp_protocol::session::Envelope,
         message: &Message,
     ) -> Result<Reply, Reply> {
         let reader = match self.reader(session, envelope, message) {
@@ -606,7 +606,7 @@ impl Backend {
     fn reader<'m>(
         &self,
         session: &SessionInfo,
-        envelope: &smtp_core::policy::Envelope,
+        envelope: &smtp_protocol::session::Envelope,
         message: &'m Message,
     ) -> Result<smtp_core::message::MessageReader<'m>, Reply> {
         message.async_reader().map_err(|e| {
@@ -618,7 +618,7 @@ impl Backend {
     fn verdict(
         &self,
         session: &SessionInfo,
-        envelope: &smtp_core::policy::Envelope,
+        envelope: &smtp_protocol::session::Envelope,
         result: Result<Reply, ClientError>,
     ) -> Result<Reply, Reply> {
         match result {
@@ -652,11 +652,11 @@ impl Backend {
     }
 }
 
-pub fn mail_options(envelope: &smtp_core::policy::Envelope, size: u64) -> MailOptions {
+pub fn mail_options(envelope: &smtp_protocol::session::Envelope, size: u64) -> MailOptions {
     MailOptions {
         size: Some(size),
         smtputf8: envelope.params.smtputf8,
-        eight_bit_mime: envelope.params.body == Some(smtp_core::command::Body::EightBitMime),
+        eight_bit_mime: envelope.params.body == Some(smtp_protocol::command::Body::EightBitMime),
     }
 }
 

@@ -6,10 +6,11 @@ use std::sync::{Arc, RwLock};
 
 use smtp_core::config::ConfigDir;
 
-use smtp_core::address::{ForwardPath, ReversePath};
 use smtp_core::message::Message;
-use smtp_core::policy::{ClientInfo, ConnectionPolicy, Envelope, MailPolicy, SessionInfo, Verdict};
-use smtp_core::reply::{EnhancedCode, Reply};
+use smtp_core::policy::{ConnectionPolicy, MailPolicy};
+use smtp_protocol::address::{ForwardPath, ReversePath};
+use smtp_protocol::reply::{EnhancedCode, Reply};
+use smtp_protocol::session::{ClientInfo, Envelope, SessionInfo, Verdict};
 use tracing::{error, info, warn};
 
 use crate::config::{DomainSelector, ForwardMode, LocalDomains, RelayInSettings};

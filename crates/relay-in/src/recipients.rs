@@ -1,6 +1,6 @@
 //! Which recipients relay-in accepts: Haraka's `rcpt_to.in_host_list`.
 
-use smtp_core::address::{ForwardPath, Host};
+use smtp_protocol::address::{ForwardPath, Host};
 
 use crate::config::LocalDomains;
 
@@ -48,7 +48,7 @@ pub fn check(domains: &LocalDomains, rcpt: &ForwardPath) -> Result<(), Refusal> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smtp_core::address::parse_forward_path;
+    use smtp_protocol::address::parse_forward_path;
 
     fn domains() -> LocalDomains {
         LocalDomains {

@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use smtp_core::policy::SessionInfo;
+use smtp_protocol::session::SessionInfo;
 use tokio::task::AbortHandle;
 
 use crate::forward::{Backend, RouteKey};

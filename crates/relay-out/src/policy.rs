@@ -15,14 +15,13 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use smtp_core::address::{ForwardPath, ReversePath};
-use smtp_core::command::{Body, MailParams};
 use smtp_core::message::Message;
-use smtp_core::policy::{
-    AuthVerdict, ClientInfo, ConnectionPolicy, Envelope, MailPolicy, SessionInfo, Verdict,
-};
-use smtp_core::reply::{EnhancedCode, Reply};
-use smtp_core::sasl::{Credentials, SaslMechanism};
+use smtp_core::policy::{ConnectionPolicy, MailPolicy};
+use smtp_protocol::address::{ForwardPath, ReversePath};
+use smtp_protocol::command::{Body, MailParams};
+use smtp_protocol::reply::{EnhancedCode, Reply};
+use smtp_protocol::sasl::{Credentials, SaslMechanism};
+use smtp_protocol::session::{AuthVerdict, ClientInfo, Envelope, SessionInfo, Verdict};
 use tracing::{error, info};
 
 use crate::acl::RelayAcl;
@@ -234,10 +233,9 @@ fn storage_failure() -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smtp_core::address::{parse_forward_path, parse_reverse_path};
     use smtp_core::config::{ConfigDir, CoreSettings};
-    use smtp_core::dns::ClientName;
-    use smtp_core::policy::{ClientInfo, Greeting, HeloVerb};
+    use smtp_protocol::address::{parse_forward_path, parse_reverse_path};
+    use smtp_protocol::session::{ClientInfo, ClientName, Greeting, HeloVerb};
 
     fn session() -> SessionInfo {
         SessionInfo {

@@ -1,28 +1,24 @@
-//! Postern's SMTP engine, shared by `relay-in` and `relay-out`.
+//! Postern's SMTP runtime, shared by `relay-in` and `relay-out`.
 //!
-//! The protocol is sans-IO: [`command`], [`address`], [`data`], [`reply`] and
-//! [`session`] are pure types and functions with no sockets, so they can be
-//! unit-tested and fuzzed byte by byte. [`server`] is the thin tokio driver
-//! that puts a [`session::Session`] on a socket; [`tls`], [`dns`] and
-//! [`config`] are the pieces it needs from the outside world.
+//! The protocol itself (parsing, replies, the session state machine) is the
+//! sans-IO `smtp-protocol` crate; this crate is everything around it that
+//! touches the world. [`server`] is the thin tokio driver that puts a
+//! [`smtp_protocol::session::Session`] on a socket and carries out its
+//! actions: it asks the binary's [`policy`], gives the session the date and
+//! random tokens it asks for, and writes the log lines. [`client`] is the
+//! SMTP client both relays send with; [`tls`], [`dns`] and [`config`] are
+//! the pieces they need from the outside world, and [`id`], [`message`],
+//! [`metrics`], [`logging`] and [`app`] the daemon's plumbing.
 
-pub mod address;
 pub mod app;
 pub mod client;
-pub mod command;
 pub mod config;
-pub mod data;
 pub mod dns;
 pub mod id;
 pub mod logging;
 pub mod message;
 pub mod metrics;
 pub mod policy;
-pub mod received;
-pub mod reply;
-pub mod sasl;
 pub mod server;
-pub mod session;
 pub mod stream;
 pub mod tls;
-pub mod xtext;

@@ -5,103 +5,17 @@
 //! ACL), or where a finished message goes (a backend, a disk queue). Those
 //! decisions are asynchronous (a backend round trip, an fsync), so the driver
 //! asks a [`ConnectionPolicy`] and feeds the [`Verdict`] back to the session.
+//! The values exchanged ([`SessionInfo`], [`Envelope`], [`Verdict`], …) are
+//! the protocol crate's; the asynchronous traits are the runtime's, here.
 
 use std::future::Future;
-use std::net::SocketAddr;
 
-use crate::address::{ForwardPath, ReversePath};
-use crate::command::MailParams;
-use crate::dns::ClientName;
+use smtp_protocol::address::{ForwardPath, ReversePath};
+use smtp_protocol::command::MailParams;
+use smtp_protocol::sasl::{Credentials, SaslMechanism};
+use smtp_protocol::session::{AuthVerdict, ClientInfo, Envelope, SessionInfo, Verdict};
+
 use crate::message::Message;
-use crate::reply::Reply;
-use crate::sasl::{Credentials, SaslMechanism};
-
-/// What a policy says about a sender, a recipient or a message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Go ahead; `Some` replaces the default positive reply (e.g. a backend's
-    /// "250 2.0.0 Ok: queued as …", or relay-out's "Queued as <id>").
-    Accept(Option<Reply>),
-    /// Refuse with this reply (4xx or 5xx).
-    Reject(Reply),
-}
-
-impl Verdict {
-    pub fn accept() -> Self {
-        Verdict::Accept(None)
-    }
-}
-
-/// Who is connected: known before the first byte is exchanged.
-#[derive(Clone, Debug)]
-pub struct ClientInfo {
-    pub peer: SocketAddr,
-    pub local: SocketAddr,
-    pub name: ClientName,
-}
-
-impl ClientInfo {
-    /// `host [ip]` or `[ip]`, as in EHLO replies and `Received:` headers.
-    pub fn remote_label(&self) -> String {
-        match &self.name {
-            ClientName::Verified(name) => format!("{name} [{}]", self.peer.ip()),
-            _ => format!("[{}]", self.peer.ip()),
-        }
-    }
-}
-
-/// Whether the client greeted with HELO or EHLO; XCLIENT forwards it as PROTO.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HeloVerb {
-    Helo,
-    Ehlo,
-}
-
-/// The client's greeting, kept for `Received:` and XCLIENT HELO=.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Greeting {
-    pub verb: HeloVerb,
-    pub name: String,
-}
-
-/// The negotiated TLS parameters, for `Received:` and logs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TlsInfo {
-    pub protocol: String,
-    pub cipher: String,
-}
-
-/// What a policy may know about the session when it decides.
-#[derive(Clone, Debug)]
-pub struct SessionInfo {
-    pub conn_id: String,
-    pub client: ClientInfo,
-    pub greeting: Option<Greeting>,
-    pub tls: Option<TlsInfo>,
-    /// The user name a successful AUTH proved (RFC 4954).
-    pub authenticated: Option<String>,
-}
-
-/// What a policy says about AUTH credentials.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AuthVerdict {
-    /// `235 2.7.0`
-    Accepted,
-    /// `535 5.7.8`
-    Rejected,
-    /// `454 4.7.0`: the user store could not be read, or the client is
-    /// rate-limited; try again later.
-    TemporaryFailure,
-}
-
-/// The transaction so far: sender and the recipients already accepted.
-#[derive(Clone, Debug)]
-pub struct Envelope {
-    pub id: String,
-    pub from: ReversePath,
-    pub params: MailParams,
-    pub recipients: Vec<ForwardPath>,
-}
 
 /// Creates a [`ConnectionPolicy`] per client connection.
 pub trait MailPolicy: Send + Sync + 'static {

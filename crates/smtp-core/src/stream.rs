@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsStream;
 
-use crate::policy::TlsInfo;
+use smtp_protocol::session::TlsInfo;
 
 /// Plain TCP, or TLS (client or server side) on top of it.
 pub enum MaybeTlsStream {

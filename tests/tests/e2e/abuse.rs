@@ -277,7 +277,7 @@ async fn a_large_message_is_spilled_to_disk_and_forwarded_intact() -> anyhow::Re
         );
     }
     let mut wire = Vec::with_capacity(body.len() + 100_000);
-    smtp_core::data::dot_stuff(&body, &mut wire);
+    smtp_protocol::data::dot_stuff(&body, &mut wire);
     client.send(&wire).await?;
     let reply = client.read_reply().await?;
     assert_eq!(reply.code, 250, "{reply:?}");

@@ -8,7 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use postern_tests::dns::{SilentDns, TestDns, TestZone};
-use smtp_core::dns::{ClientName, Dns, DnsError, DnsSettings, MxAnswer, MxRecord};
+use smtp_core::dns::{Dns, DnsError, DnsSettings, MxAnswer, MxRecord};
+use smtp_protocol::session::ClientName;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -3,11 +3,11 @@
 
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
-use smtp_core::address::Domain;
 use smtp_core::config::domains::domain_list;
 use smtp_core::config::files;
 use smtp_core::config::values::optional_setting;
 use smtp_core::config::{ConfigDir, ConfigError, ListFile};
+use smtp_protocol::address::Domain;
 
 /// Bound on the compiled pattern so a huge `host_list_regex` fails at
 /// startup with a message instead of using unbounded memory.

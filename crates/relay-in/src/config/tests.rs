@@ -447,6 +447,6 @@ fn enable_outbound_true_is_reported() {
 
 /// How the recipient check asks: the parser's domain and the text as sent.
 fn contains(domains: &LocalDomains, written: &str) -> bool {
-    let domain = smtp_core::address::Domain::parse(written).expect("a valid domain");
+    let domain = smtp_protocol::address::Domain::parse(written).expect("a valid domain");
     domains.contains(&domain, written)
 }

@@ -23,7 +23,7 @@ use std::path::Path;
 
 use smtp_core::config::values::split_comma_list;
 use smtp_core::config::{ConfigDir, ConfigError, IniDocument, IniValue, expected, files};
-use smtp_core::sasl::{Credentials, SaslMechanism};
+use smtp_protocol::sasl::{Credentials, SaslMechanism};
 
 /// Haraka's shipped `methods`.
 const DEFAULT_METHODS: [SaslMechanism; 3] = [

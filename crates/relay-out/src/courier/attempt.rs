@@ -10,9 +10,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use smtp_core::address::ReversePath;
 use smtp_core::client::{ClientError, ClientErrorKind, MailOptions, SmtpClient, Step};
-use smtp_core::reply::Reply;
+use smtp_protocol::address::ReversePath;
+use smtp_protocol::reply::Reply;
 use tracing::warn;
 
 use super::Context;

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use smtp_core::address::{ForwardPath, Host, parse_forward_path};
+use smtp_protocol::address::{ForwardPath, Host, parse_forward_path};
 
 use super::mx::Destination;
 use super::outcome::{RecipientOutcome, Verdict};

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use smtp_core::address::parse_reverse_path;
+use smtp_protocol::address::parse_reverse_path;
 use tokio::task::JoinSet;
 use tracing::{error, info};
 

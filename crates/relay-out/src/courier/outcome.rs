@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
-use smtp_core::reply::Reply;
+use smtp_protocol::reply::Reply;
 
 use super::retry_timetable::{RetryTimetable, expired};
 use spool::{RecipientState, RecipientStatus};
@@ -181,7 +181,7 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
-    use smtp_core::reply::EnhancedCode;
+    use smtp_protocol::reply::EnhancedCode;
 
     const ARRIVAL_SECS: u64 = 1_700_000_000;
 

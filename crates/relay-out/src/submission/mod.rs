@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
 use smtp_core::config::{ConfigDir, CoreSettings};
-use smtp_core::policy::{AuthVerdict, SessionInfo};
-use smtp_core::sasl::{Credentials, SaslMechanism};
+use smtp_protocol::sasl::{Credentials, SaslMechanism};
+use smtp_protocol::session::{AuthVerdict, SessionInfo};
 use tracing::{error, info, warn};
 
 use crate::config::AuthUsers;
@@ -161,8 +161,7 @@ fn same_host(peer: IpAddr, local: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smtp_core::dns::ClientName;
-    use smtp_core::policy::{ClientInfo, TlsInfo};
+    use smtp_protocol::session::{ClientInfo, ClientName, TlsInfo};
 
     fn session(peer: &str, local: &str, tls: bool) -> SessionInfo {
         SessionInfo {

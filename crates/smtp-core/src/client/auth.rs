@@ -82,7 +82,7 @@ pub(crate) fn base64(input: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::reply_parser::ReplyParser;
+    use smtp_protocol::reply_parser::ReplyParser;
 
     fn capabilities(auth_line: &str) -> Capabilities {
         let mut parser = ReplyParser::new();

@@ -1,6 +1,6 @@
 //! What a server said it supports in its EHLO reply (RFC 5321 §4.1.1.1).
 
-use crate::reply::Reply;
+use smtp_protocol::reply::Reply;
 
 use super::xclient::XclientAttribute;
 
@@ -133,7 +133,7 @@ fn server_name(first_line: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::reply_parser::ReplyParser;
+    use smtp_protocol::reply_parser::ReplyParser;
 
     fn parse_reply(wire: &str) -> Reply {
         let mut parser = ReplyParser::new();

@@ -3,9 +3,9 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::data::DotStuffer;
 use crate::message::MessageReader;
-use crate::reply::Reply;
+use smtp_protocol::data::DotStuffer;
+use smtp_protocol::reply::Reply;
 
 use super::error::{ClientError, ClientErrorKind, Step};
 use super::session::SmtpClient;

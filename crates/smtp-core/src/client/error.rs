@@ -5,10 +5,10 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
-use crate::reply::Reply;
+use smtp_protocol::reply::Reply;
 
-use super::reply_parser::ReplyError;
 use super::tls::ClientTlsError;
+use smtp_protocol::reply_parser::ReplyError;
 
 /// The protocol step a failure happened in. It exists because the same cause
 /// (a timeout, a closed connection) means different things at different steps,
@@ -188,7 +188,7 @@ impl ClientError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reply::EnhancedCode;
+    use smtp_protocol::reply::EnhancedCode;
 
     fn error(step: Step, kind: ClientErrorKind) -> ClientError {
         ClientError::new("192.0.2.1:25".parse().unwrap(), step, kind)

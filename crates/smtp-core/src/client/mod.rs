@@ -3,8 +3,8 @@
 //! hosts.
 //!
 //! The protocol pieces are sans-IO and unit-tested without sockets:
-//! [`ReplyParser`] (octets → [`Reply`], with limits against hostile servers),
-//! [`Capabilities`] (the EHLO reply), [`xclient_commands`] and the AUTH
+//! [`ReplyParser`](smtp_protocol::reply_parser::ReplyParser) (octets →
+//! [`Reply`], in the protocol crate), [`Capabilities`] (the EHLO reply), [`xclient_commands`] and the AUTH
 //! encodings. [`SmtpClient`] is the thin tokio driver on top: one connection,
 //! every step bounded by its RFC 5321 §4.5.3.2 timeout.
 //!
@@ -16,7 +16,6 @@ mod auth;
 mod capabilities;
 mod content;
 mod error;
-mod reply_parser;
 mod session;
 mod tls;
 mod transport;
@@ -28,13 +27,12 @@ mod tests;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::reply::Reply;
+use smtp_protocol::reply::Reply;
 
 pub use auth::{AuthMechanism, Credentials};
 pub use capabilities::Capabilities;
 pub use content::MessageSource;
 pub use error::{ClientError, ClientErrorKind, Step};
-pub use reply_parser::{MAX_REPLY_LINE, MAX_REPLY_LINES, ReplyError, ReplyParser};
 pub use session::SmtpClient;
 pub use tls::{ClientTls, ClientTlsError, TlsMode, TlsVerify};
 pub use xclient::{MAX_XCLIENT_LINE, XclientAttribute, XclientAttributes, xclient_commands};

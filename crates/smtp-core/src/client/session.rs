@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use tracing::debug;
 
-use crate::address::{ForwardPath, ReversePath};
-use crate::policy::HeloVerb;
-use crate::reply::Reply;
+use smtp_protocol::address::{ForwardPath, ReversePath};
+use smtp_protocol::reply::Reply;
+use smtp_protocol::session::HeloVerb;
 
 use super::auth::{self, ChosenMechanism};
 use super::capabilities::Capabilities;
@@ -97,6 +97,8 @@ impl SmtpClient {
         self.transport.is_tls()
     }
 
+    /// The relays never need it (errors carry the peer); tests check it.
+    #[cfg(test)]
     pub fn peer_addr(&self) -> SocketAddr {
         self.transport.peer()
     }
@@ -382,12 +384,16 @@ impl SmtpClient {
         }
     }
 
-    /// Abandons the current transaction.
+    /// Abandons the current transaction. Only tests use it: the relays
+    /// never abandon a transaction they can still finish, and retire the
+    /// session when they cannot.
+    #[cfg(test)]
     pub async fn rset(&mut self) -> Result<Reply, ClientError> {
         self.simple_command("RSET", Step::Rset).await
     }
 
-    /// Checks that the session is alive.
+    /// Checks that the session is alive. Only tests use it.
+    #[cfg(test)]
     pub async fn noop(&mut self) -> Result<Reply, ClientError> {
         self.simple_command("NOOP", Step::Noop).await
     }
@@ -519,6 +525,7 @@ impl SmtpClient {
         self.transaction_reply(Step::MailFrom, reply)
     }
 
+    #[cfg(test)]
     async fn simple_command(&mut self, line: &str, step: Step) -> Result<Reply, ClientError> {
         self.transport.ensure_usable(step)?;
         let timeout = self.config.timeouts.command;

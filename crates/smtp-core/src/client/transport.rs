@@ -11,11 +11,11 @@ use tokio::net::TcpSocket;
 use tokio_rustls::TlsConnector;
 use tracing::trace;
 
-use crate::reply::Reply;
 use crate::stream::MaybeTlsStream as Stream;
+use smtp_protocol::reply::Reply;
 
 use super::error::{ClientError, ClientErrorKind, Step};
-use super::reply_parser::ReplyParser;
+use smtp_protocol::reply_parser::ReplyParser;
 
 /// One SMTP connection's octet stream and reply parser.
 ///

@@ -6,9 +6,9 @@
 
 use std::net::IpAddr;
 
-use crate::dns::ClientName;
-use crate::policy::HeloVerb;
-use crate::xtext;
+use smtp_protocol::session::ClientName;
+use smtp_protocol::session::HeloVerb;
+use smtp_protocol::xtext;
 
 /// Postfix's limit for a whole XCLIENT command line, CRLF included
 /// (XCLIENT_README, note 1).

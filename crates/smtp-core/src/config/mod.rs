@@ -58,8 +58,8 @@ pub mod values;
 mod tests;
 
 pub use self::core::{
-    BareNewline, CoreSettings, DEFAULT_CLOSE_MESSAGE, DEFAULT_HELO_MESSAGE, DEFAULT_MAX_BYTES,
-    TlsFiles, TlsMinVersion, TlsSettings,
+    CoreSettings, DEFAULT_CLOSE_MESSAGE, DEFAULT_HELO_MESSAGE, DEFAULT_MAX_BYTES, TlsFiles,
+    TlsMinVersion, TlsSettings,
 };
 pub use dir::{ConfigDir, ListFile};
 pub use error::{ConfigError, expected, expected_for_bare_key};

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use smtp_protocol::session::ClientName;
 
 use super::names::{display_name, is_presentable_hostname};
 use super::{Dns, QueryFailure, classify};
@@ -11,41 +12,6 @@ use super::{Dns, QueryFailure, classify};
 /// A client may publish many PTR records; confirming each costs a query, so a hostile reverse
 /// zone must not be able to make one connection cost dozens of lookups.
 const MAX_PTR_NAMES_CHECKED: usize = 4;
-
-/// Result of the client reverse lookup, in the four states XCLIENT distinguishes: the backend
-/// Postfix applies `reject_unknown_client_hostname` and friends to it, so a temporary DNS problem
-/// must not be reported as a permanent absence of a name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientName {
-    /// PTR name whose A/AAAA records contain the client address.
-    Verified(String),
-    /// PTR name that does not resolve back to the client address (XCLIENT then sends
-    /// `NAME=[UNAVAILABLE]` and this as `REVERSE_NAME=`).
-    Unverified(String),
-    /// No usable PTR record (NXDOMAIN, NODATA, or a PTR target that is not a valid host name).
-    Unavailable,
-    /// SERVFAIL, timeout or another failure that may clear later, in the PTR lookup or in the
-    /// forward confirmation.
-    TempUnavailable,
-}
-
-impl ClientName {
-    /// The PTR name, verified or not: what Haraka shows in `Received:` (it never confirms).
-    pub fn ptr_name(&self) -> Option<&str> {
-        match self {
-            ClientName::Verified(name) | ClientName::Unverified(name) => Some(name),
-            ClientName::Unavailable | ClientName::TempUnavailable => None,
-        }
-    }
-
-    /// The forward-confirmed name, the only one XCLIENT may send as `NAME=`.
-    pub fn verified_name(&self) -> Option<&str> {
-        match self {
-            ClientName::Verified(name) => Some(name),
-            _ => None,
-        }
-    }
-}
 
 /// Outcome of checking one PTR name against the client address.
 enum Confirmation {
@@ -144,20 +110,6 @@ impl Dns {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn accessors_expose_only_what_each_state_allows() {
-        let verified = ClientName::Verified("mx.example".to_string());
-        let unverified = ClientName::Unverified("spoof.example".to_string());
-        assert_eq!(verified.ptr_name(), Some("mx.example"));
-        assert_eq!(verified.verified_name(), Some("mx.example"));
-        assert_eq!(unverified.ptr_name(), Some("spoof.example"));
-        assert_eq!(unverified.verified_name(), None);
-        for absent in [ClientName::Unavailable, ClientName::TempUnavailable] {
-            assert_eq!(absent.ptr_name(), None);
-            assert_eq!(absent.verified_name(), None);
-        }
-    }
 
     #[tokio::test]
     async fn rdns_off_sends_no_query() {

@@ -24,7 +24,6 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::{Resolver, TokioResolver};
 use thiserror::Error;
 
-pub use client_name::ClientName;
 pub use mx::{MxAnswer, MxRecord};
 
 /// Retries per query, as in resolv.conf's `attempts:2`: one lost UDP datagram must not turn
@@ -44,7 +43,7 @@ pub struct DnsSettings {
     /// Bound on one whole public lookup operation (e.g. PTR plus the forward confirmation).
     pub timeout: Duration,
     /// `rdns=on|off`: with reverse lookups off, [`Dns::client_name`] answers
-    /// [`ClientName::Unavailable`] without sending a query.
+    /// [`ClientName::Unavailable`](smtp_protocol::session::ClientName::Unavailable) without sending a query.
     pub reverse_lookups: bool,
 }
 

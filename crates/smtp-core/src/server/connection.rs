@@ -11,15 +11,17 @@ use tracing::{debug, error, info, warn};
 
 use super::input::{InputBuffer, Line};
 use super::limits::{ConnectionPermit, LimitExceeded};
+use super::log;
 use super::pregreet::Pregreet;
 use super::shutdown::{Phase, Shutdown};
 use super::{MIN_DATA_RATE_BYTES_PER_SECOND, STRESS_TIMEOUT, Shared, TLS_HANDSHAKE_TIMEOUT};
-use crate::dns::ClientName;
 use crate::message::{Message, Spill};
 use crate::metrics::{ConnectionOutcome, Outcome, metrics};
-use crate::policy::{AuthVerdict, ClientInfo, ConnectionPolicy, MailPolicy, Verdict};
-use crate::session::{Action, Session, TransactionRecord, replies};
+use crate::policy::{ConnectionPolicy, MailPolicy};
 use crate::stream::MaybeTlsStream as ClientStream;
+use smtp_protocol::session::ClientName;
+use smtp_protocol::session::{Action, Session, replies};
+use smtp_protocol::session::{ClientInfo, Verdict};
 
 /// Bytes asked of the socket per read: enough for a pipelined group or a
 /// good slice of DATA, small enough for 10,000 idle connections.
@@ -317,61 +319,50 @@ impl<P: MailPolicy> Connection<P> {
         loop {
             action = match action {
                 Action::Continue | Action::ReceiveData => break,
-                Action::CheckSender => {
-                    let verdict = match self.session.pending_sender() {
-                        Some((from, params)) => {
-                            Box::pin(self.policy.mail_from(self.session.info(), from, params)).await
-                        }
-                        None => break,
-                    };
-                    self.session.sender_verdict(verdict)
+                Action::CheckSender(check) => {
+                    let info = self.session.info();
+                    let verdict =
+                        Box::pin(self.policy.mail_from(info, check.from(), check.params())).await;
+                    self.session.sender_verdict(check, verdict)
                 }
-                Action::CheckRecipient if !self.recipient_rate_allows() => self
-                    .session
-                    .recipient_verdict(Verdict::Reject(replies::recipient_rate_exceeded())),
-                Action::CheckRecipient => {
-                    let verdict = match (self.session.envelope(), self.session.pending_recipient())
-                    {
-                        (Some(envelope), Some(rcpt)) => {
-                            Box::pin(self.policy.rcpt_to(self.session.info(), envelope, rcpt)).await
-                        }
-                        _ => break,
-                    };
-                    self.session.recipient_verdict(verdict)
+                Action::CheckRecipient(check) if !self.recipient_rate_allows() => {
+                    let verdict = Verdict::Reject(replies::recipient_rate_exceeded());
+                    self.session.recipient_verdict(check, verdict)
                 }
-                Action::DeliverMessage => {
-                    let verdict = match (self.complete_message(), self.session.envelope()) {
-                        (Ok(message), Some(envelope)) => {
-                            Box::pin(self.policy.message(self.session.info(), envelope, message))
-                                .await
-                        }
-                        (Err(()), Some(_)) => Verdict::Reject(replies::local_error()),
-                        (_, None) => break,
-                    };
-                    self.session.message_verdict(verdict)
+                Action::CheckRecipient(check) => {
+                    let info = self.session.info();
+                    let verdict = Box::pin(self.policy.rcpt_to(
+                        info,
+                        check.envelope(),
+                        check.recipient(),
+                    ))
+                    .await;
+                    self.session.recipient_verdict(check, verdict)
                 }
-                Action::Authenticate => {
-                    let verdict = match self.session.pending_credentials() {
-                        Some(credentials) => {
-                            let verdict = Box::pin(
-                                self.policy.authenticate(self.session.info(), credentials),
-                            )
-                            .await;
+                Action::StampReceived => {
+                    let date = chrono::Local::now().to_rfc2822();
+                    self.session.stamp_received(&date)
+                }
+                Action::DeliverMessage(mut delivery) => {
+                    let verdict = match self.complete_message(delivery.take_message()) {
+                        Ok(message) => {
                             let info = self.session.info();
-                            // The user name only: credentials never reach a log.
-                            match verdict {
-                                AuthVerdict::Accepted => {
-                                    info!(conn = %info.conn_id, client = %info.client.peer.ip(), user = %credentials.user(), "authenticated")
-                                }
-                                _ => {
-                                    warn!(conn = %info.conn_id, client = %info.client.peer.ip(), user = %credentials.user(), ?verdict, "authentication failed")
-                                }
-                            }
-                            verdict
+                            Box::pin(self.policy.message(info, delivery.envelope(), message)).await
                         }
-                        None => break,
+                        Err(()) => Verdict::Reject(replies::local_error()),
                     };
-                    self.session.auth_verdict(verdict)
+                    self.session.message_verdict(delivery, verdict)
+                }
+                Action::IssueChallenge => {
+                    let random = crate::id::random_id(10);
+                    self.session.issue_challenge(&random)
+                }
+                Action::Authenticate(check) => {
+                    let info = self.session.info();
+                    let credentials = check.credentials();
+                    let verdict = Box::pin(self.policy.authenticate(info, credentials)).await;
+                    log::authentication(info, credentials, verdict);
+                    self.session.auth_verdict(check, verdict)
                 }
                 Action::StartTls => self.start_tls().await?,
                 Action::Reset => {
@@ -385,16 +376,26 @@ impl<P: MailPolicy> Connection<P> {
                     break;
                 }
             };
-            if let Some(record) = self.session.take_finished() {
-                self.spill = Spilling::No;
-                self.log_transaction(&record);
-            }
+            self.after_step();
+        }
+        self.after_step();
+        Ok(())
+    }
+
+    /// What the session reported of its last step goes to the log.
+    fn after_step(&mut self) {
+        if self.session.take_out_of_sequence() {
+            log::out_of_sequence(self.session.info());
         }
         if let Some(record) = self.session.take_finished() {
             self.spill = Spilling::No;
-            self.log_transaction(&record);
+            metrics().transaction(match record.reply.code() {
+                200..=399 => Outcome::Accepted,
+                400..=499 => Outcome::TempFailed,
+                _ => Outcome::Rejected,
+            });
+            log::transaction(self.session.info(), &record);
         }
-        Ok(())
     }
 
     /// Past `spool_after` buffered bytes, moves the message received so far
@@ -427,8 +428,7 @@ impl<P: MailPolicy> Connection<P> {
 
     /// The message for the policy, from memory or from its spill file. A
     /// failed spill is an error: the sender gets 451, nothing is lost.
-    fn complete_message(&mut self) -> Result<Message, ()> {
-        let rest = self.session.take_message();
+    fn complete_message(&mut self, rest: Vec<u8>) -> Result<Message, ()> {
         match std::mem::replace(&mut self.spill, Spilling::No) {
             Spilling::No => Ok(Message::Memory(rest)),
             Spilling::Yes(mut spill) => match spill.append(&rest) {
@@ -440,46 +440,6 @@ impl<P: MailPolicy> Connection<P> {
             },
             Spilling::Failed => Err(()),
         }
-    }
-
-    /// The one line per transaction a mail administrator greps for.
-    fn log_transaction(&self, record: &TransactionRecord) {
-        let info = self.session.info();
-        let envelope = &record.envelope;
-        let rcpts: Vec<String> = envelope.recipients.iter().map(|r| r.to_string()).collect();
-        let tls = info
-            .tls
-            .as_ref()
-            .map(|t| t.protocol.as_str())
-            .unwrap_or("no");
-        let helo = info
-            .greeting
-            .as_ref()
-            .map(|g| g.name.as_str())
-            .unwrap_or("");
-        let outcome = if record.reply.is_positive() {
-            "accepted"
-        } else {
-            "rejected"
-        };
-        metrics().transaction(match record.reply.code() {
-            200..=399 => Outcome::Accepted,
-            400..=499 => Outcome::TempFailed,
-            _ => Outcome::Rejected,
-        });
-        info!(
-            conn = %info.conn_id,
-            id = %envelope.id,
-            client = %info.client.peer.ip(),
-            helo = %helo,
-            from = %envelope.from,
-            rcpts = %rcpts.join(","),
-            size = record.size,
-            tls = %tls,
-            code = record.reply.code(),
-            "message {outcome}: {}",
-            record.reply
-        );
     }
 
     /// limit.ini `[rate_rcpt_host]`; refusals are logged once a minute.

@@ -1,10 +1,11 @@
 //! The tokio driver: listeners, one task per connection, limits, signals
-//! and graceful shutdown. The protocol itself lives in [`crate::session`].
+//! and graceful shutdown. The protocol itself lives in [`smtp_protocol::session`].
 
 mod connection;
 mod input;
 mod limits;
 mod listener;
+mod log;
 mod pregreet;
 mod rate;
 mod shutdown;
@@ -20,10 +21,10 @@ use tracing::{error, info, warn};
 use crate::config::CoreSettings;
 use crate::dns::Dns;
 use crate::policy::MailPolicy;
-use crate::session::SessionConfig;
 use crate::tls::ServerTls;
 use limits::ConnectionLimits;
 use shutdown::Phase;
+use smtp_protocol::session::SessionConfig;
 
 /// Without a complete command line for this long while the server is over
 /// 80% of `max_connections`, a client is cut off (Postfix's

@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::client::{ClientErrorKind, MailOptions, ReplyError, SmtpClient, Step, StepTimeouts};
+use crate::client::{ClientErrorKind, MailOptions, SmtpClient, Step, StepTimeouts};
+use smtp_protocol::reply_parser::ReplyError;
 
 #[tokio::test]
 async fn refused_greeting_carries_the_reply() {

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use super::ClientConfig;
-use crate::address::{ForwardPath, ReversePath, parse_forward_path, parse_reverse_path};
+use smtp_protocol::address::{ForwardPath, ReversePath, parse_forward_path, parse_reverse_path};
 
 /// How long the fake server waits for the client before giving up, so a
 /// client bug fails the test instead of hanging it.

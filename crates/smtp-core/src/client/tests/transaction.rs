@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::client::{ClientErrorKind, MailOptions, SmtpClient, Step};
-use crate::reply::EnhancedCode;
+use smtp_protocol::reply::EnhancedCode;
 
 #[tokio::test]
 async fn full_pipelined_transaction() {

@@ -4,8 +4,8 @@ use std::net::IpAddr;
 
 use super::*;
 use crate::client::{ClientErrorKind, SmtpClient, XclientAttributes, XclientOutcome};
-use crate::dns::ClientName;
-use crate::policy::HeloVerb;
+use smtp_protocol::session::ClientName;
+use smtp_protocol::session::HeloVerb;
 
 const POSTFIX_XCLIENT: &str =
     "XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT";

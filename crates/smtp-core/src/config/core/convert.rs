@@ -5,7 +5,7 @@
 
 use super::CoreSettings;
 use crate::dns::DnsSettings;
-use crate::session::SessionConfig;
+use smtp_protocol::session::SessionConfig;
 
 impl CoreSettings {
     /// The protocol engine's settings, shared by every session.

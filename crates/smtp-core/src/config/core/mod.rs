@@ -11,7 +11,9 @@ mod tests;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-pub use raw::{BareNewline, TlsMinVersion};
+use smtp_protocol::data::BareNewlinePolicy;
+
+pub use raw::TlsMinVersion;
 pub use tls::{TlsFiles, TlsSettings};
 
 use self::rates::RateRule;
@@ -68,7 +70,7 @@ pub struct CoreSettings {
     /// Advertise SMTPUTF8 (connection.ini `[main] smtputf8`, true).
     pub smtputf8: bool,
     /// Bare LF/CR in DATA (connection.ini `[main] bare_newline`, reject).
-    pub bare_newline: BareNewline,
+    pub bare_newline: BareNewlinePolicy,
     /// Add a Received header (connection.ini `[headers] add_received`, true).
     pub add_received: bool,
     /// More Received headers than this is a loop: 550

@@ -16,6 +16,7 @@ use std::time::Duration;
 use ipnetwork::IpNetwork;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
+use smtp_protocol::data::BareNewlinePolicy;
 
 use crate::config::endpoint::{ListenAddresses, NameServers};
 use crate::config::error::expected;
@@ -99,7 +100,7 @@ pub(super) struct ConnectionMain {
     #[serde(deserialize_with = "setting")]
     pub smtputf8: bool,
     #[serde(deserialize_with = "setting")]
-    pub bare_newline: BareNewline,
+    pub bare_newline: BareNewlinePolicy,
     /// Where large messages go while being received; relative to the
     /// config root.
     #[serde(deserialize_with = "setting")]
@@ -112,7 +113,7 @@ impl Default for ConnectionMain {
     fn default() -> Self {
         Self {
             smtputf8: true,
-            bare_newline: BareNewline::Reject,
+            bare_newline: BareNewlinePolicy::Reject,
             // Haraka's default too.
             spool_dir: std::env::temp_dir(),
             // Haraka never spools; Postern does past 1 MiB, so a few large
@@ -194,12 +195,10 @@ pub(super) struct ConnectionMessage {
 
 /// `bare_newline=` is the DATA decoder's own policy type; Haraka passes bare
 /// LFs on unchanged, which enables SMTP smuggling.
-pub use crate::data::BareNewlinePolicy as BareNewline;
-
-impl Keyword for BareNewline {
+impl Keyword for BareNewlinePolicy {
     const WORDS: &'static [(&'static str, Self)] = &[
-        ("reject", BareNewline::Reject),
-        ("normalize", BareNewline::Normalize),
+        ("reject", BareNewlinePolicy::Reject),
+        ("normalize", BareNewlinePolicy::Normalize),
     ];
 }
 

@@ -27,7 +27,7 @@ fn every_default_when_no_files_exist() {
     assert!(settings.rdns);
     assert_eq!(settings.dns_timeout, Duration::from_secs(5));
     assert!(settings.smtputf8);
-    assert_eq!(settings.bare_newline, BareNewline::Reject);
+    assert_eq!(settings.bare_newline, BareNewlinePolicy::Reject);
     assert!(settings.add_received);
     assert_eq!(settings.max_received, 100);
     assert_eq!(settings.max_bytes, 26_214_400);
@@ -85,7 +85,7 @@ fn every_key_is_read() {
     assert!(!settings.rdns);
     assert_eq!(settings.dns_timeout, Duration::from_secs(2));
     assert!(!settings.smtputf8);
-    assert_eq!(settings.bare_newline, BareNewline::Normalize);
+    assert_eq!(settings.bare_newline, BareNewlinePolicy::Normalize);
     assert!(!settings.add_received);
     assert_eq!(settings.max_received, 30);
     assert_eq!(settings.max_bytes, 1000);

@@ -2,23 +2,37 @@
 //!
 //! The driver feeds it input (command lines, DATA bytes, policy verdicts,
 //! timeouts) and gets back an [`Action`] plus queued replies. No sockets, no
-//! clocks: every reply code can be unit-tested byte for byte, and pipelined
-//! groups keep their order because replies are only ever appended.
+//! clocks, no randomness, no logging: what the session needs from the world
+//! it asks for with an [`Action`], so every reply code can be unit-tested
+//! byte for byte, and pipelined groups keep their order because replies are
+//! only ever appended.
+//!
+//! - `action`: the questions to the driver ([`Action`]) and the tokens
+//!   that carry what each is about;
+//! - `transaction` and `auth`: MAIL/RCPT/DATA and AUTH inside the session;
+//! - [`replies`]: every reply text, each defined once;
+//! - [`ClientInfo`], [`SessionInfo`], [`Envelope`] and the other facts a
+//!   policy decides on; [`Verdict`] and [`AuthVerdict`], its answers.
 
+mod action;
 mod auth;
+mod info;
 pub mod replies;
 #[cfg(test)]
 mod tests;
 mod transaction;
+mod verdict;
 
 use std::sync::Arc;
 
-use crate::address::{ForwardPath, ReversePath};
-use crate::command::{Command, CommandError, ErrorReply, MailParams};
+use crate::command::{Command, CommandError, ErrorReply};
 use crate::data::{BareNewlinePolicy, DataDecoder};
-use crate::policy::{ClientInfo, Envelope, Greeting, HeloVerb, SessionInfo, TlsInfo};
 use crate::reply::Reply;
-use crate::sasl::{Credentials, SaslExchange, SaslMechanism};
+use crate::sasl::{SaslExchange, SaslMechanism};
+
+pub use action::{Action, AuthCheck, Delivery, RecipientCheck, SenderCheck};
+pub use info::{ClientInfo, ClientName, Envelope, Greeting, HeloVerb, SessionInfo, TlsInfo};
+pub use verdict::{AuthVerdict, Verdict};
 
 /// How much of the client's data stays in memory for the `Received:` loop
 /// check even when the message goes to disk: a header section longer than
@@ -66,35 +80,6 @@ impl SessionConfig {
     }
 }
 
-/// What the driver must do next, after sending any queued replies.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Read the next command (in DATA mode: more message bytes).
-    Continue,
-    /// Ask [`ConnectionPolicy::mail_from`](crate::policy::ConnectionPolicy::mail_from)
-    /// about [`Session::pending_sender`], then call [`Session::sender_verdict`].
-    CheckSender,
-    /// Ask `rcpt_to` about [`Session::pending_recipient`], then call
-    /// [`Session::recipient_verdict`].
-    CheckRecipient,
-    /// The 354 is queued: feed the following bytes to [`Session::data`].
-    ReceiveData,
-    /// A complete message: [`Session::take_message`], ask `message`, then call
-    /// [`Session::message_verdict`].
-    DeliverMessage,
-    /// AUTH credentials are complete: ask `authenticate` about
-    /// [`Session::pending_credentials`], then call [`Session::auth_verdict`].
-    Authenticate,
-    /// Flush the queued `220`, discard any input the client pipelined after
-    /// STARTTLS (CVE-2011-0411), run the handshake, then call
-    /// [`Session::tls_established`].
-    StartTls,
-    /// The transaction was abandoned: tell the policy to release it.
-    Reset,
-    /// Flush the queued replies and close the connection.
-    Close,
-}
-
 /// A finished transaction, handed to the driver for the one log line per
 /// message that a mail administrator greps for.
 #[derive(Clone, Debug)]
@@ -105,20 +90,28 @@ pub struct TransactionRecord {
     pub reply: Reply,
 }
 
-/// Where the session is in the protocol.
+/// Where the session is in the protocol. While it waits for an answer, what
+/// the question is about travels with the [`Action`] and comes back with
+/// the answer.
 #[derive(Debug)]
 enum State {
     Command,
-    AwaitingSender {
-        from: ReversePath,
-        params: MailParams,
-    },
-    AwaitingRecipient(ForwardPath),
+    AwaitingSender,
+    /// The transaction is in the [`RecipientCheck`].
+    AwaitingRecipient,
+    /// DATA was accepted; the driver gives the date for `Received:`.
+    AwaitingStamp,
     Data(DataDecoder),
+    /// The transaction is in the [`Delivery`].
     AwaitingDelivery,
+    /// AUTH with a mechanism whose challenge needs the driver's randomness.
+    AwaitingChallenge {
+        mechanism: SaslMechanism,
+        initial_response: Option<String>,
+    },
     /// Inside an AUTH exchange: the next line is a SASL response.
     Authenticating(SaslExchange),
-    AwaitingAuthVerdict(Credentials),
+    AwaitingAuthVerdict,
     Closed,
 }
 
@@ -143,13 +136,14 @@ pub struct Session {
     info: SessionInfo,
     tls_available: bool,
     auth_mechanisms: Vec<SaslMechanism>,
-    extra_keywords: Vec<String>,
     state: State,
     transaction: Option<Transaction>,
     transactions_started: u32,
     bad_commands: u32,
     replies: Vec<Reply>,
     finished: Option<TransactionRecord>,
+    /// Input came out of sequence: a driver bug, for the driver to log.
+    out_of_sequence: bool,
 }
 
 impl Session {
@@ -165,13 +159,13 @@ impl Session {
             },
             tls_available: false,
             auth_mechanisms: Vec::new(),
-            extra_keywords: Vec::new(),
             state: State::Command,
             transaction: None,
             transactions_started: 0,
             bad_commands: 0,
             replies: Vec::new(),
             finished: None,
+            out_of_sequence: false,
         }
     }
 
@@ -185,22 +179,10 @@ impl Session {
         self.tls_available = available;
     }
 
-    /// EHLO keywords a binary adds beyond this engine's own.
-    pub fn set_extra_keywords(&mut self, keywords: Vec<String>) {
-        self.extra_keywords = keywords;
-    }
-
     /// The SASL mechanisms to offer (empty: no AUTH). The driver asks the
     /// policy at the start and again after STARTTLS.
     pub fn set_auth_mechanisms(&mut self, mechanisms: Vec<SaslMechanism>) {
         self.auth_mechanisms = mechanisms;
-    }
-
-    pub fn pending_credentials(&self) -> Option<&Credentials> {
-        match &self.state {
-            State::AwaitingAuthVerdict(credentials) => Some(credentials),
-            _ => None,
-        }
     }
 
     /// Queues the banner. Call once, before any input.
@@ -226,8 +208,19 @@ impl Session {
         self.finished.take()
     }
 
+    /// Whether input came out of sequence since the last call: a driver bug,
+    /// answered with `451` and close. The session does no logging; the
+    /// driver does.
+    pub fn take_out_of_sequence(&mut self) -> bool {
+        std::mem::take(&mut self.out_of_sequence)
+    }
+
     pub fn in_transaction(&self) -> bool {
         self.transaction.is_some()
+            || matches!(
+                self.state,
+                State::AwaitingRecipient | State::AwaitingDelivery
+            )
     }
 
     pub fn is_receiving_data(&self) -> bool {
@@ -236,24 +229,6 @@ impl Session {
 
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed)
-    }
-
-    pub fn envelope(&self) -> Option<&Envelope> {
-        self.transaction.as_ref().map(|t| &t.envelope)
-    }
-
-    pub fn pending_sender(&self) -> Option<(&ReversePath, &MailParams)> {
-        match &self.state {
-            State::AwaitingSender { from, params } => Some((from, params)),
-            _ => None,
-        }
-    }
-
-    pub fn pending_recipient(&self) -> Option<&ForwardPath> {
-        match &self.state {
-            State::AwaitingRecipient(rcpt) => Some(rcpt),
-            _ => None,
-        }
     }
 
     /// One command line, without its line ending.
@@ -367,7 +342,6 @@ impl Session {
             let names: Vec<&str> = self.auth_mechanisms.iter().map(|m| m.name()).collect();
             keywords.push(format!("AUTH {}", names.join(" ")));
         }
-        keywords.extend(self.extra_keywords.iter().cloned());
         keywords
     }
 
@@ -419,7 +393,7 @@ impl Session {
     }
 
     fn driver_bug(&mut self) -> Action {
-        tracing::error!(conn = %self.info.conn_id, "session input out of sequence (driver bug)");
+        self.out_of_sequence = true;
         self.replies.push(replies::local_error());
         self.close()
     }

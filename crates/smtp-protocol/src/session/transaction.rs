@@ -1,11 +1,14 @@
 //! The mail transaction inside the session: MAIL, RCPT and DATA, the
 //! policy's verdicts on each, and the end of the message.
 
-use super::{Action, HEAD_KEPT, Session, State, Transaction, TransactionRecord, replies};
+use super::{
+    Action, Delivery, HEAD_KEPT, RecipientCheck, SenderCheck, Session, State, Transaction,
+    TransactionRecord, replies,
+};
+use super::{Envelope, HeloVerb, Verdict};
 use crate::address::{ForwardPath, ReversePath};
 use crate::command::MailParams;
 use crate::data::{DataDecoder, DataOutcome};
-use crate::policy::{Envelope, HeloVerb, Verdict};
 use crate::received;
 use crate::reply::Reply;
 
@@ -23,8 +26,8 @@ impl Session {
             self.replies.push(reply);
             return Action::Continue;
         }
-        self.state = State::AwaitingSender { from, params };
-        Action::CheckSender
+        self.state = State::AwaitingSender;
+        Action::CheckSender(SenderCheck { from, params })
     }
 
     pub(super) fn check_mail_params(
@@ -68,12 +71,11 @@ impl Session {
     }
 
     /// The policy's answer to [`Action::CheckSender`].
-    pub fn sender_verdict(&mut self, verdict: Verdict) -> Action {
-        let State::AwaitingSender { from, params } =
-            std::mem::replace(&mut self.state, State::Command)
-        else {
+    pub fn sender_verdict(&mut self, check: SenderCheck, verdict: Verdict) -> Action {
+        let State::AwaitingSender = std::mem::replace(&mut self.state, State::Command) else {
             return self.driver_bug();
         };
+        let SenderCheck { from, params } = check;
         match verdict {
             Verdict::Accept(reply) => {
                 self.transactions_started += 1;
@@ -121,27 +123,34 @@ impl Session {
             self.replies.push(replies::needs_smtputf8());
             return Action::Continue;
         }
-        self.state = State::AwaitingRecipient(to);
-        Action::CheckRecipient
+        let Some(transaction) = self.transaction.take() else {
+            return self.driver_bug();
+        };
+        self.state = State::AwaitingRecipient;
+        Action::CheckRecipient(RecipientCheck {
+            transaction,
+            recipient: to,
+        })
     }
 
     /// The policy's answer to [`Action::CheckRecipient`].
-    pub fn recipient_verdict(&mut self, verdict: Verdict) -> Action {
-        let State::AwaitingRecipient(rcpt) = std::mem::replace(&mut self.state, State::Command)
-        else {
+    pub fn recipient_verdict(&mut self, check: RecipientCheck, verdict: Verdict) -> Action {
+        let State::AwaitingRecipient = std::mem::replace(&mut self.state, State::Command) else {
             return self.driver_bug();
         };
-        let Some(txn) = &mut self.transaction else {
-            return self.driver_bug();
-        };
+        let RecipientCheck {
+            mut transaction,
+            recipient,
+        } = check;
         match verdict {
             Verdict::Accept(reply) => {
                 self.replies
-                    .push(reply.unwrap_or_else(|| replies::recipient_ok(&rcpt.to_string())));
-                txn.envelope.recipients.push(rcpt);
+                    .push(reply.unwrap_or_else(|| replies::recipient_ok(&recipient.to_string())));
+                transaction.envelope.recipients.push(recipient);
             }
             Verdict::Reject(reply) => self.replies.push(reply),
         }
+        self.transaction = Some(transaction);
         Action::Continue
     }
 
@@ -159,9 +168,24 @@ impl Session {
             return Action::Continue;
         }
         if self.config.add_received {
-            let header = received::header(&self.config.me, &self.info, &txn.envelope);
-            txn.message.extend_from_slice(header.as_bytes());
+            self.state = State::AwaitingStamp;
+            return Action::StampReceived;
         }
+        self.receive_data()
+    }
+
+    /// The driver's answer to [`Action::StampReceived`]: `date` is the
+    /// RFC 5322 date-time that ends our `Received:` header.
+    pub fn stamp_received(&mut self, date: &str) -> Action {
+        let (State::AwaitingStamp, Some(txn)) = (&self.state, &mut self.transaction) else {
+            return self.driver_bug();
+        };
+        let header = received::header(&self.config.me, &self.info, &txn.envelope, date);
+        txn.message.extend_from_slice(header.as_bytes());
+        self.receive_data()
+    }
+
+    fn receive_data(&mut self) -> Action {
         self.replies.push(replies::start_data());
         self.state = State::Data(DataDecoder::new(
             self.config.max_message_bytes,
@@ -187,7 +211,6 @@ impl Session {
             return (consumed, Action::Continue);
         };
         txn.data_size = decoder.bytes_received();
-        self.state = State::Command;
         let rejection = match outcome {
             DataOutcome::TooBig => Some(replies::message_too_big()),
             DataOutcome::BareNewline => Some(replies::bare_newline()),
@@ -196,13 +219,20 @@ impl Session {
                 (count > self.config.max_received).then(|| replies::mail_loop(count))
             }
         };
-        match rejection {
-            Some(reply) => (consumed, self.finish_transaction(reply)),
+        let Some(transaction) = self.transaction.take() else {
+            return (consumed, self.driver_bug());
+        };
+        let action = match rejection {
+            Some(reply) => {
+                self.state = State::Command;
+                self.finish_transaction(transaction, reply)
+            }
             None => {
                 self.state = State::AwaitingDelivery;
-                (consumed, Action::DeliverMessage)
+                Action::DeliverMessage(Delivery { transaction })
             }
-        }
+        };
+        (consumed, action)
     }
 
     /// Message bytes received and not yet taken: the driver moves them to
@@ -212,14 +242,9 @@ impl Session {
     }
 
     /// Takes the message bytes received so far (our `Received:` header
-    /// first); the next ones continue from here.
+    /// first); the next ones continue from here, and the [`Delivery`] has
+    /// the rest.
     pub fn drain_buffered_data(&mut self) -> Vec<u8> {
-        self.take_message()
-    }
-
-    /// The rest of the message for [`Action::DeliverMessage`] (all of it,
-    /// unless the driver drained earlier parts).
-    pub fn take_message(&mut self) -> Vec<u8> {
         self.transaction
             .as_mut()
             .map(|t| std::mem::take(&mut t.message))
@@ -227,32 +252,28 @@ impl Session {
     }
 
     /// The policy's answer to [`Action::DeliverMessage`].
-    pub fn message_verdict(&mut self, verdict: Verdict) -> Action {
-        if !matches!(self.state, State::AwaitingDelivery) {
+    pub fn message_verdict(&mut self, delivery: Delivery, verdict: Verdict) -> Action {
+        let State::AwaitingDelivery = std::mem::replace(&mut self.state, State::Command) else {
             return self.driver_bug();
-        }
-        self.state = State::Command;
+        };
+        let transaction = delivery.transaction;
         let reply = match verdict {
-            Verdict::Accept(reply) => reply.unwrap_or_else(|| {
-                let id = self.envelope().map(|e| e.id.as_str()).unwrap_or_default();
-                replies::message_accepted(id)
-            }),
+            Verdict::Accept(reply) => {
+                reply.unwrap_or_else(|| replies::message_accepted(&transaction.envelope.id))
+            }
             Verdict::Reject(reply) => reply,
         };
-        self.finish_transaction(reply);
-        Action::Continue
+        self.finish_transaction(transaction, reply)
     }
 
     /// Ends the transaction with `reply`, recording it for the log. The
     /// policy has seen the whole message or rejected it; no reset needed.
-    pub(super) fn finish_transaction(&mut self, reply: Reply) -> Action {
-        if let Some(txn) = self.transaction.take() {
-            self.finished = Some(TransactionRecord {
-                envelope: txn.envelope,
-                size: txn.data_size,
-                reply: reply.clone(),
-            });
-        }
+    fn finish_transaction(&mut self, transaction: Transaction, reply: Reply) -> Action {
+        self.finished = Some(TransactionRecord {
+            envelope: transaction.envelope,
+            size: transaction.data_size,
+            reply: reply.clone(),
+        });
         self.replies.push(reply);
         Action::Continue
     }

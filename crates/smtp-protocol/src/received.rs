@@ -2,8 +2,7 @@
 //! break mail loops (§6.3).
 
 use crate::address::ForwardPath;
-use crate::dns::ClientName;
-use crate::policy::{Envelope, HeloVerb, SessionInfo};
+use crate::session::{ClientName, Envelope, HeloVerb, SessionInfo};
 
 /// Builds our `Received:` header, folded, ending in CRLF:
 ///
@@ -14,7 +13,9 @@ use crate::policy::{Envelope, HeloVerb, SessionInfo};
 ///         for <rcpt>; <RFC 5322 date>
 /// ```
 /// `for` is given only for a single recipient, so a Bcc list never leaks.
-pub fn header(me: &str, session: &SessionInfo, envelope: &Envelope) -> String {
+/// `date` is the RFC 5322 date-time, formatted by the driver: this module
+/// reads no clock.
+pub fn header(me: &str, session: &SessionInfo, envelope: &Envelope, date: &str) -> String {
     let ip = session.client.peer.ip();
     let helo = session
         .greeting
@@ -55,7 +56,7 @@ pub fn header(me: &str, session: &SessionInfo, envelope: &Envelope) -> String {
         };
         h.push_str(&format!("for <{}>; ", sanitize(&rcpt)));
     }
-    h.push_str(&chrono::Local::now().to_rfc2822());
+    h.push_str(date);
     h.push_str("\r\n");
     h
 }

@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use smtp_core::data::{BareNewlinePolicy, DataDecoder, DataOutcome, dot_stuff};
+use smtp_protocol::data::{BareNewlinePolicy, DataDecoder, DataOutcome, dot_stuff};
 
 /// The server driver's read size.
 const READ_CHUNK: usize = 8 * 1024;

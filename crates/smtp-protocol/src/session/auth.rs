@@ -1,8 +1,8 @@
 //! SMTP AUTH (RFC 4954) inside the session: the SASL exchange line by line,
 //! and the policy's verdict.
 
-use super::{Action, Session, State, replies};
-use crate::policy::{AuthVerdict, HeloVerb};
+use super::{Action, AuthCheck, Session, State, replies};
+use super::{AuthVerdict, HeloVerb};
 use crate::sasl::{SaslError, SaslExchange, SaslMechanism, SaslStep};
 
 impl Session {
@@ -29,14 +29,38 @@ impl Session {
             self.replies.push(replies::auth_unknown_mechanism());
             return Action::Continue;
         };
+        if mechanism.needs_random_challenge() {
+            self.state = State::AwaitingChallenge {
+                mechanism,
+                initial_response: initial.map(str::to_string),
+            };
+            return Action::IssueChallenge;
+        }
+        self.start_exchange(mechanism, initial, "")
+    }
+
+    /// The driver's answer to [`Action::IssueChallenge`]: `random` is a fresh
+    /// token no client can predict, made unique by the connection id.
+    pub fn issue_challenge(&mut self, random: &str) -> Action {
+        let State::AwaitingChallenge {
+            mechanism,
+            initial_response,
+        } = std::mem::replace(&mut self.state, State::Command)
+        else {
+            return self.driver_bug();
+        };
+        let challenge_id = format!("{random}.{}@{}", self.info.conn_id, self.config.me);
+        self.start_exchange(mechanism, initial_response.as_deref(), &challenge_id)
+    }
+
+    fn start_exchange(
+        &mut self,
+        mechanism: SaslMechanism,
+        initial: Option<&str>,
+        challenge_id: &str,
+    ) -> Action {
         // RFC 4954 §4: "=" is an empty initial response.
-        let challenge_id = format!(
-            "{}.{}@{}",
-            crate::id::random_id(10),
-            self.info.conn_id,
-            self.config.me
-        );
-        match SaslExchange::start(mechanism, initial, &challenge_id) {
+        match SaslExchange::start(mechanism, initial, challenge_id) {
             Ok((exchange, step)) => self.sasl_step(exchange, step),
             Err(error) => self.sasl_failed(&error),
         }
@@ -63,8 +87,8 @@ impl Session {
                 Action::Continue
             }
             SaslStep::Done(credentials) => {
-                self.state = State::AwaitingAuthVerdict(credentials);
-                Action::Authenticate
+                self.state = State::AwaitingAuthVerdict;
+                Action::Authenticate(AuthCheck { credentials })
             }
         }
     }
@@ -79,12 +103,11 @@ impl Session {
     }
 
     /// The policy's answer to [`Action::Authenticate`].
-    pub fn auth_verdict(&mut self, verdict: AuthVerdict) -> Action {
-        let State::AwaitingAuthVerdict(credentials) =
-            std::mem::replace(&mut self.state, State::Command)
-        else {
+    pub fn auth_verdict(&mut self, check: AuthCheck, verdict: AuthVerdict) -> Action {
+        let State::AwaitingAuthVerdict = std::mem::replace(&mut self.state, State::Command) else {
             return self.driver_bug();
         };
+        let credentials = check.credentials;
         self.replies.push(match verdict {
             AuthVerdict::Accepted => {
                 self.info.authenticated = Some(credentials.user().to_string());

@@ -32,10 +32,10 @@ use std::sync::Arc;
 
 use dialog_script::{Directive, Failure, StepKind};
 
+use super::ClientName;
 use super::*;
-use crate::address::ForwardPath;
-use crate::dns::ClientName;
-use crate::policy::{AuthVerdict, Verdict};
+use super::{AuthVerdict, Verdict};
+use crate::address::{ForwardPath, ReversePath};
 use crate::reply::{EnhancedCode, Reply};
 
 fn client() -> ClientInfo {
@@ -93,6 +93,9 @@ fn message_policy(envelope: &Envelope, message: &[u8]) -> Verdict {
     }
 }
 
+/// The date the test driver stamps `Received:` with.
+const TEST_DATE: &str = "Thu, 1 Jan 2026 12:00:00 +0000";
+
 /// Runs the driver's side of the protocol against the test policy.
 struct Runner {
     session: Session,
@@ -122,29 +125,30 @@ impl Runner {
     fn act(&mut self, mut action: Action) {
         loop {
             action = match action {
-                Action::CheckSender => {
-                    let (from, _) = self.session.pending_sender().unwrap();
-                    let verdict = sender_policy(from);
-                    self.session.sender_verdict(verdict)
+                Action::CheckSender(check) => {
+                    let verdict = sender_policy(check.from());
+                    self.session.sender_verdict(check, verdict)
                 }
-                Action::CheckRecipient => {
-                    let verdict = recipient_policy(self.session.pending_recipient().unwrap());
-                    self.session.recipient_verdict(verdict)
+                Action::CheckRecipient(check) => {
+                    let verdict = recipient_policy(check.recipient());
+                    self.session.recipient_verdict(check, verdict)
                 }
-                Action::DeliverMessage => {
-                    let message = self.session.take_message();
-                    let verdict = message_policy(self.session.envelope().unwrap(), &message);
+                Action::StampReceived => self.session.stamp_received(TEST_DATE),
+                Action::DeliverMessage(mut delivery) => {
+                    let message = delivery.take_message();
+                    let verdict = message_policy(delivery.envelope(), &message);
                     self.delivered.push(message);
-                    self.session.message_verdict(verdict)
+                    self.session.message_verdict(delivery, verdict)
                 }
-                Action::Authenticate => {
-                    let credentials = self.session.pending_credentials().unwrap();
+                Action::IssueChallenge => self.session.issue_challenge("TESTNONCE"),
+                Action::Authenticate(check) => {
+                    let credentials = check.credentials();
                     let verdict = match credentials.user() {
                         "temp" => AuthVerdict::TemporaryFailure,
                         "alice" if credentials.matches("secret") => AuthVerdict::Accepted,
                         _ => AuthVerdict::Rejected,
                     };
-                    self.session.auth_verdict(verdict)
+                    self.session.auth_verdict(check, verdict)
                 }
                 Action::StartTls
                 | Action::Close
@@ -521,4 +525,19 @@ fn transaction_record_is_kept_for_the_log() {
     assert_eq!(record.size, 10);
     assert_eq!(record.reply.code(), 250);
     assert!(runner.session.take_finished().is_none());
+}
+
+#[test]
+fn an_answer_nobody_asked_for_is_a_driver_bug_reported_once() {
+    let mut runner = Runner::new(SessionConfig::with_host_name("mx.test"), false);
+    runner.input(b"EHLO c\r\n");
+    runner.output.clear();
+    assert!(!runner.session.take_out_of_sequence());
+    let action = runner.session.stamp_received(TEST_DATE);
+    assert!(matches!(action, Action::Close), "{action:?}");
+    assert!(runner.session.is_closed());
+    let replies = runner.session.take_replies();
+    assert_eq!(replies, [replies::local_error()]);
+    assert!(runner.session.take_out_of_sequence());
+    assert!(!runner.session.take_out_of_sequence());
 }

@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use smtp_core::command::Command;
+use smtp_protocol::command::Command;
 
 /// What one inbound transaction sends, as the driver hands it over (no CRLF).
 const TRANSACTION: &[&[u8]] = &[

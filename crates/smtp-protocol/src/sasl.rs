@@ -26,6 +26,12 @@ impl SaslMechanism {
         }
     }
 
+    /// CRAM-MD5's challenge must be unpredictable (RFC 2195), so it needs a
+    /// random token from outside this crate; the others have no challenge.
+    pub fn needs_random_challenge(self) -> bool {
+        self == SaslMechanism::CramMd5
+    }
+
     pub fn parse(name: &str) -> Option<Self> {
         match name.to_ascii_uppercase().as_str() {
             "PLAIN" => Some(SaslMechanism::Plain),
@@ -70,13 +76,7 @@ impl Credentials {
     pub fn matches(&self, stored: &str) -> bool {
         let hashed = stored.starts_with("$6$") || stored.starts_with("$5$");
         match self {
-            Credentials::Password { password, .. } if hashed => {
-                if stored.starts_with("$6$") {
-                    sha_crypt::sha512_check(password, stored).is_ok()
-                } else {
-                    sha_crypt::sha256_check(password, stored).is_ok()
-                }
-            }
+            Credentials::Password { password, .. } if hashed => sha_crypt_matches(password, stored),
             Credentials::Password { password, .. } => {
                 constant_time_eq(password.as_bytes(), stored.as_bytes())
             }
@@ -106,6 +106,40 @@ impl fmt::Debug for Credentials {
             Credentials::CramMd5 { user, .. } => write!(f, "CramMd5 {{ user: {user:?} }}"),
         }
     }
+}
+
+/// Checks `password` against a crypt(3) SHA-crypt string as glibc writes
+/// it: `$6$[rounds=N$]salt$hash` (SHA-512) or `$5$…` (SHA-256). The parse is
+/// ours because sha-crypt's own check needs its `simple` feature, which
+/// brings a random number generator this crate has no use for. A malformed
+/// string, or rounds outside what sha-crypt allows, matches nothing.
+fn sha_crypt_matches(password: &str, stored: &str) -> bool {
+    let mut fields = stored.split('$');
+    let (Some(""), Some(id), Some(mut salt)) = (fields.next(), fields.next(), fields.next()) else {
+        return false;
+    };
+    let mut rounds = sha_crypt::ROUNDS_DEFAULT;
+    if let Some(value) = salt.strip_prefix("rounds=") {
+        let (Ok(value), Some(next)) = (value.parse(), fields.next()) else {
+            return false;
+        };
+        rounds = value;
+        salt = next;
+    }
+    let (Some(hash), None) = (fields.next(), fields.next()) else {
+        return false;
+    };
+    let (password, salt) = (password.as_bytes(), salt.as_bytes());
+    let computed = match id {
+        "6" => sha_crypt::Sha512Params::new(rounds)
+            .ok()
+            .and_then(|params| sha_crypt::sha512_crypt_b64(password, salt, &params).ok()),
+        "5" => sha_crypt::Sha256Params::new(rounds)
+            .ok()
+            .and_then(|params| sha_crypt::sha256_crypt_b64(password, salt, &params).ok()),
+        _ => None,
+    };
+    computed.is_some_and(|computed| constant_time_eq(computed.as_bytes(), hash.as_bytes()))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -334,8 +368,8 @@ mod tests {
 
     #[test]
     fn hashed_passwords() {
-        let params = sha_crypt::Sha512Params::new(5000).unwrap();
-        let hash = sha_crypt::sha512_simple("s3cret", &params).unwrap();
+        // `openssl passwd -6 -salt NaClNaClNaCl s3cret`
+        let hash = "$6$NaClNaClNaCl$I05c89UwgLFWWKzQn4KIrII96V90RNi35pp9lVG10F2zhdbn2pJnZjeaG98nzQsLxxIU49ctzpPIfHygmaiHD0";
         let good = Credentials::Password {
             user: "u".into(),
             password: "s3cret".into(),
@@ -344,8 +378,33 @@ mod tests {
             user: "u".into(),
             password: "nope".into(),
         };
-        assert!(good.matches(&hash));
-        assert!(!bad.matches(&hash));
+        assert!(good.matches(hash));
+        assert!(!bad.matches(hash));
+    }
+
+    #[test]
+    fn sha_crypt_variants_and_malformed_strings() {
+        let good = Credentials::Password {
+            user: "u".into(),
+            password: "s3cret".into(),
+        };
+        // `openssl passwd -5 -salt pepper s3cret`
+        assert!(good.matches("$5$pepper$HEqIcXsQ/VGqsnpY.FzO0H2YCzkgwtok90ffVQH3RpB"));
+        // glibc crypt("s3cret", "$6$rounds=6000$NaClNaClNaCl")
+        let rounds = "$6$rounds=6000$NaClNaClNaCl$W/MaiXaiFix0U2C69MkKdGGUAFxewIvGNqXjZE0GVs.5y3WQCeBYr9OzIcvCxLo5IcoHWOhoBHlpcGF6MBi3Z/";
+        assert!(good.matches(rounds));
+        assert!(!good.matches(&rounds.replace("6000", "6001")));
+        for malformed in [
+            "$6$",
+            "$6$salt",
+            "$6$salt$hash",
+            "$6$rounds=x$salt$hash",
+            "$6$rounds=10$salt$hash",
+            "$6$salt$hash$trailing",
+            "$5$pepper$HEqIcXsQ/VGqsnpY.FzO0H2YCzkgwtok90ffVQH3RpB$",
+        ] {
+            assert!(!good.matches(malformed), "{malformed}");
+        }
     }
 
     #[test]
