@@ -353,7 +353,12 @@ impl Forwarder {
             client.quit().await;
             return Err(failure_reply(&e));
         }
-        self.xclient(&mut client, session, &key).await?;
+        if let Err(reply) = self.xclient(&mut client, session, &key).await {
+            // Say goodbye (RFC 5321 4.1.1.10) without making the sender wait
+            // for the backend's 221.
+            tokio::spawn(client.quit());
+            return Err(reply);
+        }
         Ok(Backend {
             client,
             key,
