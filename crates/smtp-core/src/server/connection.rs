@@ -93,7 +93,7 @@ pub(crate) async fn serve<P: MailPolicy>(
         refuse(tcp, &reply.to_wire()).await;
         return;
     }
-    debug!(conn = %conn_id, client = %peer, local = %local, "connection opened");
+    debug!(conn = %conn_id, client = %peer.ip(), port = peer.port(), local = %local, "connection opened");
 
     let lookup = async {
         match &shared.dns {
