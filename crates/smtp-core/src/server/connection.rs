@@ -97,17 +97,22 @@ pub(crate) async fn serve<P: MailPolicy>(
 
     let lookup = async {
         match &shared.dns {
-            Some(dns) => Box::pin(dns.client_name(peer.ip())).await,
+            Some(dns) => dns.client_name(peer.ip()).await,
             None => ClientName::Unavailable,
         }
     };
     let implicit_tls = local.port() == shared.config.smtps_port;
-    // The reverse lookup runs during the pregreet wait, which hides its cost.
-    let (name, pregreet) = if implicit_tls {
-        (lookup.await, Pregreet::Quiet)
-    } else {
-        tokio::join!(lookup, shared.pregreet.run(&mut tcp, me, peer.ip()))
-    };
+    // The reverse lookup runs during the pregreet wait, which hides its
+    // cost. Both futures live on the heap only while they run: inline, they
+    // would enlarge every connection's task for its whole life.
+    let (name, pregreet) = Box::pin(async {
+        if implicit_tls {
+            (lookup.await, Pregreet::Quiet)
+        } else {
+            tokio::join!(lookup, shared.pregreet.run(&mut tcp, me, peer.ip()))
+        }
+    })
+    .await;
     match pregreet {
         Pregreet::Talked if shared.config.early_talker_reject => {
             metrics().connection(ConnectionOutcome::EarlyTalker);

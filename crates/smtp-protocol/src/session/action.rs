@@ -20,7 +20,7 @@ pub enum Action {
     Continue,
     /// Ask the policy (`ConnectionPolicy::mail_from`, in smtp-core) about
     /// the sender, then call [`Session::sender_verdict`](super::Session::sender_verdict).
-    CheckSender(SenderCheck),
+    CheckSender(Box<SenderCheck>),
     /// Ask `rcpt_to` about the recipient, then call
     /// [`Session::recipient_verdict`](super::Session::recipient_verdict).
     CheckRecipient(RecipientCheck),
@@ -40,7 +40,7 @@ pub enum Action {
     IssueChallenge,
     /// AUTH credentials are complete: ask `authenticate`, then call
     /// [`Session::auth_verdict`](super::Session::auth_verdict).
-    Authenticate(AuthCheck),
+    Authenticate(Box<AuthCheck>),
     /// Flush the queued `220`, discard any input the client pipelined after
     /// STARTTLS (CVE-2011-0411), run the handshake, then call
     /// [`Session::tls_established`](super::Session::tls_established).
@@ -72,7 +72,7 @@ impl SenderCheck {
 /// would join.
 #[derive(Debug)]
 pub struct RecipientCheck {
-    pub(super) transaction: Transaction,
+    pub(super) transaction: Box<Transaction>,
     pub(super) recipient: ForwardPath,
 }
 
@@ -90,7 +90,7 @@ impl RecipientCheck {
 /// A complete message waiting for the policy to take it.
 #[derive(Debug)]
 pub struct Delivery {
-    pub(super) transaction: Transaction,
+    pub(super) transaction: Box<Transaction>,
 }
 
 impl Delivery {

@@ -88,7 +88,7 @@ impl Session {
             }
             SaslStep::Done(credentials) => {
                 self.state = State::AwaitingAuthVerdict;
-                Action::Authenticate(AuthCheck { credentials })
+                Action::Authenticate(Box::new(AuthCheck { credentials }))
             }
         }
     }
@@ -103,7 +103,7 @@ impl Session {
     }
 
     /// The policy's answer to [`Action::Authenticate`].
-    pub fn auth_verdict(&mut self, check: AuthCheck, verdict: AuthVerdict) -> Action {
+    pub fn auth_verdict(&mut self, check: Box<AuthCheck>, verdict: AuthVerdict) -> Action {
         let State::AwaitingAuthVerdict = std::mem::replace(&mut self.state, State::Command) else {
             return self.driver_bug();
         };

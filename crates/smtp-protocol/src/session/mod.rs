@@ -137,7 +137,10 @@ pub struct Session {
     tls_available: bool,
     auth_mechanisms: Vec<SaslMechanism>,
     state: State,
-    transaction: Option<Transaction>,
+    /// Boxed so that moving it into a [`RecipientCheck`] or [`Delivery`]
+    /// and back moves a pointer, and an [`Action`] stays small: the driver
+    /// holds one across its awaits, in every connection's task.
+    transaction: Option<Box<Transaction>>,
     transactions_started: u32,
     bad_commands: u32,
     replies: Vec<Reply>,

@@ -27,7 +27,7 @@ impl Session {
             return Action::Continue;
         }
         self.state = State::AwaitingSender;
-        Action::CheckSender(SenderCheck { from, params })
+        Action::CheckSender(Box::new(SenderCheck { from, params }))
     }
 
     pub(super) fn check_mail_params(
@@ -71,18 +71,18 @@ impl Session {
     }
 
     /// The policy's answer to [`Action::CheckSender`].
-    pub fn sender_verdict(&mut self, check: SenderCheck, verdict: Verdict) -> Action {
+    pub fn sender_verdict(&mut self, check: Box<SenderCheck>, verdict: Verdict) -> Action {
         let State::AwaitingSender = std::mem::replace(&mut self.state, State::Command) else {
             return self.driver_bug();
         };
-        let SenderCheck { from, params } = check;
+        let SenderCheck { from, params } = *check;
         match verdict {
             Verdict::Accept(reply) => {
                 self.transactions_started += 1;
                 let id = format!("{}.{}", self.info.conn_id, self.transactions_started);
                 self.replies
                     .push(reply.unwrap_or_else(|| replies::sender_ok(&from.to_string())));
-                self.transaction = Some(Transaction {
+                self.transaction = Some(Box::new(Transaction {
                     envelope: Envelope {
                         id,
                         from,
@@ -93,7 +93,7 @@ impl Session {
                     message: Vec::new(),
                     head: Vec::new(),
                     data_size: 0,
-                });
+                }));
             }
             Verdict::Reject(reply) => self.replies.push(reply),
         }
@@ -268,7 +268,7 @@ impl Session {
 
     /// Ends the transaction with `reply`, recording it for the log. The
     /// policy has seen the whole message or rejected it; no reset needed.
-    fn finish_transaction(&mut self, transaction: Transaction, reply: Reply) -> Action {
+    fn finish_transaction(&mut self, transaction: Box<Transaction>, reply: Reply) -> Action {
         self.finished = Some(TransactionRecord {
             envelope: transaction.envelope,
             size: transaction.data_size,
