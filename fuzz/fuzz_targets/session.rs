@@ -314,7 +314,7 @@ impl Harness {
                 }
                 Action::CheckSender(check) => {
                     let verdict = self.verdict();
-                    self.session.sender_verdict(check, verdict)
+                    self.session.sender_verdict(*check, verdict)
                 }
                 Action::CheckRecipient(check) => {
                     assert!(check.envelope().recipients.len() < self.config.max_recipients);
@@ -338,7 +338,7 @@ impl Harness {
                         1 => AuthVerdict::Rejected,
                         _ => AuthVerdict::TemporaryFailure,
                     };
-                    self.session.auth_verdict(check, verdict)
+                    self.session.auth_verdict(*check, verdict)
                 }
                 Action::StartTls => {
                     self.check_replies();

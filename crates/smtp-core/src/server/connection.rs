@@ -328,7 +328,7 @@ impl<P: MailPolicy> Connection<P> {
                     let info = self.session.info();
                     let verdict =
                         Box::pin(self.policy.mail_from(info, check.from(), check.params())).await;
-                    self.session.sender_verdict(check, verdict)
+                    self.session.sender_verdict(*check, verdict)
                 }
                 Action::CheckRecipient(check) if !self.recipient_rate_allows() => {
                     let verdict = Verdict::Reject(replies::recipient_rate_exceeded());
@@ -367,7 +367,7 @@ impl<P: MailPolicy> Connection<P> {
                     let credentials = check.credentials();
                     let verdict = Box::pin(self.policy.authenticate(info, credentials)).await;
                     log::authentication(info, credentials, verdict);
-                    self.session.auth_verdict(check, verdict)
+                    self.session.auth_verdict(*check, verdict)
                 }
                 Action::StartTls => self.start_tls().await?,
                 Action::Reset => {

@@ -103,7 +103,7 @@ impl Session {
     }
 
     /// The policy's answer to [`Action::Authenticate`].
-    pub fn auth_verdict(&mut self, check: Box<AuthCheck>, verdict: AuthVerdict) -> Action {
+    pub fn auth_verdict(&mut self, check: AuthCheck, verdict: AuthVerdict) -> Action {
         let State::AwaitingAuthVerdict = std::mem::replace(&mut self.state, State::Command) else {
             return self.driver_bug();
         };

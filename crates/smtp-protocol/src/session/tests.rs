@@ -127,7 +127,7 @@ impl Runner {
             action = match action {
                 Action::CheckSender(check) => {
                     let verdict = sender_policy(check.from());
-                    self.session.sender_verdict(check, verdict)
+                    self.session.sender_verdict(*check, verdict)
                 }
                 Action::CheckRecipient(check) => {
                     let verdict = recipient_policy(check.recipient());
@@ -148,7 +148,7 @@ impl Runner {
                         "alice" if credentials.matches("secret") => AuthVerdict::Accepted,
                         _ => AuthVerdict::Rejected,
                     };
-                    self.session.auth_verdict(check, verdict)
+                    self.session.auth_verdict(*check, verdict)
                 }
                 Action::StartTls
                 | Action::Close

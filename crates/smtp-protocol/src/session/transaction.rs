@@ -71,11 +71,11 @@ impl Session {
     }
 
     /// The policy's answer to [`Action::CheckSender`].
-    pub fn sender_verdict(&mut self, check: Box<SenderCheck>, verdict: Verdict) -> Action {
+    pub fn sender_verdict(&mut self, check: SenderCheck, verdict: Verdict) -> Action {
         let State::AwaitingSender = std::mem::replace(&mut self.state, State::Command) else {
             return self.driver_bug();
         };
-        let SenderCheck { from, params } = *check;
+        let SenderCheck { from, params } = check;
         match verdict {
             Verdict::Accept(reply) => {
                 self.transactions_started += 1;
