@@ -172,7 +172,9 @@ async fn relay_in_logs_the_documented_fields_to_journald() -> anyhow::Result<()>
     let mut client = greeted(addr, "client.example").await?;
     let peer = client.local_addr();
     let opened = expect(j, config, "the connection (debug)", |e| {
-        e.message() == "connection opened" && e.get("CLIENT") == Some(peer.to_string())
+        e.message() == "connection opened"
+            && e.get("CLIENT") == Some(peer.ip().to_string())
+            && e.get("PORT") == Some(peer.port().to_string())
     })?;
     assert_eq!(field(&opened, "PRIORITY")?, "6", "debug is informational");
     let conn = field(&opened, "CONN")?;
