@@ -405,10 +405,21 @@ fn route(
             user,
             pass,
         }),
+        // Haraka sends AUTH only when there is a user: an empty or absent
+        // auth_user (a common template leftover) means no AUTH there too.
+        (Some(_), user, _) if user.as_deref().is_none_or(str::is_empty) => {
+            dir.warn(format!(
+                "{}: [{name}] auth_type is set without an auth_user: no AUTH is sent, as in Haraka",
+                shown.display()
+            ));
+            None
+        }
         (Some(_), _, _) => {
             return Err(ConfigError::Inconsistent {
                 path: shown.to_path_buf(),
-                problem: format!("[{name}] auth_type is set but auth_user or auth_pass is missing"),
+                problem: format!(
+                    "[{name}] auth_type and auth_user are set but auth_pass is missing"
+                ),
             });
         }
         (None, None, None) => None,

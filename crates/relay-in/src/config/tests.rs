@@ -375,12 +375,7 @@ fn errors_name_file_line_and_key() {
         (
             "smtp_forward.ini",
             "auth_type=plain\nauth_user=u",
-            "smtp_forward.ini: [main] auth_type is set but auth_user or auth_pass is missing",
-        ),
-        (
-            "smtp_forward.ini",
-            "[example.com]\nauth_type=plain",
-            "[example.com] auth_type is set",
+            "smtp_forward.ini: [main] auth_type and auth_user are set but auth_pass is missing",
         ),
         (
             "xclient.ini",
@@ -449,4 +444,32 @@ fn enable_outbound_true_is_reported() {
 fn contains(domains: &LocalDomains, written: &str) -> bool {
     let domain = smtp_protocol::address::Domain::parse(written).expect("a valid domain");
     domains.contains(&domain, written)
+}
+
+/// Haraka sends no AUTH when auth_user is empty or absent, whatever
+/// auth_type says; Postern likewise, with a warning.
+#[test]
+fn auth_type_without_a_user_sends_no_auth_and_warns() {
+    let temp = TempConfig::new(&[
+        ("host_list", "example.com"),
+        (
+            "smtp_forward.ini",
+            "host=a.example\nauth_type=plain\nauth_user=\nauth_pass=\n[example.com]\nhost=b.example\nauth_type=login\n",
+        ),
+    ]);
+    let settings = temp.load().expect("load");
+    assert_eq!(settings.forward.default_route.auth, None);
+    assert_eq!(settings.forward.route_for("x@example.com").auth, None);
+    let warned = |section: &str| {
+        settings.warnings.iter().any(|w| {
+            w.contains(&format!(
+                "[{section}] auth_type is set without an auth_user: no AUTH is sent, as in Haraka"
+            ))
+        })
+    };
+    assert!(
+        warned("main") && warned("example.com"),
+        "{:?}",
+        settings.warnings
+    );
 }

@@ -11,7 +11,7 @@ use smtp_core::config::values::{
 };
 use smtp_core::config::{ConfigDir, ConfigError, files};
 
-use super::retry::{Lifetime, MaxTempFailures, TempFailIntervals};
+use super::retry::{Lifetime, MaxTempFailures, SANE_MIN_INTERVAL, TempFailIntervals};
 
 /// Tokio's semaphore limit is far above this; more simultaneous SMTP
 /// sessions than this would exhaust file descriptors first anyway.
@@ -211,6 +211,17 @@ impl OutboundSettings {
                     files::OUTBOUND_INI
                 ));
             }
+        }
+        if let Some(shortest) = main
+            .temp_fail_intervals
+            .as_ref()
+            .and_then(|intervals| intervals.0.iter().min())
+            .filter(|&&shortest| shortest < SANE_MIN_INTERVAL)
+        {
+            dir.warn(format!(
+                "{}: [main] temp_fail_intervals has a delay of {shortest:?}: fine for a test, but a real MX that defers would be retried that often",
+                dir.shown(files::OUTBOUND_INI)
+            ));
         }
         let received_header = (!main
             .received_header

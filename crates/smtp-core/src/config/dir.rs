@@ -158,11 +158,15 @@ impl ConfigDir {
             return Ok(None);
         };
         let text = self.read_text(&path)?;
-        let document = IniDocument::parse(&text).map_err(|error| ConfigError::Syntax {
-            path: path.clone(),
-            line: error.line,
-            problem: error.problem.to_string(),
-        })?;
+        let (document, skipped) = IniDocument::parse_lenient(&text);
+        for error in skipped {
+            self.warn(format!(
+                "{} line {}: {} (skipped, as Haraka does)",
+                path.display(),
+                error.line,
+                error.problem
+            ));
+        }
         Ok(Some((path, document)))
     }
 

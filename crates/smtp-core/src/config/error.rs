@@ -26,16 +26,6 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// A line breaks the file's grammar.
-    #[error("{path}: line {line}: {problem}")]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line number.
-        line: usize,
-        /// What is wrong with the line.
-        problem: String,
-    },
     /// An INI value has the wrong form, e.g.
     /// `smtp.ini: [main] inactivity_timeout = 'soon': expected a whole number of seconds`.
     /// When a whole section is at fault (its keys are the values, as in

@@ -166,16 +166,23 @@ fn bad_environment_value_names_the_variable() {
     );
 }
 
+/// Haraka logs a line outside its INI grammar and goes on; so does
+/// Postern, with a warning naming the file and line.
 #[test]
-fn syntax_error_names_file_and_line() {
-    let (temp, dir) = config_dir(&[("sample.ini", b"timeout=1\n\nthis is not ini\n")]);
-    let error = dir.ini::<Sample>("sample.ini").expect_err("syntax");
+fn a_line_outside_the_grammar_is_skipped_with_a_warning_naming_file_and_line() {
+    let (temp, dir) = config_dir(&[("sample.ini", b"timeout=1\n\nthis is not ini\nname=kept\n")]);
+    let sample = dir.ini::<Sample>("sample.ini").expect("loads");
     assert_eq!(
-        error.to_string(),
-        format!(
-            "{}: line 3: not a comment, [section], key or key=value line: \"this is not ini\"",
+        sample.main.timeout,
+        Seconds(std::time::Duration::from_secs(1))
+    );
+    assert_eq!(sample.main.name, "kept");
+    assert_eq!(
+        dir.take_warnings(),
+        [format!(
+            "{} line 3: not a comment, [section], key or key=value line: \"this is not ini\" (skipped, as Haraka does)",
             temp.path().join("sample.ini").display()
-        )
+        )]
     );
 }
 

@@ -75,12 +75,12 @@ pub struct IniSyntaxError {
 /// The ways a line can fail Haraka's grammar.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IniSyntaxProblem {
-    /// Neither a comment, a `[section]`, a `key` nor a `key=value` line. Haraka
-    /// logs and skips such lines; Postern refuses them so a typo cannot
-    /// silently drop a setting.
+    /// Neither a comment, a `[section]`, a `key` nor a `key=value` line.
+    /// Haraka logs and skips such lines; so does Postern, as a warning that
+    /// names the file and line (and `--check` shows).
     MalformedLine(String),
     /// The file ends while a `\` continuation is still open. Haraka drops the
-    /// pending text without a word; Postern reports it.
+    /// pending text without a word; Postern drops it with a warning.
     DanglingContinuation,
 }
 
@@ -118,9 +118,22 @@ impl Default for IniDocument {
 }
 
 impl IniDocument {
-    /// Parses a whole file's text with Haraka's grammar.
+    /// Parses a whole file's text with Haraka's grammar; the first line
+    /// outside it is an error.
     pub fn parse(text: &str) -> Result<Self, IniSyntaxError> {
+        let (document, mut skipped) = Self::parse_lenient(text);
+        match skipped.is_empty() {
+            true => Ok(document),
+            false => Err(skipped.swap_remove(0)),
+        }
+    }
+
+    /// Parses as Haraka does: a line outside the grammar is skipped (Haraka
+    /// logs it and goes on), and returned so the caller can say so with the
+    /// file and line.
+    pub fn parse_lenient(text: &str) -> (Self, Vec<IniSyntaxError>) {
         let mut document = Self::default();
+        let mut skipped = Vec::new();
         let mut current = 0usize;
         // Text of earlier physical lines that ended in `\`, and where it began.
         let mut pending: Option<(usize, String)> = None;
@@ -149,21 +162,22 @@ impl IniDocument {
                 None => (number, line.to_owned()),
             };
             let Some((key, value)) = parse_param(&logical) else {
-                return Err(IniSyntaxError {
+                skipped.push(IniSyntaxError {
                     line: start,
                     problem: IniSyntaxProblem::MalformedLine(quote_excerpt(&logical)),
                 });
+                continue;
             };
             document.sections[current].set(key, value, start);
         }
 
-        match pending {
-            Some((start, _)) => Err(IniSyntaxError {
+        if let Some((start, _)) = pending {
+            skipped.push(IniSyntaxError {
                 line: start,
                 problem: IniSyntaxProblem::DanglingContinuation,
-            }),
-            None => Ok(document),
+            });
         }
+        (document, skipped)
     }
 
     /// Sections in file order; `main` is always first, even when empty.
