@@ -31,27 +31,36 @@ async fn send_from(
     Ok(reply.code)
 }
 
+/// relay-in's configuration for a Postfix backend: the shipped defaults
+/// (XCLIENT required among them) but for a loopback listener (127.0.0.1,
+/// and [::1] with `v6`), reverse DNS off, and example.com as its domain.
+fn relay_in_dir(postfix: &Postfix, v6: bool) -> anyhow::Result<(tempfile::TempDir, u16)> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port();
+    let listen = match v6 {
+        true => format!("127.0.0.1:{port},[::1]:{port}"),
+        false => format!("127.0.0.1:{port}"),
+    };
+    std::fs::write(
+        dir.path().join("smtp.ini"),
+        format!("listen={listen}\nrdns=off\n"),
+    )?;
+    std::fs::write(dir.path().join("me"), "mx.test\n")?;
+    std::fs::write(dir.path().join("host_list"), "example.com\n")?;
+    std::fs::write(
+        dir.path().join("smtp_forward.ini"),
+        format!("host=127.0.0.1\nport={}\n", postfix.addr().port()),
+    )?;
+    Ok((dir, port))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postfix_sees_the_real_client_address_and_helo() -> anyhow::Result<()> {
     let postfix = tokio::task::spawn_blocking(|| {
         Postfix::start(PostfixOptions::xclient_backend(&["example.com"]))
     })
     .await??;
-    let dir = tempfile::tempdir()?;
-    let port = free_port();
-    std::fs::write(
-        dir.path().join("smtp.ini"),
-        format!("listen=127.0.0.1:{port},[::1]:{port}\nrdns=off\n"),
-    )?;
-    std::fs::write(dir.path().join("me"), "mx.test\n")?;
-    std::fs::write(dir.path().join("host_list"), "example.com\n")?;
-    std::fs::write(
-        dir.path().join("smtp_forward.ini"),
-        format!(
-            "host=127.0.0.1\nport={}\nxclient=required\n",
-            postfix.addr().port()
-        ),
-    )?;
+    let (dir, port) = relay_in_dir(&postfix, true)?;
     let v4 = SocketAddr::from(([127, 0, 0, 1], port));
     let relay = Relay::start("relay-in", dir.path(), v4)?;
 
@@ -104,17 +113,7 @@ async fn postfix_without_xclient_permission_gets_nothing() -> anyhow::Result<()>
         ..PostfixOptions::xclient_backend(&["example.com"])
     };
     let postfix = tokio::task::spawn_blocking(move || Postfix::start(options)).await??;
-    let dir = tempfile::tempdir()?;
-    let port = free_port();
-    std::fs::write(
-        dir.path().join("smtp.ini"),
-        format!("listen=127.0.0.1:{port}\nrdns=off\n"),
-    )?;
-    std::fs::write(dir.path().join("host_list"), "example.com\n")?;
-    std::fs::write(
-        dir.path().join("smtp_forward.ini"),
-        format!("host=127.0.0.1\nport={}\n", postfix.addr().port()),
-    )?;
+    let (dir, port) = relay_in_dir(&postfix, false)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let _relay = Relay::start("relay-in", dir.path(), addr)?;
     let mut client = SmtpClient::connect(addr).await?;
@@ -166,18 +165,7 @@ async fn smtp_source_twenty_sessions_from_one_address_all_arrive_once() -> anyho
         Postfix::start(PostfixOptions::xclient_backend(&["example.com"]))
     })
     .await??;
-    let dir = tempfile::tempdir()?;
-    let port = free_port();
-    std::fs::write(
-        dir.path().join("smtp.ini"),
-        format!("listen=127.0.0.1:{port}\nrdns=off\n"),
-    )?;
-    std::fs::write(dir.path().join("me"), "mx.test\n")?;
-    std::fs::write(dir.path().join("host_list"), "example.com\n")?;
-    std::fs::write(
-        dir.path().join("smtp_forward.ini"),
-        format!("host=127.0.0.1\nport={}\n", postfix.addr().port()),
-    )?;
+    let (dir, port) = relay_in_dir(&postfix, false)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let relay = Relay::start("relay-in", dir.path(), addr)?;
 
