@@ -87,6 +87,7 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         Intake {
             spool: spool.clone(),
             dispatcher: dispatcher_handle.clone(),
+            received_header: settings.outbound.received_header.clone(),
         },
         Arc::clone(&submission),
     ));

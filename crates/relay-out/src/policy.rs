@@ -42,6 +42,10 @@ pub struct RelayOut {
 pub struct Intake {
     pub spool: Spool,
     pub dispatcher: DispatcherHandle,
+    /// outbound.ini `received_header`: the text of the `Received: (…);
+    /// <date>` line put before each queued message, as Haraka's outbound
+    /// adds it; `None` when `disabled`.
+    pub received_header: Option<String>,
 }
 
 impl RelayOut {
@@ -151,14 +155,22 @@ impl ConnectionPolicy for RelayOutConnection {
         let id = queued.id.clone();
         let spool = self.intake.spool.clone();
         let size = message.len();
+        let outbound_received = self.intake.received_header.as_ref().map(|text| {
+            format!(
+                "Received: ({text}); {}\r\n",
+                chrono::Local::now().to_rfc2822()
+            )
+        });
         // Large messages arrive in a temporary file: copied into the spool
         // from there, never held in memory whole.
         let stored = tokio::task::spawn_blocking(move || {
-            let mut reader = message.reader().map_err(|source| SpoolError::Io {
+            let reader = message.reader().map_err(|source| SpoolError::Io {
                 operation: "read back the received message",
                 path: spool.dir().to_path_buf(),
                 source,
             })?;
+            let first = outbound_received.unwrap_or_default();
+            let mut reader = std::io::Read::chain(first.as_bytes(), reader);
             spool.store_from(&queued, &mut reader).map(|_| queued)
         })
         .await;
@@ -323,6 +335,7 @@ mod tests {
         let intake = Intake {
             spool: crate::queue::open(queue).expect("spool"),
             dispatcher,
+            received_header: settings.outbound.received_header.clone(),
         };
         RelayOut::new(
             acl,

@@ -52,8 +52,15 @@ async fn the_preferred_mx_first_then_the_next_when_it_is_down() -> anyhow::Resul
     assert_eq!(accepted.rcpts, ["u@dest.test"]);
     assert_eq!(accepted.ehlos, [format!("EHLO {ME}")]);
     let data = String::from_utf8_lossy(&accepted.data);
+    // outbound.ini received_header's line first (Haraka's outbound adds
+    // it too), then the Received: of relay-out's intake.
+    let (outbound_received, rest) = data.split_once("\r\n").unwrap_or_default();
     assert!(
-        data.starts_with("Received: from backend.test ([127.0.0.1])"),
+        outbound_received.starts_with("Received: (Postern outbound); "),
+        "{data}"
+    );
+    assert!(
+        rest.starts_with("Received: from backend.test ([127.0.0.1])"),
         "{data}"
     );
     assert!(data.ends_with("Subject: one\r\n\r\nhi\r\n"), "{data}");
@@ -98,6 +105,48 @@ async fn the_preferred_mx_first_then_the_next_when_it_is_down() -> anyhow::Resul
         out.queued_ids().is_empty(),
         "delivered mail leaves the queue"
     );
+    Ok(())
+}
+
+/// outbound.ini `received_header` names the outbound `Received:` line;
+/// `disabled` leaves it out (Haraka's outbound does the same).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn received_header_sets_or_disables_the_outbound_received_line() -> anyhow::Result<()> {
+    let mut farm = MxFarm::start(2, Behaviour::default()).await?;
+    farm.add(3, Behaviour::default()).await?;
+    for (setting, mx, first_line) in [
+        (
+            "received_header=Example relay\n",
+            2,
+            "Received: (Example relay); ",
+        ),
+        (
+            "received_header=disabled\n",
+            3,
+            "Received: from backend.test ([127.0.0.1])",
+        ),
+    ] {
+        let zone = TestZone::new()
+            .mx("dest.test", 10, "mx.dest.test")
+            .a("mx.dest.test", ip(mx));
+        let options = OutboundOptions {
+            outbound: format!("{}{setting}", OutboundOptions::default().outbound),
+            ..OutboundOptions::default()
+        };
+        let out = Outbound::start(zone, farm.port, options).await?;
+        let reply = out
+            .submit("a@origin.test", &["u@dest.test"], "Subject: r\n\nhi\n")
+            .await?;
+        assert_eq!(reply.code, 250, "{reply:?}");
+        wait_until(WAIT, "delivery", || farm.get(mx).accepted().len() == 1).await?;
+        let data = String::from_utf8_lossy(&farm.get(mx).accepted()[0].data).to_string();
+        assert!(data.starts_with(first_line), "{setting}: {data}");
+        assert_eq!(
+            data.matches("Received:").count(),
+            if mx == 2 { 2 } else { 1 },
+            "{data}"
+        );
+    }
     Ok(())
 }
 

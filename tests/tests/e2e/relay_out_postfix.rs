@@ -126,7 +126,8 @@ fn field_names(text: &str) -> Vec<&str> {
 
 /// Mail from the home server arrives at the MX as it was written: every header the sender wrote,
 /// in order, and the body byte for byte (dot-stuffed lines included), below exactly one
-/// `Received:` per hop (home, relay-out, MX) and the MX's delivery headers.
+/// `Received:` per hop (home, relay-out, MX), relay-out's outbound one (outbound.ini
+/// `received_header`, as Haraka's outbound adds) and the MX's delivery headers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_from_the_home_postfix_reaches_the_mx_postfix_intact() -> anyhow::Result<()> {
     let world = World::start().await?;
@@ -172,6 +173,7 @@ async fn mail_from_the_home_postfix_reaches_the_mx_postfix_intact() -> anyhow::R
             "Delivered-To",
             "Received",
             "Received",
+            "Received",
             "Received"
         ],
         "{text}"
@@ -184,12 +186,16 @@ async fn mail_from_the_home_postfix_reaches_the_mx_postfix_intact() -> anyhow::R
         "{received:?}"
     );
     assert!(
-        received[1].starts_with(&format!("from {HOME_NAME} ([{}])", ip(HOME)))
-            && received[1].contains(&format!("by {ME} (Postern)")),
+        received[1].starts_with("(Postern outbound); "),
+        "relay-out's outbound Received: {received:?}"
+    );
+    assert!(
+        received[2].starts_with(&format!("from {HOME_NAME} ([{}])", ip(HOME)))
+            && received[2].contains(&format!("by {ME} (Postern)")),
         "relay-out names the home server and its address: {received:?}"
     );
     assert!(
-        received[2].starts_with(&format!("by {HOME_NAME} (Postfix, from userid 0)")),
+        received[3].starts_with(&format!("by {HOME_NAME} (Postfix, from userid 0)")),
         "{received:?}"
     );
 
