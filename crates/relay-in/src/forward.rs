@@ -205,6 +205,12 @@ fn xclient_missing() -> Reply {
     )
 }
 
+/// `check_sender`: a sender in a domain of ours, from a client on the
+/// internet (relay-in relays for nobody); Haraka's text.
+pub fn spoofed_sender() -> Reply {
+    reply(550, (5, 7, 1), "Spoofed MAIL FROM")
+}
+
 pub fn split_transaction() -> Reply {
     reply(451, (4, 3, 0), "Split transaction, retry soon")
 }

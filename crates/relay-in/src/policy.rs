@@ -9,6 +9,7 @@ use smtp_core::config::ConfigDir;
 use smtp_core::message::Message;
 use smtp_core::policy::{ConnectionPolicy, MailPolicy};
 use smtp_protocol::address::{ForwardPath, ReversePath};
+use smtp_protocol::command::MailParams;
 use smtp_protocol::reply::{EnhancedCode, Reply};
 use smtp_protocol::session::{ClientInfo, Envelope, SessionInfo, Verdict};
 use tracing::{error, info, warn};
@@ -173,6 +174,24 @@ impl RelayInConnection {
 }
 
 impl ConnectionPolicy for RelayInConnection {
+    async fn mail_from(
+        &mut self,
+        session: &SessionInfo,
+        from: &ReversePath,
+        _params: &MailParams,
+    ) -> Verdict {
+        let settings = self.shared.forwarder.settings();
+        if let ReversePath::Mailbox(mailbox) = from
+            && settings.check_sender
+            && let Some(domain) = mailbox.domain()
+            && settings.has_domain_section(domain.as_str())
+        {
+            info!(conn = %session.conn_id, client = %session.client.peer.ip(), from = %from, "sender refused: its domain has an smtp_forward.ini section (check_sender)");
+            return Verdict::Reject(forward::spoofed_sender());
+        }
+        Verdict::accept()
+    }
+
     async fn rcpt_to(
         &mut self,
         session: &SessionInfo,

@@ -303,6 +303,34 @@ async fn a_per_domain_host_never_gets_the_main_backends_credentials() -> anyhow:
     Ok(())
 }
 
+/// smtp_forward.ini `check_sender`, as Haraka: a MAIL FROM in a domain that
+/// has its own section is refused from the internet; other senders pass,
+/// and without the key the same sender passes too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_sender_refuses_a_sender_in_a_domain_with_a_section() -> anyhow::Result<()> {
+    let backend = RecordingBackend::start(Behaviour::default()).await?;
+    let section = format!(
+        "[example.com]\nhost={}\nport={}\n",
+        backend.addr.ip(),
+        backend.addr.port()
+    );
+    let checking = ForwardingRelay::start(backend.addr, &format!("check_sender=true\n{section}"))?;
+    let mut client = greeted(checking.v4, "c.example").await?;
+    let reply = client.command("MAIL FROM:<boss@Example.COM>").await?;
+    assert_eq!(
+        reply.lines,
+        ["550 5.7.1 Spoofed MAIL FROM"],
+        "{}",
+        checking.relay.log()
+    );
+    client.expect("MAIL FROM:<a@o.example>", 250).await?;
+
+    let trusting = ForwardingRelay::start(backend.addr, &section)?;
+    let mut client = greeted(trusting.v4, "c.example").await?;
+    client.expect("MAIL FROM:<boss@example.com>", 250).await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recipient_tricks_are_refused_and_never_forwarded() -> anyhow::Result<()> {
     let backend = RecordingBackend::start(Behaviour::default()).await?;

@@ -265,10 +265,24 @@ impl ForwardSection {
     }
 }
 
+/// A lower-cased domain as a section is keyed: in A-label form.
+fn section_key_of(domain: &str) -> String {
+    normalize_domain(domain).unwrap_or_else(|_| domain.to_owned())
+}
+
 /// smtp_forward.ini read as a map of sections (`main` plus per-domain ones).
 pub(super) type ForwardIni = BTreeMap<String, ForwardSection>;
 
 impl ForwardSettings {
+    /// Whether smtp_forward.ini has a `[domain]` section for `domain`: with
+    /// `check_sender`, mail from such a domain must not come from outside.
+    pub fn has_domain_section(&self, domain: &str) -> bool {
+        !self.domain_routes.is_empty()
+            && self
+                .domain_routes
+                .contains_key(&section_key_of(&domain.to_lowercase()))
+    }
+
     /// The route for a message: `selector_address` is the first recipient
     /// or the sender, per [`ForwardSettings::domain_selector`], as
     /// `user@domain` (or just a domain).
@@ -281,7 +295,7 @@ impl ForwardSettings {
         let domain = lowered
             .rsplit_once('@')
             .map_or(lowered.as_str(), |(_, d)| d);
-        let domain_key = normalize_domain(domain).unwrap_or_else(|_| domain.to_owned());
+        let domain_key = section_key_of(domain);
         let by_address = (self.domain_selector == DomainSelector::MailFrom
             && lowered.contains('@'))
         .then(|| self.domain_routes.get(&lowered))
