@@ -60,7 +60,10 @@ pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
     for warning in core.warnings.iter().chain(&settings.warnings) {
         lines.push(format!("warning: {warning}"));
     }
-    lines.extend(smtp_core::config::check::files_report(&dir));
+    lines.extend(smtp_core::config::check::files_report(
+        &dir,
+        smtp_core::config::files::Binary::RelayIn,
+    ));
     Ok(lines)
 }
 

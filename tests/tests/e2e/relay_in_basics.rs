@@ -252,6 +252,32 @@ fn repo(path: &str) -> String {
         .to_string()
 }
 
+/// A directory holding both relays' files (Haraka's haraka-in and
+/// haraka-out merged): each binary's `--check` names the other's files as
+/// the other's, so every file is accounted for.
+#[test]
+fn check_names_the_other_binarys_files() -> anyhow::Result<()> {
+    let s = setup(&[
+        ("relay_acl_allow", "10.0.0.2/32\n"),
+        ("outbound.ini", "concurrency_max=10\n"),
+    ])?;
+    let dir = s.dir.path().display().to_string();
+    let (code, output) = run("relay-in", &["--check", "-c", &dir])?;
+    assert_eq!(code, 0, "{output}");
+    for file in ["relay_acl_allow", "outbound.ini"] {
+        assert!(
+            output.contains(&format!("read by relay-out, not by relay-in: {file}")),
+            "{output}"
+        );
+    }
+    let (_, output) = run("relay-out", &["--check", "-c", &dir])?;
+    assert!(
+        output.contains("read by relay-in, not by relay-out: smtp_forward.ini"),
+        "{output}"
+    );
+    Ok(())
+}
+
 #[test]
 fn check_accepts_the_example_and_seed_configurations() -> anyhow::Result<()> {
     for (binary, dir) in [

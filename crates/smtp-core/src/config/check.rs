@@ -46,16 +46,31 @@ pub fn core_summary(core: &CoreSettings) -> Vec<String> {
 }
 
 /// The migration part of `--check`: what happens to each file found in the
-/// directory (read, deliberately not used and why, or unknown).
-pub fn files_report(dir: &super::ConfigDir) -> Vec<String> {
+/// directory (read, read by the other binary, deliberately not used and
+/// why, or unknown), so a combined directory's every file is accounted for.
+pub fn files_report(dir: &super::ConfigDir, binary: super::files::Binary) -> Vec<String> {
     let mut lines = Vec::new();
     let root = dir.root();
     for path in dir.used_files() {
         let shown = path.strip_prefix(root).unwrap_or(&path);
         lines.push(format!("  read: {}", shown.display()));
     }
-    for name in dir.unrecognized_files(super::files::KNOWN_FILES) {
+    let (other, others_files) = binary.other();
+    let ours: Vec<&str> = super::files::KNOWN_FILES
+        .iter()
+        .copied()
+        .filter(|file| !others_files.contains(file))
+        .collect();
+    for name in dir.unrecognized_files(&ours) {
         let base = name.strip_prefix("plugins/").unwrap_or(&name);
+        if others_files.contains(&base) {
+            lines.push(format!(
+                "  read by {}, not by {}: {name}",
+                other.name(),
+                binary.name()
+            ));
+            continue;
+        }
         match super::files::HARAKA_NOT_USED
             .iter()
             .find(|(file, _)| *file == base)

@@ -83,6 +83,49 @@ pub const KNOWN_FILES: &[&str] = &[
     AUTH_FLAT_FILE_INI,
 ];
 
+/// Files only relay-in reads: relay-out's `--check` names them as relay-in's.
+pub const RELAY_IN_ONLY: &[&str] = &[
+    HOST_LIST_REGEX,
+    RCPT_TO_IN_HOST_LIST_INI,
+    SMTP_FORWARD_INI,
+    XCLIENT_INI,
+];
+
+/// Files only relay-out reads: relay-in's `--check` names them as relay-out's.
+pub const RELAY_OUT_ONLY: &[&str] = &[
+    RELAY_INI,
+    RELAY_ACL_ALLOW,
+    RELAY_DEST_DOMAINS_INI,
+    OUTBOUND_INI,
+    OUTBOUND_ROUTES_INI,
+    AUTH_FLAT_FILE_INI,
+];
+
+/// Which binary is checking a directory, so that the other's files are
+/// named as the other's rather than skipped in silence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binary {
+    RelayIn,
+    RelayOut,
+}
+
+impl Binary {
+    pub fn name(self) -> &'static str {
+        match self {
+            Binary::RelayIn => "relay-in",
+            Binary::RelayOut => "relay-out",
+        }
+    }
+
+    /// The other binary, and the files only it reads.
+    pub fn other(self) -> (Binary, &'static [&'static str]) {
+        match self {
+            Binary::RelayIn => (Binary::RelayOut, RELAY_OUT_ONLY),
+            Binary::RelayOut => (Binary::RelayIn, RELAY_IN_ONLY),
+        }
+    }
+}
+
 /// Haraka files Postern deliberately does not read, and why: `--check`
 /// tells a migrating administrator what happens to each.
 pub const HARAKA_NOT_USED: &[(&str, &str)] = &[
