@@ -93,9 +93,20 @@ impl ConnectionPolicy for RelayOutConnection {
     async fn mail_from(
         &mut self,
         session: &SessionInfo,
-        _from: &ReversePath,
+        from: &ReversePath,
         _params: &MailParams,
     ) -> Verdict {
+        let sender_domain = match from {
+            ReversePath::Mailbox(mailbox) => mailbox.domain().map(|d| d.as_str().to_owned()),
+            ReversePath::Null => None,
+        };
+        if let Some(refusal) = self
+            .submission
+            .sender_refusal(session, sender_domain.as_deref())
+        {
+            info!(conn = %session.conn_id, user = session.authenticated.as_deref().unwrap_or_default(), from = %from, "MAIL refused: not in the authenticated user's domain (auth_flat_file.ini constrain_sender)");
+            return Verdict::Reject(refusal);
+        }
         if self.submission_listener && !self.may_relay(session) {
             info!(conn = %session.conn_id, client = %session.client.peer.ip(), local = %session.client.local, "MAIL refused on a submission listener: not authenticated");
             return Verdict::Reject(Reply::new(

@@ -67,7 +67,10 @@ impl World {
             ("relay_acl_allow", "10.9.9.9/32\n".to_string()),
             (
                 "auth_flat_file.ini",
-                format!("[core]\nmethods=PLAIN,LOGIN\n[users]\nalice={PASSWORD}\nbob={BOB_HASH}\n"),
+                format!(
+                    "[core]\nmethods=PLAIN,LOGIN\n[users]\nalice={PASSWORD}\nbob={BOB_HASH}\n\
+                     carol@origin.test={PASSWORD}\n"
+                ),
             ),
             (
                 "outbound.ini",
@@ -281,6 +284,53 @@ async fn auth_is_offered_before_tls_only_to_this_host() -> anyhow::Result<()> {
         )
         .await?;
     let _ = local.command("QUIT").await;
+    world.assert_no_secrets();
+    Ok(())
+}
+
+/// auth_flat_file.ini `constrain_sender` (Haraka's default, on): a user
+/// named carol@origin.test may send from origin.test and its subdomains,
+/// not from another organizational domain; a user without a domain is
+/// not constrained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authenticated_user_sends_only_from_its_own_domain() -> anyhow::Result<()> {
+    let world = World::start().await?;
+    let mut local = world.connect(IpAddr::V4(ip(1)), world.submission).await?;
+    local.expect("EHLO client.test", 250).await?;
+    local
+        .expect(
+            &format!(
+                "AUTH PLAIN {}",
+                plain_response("carol@origin.test", PASSWORD)
+            ),
+            235,
+        )
+        .await?;
+    let refused = local.command("MAIL FROM:<carol@elsewhere.test>").await?;
+    assert_eq!(
+        refused.lines,
+        ["550 5.7.1 Envelope domain 'elsewhere.test' doesn't match AUTH domain 'origin.test'"],
+        "{}",
+        world.log()
+    );
+    local
+        .expect("MAIL FROM:<carol@lists.origin.test>", 250)
+        .await?;
+    local.expect("RSET", 250).await?;
+    local.expect("MAIL FROM:<>", 250).await?;
+    let _ = local.command("QUIT").await;
+
+    let mut alice = world.connect(IpAddr::V4(ip(1)), world.submission).await?;
+    alice.expect("EHLO client.test", 250).await?;
+    alice
+        .expect(
+            &format!("AUTH PLAIN {}", plain_response("alice", PASSWORD)),
+            235,
+        )
+        .await?;
+    alice
+        .expect("MAIL FROM:<alice@elsewhere.test>", 250)
+        .await?;
     world.assert_no_secrets();
     Ok(())
 }

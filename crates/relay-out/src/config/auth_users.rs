@@ -4,6 +4,7 @@
 //! ```ini
 //! [core]
 //! methods = PLAIN,LOGIN,CRAM-MD5
+//! constrain_sender = true
 //!
 //! [users]
 //! alice = clear-text password
@@ -21,7 +22,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use smtp_core::config::values::split_comma_list;
+use smtp_core::config::values::{is_haraka_true, split_comma_list};
 use smtp_core::config::{ConfigDir, ConfigError, IniDocument, IniValue, expected, files};
 use smtp_protocol::sasl::{Credentials, SaslMechanism};
 
@@ -38,6 +39,10 @@ pub struct AuthUsers {
     /// Mechanisms to offer, in the file's order; empty when there are no
     /// users (AUTH is then never offered).
     pub methods: Vec<SaslMechanism>,
+    /// `[core] constrain_sender` (Haraka's default: on): a user named
+    /// `name@domain` may only send from addresses in the same
+    /// organizational domain.
+    pub constrain_sender: bool,
     /// User name → stored password (clear text or a crypt hash).
     passwords: BTreeMap<String, String>,
 }
@@ -46,6 +51,7 @@ impl fmt::Debug for AuthUsers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthUsers")
             .field("methods", &self.methods)
+            .field("constrain_sender", &self.constrain_sender)
             .field("users", &self.passwords.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -55,7 +61,10 @@ impl AuthUsers {
     /// Reads auth_flat_file.ini; no file means no users.
     pub fn load(dir: &ConfigDir) -> Result<Self, ConfigError> {
         match dir.ini_document(files::AUTH_FLAT_FILE_INI)? {
-            None => Ok(Self::default()),
+            None => Ok(Self {
+                constrain_sender: true,
+                ..Self::default()
+            }),
             Some((path, document)) => Self::from_document(dir, &path, &document),
         }
     }
@@ -72,10 +81,18 @@ impl AuthUsers {
             detail,
         };
         let mut methods = DEFAULT_METHODS.to_vec();
+        let mut constrain_sender = true;
         for section in document.sections() {
             match section.name.as_str() {
                 "core" => {
                     for entry in &section.entries {
+                        if entry.key == "constrain_sender" {
+                            constrain_sender = match &entry.value {
+                                IniValue::Text(text) => is_haraka_true(text),
+                                _ => false,
+                            };
+                            continue;
+                        }
                         if entry.key != "methods" {
                             dir.warn(format!(
                                 "{}: [core] {} is not used",
@@ -134,7 +151,11 @@ impl AuthUsers {
         if passwords.is_empty() {
             methods.clear();
         }
-        Ok(Self { methods, passwords })
+        Ok(Self {
+            methods,
+            constrain_sender,
+            passwords,
+        })
     }
 
     pub fn is_empty(&self) -> bool {

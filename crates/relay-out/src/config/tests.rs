@@ -315,3 +315,22 @@ fn a_malformed_ini_line_is_a_warning_naming_file_and_line() {
         settings.warnings
     );
 }
+
+/// auth_flat_file.ini `[core] constrain_sender`: on unless set false, and
+/// never reported as an unused key.
+#[test]
+fn constrain_sender_is_on_by_default_and_can_be_turned_off() {
+    let on = TempConfig::new(&[("auth_flat_file.ini", "[users]\nalice=secret\n")]);
+    assert!(on.load().expect("load").auth_users.constrain_sender);
+    let off = TempConfig::new(&[(
+        "auth_flat_file.ini",
+        "[core]\nconstrain_sender=false\n[users]\nalice=secret\n",
+    )]);
+    let settings = off.load().expect("load");
+    assert!(!settings.auth_users.constrain_sender);
+    assert!(
+        !settings.warnings.iter().any(|w| w.contains("constrain_sender")),
+        "{:?}",
+        settings.warnings
+    );
+}

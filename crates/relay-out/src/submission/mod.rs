@@ -18,6 +18,7 @@
 //! - SIGHUP re-reads auth_flat_file.ini (Haraka re-reads it when it
 //!   changes); a file that no longer loads keeps the users in effect.
 
+mod constrain;
 mod throttle;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -97,6 +98,20 @@ impl Submission {
 
     fn users(&self) -> Arc<AuthUsers> {
         Arc::clone(&self.users.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// auth_flat_file.ini `constrain_sender`: the refusal of a MAIL FROM
+    /// (in `sender_domain`) that the authenticated user may not use, if any.
+    pub fn sender_refusal(
+        &self,
+        session: &SessionInfo,
+        sender_domain: Option<&str>,
+    ) -> Option<smtp_protocol::reply::Reply> {
+        let user = session.authenticated.as_deref()?;
+        if !self.users().constrain_sender {
+            return None;
+        }
+        constrain::refusal(user, sender_domain)
     }
 
     /// The mechanisms to offer this session: none without users, and none
