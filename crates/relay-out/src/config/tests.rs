@@ -329,7 +329,10 @@ fn constrain_sender_is_on_by_default_and_can_be_turned_off() {
     let settings = off.load().expect("load");
     assert!(!settings.auth_users.constrain_sender);
     assert!(
-        !settings.warnings.iter().any(|w| w.contains("constrain_sender")),
+        !settings
+            .warnings
+            .iter()
+            .any(|w| w.contains("constrain_sender")),
         "{:?}",
         settings.warnings
     );
