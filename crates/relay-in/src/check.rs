@@ -5,9 +5,12 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use smtp_core::config::{ConfigDir, CoreSettings};
+use smtp_core::config::files::Binary;
+use smtp_core::config::{ConfigDir, CoreSettings, Feature};
 
-use crate::config::{ForwardMode, ForwardRoute, RelayInSettings, XclientPolicy};
+use crate::config::{
+    ForwardMode, ForwardRoute, HARAKA_SHIPPED_FORWARD_PORT, RelayInSettings, XclientPolicy,
+};
 use crate::forward::Forwarder;
 use crate::probe::{self, Health, Intervals, Severity};
 
@@ -25,24 +28,32 @@ pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
         dir.root().display()
     )];
     lines.extend(smtp_core::config::check::core_summary(&core));
+    lines.extend(core.plugins.summary(&dir, Binary::RelayIn));
     let domains = &settings.local_domains;
-    lines.push(format!(
-        "  accepts mail for: {}{}",
-        if domains.names.is_empty() {
-            "(no host_list entries)".to_string()
-        } else {
-            domains.names.join(", ")
-        },
-        domains
-            .pattern
-            .as_ref()
-            .map(|p| format!(" and names matching {}", p.as_str()))
-            .unwrap_or_default()
-    ));
+    if !core.plugins.enabled(Feature::InHostList) {
+        lines.push(
+            "  accepts mail for: no host_list domain (rcpt_to.in_host_list is not listed in plugins)"
+                .into(),
+        );
+    } else {
+        lines.push(format!(
+            "  accepts mail for: {}{}",
+            if domains.names.is_empty() {
+                "(no host_list entries)".to_string()
+            } else {
+                domains.names.join(", ")
+            },
+            domains
+                .pattern
+                .as_ref()
+                .map(|p| format!(" and names matching {}", p.as_str()))
+                .unwrap_or_default()
+        ));
+    }
     let forward = &settings.forward;
     let route = &forward.default_route;
     lines.push(format!(
-        "  forwards to: {} ({} mode, XCLIENT {})",
+        "  forwards to: {} ({} mode, XCLIENT {}), from {}",
         describe(route),
         match forward.mode {
             ForwardMode::Queue => "queue",
@@ -52,8 +63,15 @@ pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
             XclientPolicy::Required => "required",
             XclientPolicy::Optional => "optional",
             XclientPolicy::Off => "off",
-        }
+        },
+        settings.forward_ini
     ));
+    if settings.forward_port_from_haraka_defaults {
+        lines.push(format!(
+            "  note: {} sets no port: Haraka would have used {HARAKA_SHIPPED_FORWARD_PORT} (its shipped {}), Postern uses {}",
+            settings.forward_ini, settings.forward_ini, route.port
+        ));
+    }
     for (domain, route) in &forward.domain_routes {
         lines.push(format!("  forwards {domain} to: {}", describe(route)));
     }
@@ -62,7 +80,7 @@ pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
     }
     lines.extend(smtp_core::config::check::files_report(
         &dir,
-        smtp_core::config::files::Binary::RelayIn,
+        Binary::RelayIn,
     ));
     Ok(lines)
 }

@@ -72,7 +72,8 @@ async fn run(config: &std::path::Path) -> anyhow::Result<()> {
         let policy = Arc::clone(&policy);
         let config = config.to_path_buf();
         let me = core.me.clone();
-        Box::new(move || policy.reload(&config, &me))
+        let plugins = Arc::clone(&core.plugins);
+        Box::new(move || policy.reload(&config, &me, &plugins))
     };
     Server::from_settings(&core, policy)
         .context("starting the server")?

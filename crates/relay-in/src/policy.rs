@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use smtp_core::config::ConfigDir;
+use smtp_core::config::{ConfigDir, Plugins};
 
 use smtp_core::message::Message;
 use smtp_core::policy::{ConnectionPolicy, MailPolicy};
@@ -41,13 +41,15 @@ impl RelayIn {
         }
     }
 
-    /// Re-reads host_list, host_list_regex and smtp_forward.ini (SIGHUP). A
-    /// file that does not load keeps the old settings and logs why. The
-    /// backends' health carries over; a new backend is probed at once.
-    pub fn reload(&self, config: &Path, me: &str) {
+    /// Re-reads host_list, host_list_regex and smtp_forward.ini (or
+    /// smtp_proxy.ini) (SIGHUP), with the plugin list read at startup, as
+    /// Haraka loads plugins only when it starts. A file that does not load
+    /// keeps the old settings and logs why. The backends' health carries
+    /// over; a new backend is probed at once.
+    pub fn reload(&self, config: &Path, me: &str, plugins: &Arc<Plugins>) {
         let health = Arc::clone(self.current().forwarder.health());
         let loaded = ConfigDir::open(config)
-            .and_then(|dir| RelayInSettings::load(&dir))
+            .and_then(|dir| RelayInSettings::load(&dir.with_plugins(Arc::clone(plugins))))
             .map_err(anyhow::Error::from)
             .and_then(|settings| {
                 let forwarder = Forwarder::new(me, settings.forward, &health)?;

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use smtp_core::config::{ConfigDir, CoreSettings};
+use smtp_core::config::files::Binary;
+use smtp_core::config::{ConfigDir, CoreSettings, Feature};
 
 use crate::acl::RelayAcl;
 use crate::config::RelayOutSettings;
@@ -21,8 +22,12 @@ pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
         dir.root().display()
     )];
     lines.extend(smtp_core::config::check::core_summary(&core));
+    lines.extend(core.plugins.summary(&dir, Binary::RelayOut));
     let relay = &settings.relay;
-    if relay.all {
+    if !core.plugins.enabled(Feature::Relay) {
+        lines
+            .push("  relays for: authenticated users only (relay is not listed in plugins)".into());
+    } else if relay.all {
         lines.push("  relays for: EVERYONE (relay.ini all=true)".into());
     } else if relay.acl {
         let nets: Vec<String> = settings.acl_allow.iter().map(|n| n.to_string()).collect();
@@ -82,7 +87,7 @@ pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
     }
     lines.extend(smtp_core::config::check::files_report(
         &dir,
-        smtp_core::config::files::Binary::RelayOut,
+        Binary::RelayOut,
     ));
     Ok(lines)
 }

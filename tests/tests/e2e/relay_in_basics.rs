@@ -413,7 +413,9 @@ fn migration_check_explains_the_seeds_haraka_directories() -> anyhow::Result<()>
         "xclient.ini: enabled=true is not a Haraka setting",
         "xclient.ini: forward=true is not a Haraka setting",
         "xclient.ini: destination=10.0.0.2:25 is not a Haraka setting",
-        "not used: config:",
+        "read: config",
+        "config): xclient, queue/smtp_forward, rcpt_to.in_host_list, tls",
+        "config: line 6: xclient: relay-in does not run this plugin",
         "OK: relay-in will run with this configuration.",
     ] {
         assert!(
@@ -429,7 +431,8 @@ fn migration_check_explains_the_seeds_haraka_directories() -> anyhow::Result<()>
     for expected in [
         "relays for: 10.0.0.2/32",
         "read: relay_acl_allow",
-        "not used: plugins: Postern has no plugins",
+        "read: plugins",
+        "plugins): relay, tls",
         "OK: relay-out will run",
     ] {
         assert!(

@@ -9,13 +9,17 @@ use std::time::Duration;
 use serde::Deserialize;
 use smtp_core::config::domains::normalize_domain;
 use smtp_core::config::endpoint::SMTP_PORT;
-use smtp_core::config::files;
 use smtp_core::config::values::{Keyword, OnOff, Seconds, SettingValue, optional_setting};
 use smtp_core::config::{ConfigDir, ConfigError};
 
-/// The port used when smtp_forward.ini sets none. Haraka inherits 2555 from
-/// its shipped file; a Postfix backend listens on SMTP's own.
+/// The port used when smtp_forward.ini (or smtp_proxy.ini) sets none: a
+/// Postfix backend listens on SMTP's own.
 pub const DEFAULT_FORWARD_PORT: u16 = SMTP_PORT;
+
+/// The port Haraka uses when the instance's smtp_forward.ini or
+/// smtp_proxy.ini sets none: its shipped files' `port=2555`, merged under
+/// the instance's (Haraka 3.0.0 to 3.1.6).
+pub const HARAKA_SHIPPED_FORWARD_PORT: u16 = 2555;
 
 /// Everything about forwarding accepted mail to the backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,16 +309,16 @@ impl ForwardSettings {
             .unwrap_or(&self.default_route)
     }
 
-    /// Builds the settings from smtp_forward.ini's sections, `[main]`
-    /// possibly completed by the xclient.ini alias.
+    /// Builds the settings from the sections of `file` (smtp_forward.ini,
+    /// or smtp_proxy.ini's `[main]`), `[main]` possibly completed by the
+    /// xclient.ini alias.
     pub(super) fn from_sections(
         dir: &ConfigDir,
+        file: &str,
         main: &ForwardSection,
         sections: &ForwardIni,
     ) -> Result<Self, ConfigError> {
-        let shown = dir
-            .path_of(files::SMTP_FORWARD_INI)
-            .unwrap_or_else(|| files::SMTP_FORWARD_INI.into());
+        let shown = dir.path_of(file).unwrap_or_else(|| file.into());
         if main.enable_outbound == Some(true) {
             dir.warn(format!(
                 "{}: [main] enable_outbound=true is ignored: relay-in never sends mail to the internet (relay-out does)",

@@ -47,6 +47,14 @@ impl LocalDomains {
                 .is_some_and(|p| p.is_match(candidate) || p.is_match(written))
     }
 
+    /// No domain: `rcpt_to.in_host_list` is not loaded.
+    pub(super) fn none() -> Self {
+        Self {
+            names: Vec::new(),
+            pattern: None,
+        }
+    }
+
     /// Reads `host_list` (or the file rcpt_to.in_host_list.ini points at)
     /// and `host_list_regex`.
     pub(super) fn load(dir: &ConfigDir) -> Result<Self, ConfigError> {

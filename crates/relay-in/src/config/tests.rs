@@ -74,7 +74,9 @@ fn seed_haraka_in_loads() {
     assert!(settings.forward.domain_routes.is_empty());
 
     let warnings = settings.warnings.join("\n");
-    assert_eq!(settings.warnings.len(), 4, "{warnings}");
+    assert_eq!(settings.warnings.len(), 6, "{warnings}");
+    assert!(warnings.contains("config: section [server] is not used by Postern"));
+    assert!(warnings.contains("config: line 6: xclient: relay-in does not run this plugin"));
     assert!(
         warnings
             .contains("host_list = /opt/haraka/config/haraka-in/host_list: file not found; using")
@@ -85,8 +87,10 @@ fn seed_haraka_in_loads() {
     assert!(warnings.contains("enabled=true is not a Haraka setting; nothing to map"));
     assert!(warnings.contains("forward=true is not a Haraka setting; nothing to map"));
 
+    // config is read for its [plugins] (xclient, queue/smtp_forward,
+    // rcpt_to.in_host_list, tls).
     let unrecognized = dir.unrecognized_files(files::KNOWN_FILES);
-    assert_eq!(unrecognized, ["config"]);
+    assert!(unrecognized.is_empty(), "{unrecognized:?}");
 }
 
 #[test]
@@ -472,4 +476,68 @@ fn auth_type_without_a_user_sends_no_auth_and_warns() {
         "{:?}",
         settings.warnings
     );
+}
+
+/// The forward target and the recipients follow `plugins`: smtp_proxy.ini
+/// (live) when it loads queue/smtp_proxy, no host_list without
+/// rcpt_to.in_host_list, and an error naming `plugins` without a queue.
+#[test]
+fn plugins_choose_the_forward_target_and_the_recipients() {
+    let temp = TempConfig::new(&[
+        (
+            "plugins",
+            "# rcpt_to.in_host_list\nmy_rcpt_check\nqueue/smtp_proxy\n",
+        ),
+        ("host_list", "example.com\n"),
+        ("smtp_forward.ini", "host=10.0.0.9\nport=25\n"),
+        (
+            "smtp_proxy.ini",
+            "host=10.0.0.2\nenable_tls=true\ncheck_recipient=true\n[example.org]\nhost=10.0.0.3\n",
+        ),
+    ]);
+    let dir = temp.dir();
+    let settings = RelayInSettings::load(&dir).expect("load");
+    assert_eq!(settings.forward_ini, "smtp_proxy.ini");
+    assert_eq!(settings.forward.mode, ForwardMode::Live);
+    assert_eq!(settings.forward.default_route.host, "10.0.0.2");
+    assert_eq!(settings.forward.default_route.port, 25);
+    assert!(settings.forward.default_route.enable_tls);
+    assert!(settings.forward.domain_routes.is_empty());
+    assert!(!settings.forward.check_recipient);
+    assert!(settings.forward_port_from_haraka_defaults);
+    assert!(settings.local_domains.names.is_empty());
+    let read: Vec<String> = dir
+        .used_files()
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    assert_eq!(read, ["plugins", "smtp_proxy.ini"]);
+    let warnings = settings.warnings.join("\n");
+    for expected in [
+        "plugins: rcpt_to.in_host_list is not listed: no recipient is accepted by host_list",
+        "plugins: line 2: my_rcpt_check: relay-in does not run this plugin: not a plugin Postern knows",
+        "smtp_proxy.ini: section [example.org] is not used: queue/smtp_proxy reads [main] only",
+        "smtp_proxy.ini: [main] check_recipient is not used with queue/smtp_proxy",
+    ] {
+        assert!(warnings.contains(expected), "{expected}\n{warnings}");
+    }
+
+    let temp = TempConfig::new(&[("plugins", "rcpt_to.in_host_list\n#queue/smtp_forward\n")]);
+    let error = temp.load().expect_err("no queue plugin").to_string();
+    assert!(
+        error.ends_with("plugins: lists neither queue/smtp_forward nor queue/smtp_proxy: relay-in would have nothing to do"),
+        "{error}"
+    );
+
+    let temp = TempConfig::new(&[
+        ("plugins", "rcpt_to.in_host_list\nqueue/smtp_forward\n"),
+        ("host_list", "example.com\n"),
+        ("smtp_forward.ini", "host=10.0.0.2\nport=2525\n"),
+    ]);
+    let settings = temp.load().expect("load");
+    assert_eq!(settings.forward_ini, "smtp_forward.ini");
+    assert_eq!(settings.forward.mode, ForwardMode::Queue);
+    assert_eq!(settings.local_domains.names, ["example.com"]);
+    assert!(!settings.forward_port_from_haraka_defaults);
+    assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
 }

@@ -67,8 +67,13 @@ impl SettingValue for Destination {
     }
 }
 
-/// Reads xclient.ini, if any, and completes smtp_forward.ini's `[main]`.
-pub(super) fn apply(dir: &ConfigDir, main: &mut ForwardSection) -> Result<(), ConfigError> {
+/// Reads xclient.ini, if any, and completes the `[main]` of `forward_ini`
+/// (smtp_forward.ini, or smtp_proxy.ini with `queue/smtp_proxy`).
+pub(super) fn apply(
+    dir: &ConfigDir,
+    forward_ini: &str,
+    main: &mut ForwardSection,
+) -> Result<(), ConfigError> {
     let ini: XclientIni = dir.ini(files::XCLIENT_INI)?;
     let XclientMain {
         enabled,
@@ -76,7 +81,6 @@ pub(super) fn apply(dir: &ConfigDir, main: &mut ForwardSection) -> Result<(), Co
         destination,
     } = ini.main;
     let shown = dir.shown(files::XCLIENT_INI);
-    let forward_ini = files::SMTP_FORWARD_INI;
 
     if let Some(destination) = destination {
         let Destination {

@@ -23,7 +23,7 @@ use std::fmt;
 use std::path::Path;
 
 use smtp_core::config::values::{is_haraka_true, split_comma_list};
-use smtp_core::config::{ConfigDir, ConfigError, IniDocument, IniValue, expected, files};
+use smtp_core::config::{ConfigDir, ConfigError, Feature, IniDocument, IniValue, expected, files};
 use smtp_protocol::sasl::{Credentials, SaslMechanism};
 
 /// Haraka's shipped `methods`.
@@ -58,9 +58,15 @@ impl fmt::Debug for AuthUsers {
 }
 
 impl AuthUsers {
-    /// Reads auth_flat_file.ini; no file means no users.
+    /// Reads auth_flat_file.ini; no file, or a plugin list without
+    /// `auth/flat_file`, means no users.
     pub fn load(dir: &ConfigDir) -> Result<Self, ConfigError> {
-        match dir.ini_document(files::AUTH_FLAT_FILE_INI)? {
+        let loaded = dir.plugins()?.enabled(Feature::AuthFlatFile);
+        let document = match loaded {
+            true => dir.ini_document(files::AUTH_FLAT_FILE_INI)?,
+            false => None,
+        };
+        match document {
             None => Ok(Self {
                 constrain_sender: true,
                 ..Self::default()

@@ -13,7 +13,8 @@ mod tests;
 
 use ipnetwork::IpNetwork;
 use smtp_core::config::domains::domain_list;
-use smtp_core::config::{ConfigDir, ConfigError, files};
+use smtp_core::config::files::Binary;
+use smtp_core::config::{ConfigDir, ConfigError, Feature, files};
 
 pub use auth_users::AuthUsers;
 pub use outbound::{InetPrefer, OutboundSettings};
@@ -44,12 +45,33 @@ pub struct RelayOutSettings {
 }
 
 impl RelayOutSettings {
-    /// Reads relay.ini, relay_acl_allow, relay_dest_domains.ini, host_list,
-    /// outbound.ini, outbound_routes.ini and auth_flat_file.ini. Source
-    /// addresses (`local_address`, `bind`) must exist on this host.
+    /// Reads the plugin list; relay.ini, relay_acl_allow and
+    /// relay_dest_domains.ini when it loads `relay`; host_list,
+    /// outbound.ini, outbound_routes.ini; auth_flat_file.ini when it loads
+    /// `auth/flat_file`. Source addresses (`local_address`, `bind`) must
+    /// exist on this host.
     pub fn load(dir: &ConfigDir) -> Result<Self, ConfigError> {
-        let relay = dir.ini::<RelayIni>(files::RELAY_INI)?.relay;
-        let acl_allow = relay::acl_allow(dir)?;
+        let plugins = dir.plugins()?;
+        for finding in plugins.findings(dir, Binary::RelayOut) {
+            dir.warn(finding);
+        }
+        let relaying = plugins.enabled(Feature::Relay);
+        if !relaying && !plugins.enabled(Feature::AuthFlatFile) {
+            return Err(plugins.useless_for(
+                Binary::RelayOut,
+                "lists neither relay nor auth/flat_file, so no client may relay",
+            ));
+        }
+        let relay = if relaying {
+            dir.ini::<RelayIni>(files::RELAY_INI)?.relay
+        } else {
+            RelayPolicy::NOT_LOADED
+        };
+        let acl_allow = if relaying {
+            relay::acl_allow(dir)?
+        } else {
+            Vec::new()
+        };
         if relay.acl && !relay.all && acl_allow.is_empty() {
             dir.warn(format!(
                 "{}: no client may relay (the file is missing or empty)",
@@ -62,7 +84,11 @@ impl RelayOutSettings {
                 files::RELAY_INI
             ));
         }
-        let dest_domains = dir.ini_document(files::RELAY_DEST_DOMAINS_INI)?;
+        let dest_domains = if relaying {
+            dir.ini_document(files::RELAY_DEST_DOMAINS_INI)?
+        } else {
+            None
+        };
         let local_domains = match dir.list_file(files::HOST_LIST)? {
             Some(file) => domain_list(&file)?,
             None => Vec::new(),

@@ -36,6 +36,17 @@ impl Default for RelayPolicy {
     }
 }
 
+impl RelayPolicy {
+    /// `plugins` does not load `relay`: no relaying by address, no
+    /// relay_dest_domains.ini routes.
+    pub const NOT_LOADED: Self = Self {
+        acl: false,
+        force_routing: false,
+        dest_domains: false,
+        all: false,
+    };
+}
+
 /// relay.ini.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]

@@ -69,7 +69,10 @@ fn seed_haraka_out_loads() {
         None
     );
     assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
-    assert_eq!(dir.unrecognized_files(files::KNOWN_FILES), ["plugins"]);
+    assert!(
+        dir.unrecognized_files(files::KNOWN_FILES).is_empty(),
+        "plugins is read"
+    );
 }
 
 #[test]
@@ -335,5 +338,36 @@ fn constrain_sender_is_on_by_default_and_can_be_turned_off() {
             .any(|w| w.contains("constrain_sender")),
         "{:?}",
         settings.warnings
+    );
+}
+
+/// relay is commented out in `plugins`: relay.ini and relay_acl_allow are
+/// not read and nobody relays by address; with no AUTH either, relay-out
+/// refuses to start, naming `plugins`.
+#[test]
+fn plugins_without_relay_relay_for_nobody() {
+    let temp = TempConfig::new(&[
+        ("plugins", "# relay\ntls\nauth/flat_file\n"),
+        ("relay_acl_allow", "10.0.0.2/32\n"),
+        ("relay.ini", "[relay]\nall=true\n"),
+    ]);
+    let settings = temp.load().expect("load");
+    assert!(settings.acl_allow.is_empty());
+    assert_eq!(settings.relay, RelayPolicy::NOT_LOADED);
+    let warnings = settings.warnings.join("\n");
+    assert!(
+        warnings.contains("plugins: relay is not listed: no client relays by address"),
+        "{warnings}"
+    );
+    assert!(!warnings.contains("open relay"), "{warnings}");
+
+    let temp = TempConfig::new(&[
+        ("plugins", "# relay\ntls\n"),
+        ("relay_acl_allow", "10.0.0.2/32\n"),
+    ]);
+    let error = temp.load().expect_err("nothing to do").to_string();
+    assert!(
+        error.ends_with("plugins: lists neither relay nor auth/flat_file, so no client may relay: relay-out would have nothing to do"),
+        "{error}"
     );
 }

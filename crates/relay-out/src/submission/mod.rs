@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
-use smtp_core::config::{ConfigDir, CoreSettings};
+use smtp_core::config::{ConfigDir, CoreSettings, Plugins};
 use smtp_protocol::sasl::{Credentials, SaslMechanism};
 use smtp_protocol::session::{AuthVerdict, SessionInfo};
 use tracing::{error, info, warn};
@@ -41,6 +41,9 @@ pub struct Submission {
     users: RwLock<Arc<AuthUsers>>,
     /// `submission_port` and `smtps_port`.
     ports: [u16; 2],
+    /// The plugin list read at startup: a reload keeps `auth/flat_file`
+    /// on or off as it was, as Haraka loads plugins only when it starts.
+    plugins: Arc<Plugins>,
     throttle: Mutex<AuthThrottle>,
 }
 
@@ -49,6 +52,7 @@ impl Submission {
         Submission {
             users: RwLock::new(Arc::new(users)),
             ports: [core.submission_port, core.smtps_port],
+            plugins: Arc::clone(&core.plugins),
             throttle: Mutex::new(AuthThrottle::default()),
         }
     }
@@ -79,6 +83,7 @@ impl Submission {
     /// users if it cannot be loaded.
     pub fn reload(&self, config_root: &Path) {
         let loaded = ConfigDir::open(config_root).and_then(|dir| {
+            let dir = dir.with_plugins(Arc::clone(&self.plugins));
             let users = AuthUsers::load(&dir)?;
             Ok((users, dir.take_warnings()))
         });

@@ -20,6 +20,9 @@ pub fn core_summary(core: &CoreSettings) -> Vec<String> {
         ),
     ];
     match &core.tls.files {
+        Some(_) if !core.tls.starttls => {
+            lines.push("  STARTTLS: off (tls is not listed in plugins)".into());
+        }
         None => lines.push("  STARTTLS: off (no key/cert in tls.ini)".into()),
         Some(files) => match crate::tls::load_server_config(files, core.tls.min_version) {
             Ok(_) => lines.push(format!(

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::de::DeserializeOwned;
 
@@ -13,6 +13,7 @@ use super::layered::{
     overrides_for, root_key_for, split_key_path,
 };
 use super::list::{ListLine, parse_list, system_host_name};
+use super::plugins::Plugins;
 
 /// The subdirectory the seed setup (and some guides) put plugin files in.
 const PLUGIN_SUBDIR: &str = "plugins";
@@ -45,6 +46,9 @@ struct ReadState {
     used: BTreeSet<PathBuf>,
     warnings: Vec<String>,
     shadowed_reported: BTreeSet<String>,
+    /// The plugin list, read on first use so every loader sees one reading
+    /// (and its findings are reported once).
+    plugins: Option<Arc<Plugins>>,
 }
 
 /// A one-item-per-line file with its entries' line numbers.
@@ -116,6 +120,26 @@ impl ConfigDir {
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
         self
+    }
+
+    /// Uses `plugins` instead of reading the plugin list, so a reload
+    /// (SIGHUP) keeps the features chosen at startup, as Haraka loads its
+    /// plugins only when it starts.
+    #[must_use]
+    pub fn with_plugins(self, plugins: Arc<Plugins>) -> Self {
+        self.lock().plugins = Some(plugins);
+        self
+    }
+
+    /// The plugin list (`plugins`, else the seed guide's `config`
+    /// `[plugins]`), read once.
+    pub fn plugins(&self) -> Result<Arc<Plugins>, ConfigError> {
+        if let Some(plugins) = &self.lock().plugins {
+            return Ok(Arc::clone(plugins));
+        }
+        let plugins = Arc::new(Plugins::load(self)?);
+        self.lock().plugins = Some(Arc::clone(&plugins));
+        Ok(plugins)
     }
 
     /// The directory files are looked up in.

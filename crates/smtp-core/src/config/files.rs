@@ -38,6 +38,8 @@ pub const HOST_LIST_REGEX: &str = "host_list_regex";
 pub const RCPT_TO_IN_HOST_LIST_INI: &str = "rcpt_to.in_host_list.ini";
 /// The backend to forward accepted mail to (relay-in).
 pub const SMTP_FORWARD_INI: &str = "smtp_forward.ini";
+/// The live forward target of Haraka's `queue/smtp_proxy` (relay-in).
+pub const SMTP_PROXY_INI: &str = "smtp_proxy.ini";
 /// The seed setup's invented XCLIENT switches (relay-in).
 pub const XCLIENT_INI: &str = "xclient.ini";
 /// Who may relay and how (relay-out).
@@ -55,7 +57,16 @@ pub const OUTBOUND_ROUTES_INI: &str = "outbound_routes.ini";
 /// `auth/flat_file` plugin file).
 pub const AUTH_FLAT_FILE_INI: &str = "auth_flat_file.ini";
 
+/// Haraka's list of plugins to load: it decides which features are on
+/// (see [`super::plugins`]). Read from the root only, as Haraka does.
+pub const PLUGINS: &str = "plugins";
+/// The seed guide's `config` file: its `[plugins]` section is the plugin
+/// list when there is no `plugins` file.
+pub const SEED_CONFIG: &str = "config";
+
 /// Every file either binary reads; anything else in the directory is ignored.
+/// (`plugins` and `config` are not here: they are reported as read, or,
+/// for a `config` shadowed by `plugins`, as not used.)
 pub const KNOWN_FILES: &[&str] = &[
     ME,
     METRICS_INI,
@@ -74,6 +85,7 @@ pub const KNOWN_FILES: &[&str] = &[
     HOST_LIST_REGEX,
     RCPT_TO_IN_HOST_LIST_INI,
     SMTP_FORWARD_INI,
+    SMTP_PROXY_INI,
     XCLIENT_INI,
     RELAY_INI,
     RELAY_ACL_ALLOW,
@@ -88,6 +100,7 @@ pub const RELAY_IN_ONLY: &[&str] = &[
     HOST_LIST_REGEX,
     RCPT_TO_IN_HOST_LIST_INI,
     SMTP_FORWARD_INI,
+    SMTP_PROXY_INI,
     XCLIENT_INI,
 ];
 
@@ -131,12 +144,8 @@ impl Binary {
 pub const HARAKA_NOT_USED: &[(&str, &str)] = &[
     ("README.md", "documentation"),
     (
-        "plugins",
-        "Postern has no plugins: recipient checks, forwarding, XCLIENT, TLS and the relay ACL are built in and configured by their own files",
-    ),
-    (
         "config",
-        "not a Haraka file (the seed guide's [server]/[plugins] summary); listen comes from smtp.ini",
+        "not a Haraka file (the seed guide's [server]/[plugins] summary): the plugins file takes precedence; listen comes from smtp.ini",
     ),
     (
         "xclient.hosts",

@@ -14,6 +14,8 @@
 //!   then `plugins/`), resolves relative paths against the root, and records
 //!   which files were read and every non-fatal finding, so `--check` can list
 //!   what Postern ignored.
+//! - **Plugin list** ([`plugins`]): Haraka's `plugins` file decides which
+//!   features are on; read once per directory and shared by every loader.
 //! - **Layering** (`layered`): the `config` crate, for what it is good at:
 //!   merging a file with its `POSTERN_<STEM>__<SECTION>__<KEY>` environment
 //!   overrides and handing the merged tree to serde. `serde_ignored` watches
@@ -52,6 +54,7 @@ pub mod files;
 pub mod ini;
 mod layered;
 pub mod list;
+pub mod plugins;
 pub mod values;
 
 #[cfg(test)]
@@ -65,3 +68,4 @@ pub use dir::{ConfigDir, ListFile};
 pub use error::{ConfigError, expected, expected_for_bare_key};
 pub use ini::{IniDocument, IniEntry, IniSection, IniSyntaxError, IniValue};
 pub use list::ListLine;
+pub use plugins::{Feature, Plugins};

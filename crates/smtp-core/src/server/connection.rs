@@ -485,7 +485,9 @@ impl<P: MailPolicy> Connection<P> {
             .no_tls_hosts
             .iter()
             .any(|net| net.contains(client));
-        !excluded && self.shared.tls.as_ref().is_some_and(|t| t.is_available())
+        self.shared.config.tls.starttls
+            && !excluded
+            && self.shared.tls.as_ref().is_some_and(|t| t.is_available())
     }
 
     /// RFC 3207 and CVE-2011-0411: the `220` goes out, then whatever the

@@ -119,6 +119,9 @@ pub struct CoreSettings {
     pub early_talker_reject: bool,
     /// Inbound TLS (tls.ini).
     pub tls: TlsSettings,
+    /// The plugin list (`plugins`): which of each binary's features are
+    /// on. Kept here so a reload (SIGHUP) uses the list read at startup.
+    pub plugins: std::sync::Arc<super::plugins::Plugins>,
     /// Non-fatal findings for `--check` and the startup log: ignored keys and
     /// files, missing certificates, legacy files used.
     pub warnings: Vec<String>,
@@ -134,6 +137,7 @@ impl CoreSettings {
         let limit: LimitIni = dir.ini(files::LIMIT_INI)?;
         let early_talker: EarlyTalkerIni = dir.ini(files::EARLY_TALKER_INI)?;
         let metrics: MetricsIni = dir.ini(files::METRICS_INI)?;
+        let plugins = dir.plugins()?;
         let tls = TlsSettings::load(dir)?;
         let listen = listen_addresses(dir, &smtp.main);
         let max_bytes = max_bytes(dir, connection.max.bytes)?;
@@ -216,6 +220,7 @@ impl CoreSettings {
             early_talker_pause: early_talker.main.pause.0,
             early_talker_reject: early_talker.main.reject,
             tls,
+            plugins,
             warnings: dir.take_warnings(),
         })
     }

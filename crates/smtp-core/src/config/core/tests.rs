@@ -47,6 +47,7 @@ fn every_default_when_no_files_exist() {
         settings.tls,
         TlsSettings {
             files: None,
+            starttls: true,
             no_tls_hosts: Vec::new(),
             min_version: TlsMinVersion::Tls12,
         }
@@ -356,7 +357,9 @@ fn seed_fixtures_load_with_warnings_only() {
             cert: pem.to_path_buf(),
         })
     );
-    assert_eq!(settings.warnings.len(), 2, "{:?}", settings.warnings);
+    // The two certificates not found, and config's [server] not used.
+    assert_eq!(settings.warnings.len(), 3, "{:?}", settings.warnings);
+    assert!(settings.tls.starttls, "config [plugins] lists tls");
 
     let dir = ConfigDir::open(fixture("seed-haraka-out"))
         .expect("open")
@@ -364,6 +367,7 @@ fn seed_fixtures_load_with_warnings_only() {
     let settings = CoreSettings::load(&dir).expect("haraka-out");
     assert_eq!(settings.listen, addresses(&["10.0.0.1:2526"]));
     assert!(settings.tls.files.is_some());
+    assert!(settings.tls.starttls, "plugins lists tls");
 }
 
 #[test]

@@ -7,6 +7,7 @@ use crate::config::dir::ConfigDir;
 use crate::config::error::ConfigError;
 use crate::config::files;
 use crate::config::ini::IniValue;
+use crate::config::plugins::Feature;
 
 /// Inbound TLS settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +16,10 @@ pub struct TlsSettings {
     /// nor cert set in tls.ini and Haraka's default files absent), in which
     /// case STARTTLS is not offered and no implicit-TLS listener starts.
     pub files: Option<TlsFiles>,
+    /// Offer STARTTLS: Haraka's `tls` plugin is listed in `plugins` (or
+    /// there is no list). Without it, as in Haraka, only `smtps_port`
+    /// speaks TLS.
+    pub starttls: bool,
     /// Clients (IPs/CIDRs) that are not offered STARTTLS.
     pub no_tls_hosts: Vec<IpNetwork>,
     /// Oldest protocol version accepted.
@@ -54,6 +59,7 @@ impl TlsSettings {
         };
         Ok(Self {
             files,
+            starttls: dir.plugins()?.enabled(Feature::Tls),
             no_tls_hosts: ini.no_tls_hosts.0,
             min_version: ini.main.min_version,
         })
