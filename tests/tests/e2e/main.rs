@@ -14,6 +14,7 @@ mod deploy;
 mod dns_resolver;
 mod journald;
 mod metrics;
+mod plugins;
 mod postfix_harness;
 mod relay_in_basics;
 mod relay_in_forward;
