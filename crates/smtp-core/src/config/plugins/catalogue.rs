@@ -313,7 +313,7 @@ pub fn instead(meaning: Meaning, binary: Binary) -> &'static str {
             "Postern does not filter mail; relay-in passes the client's address and HELO to the backend with XCLIENT, so the backend's own checks (Postfix restrictions, rspamd) judge it"
         }
         (Meaning::NotRun(Kind::Filter), RelayOut) => {
-            "Postern does not filter mail; relay-out takes mail only from relay_acl_allow clients and authenticated users"
+            "Postern does not filter mail; relay-out takes mail only from clients that may relay (relay_acl_allow with relay, users of auth/flat_file)"
         }
         (Meaning::NotRun(Kind::Recipients), RelayIn) => {
             "relay-in accepts recipients only with rcpt_to.in_host_list (host_list, host_list_regex) and smtp_forward.ini check_recipient"
