@@ -2,6 +2,7 @@
 //! smtp-core's [`smtp_core::config::CoreSettings`].
 
 mod auth_users;
+mod dest_domains;
 mod local_address;
 mod outbound;
 mod relay;
@@ -12,10 +13,10 @@ pub mod routes;
 mod tests;
 
 use ipnetwork::IpNetwork;
-use smtp_core::config::domains::domain_list;
 use smtp_core::config::{ConfigDir, ConfigError, files};
 
 pub use auth_users::AuthUsers;
+pub use dest_domains::{DestAction, DestDomains};
 pub use outbound::{InetPrefer, OutboundSettings};
 pub use relay::RelayPolicy;
 pub use routes::{HopHost, HopSettings, Route, RouteTable, RouteTls};
@@ -30,8 +31,9 @@ pub struct RelayOutSettings {
     pub relay: RelayPolicy,
     /// relay_acl_allow: client networks that may relay.
     pub acl_allow: Vec<IpNetwork>,
-    /// host_list: this relay's own domains (normalised like relay-in's).
-    pub local_domains: Vec<String>,
+    /// relay_dest_domains.ini `action`s, when relay.ini `dest_domains` is
+    /// on: the domains clients that may not relay may still send to.
+    pub dest_domains: Option<DestDomains>,
     /// outbound.ini.
     pub outbound: OutboundSettings,
     /// Fixed next hops: outbound_routes.ini and relay_dest_domains.ini
@@ -44,9 +46,14 @@ pub struct RelayOutSettings {
 }
 
 impl RelayOutSettings {
-    /// Reads relay.ini, relay_acl_allow, relay_dest_domains.ini, host_list,
+    /// Reads relay.ini, relay_acl_allow, relay_dest_domains.ini,
     /// outbound.ini, outbound_routes.ini and auth_flat_file.ini. Source
     /// addresses (`local_address`, `bind`) must exist on this host.
+    ///
+    /// `host_list` is not read, as in Haraka's relay-out side: only the
+    /// `rcpt_to.in_host_list` plugin reads it there (to accept mail for
+    /// local delivery, which relay-out does not do); a haraka-out
+    /// directory holding one is told so.
     pub fn load(dir: &ConfigDir) -> Result<Self, ConfigError> {
         let relay = dir.ini::<RelayIni>(files::RELAY_INI)?.relay;
         let acl_allow = relay::acl_allow(dir)?;
@@ -62,11 +69,14 @@ impl RelayOutSettings {
                 files::RELAY_INI
             ));
         }
-        let dest_domains = dir.ini_document(files::RELAY_DEST_DOMAINS_INI)?;
-        let local_domains = match dir.list_file(files::HOST_LIST)? {
-            Some(file) => domain_list(&file)?,
-            None => Vec::new(),
-        };
+        let dest_domains_file = dir.ini_document(files::RELAY_DEST_DOMAINS_INI)?;
+        let dest_domains = dest_domains::load(dir, &relay, dest_domains_file.as_ref())?;
+        if let Some(path) = dir.path_of(files::HOST_LIST) {
+            dir.warn(format!(
+                "{}: not used by relay-out: in Haraka only rcpt_to.in_host_list reads it (the relay plugin and outbound do not), to accept mail for local delivery, which relay-out does not do; relay-out relays for relay_acl_allow, authenticated users and relay.ini dest_domains",
+                path.display()
+            ));
+        }
         let outbound = OutboundSettings::load(dir)?;
         if let Some(ip) = outbound.local_address {
             local_address::ensure_local(ip).map_err(|detail| ConfigError::BadValue {
@@ -76,12 +86,12 @@ impl RelayOutSettings {
                 detail: format!("'{ip}': {detail}"),
             })?;
         }
-        let routes = routes::load(dir, &relay, dest_domains.as_ref(), &outbound)?;
+        let routes = routes::load(dir, &relay, dest_domains_file.as_ref(), &outbound)?;
         let auth_users = AuthUsers::load(dir)?;
         Ok(Self {
             relay,
             acl_allow,
-            local_domains,
+            dest_domains,
             outbound,
             routes,
             auth_users,

@@ -62,13 +62,20 @@ fn seed_haraka_out_loads() {
         }
     );
     assert_eq!(settings.acl_allow, networks(&["10.0.0.2/32"]));
-    assert_eq!(settings.local_domains, ["mailrelay.example.com"]);
+    assert_eq!(settings.dest_domains, None);
     assert_eq!(
         dir.ini_document(files::RELAY_DEST_DOMAINS_INI)
             .expect("read"),
         None
     );
-    assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+    // The seed's host_list is not read by relay-out (nor by haraka-out's
+    // relay and outbound), and the administrator is told why.
+    assert_eq!(settings.warnings.len(), 1, "{:?}", settings.warnings);
+    assert!(
+        settings.warnings[0].ends_with("host_list: not used by relay-out: in Haraka only rcpt_to.in_host_list reads it (the relay plugin and outbound do not), to accept mail for local delivery, which relay-out does not do; relay-out relays for relay_acl_allow, authenticated users and relay.ini dest_domains"),
+        "{:?}",
+        settings.warnings
+    );
     assert_eq!(dir.unrecognized_files(files::KNOWN_FILES), ["plugins"]);
 }
 
@@ -80,7 +87,7 @@ fn defaults_without_files() {
     assert!(settings.relay.acl && settings.relay.force_routing);
     assert!(!settings.relay.dest_domains && !settings.relay.all);
     assert!(settings.acl_allow.is_empty());
-    assert!(settings.local_domains.is_empty());
+    assert!(settings.dest_domains.is_none());
     let outbound = settings.outbound;
     assert!(!outbound.disabled);
     assert_eq!(outbound.concurrency_max, 100);
@@ -192,11 +199,6 @@ fn errors_name_file_line_and_key() {
             "relay_acl_allow: line 3: 'mailcow.lan': expected an IP address or CIDR network",
         ),
         ("relay_acl_allow", "10.0.0.0/33", "line 1: '10.0.0.0/33'"),
-        (
-            "host_list",
-            "a b",
-            "host_list: line 1: 'a b': expected a domain name",
-        ),
         (
             "outbound.ini",
             "temp_fail_intervals=60 min",
@@ -335,5 +337,100 @@ fn constrain_sender_is_on_by_default_and_can_be_turned_off() {
             .any(|w| w.contains("constrain_sender")),
         "{:?}",
         settings.warnings
+    );
+}
+
+/// relay.ini `dest_domains=true`: each `[domains]` action as Haraka's relay
+/// plugin reads it; the `any` key grants nothing; a missing or unknown
+/// action refuses, with a warning naming the line.
+#[test]
+fn dest_domains_actions_follow_haraka() {
+    let temp = TempConfig::new(&[
+        ("relay.ini", "[relay]\ndest_domains=true\n"),
+        (
+            "relay_dest_domains.ini",
+            "[domains]\nAccept.Test = {\"action\":\"accept\",\"nexthop\":\"127.0.0.9:2525\"}\n\
+             continue.test = {\"action\":\"continue\"}\ndeny.test = {\"action\":\"deny\"}\n\
+             typo.test = {\"action\":\"accpet\"}\nroute-only.test = {\"nexthop\":\"127.0.0.9\"}\n\
+             any = {\"action\":\"accept\"}\n",
+        ),
+    ]);
+    let settings = temp.load().expect("load");
+    let dest = settings.dest_domains.expect("dest_domains on");
+    for (domain, action) in [
+        ("accept.test", DestAction::Accept),
+        ("continue.test", DestAction::Accept),
+        ("deny.test", DestAction::Deny),
+        ("typo.test", DestAction::NotAccepted),
+        ("route-only.test", DestAction::NotAccepted),
+        ("unlisted.test", DestAction::Deny),
+        ("any", DestAction::Deny),
+    ] {
+        assert_eq!(dest.action(domain), action, "{domain}");
+    }
+    for needle in [
+        "relay_dest_domains.ini: line 5: [domains] typo.test: action 'accpet' is not one Haraka knows",
+        "relay_dest_domains.ini: line 6: [domains] route-only.test: no action",
+    ] {
+        assert!(
+            settings.warnings.iter().any(|w| w.contains(needle)),
+            "{needle}: {:?}",
+            settings.warnings
+        );
+    }
+    // The accepted domain's mail goes to its nexthop (force_routing's
+    // default), as Haraka's get_mx hook sends it.
+    let (domain, route) = settings.routes.domains().next().expect("a route");
+    assert_eq!(domain, "accept.test");
+    assert_eq!(route.hops[0].port, 2525);
+}
+
+/// With `dest_domains` off (Haraka's default), an `action` has no effect
+/// and `--check` says so; nexthop routes still apply.
+#[test]
+fn dest_domains_off_reports_the_action_as_not_used() {
+    let temp = TempConfig::new(&[(
+        "relay_dest_domains.ini",
+        "[domains]\naccept.test = {\"action\":\"accept\",\"nexthop\":\"127.0.0.9\"}\n",
+    )]);
+    let settings = temp.load().expect("load");
+    assert!(settings.dest_domains.is_none());
+    assert!(
+        settings.warnings.iter().any(|w| w.contains(
+            "[domains] accept.test: action is not used because relay.ini [relay] dest_domains=false"
+        )),
+        "{:?}",
+        settings.warnings
+    );
+    assert_eq!(settings.routes.domains().count(), 1);
+}
+
+/// `dest_domains=true` without a `[domains]` section refuses every
+/// recipient of a client outside the ACL (Haraka's hook passes, and nothing
+/// else accepts), with a warning; a bad key is a startup error.
+#[test]
+fn dest_domains_without_entries_or_with_a_bad_key() {
+    let empty = TempConfig::new(&[("relay.ini", "[relay]\ndest_domains=true\n")]);
+    let settings = empty.load().expect("load");
+    assert_eq!(settings.dest_domains, Some(DestDomains::default()));
+    assert!(
+        settings
+            .warnings
+            .iter()
+            .any(|w| w.contains("dest_domains=true but relay_dest_domains.ini has no [domains]")),
+        "{:?}",
+        settings.warnings
+    );
+    let bad = TempConfig::new(&[
+        ("relay.ini", "[relay]\ndest_domains=true\n"),
+        (
+            "relay_dest_domains.ini",
+            "[domains]\na..b = {\"action\":\"accept\"}\n",
+        ),
+    ]);
+    let error = bad.load().expect_err("bad key").to_string();
+    assert!(
+        error.contains("[domains] a..b") && error.contains("expected a domain name"),
+        "{error}"
     );
 }

@@ -30,7 +30,8 @@ pub const TLS_INI: &str = "tls.ini";
 pub const TLS_KEY_PEM: &str = "tls_key.pem";
 /// Haraka's default certificate file name.
 pub const TLS_CERT_PEM: &str = "tls_cert.pem";
-/// Domains accepted for delivery (relay-in) or treated as local (relay-out).
+/// Domains accepted for delivery (relay-in; relay-out reports it as not
+/// used, as Haraka's relay and outbound do not read it).
 pub const HOST_LIST: &str = "host_list";
 /// Regular expressions of accepted domains (relay-in).
 pub const HOST_LIST_REGEX: &str = "host_list_regex";
@@ -85,6 +86,7 @@ pub const KNOWN_FILES: &[&str] = &[
 
 /// Files only relay-in reads: relay-out's `--check` names them as relay-in's.
 pub const RELAY_IN_ONLY: &[&str] = &[
+    HOST_LIST,
     HOST_LIST_REGEX,
     RCPT_TO_IN_HOST_LIST_INI,
     SMTP_FORWARD_INI,
