@@ -5,6 +5,7 @@ mod auth_users;
 mod dest_domains;
 mod local_address;
 mod outbound;
+mod queue_dir;
 mod relay;
 mod retry;
 pub mod routes;

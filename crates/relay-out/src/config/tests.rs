@@ -100,7 +100,10 @@ fn defaults_without_files() {
     );
     assert_eq!(outbound.connect_timeout, Duration::from_secs(30));
     assert!(!outbound.local_mx_ok);
-    assert!(!outbound.ipv6_enabled);
+    assert!(
+        outbound.ipv6_enabled,
+        "AAAA records are used, as in Haraka 3.x"
+    );
     assert_eq!(outbound.inet_prefer, InetPrefer::Default);
     assert_eq!(outbound.max_temp_failures, 13);
     assert_eq!(outbound.domain_concurrency_max, 20);
@@ -119,8 +122,8 @@ fn every_outbound_key() {
     let temp = TempConfig::new(&[(
         "outbound.ini",
         "disabled=true\nconcurrency_max=7\ndomain_concurrency_max=3\nenable_tls=false\ntls_fallback_plain=yes\nalways_split=on\n\
-         received_header=disabled\nconnect_timeout=12\nlocal_mx_ok=1\nipv6_enabled=true\ninet_prefer=v6\n\
-         maxTempFailures=3\ntemp_fail_intervals=1m, 5m*2\nmax_queue_lifetime=2d\nqueue_dir=queue\n\
+         received_header=disabled\nconnect_timeout=12\nlocal_mx_ok=1\nipv6_enabled=false\ninet_prefer=v6\n\
+         maxTempFailures=3\ntemp_fail_intervals=1m, 5m*2\nmax_queue_lifetime=2d\nqueue_dir=/srv/relay-queue\n\
          nameservers=127.0.0.1:5353\nremote_port=2525\nlocal_address=127.0.0.10\n",
     )]);
     let outbound = temp.load().expect("load").outbound;
@@ -133,7 +136,7 @@ fn every_outbound_key() {
     assert_eq!(outbound.received_header, None);
     assert_eq!(outbound.connect_timeout, Duration::from_secs(12));
     assert!(outbound.local_mx_ok);
-    assert!(outbound.ipv6_enabled);
+    assert!(!outbound.ipv6_enabled);
     assert_eq!(outbound.inet_prefer, InetPrefer::V6);
     assert_eq!(outbound.max_temp_failures, 3);
     let minutes: Vec<u64> = outbound
@@ -144,7 +147,7 @@ fn every_outbound_key() {
         .collect();
     assert_eq!(minutes, [1, 5, 5]);
     assert_eq!(outbound.max_queue_lifetime, Duration::from_secs(2 * 86_400));
-    assert_eq!(outbound.queue_dir, temp.path.join("queue"));
+    assert_eq!(outbound.queue_dir, Path::new("/srv/relay-queue"));
     assert_eq!(
         outbound.nameservers,
         ["127.0.0.1:5353".parse().expect("addr")]
@@ -433,4 +436,55 @@ fn dest_domains_without_entries_or_with_a_bad_key() {
         error.contains("[domains] a..b") && error.contains("expected a domain name"),
         "{error}"
     );
+}
+
+/// Haraka's flat file `queue_dir` names the queue (outbound.ini has no
+/// such key in Haraka); outbound.ini `queue_dir`, Postern's, is used
+/// without it. A relative or quoted path in either, or two different
+/// paths, is a startup error naming the file, never `<config>/"/tmp"`.
+#[test]
+fn queue_dir_from_haraka_flat_file_or_outbound_ini() {
+    let flat = TempConfig::new(&[("queue_dir", "# Haraka's queue\n/srv/haraka/queue\n")]);
+    assert_eq!(
+        flat.load().expect("load").outbound.queue_dir,
+        Path::new("/srv/haraka/queue")
+    );
+    let both_agree = TempConfig::new(&[
+        ("queue_dir", "/srv/q\n"),
+        ("outbound.ini", "queue_dir=/srv/q\n"),
+    ]);
+    assert_eq!(
+        both_agree.load().expect("load").outbound.queue_dir,
+        Path::new("/srv/q")
+    );
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("outbound.ini", "queue_dir=queue\n")],
+            "outbound.ini: [main] queue_dir = 'queue': expected an absolute path such as /var/spool/postern/queue, without quotes",
+        ),
+        (
+            &[("outbound.ini", "queue_dir=\"/tmp\"\n")],
+            "outbound.ini: [main] queue_dir = '\"/tmp\"': expected an absolute path",
+        ),
+        (
+            &[("queue_dir", "\n./queue\n")],
+            "queue_dir: line 2: './queue': expected an absolute path such as /var/spool/postern/queue, without quotes (they would be part of the name) (Haraka resolved a relative one against its working directory)",
+        ),
+        (
+            &[
+                ("queue_dir", "/srv/a\n"),
+                ("outbound.ini", "queue_dir=/srv/b\n"),
+            ],
+            "queue_dir: says the queue is /srv/a, outbound.ini [main] queue_dir says /srv/b; keep one of them",
+        ),
+    ];
+    for (files, message) in cases {
+        let temp = TempConfig::new(files);
+        let error = temp.load().expect_err(message).to_string();
+        assert!(error.contains(message), "{error}\nwanted: {message}");
+        assert!(
+            error.starts_with(&temp.path.display().to_string()),
+            "names the file: {error}"
+        );
+    }
 }

@@ -49,6 +49,8 @@ pub const RELAY_ACL_ALLOW: &str = "relay_acl_allow";
 pub const RELAY_DEST_DOMAINS_INI: &str = "relay_dest_domains.ini";
 /// Queue and delivery settings (relay-out).
 pub const OUTBOUND_INI: &str = "outbound.ini";
+/// Haraka's flat file naming the queue directory (relay-out).
+pub const QUEUE_DIR: &str = "queue_dir";
 /// Fixed next hops per destination domain, smart host `[*]` (relay-out;
 /// Postern's, for what relay_dest_domains.ini `nexthop` cannot say).
 pub const OUTBOUND_ROUTES_INI: &str = "outbound_routes.ini";
@@ -80,6 +82,7 @@ pub const KNOWN_FILES: &[&str] = &[
     RELAY_ACL_ALLOW,
     RELAY_DEST_DOMAINS_INI,
     OUTBOUND_INI,
+    QUEUE_DIR,
     OUTBOUND_ROUTES_INI,
     AUTH_FLAT_FILE_INI,
 ];
@@ -99,6 +102,7 @@ pub const RELAY_OUT_ONLY: &[&str] = &[
     RELAY_ACL_ALLOW,
     RELAY_DEST_DOMAINS_INI,
     OUTBOUND_INI,
+    QUEUE_DIR,
     OUTBOUND_ROUTES_INI,
     AUTH_FLAT_FILE_INI,
 ];
