@@ -140,8 +140,9 @@ impl Outbound {
             (
                 "outbound.ini".to_string(),
                 format!(
-                    "nameservers={}\nremote_port={mx_port}\nlocal_mx_ok=true\nconnect_timeout=2\nqueue_dir=queue\n{}",
+                    "nameservers={}\nremote_port={mx_port}\nlocal_mx_ok=true\nconnect_timeout=2\nqueue_dir={}\n{}",
                     dns.nameservers_setting(),
+                    dir.path().join("queue").display(),
                     options.outbound
                 ),
             ),
@@ -201,8 +202,9 @@ impl Outbound {
         std::fs::write(
             self.dir.path().join("outbound.ini"),
             format!(
-                "nameservers={}\nremote_port={mx_port}\nlocal_mx_ok=true\nconnect_timeout=2\nqueue_dir=queue\n{extra}",
-                self.dns.nameservers_setting()
+                "nameservers={}\nremote_port={mx_port}\nlocal_mx_ok=true\nconnect_timeout=2\nqueue_dir={}\n{extra}",
+                self.dns.nameservers_setting(),
+                self.queue_dir().display()
             ),
         )?;
         Ok(())

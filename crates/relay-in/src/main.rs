@@ -5,6 +5,8 @@
 mod check;
 mod config;
 mod forward;
+#[cfg(test)]
+mod key_coverage;
 mod policy;
 mod probe;
 mod recipients;

@@ -10,7 +10,8 @@ use crate::config::RelayOutSettings;
 /// relay_acl_allow.
 #[derive(Debug, Clone)]
 pub struct RelayAcl {
-    /// relay.ini `all=true`: everyone may relay (an open relay).
+    /// relay.ini `all=true` (and `dest_domains` off): everyone may relay
+    /// (an open relay).
     open: bool,
     /// relay_acl_allow, when relay.ini `acl=true`; empty otherwise.
     allowed: Vec<IpNetwork>,
@@ -28,10 +29,14 @@ impl RelayAcl {
         settings: &RelayOutSettings,
         listen: &[SocketAddr],
     ) -> Result<Self, OpenRelayOnPublicAddress> {
-        let open = settings.relay.all;
-        if open && let Some(public) = listen.iter().find(|addr| !is_private(addr.ip())) {
+        if settings.relay.all
+            && let Some(public) = listen.iter().find(|addr| !is_private(addr.ip()))
+        {
             return Err(OpenRelayOnPublicAddress(*public));
         }
+        // Haraka's dest_domains hook runs before `all`'s and answers every
+        // recipient of a client outside the ACL, so `all` opens nothing then.
+        let open = settings.relay.all && settings.dest_domains.is_none();
         let allowed = if settings.relay.acl {
             settings.acl_allow.clone()
         } else {

@@ -42,6 +42,21 @@ pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
     } else {
         lines.push("  relays for: nobody (relay.ini acl=false)".into());
     }
+    if let Some(dest_domains) = &settings.dest_domains {
+        let accepted: Vec<&str> = dest_domains
+            .domains()
+            .filter(|(_, action)| *action == crate::config::DestAction::Accept)
+            .map(|(domain, _)| domain)
+            .collect();
+        lines.push(format!(
+            "  anyone else may send to: {} (relay.ini dest_domains=true, relay_dest_domains.ini)",
+            if accepted.is_empty() {
+                "no domain".to_owned()
+            } else {
+                accepted.join(", ")
+            }
+        ));
+    }
     let out = &settings.outbound;
     lines.push(format!(
         "  queue: {}; delivery {}, up to {} at once, STARTTLS {}",

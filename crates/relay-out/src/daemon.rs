@@ -84,6 +84,7 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     describe_submission(&submission, &core);
     let policy = Arc::new(RelayOut::new(
         acl,
+        settings.dest_domains.clone(),
         Intake {
             spool: spool.clone(),
             dispatcher: dispatcher_handle.clone(),

@@ -8,6 +8,8 @@ pub mod cli;
 pub mod config;
 pub mod courier;
 pub mod daemon;
+#[cfg(test)]
+mod key_coverage;
 pub mod policy;
 pub mod queue;
 pub mod submission;

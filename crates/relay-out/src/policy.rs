@@ -25,6 +25,7 @@ use smtp_protocol::session::{AuthVerdict, ClientInfo, Envelope, SessionInfo, Ver
 use tracing::{error, info};
 
 use crate::acl::RelayAcl;
+use crate::config::{DestAction, DestDomains};
 use crate::courier::DispatcherHandle;
 use crate::submission::Submission;
 use spool::{QueueId, RecipientState, Spool, SpoolError};
@@ -33,6 +34,7 @@ use spool::{QueueId, RecipientState, Spool, SpoolError};
 #[derive(Debug)]
 pub struct RelayOut {
     acl: Arc<RelayAcl>,
+    dest_domains: Option<Arc<DestDomains>>,
     intake: Arc<Intake>,
     submission: Arc<Submission>,
 }
@@ -49,9 +51,17 @@ pub struct Intake {
 }
 
 impl RelayOut {
-    pub fn new(acl: RelayAcl, intake: Intake, submission: Arc<Submission>) -> Self {
+    /// `dest_domains`: relay_dest_domains.ini's actions when relay.ini
+    /// `dest_domains` is on.
+    pub fn new(
+        acl: RelayAcl,
+        dest_domains: Option<DestDomains>,
+        intake: Intake,
+        submission: Arc<Submission>,
+    ) -> Self {
         Self {
             acl: Arc::new(acl),
+            dest_domains: dest_domains.map(Arc::new),
             intake: Arc::new(intake),
             submission,
         }
@@ -66,6 +76,7 @@ pub struct RelayOutConnection {
     acl_allowed: bool,
     /// On `submission_port` or `smtps_port`: AUTH (or the ACL) before MAIL.
     submission_listener: bool,
+    dest_domains: Option<Arc<DestDomains>>,
     intake: Arc<Intake>,
     submission: Arc<Submission>,
 }
@@ -77,6 +88,7 @@ impl MailPolicy for RelayOut {
         RelayOutConnection {
             acl_allowed: self.acl.allows(client.peer.ip()),
             submission_listener: self.submission.is_submission_listener(client.local),
+            dest_domains: self.dest_domains.clone(),
             intake: Arc::clone(&self.intake),
             submission: Arc::clone(&self.submission),
         }
@@ -86,6 +98,37 @@ impl MailPolicy for RelayOut {
 impl RelayOutConnection {
     fn may_relay(&self, session: &SessionInfo) -> bool {
         self.acl_allowed || session.authenticated.is_some()
+    }
+
+    /// RCPT from a client that may not relay: refused, unless relay.ini
+    /// `dest_domains` is on and relay_dest_domains.ini accepts the
+    /// recipient's domain (see [`crate::config::DestDomains`]). Unlike
+    /// Haraka, an accepted recipient does not make the rest of the
+    /// connection a relaying one: each recipient is judged on its own.
+    fn dest_domain_verdict(&self, session: &SessionInfo, rcpt: &ForwardPath) -> Verdict {
+        let client = session.client.peer.ip();
+        let Some(dest_domains) = &self.dest_domains else {
+            info!(conn = %session.conn_id, %client, rcpt = %rcpt, "relay refused: client not in relay_acl_allow and not authenticated");
+            return Verdict::Reject(Reply::new(
+                550,
+                Some(EnhancedCode::new(5, 7, 1)),
+                "Relay access denied",
+            ));
+        };
+        let domain = rcpt.mailbox().and_then(|mailbox| mailbox.domain());
+        let action = domain.map_or(DestAction::Deny, |domain| {
+            dest_domains.action(domain.as_str())
+        });
+        let text = match action {
+            DestAction::Accept => {
+                info!(conn = %session.conn_id, %client, rcpt = %rcpt, "recipient accepted: its domain is accepted in relay_dest_domains.ini");
+                return Verdict::accept();
+            }
+            DestAction::Deny => "You are not allowed to relay",
+            DestAction::NotAccepted => "Mail for that recipient is not accepted here.",
+        };
+        info!(conn = %session.conn_id, %client, rcpt = %rcpt, "relay refused: client not in relay_acl_allow and not authenticated, and relay_dest_domains.ini does not accept the recipient's domain");
+        Verdict::Reject(Reply::new(550, Some(EnhancedCode::new(5, 7, 1)), text))
     }
 }
 
@@ -125,12 +168,7 @@ impl ConnectionPolicy for RelayOutConnection {
         rcpt: &ForwardPath,
     ) -> Verdict {
         if !self.may_relay(session) {
-            info!(conn = %session.conn_id, client = %session.client.peer.ip(), rcpt = %rcpt, "relay refused: client not in relay_acl_allow and not authenticated");
-            return Verdict::Reject(Reply::new(
-                550,
-                Some(EnhancedCode::new(5, 7, 1)),
-                "Relay access denied",
-            ));
+            return self.dest_domain_verdict(session, rcpt);
         }
         if rcpt.mailbox().is_none() {
             // relay-out has no local mailboxes: a bare <postmaster> has
@@ -350,6 +388,7 @@ mod tests {
         };
         RelayOut::new(
             acl,
+            settings.dest_domains,
             intake,
             Arc::new(Submission::new(settings.auth_users, &core)),
         )
@@ -408,6 +447,71 @@ mod tests {
                 rcpt_code,
                 "RCPT {peer} -> {local} as {user:?}"
             );
+        }
+    }
+
+    /// relay.ini `dest_domains=true`: a client outside the ACL gets each
+    /// recipient judged by its domain, with Haraka's replies; accepting one
+    /// does not open relaying for the next (Haraka's would); the ACL client
+    /// and an authenticated one relay anywhere.
+    #[tokio::test]
+    async fn dest_domains_decide_rcpt_for_clients_that_may_not_relay() {
+        let queue = tempfile::tempdir().expect("tempdir");
+        let policy = policy(
+            &[
+                ("smtp.ini", "listen=127.0.0.1:2525\n"),
+                ("relay_acl_allow", "10.0.0.2/32\n"),
+                ("relay.ini", "[relay]\ndest_domains=true\nall=true\n"),
+                (
+                    "relay_dest_domains.ini",
+                    "[domains]\naccept.test={\"action\":\"accept\"}\ncontinue.test={\"action\":\"continue\"}\n\
+                     deny.test={\"action\":\"deny\"}\nodd.test={\"action\":\"drop\"}\n",
+                ),
+            ],
+            queue.path(),
+        );
+        let envelope = transaction("<a@origin.test>", &[], MailParams::default());
+        let outsider = client_session("127.0.0.9:4000", "127.0.0.1:2525", None);
+        let mut connection = policy.connect(&outsider.client);
+        for (rcpt, reply) in [
+            ("<u@Accept.Test>", None),
+            (
+                "<u@elsewhere.test>",
+                Some("550 5.7.1 You are not allowed to relay"),
+            ),
+            ("<u@continue.test>", None),
+            (
+                "<u@deny.test>",
+                Some("550 5.7.1 You are not allowed to relay"),
+            ),
+            (
+                "<u@odd.test>",
+                Some("550 5.7.1 Mail for that recipient is not accepted here."),
+            ),
+            (
+                "<u@[127.0.0.1]>",
+                Some("550 5.7.1 You are not allowed to relay"),
+            ),
+            (
+                "<postmaster>",
+                Some("550 5.7.1 You are not allowed to relay"),
+            ),
+        ] {
+            let verdict = connection
+                .rcpt_to(&outsider, &envelope, &parse_forward_path(rcpt).unwrap())
+                .await;
+            match (reply, &verdict) {
+                (None, Verdict::Accept(_)) => {}
+                (Some(text), Verdict::Reject(got)) => assert_eq!(got.to_string(), text, "{rcpt}"),
+                _ => panic!("{rcpt}: {verdict:?}"),
+            }
+        }
+        for (peer, user) in [("10.0.0.2:4000", None), ("127.0.0.9:4000", Some("alice"))] {
+            let session = client_session(peer, "127.0.0.1:2525", user);
+            let mut connection = policy.connect(&session.client);
+            let rcpt = parse_forward_path("<u@elsewhere.test>").unwrap();
+            let verdict = connection.rcpt_to(&session, &envelope, &rcpt).await;
+            assert_eq!(code(&verdict), 250, "{peer} {user:?}");
         }
     }
 

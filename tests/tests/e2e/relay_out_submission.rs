@@ -76,9 +76,10 @@ impl World {
                 "outbound.ini",
                 format!(
                     "nameservers={}\nremote_port={}\nlocal_mx_ok=true\nconnect_timeout=2\n\
-                     queue_dir=queue\ntemp_fail_intervals=1h\n",
+                     queue_dir={}\ntemp_fail_intervals=1h\n",
                     dns.nameservers_setting(),
-                    farm.port
+                    farm.port,
+                    dir.path().join("queue").display()
                 ),
             ),
         ];

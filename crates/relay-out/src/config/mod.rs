@@ -2,8 +2,10 @@
 //! smtp-core's [`smtp_core::config::CoreSettings`].
 
 mod auth_users;
+mod dest_domains;
 mod local_address;
 mod outbound;
+mod queue_dir;
 mod relay;
 mod retry;
 pub mod routes;
@@ -12,11 +14,11 @@ pub mod routes;
 mod tests;
 
 use ipnetwork::IpNetwork;
-use smtp_core::config::domains::domain_list;
 use smtp_core::config::files::Binary;
 use smtp_core::config::{ConfigDir, ConfigError, Feature, files};
 
 pub use auth_users::AuthUsers;
+pub use dest_domains::{DestAction, DestDomains};
 pub use outbound::{InetPrefer, OutboundSettings};
 pub use relay::RelayPolicy;
 pub use routes::{HopHost, HopSettings, Route, RouteTable, RouteTls};
@@ -31,8 +33,9 @@ pub struct RelayOutSettings {
     pub relay: RelayPolicy,
     /// relay_acl_allow: client networks that may relay.
     pub acl_allow: Vec<IpNetwork>,
-    /// host_list: this relay's own domains (normalised like relay-in's).
-    pub local_domains: Vec<String>,
+    /// relay_dest_domains.ini `action`s, when relay.ini `dest_domains` is
+    /// on: the domains clients that may not relay may still send to.
+    pub dest_domains: Option<DestDomains>,
     /// outbound.ini.
     pub outbound: OutboundSettings,
     /// Fixed next hops: outbound_routes.ini and relay_dest_domains.ini
@@ -46,10 +49,15 @@ pub struct RelayOutSettings {
 
 impl RelayOutSettings {
     /// Reads the plugin list; relay.ini, relay_acl_allow and
-    /// relay_dest_domains.ini when it loads `relay`; host_list,
-    /// outbound.ini, outbound_routes.ini; auth_flat_file.ini when it loads
+    /// relay_dest_domains.ini when it loads `relay`; outbound.ini,
+    /// outbound_routes.ini; auth_flat_file.ini when it loads
     /// `auth/flat_file`. Source addresses (`local_address`, `bind`) must
     /// exist on this host.
+    ///
+    /// `host_list` is not read, as in Haraka's relay-out side: only the
+    /// `rcpt_to.in_host_list` plugin reads it there (to accept mail for
+    /// local delivery, which relay-out does not do); a haraka-out
+    /// directory holding one is told so.
     pub fn load(dir: &ConfigDir) -> Result<Self, ConfigError> {
         let plugins = dir.plugins()?;
         for finding in plugins.findings(dir, Binary::RelayOut) {
@@ -84,15 +92,20 @@ impl RelayOutSettings {
                 files::RELAY_INI
             ));
         }
-        let dest_domains = if relaying {
+        // Without `relay` its files are not read: relay_dest_domains.ini
+        // neither opens recipients nor routes.
+        let dest_domains_file = if relaying {
             dir.ini_document(files::RELAY_DEST_DOMAINS_INI)?
         } else {
             None
         };
-        let local_domains = match dir.list_file(files::HOST_LIST)? {
-            Some(file) => domain_list(&file)?,
-            None => Vec::new(),
-        };
+        let dest_domains = dest_domains::load(dir, &relay, dest_domains_file.as_ref())?;
+        if let Some(path) = dir.path_of(files::HOST_LIST) {
+            dir.warn(format!(
+                "{}: not used by relay-out: in Haraka only rcpt_to.in_host_list reads it (the relay plugin and outbound do not), to accept mail for local delivery, which relay-out does not do; relay-out relays for relay_acl_allow, authenticated users and relay.ini dest_domains",
+                path.display()
+            ));
+        }
         let outbound = OutboundSettings::load(dir)?;
         if let Some(ip) = outbound.local_address {
             local_address::ensure_local(ip).map_err(|detail| ConfigError::BadValue {
@@ -102,12 +115,12 @@ impl RelayOutSettings {
                 detail: format!("'{ip}': {detail}"),
             })?;
         }
-        let routes = routes::load(dir, &relay, dest_domains.as_ref(), &outbound)?;
+        let routes = routes::load(dir, &relay, dest_domains_file.as_ref(), &outbound)?;
         let auth_users = AuthUsers::load(dir)?;
         Ok(Self {
             relay,
             acl_allow,
-            local_domains,
+            dest_domains,
             outbound,
             routes,
             auth_users,

@@ -47,7 +47,7 @@ pub struct OutboundSettings {
     pub connect_timeout: Duration,
     /// Deliver to an MX that is this host (`local_mx_ok`).
     pub local_mx_ok: bool,
-    /// Use AAAA records (`ipv6_enabled`).
+    /// Use AAAA records (`ipv6_enabled`; Haraka 3.x always does).
     pub ipv6_enabled: bool,
     /// Address family to try first (`inet_prefer`).
     pub inet_prefer: InetPrefer,
@@ -61,8 +61,8 @@ pub struct OutboundSettings {
     /// Bounce mail still undelivered after this long
     /// (`max_queue_lifetime`; Postern).
     pub max_queue_lifetime: Duration,
-    /// Where the queue lives (`queue_dir`; relative paths are relative to
-    /// the config root).
+    /// Where the queue lives: Haraka's flat file `queue_dir`, else
+    /// outbound.ini `queue_dir`, else the default (see [`super::queue_dir`]).
     pub queue_dir: PathBuf,
     /// Resolvers for MX lookups; empty = system resolver (`nameservers`).
     pub nameservers: Vec<SocketAddr>,
@@ -116,7 +116,7 @@ struct OutboundIni {
 /// outbound.ini `[main]` as written, with Haraka's shipped values as
 /// defaults. Apart from [`OutboundSettings`] because some keys are read with
 /// a grammar of their own (the `SettingValue` newtypes), `received_header`'s
-/// `disabled` means none, and `queue_dir` is resolved against the config root.
+/// `disabled` means none, and `queue_dir` is checked against the flat file.
 #[derive(Debug, Deserialize)]
 #[serde(default)]
 struct OutboundMain {
@@ -153,8 +153,8 @@ struct OutboundMain {
     temp_fail_intervals: Option<TempFailIntervals>,
     #[serde(deserialize_with = "setting")]
     max_queue_lifetime: Lifetime,
-    #[serde(deserialize_with = "setting")]
-    queue_dir: String,
+    #[serde(deserialize_with = "optional_setting")]
+    queue_dir: Option<String>,
     #[serde(deserialize_with = "setting")]
     nameservers: NameServers,
     #[serde(deserialize_with = "setting")]
@@ -176,12 +176,14 @@ impl Default for OutboundMain {
             received_header: "Postern outbound".to_owned(),
             connect_timeout: Seconds(Duration::from_secs(30)),
             local_mx_ok: false,
-            ipv6_enabled: false,
+            // Haraka 3.0.4 removed the key and always uses AAAA records;
+            // Postern keeps it as a way out for a host without IPv6.
+            ipv6_enabled: true,
             inet_prefer: InetPrefer::Default,
             max_temp_failures: MaxTempFailures(13),
             temp_fail_intervals: None,
             max_queue_lifetime: Lifetime(Duration::from_secs(5 * 24 * 60 * 60)),
-            queue_dir: crate::queue::DEFAULT_QUEUE_DIR.to_owned(),
+            queue_dir: None,
             nameservers: NameServers::default(),
             remote_port: SMTP_PORT,
             local_address: None,
@@ -223,6 +225,7 @@ impl OutboundSettings {
                 dir.shown(files::OUTBOUND_INI)
             ));
         }
+        let queue_dir = super::queue_dir::resolve(dir, main.queue_dir.as_deref())?;
         let received_header = (!main
             .received_header
             .eq_ignore_ascii_case(RECEIVED_HEADER_DISABLED))
@@ -242,7 +245,7 @@ impl OutboundSettings {
             max_temp_failures: main.max_temp_failures.0,
             temp_fail_intervals: main.temp_fail_intervals.map(|intervals| intervals.0),
             max_queue_lifetime: main.max_queue_lifetime.0,
-            queue_dir: dir.resolve(&main.queue_dir),
+            queue_dir,
             nameservers: main.nameservers.0,
             remote_port: main.remote_port,
             local_address: main.local_address,

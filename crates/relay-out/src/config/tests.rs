@@ -62,13 +62,20 @@ fn seed_haraka_out_loads() {
         }
     );
     assert_eq!(settings.acl_allow, networks(&["10.0.0.2/32"]));
-    assert_eq!(settings.local_domains, ["mailrelay.example.com"]);
+    assert_eq!(settings.dest_domains, None);
     assert_eq!(
         dir.ini_document(files::RELAY_DEST_DOMAINS_INI)
             .expect("read"),
         None
     );
-    assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+    // The seed's host_list is not read by relay-out (nor by haraka-out's
+    // relay and outbound), and the administrator is told why.
+    assert_eq!(settings.warnings.len(), 1, "{:?}", settings.warnings);
+    assert!(
+        settings.warnings[0].ends_with("host_list: not used by relay-out: in Haraka only rcpt_to.in_host_list reads it (the relay plugin and outbound do not), to accept mail for local delivery, which relay-out does not do; relay-out relays for relay_acl_allow, authenticated users and relay.ini dest_domains"),
+        "{:?}",
+        settings.warnings
+    );
     assert!(
         dir.unrecognized_files(files::KNOWN_FILES).is_empty(),
         "plugins is read"
@@ -83,7 +90,7 @@ fn defaults_without_files() {
     assert!(settings.relay.acl && settings.relay.force_routing);
     assert!(!settings.relay.dest_domains && !settings.relay.all);
     assert!(settings.acl_allow.is_empty());
-    assert!(settings.local_domains.is_empty());
+    assert!(settings.dest_domains.is_none());
     let outbound = settings.outbound;
     assert!(!outbound.disabled);
     assert_eq!(outbound.concurrency_max, 100);
@@ -96,7 +103,10 @@ fn defaults_without_files() {
     );
     assert_eq!(outbound.connect_timeout, Duration::from_secs(30));
     assert!(!outbound.local_mx_ok);
-    assert!(!outbound.ipv6_enabled);
+    assert!(
+        outbound.ipv6_enabled,
+        "AAAA records are used, as in Haraka 3.x"
+    );
     assert_eq!(outbound.inet_prefer, InetPrefer::Default);
     assert_eq!(outbound.max_temp_failures, 13);
     assert_eq!(outbound.domain_concurrency_max, 20);
@@ -115,8 +125,8 @@ fn every_outbound_key() {
     let temp = TempConfig::new(&[(
         "outbound.ini",
         "disabled=true\nconcurrency_max=7\ndomain_concurrency_max=3\nenable_tls=false\ntls_fallback_plain=yes\nalways_split=on\n\
-         received_header=disabled\nconnect_timeout=12\nlocal_mx_ok=1\nipv6_enabled=true\ninet_prefer=v6\n\
-         maxTempFailures=3\ntemp_fail_intervals=1m, 5m*2\nmax_queue_lifetime=2d\nqueue_dir=queue\n\
+         received_header=disabled\nconnect_timeout=12\nlocal_mx_ok=1\nipv6_enabled=false\ninet_prefer=v6\n\
+         maxTempFailures=3\ntemp_fail_intervals=1m, 5m*2\nmax_queue_lifetime=2d\nqueue_dir=/srv/relay-queue\n\
          nameservers=127.0.0.1:5353\nremote_port=2525\nlocal_address=127.0.0.10\n",
     )]);
     let outbound = temp.load().expect("load").outbound;
@@ -129,7 +139,7 @@ fn every_outbound_key() {
     assert_eq!(outbound.received_header, None);
     assert_eq!(outbound.connect_timeout, Duration::from_secs(12));
     assert!(outbound.local_mx_ok);
-    assert!(outbound.ipv6_enabled);
+    assert!(!outbound.ipv6_enabled);
     assert_eq!(outbound.inet_prefer, InetPrefer::V6);
     assert_eq!(outbound.max_temp_failures, 3);
     let minutes: Vec<u64> = outbound
@@ -140,7 +150,7 @@ fn every_outbound_key() {
         .collect();
     assert_eq!(minutes, [1, 5, 5]);
     assert_eq!(outbound.max_queue_lifetime, Duration::from_secs(2 * 86_400));
-    assert_eq!(outbound.queue_dir, temp.path.join("queue"));
+    assert_eq!(outbound.queue_dir, Path::new("/srv/relay-queue"));
     assert_eq!(
         outbound.nameservers,
         ["127.0.0.1:5353".parse().expect("addr")]
@@ -195,11 +205,6 @@ fn errors_name_file_line_and_key() {
             "relay_acl_allow: line 3: 'mailcow.lan': expected an IP address or CIDR network",
         ),
         ("relay_acl_allow", "10.0.0.0/33", "line 1: '10.0.0.0/33'"),
-        (
-            "host_list",
-            "a b",
-            "host_list: line 1: 'a b': expected a domain name",
-        ),
         (
             "outbound.ini",
             "temp_fail_intervals=60 min",
@@ -370,4 +375,150 @@ fn plugins_without_relay_relay_for_nobody() {
         error.ends_with("plugins: lists neither relay nor auth/flat_file, so no client may relay: relay-out would have nothing to do"),
         "{error}"
     );
+}
+
+/// relay.ini `dest_domains=true`: each `[domains]` action as Haraka's relay
+/// plugin reads it; the `any` key grants nothing; a missing or unknown
+/// action refuses, with a warning naming the line.
+#[test]
+fn dest_domains_actions_follow_haraka() {
+    let temp = TempConfig::new(&[
+        ("relay.ini", "[relay]\ndest_domains=true\n"),
+        (
+            "relay_dest_domains.ini",
+            "[domains]\nAccept.Test = {\"action\":\"accept\",\"nexthop\":\"127.0.0.9:2525\"}\n\
+             continue.test = {\"action\":\"continue\"}\ndeny.test = {\"action\":\"deny\"}\n\
+             typo.test = {\"action\":\"accpet\"}\nroute-only.test = {\"nexthop\":\"127.0.0.9\"}\n\
+             any = {\"action\":\"accept\"}\n",
+        ),
+    ]);
+    let settings = temp.load().expect("load");
+    let dest = settings.dest_domains.expect("dest_domains on");
+    for (domain, action) in [
+        ("accept.test", DestAction::Accept),
+        ("continue.test", DestAction::Accept),
+        ("deny.test", DestAction::Deny),
+        ("typo.test", DestAction::NotAccepted),
+        ("route-only.test", DestAction::NotAccepted),
+        ("unlisted.test", DestAction::Deny),
+        ("any", DestAction::Deny),
+    ] {
+        assert_eq!(dest.action(domain), action, "{domain}");
+    }
+    for needle in [
+        "relay_dest_domains.ini: line 5: [domains] typo.test: action 'accpet' is not one Haraka knows",
+        "relay_dest_domains.ini: line 6: [domains] route-only.test: no action",
+    ] {
+        assert!(
+            settings.warnings.iter().any(|w| w.contains(needle)),
+            "{needle}: {:?}",
+            settings.warnings
+        );
+    }
+    // The accepted domain's mail goes to its nexthop (force_routing's
+    // default), as Haraka's get_mx hook sends it.
+    let (domain, route) = settings.routes.domains().next().expect("a route");
+    assert_eq!(domain, "accept.test");
+    assert_eq!(route.hops[0].port, 2525);
+}
+
+/// With `dest_domains` off (Haraka's default), an `action` has no effect
+/// and `--check` says so; nexthop routes still apply.
+#[test]
+fn dest_domains_off_reports_the_action_as_not_used() {
+    let temp = TempConfig::new(&[(
+        "relay_dest_domains.ini",
+        "[domains]\naccept.test = {\"action\":\"accept\",\"nexthop\":\"127.0.0.9\"}\n",
+    )]);
+    let settings = temp.load().expect("load");
+    assert!(settings.dest_domains.is_none());
+    assert!(
+        settings.warnings.iter().any(|w| w.contains(
+            "[domains] accept.test: action is not used because relay.ini [relay] dest_domains=false"
+        )),
+        "{:?}",
+        settings.warnings
+    );
+    assert_eq!(settings.routes.domains().count(), 1);
+}
+
+/// `dest_domains=true` without a `[domains]` section refuses every
+/// recipient of a client outside the ACL (Haraka's hook passes, and nothing
+/// else accepts), with a warning; a bad key is a startup error.
+#[test]
+fn dest_domains_without_entries_or_with_a_bad_key() {
+    let empty = TempConfig::new(&[("relay.ini", "[relay]\ndest_domains=true\n")]);
+    let settings = empty.load().expect("load");
+    assert_eq!(settings.dest_domains, Some(DestDomains::default()));
+    assert!(
+        settings
+            .warnings
+            .iter()
+            .any(|w| w.contains("dest_domains=true but relay_dest_domains.ini has no [domains]")),
+        "{:?}",
+        settings.warnings
+    );
+    let bad = TempConfig::new(&[
+        ("relay.ini", "[relay]\ndest_domains=true\n"),
+        (
+            "relay_dest_domains.ini",
+            "[domains]\na..b = {\"action\":\"accept\"}\n",
+        ),
+    ]);
+    let error = bad.load().expect_err("bad key").to_string();
+    assert!(
+        error.contains("[domains] a..b") && error.contains("expected a domain name"),
+        "{error}"
+    );
+}
+
+/// Haraka's flat file `queue_dir` names the queue (outbound.ini has no
+/// such key in Haraka); outbound.ini `queue_dir`, Postern's, is used
+/// without it. A relative or quoted path in either, or two different
+/// paths, is a startup error naming the file, never `<config>/"/tmp"`.
+#[test]
+fn queue_dir_from_haraka_flat_file_or_outbound_ini() {
+    let flat = TempConfig::new(&[("queue_dir", "# Haraka's queue\n/srv/haraka/queue\n")]);
+    assert_eq!(
+        flat.load().expect("load").outbound.queue_dir,
+        Path::new("/srv/haraka/queue")
+    );
+    let both_agree = TempConfig::new(&[
+        ("queue_dir", "/srv/q\n"),
+        ("outbound.ini", "queue_dir=/srv/q\n"),
+    ]);
+    assert_eq!(
+        both_agree.load().expect("load").outbound.queue_dir,
+        Path::new("/srv/q")
+    );
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("outbound.ini", "queue_dir=queue\n")],
+            "outbound.ini: [main] queue_dir = 'queue': expected an absolute path such as /var/spool/postern/queue, without quotes",
+        ),
+        (
+            &[("outbound.ini", "queue_dir=\"/tmp\"\n")],
+            "outbound.ini: [main] queue_dir = '\"/tmp\"': expected an absolute path",
+        ),
+        (
+            &[("queue_dir", "\n./queue\n")],
+            "queue_dir: line 2: './queue': expected an absolute path such as /var/spool/postern/queue, without quotes (they would be part of the name) (Haraka resolved a relative one against its working directory)",
+        ),
+        (
+            &[
+                ("queue_dir", "/srv/a\n"),
+                ("outbound.ini", "queue_dir=/srv/b\n"),
+            ],
+            "queue_dir: says the queue is /srv/a, outbound.ini [main] queue_dir says /srv/b; keep one of them",
+        ),
+    ];
+    for (files, message) in cases {
+        let temp = TempConfig::new(files);
+        let error = temp.load().expect_err(message).to_string();
+        assert!(error.contains(message), "{error}\nwanted: {message}");
+        assert!(
+            error.starts_with(&temp.path.display().to_string()),
+            "names the file: {error}"
+        );
+    }
 }

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::ConfigError;
 use super::ini::IniDocument;
+use super::known_keys::{FileKeys, keys_of};
 use super::layered::{
     ENV_PREFIX, EnvOverride, IniSource, Unread, describe_config_error, deserialize_layered,
     overrides_for, root_key_for, split_key_path,
@@ -49,6 +50,8 @@ struct ReadState {
     /// The plugin list, read on first use so every loader sees one reading
     /// (and its findings are reported once).
     plugins: Option<Arc<Plugins>>,
+    /// The keys each INI file's settings type reads, by file name.
+    known: BTreeMap<String, FileKeys>,
 }
 
 /// A one-item-per-line file with its entries' line numbers.
@@ -199,6 +202,10 @@ impl ConfigDir {
     /// defaults), never an error. Keys and sections `T` does not read become
     /// warnings.
     pub fn ini<T: DeserializeOwned + Default>(&self, name: &str) -> Result<T, ConfigError> {
+        self.lock()
+            .known
+            .entry(name.to_owned())
+            .or_insert_with(keys_of::<T>);
         let root_key = root_key_for(name);
         let (environment, overrides) = overrides_for(&root_key, &self.environment);
         let file = self.ini_document(name)?;
@@ -293,6 +300,13 @@ impl ConfigDir {
     /// loader can hand over the ones it caused.
     pub fn take_warnings(&self) -> Vec<String> {
         std::mem::take(&mut self.lock().warnings)
+    }
+
+    /// The sections and keys of every INI file loaded so far (present or
+    /// not) that its settings type reads, by file name: what the loaders
+    /// accept, for the key-coverage tests.
+    pub fn known_keys(&self) -> BTreeMap<String, FileKeys> {
+        self.lock().known.clone()
     }
 
     /// The files read so far, for `--check`'s report.

@@ -30,7 +30,8 @@ pub const TLS_INI: &str = "tls.ini";
 pub const TLS_KEY_PEM: &str = "tls_key.pem";
 /// Haraka's default certificate file name.
 pub const TLS_CERT_PEM: &str = "tls_cert.pem";
-/// Domains accepted for delivery (relay-in) or treated as local (relay-out).
+/// Domains accepted for delivery (relay-in; relay-out reports it as not
+/// used, as Haraka's relay and outbound do not read it).
 pub const HOST_LIST: &str = "host_list";
 /// Regular expressions of accepted domains (relay-in).
 pub const HOST_LIST_REGEX: &str = "host_list_regex";
@@ -50,6 +51,8 @@ pub const RELAY_ACL_ALLOW: &str = "relay_acl_allow";
 pub const RELAY_DEST_DOMAINS_INI: &str = "relay_dest_domains.ini";
 /// Queue and delivery settings (relay-out).
 pub const OUTBOUND_INI: &str = "outbound.ini";
+/// Haraka's flat file naming the queue directory (relay-out).
+pub const QUEUE_DIR: &str = "queue_dir";
 /// Fixed next hops per destination domain, smart host `[*]` (relay-out;
 /// Postern's, for what relay_dest_domains.ini `nexthop` cannot say).
 pub const OUTBOUND_ROUTES_INI: &str = "outbound_routes.ini";
@@ -91,12 +94,14 @@ pub const KNOWN_FILES: &[&str] = &[
     RELAY_ACL_ALLOW,
     RELAY_DEST_DOMAINS_INI,
     OUTBOUND_INI,
+    QUEUE_DIR,
     OUTBOUND_ROUTES_INI,
     AUTH_FLAT_FILE_INI,
 ];
 
 /// Files only relay-in reads: relay-out's `--check` names them as relay-in's.
 pub const RELAY_IN_ONLY: &[&str] = &[
+    HOST_LIST,
     HOST_LIST_REGEX,
     RCPT_TO_IN_HOST_LIST_INI,
     SMTP_FORWARD_INI,
@@ -110,6 +115,7 @@ pub const RELAY_OUT_ONLY: &[&str] = &[
     RELAY_ACL_ALLOW,
     RELAY_DEST_DOMAINS_INI,
     OUTBOUND_INI,
+    QUEUE_DIR,
     OUTBOUND_ROUTES_INI,
     AUTH_FLAT_FILE_INI,
 ];

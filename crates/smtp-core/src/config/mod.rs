@@ -52,6 +52,8 @@ pub mod endpoint;
 mod error;
 pub mod files;
 pub mod ini;
+pub mod key_coverage;
+pub mod known_keys;
 mod layered;
 pub mod list;
 pub mod plugins;

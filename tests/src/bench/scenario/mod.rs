@@ -27,6 +27,10 @@ use super::stats::Latency;
 use super::tls::BenchPki;
 use crate::process::{free_port, running_as_root};
 
+/// Stands for the daemon's config directory in the files given to
+/// `start_relay`.
+pub const DIR_PLACEHOLDER: &str = "{{DIR}}";
+
 /// Postfix's test sink, from the postfix package.
 const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
 
@@ -162,7 +166,8 @@ impl Bench {
     }
 
     /// Writes `files` into a fresh config directory and starts `name -c DIR`,
-    /// listening on `addr`.
+    /// listening on `addr`. [`DIR_PLACEHOLDER`] in a file stands for the
+    /// directory (paths in configs must be absolute, e.g. `queue_dir`).
     async fn start_relay(
         &self,
         name: &str,
@@ -171,6 +176,7 @@ impl Bench {
     ) -> anyhow::Result<(Measured, PathBuf)> {
         let dir = self.daemon_dir(name)?;
         for (file, text) in files {
+            let text = text.replace(DIR_PLACEHOLDER, &dir.display().to_string());
             std::fs::write(dir.join(file), text)?;
         }
         let program = daemon::binary(&self.bins, name)?;

@@ -40,8 +40,9 @@ async fn start(bench: &Bench, mx_port: u16, mx_tls: bool) -> anyhow::Result<Rela
         .a("mx.example.com", Ipv4Addr::LOCALHOST);
     let dns = TestDns::start(zone).await?;
     let outbound = format!(
-        "nameservers={}\nremote_port={mx_port}\nlocal_mx_ok=true\nqueue_dir=queue\nenable_tls={mx_tls}\n",
-        dns.nameservers_setting()
+        "nameservers={}\nremote_port={mx_port}\nlocal_mx_ok=true\nqueue_dir={}/queue\nenable_tls={mx_tls}\n",
+        dns.nameservers_setting(),
+        super::DIR_PLACEHOLDER
     );
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let pki = bench.pki()?;
@@ -53,6 +54,7 @@ async fn start(bench: &Bench, mx_port: u16, mx_tls: bool) -> anyhow::Result<Rela
         ("tls.ini", tls_ini(&pki.server_pem)),
     ];
     let (relay, dir) = bench.start_relay("relay-out", &files, addr).await?;
+    let outbound = outbound.replace(super::DIR_PLACEHOLDER, &dir.display().to_string());
     Ok(RelayOut {
         relay,
         dir,

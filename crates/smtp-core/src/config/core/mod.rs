@@ -6,6 +6,8 @@ mod raw;
 mod tls;
 
 #[cfg(test)]
+mod key_coverage_tests;
+#[cfg(test)]
 mod tests;
 
 use std::net::{Ipv6Addr, SocketAddr};

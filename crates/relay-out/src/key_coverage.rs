@@ -1,0 +1,127 @@
+//! Every key relay-out's own loaders accept has a reader outside the
+//! config modules (issue 13 point 4); see
+//! [`smtp_core::config::key_coverage`] for why and how. The files both
+//! relays read are smtp-core's test.
+
+use std::path::Path;
+
+use smtp_core::config::key_coverage::{KeyReader, Reader::*, problems};
+use smtp_core::config::{ConfigDir, CoreSettings};
+
+use crate::config::RelayOutSettings;
+
+/// Each key and the `RelayOutSettings` field (or path into it) that
+/// carries it.
+const TABLE: &[KeyReader] = &[
+    ("relay.ini", "relay", "acl", Field("relay.acl")),
+    ("relay.ini", "relay", "all", Field("relay.all")),
+    // Decided while loading: the routes and the RCPT rule they make.
+    ("relay.ini", "relay", "force_routing", Field("routes")),
+    ("relay.ini", "relay", "dest_domains", Field("dest_domains")),
+    ("outbound.ini", "main", "disabled", Field("disabled")),
+    (
+        "outbound.ini",
+        "main",
+        "concurrency_max",
+        Field("concurrency_max"),
+    ),
+    (
+        "outbound.ini",
+        "main",
+        "domain_concurrency_max",
+        Field("domain_concurrency_max"),
+    ),
+    ("outbound.ini", "main", "enable_tls", Field("enable_tls")),
+    (
+        "outbound.ini",
+        "main",
+        "tls_fallback_plain",
+        Field("tls_fallback_plain"),
+    ),
+    (
+        "outbound.ini",
+        "main",
+        "always_split",
+        Field("always_split"),
+    ),
+    (
+        "outbound.ini",
+        "main",
+        "received_header",
+        Field("received_header"),
+    ),
+    (
+        "outbound.ini",
+        "main",
+        "connect_timeout",
+        Field("connect_timeout"),
+    ),
+    ("outbound.ini", "main", "local_mx_ok", Field("local_mx_ok")),
+    (
+        "outbound.ini",
+        "main",
+        "ipv6_enabled",
+        Field("ipv6_enabled"),
+    ),
+    ("outbound.ini", "main", "inet_prefer", Field("inet_prefer")),
+    (
+        "outbound.ini",
+        "main",
+        "maxTempFailures",
+        Field("max_temp_failures"),
+    ),
+    // The spelling environment overrides arrive in.
+    (
+        "outbound.ini",
+        "main",
+        "maxtempfailures",
+        Field("max_temp_failures"),
+    ),
+    (
+        "outbound.ini",
+        "main",
+        "temp_fail_intervals",
+        Field("temp_fail_intervals"),
+    ),
+    (
+        "outbound.ini",
+        "main",
+        "max_queue_lifetime",
+        Field("max_queue_lifetime"),
+    ),
+    ("outbound.ini", "main", "queue_dir", Field("queue_dir")),
+    ("outbound.ini", "main", "nameservers", Field("nameservers")),
+    ("outbound.ini", "main", "remote_port", Field("remote_port")),
+    (
+        "outbound.ini",
+        "main",
+        "local_address",
+        Field("local_address"),
+    ),
+];
+
+#[test]
+fn every_key_relay_out_accepts_has_a_reader() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let open = || {
+        ConfigDir::open(temp.path())
+            .expect("open")
+            .with_environment(Vec::<(String, String)>::new())
+    };
+    let core_only = open();
+    CoreSettings::load(&core_only).expect("core");
+    let dir = open();
+    CoreSettings::load(&dir).expect("core");
+    RelayOutSettings::load(&dir).expect("relay-out");
+    let core_files = core_only.known_keys();
+    let known = dir.known_keys();
+    let files: Vec<&str> = known
+        .keys()
+        .map(String::as_str)
+        .filter(|file| !core_files.contains_key(*file))
+        .collect();
+    assert!(!files.is_empty());
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let found = problems(&known, &files, TABLE, &workspace, |_, _| Vec::new());
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
