@@ -9,6 +9,7 @@ mod policy;
 mod probe;
 mod recipients;
 mod reuse;
+mod verified;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -155,6 +155,7 @@ pub use envelope::{
     ENVELOPE_FORMAT_VERSION, Envelope, Extras, NoExtras, RecipientState, RecipientStatus,
 };
 pub use error::SpoolError;
+pub use fsio::replace_file_durably;
 pub use id::QueueId;
 pub use owner::SignalError;
 pub use scan::{Listing, LoadReport, QueueEntry, SetAside};
