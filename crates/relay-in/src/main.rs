@@ -65,7 +65,9 @@ async fn run(config: &std::path::Path) -> anyhow::Result<()> {
     for warning in core.warnings.iter().chain(&settings.warnings) {
         warn!("config: {warning}");
     }
-    let health = probe::Health::new(probe::Intervals::from_env());
+    let health = probe::Health::new(probe::Intervals::configured(
+        settings.forward.probe_interval,
+    ));
     let forwarder = forward::Forwarder::new(&core.me, settings.forward, &health)?;
     health.watch(forwarder.backends());
     let policy = Arc::new(policy::RelayIn::new(settings.local_domains, forwarder));

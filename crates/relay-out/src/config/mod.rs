@@ -5,7 +5,7 @@ mod auth_users;
 mod local_address;
 mod outbound;
 mod relay;
-mod retry;
+use smtp_core::config::retry_schedule as retry;
 pub mod routes;
 
 #[cfg(test)]

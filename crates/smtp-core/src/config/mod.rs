@@ -52,6 +52,7 @@ pub mod files;
 pub mod ini;
 mod layered;
 pub mod list;
+pub mod retry_schedule;
 pub mod values;
 
 #[cfg(test)]

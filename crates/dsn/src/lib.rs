@@ -2,6 +2,11 @@
 //! `multipart/report`): the message relay-out sends back to a sender when it
 //! gives up on recipients, or warns that delivery is delayed.
 //!
+//! A crate of its own because both relays owe notices: relay-out for the
+//! MX deliveries it gives up on, relay-in for mail its backup spool could
+//! not hand to the home server. It knows nothing of queues or sockets: it
+//! turns a description of what failed into the notice's bytes.
+//!
 //! The notice quotes each remote server's own reply (Haraka users asked for
 //! this: bounces that only said "Some recipients failed" were useless) and
 //! renders Haraka's `outbound.bounce_message` template, so an existing Haraka
