@@ -112,6 +112,30 @@ pub enum Diagnostic {
     Local { text: String },
 }
 
+/// The notice's view of a recipient a spool marked failed (its last reply,
+/// whether a remote server gave it, and the RFC 3463 status kept for it).
+pub fn failed_recipient(recipient: &spool::RecipientState) -> FailedRecipient {
+    let text = recipient
+        .last_reply
+        .clone()
+        .unwrap_or_else(|| "delivery failed".to_string());
+    let (diagnostic, remote_mta) = if recipient.reply_is_remote {
+        (Diagnostic::Smtp { reply: text }, recipient.last_mx.clone())
+    } else {
+        (Diagnostic::Local { text }, None)
+    };
+    FailedRecipient {
+        address: recipient.address.clone(),
+        action: Action::Failed,
+        status: recipient
+            .dsn_status
+            .clone()
+            .unwrap_or_else(|| "5.0.0".to_string()),
+        remote_mta,
+        diagnostic,
+    }
+}
+
 /// Builds the complete notice (CRLF line endings, no line over 998 octets),
 /// ready to queue with `MAIL FROM:<>` to `original_sender`.
 pub fn build_bounce(input: &BounceInput) -> Vec<u8> {
