@@ -2,6 +2,7 @@
 //! `host_list` and hands each message to the backend mail server with
 //! XCLIENT, answering the sender only with the backend's verdict.
 
+mod backup;
 mod check;
 mod config;
 mod forward;
@@ -68,14 +69,36 @@ async fn run(config: &std::path::Path) -> anyhow::Result<()> {
     let health = probe::Health::new(probe::Intervals::configured(
         settings.forward.probe_interval,
     ));
+    let backup = match settings.forward.mode {
+        config::ForwardMode::Spool => Some(backup::BackupSpool::open(&settings.forward.spool)?),
+        _ => None,
+    };
     let forwarder = forward::Forwarder::new(&core.me, settings.forward, &health)?;
     health.watch(forwarder.backends());
-    let policy = Arc::new(policy::RelayIn::new(settings.local_domains, forwarder));
+    let policy = Arc::new(policy::RelayIn::new(
+        settings.local_domains,
+        forwarder,
+        backup.clone(),
+    ));
+    if let Some(backup) = &backup {
+        tokio::spawn(Arc::clone(backup).save_verified_forever());
+        tokio::spawn(backup::deliver_forever(
+            Arc::clone(backup),
+            Arc::clone(&policy),
+            core.me.clone(),
+        ));
+    }
     let reload = {
         let policy = Arc::clone(&policy);
         let config = config.to_path_buf();
         let me = core.me.clone();
-        Box::new(move || policy.reload(&config, &me))
+        // SIGHUP also flushes the backup spool, as `postqueue -f`.
+        Box::new(move || {
+            policy.reload(&config, &me);
+            if let Some(backup) = &backup {
+                backup.flush();
+            }
+        })
     };
     Server::from_settings(&core, policy)
         .context("starting the server")?

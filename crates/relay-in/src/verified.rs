@@ -162,10 +162,6 @@ impl VerifiedRecipients {
         self.verified_at.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.verified_at.is_empty()
-    }
-
     /// Whether anything changed since the last call (then it must be saved).
     pub fn take_changed(&mut self) -> bool {
         std::mem::take(&mut self.changed)
@@ -286,10 +282,6 @@ impl VerifiedStore {
 
     pub fn len(&self) -> usize {
         self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
     }
 
     /// Writes the file if anything changed since the last save (expired

@@ -22,6 +22,7 @@
 mod delivery;
 mod identity;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -57,6 +58,9 @@ pub struct BackupSpool {
     /// Serialises the check of the limits with the count's increase, so two
     /// intakes at once cannot both take the last place.
     intake: Mutex<()>,
+    /// Every message in the spool and when it is next due, in id order
+    /// (ids sort by arrival, so the oldest goes first).
+    schedule: Mutex<BTreeMap<QueueId, SystemTime>>,
 }
 
 /// What the spool holds, kept in step with every store and removal so the
@@ -92,8 +96,14 @@ impl BackupSpool {
             error!(path = %aside.path.display(), "backup spool: a damaged message was set aside: {}", aside.reason);
         }
         let usage = Usage::default();
-        for entry in &report.entries {
+        let mut schedule = BTreeMap::new();
+        for entry in &report.messages {
             usage.add(entry.size);
+            let due = entry
+                .envelope
+                .next_attempt()
+                .unwrap_or_else(SystemTime::now);
+            schedule.insert(entry.envelope.id.clone(), due);
         }
         let (verified, skipped) = VerifiedStore::open(
             &settings.verified_store_path(),
@@ -117,11 +127,8 @@ impl BackupSpool {
             usage,
             wake: Notify::new(),
             intake: Mutex::new(()),
+            schedule: Mutex::new(schedule),
         }))
-    }
-
-    pub fn settings(&self) -> &SpoolSettings {
-        &self.settings
     }
 
     pub fn verified(&self) -> &VerifiedStore {
@@ -170,6 +177,7 @@ impl BackupSpool {
         .await;
         match written {
             Ok(Ok(_)) => {
+                self.schedule(id.clone(), SystemTime::now());
                 self.wake.notify_one();
                 Ok(id)
             }
@@ -184,9 +192,35 @@ impl BackupSpool {
         }
     }
 
-    /// Delivery, now: what SIGHUP and a new message ask for.
+    /// Delivery, now: what SIGHUP and a new message ask for. Every message
+    /// becomes due (as Postfix's `postqueue -f`).
     pub fn flush(&self) {
+        let now = SystemTime::now();
+        for due in self.lock_schedule().values_mut() {
+            *due = now;
+        }
         self.wake.notify_one();
+    }
+
+    /// The messages due at `now`, oldest first.
+    fn due(&self, now: SystemTime) -> Vec<QueueId> {
+        self.lock_schedule()
+            .iter()
+            .filter(|(_, due)| **due <= now)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    fn schedule(&self, id: QueueId, due: SystemTime) {
+        self.lock_schedule().insert(id, due);
+    }
+
+    fn forget_scheduled(&self, id: &QueueId) {
+        self.lock_schedule().remove(id);
+    }
+
+    fn lock_schedule(&self) -> std::sync::MutexGuard<'_, BTreeMap<QueueId, SystemTime>> {
+        self.schedule.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Saves the verified-recipient store every [`SAVE_INTERVAL`] while
@@ -215,10 +249,14 @@ impl Usage {
     fn remove(&self, size: u64) {
         let _ = self
             .messages
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.saturating_sub(1)));
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(1))
+            });
         let _ = self
             .bytes
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.saturating_sub(size)));
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(size))
+            });
     }
 
     fn messages(&self) -> u64 {

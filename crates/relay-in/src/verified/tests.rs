@@ -101,7 +101,7 @@ fn the_store_survives_a_restart_through_its_file() {
     let path = dir.path().join("spool/verified");
     let (store, skipped) = VerifiedStore::open(&path, TTL, 100).expect("open empty");
     assert!(skipped.is_empty());
-    assert!(store.is_empty());
+    assert_eq!(store.len(), 0);
     assert!(!store.save_if_changed().expect("nothing to save"));
     store.record("alice@example.com");
     assert!(store.save_if_changed().expect("save"));
@@ -112,7 +112,7 @@ fn the_store_survives_a_restart_through_its_file() {
     assert!(again.forget("alice@example.com"));
     assert!(again.save_if_changed().expect("save removal"));
     let (third, _) = VerifiedStore::open(&path, TTL, 100).expect("reopen");
-    assert!(third.is_empty());
+    assert_eq!(third.len(), 0);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
     assert_eq!(
