@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use postern_tests::backend::{AfterData, Behaviour, RecordingBackend};
+use postern_tests::process::run;
 use postern_tests::relay_in::ForwardingRelay;
 use postern_tests::smtp::SmtpClient;
 
@@ -313,5 +314,118 @@ async fn a_backend_4xx_on_return_is_retried_and_a_5xx_to_the_data_bounces() -> a
         log.contains("the backend refused a recipient: 554 5.7.1"),
         "{log}"
     );
+    Ok(())
+}
+
+/// The spool id in a `250 ... Queued as ID (...)` reply.
+fn queued_id(reply: &postern_tests::smtp::ClientReply) -> String {
+    let text = reply.text();
+    text.split_once("Queued as ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .expect("a queue id")
+        .to_owned()
+}
+
+/// `relay-in queue ARGS -c DIR`: exit code and output.
+fn queue(s: &ForwardingRelay, args: &[&str]) -> anyhow::Result<(i32, String)> {
+    let dir = s.dir().display().to_string();
+    let mut all = vec!["queue"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-c", &dir]);
+    run("relay-in", &all)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_tool_lists_shows_deletes_bounces_and_flushes_the_spool() -> anyhow::Result<()> {
+    let spool = tempfile::tempdir()?;
+    let mut backend = RecordingBackend::start(Behaviour::default()).await?;
+    let s = start(backend.addr, spool.path(), "spool_retry_intervals=1s")?;
+    let (code, output) = queue(&s, &["list"])?;
+    assert_eq!((code, output.as_str()), (0, "Mail queue is empty\n"));
+
+    let mut c = client(s.v4, "sender.example").await?;
+    c.send_mail(
+        "a@sender.example",
+        &["u@example.com"],
+        "Subject: known\n\nx\n",
+    )
+    .await?;
+    backend.down();
+    let mut c = client(s.v4, "sender.example").await?;
+    let mut ids = Vec::new();
+    for subject in ["first", "second"] {
+        let reply = c
+            .try_mail(
+                "a@sender.example",
+                &["u@example.com"],
+                &format!("Subject: {subject}\n\nx\n"),
+            )
+            .await?;
+        assert_eq!(reply.code, 250, "{reply:?}");
+        ids.push(queued_id(&reply));
+    }
+    let (code, list) = queue(&s, &["list"])?;
+    assert_eq!(code, 0, "{list}");
+    for id in &ids {
+        assert!(list.contains(id.as_str()), "{id} in:\n{list}");
+    }
+    assert!(list.contains("u@example.com (pending)"), "{list}");
+    assert!(list.contains("in 2 Requests."), "{list}");
+
+    let (code, shown) = queue(&s, &["show", &ids[0]])?;
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains(&format!("Queue ID: {}", ids[0])), "{shown}");
+    assert!(
+        shown.contains("Client: 127.0.0.5 helo=sender.example"),
+        "{shown}"
+    );
+    assert!(shown.contains("Subject: first"), "{shown}");
+
+    let (code, deleted) = queue(&s, &["delete", &ids[1]])?;
+    assert_eq!(
+        (code, deleted.trim()),
+        (0, format!("{}: deleted", ids[1]).as_str())
+    );
+    let (_, list) = queue(&s, &["list"])?;
+    assert!(!list.contains(ids[1].as_str()), "{list}");
+
+    let (code, bounced) = queue(&s, &["bounce", &ids[0]])?;
+    assert_eq!(code, 0, "{bounced}");
+    assert!(
+        bounced.contains("bounce requested; relay-in (PID"),
+        "{bounced}"
+    );
+
+    // Back: the bounced message owes its sender a notice and is not
+    // delivered; the deleted one is gone.
+    backend.up().await?;
+    let (code, flushed) = queue(&s, &["flush"])?;
+    assert_eq!(code, 0, "{flushed}");
+    assert!(flushed.contains("flush requested"), "{flushed}");
+    wait_until("the notice at the backend", Duration::from_secs(10), || {
+        backend
+            .accepted()
+            .iter()
+            .any(|a| a.mail_from.starts_with("<>"))
+    })
+    .await?;
+    let delivered = subjects(&backend);
+    assert!(
+        !delivered.iter().any(|s| s == "first" || s == "second"),
+        "neither the bounced nor the deleted message was delivered: {delivered:?}"
+    );
+    let notice = backend
+        .accepted()
+        .into_iter()
+        .find(|a| a.mail_from.starts_with("<>"))
+        .expect("found above");
+    let text = String::from_utf8_lossy(&notice.data).into_owned();
+    assert!(text.contains("cancelled by the administrator"), "{text}");
+    s.relay.wait_for_log(
+        "message done, removed from the spool",
+        Duration::from_secs(5),
+    )?;
+    let (_, list) = queue(&s, &["list"])?;
+    assert_eq!(list, "Mail queue is empty\n");
     Ok(())
 }

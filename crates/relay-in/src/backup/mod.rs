@@ -23,19 +23,23 @@ mod delivery;
 mod identity;
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use anyhow::Context;
+use smtp_core::config::ConfigDir;
 use smtp_core::message::Message;
 use smtp_protocol::reply::{EnhancedCode, Reply};
 use smtp_protocol::session::{Envelope, SessionInfo};
+use spool::queue_tool::QueueCommand;
 use spool::{QueueId, Spool, SpoolError};
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
-use crate::config::{SpoolSettings, VERIFIED_CAPACITY};
+use crate::config::{ForwardMode, RelayInSettings, SpoolSettings, VERIFIED_CAPACITY};
 use crate::verified::{SAVE_INTERVAL, VerifiedStore};
 
 pub use delivery::run as deliver_forever;
@@ -87,11 +91,21 @@ impl BackupSpool {
     /// (the spool crate's start-up scan), counts what it holds, and reads
     /// the verified-recipient store.
     pub fn open(settings: &SpoolSettings) -> anyhow::Result<Arc<BackupSpool>> {
-        let spool: Spool<SpoolExtras> = Spool::open(&settings.dir, DAEMON)
-            .with_context(|| format!("smtp_forward.ini spool_dir = {}", settings.dir.display()))?;
+        let spool = open_spool(settings)?;
+        if let Some(pid) = spool.running_daemon()?
+            && pid != std::process::id()
+        {
+            anyhow::bail!(
+                "another relay-in (PID {pid}) is using the backup spool {}; two daemons must never share one",
+                settings.dir.display()
+            );
+        }
         let report = spool
             .load()
             .with_context(|| format!("reading the backup spool {}", settings.dir.display()))?;
+        spool
+            .write_pid_file(std::process::id())
+            .context("writing the backup spool's PID file")?;
         for aside in &report.set_aside {
             error!(path = %aside.path.display(), "backup spool: a damaged message was set aside: {}", aside.reason);
         }
@@ -192,6 +206,17 @@ impl BackupSpool {
         }
     }
 
+    /// At the daemon's exit: the spool no longer has an owner (its PID file
+    /// goes; the verified store is saved one last time).
+    pub fn release(&self) {
+        if let Err(error) = self.verified.save_if_changed() {
+            error!("{error}");
+        }
+        if let Err(error) = self.spool.remove_pid_file() {
+            warn!("cannot remove the backup spool's PID file: {error}");
+        }
+    }
+
     /// Delivery, now: what SIGHUP and a new message ask for. Every message
     /// becomes due (as Postfix's `postqueue -f`).
     pub fn flush(&self) {
@@ -236,6 +261,35 @@ impl BackupSpool {
                 Ok(Err(error)) => error!("{error}"),
                 Err(error) => error!("saving the verified-recipient store failed: {error}"),
             }
+        }
+    }
+}
+
+/// The spool at `spool_dir`, owned under relay-in's name.
+fn open_spool(settings: &SpoolSettings) -> anyhow::Result<Spool<SpoolExtras>> {
+    Spool::open(&settings.dir, DAEMON)
+        .with_context(|| format!("smtp_forward.ini spool_dir = {}", settings.dir.display()))
+}
+
+/// `relay-in queue ...`: the queue tool on the backup spool the
+/// configuration names; an error when it names none (no `mode=spool`).
+pub fn queue_command(config: &Path, command: &QueueCommand) -> ExitCode {
+    let opened = ConfigDir::open(config)
+        .and_then(|dir| RelayInSettings::load(&dir))
+        .map_err(anyhow::Error::from)
+        .and_then(|settings| {
+            if settings.forward.mode != ForwardMode::Spool {
+                anyhow::bail!(
+                    "relay-in keeps no mail with this configuration: smtp_forward.ini has no mode=spool"
+                );
+            }
+            open_spool(&settings.forward.spool)
+        });
+    match opened {
+        Ok(spool) => spool::queue_tool::run(&spool, command),
+        Err(error) => {
+            eprintln!("relay-in queue: {error:#}");
+            ExitCode::FAILURE
         }
     }
 }
