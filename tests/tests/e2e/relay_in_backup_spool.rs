@@ -8,7 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use postern_tests::backend::{AfterData, Behaviour, RecordingBackend};
-use postern_tests::process::run;
+use postern_tests::metrics::{scrape, value};
+use postern_tests::process::{free_port, run};
 use postern_tests::relay_in::ForwardingRelay;
 use postern_tests::smtp::SmtpClient;
 
@@ -43,10 +44,19 @@ fn start(
     spool: &std::path::Path,
     extra: &str,
 ) -> anyhow::Result<ForwardingRelay> {
+    start_with_files(backend, spool, extra, &[])
+}
+
+fn start_with_files(
+    backend: SocketAddr,
+    spool: &std::path::Path,
+    extra: &str,
+    files: &[(&str, String)],
+) -> anyhow::Result<ForwardingRelay> {
     ForwardingRelay::start_with(
         backend,
         &format!("mode=spool\nspool_dir={}\n{extra}", spool.display()),
-        &[],
+        files,
         &[(INTERVAL_ENV, "200")],
     )
 }
@@ -68,7 +78,13 @@ async fn mail_for_a_known_recipient_is_kept_while_the_backend_is_away_and_arrive
 -> anyhow::Result<()> {
     let spool = tempfile::tempdir()?;
     let mut backend = RecordingBackend::start(Behaviour::default()).await?;
-    let s = start(backend.addr, spool.path(), "")?;
+    let metrics_port = free_port();
+    let s = start_with_files(
+        backend.addr,
+        spool.path(),
+        "",
+        &[("metrics.ini", format!("listen=127.0.0.1:{metrics_port}\n"))],
+    )?;
 
     // Up: live, and the backend's acceptance makes the recipient known.
     let mut c = client(s.v4, "sender.example").await?;
@@ -112,6 +128,24 @@ async fn mail_for_a_known_recipient_is_kept_while_the_backend_is_away_and_arrive
         .filter(|e| e.file_name().to_string_lossy().ends_with(".eml"))
         .count();
     assert_eq!(files, 1, "one message in the spool");
+    let gauges = |metrics: &str| {
+        (
+            value(metrics, "postern_queue_messages"),
+            value(metrics, "postern_verified_recipients"),
+        )
+    };
+    let metrics_addr = SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    let mut seen = (0.0, 0.0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while seen != (1.0, 1.0) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        seen = gauges(&scrape(metrics_addr).await?);
+    }
+    assert_eq!(
+        seen,
+        (1.0, 1.0),
+        "one spooled message, one verified recipient"
+    );
 
     // Back: the kept message arrives, as the original client.
     backend.up().await?;

@@ -60,7 +60,9 @@ enum Outcome {
 /// Delivers spooled mail for the daemon's life.
 pub async fn run(backup: Arc<BackupSpool>, relay: Arc<RelayIn>, me: String) {
     loop {
-        let due = backup.due(SystemTime::now());
+        let now = SystemTime::now();
+        backup.report_metrics(now);
+        let due = backup.due(now);
         let mut delivered_any = false;
         let mut tasks = JoinSet::new();
         for id in due {
@@ -94,7 +96,7 @@ fn finish_one(
             let progressed = !matches!(outcome, Outcome::NotNow);
             match outcome {
                 Outcome::NotNow => {}
-                Outcome::Kept { next_due } => backup.schedule(id, next_due),
+                Outcome::Kept { next_due } => backup.reschedule(&id, next_due),
                 Outcome::Finished | Outcome::Unusable => backup.forget_scheduled(&id),
             }
             progressed

@@ -64,7 +64,14 @@ pub struct BackupSpool {
     intake: Mutex<()>,
     /// Every message in the spool and when it is next due, in id order
     /// (ids sort by arrival, so the oldest goes first).
-    schedule: Mutex<BTreeMap<QueueId, SystemTime>>,
+    schedule: Mutex<BTreeMap<QueueId, Scheduled>>,
+}
+
+/// A spooled message's times, for the delivery order and the metrics.
+#[derive(Debug, Clone, Copy)]
+struct Scheduled {
+    due: SystemTime,
+    arrival: SystemTime,
 }
 
 /// What the spool holds, kept in step with every store and removal so the
@@ -117,7 +124,8 @@ impl BackupSpool {
                 .envelope
                 .next_attempt()
                 .unwrap_or_else(SystemTime::now);
-            schedule.insert(entry.envelope.id.clone(), due);
+            let arrival = entry.envelope.arrival;
+            schedule.insert(entry.envelope.id.clone(), Scheduled { due, arrival });
         }
         let (verified, skipped) = VerifiedStore::open(
             &settings.verified_store_path(),
@@ -191,7 +199,14 @@ impl BackupSpool {
         .await;
         match written {
             Ok(Ok(_)) => {
-                self.schedule(id.clone(), SystemTime::now());
+                let now = SystemTime::now();
+                self.lock_schedule().insert(
+                    id.clone(),
+                    Scheduled {
+                        due: now,
+                        arrival: now,
+                    },
+                );
                 self.wake.notify_one();
                 Ok(id)
             }
@@ -221,8 +236,8 @@ impl BackupSpool {
     /// becomes due (as Postfix's `postqueue -f`).
     pub fn flush(&self) {
         let now = SystemTime::now();
-        for due in self.lock_schedule().values_mut() {
-            *due = now;
+        for scheduled in self.lock_schedule().values_mut() {
+            scheduled.due = now;
         }
         self.wake.notify_one();
     }
@@ -231,20 +246,39 @@ impl BackupSpool {
     fn due(&self, now: SystemTime) -> Vec<QueueId> {
         self.lock_schedule()
             .iter()
-            .filter(|(_, due)| **due <= now)
+            .filter(|(_, scheduled)| scheduled.due <= now)
             .map(|(id, _)| id.clone())
             .collect()
     }
 
-    fn schedule(&self, id: QueueId, due: SystemTime) {
-        self.lock_schedule().insert(id, due);
+    /// When a message that stays is due again.
+    fn reschedule(&self, id: &QueueId, due: SystemTime) {
+        if let Some(scheduled) = self.lock_schedule().get_mut(id) {
+            scheduled.due = due;
+        }
+    }
+
+    /// Sets the spool's gauges (`postern_queue_*`, `postern_verified_recipients`).
+    fn report_metrics(&self, now: SystemTime) {
+        let oldest = self
+            .lock_schedule()
+            .values()
+            .map(|scheduled| scheduled.arrival)
+            .min()
+            .and_then(|arrival| now.duration_since(arrival).ok())
+            .unwrap_or_default();
+        let m = smtp_core::metrics::metrics();
+        m.queue_messages.set(self.usage.messages() as i64);
+        m.queue_bytes.set(self.usage.bytes() as i64);
+        m.queue_oldest_age_seconds.set(oldest.as_secs() as i64);
+        m.verified_recipients.set(self.verified.len() as i64);
     }
 
     fn forget_scheduled(&self, id: &QueueId) {
         self.lock_schedule().remove(id);
     }
 
-    fn lock_schedule(&self) -> std::sync::MutexGuard<'_, BTreeMap<QueueId, SystemTime>> {
+    fn lock_schedule(&self) -> std::sync::MutexGuard<'_, BTreeMap<QueueId, Scheduled>> {
         self.schedule.lock().unwrap_or_else(|e| e.into_inner())
     }
 
