@@ -21,8 +21,15 @@ use smtp_protocol::reply::{EnhancedCode, Reply};
 use smtp_protocol::session::{Greeting, HeloVerb, SessionInfo};
 use tracing::{debug, info, warn};
 
-use crate::config::{AuthMechanism, DomainSelector, ForwardRoute, ForwardSettings, XclientPolicy};
+use crate::config::{
+    AuthMechanism, DomainSelector, ForwardMode, ForwardRoute, ForwardSettings, XclientPolicy,
+};
 use crate::probe::{BackendHealth, Finding, Health};
+
+/// With `mode=spool`, the longest wait for a backend connection (or
+/// `connect_timeout` if shorter): past it the backend counts as away and
+/// the spool answers the sender.
+pub const SPOOL_MODE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A route from smtp_forward.ini with its client settings built once at
 /// startup (a CA file is read then, not per message), and what is known of
@@ -745,7 +752,13 @@ fn client_config(
     route: &ForwardRoute,
 ) -> Result<ClientConfig, smtp_core::client::ClientTlsError> {
     let mut config = ClientConfig::new(me);
-    config.connect_timeout = settings.connect_timeout;
+    config.connect_timeout = match settings.mode {
+        // The spool takes over when the backend is away, so a sender must
+        // not wait connect_timeout to learn it: over a tunnel that is up a
+        // connection takes milliseconds.
+        ForwardMode::Spool => settings.connect_timeout.min(SPOOL_MODE_CONNECT_TIMEOUT),
+        ForwardMode::Queue | ForwardMode::Live => settings.connect_timeout,
+    };
     config.timeouts = StepTimeouts::uniform(settings.timeout);
     config.tls = if route.enable_tls {
         let verify = match (&settings.ca_file, settings.tls_verify) {

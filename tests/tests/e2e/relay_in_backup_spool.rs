@@ -463,3 +463,36 @@ async fn the_queue_tool_lists_shows_deletes_bounces_and_flushes_the_spool() -> a
     assert_eq!(list, "Mail queue is empty\n");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_drops_packets_does_not_keep_the_sender_waiting_connect_timeout()
+-> anyhow::Result<()> {
+    let spool = tempfile::tempdir()?;
+    let mut backend = RecordingBackend::start(Behaviour::default()).await?;
+    // Haraka's shipped connect_timeout: 30 s.
+    let s = start(backend.addr, spool.path(), "connect_timeout=30")?;
+    let mut c = client(s.v4, "sender.example").await?;
+    c.send_mail(
+        "a@sender.example",
+        &["u@example.com"],
+        "Subject: known\n\nx\n",
+    )
+    .await?;
+
+    // WireGuard goes down: packets to the backend are dropped.
+    backend.silence().await?;
+    let mut c = client(s.v4, "sender.example").await?;
+    c.expect("MAIL FROM:<a@sender.example>", 250).await?;
+    let asked = Instant::now();
+    let reply = c.command("RCPT TO:<u@example.com>").await?;
+    let took = asked.elapsed();
+    assert_eq!(reply.code, 250, "{reply:?}\n{}", s.relay.log());
+    assert!(
+        took < Duration::from_secs(4),
+        "the first sender after the outage waited {took:?}"
+    );
+    c.expect("DATA", 354).await?;
+    let kept = c.command("Subject: kept\r\n\r\nx\r\n.").await?;
+    assert_eq!(kept.code, 250, "{kept:?}");
+    Ok(())
+}
