@@ -15,6 +15,7 @@ mod dns_resolver;
 mod journald;
 mod metrics;
 mod postfix_harness;
+mod relay_in_backup_crash;
 mod relay_in_backup_spool;
 mod relay_in_basics;
 mod relay_in_forward;
