@@ -195,6 +195,29 @@ impl Postfix {
         Ok(postfix)
     }
 
+    /// Stops the instance (its master and every daemon), as a home server
+    /// that goes away: connections to its address are refused until
+    /// [`Postfix::start_again`]. Its queue and mailboxes stay.
+    pub fn stop(&mut self) {
+        let master = self
+            .master
+            .take()
+            .or_else(|| process::read_master_pid(&self.layout.queue_directory).ok());
+        if let Some(master) = master {
+            process::stop_master(master);
+        }
+    }
+
+    /// Starts a stopped instance again on the same address and waits for
+    /// its banner.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        self.run_postfix_start()?;
+        self.master = process::read_master_pid(&self.layout.queue_directory).ok();
+        wait_for_banner(self.addr, deadline)
+            .with_context(|| format!("Postfix restart; maillog:\n{}", self.log()))
+    }
+
     /// Where the instance's smtpd listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr

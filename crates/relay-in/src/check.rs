@@ -9,7 +9,8 @@ use smtp_core::config::files::Binary;
 use smtp_core::config::{ConfigDir, CoreSettings, Feature};
 
 use crate::config::{
-    ForwardMode, ForwardRoute, HARAKA_SHIPPED_FORWARD_PORT, RelayInSettings, XclientPolicy,
+    ForwardMode, ForwardRoute, HARAKA_SHIPPED_FORWARD_PORT, RelayInSettings, SpoolSettings,
+    XclientPolicy,
 };
 use crate::forward::Forwarder;
 use crate::probe::{self, Health, Intervals, Severity};
@@ -58,6 +59,7 @@ pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
         match forward.mode {
             ForwardMode::Queue => "queue",
             ForwardMode::Live => "live",
+            ForwardMode::Spool => "spool",
         },
         match forward.xclient {
             XclientPolicy::Required => "required",
@@ -74,6 +76,13 @@ pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
     }
     for (domain, route) in &forward.domain_routes {
         lines.push(format!("  forwards {domain} to: {}", describe(route)));
+    }
+    lines.push(format!(
+        "  probes each backend every {} while it answers (probe_interval)",
+        humanize(forward.probe_interval)
+    ));
+    if forward.mode == ForwardMode::Spool {
+        lines.extend(describe_spool(&forward.spool));
     }
     for warning in core.warnings.iter().chain(&settings.warnings) {
         lines.push(format!("warning: {warning}"));
@@ -98,6 +107,49 @@ fn describe(route: &ForwardRoute) -> String {
             None => "off".to_string(),
         }
     )
+}
+
+/// The backup spool's settings, one line each with its key, so that an
+/// administrator sees every default in force.
+fn describe_spool(spool: &SpoolSettings) -> Vec<String> {
+    let intervals: Vec<String> = spool.retry_intervals.iter().map(|d| humanize(*d)).collect();
+    vec![
+        "  while a backend is away, keeps mail for recipients it accepted before (mode=spool):"
+            .to_owned(),
+        format!("    spool_dir = {}", spool.dir.display()),
+        format!(
+            "    verified_ttl = {} (a recipient the backend accepted counts as existing this long)",
+            humanize(spool.verified_ttl)
+        ),
+        format!(
+            "    spool_max_messages = {}, spool_max_bytes = {} (then 452 4.3.1)",
+            spool.max_messages, spool.max_bytes
+        ),
+        format!(
+            "    max_spool_age = {} (then the sender gets a bounce)",
+            humanize(spool.max_age)
+        ),
+        format!(
+            "    spool_concurrency = {} (messages delivered at once when the backend is back)",
+            spool.concurrency
+        ),
+        format!(
+            "    spool_retry_intervals = {} (after a 4xx; the last repeats)",
+            intervals.join(", ")
+        ),
+    ]
+}
+
+/// A duration in the largest unit that divides it, as the keys take it.
+fn humanize(duration: std::time::Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        0 => format!("{}ms", duration.as_millis()),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 /// `--check --probe`: probes every backend once, as relay-in does at
@@ -128,7 +180,7 @@ pub fn print_probe(path: &Path) -> ExitCode {
 
 fn probe_report(path: &Path) -> anyhow::Result<(Vec<String>, bool)> {
     let (_, core, settings) = load(path)?;
-    let intervals = Intervals::from_env();
+    let intervals = Intervals::configured(settings.forward.probe_interval);
     let forwarder = Forwarder::new(&core.me, settings.forward, &Health::new(intervals))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

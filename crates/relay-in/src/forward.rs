@@ -21,8 +21,15 @@ use smtp_protocol::reply::{EnhancedCode, Reply};
 use smtp_protocol::session::{Greeting, HeloVerb, SessionInfo};
 use tracing::{debug, info, warn};
 
-use crate::config::{AuthMechanism, ForwardRoute, ForwardSettings, XclientPolicy};
+use crate::config::{
+    AuthMechanism, DomainSelector, ForwardMode, ForwardRoute, ForwardSettings, XclientPolicy,
+};
 use crate::probe::{BackendHealth, Finding, Health};
+
+/// With `mode=spool`, the longest wait for a backend connection (or
+/// `connect_timeout` if shorter): past it the backend counts as away and
+/// the spool answers the sender.
+pub const SPOOL_MODE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A route from smtp_forward.ini with its client settings built once at
 /// startup (a CA file is read then, not per message), and what is known of
@@ -338,27 +345,7 @@ impl Forwarder {
     /// before XCLIENT on purpose: Postfix resets SASL state on XCLIENT, so
     /// the backend never treats an internet client as authenticated.
     pub async fn open(&self, selector: &str, session: &SessionInfo) -> Result<Backend, Reply> {
-        let prepared = self.prepared(selector);
-        let key = prepared.key.clone();
-        if prepared.health.is_down() {
-            debug!(conn = %session.conn_id, backend = %key, "not connecting: the backend is down until a probe reaches it");
-            return Err(unavailable());
-        }
-        let mut client = match prepared.connect(&prepared.client).await {
-            Ok(client) => client,
-            Err(failure) => {
-                warn!(conn = %session.conn_id, backend = %key, "{failure}");
-                if failure.unreachable() {
-                    prepared.record(&Finding::Down(failure.cause()));
-                }
-                return Err(failure.reply());
-            }
-        };
-        if let Err(e) = client.authenticate().await {
-            warn!(conn = %session.conn_id, backend = %key, "backend AUTH failed: {e}");
-            client.quit().await;
-            return Err(failure_reply(&e));
-        }
+        let (mut client, key) = self.connect(selector, &session.conn_id).await?;
         if let Err(reply) = self.xclient(&mut client, session, &key).await {
             // Say goodbye (RFC 5321 4.1.1.10) without making the sender wait
             // for the backend's 221.
@@ -371,6 +358,90 @@ impl Forwarder {
             greeting: session.greeting.clone(),
             opened: Instant::now(),
         })
+    }
+
+    /// Connects and authenticates: the session before any client's identity
+    /// is given. `conn_id` names the connection in the log.
+    async fn connect(
+        &self,
+        selector: &str,
+        conn_id: &str,
+    ) -> Result<(SmtpClient, RouteKey), Reply> {
+        let prepared = self.prepared(selector);
+        let key = prepared.key.clone();
+        if prepared.health.is_down() {
+            debug!(conn = %conn_id, backend = %key, "not connecting: the backend is down until a probe reaches it");
+            return Err(unavailable());
+        }
+        let mut client = match prepared.connect(&prepared.client).await {
+            Ok(client) => client,
+            Err(failure) => {
+                warn!(conn = %conn_id, backend = %key, "{failure}");
+                if failure.unreachable() {
+                    prepared.record(&Finding::Down(failure.cause()));
+                }
+                return Err(failure.reply());
+            }
+        };
+        if let Err(e) = client.authenticate().await {
+            warn!(conn = %conn_id, backend = %key, "backend AUTH failed: {e}");
+            client.quit().await;
+            return Err(failure_reply(&e));
+        }
+        Ok((client, key))
+    }
+
+    /// Hands the backend a notice relay-in itself owes (a bounce from the
+    /// backup spool), from `<>` to `to`. relay-in is the client here, so no
+    /// XCLIENT: the backend must let relay-in's address relay (Postfix
+    /// `mynetworks`), as a home server's own outbound relay does. The
+    /// backend's final reply, or why there is none.
+    pub async fn send_notice(
+        &self,
+        about: &str,
+        to: ForwardPath,
+        notice: Vec<u8>,
+    ) -> Result<Reply, Reply> {
+        let conn_id = format!("notice-{about}");
+        let selector = match self.settings.domain_selector {
+            DomainSelector::RcptTo => to.to_string().trim_matches(['<', '>']).to_owned(),
+            DomainSelector::MailFrom => String::new(),
+        };
+        let (mut client, key) = self.connect(&selector, &conn_id).await?;
+        let options = MailOptions {
+            size: Some(notice.len() as u64),
+            smtputf8: false,
+            eight_bit_mime: false,
+        };
+        let exchanged = client
+            .envelope_and_data(&ReversePath::Null, std::slice::from_ref(&to), options)
+            .await;
+        let (replies, data) = match exchanged {
+            Ok(exchanged) => exchanged,
+            Err(e) => {
+                warn!(conn = %conn_id, backend = %key, "notice: backend envelope failed: {e}");
+                return Err(failure_reply(&e));
+            }
+        };
+        let refusal = std::iter::once(&replies.mail)
+            .chain(&replies.rcpts)
+            .chain(data.as_ref())
+            .find(|reply| !reply.is_positive() && reply.code() != 354)
+            .cloned();
+        if let Some(refusal) = refusal {
+            if data.as_ref().is_some_and(|reply| reply.code() == 354) {
+                client.abort_data();
+            }
+            tokio::spawn(client.quit());
+            return Err(refusal);
+        }
+        let result = client.data_content(notice.as_slice()).await;
+        tokio::spawn(client.quit());
+        match result {
+            Ok(reply) if reply.is_positive() => Ok(reply),
+            Ok(reply) => Err(reply),
+            Err(e) => Err(failure_reply(&e)),
+        }
     }
 
     async fn xclient(
@@ -681,7 +752,13 @@ fn client_config(
     route: &ForwardRoute,
 ) -> Result<ClientConfig, smtp_core::client::ClientTlsError> {
     let mut config = ClientConfig::new(me);
-    config.connect_timeout = settings.connect_timeout;
+    config.connect_timeout = match settings.mode {
+        // The spool takes over when the backend is away, so a sender must
+        // not wait connect_timeout to learn it: over a tunnel that is up a
+        // connection takes milliseconds.
+        ForwardMode::Spool => settings.connect_timeout.min(SPOOL_MODE_CONNECT_TIMEOUT),
+        ForwardMode::Queue | ForwardMode::Live => settings.connect_timeout,
+    };
     config.timeouts = StepTimeouts::uniform(settings.timeout);
     config.tls = if route.enable_tls {
         let verify = match (&settings.ca_file, settings.tls_verify) {

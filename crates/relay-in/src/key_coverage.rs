@@ -79,6 +79,50 @@ const TABLE: &[KeyReader] = &[
         "xclient",
         Field("settings.xclient"),
     ),
+    (
+        "smtp_forward.ini",
+        "*",
+        "probe_interval",
+        Field("forward.probe_interval"),
+    ),
+    // The backup spool's (mode=spool), read in backup/.
+    ("smtp_forward.ini", "*", "spool_dir", Field("settings.dir")),
+    (
+        "smtp_forward.ini",
+        "*",
+        "verified_ttl",
+        Field("settings.verified_ttl"),
+    ),
+    (
+        "smtp_forward.ini",
+        "*",
+        "spool_max_bytes",
+        Field("settings.max_bytes"),
+    ),
+    (
+        "smtp_forward.ini",
+        "*",
+        "spool_max_messages",
+        Field("settings.max_messages"),
+    ),
+    (
+        "smtp_forward.ini",
+        "*",
+        "max_spool_age",
+        Field("settings.max_age"),
+    ),
+    (
+        "smtp_forward.ini",
+        "*",
+        "spool_concurrency",
+        Field("settings.concurrency"),
+    ),
+    (
+        "smtp_forward.ini",
+        "*",
+        "spool_retry_intervals",
+        Field("settings.retry_intervals"),
+    ),
     // The seed's invented file, mapped onto smtp_forward.ini's keys.
     ("xclient.ini", "main", "enabled", Field("settings.xclient")),
     ("xclient.ini", "main", "forward", Field("settings.xclient")),

@@ -2,6 +2,7 @@
 //! `host_list` and hands each message to the backend mail server with
 //! XCLIENT, answering the sender only with the backend's verdict.
 
+mod backup;
 mod check;
 mod config;
 mod forward;
@@ -11,13 +12,13 @@ mod policy;
 mod probe;
 mod recipients;
 mod reuse;
+mod verified;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use smtp_core::config::{ConfigDir, CoreSettings};
 use smtp_core::server::Server;
 use tracing::warn;
@@ -34,7 +35,12 @@ use crate::config::RelayInSettings;
 struct Cli {
     /// Configuration directory (Haraka layout; a Haraka instance directory
     /// holding config/ works too).
-    #[arg(short = 'c', long = "config", default_value = "/etc/postern/in")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        default_value = "/etc/postern/in",
+        global = true
+    )]
     config: PathBuf,
     /// Check the configuration, print what it means, and exit: 0 if relay-in
     /// would run with it, 1 if not.
@@ -45,10 +51,26 @@ struct Cli {
     /// XCLIENT that smtp_forward.ini requires.
     #[arg(long, requires = "check")]
     probe: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What to do instead of running the daemon.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspect and act on the backup spool (smtp_forward.ini mode=spool;
+    /// safe while the daemon runs).
+    Queue {
+        #[command(subcommand)]
+        action: spool::queue_tool::QueueCommand,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Queue { action }) = &cli.command {
+        return backup::queue_command(&cli.config, action);
+    }
     if cli.check {
         let code = smtp_core::app::print_check("relay-in", check::report(&cli.config));
         if cli.probe && code == ExitCode::SUCCESS {
@@ -66,21 +88,48 @@ async fn run(config: &std::path::Path) -> anyhow::Result<()> {
     for warning in core.warnings.iter().chain(&settings.warnings) {
         warn!("config: {warning}");
     }
-    let health = probe::Health::new(probe::Intervals::from_env());
+    let health = probe::Health::new(probe::Intervals::configured(
+        settings.forward.probe_interval,
+    ));
+    let backup = match settings.forward.mode {
+        config::ForwardMode::Spool => Some(backup::BackupSpool::open(&settings.forward.spool)?),
+        _ => None,
+    };
     let forwarder = forward::Forwarder::new(&core.me, settings.forward, &health)?;
     health.watch(forwarder.backends());
-    let policy = Arc::new(policy::RelayIn::new(settings.local_domains, forwarder));
+    let policy = Arc::new(policy::RelayIn::new(
+        settings.local_domains,
+        forwarder,
+        backup.clone(),
+    ));
+    let backup_at_exit = backup.clone();
+    if let Some(backup) = &backup {
+        tokio::spawn(Arc::clone(backup).save_verified_forever());
+        tokio::spawn(backup::deliver_forever(
+            Arc::clone(backup),
+            Arc::clone(&policy),
+            core.me.clone(),
+        ));
+    }
     let reload = {
         let policy = Arc::clone(&policy);
         let config = config.to_path_buf();
         let me = core.me.clone();
         let plugins = Arc::clone(&core.plugins);
-        Box::new(move || policy.reload(&config, &me, &plugins))
+        // SIGHUP also flushes the backup spool, as `postqueue -f`.
+        Box::new(move || {
+            policy.reload(&config, &me, &plugins);
+            if let Some(backup) = &backup {
+                backup.flush();
+            }
+        })
     };
-    Server::from_settings(&core, policy)
-        .context("starting the server")?
-        .on_reload(reload)
-        .run()
-        .await?;
-    Ok(())
+    let served = match Server::from_settings(&core, policy) {
+        Ok(server) => server.on_reload(reload).run().await.map_err(Into::into),
+        Err(error) => Err(anyhow::Error::from(error).context("starting the server")),
+    };
+    if let Some(backup) = &backup_at_exit {
+        backup.release();
+    }
+    served
 }

@@ -14,7 +14,8 @@ use smtp_protocol::reply::{EnhancedCode, Reply};
 use smtp_protocol::session::{ClientInfo, Envelope, SessionInfo, Verdict};
 use tracing::{error, info, warn};
 
-use crate::config::{DomainSelector, ForwardMode, LocalDomains, RelayInSettings};
+use crate::backup::{self, BackupSpool, KeepError};
+use crate::config::{DomainSelector, ForwardMode, ForwardSettings, LocalDomains, RelayInSettings};
 use crate::forward::{self, Backend, Forwarder, RouteKey};
 use crate::recipients::{self, Refusal};
 use crate::reuse::KeptBackend;
@@ -31,14 +32,31 @@ pub struct RelayIn {
 #[derive(Debug)]
 struct Shared {
     domains: LocalDomains,
-    forwarder: Forwarder,
+    forwarder: Arc<Forwarder>,
+    /// The backup spool with `mode=spool`; opened once at start (a reload
+    /// cannot move it).
+    backup: Option<Arc<BackupSpool>>,
 }
 
 impl RelayIn {
-    pub fn new(domains: LocalDomains, forwarder: Forwarder) -> Self {
+    pub fn new(
+        domains: LocalDomains,
+        forwarder: Forwarder,
+        backup: Option<Arc<BackupSpool>>,
+    ) -> Self {
         Self {
-            shared: RwLock::new(Arc::new(Shared { domains, forwarder })),
+            shared: RwLock::new(Arc::new(Shared {
+                domains,
+                forwarder: Arc::new(forwarder),
+                backup,
+            })),
         }
+    }
+
+    /// The forwarder of the current settings (the backup spool's delivery
+    /// takes it anew for every message, so a reload applies to it too).
+    pub fn current_forwarder(&self) -> Arc<Forwarder> {
+        Arc::clone(&self.current().forwarder)
     }
 
     /// Re-reads host_list, host_list_regex and smtp_forward.ini (or
@@ -47,15 +65,18 @@ impl RelayIn {
     /// keeps the old settings and logs why. The backends' health carries
     /// over; a new backend is probed at once.
     pub fn reload(&self, config: &Path, me: &str, plugins: &Arc<Plugins>) {
-        let health = Arc::clone(self.current().forwarder.health());
+        let current = self.current();
+        let health = Arc::clone(current.forwarder.health());
         let loaded = ConfigDir::open(config)
             .and_then(|dir| RelayInSettings::load(&dir.with_plugins(Arc::clone(plugins))))
             .map_err(anyhow::Error::from)
             .and_then(|settings| {
+                restart_needed(current.forwarder.settings(), &settings.forward);
                 let forwarder = Forwarder::new(me, settings.forward, &health)?;
                 Ok(Shared {
                     domains: settings.local_domains,
-                    forwarder,
+                    forwarder: Arc::new(forwarder),
+                    backup: current.backup.clone(),
                 })
             });
         match loaded {
@@ -73,6 +94,20 @@ impl RelayIn {
     }
 }
 
+/// Warns about the changes of smtp_forward.ini that a reload cannot apply:
+/// the daemon's role and its spool are set up once, at start.
+fn restart_needed(old: &ForwardSettings, new: &ForwardSettings) {
+    let spool_role = |s: &ForwardSettings| s.mode == ForwardMode::Spool;
+    if spool_role(old) != spool_role(new) || (spool_role(new) && old.spool != new.spool) {
+        warn!(
+            "smtp_forward.ini: mode=spool and the spool_* settings take effect at the next restart; the running spool keeps its settings"
+        );
+    }
+    if old.probe_interval != new.probe_interval {
+        warn!("smtp_forward.ini: probe_interval takes effect at the next restart");
+    }
+}
+
 /// One client connection: the route its transaction is bound to, in live
 /// mode the backend session opened for it, and between transactions the
 /// session kept for the client's next message.
@@ -81,6 +116,26 @@ pub struct RelayInConnection {
     route: Option<RouteKey>,
     live: Option<Backend>,
     kept: KeptBackend,
+    /// `mode=spool`: this transaction goes to the backup spool (decided at
+    /// its first recipient, while the backend was away).
+    spooling: bool,
+}
+
+/// Why live mode could not open the transaction with the backend.
+enum LiveRefusal {
+    /// No session could be set up (unreachable, TLS, AUTH, XCLIENT, 421):
+    /// with `mode=spool` the spool takes over.
+    Away(Reply),
+    /// The backend answered MAIL FROM with a refusal: its verdict.
+    Verdict(Reply),
+}
+
+impl LiveRefusal {
+    fn reply(self) -> Reply {
+        match self {
+            LiveRefusal::Away(reply) | LiveRefusal::Verdict(reply) => reply,
+        }
+    }
 }
 
 impl MailPolicy for RelayIn {
@@ -92,6 +147,7 @@ impl MailPolicy for RelayIn {
             route: None,
             live: None,
             kept: KeptBackend::default(),
+            spooling: false,
         }
     }
 }
@@ -106,7 +162,7 @@ fn not_ours(rcpt: &ForwardPath) -> Reply {
 }
 
 /// The address `domain_selector` routes by.
-fn selector(selector: DomainSelector, from: &ReversePath, rcpt: &ForwardPath) -> String {
+pub fn selector(selector: DomainSelector, from: &ReversePath, rcpt: &ForwardPath) -> String {
     match (selector, rcpt, from) {
         (DomainSelector::MailFrom, _, ReversePath::Mailbox(m)) => m.to_string(),
         (DomainSelector::MailFrom, _, ReversePath::Null) => String::new(),
@@ -139,14 +195,17 @@ impl RelayInConnection {
         envelope: &Envelope,
         selector: &str,
         key: &RouteKey,
-    ) -> Result<&mut Backend, Reply> {
+    ) -> Result<&mut Backend, LiveRefusal> {
         if self.live.is_none() {
             let mut reused = self.kept.take_for(key, session);
             let options = forward::mail_options(envelope, 0);
             let (backend, mail) = loop {
                 let (mut backend, was_kept) = match reused.take() {
                     Some(backend) => (backend, true),
-                    None => (self.shared.forwarder.open(selector, session).await?, false),
+                    None => match self.shared.forwarder.open(selector, session).await {
+                        Ok(backend) => (backend, false),
+                        Err(reply) => return Err(LiveRefusal::Away(reply)),
+                    },
                 };
                 let mail = backend.mail_from(&envelope.from, options).await;
                 if was_kept && backend.closed_while_kept(session, mail.as_ref()) {
@@ -157,21 +216,113 @@ impl RelayInConnection {
                     Ok(mail) => break (backend, mail),
                     Err(e) => {
                         warn!(conn = %session.conn_id, backend = %key, "backend MAIL failed: {e}");
-                        return Err(forward::failure_reply(&e));
+                        return Err(LiveRefusal::Away(forward::failure_reply(&e)));
                     }
                 }
             };
             if !mail.is_positive() {
                 if mail.code() == 421 {
                     backend.abandon();
-                } else {
-                    self.kept.keep(backend);
+                    return Err(LiveRefusal::Away(mail));
                 }
-                return Err(mail);
+                self.kept.keep(backend);
+                return Err(LiveRefusal::Verdict(mail));
             }
             self.live = Some(backend);
         }
         Ok(self.live.as_mut().expect("just opened"))
+    }
+}
+
+impl RelayInConnection {
+    /// `mode=spool`: live while the backend answers, recording what it
+    /// accepts; the spool for verified recipients while it is away.
+    async fn rcpt_spool_mode(
+        &mut self,
+        session: &SessionInfo,
+        envelope: &Envelope,
+        rcpt: &ForwardPath,
+        selector: &str,
+        key: RouteKey,
+        backup: &BackupSpool,
+    ) -> Verdict {
+        if self.spooling {
+            return self.spool_recipient(session, rcpt, key, backup);
+        }
+        if self.live.is_none() && self.shared.forwarder.backend_down(selector) {
+            return self.spool_recipient(session, rcpt, key, backup);
+        }
+        let backend = match self.live_backend(session, envelope, selector, &key).await {
+            Ok(backend) => backend,
+            // Only a transaction with nothing accepted live yet may switch.
+            Err(LiveRefusal::Away(_)) if envelope.recipients.is_empty() => {
+                return self.spool_recipient(session, rcpt, key, backup);
+            }
+            Err(refusal) => return Verdict::Reject(refusal.reply()),
+        };
+        let address = backup::stored_recipient(rcpt);
+        match backend.rcpt_to(rcpt).await {
+            Ok(reply) if reply.is_positive() => backup.verified().record(&address),
+            Ok(reply) => {
+                if reply.is_permanent() && backup.verified().forget(&address) {
+                    info!(conn = %session.conn_id, rcpt = %rcpt, "recipient no longer verified: the backend refused it: {reply}");
+                }
+                return Verdict::Reject(reply);
+            }
+            Err(reply) => return Verdict::Reject(reply),
+        }
+        self.route = Some(key);
+        Verdict::accept()
+    }
+
+    /// The backend is away: a recipient it accepted within `verified_ttl`
+    /// is taken for the spool, any other deferred (never accept what might
+    /// bounce).
+    fn spool_recipient(
+        &mut self,
+        session: &SessionInfo,
+        rcpt: &ForwardPath,
+        key: RouteKey,
+        backup: &BackupSpool,
+    ) -> Verdict {
+        if !backup
+            .verified()
+            .is_verified(&backup::stored_recipient(rcpt))
+        {
+            info!(conn = %session.conn_id, client = %session.client.peer.ip(), rcpt = %rcpt, backend = %key, "recipient deferred: the backend is away and never accepted this recipient (backup spool)");
+            return Verdict::Reject(forward::unavailable());
+        }
+        if !backup.has_room_for(0) {
+            warn!(conn = %session.conn_id, rcpt = %rcpt, "recipient deferred: the backup spool is full (spool_max_messages / spool_max_bytes)");
+            return Verdict::Reject(backup::spool_full());
+        }
+        self.spooling = true;
+        self.route = Some(key);
+        Verdict::accept()
+    }
+}
+
+/// Writes a transaction taken while the backend was away to the spool.
+async fn keep_in_spool(
+    backup: &Arc<BackupSpool>,
+    session: &SessionInfo,
+    envelope: &Envelope,
+    message: Message,
+) -> Verdict {
+    let size = message.len();
+    match backup.keep(session, envelope, message).await {
+        Ok(id) => {
+            info!(conn = %session.conn_id, txn = %envelope.id, queue_id = %id, from = %envelope.from, rcpts = envelope.recipients.len(), size, "message spooled: the backend is away");
+            Verdict::Accept(Some(backup::spooled(&id)))
+        }
+        Err(KeepError::Full { messages, bytes }) => {
+            warn!(conn = %session.conn_id, txn = %envelope.id, messages, bytes, size, "message deferred: the backup spool is full");
+            Verdict::Reject(backup::spool_full())
+        }
+        Err(error) => {
+            error!(conn = %session.conn_id, txn = %envelope.id, "cannot spool the message: {error}");
+            Verdict::Reject(backup::spool_failed())
+        }
     }
 }
 
@@ -216,6 +367,13 @@ impl ConnectionPolicy for RelayInConnection {
         // forwarded, and at once: a backend behind a tunnel that is down
         // would make every sender wait connect_timeout. (A live session
         // already open for this transaction shows it is reachable.)
+        if let Some(backup) = self.shared.backup.clone()
+            && settings.mode == ForwardMode::Spool
+        {
+            return self
+                .rcpt_spool_mode(session, envelope, rcpt, &selector, key, &backup)
+                .await;
+        }
         if self.live.is_none() && self.shared.forwarder.backend_down(&selector) {
             info!(conn = %session.conn_id, rcpt = %rcpt, backend = %key, "recipient deferred: the backend is down");
             return Verdict::Reject(forward::unavailable());
@@ -223,7 +381,7 @@ impl ConnectionPolicy for RelayInConnection {
         if settings.mode == ForwardMode::Live {
             let backend = match self.live_backend(session, envelope, &selector, &key).await {
                 Ok(backend) => backend,
-                Err(reply) => return Verdict::Reject(reply),
+                Err(refusal) => return Verdict::Reject(refusal.reply()),
             };
             match backend.rcpt_to(rcpt).await {
                 Ok(reply) if reply.is_positive() => {}
@@ -241,6 +399,11 @@ impl ConnectionPolicy for RelayInConnection {
         message: Message,
     ) -> Verdict {
         self.route = None;
+        if std::mem::take(&mut self.spooling)
+            && let Some(backup) = self.shared.backup.clone()
+        {
+            return keep_in_spool(&backup, session, envelope, message).await;
+        }
         let started = std::time::Instant::now();
         let result = match self.live.take() {
             Some(mut backend) => {
@@ -278,6 +441,7 @@ impl ConnectionPolicy for RelayInConnection {
 
     fn reset(&mut self) {
         self.route = None;
+        self.spooling = false;
         if let Some(backend) = self.live.take() {
             backend.abandon();
         }

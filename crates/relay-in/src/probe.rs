@@ -122,16 +122,23 @@ impl Default for Intervals {
 }
 
 impl Intervals {
-    /// The defaults, unless [`INTERVAL_ENV`] shortens them (tests).
-    pub fn from_env() -> Self {
+    /// smtp_forward.ini's `probe_interval` while a backend answers, and at
+    /// most [`DOWN_INTERVAL`] while it is down, unless [`INTERVAL_ENV`]
+    /// shortens both (tests).
+    pub fn configured(probe_interval: Duration) -> Self {
         let setting = std::env::var(INTERVAL_ENV).ok();
-        let intervals = Intervals::from_setting(setting.as_deref());
-        if intervals != Intervals::default() {
-            warn!(
-                "{INTERVAL_ENV} is set: backends are probed every {:?} (meant for tests only)",
-                intervals.up
-            );
+        let mut intervals = Intervals::from_setting(setting.as_deref());
+        if intervals == Intervals::default() {
+            return Intervals {
+                up: probe_interval,
+                down: probe_interval.min(DOWN_INTERVAL),
+            };
         }
+        intervals.up = intervals.up.min(probe_interval);
+        warn!(
+            "{INTERVAL_ENV} is set: backends are probed every {:?} (meant for tests only)",
+            intervals.up
+        );
         intervals
     }
 

@@ -2,7 +2,7 @@
 //! thin command line. The queue itself is the `spool` crate.
 
 pub mod acl;
-pub mod bounce;
+pub use dsn as bounce;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -96,6 +96,8 @@ pub struct Metrics {
     pub backend_xclient: Family<BackendLabels, Gauge>,
     pub queue_messages: Gauge,
     pub queue_oldest_age_seconds: Gauge,
+    pub queue_bytes: Gauge,
+    pub verified_recipients: Gauge,
     pub delivery_attempts: Family<OutcomeLabels, Counter>,
 }
 
@@ -151,14 +153,26 @@ impl Metrics {
         let queue_messages = Gauge::default();
         registry.register(
             "queue_messages",
-            "relay-out: messages in the queue",
+            "relay-out: messages in the queue; relay-in: in the backup spool",
             queue_messages.clone(),
         );
         let queue_oldest_age_seconds = Gauge::default();
         registry.register(
             "queue_oldest_age_seconds",
-            "relay-out: age of the oldest queued message",
+            "relay-out: age of the oldest queued message; relay-in: of the oldest spooled one",
             queue_oldest_age_seconds.clone(),
+        );
+        let queue_bytes = Gauge::default();
+        registry.register(
+            "queue_bytes",
+            "relay-in: bytes in the backup spool (spool_max_bytes bounds it)",
+            queue_bytes.clone(),
+        );
+        let verified_recipients = Gauge::default();
+        registry.register(
+            "verified_recipients",
+            "relay-in: recipients the backend accepted within verified_ttl (the backup spool takes mail only for these)",
+            verified_recipients.clone(),
         );
         let delivery_attempts = Family::<OutcomeLabels, Counter>::default();
         registry.register(
@@ -177,6 +191,8 @@ impl Metrics {
             backend_xclient,
             queue_messages,
             queue_oldest_age_seconds,
+            queue_bytes,
+            verified_recipients,
             delivery_attempts,
         }
     }

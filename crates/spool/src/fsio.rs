@@ -75,6 +75,33 @@ pub(super) fn write_then_rename(
     renamed
 }
 
+/// Replaces the file at `path` with `contents`, durably: after `Ok`, a crash
+/// leaves the new contents, and before it, the old ones. For small state
+/// files that live beside a spool (relay-in's verified-recipient store),
+/// written with the same rules as the spool's own files.
+pub fn replace_file_durably(path: &Path, contents: &[u8]) -> Result<(), SpoolError> {
+    let (dir, name) = match (
+        path.parent(),
+        path.file_name().and_then(|name| name.to_str()),
+    ) {
+        (Some(dir), Some(name)) => (
+            if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            },
+            name,
+        ),
+        _ => {
+            let invalid = io::Error::new(io::ErrorKind::InvalidInput, "not a file path");
+            return Err(SpoolError::io("write", path, invalid));
+        }
+    };
+    ensure_dir(dir)?;
+    write_then_rename(dir, name, &mut &contents[..])?;
+    sync_dir(dir)
+}
+
 /// Creates `path` (which must not exist), copies `contents` into it and
 /// flushes data and metadata to the device.
 pub(super) fn write_synced(path: &Path, contents: &mut dyn Read) -> Result<u64, SpoolError> {

@@ -18,6 +18,7 @@
 //! | `scan.rs` | the daemon's start-up [`Spool::load`] (repairs) and [`Spool::list`] (looks) |
 //! | `admin.rs` | the operator's actions: headers, bounce marker, PID file |
 //! | `owner.rs` | which live daemon owns the directory, and signalling it (the lock) |
+//! | `queue_tool.rs` | the operator's `queue list/show/flush/delete/bounce`, for both daemons |
 //! | `error.rs` | [`SpoolError`] |
 //!
 //! # Layout
@@ -140,6 +141,7 @@ mod error;
 mod fsio;
 mod id;
 mod owner;
+pub mod queue_tool;
 mod scan;
 #[cfg(test)]
 mod tests;
@@ -155,6 +157,7 @@ pub use envelope::{
     ENVELOPE_FORMAT_VERSION, Envelope, Extras, NoExtras, RecipientState, RecipientStatus,
 };
 pub use error::SpoolError;
+pub use fsio::replace_file_durably;
 pub use id::QueueId;
 pub use owner::SignalError;
 pub use scan::{Listing, LoadReport, QueueEntry, SetAside};

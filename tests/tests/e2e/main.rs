@@ -16,6 +16,8 @@ mod journald;
 mod metrics;
 mod plugins;
 mod postfix_harness;
+mod relay_in_backup_crash;
+mod relay_in_backup_spool;
 mod relay_in_basics;
 mod relay_in_forward;
 mod relay_in_lifecycle;

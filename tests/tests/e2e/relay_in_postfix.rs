@@ -218,3 +218,74 @@ async fn smtp_source_twenty_sessions_from_one_address_all_arrive_once() -> anyho
     assert!(!log.contains("connection refused"), "{log}");
     Ok(())
 }
+
+/// Issue 15's acceptance with a real Postfix backend: mail for a recipient
+/// Postfix accepted before is kept while Postfix is stopped, arrives once it
+/// runs again (within the 2 s down-probe of the shipped defaults plus 5 s),
+/// and Postfix sees the original client and HELO, not relay-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_spool_keeps_mail_while_postfix_is_stopped_and_delivers_it_as_the_original_client()
+-> anyhow::Result<()> {
+    let mut postfix = tokio::task::spawn_blocking(|| {
+        Postfix::start(PostfixOptions::xclient_backend(&["example.com"]))
+    })
+    .await??;
+    let (dir, port) = relay_in_dir(&postfix, false)?;
+    let spool = tempfile::tempdir()?;
+    let forward = std::fs::read_to_string(dir.path().join("smtp_forward.ini"))?;
+    std::fs::write(
+        dir.path().join("smtp_forward.ini"),
+        format!(
+            "{forward}mode=spool\nspool_dir={}\n",
+            spool.path().display()
+        ),
+    )?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let relay = Relay::start("relay-in", dir.path(), addr)?;
+    let client: IpAddr = "127.0.0.5".parse()?;
+
+    let code = send_from(client, addr, "mail.sender.example", "live").await?;
+    assert_eq!(code, 250, "{}\n{}", relay.log(), postfix.log());
+
+    postfix = tokio::task::spawn_blocking(move || {
+        postfix.stop();
+        postfix
+    })
+    .await?;
+    let code = send_from(client, addr, "mail.sender.example", "kept").await?;
+    assert_eq!(code, 250, "{}", relay.log());
+    let mut unseen = SmtpClient::connect_from(client, addr).await?;
+    unseen.read_reply().await?;
+    unseen.expect("EHLO mail.sender.example", 250).await?;
+    let reply = unseen
+        .try_mail("sender@origin.example", &["nobody@example.com"], "x")
+        .await?;
+    assert!(reply.lines[0].starts_with("451 4.4.1"), "{reply:?}");
+
+    let postfix = tokio::task::spawn_blocking(move || {
+        postfix.start_again()?;
+        Ok::<_, anyhow::Error>(postfix)
+    })
+    .await??;
+    let postfix = std::sync::Arc::new(postfix);
+    let p = std::sync::Arc::clone(&postfix);
+    let delivered =
+        tokio::task::spawn_blocking(move || p.wait_for_delivered(2, Duration::from_secs(2 + 5)))
+            .await?
+            .map_err(|e| anyhow::anyhow!("{e:#}\n{}", relay.log()))?;
+    let kept = delivered
+        .iter()
+        .find(|m| m.header("Subject").as_deref() == Some("kept"))
+        .expect("the kept message arrived");
+    let received = kept.headers("Received");
+    assert!(
+        received[0].contains("from mail.sender.example (unknown [127.0.0.5])"),
+        "{received:?}"
+    );
+    assert!(
+        postfix.log().matches("client=unknown[127.0.0.5]").count() >= 2,
+        "{}",
+        postfix.log()
+    );
+    Ok(())
+}

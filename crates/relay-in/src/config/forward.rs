@@ -9,8 +9,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use smtp_core::config::domains::normalize_domain;
 use smtp_core::config::endpoint::SMTP_PORT;
+use smtp_core::config::retry_schedule::{Lifetime, TempFailIntervals};
 use smtp_core::config::values::{Keyword, OnOff, Seconds, SettingValue, optional_setting};
 use smtp_core::config::{ConfigDir, ConfigError};
+
+use super::backup_spool::SpoolSettings;
 
 /// The port used when smtp_forward.ini (or smtp_proxy.ini) sets none: a
 /// Postfix backend listens on SMTP's own.
@@ -55,6 +58,11 @@ pub struct ForwardSettings {
     pub mode: ForwardMode,
     /// Whether XCLIENT must be used with the backend (`xclient`; Postern).
     pub xclient: XclientPolicy,
+    /// How often a backend that answers is probed (`probe_interval`;
+    /// Postern). A backend that is down is probed more often.
+    pub probe_interval: Duration,
+    /// The backup spool (`mode=spool` and the `spool_*` keys; Postern).
+    pub spool: SpoolSettings,
 }
 
 /// What relay-in does without smtp_forward.ini: Haraka's shipped `[main]`
@@ -74,6 +82,8 @@ impl Default for ForwardSettings {
             check_sender: false,
             mode: ForwardMode::Queue,
             xclient: XclientPolicy::Required,
+            probe_interval: Duration::from_secs(60),
+            spool: SpoolSettings::default(),
         }
     }
 }
@@ -160,16 +170,23 @@ impl Keyword for DomainSelector {
 /// When the backend sees the message relative to the client's DATA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForwardMode {
-    /// Accept into a local queue, then forward (survives backend outages).
+    /// Forward the whole transaction after the client's final dot (Haraka's
+    /// `queue` hook); the client gets the backend's reply.
     Queue,
-    /// Forward while the client waits and relay the backend's verdict, as
-    /// Haraka does.
+    /// Open the backend session at the first recipient and pass each RCPT
+    /// through, as Haraka's smtp_proxy does.
     Live,
+    /// Live while the backend answers; while it is away, keep mail for
+    /// recipients it accepted before in the backup spool (backup MX).
+    Spool,
 }
 
 impl Keyword for ForwardMode {
-    const WORDS: &'static [(&'static str, Self)] =
-        &[("queue", ForwardMode::Queue), ("live", ForwardMode::Live)];
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("queue", ForwardMode::Queue),
+        ("live", ForwardMode::Live),
+        ("spool", ForwardMode::Spool),
+    ];
 }
 
 /// How insistently to pass the client's identity with XCLIENT.
@@ -247,6 +264,22 @@ pub(super) struct ForwardSection {
     pub mode: Option<ForwardMode>,
     #[serde(deserialize_with = "optional_setting")]
     pub xclient: Option<XclientPolicy>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub probe_interval: Option<Lifetime>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub spool_dir: Option<String>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub verified_ttl: Option<Lifetime>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub spool_max_bytes: Option<u64>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub spool_max_messages: Option<u64>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub max_spool_age: Option<Lifetime>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub spool_concurrency: Option<usize>,
+    #[serde(deserialize_with = "optional_setting")]
+    pub spool_retry_intervals: Option<TempFailIntervals>,
 }
 
 impl ForwardSection {
@@ -262,6 +295,27 @@ impl ForwardSection {
             ("check_sender", self.check_sender.is_some()),
             ("mode", self.mode.is_some()),
             ("xclient", self.xclient.is_some()),
+            ("probe_interval", self.probe_interval.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .chain(self.spool_keys_set())
+        .collect()
+    }
+
+    /// Names of the backup-spool keys set in this section.
+    pub(super) fn spool_keys_set(&self) -> Vec<&'static str> {
+        [
+            ("spool_dir", self.spool_dir.is_some()),
+            ("verified_ttl", self.verified_ttl.is_some()),
+            ("spool_max_bytes", self.spool_max_bytes.is_some()),
+            ("spool_max_messages", self.spool_max_messages.is_some()),
+            ("max_spool_age", self.max_spool_age.is_some()),
+            ("spool_concurrency", self.spool_concurrency.is_some()),
+            (
+                "spool_retry_intervals",
+                self.spool_retry_intervals.is_some(),
+            ),
         ]
         .into_iter()
         .filter_map(|(name, set)| set.then_some(name))
@@ -357,6 +411,8 @@ impl ForwardSettings {
             path
         });
         let shipped = Self::default();
+        let mode = main.mode.unwrap_or(shipped.mode);
+        let spool = SpoolSettings::from_main(dir, &shown, main, mode)?;
         Ok(Self {
             default_route,
             domain_routes,
@@ -369,8 +425,10 @@ impl ForwardSettings {
             domain_selector: main.domain_selector.unwrap_or(shipped.domain_selector),
             check_recipient: main.check_recipient.unwrap_or(shipped.check_recipient),
             check_sender: main.check_sender.unwrap_or(shipped.check_sender),
-            mode: main.mode.unwrap_or(shipped.mode),
+            mode,
             xclient: main.xclient.unwrap_or(shipped.xclient),
+            probe_interval: main.probe_interval.map_or(shipped.probe_interval, |l| l.0),
+            spool,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! relay-in's own settings, read from a haraka-in config directory next to
 //! smtp-core's [`smtp_core::config::CoreSettings`].
 
+mod backup_spool;
 mod forward;
 mod local_domains;
 mod proxy;
@@ -9,6 +10,7 @@ mod xclient_alias;
 #[cfg(test)]
 mod tests;
 
+pub use backup_spool::{SpoolSettings, VERIFIED_CAPACITY};
 pub use forward::{
     AuthMechanism, DomainSelector, ForwardMode, ForwardRoute, ForwardSettings,
     HARAKA_SHIPPED_FORWARD_PORT, XclientPolicy,

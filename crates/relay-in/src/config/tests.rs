@@ -358,8 +358,8 @@ fn errors_name_file_line_and_key() {
         ),
         (
             "smtp_forward.ini",
-            "mode=spool",
-            "smtp_forward.ini: [main] mode = 'spool': expected one of queue, live",
+            "mode=backup",
+            "smtp_forward.ini: [main] mode = 'backup': expected one of queue, live, spool",
         ),
         (
             "smtp_forward.ini",
@@ -540,4 +540,70 @@ fn plugins_choose_the_forward_target_and_the_recipients() {
     assert_eq!(settings.local_domains.names, ["example.com"]);
     assert!(!settings.forward_port_from_haraka_defaults);
     assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+}
+
+/// `mode=spool` reads its keys (each default in one place); the same keys
+/// without it are reported, since they would do nothing.
+#[test]
+fn spool_mode_reads_its_keys_and_reports_them_without_it() {
+    let temp = TempConfig::new(&[
+        ("host_list", "example.com"),
+        (
+            "smtp_forward.ini",
+            "mode=spool\nspool_dir=/srv/spool\nverified_ttl=7d\nspool_max_messages=3\nspool_max_bytes=1000\nmax_spool_age=2d\nspool_concurrency=4\nspool_retry_intervals=1m*2, 1h\nprobe_interval=30\n",
+        ),
+    ]);
+    let settings = temp.load().expect("load");
+    let forward = &settings.forward;
+    assert_eq!(forward.mode, ForwardMode::Spool);
+    assert_eq!(forward.probe_interval, Duration::from_secs(30));
+    let spool = &forward.spool;
+    assert_eq!(spool.dir, PathBuf::from("/srv/spool"));
+    assert_eq!(spool.verified_ttl, Duration::from_secs(7 * 86_400));
+    assert_eq!((spool.max_messages, spool.max_bytes), (3, 1000));
+    assert_eq!(spool.max_age, Duration::from_secs(2 * 86_400));
+    assert_eq!(spool.concurrency, 4);
+    assert_eq!(
+        spool.retry_intervals,
+        [60, 60, 3600].map(Duration::from_secs).to_vec()
+    );
+    assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+
+    let defaults = TempConfig::new(&[
+        ("host_list", "example.com"),
+        ("smtp_forward.ini", "mode=spool"),
+    ]);
+    let spool = defaults.load().expect("load").forward.spool;
+    assert_eq!(spool, crate::config::SpoolSettings::default());
+    assert_eq!(spool.dir, PathBuf::from("/var/spool/postern/in"));
+    assert_eq!(spool.verified_ttl, Duration::from_secs(31 * 86_400));
+
+    let unused = TempConfig::new(&[
+        ("host_list", "example.com"),
+        ("smtp_forward.ini", "mode=live\nspool_max_messages=3\n"),
+    ]);
+    let warnings = unused.load().expect("load").warnings;
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("[main] spool_max_messages is only used with mode=spool (ignored)")),
+        "{warnings:?}"
+    );
+
+    for (bad, expected) in [
+        (
+            "spool_dir=spool",
+            "spool_dir = spool: must be an absolute path",
+        ),
+        ("spool_concurrency=0", "spool_concurrency = 0"),
+        ("spool_retry_intervals=none", "spool_retry_intervals = none"),
+    ] {
+        let temp = TempConfig::new(&[
+            ("host_list", "example.com"),
+            ("smtp_forward.ini", &format!("mode=spool\n{bad}\n")),
+        ]);
+        let error = temp.load().expect_err(bad).to_string();
+        assert!(error.contains(expected), "{bad}: {error}");
+        assert!(error.contains("smtp_forward.ini"), "{error}");
+    }
 }

@@ -7,7 +7,7 @@ mod local_address;
 mod outbound;
 mod queue_dir;
 mod relay;
-mod retry;
+use smtp_core::config::retry_schedule as retry;
 pub mod routes;
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use tracing::{info, warn};
 
 use super::Context;
-use crate::bounce::{Action, BounceInput, Diagnostic, FailedRecipient, build_bounce};
+use crate::bounce::{BounceInput, FailedRecipient, build_bounce, failed_recipient};
 use spool::{
     Envelope, MAX_SHOWN_HEADER_BYTES, QueueId, RecipientState, RecipientStatus, SpoolError,
 };
@@ -19,29 +19,6 @@ pub enum NoticeError {
     Spool(#[from] SpoolError),
     #[error("cannot queue the bounce: the storage task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
-}
-
-/// The notice's view of a failed recipient.
-pub fn failed_recipient(recipient: &RecipientState) -> FailedRecipient {
-    let text = recipient
-        .last_reply
-        .clone()
-        .unwrap_or_else(|| "delivery failed".to_string());
-    let (diagnostic, remote_mta) = if recipient.reply_is_remote {
-        (Diagnostic::Smtp { reply: text }, recipient.last_mx.clone())
-    } else {
-        (Diagnostic::Local { text }, None)
-    };
-    FailedRecipient {
-        address: recipient.address.clone(),
-        action: Action::Failed,
-        status: recipient
-            .dsn_status
-            .clone()
-            .unwrap_or_else(|| "5.0.0".to_string()),
-        remote_mta,
-        diagnostic,
-    }
 }
 
 /// Settles every recipient that owes a notice: queues one notice for all of
@@ -130,36 +107,4 @@ async fn queue_notice(
     let stored = notice.clone();
     tokio::task::spawn_blocking(move || spool.store(&stored, &message)).await??;
     Ok(notice)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn remote_replies_name_the_mta_local_causes_do_not() {
-        let mut recipient = RecipientState::new("bob@example.net", SystemTime::UNIX_EPOCH);
-        recipient.status = RecipientStatus::Failed;
-        recipient.last_reply = Some("550 5.1.1 No such user".into());
-        recipient.last_mx = Some("mx1.example.net".into());
-        recipient.reply_is_remote = true;
-        recipient.dsn_status = Some("5.1.1".into());
-        let remote = failed_recipient(&recipient);
-        assert_eq!(remote.status, "5.1.1");
-        assert_eq!(remote.remote_mta.as_deref(), Some("mx1.example.net"));
-        assert_eq!(
-            remote.diagnostic,
-            Diagnostic::Smtp {
-                reply: "550 5.1.1 No such user".into()
-            }
-        );
-
-        recipient.reply_is_remote = false;
-        recipient.last_reply = Some("Domain example.net sends and receives no email".into());
-        recipient.dsn_status = None;
-        let local = failed_recipient(&recipient);
-        assert_eq!(local.remote_mta, None);
-        assert_eq!(local.status, "5.0.0");
-        assert!(matches!(local.diagnostic, Diagnostic::Local { .. }));
-    }
 }

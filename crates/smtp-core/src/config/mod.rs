@@ -57,6 +57,7 @@ pub mod known_keys;
 mod layered;
 pub mod list;
 pub mod plugins;
+pub mod retry_schedule;
 pub mod values;
 
 #[cfg(test)]

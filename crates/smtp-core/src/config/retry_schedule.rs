@@ -1,4 +1,9 @@
-//! Haraka's retry-schedule syntax (`temp_fail_intervals = 1m, 5m*2, 1h*3`).
+//! Haraka's retry-schedule syntax (`temp_fail_intervals = 1m, 5m*2, 1h*3`)
+//! and the durations it is made of (`5d`, `36h`).
+//!
+//! Shared by both binaries: relay-out's outbound.ini schedules its MX
+//! deliveries with it, and relay-in's backup-MX spool its backend retries,
+//! so an administrator writes one syntax for both.
 //!
 //! Haraka falls back to its derived schedule when the text does not parse,
 //! and only logs it; a typo then silently changes how long mail is retried.
@@ -6,7 +11,7 @@
 
 use std::time::Duration;
 
-use smtp_core::config::values::{MAX_DURATION_SECONDS, SettingValue, parse_decimal};
+use super::values::{MAX_DURATION_SECONDS, SettingValue, parse_decimal};
 
 /// Below this a retry delay is accepted (Haraka takes `1s, 1s, 1s`, and
 /// test setups use it) but warned about: a real MX would be hammered.
@@ -23,7 +28,8 @@ pub const MAX_TEMP_FAILURES: u32 = 50;
 /// Empty means "bounce on the first temporary failure" (`none`).
 ///
 /// Only the syntax lives here; what the intervals mean, and Haraka's derived
-/// schedule when the key is unset, is [`crate::courier::retry_timetable::RetryTimetable`]'s.
+/// schedule when the key is unset, is each binary's (relay-out's
+/// `courier::retry_timetable`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TempFailIntervals(pub Vec<Duration>);
 

@@ -2,6 +2,11 @@
 //! `multipart/report`): the message relay-out sends back to a sender when it
 //! gives up on recipients, or warns that delivery is delayed.
 //!
+//! A crate of its own because both relays owe notices: relay-out for the
+//! MX deliveries it gives up on, relay-in for mail its backup spool could
+//! not hand to the home server. It knows nothing of queues or sockets: it
+//! turns a description of what failed into the notice's bytes.
+//!
 //! The notice quotes each remote server's own reply (Haraka users asked for
 //! this: bounces that only said "Some recipients failed" were useless) and
 //! renders Haraka's `outbound.bounce_message` template, so an existing Haraka
@@ -105,6 +110,30 @@ pub enum Diagnostic {
     /// No server answered: null MX, NXDOMAIN, every MX unreachable, queue
     /// lifetime expired. A text naming the cause.
     Local { text: String },
+}
+
+/// The notice's view of a recipient a spool marked failed (its last reply,
+/// whether a remote server gave it, and the RFC 3463 status kept for it).
+pub fn failed_recipient(recipient: &spool::RecipientState) -> FailedRecipient {
+    let text = recipient
+        .last_reply
+        .clone()
+        .unwrap_or_else(|| "delivery failed".to_string());
+    let (diagnostic, remote_mta) = if recipient.reply_is_remote {
+        (Diagnostic::Smtp { reply: text }, recipient.last_mx.clone())
+    } else {
+        (Diagnostic::Local { text }, None)
+    };
+    FailedRecipient {
+        address: recipient.address.clone(),
+        action: Action::Failed,
+        status: recipient
+            .dsn_status
+            .clone()
+            .unwrap_or_else(|| "5.0.0".to_string()),
+        remote_mta,
+        diagnostic,
+    }
 }
 
 /// Builds the complete notice (CRLF line endings, no line over 998 octets),

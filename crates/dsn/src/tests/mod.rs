@@ -482,3 +482,30 @@ fn default_entry_point_uses_the_clock() {
         .as_secs() as i64;
     assert!((wall - sent).abs() < 60);
 }
+
+#[test]
+fn a_spool_recipient_remote_replies_name_the_mta_local_causes_do_not() {
+    let mut recipient = spool::RecipientState::new("bob@example.net", SystemTime::UNIX_EPOCH);
+    recipient.status = spool::RecipientStatus::Failed;
+    recipient.last_reply = Some("550 5.1.1 No such user".into());
+    recipient.last_mx = Some("mx1.example.net".into());
+    recipient.reply_is_remote = true;
+    recipient.dsn_status = Some("5.1.1".into());
+    let remote = failed_recipient(&recipient);
+    assert_eq!(remote.status, "5.1.1");
+    assert_eq!(remote.remote_mta.as_deref(), Some("mx1.example.net"));
+    assert_eq!(
+        remote.diagnostic,
+        Diagnostic::Smtp {
+            reply: "550 5.1.1 No such user".into()
+        }
+    );
+
+    recipient.reply_is_remote = false;
+    recipient.last_reply = Some("Domain example.net sends and receives no email".into());
+    recipient.dsn_status = None;
+    let local = failed_recipient(&recipient);
+    assert_eq!(local.remote_mta, None);
+    assert_eq!(local.status, "5.0.0");
+    assert!(matches!(local.diagnostic, Diagnostic::Local { .. }));
+}
