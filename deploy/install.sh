@@ -35,7 +35,7 @@ What goes where (under DESTDIR, if set):
   PREFIX/share/postern/acme-deploy-hook.sh           root:root 0755
   /etc/postern/in, /etc/postern/out, /etc/postern/tls  root:GROUP 0750
       (files from config-in/ and config-out/, root:GROUP 0640, only if absent)
-  /var/spool/postern/queue                           USER:GROUP 0700
+  /var/spool/postern/queue, /var/spool/postern/in    USER:GROUP 0700
   /etc/systemd/system/relay-in.service, relay-out.service  root:root 0644
 EOF
 }
@@ -165,6 +165,7 @@ bin_target="$root$prefix/bin"
 share_target="$root$prefix/share/postern"
 etc="$root/etc/postern"
 queue="$root/var/spool/postern/queue"
+backup_spool="$root/var/spool/postern/in"
 units="$root/etc/systemd/system"
 
 # --- binaries -------------------------------------------------------------
@@ -201,6 +202,8 @@ done
 
 ensure_dir "$root/var/spool/postern" 0 0 0755
 ensure_dir "$queue" "$user_id" "$group_id" 0700
+# relay-in's backup spool (smtp_forward.ini mode=spool).
+ensure_dir "$backup_spool" "$user_id" "$group_id" 0700
 
 # --- systemd units --------------------------------------------------------
 

@@ -405,7 +405,9 @@ async fn hand_over_notice(
             true
         }
         Err(reply) if reply.is_permanent() => {
-            warn!(queue_id = %id, to = %envelope.sender, "backup spool: the backend refused the notice, dropped: {reply}");
+            // Most often "Relay access denied": the notice goes to the
+            // internet, and Postfix relays only for clients it trusts.
+            error!(queue_id = %id, to = %envelope.sender, "backup spool: the backend refused the notice, dropped: {reply} (to let the backend relay relay-in's notices, give relay-in a login there: smtp_forward.ini auth_type/auth_user/auth_pass; never put relay-in's address in mynetworks)");
             mark_bounced(envelope, &failed);
             true
         }

@@ -164,6 +164,7 @@ fn install_into_a_scratch_root_twice() -> anyhow::Result<()> {
         }
     }
     assert_node(root, "var/spool/postern/queue", SCRATCH_UID, mail, 0o700)?;
+    assert_node(root, "var/spool/postern/in", SCRATCH_UID, mail, 0o700)?;
     assert!(
         !root.join("etc/authbind").exists(),
         "authbind only with --authbind"

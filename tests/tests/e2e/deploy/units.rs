@@ -124,9 +124,10 @@ fn units_say_what_the_issue_asks_for() -> anyhow::Result<()> {
         values(&relay_in, "Service", "CapabilityBoundingSet"),
         ["CAP_NET_BIND_SERVICE"]
     );
-    assert!(
-        values(&relay_in, "Service", "ReadWritePaths").is_empty(),
-        "relay-in writes nothing"
+    assert_eq!(
+        values(&relay_in, "Service", "ReadWritePaths"),
+        ["-/var/spool/postern/in"],
+        "relay-in writes only its backup spool"
     );
 
     let relay_out = unit_settings(&read_unit("relay-out")?);
