@@ -496,3 +496,53 @@ async fn a_backend_that_drops_packets_does_not_keep_the_sender_waiting_connect_t
     assert_eq!(kept.code, 250, "{kept:?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verification_older_than_verified_ttl_no_longer_opens_the_spool() -> anyhow::Result<()> {
+    let spool = tempfile::tempdir()?;
+    let mut backend = RecordingBackend::start(Behaviour::default()).await?;
+    let s = start(backend.addr, spool.path(), "verified_ttl=2s")?;
+    // --check shows every spool setting in force, with its key.
+    let dir = s.dir().display().to_string();
+    let (code, check) = run("relay-in", &["--check", "-c", &dir])?;
+    assert_eq!(code, 0, "{check}");
+    for line in [
+        &format!("spool_dir = {}", spool.path().display()),
+        "verified_ttl = 2s",
+        "spool_max_messages = 10000, spool_max_bytes = 1073741824 (then 452 4.3.1)",
+        "max_spool_age = 5d",
+        "spool_concurrency = 2",
+        "spool_retry_intervals = 1m, 5m, 10m, 30m, 30m, 1h",
+    ] {
+        assert!(check.contains(line), "{line:?} missing:\n{check}");
+    }
+
+    let mut c = client(s.v4, "sender.example").await?;
+    c.send_mail(
+        "a@sender.example",
+        &["u@example.com"],
+        "Subject: known\n\nx\n",
+    )
+    .await?;
+    let verified_at = Instant::now();
+    backend.down();
+    // Within the TTL the recipient is known ...
+    let mut c = client(s.v4, "sender.example").await?;
+    c.expect("MAIL FROM:<a@sender.example>", 250).await?;
+    let reply = c.command("RCPT TO:<u@example.com>").await?;
+    assert_eq!(reply.code, 250, "{reply:?}");
+    c.expect("RSET", 250).await?;
+    anyhow::ensure!(
+        verified_at.elapsed() < Duration::from_secs(2),
+        "too slow to check within the TTL"
+    );
+    // ... and once the TTL has run out it is not.
+    tokio::time::sleep(
+        Duration::from_secs(2).saturating_sub(verified_at.elapsed()) + Duration::from_millis(1100),
+    )
+    .await;
+    c.expect("MAIL FROM:<a@sender.example>", 250).await?;
+    let reply = c.command("RCPT TO:<u@example.com>").await?;
+    assert!(reply.lines[0].starts_with("451 4.4.1"), "{reply:?}");
+    Ok(())
+}
