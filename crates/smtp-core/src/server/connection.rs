@@ -13,6 +13,7 @@ use super::input::{InputBuffer, Line};
 use super::limits::{ConnectionPermit, LimitExceeded};
 use super::log;
 use super::pregreet::Pregreet;
+use super::proxy_protocol;
 use super::shutdown::{Phase, Shutdown};
 use super::{MIN_DATA_RATE_BYTES_PER_SECOND, STRESS_TIMEOUT, Shared, TLS_HANDSHAKE_TIMEOUT};
 use crate::message::{Message, Spill};
@@ -62,6 +63,19 @@ pub(crate) async fn serve<P: MailPolicy>(
 ) {
     let conn_id = crate::id::connection_id();
     let me = &shared.config.me;
+    let (peer, proxy) = if shared.config.haproxy_hosts.iter().any(|n| n.contains(peer.ip())) {
+        match proxy_protocol::client_behind(&mut tcp, peer, me, &conn_id).await {
+            Ok(client) => client,
+            Err(reply) => {
+                if let Some(reply) = reply {
+                    refuse(tcp, &reply.to_wire()).await;
+                }
+                return;
+            }
+        }
+    } else {
+        (peer, None)
+    };
     let permit = match shared.limits.try_acquire(peer.ip()) {
         Ok(permit) => permit,
         Err(exceeded) => {
@@ -93,7 +107,7 @@ pub(crate) async fn serve<P: MailPolicy>(
         refuse(tcp, &reply.to_wire()).await;
         return;
     }
-    debug!(conn = %conn_id, client = %peer.ip(), port = peer.port(), local = %local, "connection opened");
+    debug!(conn = %conn_id, client = %peer.ip(), port = peer.port(), local = %local, proxy = proxy.map(tracing::field::display), "connection opened");
 
     let lookup = async {
         match &shared.dns {
@@ -114,6 +128,12 @@ pub(crate) async fn serve<P: MailPolicy>(
     })
     .await;
     match pregreet {
+        Pregreet::Talked if proxy_protocol::sent_a_header(&tcp).await => {
+            let reply = replies::proxy_not_allowed(me, peer.ip());
+            info!(conn = %conn_id, client = %peer.ip(), code = reply.code(), "PROXY header from a host not in connection.ini [haproxy] hosts[]: {reply}");
+            refuse(tcp, &reply.to_wire()).await;
+            return;
+        }
         Pregreet::Talked if shared.config.early_talker_reject => {
             metrics().connection(ConnectionOutcome::EarlyTalker);
             let reply = replies::early_talker(me);
@@ -131,7 +151,12 @@ pub(crate) async fn serve<P: MailPolicy>(
     metrics().connection(ConnectionOutcome::Accepted);
     metrics().connections_open.inc();
     let _open = OpenConnection;
-    let client = ClientInfo { peer, local, name };
+    let client = ClientInfo {
+        peer,
+        local,
+        name,
+        proxy,
+    };
     let policy = shared.policy.connect(&client);
     let session = Session::new(Arc::clone(&shared.session), client, conn_id);
     let mut connection = Connection {

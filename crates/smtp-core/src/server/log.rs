@@ -35,6 +35,7 @@ pub(super) fn transaction(info: &SessionInfo, record: &TransactionRecord) {
         conn = %info.conn_id,
         id = %envelope.id,
         client = %info.client.peer.ip(),
+        proxy = info.client.proxy.map(tracing::field::display),
         helo = %helo,
         from = %envelope.from,
         rcpts = %rcpts.join(","),
