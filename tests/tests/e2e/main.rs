@@ -17,6 +17,7 @@ mod metrics;
 mod postfix_harness;
 mod relay_in_basics;
 mod relay_in_forward;
+mod relay_in_haproxy;
 mod relay_in_lifecycle;
 mod relay_in_postfix;
 mod relay_in_probe;

@@ -63,18 +63,10 @@ pub(crate) async fn serve<P: MailPolicy>(
 ) {
     let conn_id = crate::id::connection_id();
     let me = &shared.config.me;
-    let (peer, proxy) = if shared.config.haproxy_hosts.iter().any(|n| n.contains(peer.ip())) {
-        match proxy_protocol::client_behind(&mut tcp, peer, me, &conn_id).await {
-            Ok(client) => client,
-            Err(reply) => {
-                if let Some(reply) = reply {
-                    refuse(tcp, &reply.to_wire()).await;
-                }
-                return;
-            }
-        }
-    } else {
-        (peer, None)
+    let Some((peer, proxy)) =
+        proxy_protocol::client(&mut tcp, peer, &shared.config, &conn_id).await
+    else {
+        return;
     };
     let permit = match shared.limits.try_acquire(peer.ip()) {
         Ok(permit) => permit,
@@ -89,7 +81,7 @@ pub(crate) async fn serve<P: MailPolicy>(
             {
                 info!(conn = %conn_id, client = %peer.ip(), code = reply.code(), "connection refused (logged once a minute per address): {reply}");
             }
-            refuse(tcp, &reply.to_wire()).await;
+            refuse(&mut tcp, &reply.to_wire()).await;
             return;
         }
     };
@@ -104,7 +96,7 @@ pub(crate) async fn serve<P: MailPolicy>(
         {
             info!(conn = %conn_id, client = %peer.ip(), code = reply.code(), "limit.ini [rate_conn] exceeded (logged once a minute per address): {reply}");
         }
-        refuse(tcp, &reply.to_wire()).await;
+        refuse(&mut tcp, &reply.to_wire()).await;
         return;
     }
     debug!(conn = %conn_id, client = %peer.ip(), port = peer.port(), local = %local, proxy = proxy.map(tracing::field::display), "connection opened");
@@ -128,17 +120,16 @@ pub(crate) async fn serve<P: MailPolicy>(
     })
     .await;
     match pregreet {
-        Pregreet::Talked if proxy_protocol::sent_a_header(&tcp).await => {
-            let reply = replies::proxy_not_allowed(me, peer.ip());
-            info!(conn = %conn_id, client = %peer.ip(), code = reply.code(), "PROXY header from a host not in connection.ini [haproxy] hosts[]: {reply}");
-            refuse(tcp, &reply.to_wire()).await;
+        Pregreet::Talked
+            if proxy_protocol::refused_unlisted(&mut tcp, peer.ip(), me, &conn_id).await =>
+        {
             return;
         }
         Pregreet::Talked if shared.config.early_talker_reject => {
             metrics().connection(ConnectionOutcome::EarlyTalker);
             let reply = replies::early_talker(me);
             info!(conn = %conn_id, client = %peer.ip(), code = reply.code(), "early talker refused: client sent data before the greeting");
-            refuse(tcp, &reply.to_wire()).await;
+            refuse(&mut tcp, &reply.to_wire()).await;
             return;
         }
         Pregreet::Gone => {
@@ -204,7 +195,7 @@ impl Drop for OpenConnection {
 }
 
 /// Best effort: a refused client gets its reply if it is listening.
-async fn refuse(mut tcp: TcpStream, reply: &str) {
+pub(super) async fn refuse(tcp: &mut TcpStream, reply: &str) {
     let _ = timeout(Duration::from_secs(5), async {
         tcp.write_all(reply.as_bytes()).await?;
         tcp.shutdown().await

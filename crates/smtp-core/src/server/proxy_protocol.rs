@@ -19,10 +19,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use proxy_header::{ParseConfig, Protocol};
-use smtp_protocol::reply::Reply;
 use smtp_protocol::session::replies;
 use tokio::net::TcpStream;
 use tracing::{debug, info};
+
+use super::connection::refuse;
+use crate::config::CoreSettings;
 
 /// Haraka's wait for a listed proxy's header (hard-coded there too).
 pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -206,10 +208,9 @@ fn room(consumed: &[u8]) -> usize {
     }
 }
 
-/// Whether a client that talked before the greeting began with a PROXY
-/// header (v1's `PROXY ` or v2's whole signature): a proxy that is not
-/// listed, which gets Haraka's refusal rather than the early-talker one.
-pub(crate) async fn sent_a_header(tcp: &TcpStream) -> bool {
+/// Whether the first bytes waiting are a PROXY header's (v1's `PROXY ` or
+/// v2's whole signature).
+async fn sent_a_header(tcp: &TcpStream) -> bool {
     let mut first = [0u8; V2_SIGNATURE.len()];
     // The client has talked, so this returns at once; the bound is for a
     // peer that took its bytes back (a reset).
@@ -219,23 +220,29 @@ pub(crate) async fn sent_a_header(tcp: &TcpStream) -> bool {
     }
 }
 
-/// For a connection from a listed proxy: its header, read within
-/// [`HEADER_TIMEOUT`], gives the client address, and the proxy's for the
-/// logs when the header named a client. `Err` ends the connection, with
-/// the reply to send if it is still there.
-pub(crate) async fn client_behind(
+/// The client of a new connection and, when a listed proxy's header named
+/// it, the proxy: the socket's peer unless it is in `[haproxy] hosts[]`.
+/// `None` when the connection is over (refused with its reply, or gone).
+pub(crate) async fn client(
     tcp: &mut TcpStream,
     socket_peer: SocketAddr,
-    me: &str,
+    config: &CoreSettings,
     conn_id: &str,
-) -> Result<(SocketAddr, Option<IpAddr>), Option<Reply>> {
+) -> Option<(SocketAddr, Option<IpAddr>)> {
+    if !config
+        .haproxy_hosts
+        .iter()
+        .any(|n| n.contains(socket_peer.ip()))
+    {
+        return Some((socket_peer, None));
+    }
     match read_header(tcp, HEADER_TIMEOUT).await {
         Ok(ProxyHeader {
             addresses: Some((client, destination)),
             version,
         }) => {
             debug!(conn = %conn_id, proxy = %socket_peer, client = %client, destination = %destination, version, "PROXY header");
-            Ok((client, Some(socket_peer.ip())))
+            Some((client, Some(socket_peer.ip())))
         }
         // LOCAL and UNKNOWN: the proxy speaks for itself (a health check).
         Ok(ProxyHeader {
@@ -243,21 +250,40 @@ pub(crate) async fn client_behind(
             version,
         }) => {
             debug!(conn = %conn_id, proxy = %socket_peer, version, "PROXY header without a client address: the proxy is the client");
-            Ok((socket_peer, None))
+            Some((socket_peer, None))
         }
         Err(error) => {
             let reply = match &error {
-                HeaderError::Timeout => replies::proxy_timeout(me),
-                HeaderError::Invalid(_) => replies::proxy_invalid(me),
+                HeaderError::Timeout => replies::proxy_timeout(&config.me),
+                HeaderError::Invalid(_) => replies::proxy_invalid(&config.me),
                 HeaderError::Closed | HeaderError::Io(_) => {
                     debug!(conn = %conn_id, proxy = %socket_peer, "{error}");
-                    return Err(None);
+                    return None;
                 }
             };
             info!(conn = %conn_id, proxy = %socket_peer.ip(), code = reply.code(), "{error}: {reply}");
-            Err(Some(reply))
+            refuse(tcp, &reply.to_wire()).await;
+            None
         }
     }
+}
+
+/// For a client that talked before the greeting: if it began with a PROXY
+/// header, it is a proxy nobody listed; it gets Haraka's refusal rather
+/// than the early-talker one, and `true` says the connection is over.
+pub(crate) async fn refused_unlisted(
+    tcp: &mut TcpStream,
+    client: IpAddr,
+    me: &str,
+    conn_id: &str,
+) -> bool {
+    if !sent_a_header(tcp).await {
+        return false;
+    }
+    let reply = replies::proxy_not_allowed(me, client);
+    info!(conn = %conn_id, client = %client, code = reply.code(), "PROXY header from a host not in connection.ini [haproxy] hosts[]: {reply}");
+    refuse(tcp, &reply.to_wire()).await;
+    true
 }
 
 #[cfg(test)]

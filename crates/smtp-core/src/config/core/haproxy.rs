@@ -112,7 +112,13 @@ mod tests {
         assert_eq!(parse_host("[2001:db8::1]"), Ok(net("2001:db8::1/128")));
         assert_eq!(parse_host("2001:db8::/64"), Ok(net("2001:db8::/64")));
         assert_eq!(parse_host("[2001:db8::]/48"), Ok(net("2001:db8::/48")));
-        for bad in ["proxy.example", "192.0.2.4/33", "192.0.2.4/", "[192.0.2.4", "1.2.3"] {
+        for bad in [
+            "proxy.example",
+            "192.0.2.4/33",
+            "192.0.2.4/",
+            "[192.0.2.4",
+            "1.2.3",
+        ] {
             assert_eq!(parse_host(bad), Err(()), "{bad}");
         }
     }

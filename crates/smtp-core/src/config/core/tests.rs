@@ -262,12 +262,19 @@ fn haproxy_hosts_from_connection_ini_or_the_legacy_file() {
     .expect("load");
     assert_eq!(
         settings.haproxy_hosts,
-        [net("127.0.0.1/32"), net("10.0.0.0/8"), net("2001:db8::1/128")]
+        [
+            net("127.0.0.1/32"),
+            net("10.0.0.0/8"),
+            net("2001:db8::1/128")
+        ]
     );
     assert!(settings.warnings[0].contains("means only that address (/128)"));
 
-    let settings = load(&[("haproxy_hosts", b"# the balancers\n192.0.2.4\n192.0.2.8/29\n")])
-        .expect("load");
+    let settings = load(&[(
+        "haproxy_hosts",
+        b"# the balancers\n192.0.2.4\n192.0.2.8/29\n",
+    )])
+    .expect("load");
     assert_eq!(
         settings.haproxy_hosts,
         [net("192.0.2.4/32"), net("192.0.2.8/29")]

@@ -39,7 +39,11 @@ fn complete_headers_end_where_the_smtp_begins() {
             addresses("[2001:db8::7]:40000", "[2001:db8::1]:25"),
         ),
         (v1("PROXY UNKNOWN\r\n"), 1, None),
-        (v1("PROXY UNKNOWN 192.0.2.7 198.51.100.1 40000 25\r\n"), 1, None),
+        (
+            v1("PROXY UNKNOWN 192.0.2.7 198.51.100.1 40000 25\r\n"),
+            1,
+            None,
+        ),
         (
             v2(Some(("192.0.2.7:40000", "198.51.100.1:25"))),
             2,
@@ -52,7 +56,10 @@ fn complete_headers_end_where_the_smtp_begins() {
         ),
         // A mapped IPv4 client is the IPv4 client.
         (
-            v2(Some(("[::ffff:192.0.2.7]:40000", "[::ffff:198.51.100.1]:25"))),
+            v2(Some((
+                "[::ffff:192.0.2.7]:40000",
+                "[::ffff:198.51.100.1]:25",
+            ))),
             2,
             addresses("192.0.2.7:40000", "198.51.100.1:25"),
         ),
@@ -72,7 +79,12 @@ fn complete_headers_end_where_the_smtp_begins() {
         );
         // Every proper prefix is a header still arriving.
         for cut in 0..header.len() {
-            assert_eq!(decode(&header[..cut]), Decoded::Incomplete, "{:?}", &header[..cut]);
+            assert_eq!(
+                decode(&header[..cut]),
+                Decoded::Incomplete,
+                "{:?}",
+                &header[..cut]
+            );
         }
     }
 }
@@ -177,7 +189,10 @@ async fn the_reader_refuses_garbage_and_reports_a_closed_connection() {
     let error = read_header(&mut server, Duration::from_secs(10))
         .await
         .unwrap_err();
-    assert!(matches!(error, HeaderError::Invalid("not a PROXY header")), "{error}");
+    assert!(
+        matches!(error, HeaderError::Invalid("not a PROXY header")),
+        "{error}"
+    );
 
     let (mut client, mut server) = pair().await;
     client.write_all(b"PROXY TCP4 192.0").await.unwrap();
@@ -195,9 +210,7 @@ async fn the_reader_gives_up_after_the_timeout() {
     let (mut client, mut server) = pair().await;
     client.write_all(b"PROXY TCP4 192.0").await.unwrap();
     let started = tokio::time::Instant::now();
-    let error = read_header(&mut server, HEADER_TIMEOUT)
-        .await
-        .unwrap_err();
+    let error = read_header(&mut server, HEADER_TIMEOUT).await.unwrap_err();
     assert!(matches!(error, HeaderError::Timeout), "{error}");
     assert_eq!(started.elapsed(), HEADER_TIMEOUT);
     drop(client);
