@@ -1,13 +1,17 @@
-//! relay-in behind a real HAProxy (connection.ini `[haproxy] hosts[]`): the
-//! PROXY header's client address, v1 and v2, is the one XCLIENT, Received,
-//! the per-address limits and the logs use; a header from a host that is
-//! not listed is refused, as is a listed host's garbage.
+//! relay-in and relay-out behind a real HAProxy (connection.ini `[haproxy]
+//! hosts[]`): the PROXY header's client address, v1 and v2, is the one
+//! XCLIENT, Received, the per-address limits, relay-out's ACL and the logs
+//! use; a header from a host that is not listed is refused, as is a listed
+//! host's garbage.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use postern_tests::backend::{Behaviour, RecordingBackend};
+use postern_tests::dns::TestZone;
 use postern_tests::haproxy::{Frontend, HaProxy, Header};
+use postern_tests::outbound::{Outbound, OutboundOptions};
+use postern_tests::process::free_port;
 use postern_tests::relay_in::ForwardingRelay;
 use postern_tests::smtp::SmtpClient;
 
@@ -187,5 +191,34 @@ async fn a_listed_proxy_must_send_a_header_and_limits_count_its_clients() -> any
     other.expect("EHLO other.example", 250).await?;
     first.expect("QUIT", 221).await?;
     other.expect("QUIT", 221).await?;
+    Ok(())
+}
+
+/// relay-out's relay_acl_allow judges the client behind the proxy: only
+/// 127.0.0.5 is listed, and HAProxy itself (127.0.0.1) is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_out_acl_judges_the_client_behind_haproxy() -> anyhow::Result<()> {
+    let zone = TestZone::new()
+        .mx("dest.test", 10, "mx.dest.test")
+        .a("mx.dest.test", [127, 0, 0, 2].into());
+    let options = OutboundOptions {
+        acl: vec!["127.0.0.5/32".into()],
+        files: vec![(
+            "connection.ini".into(),
+            format!("[haproxy]\nhosts[] = {LISTED}\n"),
+        )],
+        ..OutboundOptions::default()
+    };
+    let out = Outbound::start(zone, free_port(), options).await?;
+    let frontend = Frontend::new("127.0.0.1", Header::V1, LISTED)?;
+    let _haproxy = HaProxy::start(out.config_dir(), out.addr, &[frontend])?;
+    for (source, code) in [("127.0.0.5", 250), ("127.0.0.6", 550)] {
+        let mut client = greeted_through(&frontend, source).await?;
+        client.expect("EHLO client.test", 250).await?;
+        client.expect("MAIL FROM:<a@origin.test>", 250).await?;
+        let reply = client.command("RCPT TO:<u@dest.test>").await?;
+        assert_eq!(reply.code, code, "{source}: {reply:?}\n{}", out.log());
+        client.expect("QUIT", 221).await?;
+    }
     Ok(())
 }
