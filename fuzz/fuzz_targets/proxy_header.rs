@@ -17,7 +17,10 @@ fuzz_target!(|bytes: &[u8]| {
             if header.version == 1 {
                 assert!(length <= 107 && bytes[length - 1] == b'\n');
             }
-            assert_eq!(decode(&bytes[..length]), Decoded::Complete { header, length });
+            assert_eq!(
+                decode(&bytes[..length]),
+                Decoded::Complete { header, length }
+            );
             for cut in 0..length {
                 assert_eq!(decode(&bytes[..cut]), Decoded::Incomplete, "{cut}");
             }
