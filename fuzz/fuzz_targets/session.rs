@@ -206,6 +206,7 @@ impl Harness {
                 Some(name) => ClientName::Verified(name.clone()),
                 None => ClientName::Unavailable,
             },
+            proxy: None,
         };
         let mut session = Session::new(Arc::clone(&config), client, "FUZZCONN".into());
         session.set_tls_available(settings.tls_available);

@@ -305,6 +305,7 @@ mod tests {
                 peer: "10.0.0.2:40000".parse().unwrap(),
                 local: "10.0.0.1:2526".parse().unwrap(),
                 name: ClientName::Unavailable,
+                proxy: None,
             },
             greeting: Some(Greeting {
                 verb: HeloVerb::Ehlo,

@@ -91,6 +91,11 @@ pub enum Command {
     /// `XCLIENT ...`: recognised only so the session can refuse it explicitly
     /// (it must never be accepted from the public side); arguments as sent.
     Xclient(String),
+    /// `PROXY ...`: a PROXY protocol v1 header arriving as a command, from a
+    /// client that is not a trusted proxy (connection.ini `[haproxy]
+    /// hosts[]`); recognised only so the session can refuse it as Haraka
+    /// does. Arguments as sent.
+    Proxy(String),
 }
 
 impl Command {
@@ -134,15 +139,16 @@ impl Command {
             Command::Help(_) => "HELP",
             Command::Auth { .. } => "AUTH",
             Command::Xclient(_) => "XCLIENT",
+            Command::Proxy(_) => "PROXY",
         }
     }
 }
 
 /// Every verb we parse; also the source of the `&'static str` verbs used in
 /// errors.
-const KNOWN_VERBS: [&str; 13] = [
+const KNOWN_VERBS: [&str; 14] = [
     "HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT", "STARTTLS", "VRFY", "HELP",
-    "AUTH", "XCLIENT",
+    "AUTH", "XCLIENT", "PROXY",
 ];
 
 fn recognize_verb(verb: &[u8]) -> Option<&'static str> {
@@ -209,6 +215,7 @@ fn parse_ascii_command(verb: &'static str, argument: &str) -> Result<Command, Co
         )),
         "AUTH" => parse_auth(required()?),
         "XCLIENT" => Ok(Command::Xclient(argument.to_owned())),
+        "PROXY" => Ok(Command::Proxy(argument.to_owned())),
         _ => Err(CommandError::Unrecognized {
             verb: verb.to_owned(),
         }),

@@ -12,6 +12,7 @@ mod bench_smoke;
 mod demo;
 mod deploy;
 mod dns_resolver;
+mod haproxy;
 mod journald;
 mod metrics;
 mod plugins;

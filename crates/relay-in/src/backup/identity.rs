@@ -6,7 +6,7 @@
 //! see that sender, not relay-in, so the delivery's XCLIENT carries these
 //! stored attributes exactly as the live forward would have.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -44,6 +44,9 @@ pub struct OriginalClient {
     /// TLS protocol and cipher, when the client used STARTTLS.
     #[serde(default)]
     pub tls: Option<(String, String)>,
+    /// The PROXY-protocol proxy the client came through, if any (logs).
+    #[serde(default)]
+    pub proxy: Option<IpAddr>,
 }
 
 /// [`ClientName`] in the file's words.
@@ -79,6 +82,7 @@ impl OriginalClient {
                 .tls
                 .as_ref()
                 .map(|tls| (tls.protocol.clone(), tls.cipher.clone())),
+            proxy: session.client.proxy,
         }
     }
 
@@ -102,6 +106,7 @@ impl OriginalClient {
                 peer: self.addr,
                 local: self.local,
                 name,
+                proxy: self.proxy,
             },
             greeting: self.helo.as_ref().map(|name| Greeting {
                 verb,
@@ -192,6 +197,7 @@ mod tests {
                 peer: "192.0.2.5:40000".parse().unwrap(),
                 local: "198.51.100.1:25".parse().unwrap(),
                 name: ClientName::Unverified("mail.example.net".into()),
+                proxy: Some("127.0.0.1".parse().unwrap()),
             },
             greeting: Some(Greeting {
                 verb: HeloVerb::Helo,
@@ -218,6 +224,7 @@ mod tests {
         assert_eq!(replayed.client.name, session().client.name);
         assert_eq!(replayed.greeting, session().greeting);
         assert_eq!(replayed.tls, session().tls);
+        assert_eq!(replayed.client.proxy, session().client.proxy);
         assert_eq!(replayed.conn_id, format!("spool-{id}"));
     }
 

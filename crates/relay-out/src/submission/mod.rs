@@ -190,6 +190,7 @@ mod tests {
                 peer: peer.parse().unwrap(),
                 local: local.parse().unwrap(),
                 name: ClientName::Unavailable,
+                proxy: None,
             },
             greeting: None,
             tls: tls.then(|| TlsInfo {

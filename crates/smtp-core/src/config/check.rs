@@ -35,6 +35,13 @@ pub fn core_summary(core: &CoreSettings) -> Vec<String> {
             )),
         },
     }
+    if !core.haproxy_hosts.is_empty() {
+        let hosts: Vec<String> = core.haproxy_hosts.iter().map(|n| n.to_string()).collect();
+        lines.push(format!(
+            "  PROXY protocol (v1, v2) required from: {}",
+            hosts.join(", ")
+        ));
+    }
     lines.push(if core.rdns {
         if core.nameservers.is_empty() {
             "  reverse DNS: on, system resolver".into()

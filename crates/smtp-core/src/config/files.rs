@@ -18,6 +18,9 @@ pub const SMTPGREETING: &str = "smtpgreeting";
 pub const EHLO_HELLO_MESSAGE: &str = "ehlo_hello_message";
 /// Haraka before 3.1: QUIT reply text, now `connection.ini` `[message] close`.
 pub const CONNECTION_CLOSE_MESSAGE: &str = "connection_close_message";
+/// Haraka before 3.1: trusted PROXY senders, now `connection.ini`
+/// `[haproxy] hosts[]`.
+pub const HAPROXY_HOSTS: &str = "haproxy_hosts";
 /// Per-client concurrency and unrecognised-command limits (both binaries).
 pub const LIMIT_INI: &str = "limit.ini";
 /// Banner delay and pipelining-before-banner rejection (both binaries).
@@ -79,6 +82,7 @@ pub const KNOWN_FILES: &[&str] = &[
     SMTPGREETING,
     EHLO_HELLO_MESSAGE,
     CONNECTION_CLOSE_MESSAGE,
+    HAPROXY_HOSTS,
     LIMIT_INI,
     EARLY_TALKER_INI,
     TLS_INI,
@@ -177,5 +181,4 @@ pub const HARAKA_NOT_USED: &[(&str, &str)] = &[
         "dhparams.pem",
         "rustls negotiates ECDHE only; no DH parameters",
     ),
-    ("haproxy_hosts", "the PROXY protocol is not supported"),
 ];

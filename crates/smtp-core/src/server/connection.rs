@@ -13,6 +13,7 @@ use super::input::{InputBuffer, Line};
 use super::limits::{ConnectionPermit, LimitExceeded};
 use super::log;
 use super::pregreet::Pregreet;
+use super::proxy_protocol;
 use super::shutdown::{Phase, Shutdown};
 use super::{MIN_DATA_RATE_BYTES_PER_SECOND, STRESS_TIMEOUT, Shared, TLS_HANDSHAKE_TIMEOUT};
 use crate::message::{Message, Spill};
@@ -62,6 +63,11 @@ pub(crate) async fn serve<P: MailPolicy>(
 ) {
     let conn_id = crate::id::connection_id();
     let me = &shared.config.me;
+    let Some((peer, proxy)) =
+        proxy_protocol::client(&mut tcp, peer, &shared.config, &conn_id).await
+    else {
+        return;
+    };
     let permit = match shared.limits.try_acquire(peer.ip()) {
         Ok(permit) => permit,
         Err(exceeded) => {
@@ -75,7 +81,7 @@ pub(crate) async fn serve<P: MailPolicy>(
             {
                 info!(conn = %conn_id, client = %peer.ip(), code = reply.code(), "connection refused (logged once a minute per address): {reply}");
             }
-            refuse(tcp, &reply.to_wire()).await;
+            refuse(&mut tcp, &reply.to_wire()).await;
             return;
         }
     };
@@ -90,10 +96,10 @@ pub(crate) async fn serve<P: MailPolicy>(
         {
             info!(conn = %conn_id, client = %peer.ip(), code = reply.code(), "limit.ini [rate_conn] exceeded (logged once a minute per address): {reply}");
         }
-        refuse(tcp, &reply.to_wire()).await;
+        refuse(&mut tcp, &reply.to_wire()).await;
         return;
     }
-    debug!(conn = %conn_id, client = %peer.ip(), port = peer.port(), local = %local, "connection opened");
+    debug!(conn = %conn_id, client = %peer.ip(), port = peer.port(), local = %local, proxy = proxy.map(tracing::field::display), "connection opened");
 
     let lookup = async {
         match &shared.dns {
@@ -114,11 +120,16 @@ pub(crate) async fn serve<P: MailPolicy>(
     })
     .await;
     match pregreet {
+        Pregreet::Talked
+            if proxy_protocol::refused_unlisted(&mut tcp, peer.ip(), me, &conn_id).await =>
+        {
+            return;
+        }
         Pregreet::Talked if shared.config.early_talker_reject => {
             metrics().connection(ConnectionOutcome::EarlyTalker);
             let reply = replies::early_talker(me);
             info!(conn = %conn_id, client = %peer.ip(), code = reply.code(), "early talker refused: client sent data before the greeting");
-            refuse(tcp, &reply.to_wire()).await;
+            refuse(&mut tcp, &reply.to_wire()).await;
             return;
         }
         Pregreet::Gone => {
@@ -131,7 +142,12 @@ pub(crate) async fn serve<P: MailPolicy>(
     metrics().connection(ConnectionOutcome::Accepted);
     metrics().connections_open.inc();
     let _open = OpenConnection;
-    let client = ClientInfo { peer, local, name };
+    let client = ClientInfo {
+        peer,
+        local,
+        name,
+        proxy,
+    };
     let policy = shared.policy.connect(&client);
     let session = Session::new(Arc::clone(&shared.session), client, conn_id);
     let mut connection = Connection {
@@ -179,7 +195,7 @@ impl Drop for OpenConnection {
 }
 
 /// Best effort: a refused client gets its reply if it is listening.
-async fn refuse(mut tcp: TcpStream, reply: &str) {
+pub(super) async fn refuse(tcp: &mut TcpStream, reply: &str) {
     let _ = timeout(Duration::from_secs(5), async {
         tcp.write_all(reply.as_bytes()).await?;
         tcp.shutdown().await

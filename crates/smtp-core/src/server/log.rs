@@ -35,6 +35,7 @@ pub(super) fn transaction(info: &SessionInfo, record: &TransactionRecord) {
         conn = %info.conn_id,
         id = %envelope.id,
         client = %info.client.peer.ip(),
+        proxy = info.client.proxy.map(tracing::field::display),
         helo = %helo,
         from = %envelope.from,
         rcpts = %rcpts.join(","),
@@ -51,10 +52,10 @@ pub(super) fn transaction(info: &SessionInfo, record: &TransactionRecord) {
 pub(super) fn authentication(info: &SessionInfo, credentials: &Credentials, verdict: AuthVerdict) {
     match verdict {
         AuthVerdict::Accepted => {
-            info!(conn = %info.conn_id, client = %info.client.peer.ip(), user = %credentials.user(), "authenticated")
+            info!(conn = %info.conn_id, client = %info.client.peer.ip(), proxy = info.client.proxy.map(tracing::field::display), user = %credentials.user(), "authenticated")
         }
         _ => {
-            warn!(conn = %info.conn_id, client = %info.client.peer.ip(), user = %credentials.user(), ?verdict, "authentication failed")
+            warn!(conn = %info.conn_id, client = %info.client.peer.ip(), proxy = info.client.proxy.map(tracing::field::display), user = %credentials.user(), ?verdict, "authentication failed")
         }
     }
 }

@@ -7,6 +7,7 @@ mod limits;
 mod listener;
 mod log;
 mod pregreet;
+pub mod proxy_protocol;
 mod rate;
 mod shutdown;
 

@@ -278,6 +278,10 @@ fn valid_commands() {
             Command::Xclient("ADDR=192.0.2.1 NAME=spoofed.example".into()),
         ),
         ("xclient", Command::Xclient(String::new())),
+        (
+            "PROXY TCP4 192.0.2.1 198.51.100.1 40000 25",
+            Command::Proxy("TCP4 192.0.2.1 198.51.100.1 40000 25".into()),
+        ),
     ];
     for (line, expected) in cases {
         let parsed = Command::parse(line.as_bytes());

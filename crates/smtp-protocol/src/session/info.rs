@@ -6,7 +6,7 @@
 //! address and reverse-DNS name) and by the session (everything said in
 //! SMTP), so that the session, its tests and its fuzzer need no network.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::address::{ForwardPath, ReversePath};
 use crate::command::MailParams;
@@ -49,9 +49,16 @@ impl ClientName {
 /// Who is connected: known before the first byte is exchanged.
 #[derive(Clone, Debug)]
 pub struct ClientInfo {
+    /// The client: the socket's peer, or the address a trusted proxy's
+    /// PROXY header carried. Limits, ACLs, XCLIENT and Received use this.
     pub peer: SocketAddr,
+    /// Our listening socket's address (the listener decides implicit TLS
+    /// and submission, even behind a proxy).
     pub local: SocketAddr,
     pub name: ClientName,
+    /// The trusted proxy the connection came through (the socket's peer),
+    /// when a PROXY header named the client; for the logs.
+    pub proxy: Option<IpAddr>,
 }
 
 impl ClientInfo {

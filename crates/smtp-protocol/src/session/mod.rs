@@ -307,6 +307,15 @@ impl Session {
             // XCLIENT is never accepted from a client: it would let anyone
             // claim another address.
             Command::Xclient(_) => self.bad_command(replies::unrecognized_command()),
+            // Haraka's answer to a PROXY line from a host not in
+            // `[haproxy] hosts[]`; trusted proxies' headers are read by the
+            // driver before the session starts.
+            Command::Proxy(_) => {
+                let client = self.info.client.peer.ip();
+                self.replies
+                    .push(replies::proxy_not_allowed(&self.config.me, client));
+                self.close()
+            }
         }
     }
 

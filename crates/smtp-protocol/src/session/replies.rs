@@ -234,6 +234,27 @@ pub fn recipient_rate_exceeded() -> Reply {
     )
 }
 
+// --- PROXY protocol (connection.ini `[haproxy] hosts[]`); Haraka's texts ---
+
+/// A PROXY header from a client that is not a listed proxy.
+pub fn proxy_not_allowed(me: &str, client: std::net::IpAddr) -> Reply {
+    Reply::new(
+        421,
+        ec(4, 7, 0),
+        format!("{me} PROXY not allowed from {client}"),
+    )
+}
+
+/// A listed proxy sent no complete header in time.
+pub fn proxy_timeout(me: &str) -> Reply {
+    Reply::new(421, ec(4, 4, 2), format!("{me} PROXY timeout"))
+}
+
+/// A listed proxy sent something that is not a PROXY v1 or v2 header.
+pub fn proxy_invalid(me: &str) -> Reply {
+    Reply::new(421, ec(4, 5, 2), format!("{me} Invalid PROXY format"))
+}
+
 pub fn early_talker(me: &str) -> Reply {
     Reply::new(
         554,

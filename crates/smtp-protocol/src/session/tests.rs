@@ -43,6 +43,7 @@ fn client() -> ClientInfo {
         peer: "192.0.2.1:40000".parse().unwrap(),
         local: "198.51.100.1:25".parse().unwrap(),
         name: ClientName::Unavailable,
+        proxy: None,
     }
 }
 

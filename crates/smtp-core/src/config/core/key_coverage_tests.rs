@@ -44,6 +44,7 @@ const TABLE: &[KeyReader] = &[
     ("smtp.ini", "main", "dns_timeout", Field("dns_timeout")),
     ("smtp.ini", "main", "freebind", Field("freebind")),
     ("connection.ini", "main", "smtputf8", Field("smtputf8")),
+    ("connection.ini", "haproxy", "hosts", Field("haproxy_hosts")),
     (
         "connection.ini",
         "main",

@@ -1,6 +1,7 @@
 //! [`CoreSettings`]: what both relays read from a Haraka config directory.
 
 mod convert;
+mod haproxy;
 pub mod rates;
 mod raw;
 mod tls;
@@ -119,6 +120,10 @@ pub struct CoreSettings {
     /// Reject clients that talked before the banner
     /// (early_talker.ini `reject`).
     pub early_talker_reject: bool,
+    /// Proxies trusted to name the client with a PROXY protocol v1 or v2
+    /// header before the greeting (connection.ini `[haproxy] hosts[]`, else
+    /// legacy file `haproxy_hosts`; none).
+    pub haproxy_hosts: Vec<ipnetwork::IpNetwork>,
     /// Inbound TLS (tls.ini).
     pub tls: TlsSettings,
     /// The plugin list (`plugins`): which of each binary's features are
@@ -143,6 +148,7 @@ impl CoreSettings {
         let tls = TlsSettings::load(dir)?;
         let listen = listen_addresses(dir, &smtp.main);
         let max_bytes = max_bytes(dir, connection.max.bytes)?;
+        let haproxy_hosts = haproxy::haproxy_hosts(dir, connection.haproxy.hosts)?;
 
         let message = connection.message;
         let legacy_greeting = legacy_file(
@@ -221,6 +227,7 @@ impl CoreSettings {
             spool_dir: dir.resolve(&connection.main.spool_dir),
             early_talker_pause: early_talker.main.pause.0,
             early_talker_reject: early_talker.main.reject,
+            haproxy_hosts,
             tls,
             plugins,
             warnings: dir.take_warnings(),

@@ -91,6 +91,7 @@ pub(super) struct ConnectionIni {
     pub headers: ConnectionHeaders,
     pub max: ConnectionMax,
     pub message: ConnectionMessage,
+    pub haproxy: ConnectionHaproxy,
 }
 
 /// connection.ini `[main]`.
@@ -191,6 +192,16 @@ pub(super) struct ConnectionMessage {
     pub helo: Option<String>,
     #[serde(deserialize_with = "optional_setting")]
     pub close: Option<String>,
+}
+
+/// connection.ini `[haproxy]`: the proxies trusted to send a PROXY header.
+/// `None` when `hosts` is not written, so the legacy file `haproxy_hosts`
+/// can stand in.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct ConnectionHaproxy {
+    #[serde(deserialize_with = "optional_text_list")]
+    pub hosts: Option<Vec<String>>,
 }
 
 /// `bare_newline=` is the DATA decoder's own policy type; Haraka passes bare

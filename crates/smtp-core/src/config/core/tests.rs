@@ -43,6 +43,7 @@ fn every_default_when_no_files_exist() {
     assert_eq!(settings.max_unrecognized_commands, 10);
     assert_eq!(settings.early_talker_pause, Duration::from_secs(1));
     assert!(settings.early_talker_reject);
+    assert!(settings.haproxy_hosts.is_empty());
     assert_eq!(
         settings.tls,
         TlsSettings {
@@ -243,6 +244,70 @@ fn legacy_databytes() {
             "{}: line 2: '10M': expected a decimal number of bytes",
             temp.path().join("databytes").display()
         )
+    );
+}
+
+#[test]
+fn haproxy_hosts_from_connection_ini_or_the_legacy_file() {
+    let net = |s: &str| s.parse::<ipnetwork::IpNetwork>().unwrap();
+    // Haraka's shipped section: one empty entry, commented examples.
+    let shipped = b"[haproxy]\nhosts[] =\n; hosts[] = 192.0.2.4\n; hosts[] = [2001:db8::1]\n";
+    let settings = load(&[("connection.ini", shipped)]).expect("load");
+    assert!(settings.haproxy_hosts.is_empty());
+    assert!(settings.warnings.is_empty(), "{:?}", settings.warnings);
+
+    let settings = load(&[(
+        "connection.ini",
+        b"[haproxy]\nhosts[] = 127.0.0.1\nhosts[] = 10.0.0.0/8\nhosts[] = [2001:db8::1]\n",
+    )])
+    .expect("load");
+    assert_eq!(
+        settings.haproxy_hosts,
+        [
+            net("127.0.0.1/32"),
+            net("10.0.0.0/8"),
+            net("2001:db8::1/128")
+        ]
+    );
+    assert!(settings.warnings[0].contains("means only that address (/128)"));
+
+    let settings = load(&[(
+        "haproxy_hosts",
+        b"# the balancers\n192.0.2.4\n192.0.2.8/29\n",
+    )])
+    .expect("load");
+    assert_eq!(
+        settings.haproxy_hosts,
+        [net("192.0.2.4/32"), net("192.0.2.8/29")]
+    );
+    assert!(settings.warnings[0].contains("legacy Haraka file used"));
+    assert!(settings.warnings[0].contains("[haproxy] hosts[]"));
+
+    let settings = load(&[
+        ("haproxy_hosts", b"192.0.2.4\n"),
+        ("connection.ini", b"[haproxy]\nhosts[] = 192.0.2.9\n"),
+    ])
+    .expect("load");
+    assert_eq!(settings.haproxy_hosts, [net("192.0.2.9/32")]);
+    assert!(settings.warnings[0].contains("ignored"));
+
+    let (temp, dir) = config_dir(&[("connection.ini", b"[haproxy]\nhosts[] = balancer\n")]);
+    let error = CoreSettings::load(&dir).expect_err("bad host");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: [haproxy] hosts[] = 'balancer': expected an IP address or CIDR network such as 192.0.2.4 or 2001:db8::/64",
+            temp.path().join("connection.ini").display()
+        )
+    );
+    let (temp, dir) = config_dir(&[("haproxy_hosts", b"\n192.0.2.4/40\n")]);
+    let error = CoreSettings::load(&dir).expect_err("bad legacy host");
+    assert!(
+        error.to_string().starts_with(&format!(
+            "{}: line 2: '192.0.2.4/40': expected an IP address",
+            temp.path().join("haproxy_hosts").display()
+        )),
+        "{error}"
     );
 }
 
