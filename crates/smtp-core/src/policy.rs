@@ -22,6 +22,14 @@ pub trait MailPolicy: Send + Sync + 'static {
     type Connection: ConnectionPolicy;
 
     fn connect(&self, client: &ClientInfo) -> Self::Connection;
+
+    /// Whether `client` is greeted at once, without the pregreet wait
+    /// (`early_talker.ini` `pause`). For clients the policy trusts, such as
+    /// relay-out's home server in `relay_acl_allow`: the wait only costs them
+    /// time, and Haraka's early_talker skips relaying clients too.
+    fn greets_at_once(&self, _client: std::net::IpAddr) -> bool {
+        false
+    }
 }
 
 /// Decisions for one connection. It may hold per-connection state, such as a

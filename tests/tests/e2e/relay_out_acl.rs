@@ -191,3 +191,21 @@ async fn mail_whose_mx_is_relay_out_itself_bounces_instead_of_looping() -> anyho
     );
     Ok(())
 }
+
+/// The home server (relay_acl_allow) gets the whole greeting at once; any
+/// other client gets the pregreet test's `220-` line first (issue 14's
+/// postscreen-style greeting), as Haraka's early_talker skips relaying
+/// clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_home_server_is_greeted_without_the_pregreet_wait() -> anyhow::Result<()> {
+    let farm = MxFarm::start(2, Behaviour::default()).await?;
+    let out = Outbound::start(zone(), farm.port, OutboundOptions::default()).await?;
+    let mut home = SmtpClient::connect(out.addr).await?;
+    let first = home.read_line(WAIT).await?.unwrap_or_default();
+    assert!(first.starts_with("220 "), "one-line greeting: {first:?}");
+
+    let mut stranger = SmtpClient::connect_from(IpAddr::from(ip(2)), out.addr).await?;
+    let first = stranger.read_line(WAIT).await?.unwrap_or_default();
+    assert!(first.starts_with("220-"), "pregreet line: {first:?}");
+    Ok(())
+}

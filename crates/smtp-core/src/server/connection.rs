@@ -111,8 +111,9 @@ pub(crate) async fn serve<P: MailPolicy>(
     // The reverse lookup runs during the pregreet wait, which hides its
     // cost. Both futures live on the heap only while they run: inline, they
     // would enlarge every connection's task for its whole life.
+    let skip_pregreet = implicit_tls || shared.policy.greets_at_once(peer.ip());
     let (name, pregreet) = Box::pin(async {
-        if implicit_tls {
+        if skip_pregreet {
             (lookup.await, Pregreet::Quiet)
         } else {
             tokio::join!(lookup, shared.pregreet.run(&mut tcp, me, peer.ip()))
