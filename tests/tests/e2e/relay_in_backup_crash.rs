@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use postern_tests::backend::{Accepted, Behaviour, RecordingBackend};
+use postern_tests::outbound::wait_until;
 use postern_tests::process::Relay;
 use postern_tests::relay_in::ForwardingRelay;
 use postern_tests::smtp::SmtpClient;
@@ -43,18 +44,6 @@ fn delivered_counts(backend: &RecordingBackend) -> BTreeMap<usize, usize> {
         }
     }
     counts
-}
-
-async fn wait_until(what: &str, within: Duration, done: impl Fn() -> bool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + within;
-    while !done() {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{what} did not happen within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
 }
 
 /// SIGKILL, then start again on the same spool (the old process is reaped
@@ -113,8 +102,8 @@ async fn run() -> anyhow::Result<()> {
     assert!(send(s.v4, None).await, "{}", s.relay.log());
     let store = spool.path().join("verified-recipients");
     wait_until(
-        "the verified store on disk",
         Duration::from_secs(10),
+        "the verified store on disk",
         || std::fs::read_to_string(&store).is_ok_and(|text| text.contains("u@example.com")),
     )
     .await?;
@@ -154,7 +143,7 @@ async fn run() -> anyhow::Result<()> {
     let mut intake_kills = 0;
     for threshold in [20, 50, 90, 130, 170] {
         let acknowledged = Arc::clone(&acknowledged);
-        wait_until("intake progress", Duration::from_secs(60), || {
+        wait_until(Duration::from_secs(60), "intake progress", || {
             acknowledged.lock().unwrap().len() >= threshold
         })
         .await?;
@@ -179,7 +168,7 @@ async fn run() -> anyhow::Result<()> {
     backend.up().await?;
     let mut delivery_kills = 0;
     for threshold in [10, 40, 80, 120, 160] {
-        wait_until("delivery progress", Duration::from_secs(60), || {
+        wait_until(Duration::from_secs(60), "delivery progress", || {
             delivered_counts(&backend).len() >= threshold
         })
         .await?;
@@ -187,8 +176,8 @@ async fn run() -> anyhow::Result<()> {
         delivery_kills += 1;
     }
     wait_until(
-        "every acknowledged message at the backend",
         Duration::from_secs(60),
+        "every acknowledged message at the backend",
         || {
             let delivered = delivered_counts(&backend);
             acknowledged.iter().all(|id| delivered.contains_key(id))

@@ -9,26 +9,15 @@ use std::time::{Duration, Instant};
 
 use postern_tests::backend::{AfterData, Behaviour, RecordingBackend};
 use postern_tests::metrics::{scrape, value};
+use postern_tests::outbound::wait_until;
 use postern_tests::process::{free_port, run};
 use postern_tests::relay_in::ForwardingRelay;
-use postern_tests::smtp::SmtpClient;
+use postern_tests::smtp::{ClientReply, SmtpClient};
 
 /// relay-in's test-only probe interval (milliseconds).
 const INTERVAL_ENV: &str = "POSTERN_PROBE_INTERVAL_MS";
 /// The sending client's own address, which the backend must see.
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 5));
-
-async fn wait_until(what: &str, within: Duration, done: impl Fn() -> bool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + within;
-    while !done() {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{what} did not happen within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
-}
 
 /// A client from [`CLIENT`] that has said `EHLO helo`.
 async fn client(relay: SocketAddr, helo: &str) -> anyhow::Result<SmtpClient> {
@@ -59,6 +48,25 @@ fn start_with_files(
         files,
         &[(INTERVAL_ENV, "200")],
     )
+}
+
+/// One message from [`CLIENT`] to u@example.com with `subject`; its reply.
+async fn send_one(s: &ForwardingRelay, subject: &str) -> anyhow::Result<ClientReply> {
+    let mut c = client(s.v4, "sender.example").await?;
+    c.try_mail(
+        "a@sender.example",
+        &["u@example.com"],
+        &format!("Subject: {subject}\n\nx\n"),
+    )
+    .await
+}
+
+/// A message to u@example.com while the backend is up: the backend accepts
+/// it, so the recipient becomes known to the spool.
+async fn make_known(s: &ForwardingRelay, subject: &str) -> anyhow::Result<()> {
+    let reply = send_one(s, subject).await?;
+    anyhow::ensure!(reply.code == 250, "{reply:?}");
+    Ok(())
 }
 
 fn subjects(backend: &RecordingBackend) -> Vec<String> {
@@ -150,8 +158,8 @@ async fn mail_for_a_known_recipient_is_kept_while_the_backend_is_away_and_arrive
     // Back: the kept message arrives, as the original client.
     backend.up().await?;
     wait_until(
-        "the kept message at the backend",
         Duration::from_secs(10),
+        "the kept message at the backend",
         || subjects(&backend).len() == 2,
     )
     .await?;
@@ -182,23 +190,10 @@ async fn a_recipient_refused_on_return_gets_the_sender_a_notice_through_the_back
     let spool = tempfile::tempdir()?;
     let mut backend = RecordingBackend::start(Behaviour::default()).await?;
     let s = start(backend.addr, spool.path(), "")?;
-    let mut c = client(s.v4, "sender.example").await?;
-    c.send_mail(
-        "a@sender.example",
-        &["u@example.com"],
-        "Subject: one\n\nx\n",
-    )
-    .await?;
+    make_known(&s, "one").await?;
 
     backend.down();
-    let mut c = client(s.v4, "sender.example").await?;
-    let reply = c
-        .try_mail(
-            "a@sender.example",
-            &["u@example.com"],
-            "Subject: two\n\nx\n",
-        )
-        .await?;
+    let reply = send_one(&s, "two").await?;
     assert_eq!(reply.code, 250, "{reply:?}");
 
     // The mailbox was deleted meanwhile.
@@ -210,7 +205,7 @@ async fn a_recipient_refused_on_return_gets_the_sender_a_notice_through_the_back
         ..Behaviour::default()
     });
     backend.up().await?;
-    wait_until("the notice at the backend", Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), "the notice at the backend", || {
         backend
             .accepted()
             .iter()
@@ -251,13 +246,7 @@ async fn spool_max_messages_refuses_the_next_message_with_452() -> anyhow::Resul
     let spool = tempfile::tempdir()?;
     let mut backend = RecordingBackend::start(Behaviour::default()).await?;
     let s = start(backend.addr, spool.path(), "spool_max_messages=3")?;
-    let mut c = client(s.v4, "sender.example").await?;
-    c.send_mail(
-        "a@sender.example",
-        &["u@example.com"],
-        "Subject: known\n\nx\n",
-    )
-    .await?;
+    make_known(&s, "known").await?;
     backend.down();
     let mut c = client(s.v4, "sender.example").await?;
     for n in 1..=3 {
@@ -281,22 +270,9 @@ async fn a_backend_4xx_on_return_is_retried_and_a_5xx_to_the_data_bounces() -> a
     let spool = tempfile::tempdir()?;
     let mut backend = RecordingBackend::start(Behaviour::default()).await?;
     let s = start(backend.addr, spool.path(), "spool_retry_intervals=1s")?;
-    let mut c = client(s.v4, "sender.example").await?;
-    c.send_mail(
-        "a@sender.example",
-        &["u@example.com"],
-        "Subject: known\n\nx\n",
-    )
-    .await?;
+    make_known(&s, "known").await?;
     backend.down();
-    let mut c = client(s.v4, "sender.example").await?;
-    let reply = c
-        .try_mail(
-            "a@sender.example",
-            &["u@example.com"],
-            "Subject: later\n\nx\n",
-        )
-        .await?;
+    let reply = send_one(&s, "later").await?;
     assert_eq!(reply.code, 250, "{reply:?}");
 
     // Back, but its first session answers the data with a 4xx.
@@ -312,7 +288,7 @@ async fn a_backend_4xx_on_return_is_retried_and_a_5xx_to_the_data_bounces() -> a
         "deferred by the backend: 451 4.3.0",
         Duration::from_secs(10),
     )?;
-    wait_until("the retry's delivery", Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), "the retry's delivery", || {
         subjects(&backend).contains(&"later".to_owned())
     })
     .await?;
@@ -323,14 +299,7 @@ async fn a_backend_4xx_on_return_is_retried_and_a_5xx_to_the_data_bounces() -> a
     );
     // A message the backend refuses outright (5xx to the data) bounces.
     backend.down();
-    let mut c = client(s.v4, "sender.example").await?;
-    let reply = c
-        .try_mail(
-            "a@sender.example",
-            &["u@example.com"],
-            "Subject: spam\n\nx\n",
-        )
-        .await?;
+    let reply = send_one(&s, "spam").await?;
     assert_eq!(reply.code, 250, "{reply:?}");
     backend.set(Behaviour {
         after_data: AfterData::Reply("554 5.7.1 Message rejected as spam".into()),
@@ -352,7 +321,7 @@ async fn a_backend_4xx_on_return_is_retried_and_a_5xx_to_the_data_bounces() -> a
 }
 
 /// The spool id in a `250 ... Queued as ID (...)` reply.
-fn queued_id(reply: &postern_tests::smtp::ClientReply) -> String {
+fn queued_id(reply: &ClientReply) -> String {
     let text = reply.text();
     text.split_once("Queued as ")
         .and_then(|(_, rest)| rest.split_whitespace().next())
@@ -377,13 +346,7 @@ async fn the_queue_tool_lists_shows_deletes_bounces_and_flushes_the_spool() -> a
     let (code, output) = queue(&s, &["list"])?;
     assert_eq!((code, output.as_str()), (0, "Mail queue is empty\n"));
 
-    let mut c = client(s.v4, "sender.example").await?;
-    c.send_mail(
-        "a@sender.example",
-        &["u@example.com"],
-        "Subject: known\n\nx\n",
-    )
-    .await?;
+    make_known(&s, "known").await?;
     backend.down();
     let mut c = client(s.v4, "sender.example").await?;
     let mut ids = Vec::new();
@@ -436,7 +399,7 @@ async fn the_queue_tool_lists_shows_deletes_bounces_and_flushes_the_spool() -> a
     let (code, flushed) = queue(&s, &["flush"])?;
     assert_eq!(code, 0, "{flushed}");
     assert!(flushed.contains("flush requested"), "{flushed}");
-    wait_until("the notice at the backend", Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), "the notice at the backend", || {
         backend
             .accepted()
             .iter()
@@ -471,13 +434,7 @@ async fn a_backend_that_drops_packets_does_not_keep_the_sender_waiting_connect_t
     let mut backend = RecordingBackend::start(Behaviour::default()).await?;
     // Haraka's shipped connect_timeout: 30 s.
     let s = start(backend.addr, spool.path(), "connect_timeout=30")?;
-    let mut c = client(s.v4, "sender.example").await?;
-    c.send_mail(
-        "a@sender.example",
-        &["u@example.com"],
-        "Subject: known\n\nx\n",
-    )
-    .await?;
+    make_known(&s, "known").await?;
 
     // WireGuard goes down: packets to the backend are dropped.
     backend.silence().await?;
@@ -517,13 +474,7 @@ async fn a_verification_older_than_verified_ttl_no_longer_opens_the_spool() -> a
         assert!(check.contains(line), "{line:?} missing:\n{check}");
     }
 
-    let mut c = client(s.v4, "sender.example").await?;
-    c.send_mail(
-        "a@sender.example",
-        &["u@example.com"],
-        "Subject: known\n\nx\n",
-    )
-    .await?;
+    make_known(&s, "known").await?;
     let verified_at = Instant::now();
     backend.down();
     // Within the TTL the recipient is known ...
