@@ -13,6 +13,7 @@
 //! holds what they share.
 
 mod acme_hook;
+mod deb;
 mod install;
 mod units;
 
