@@ -5,7 +5,9 @@
 # differs, so it is also the upgrade path.
 #
 # DESTDIR installs into a scratch root instead of / (packaging, CI): then no
-# user is created and systemd is not told.
+# user is created and systemd is not told; if the user does not exist, the
+# spool is left to root and the chown to apply on the target is printed.
+# On Debian and Ubuntu, deploy/build-deb.sh builds a package instead.
 set -euo pipefail
 
 usage() {
@@ -23,7 +25,8 @@ Options:
   --destdir DIR      install into DIR as the root directory (also: DESTDIR=)
   --owner USER:GROUP who runs the daemons and owns the queue (default:
                      postern:mail); configuration is root:GROUP, mode 0640
-  --no-user          do not create USER (it must exist, or give --owner)
+  --no-user          do not create USER (it must exist, or give --owner;
+                     with --destdir a missing USER is given the spool later)
   --setcap           also give relay-in cap_net_bind_service, for running it
                      outside systemd (the units do not need it)
   --authbind         also allow USER to bind port 25 through authbind, for
@@ -109,7 +112,11 @@ if ! getent passwd "$user" >/dev/null && ! [[ "$user" =~ ^[0-9]+$ ]]; then
             --shell /usr/sbin/nologin --comment "Postern mail relay" "$user"
         say "created system user $user (group $group)"
     elif [ -n "$destdir" ]; then
-        die "user '$user' does not exist and no user is created in a DESTDIR install: give --owner"
+        # As packaging tools do: the tree is built here, the user exists
+        # only on the target. The spool stays root's, and the chown to
+        # apply there is printed at the end (the Debian package's postinst
+        # does it itself).
+        owner_later=yes
     else
         die "user '$user' does not exist (--no-user): create it or give --owner"
     fi
@@ -121,7 +128,7 @@ fi
 # works for a user that exists only inside a scratch root.
 uid_of() { if [[ "$1" =~ ^[0-9]+$ ]]; then echo "$1"; else id -u "$1"; fi; }
 gid_of() { if [[ "$1" =~ ^[0-9]+$ ]]; then echo "$1"; else getent group "$1" | cut -d: -f3; fi; }
-user_id=$(uid_of "$user")
+if [ "${owner_later:-no}" = yes ]; then user_id=0; else user_id=$(uid_of "$user"); fi
 group_id=$(gid_of "$group")
 
 # ensure_dir PATH UID GID MODE: creates the directory, or fixes its owner
@@ -204,6 +211,11 @@ ensure_dir "$root/var/spool/postern" 0 0 0755
 ensure_dir "$queue" "$user_id" "$group_id" 0700
 # relay-in's backup spool (smtp_forward.ini mode=spool).
 ensure_dir "$backup_spool" "$user_id" "$group_id" 0700
+
+if [ "${owner_later:-no}" = yes ]; then
+    say "note: user '$user' does not exist here: $queue and $backup_spool are root's;" \
+        "on the target, create the user, then: chown $user:$group /var/spool/postern/queue /var/spool/postern/in"
+fi
 
 # --- systemd units --------------------------------------------------------
 

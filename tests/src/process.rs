@@ -59,6 +59,18 @@ impl Relay {
         for (k, v) in env {
             command.env(k, v);
         }
+        Self::start_command(name, command, log_path, probe)
+    }
+
+    /// Spawns `command` (a relay with its arguments, environment, stdio and
+    /// log set up, e.g. an installed binary run as another user) and waits
+    /// until `probe` accepts TCP; `log_path` is where its stderr goes.
+    pub fn start_command(
+        name: &str,
+        mut command: Command,
+        log_path: PathBuf,
+        probe: SocketAddr,
+    ) -> anyhow::Result<Relay> {
         let child = command
             .spawn()
             .with_context(|| format!("spawning {name}"))?;

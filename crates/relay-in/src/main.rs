@@ -14,57 +14,16 @@ mod recipients;
 mod reuse;
 mod verified;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use relay_in::args::{Cli, Command};
 use smtp_core::config::{ConfigDir, CoreSettings};
 use smtp_core::server::Server;
 use tracing::warn;
 
 use crate::config::RelayInSettings;
-
-/// Command line, as `haraka -c DIR`.
-#[derive(Debug, Parser)]
-#[command(
-    name = "relay-in",
-    version,
-    about = "Postern inbound relay: public MX that forwards to your mail server with XCLIENT"
-)]
-struct Cli {
-    /// Configuration directory (Haraka layout; a Haraka instance directory
-    /// holding config/ works too).
-    #[arg(
-        short = 'c',
-        long = "config",
-        default_value = "/etc/postern/in",
-        global = true
-    )]
-    config: PathBuf,
-    /// Check the configuration, print what it means, and exit: 0 if relay-in
-    /// would run with it, 1 if not.
-    #[arg(long)]
-    check: bool,
-    /// With --check: also connect to each backend once, as relay-in does at
-    /// startup, and exit 1 if one cannot be reached or does not offer the
-    /// XCLIENT that smtp_forward.ini requires.
-    #[arg(long, requires = "check")]
-    probe: bool,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-/// What to do instead of running the daemon.
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Inspect and act on the backup spool (smtp_forward.ini mode=spool;
-    /// safe while the daemon runs).
-    Queue {
-        #[command(subcommand)]
-        action: spool::queue_tool::QueueCommand,
-    },
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

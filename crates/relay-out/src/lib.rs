@@ -2,6 +2,7 @@
 //! thin command line. The queue itself is the `spool` crate.
 
 pub mod acl;
+pub mod args;
 pub use dsn as bounce;
 pub mod check;
 pub mod cli;

@@ -5,14 +5,16 @@
 //! both services through `systemctl` (a stub on PATH that records its
 //! arguments).
 //!
-//! Nothing here touches the real system: installs go into temp dirs, units
-//! are analysed offline. Run as root (the README's test command does): the
+//! Nothing here touches the real system (installs go into temp dirs, units
+//! are analysed offline) except deploy::deb, which installs the Debian
+//! package for real, only inside the sealed namespace, and purges it. Run as root (the README's test command does): the
 //! install sets owners, and the hook gives the PEM group `mail`.
 //!
 //! The tests live in `deploy/` (one module per deployment file); this root
 //! holds what they share.
 
 mod acme_hook;
+mod deb;
 mod install;
 mod units;
 
@@ -26,6 +28,16 @@ const UNITS: [(&str, &str); 2] = [
     ("relay-in", "/etc/postern/in"),
     ("relay-out", "/etc/postern/out"),
 ];
+
+/// Held by the tests that need to know whether the user postern exists:
+/// deploy::deb creates and removes it, install.sh's DESTDIR test needs it
+/// absent.
+static POSTERN_USER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn postern_user_exists() -> anyhow::Result<bool> {
+    let output = run(Command::new("getent").args(["passwd", "postern"]))?;
+    Ok(!output.stdout.is_empty())
+}
 
 /// A user id that exists nowhere: install.sh must apply a numeric owner as
 /// given, which proves the chown happened.

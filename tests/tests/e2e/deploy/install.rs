@@ -11,7 +11,9 @@ use anyhow::{Context, ensure};
 use postern_tests::process::binary;
 
 use super::units::{read_unit, unit_settings, values};
-use super::{SCRATCH_UID, UNITS, mail_gid, repo, require_root, run, text};
+use super::{
+    POSTERN_USER, SCRATCH_UID, UNITS, mail_gid, postern_user_exists, repo, require_root, run, text,
+};
 
 /// What a file looks like on disk, down to its change time: a second
 /// install that "changes nothing" must leave every field as it was.
@@ -251,5 +253,50 @@ fn install_setcap_and_authbind_variants() -> anyhow::Result<()> {
     let before = snapshot(root)?;
     install_sh(root, &["--setcap", "--authbind"])?;
     assert_eq!(before, snapshot(root)?, "the second run changed something");
+    Ok(())
+}
+
+/// What packagers and CI do: DESTDIR and --prefix with the default owner,
+/// on a machine where the user postern does not exist. The spool is left
+/// to root and the chown for the target is printed.
+#[test]
+fn install_into_destdir_without_the_user() -> anyhow::Result<()> {
+    require_root()?;
+    let _user = POSTERN_USER.lock().unwrap_or_else(|e| e.into_inner());
+    ensure!(
+        !postern_user_exists()?,
+        "the user postern exists on this machine; this test needs it absent"
+    );
+    let mail = mail_gid()?;
+    let scratch = tempfile::tempdir()?;
+    let root = scratch.path();
+    let bin_dir = binary("relay-in")
+        .parent()
+        .context("binary directory")?
+        .to_path_buf();
+    let output = run(Command::new("bash")
+        .arg(repo().join("deploy/install.sh"))
+        .args(["--prefix", "/opt/postern", "--bin-dir"])
+        .arg(&bin_dir)
+        .env("DESTDIR", root)
+        .env_remove("PREFIX"))?;
+    let report = text(&output);
+    ensure!(
+        output.status.success(),
+        "install.sh failed ({}):\n{report}",
+        output.status
+    );
+    assert!(
+        report.contains("chown postern:mail /var/spool/postern/queue /var/spool/postern/in"),
+        "install.sh does not say what to apply on the target:\n{report}"
+    );
+    assert_node(root, "opt/postern/bin/relay-in", 0, 0, 0o755)?;
+    assert_node(root, "var/spool/postern/queue", 0, mail, 0o700)?;
+    assert_node(root, "var/spool/postern/in", 0, mail, 0o700)?;
+    assert_node(root, "etc/postern/in", 0, mail, 0o750)?;
+    ensure!(
+        !postern_user_exists()?,
+        "a DESTDIR install created the user"
+    );
     Ok(())
 }
