@@ -263,15 +263,20 @@ fn queued_envelope(session: &SessionInfo, envelope: &Envelope, now: SystemTime) 
         .greeting
         .as_ref()
         .map_or("-", |greeting| greeting.name.as_str());
-    spool::Envelope {
+    let mut queued = spool::Envelope {
         id: QueueId::generate_at(now),
         arrival: now,
         sender,
         recipients: envelope
             .recipients
             .iter()
-            .filter_map(ForwardPath::mailbox)
-            .map(|mailbox| RecipientState::new(mailbox.to_string(), now))
+            .enumerate()
+            .filter_map(|(index, rcpt)| Some((index, rcpt.mailbox()?)))
+            .map(|(index, mailbox)| {
+                let mut state = RecipientState::new(mailbox.to_string(), now);
+                dsn::request::store_rcpt(&envelope.params_of(index), &mut state);
+                state
+            })
             .collect(),
         client: Some(match &session.authenticated {
             Some(user) => format!("{} helo={helo} auth={user}", session.client.peer.ip()),
@@ -279,8 +284,13 @@ fn queued_envelope(session: &SessionInfo, envelope: &Envelope, now: SystemTime) 
         }),
         smtputf8: envelope.params.smtputf8,
         eight_bit_mime: envelope.params.body == Some(Body::EightBitMime),
+        ret: None,
+        envid: None,
+        delay_warned: None,
         extras: spool::NoExtras {},
-    }
+    };
+    dsn::request::store_mail(&envelope.params, &mut queued);
+    queued
 }
 
 fn storage_failure() -> Verdict {
@@ -324,6 +334,7 @@ mod tests {
                 .iter()
                 .map(|r| parse_forward_path(r).unwrap())
                 .collect(),
+            recipient_params: Vec::new(),
         }
     }
 

@@ -147,6 +147,8 @@ async fn attempt_due(ctx: &Arc<Context>, envelope: &mut Envelope) -> Result<(), 
         size,
         smtputf8: envelope.smtputf8,
         eight_bit_mime: envelope.eight_bit_mime,
+        ret: dsn::request::ret(envelope),
+        envid: dsn::request::envid(envelope),
     });
     let mut attempts = JoinSet::new();
     for group in work.groups {
@@ -287,7 +289,7 @@ fn apply(ctx: &Context, envelope: &mut Envelope, outcomes: Vec<(usize, Recipient
 /// saves it.
 async fn settle(ctx: &Context, mut envelope: Envelope) -> TaskOutcome {
     let mut revisit = None;
-    if envelope.owing_bounce().next().is_some() {
+    if envelope.owing_notice() {
         match notice::send_owed(ctx, &mut envelope).await {
             Ok(()) => {
                 if !envelope.is_settled() && persist(ctx, &envelope).await.is_err() {
