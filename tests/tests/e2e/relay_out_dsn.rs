@@ -282,3 +282,93 @@ async fn ret_hdrs_returns_the_headers_only_and_ret_full_the_message() -> anyhow:
     }
     Ok(())
 }
+
+/// outbound.delay_message: Haraka's bounce template form and variables.
+const DELAY_TEMPLATE: &str =
+    "Subject: Still trying: {subject}\n\nHello from {me}.\n{extended_reason}\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delay_warnings_come_once_per_interval_and_never_for_notify_never() -> anyhow::Result<()> {
+    let busy = "451 4.2.0 Mailbox busy, try later";
+    let mut farm = MxFarm::start(
+        2,
+        Behaviour {
+            rcpt_replies: vec![
+                ("slow@dest.test".into(), busy.into()),
+                ("quiet@dest.test".into(), busy.into()),
+            ],
+            ..Behaviour::default()
+        },
+    )
+    .await?;
+    farm.add(5, Behaviour::default()).await?;
+    let interval = Duration::from_secs(2);
+    let out = Outbound::start(
+        zone(),
+        farm.port,
+        OutboundOptions {
+            outbound: "temp_fail_intervals=1s*60\ndelay_warning_time=2s\n".into(),
+            files: vec![("outbound.delay_message".into(), DELAY_TEMPLATE.into())],
+            ..OutboundOptions::default()
+        },
+    )
+    .await?;
+    let started = std::time::Instant::now();
+    submit_lines(
+        &out,
+        "MAIL FROM:<a@origin.test>",
+        &["RCPT TO:<slow@dest.test>"],
+        "Subject: slow one\n\nhi\n",
+    )
+    .await?;
+    submit_lines(
+        &out,
+        "MAIL FROM:<b@origin.test>",
+        &["RCPT TO:<quiet@dest.test> NOTIFY=NEVER"],
+        "Subject: quiet one\n\nhi\n",
+    )
+    .await?;
+    let warnings = || farm.get(5).accepted();
+    wait_until(WAIT, "the first delay warning", || warnings().len() == 1).await?;
+    let first = std::time::Instant::now();
+    wait_until(WAIT, "the second delay warning", || warnings().len() == 2).await?;
+    let second = std::time::Instant::now();
+    // One per interval, although the MX was tried about every second.
+    assert!(first - started >= interval, "{:?}", first - started);
+    assert!(
+        second - first >= interval - Duration::from_millis(300),
+        "{:?}",
+        second - first
+    );
+    let slow_attempts = farm.get(2).lines_starting("RCPT TO:<SLOW@").len();
+    assert!(slow_attempts >= 3, "{slow_attempts} attempts");
+
+    for warning in warnings() {
+        assert_eq!(
+            warning.rcpts,
+            ["a@origin.test"],
+            "none for b@ (NOTIFY=NEVER)"
+        );
+        let dsn = parse_dsn(&warning.data)?;
+        assert_eq!(dsn.headers["subject"], "Still trying: slow one");
+        assert_eq!(dsn.recipients.len(), 1);
+        let fields = &dsn.recipients[0];
+        assert_eq!(fields["action"], "delayed");
+        assert_eq!(fields["status"], "4.2.0");
+        assert_eq!(fields["final-recipient"], "rfc822; slow@dest.test");
+        assert_eq!(fields["diagnostic-code"], format!("smtp; {busy}"));
+        assert!(fields.contains_key("will-retry-until"));
+        assert!(
+            dsn.text.contains(&format!(
+                "slow@dest.test: host mx1.dest.test said: {busy} (next attempt: "
+            )),
+            "{}",
+            dsn.text
+        );
+    }
+    // The NOTIFY=NEVER message waited as long, retried as often: no warning.
+    let quiet_attempts = farm.get(2).lines_starting("RCPT TO:<QUIET@").len();
+    assert!(quiet_attempts >= 3, "{quiet_attempts} attempts");
+    assert!(out.log().matches("delay warning queued").count() == 2);
+    Ok(())
+}

@@ -303,6 +303,26 @@ async fn settle(ctx: &Context, mut envelope: Envelope) -> TaskOutcome {
             }
         }
     }
+    if !envelope.is_finished() {
+        let before = envelope.delay_warned;
+        match notice::warn_if_delayed(ctx, &mut envelope, SystemTime::now()).await {
+            Ok(()) => {
+                if envelope.delay_warned != before && persist(ctx, &envelope).await.is_err() {
+                    return TaskOutcome::gone();
+                }
+            }
+            Err(notice::NoticeError::Spool(SpoolError::Gone(_))) => return TaskOutcome::gone(),
+            Err(error) => {
+                error!(queue_id = %envelope.id, %error, "delay warning not queued; trying again later");
+                revisit = Some(SystemTime::now() + NOTICE_RETRY);
+            }
+        }
+        // Come back for the next warning even if no attempt is due by then.
+        if let Some(warning) = notice::delay_warning_due(&envelope, ctx.delay_warning) {
+            let due = revisit.or_else(|| envelope.next_attempt());
+            revisit = Some(due.map_or(warning, |due| due.min(warning)));
+        }
+    }
     if envelope.is_settled() {
         let id = envelope.id.clone();
         match ctx.spool_call(move |spool| spool.remove(&id)).await {

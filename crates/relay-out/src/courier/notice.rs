@@ -4,16 +4,16 @@
 //! the message was itself a bounce (haraka-behaviour.md §7.6) or the sender
 //! asked for none (`NOTIFY=NEVER`).
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use smtp_protocol::dsn_params::Ret;
 use tracing::{info, warn};
 
 use super::Context;
-use crate::bounce::request::{self, wants_failure};
+use crate::bounce::request::{self, wants_delay, wants_failure};
 use crate::bounce::{
-    Action, BounceInput, FailedRecipient, MAX_RETURNED_MESSAGE, build_bounce, failed_recipient,
-    success_recipient,
+    Action, BounceInput, FailedRecipient, MAX_RETURNED_MESSAGE, build_bounce, delayed_recipient,
+    failed_recipient, success_recipient,
 };
 use spool::{
     Envelope, MAX_SHOWN_HEADER_BYTES, QueueId, RecipientState, RecipientStatus, SpoolError,
@@ -100,6 +100,61 @@ pub async fn send_owed(ctx: &Context, envelope: &mut Envelope) -> Result<(), Not
     for index in succeeded {
         envelope.recipients[index].success_notice = None;
     }
+    Ok(())
+}
+
+/// When the message's next delay warning is due: `interval` after its
+/// arrival or its last warning, while some recipient is still pending and
+/// its sender wants to hear of delays. `None`: no warning will be due
+/// (none configured, nothing pending, NOTIFY without DELAY, or the message
+/// is itself a notice, whose sender `<>` cannot be told).
+pub fn delay_warning_due(envelope: &Envelope, interval: Option<Duration>) -> Option<SystemTime> {
+    let interval = interval?;
+    if envelope.sender.is_empty() || !envelope.pending().any(wants_delay) {
+        return None;
+    }
+    envelope
+        .delay_warned
+        .unwrap_or(envelope.arrival)
+        .checked_add(interval)
+}
+
+/// Queues a delay warning (`Action: delayed`) when one is due at `now`,
+/// about every pending recipient that wants one, quoting its last reply and
+/// its next attempt, and records when, so the next comes one interval
+/// later. The caller persists the envelope.
+pub async fn warn_if_delayed(
+    ctx: &Context,
+    envelope: &mut Envelope,
+    now: SystemTime,
+) -> Result<(), NoticeError> {
+    match delay_warning_due(envelope, ctx.delay_warning) {
+        Some(due) if due <= now => {}
+        _ => return Ok(()),
+    }
+    let give_up_at = envelope.arrival + ctx.retry.lifetime;
+    let reported: Vec<FailedRecipient> = envelope
+        .pending()
+        .filter(|r| wants_delay(r))
+        .map(|r| delayed_recipient(r, give_up_at))
+        .collect();
+    let notice = queue_notice(
+        ctx,
+        envelope,
+        &reported,
+        ctx.delay_template.as_deref(),
+        false,
+    )
+    .await?;
+    envelope.delay_warned = Some(now);
+    info!(
+        queue_id = %envelope.id,
+        bounce_id = %notice.id,
+        to = %envelope.sender,
+        rcpts = reported.len(),
+        "delay warning queued"
+    );
+    ctx.dispatcher.queued(notice);
     Ok(())
 }
 
