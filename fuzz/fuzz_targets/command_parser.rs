@@ -83,11 +83,25 @@ fn mail_params(params: &MailParams) -> String {
     if let Some(auth) = &params.auth {
         text.push_str(&format!(" AUTH={auth}"));
     }
+    if let Some(ret) = params.ret {
+        text.push_str(&format!(" RET={}", ret.as_str()));
+    }
+    if let Some(envid) = &params.envid {
+        text.push_str(&format!(" ENVID={}", envid.as_xtext()));
+    }
     text + &other_params(&params.other)
 }
 
 fn rcpt_params(params: &RcptParams) -> String {
-    other_params(&params.other)
+    let mut text = String::new();
+    if let Some(notify) = params.notify {
+        text.push_str(&format!(" NOTIFY={}", notify.to_param()));
+    }
+    if let Some(orcpt) = &params.orcpt {
+        // The Display form is the value as received, checked as xtext.
+        text.push_str(&format!(" ORCPT={orcpt}"));
+    }
+    text + &other_params(&params.other)
 }
 
 fn other_params(other: &[(String, Option<String>)]) -> String {

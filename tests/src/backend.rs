@@ -63,6 +63,9 @@ pub struct Behaviour {
     /// with this reply instead of `after_data`'s, e.g. a 4xx that the
     /// client must retry later.
     pub first_sessions_data_reply: Option<(usize, String)>,
+    /// Offer DSN (RFC 3461). Without it, a MAIL or RCPT carrying a DSN
+    /// parameter is refused with 555, as a server without DSN does.
+    pub dsn: bool,
 }
 
 /// How and when a backend ends a session on its own.
@@ -99,6 +102,7 @@ impl Default for Behaviour {
             data_replies: Vec::new(),
             end_session: None,
             first_sessions_data_reply: None,
+            dsn: false,
         }
     }
 }
@@ -378,6 +382,9 @@ async fn session(
             if let Some(auth) = &b.auth {
                 lines.push(format!("250-AUTH {}", auth.mechanisms));
             }
+            if b.dsn {
+                lines.push("250-DSN".into());
+            }
             lines.push("250 8BITMIME".into());
             lines.join("\r\n")
         } else if upper.starts_with("HELO") && !b.lmtp {
@@ -409,16 +416,22 @@ async fn session(
         } else if upper.starts_with("XCLIENT") {
             st.xclient = Some(line.clone());
             b.xclient_reply.clone()
+        } else if (upper.starts_with("MAIL FROM:") || upper.starts_with("RCPT TO:"))
+            && !b.dsn
+            && ["NOTIFY=", "ORCPT=", "RET=", "ENVID="]
+                .iter()
+                .any(|param| upper.contains(&format!(" {param}")))
+        {
+            "555 5.5.4 Unsupported option: DSN".into()
         } else if upper.starts_with("MAIL FROM:") {
             st.mail_from = line[10..].trim().to_string();
             st.rcpts.clear();
             b.mail_reply.clone()
         } else if upper.starts_with("RCPT TO:") {
-            let addr = line[8..]
-                .trim()
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .to_string();
+            // The path alone, without any parameters after it.
+            let path = line[8..].trim();
+            let path = path.split_once('>').map_or(path, |(path, _)| path);
+            let addr = path.trim_start_matches('<').to_string();
             let reply = b
                 .rcpt_replies
                 .iter()

@@ -21,6 +21,7 @@ mod encoding;
 mod header;
 mod original;
 mod report;
+pub mod request;
 mod template;
 #[cfg(test)]
 mod tests;
@@ -40,6 +41,13 @@ const MAX_LINE: usize = 998;
 
 const DEFAULT_FAILED_SUBJECT: &str = "Undelivered Mail Returned to Sender";
 const DEFAULT_DELAYED_SUBJECT: &str = "Delayed Mail (still being retried)";
+const DEFAULT_SUCCESS_SUBJECT: &str = "Successful Mail Delivery Report";
+
+/// The largest message a `RET=FULL` notice returns whole; a larger one is
+/// returned as headers only. Postfix's `bounce_size_limit` default, for the
+/// same reason: a notice must not cost the sender's mailbox a second copy of
+/// a huge attachment.
+pub const MAX_RETURNED_MESSAGE: usize = 50_000;
 
 /// Our own header fields; a template may not override them, so every notice
 /// stays a well-formed, correctly addressed report.
@@ -65,11 +73,19 @@ pub struct BounceInput<'a> {
     /// The envelope sender of the original message, the notice's recipient.
     pub original_sender: &'a str,
     pub arrival: SystemTime,
-    /// The original message as the sender submitted it (not dot-stuffed). Only
-    /// its header section is attached, as Haraka does.
+    /// The original message as the sender submitted it (not dot-stuffed), or
+    /// at least its header section. Only the header section is attached,
+    /// as Haraka does, unless `return_full` says otherwise.
     pub original_message: &'a [u8],
+    /// DSN `RET=FULL`: attach `original_message` whole (`message/rfc822`),
+    /// when it is the complete message, at most [`MAX_RETURNED_MESSAGE`]
+    /// octets and has no line over 998 octets; otherwise headers only.
+    pub return_full: bool,
+    /// DSN `ENVID=` in its report form (`Original-Envelope-Id`).
+    pub envid: Option<&'a str>,
     pub recipients: &'a [FailedRecipient],
-    /// The contents of `outbound.bounce_message`, if configured and non-empty.
+    /// The template: `outbound.bounce_message` for failures,
+    /// `outbound.delay_message` for delay warnings, if configured and non-empty.
     pub template: Option<&'a str>,
     /// Haraka's `{pid}` variable.
     pub pid: u32,
@@ -79,6 +95,8 @@ pub struct BounceInput<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailedRecipient {
     pub address: String,
+    /// DSN `ORCPT=` in its report form (`rfc822; a@b`), for `Original-Recipient`.
+    pub original_recipient: Option<String>,
     pub action: Action,
     /// An RFC 3463 code such as `5.1.1`; a malformed one is reported as
     /// `5.0.0` (failed) or `4.0.0` (delayed).
@@ -86,6 +104,9 @@ pub struct FailedRecipient {
     /// The MX host that gave the answer, if any server was reached.
     pub remote_mta: Option<String>,
     pub diagnostic: Diagnostic,
+    /// For a delayed recipient: when the next attempt is due (told in the
+    /// human text).
+    pub next_attempt: Option<SystemTime>,
 }
 
 /// What the notice says happened to a recipient (RFC 3464 §2.3.3 `Action`).
@@ -93,11 +114,29 @@ pub struct FailedRecipient {
 pub enum Action {
     /// Given up; no further attempts.
     Failed,
-    /// Still queued; `will_retry_until` is when we will give up. Delay
-    /// notices are not sent yet (none is configured by default anywhere:
-    /// Postfix's `delay_warning_time` is 0); the report format is ready.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Still queued; `will_retry_until` is when we will give up.
     Delayed { will_retry_until: SystemTime },
+    /// Handed to a next hop that does not offer DSN (RFC 3461 §5.2.2):
+    /// the sender asked for `NOTIFY=SUCCESS` and nobody further on will tell.
+    Relayed,
+    /// Handed to the final delivery agent (an LMTP route).
+    Delivered,
+}
+
+impl Action {
+    /// The RFC 3464 `Action` field value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Failed => "failed",
+            Action::Delayed { .. } => "delayed",
+            Action::Relayed => "relayed",
+            Action::Delivered => "delivered",
+        }
+    }
+
+    fn is_success(self) -> bool {
+        matches!(self, Action::Relayed | Action::Delivered)
+    }
 }
 
 /// Why delivery did not happen, kept apart by source because RFC 3464 labels
@@ -126,6 +165,7 @@ pub fn failed_recipient(recipient: &spool::RecipientState) -> FailedRecipient {
     };
     FailedRecipient {
         address: recipient.address.clone(),
+        original_recipient: request::orcpt(recipient).map(|orcpt| orcpt.report_value()),
         action: Action::Failed,
         status: recipient
             .dsn_status
@@ -133,7 +173,42 @@ pub fn failed_recipient(recipient: &spool::RecipientState) -> FailedRecipient {
             .unwrap_or_else(|| "5.0.0".to_string()),
         remote_mta,
         diagnostic,
+        next_attempt: None,
     }
+}
+
+/// The notice's view of a recipient still waiting in a spool, for a delay
+/// warning: its last reply and when it is tried next.
+pub fn delayed_recipient(
+    recipient: &spool::RecipientState,
+    will_retry_until: SystemTime,
+) -> FailedRecipient {
+    let mut notice = failed_recipient(recipient);
+    notice.action = Action::Delayed { will_retry_until };
+    notice.status = recipient
+        .dsn_status
+        .clone()
+        .unwrap_or_else(|| "4.0.0".to_string());
+    if recipient.last_reply.is_none() {
+        notice.diagnostic = Diagnostic::Local {
+            text: "not yet delivered".to_string(),
+        };
+    }
+    notice.next_attempt = recipient.next_attempt;
+    notice
+}
+
+/// The notice's view of a recipient handed on (`relayed`, `delivered`),
+/// quoting the reply that took it.
+pub fn success_recipient(recipient: &spool::RecipientState, action: Action) -> FailedRecipient {
+    let mut notice = failed_recipient(recipient);
+    notice.action = action;
+    notice.status = recipient
+        .dsn_status
+        .clone()
+        .filter(|status| status.starts_with("2."))
+        .unwrap_or_else(|| "2.0.0".to_string());
+    notice
 }
 
 /// Builds the complete notice (CRLF line endings, no line over 998 octets),
@@ -148,17 +223,33 @@ pub fn build_bounce_at(input: &BounceInput, now: SystemTime, rng: &mut impl Rng)
     let original = Original::parse(input.original_message);
     let me = host(input.me);
     let message_id = format!("<{}@{me}>", random_token(rng, 24));
+    let any_failed = input
+        .recipients
+        .iter()
+        .any(|r| matches!(r.action, Action::Failed));
     let all_delayed = input
         .recipients
         .iter()
         .all(|r| matches!(r.action, Action::Delayed { .. }))
         && !input.recipients.is_empty();
+    let kind = if any_failed || input.recipients.is_empty() {
+        Kind::Failed
+    } else if all_delayed {
+        Kind::Delayed
+    } else if input.recipients.iter().all(|r| r.action.is_success()) {
+        Kind::Success
+    } else {
+        Kind::Delayed
+    };
 
     let variables = variables(input, &original, &me, &message_id, now);
     let template = match input.template.filter(|t| !t.trim().is_empty()) {
         Some(configured) => configured,
-        None if all_delayed => template::BUILTIN_DELAYED,
-        None => template::BUILTIN_FAILED,
+        None => match kind {
+            Kind::Failed => template::BUILTIN_FAILED,
+            Kind::Delayed => template::BUILTIN_DELAYED,
+            Kind::Success => template::BUILTIN_SUCCESS,
+        },
     };
     let rendered = template::render(template, &variables);
 
@@ -168,9 +259,10 @@ pub fn build_bounce_at(input: &BounceInput, now: SystemTime, rng: &mut impl Rng)
             "Content-Description: Delivery report\r\n\
              Content-Type: message/delivery-status\r\n"
                 .to_string(),
-            report::delivery_status(&me, input.arrival, now, input.recipients).into_bytes(),
+            report::delivery_status(&me, input.envid, input.arrival, now, input.recipients)
+                .into_bytes(),
         ),
-        headers_part(original.header_section, all_delayed),
+        returned_part(input, original.header_section, kind),
     ];
     let boundary = loop {
         let candidate = format!("=_postern_{}", random_token(rng, 24));
@@ -194,10 +286,10 @@ pub fn build_bounce_at(input: &BounceInput, now: SystemTime, rng: &mut impl Rng)
         .find(|(name, _)| name.eq_ignore_ascii_case("Subject"))
         .map(|(_, value)| one_line(value))
         .filter(|value| !value.is_empty());
-    let default_subject = if all_delayed {
-        DEFAULT_DELAYED_SUBJECT
-    } else {
-        DEFAULT_FAILED_SUBJECT
+    let default_subject = match kind {
+        Kind::Failed => DEFAULT_FAILED_SUBJECT,
+        Kind::Delayed => DEFAULT_DELAYED_SUBJECT,
+        Kind::Success => DEFAULT_SUCCESS_SUBJECT,
     };
     out.push_str(&field("Date", &header::date(now)));
     out.push_str(&field("From", &format!("MAILER-DAEMON@{me}")));
@@ -228,6 +320,14 @@ pub fn build_bounce_at(input: &BounceInput, now: SystemTime, rng: &mut impl Rng)
     }
     message.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     message
+}
+
+/// What a notice is mainly about, which picks its default text and subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Failed,
+    Delayed,
+    Success,
 }
 
 /// Haraka's variables, with `reason`/`extended_reason` quoting each remote
@@ -272,8 +372,19 @@ fn variables(
     ])
 }
 
-/// One line a person can act on: who answered, and what they said.
+/// One line a person can act on: who answered, and what they said (and,
+/// for a delay, when the next attempt is).
 fn human_reason(recipient: &FailedRecipient) -> String {
+    let said = said(recipient);
+    match recipient.next_attempt {
+        Some(next) if matches!(recipient.action, Action::Delayed { .. }) => {
+            format!("{said} (next attempt: {})", header::date(next))
+        }
+        _ => said,
+    }
+}
+
+fn said(recipient: &FailedRecipient) -> String {
     match (&recipient.diagnostic, &recipient.remote_mta) {
         (Diagnostic::Smtp { reply }, Some(mta)) => {
             format!("host {} said: {}", host(mta), one_line(reply))
@@ -319,10 +430,45 @@ fn notification_part(rendered: &Rendered) -> (String, Vec<u8>) {
     }
 }
 
+/// The third part: the whole message when `RET=FULL` asked for it and it
+/// can be returned as is, else the header section.
+fn returned_part(input: &BounceInput, header_section: &[u8], kind: Kind) -> (String, Vec<u8>) {
+    let message = input.original_message;
+    let returnable = input.return_full
+        && kind == Kind::Failed
+        && message.len() <= MAX_RETURNED_MESSAGE
+        && message
+            .split(|&b| b == b'\n')
+            .all(|line| line.len() <= MAX_LINE + 1);
+    if !returnable {
+        return headers_part(header_section, kind);
+    }
+    let mut text = Vec::with_capacity(message.len() + 64);
+    let mut lines: Vec<&[u8]> = message.split(|&b| b == b'\n').collect();
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    for line in lines {
+        text.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+        text.extend_from_slice(b"\r\n");
+    }
+    // message/rfc822 allows no encoding but 7bit/8bit (RFC 2046 §5.2.1);
+    // an 8-bit message makes the notice 8BITMIME, which the caller sees.
+    let encoding = if text.is_ascii() { "7bit" } else { "8bit" };
+    (
+        format!(
+            "Content-Description: Undelivered Message\r\n\
+             Content-Type: message/rfc822\r\n\
+             Content-Transfer-Encoding: {encoding}\r\n"
+        ),
+        text,
+    )
+}
+
 /// The original header section as `text/rfc822-headers`, with its line ends
 /// made CRLF. Sent as is when it is clean 7-bit text, else quoted-printable,
 /// which carries 8-bit bytes, stray CRs and overlong lines intact but legal.
-fn headers_part(header_section: &[u8], delayed: bool) -> (String, Vec<u8>) {
+fn headers_part(header_section: &[u8], kind: Kind) -> (String, Vec<u8>) {
     let mut text = Vec::with_capacity(header_section.len() + 16);
     let mut clean = true;
     let mut lines: Vec<&[u8]> = header_section.split(|&b| b == b'\n').collect();
@@ -338,10 +484,10 @@ fn headers_part(header_section: &[u8], delayed: bool) -> (String, Vec<u8>) {
         text.extend_from_slice(line);
         text.extend_from_slice(b"\r\n");
     }
-    let description = if delayed {
-        "Content-Description: Delayed message headers\r\n"
-    } else {
-        "Content-Description: Undelivered message headers\r\n"
+    let description = match kind {
+        Kind::Delayed => "Content-Description: Delayed message headers\r\n",
+        Kind::Failed => "Content-Description: Undelivered message headers\r\n",
+        Kind::Success => "Content-Description: Message headers\r\n",
     };
     if clean {
         (

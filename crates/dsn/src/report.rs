@@ -15,23 +15,33 @@ pub const LOCAL_DIAGNOSTIC_TYPE: &str = "X-Postern";
 /// Builds the part's content, ending in CRLF.
 pub fn delivery_status(
     reporting_mta: &str,
+    envid: Option<&str>,
     arrival: SystemTime,
     last_attempt: SystemTime,
     recipients: &[FailedRecipient],
 ) -> String {
-    let mut out = field("Reporting-MTA", &format!("dns; {reporting_mta}"));
+    // RFC 3464 §2.2: Original-Envelope-Id comes first when the sender gave one.
+    let mut out = String::new();
+    if let Some(envid) = envid.map(ascii_only).filter(|id| !id.is_empty()) {
+        out.push_str(&field("Original-Envelope-Id", &envid));
+    }
+    out.push_str(&field("Reporting-MTA", &format!("dns; {reporting_mta}")));
     out.push_str(&field("Arrival-Date", &date(arrival)));
     for recipient in recipients {
         out.push_str("\r\n");
+        if let Some(original) = recipient
+            .original_recipient
+            .as_deref()
+            .map(ascii_only)
+            .filter(|value| !value.is_empty())
+        {
+            out.push_str(&field("Original-Recipient", &original));
+        }
         out.push_str(&field(
             "Final-Recipient",
             &final_recipient(&recipient.address),
         ));
-        let action = match recipient.action {
-            Action::Failed => "failed",
-            Action::Delayed { .. } => "delayed",
-        };
-        out.push_str(&field("Action", action));
+        out.push_str(&field("Action", recipient.action.as_str()));
         out.push_str(&field(
             "Status",
             &status(&recipient.status, recipient.action),
@@ -91,10 +101,13 @@ fn status(code: &str, action: Action) -> String {
         && parts.next().is_none();
     if well_formed {
         code.to_string()
-    } else if matches!(action, Action::Failed) {
-        "5.0.0".to_string()
     } else {
-        "4.0.0".to_string()
+        match action {
+            Action::Failed => "5.0.0",
+            Action::Delayed { .. } => "4.0.0",
+            Action::Relayed | Action::Delivered => "2.0.0",
+        }
+        .to_string()
     }
 }
 

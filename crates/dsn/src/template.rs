@@ -41,6 +41,22 @@ Subject: {subject}
 The headers of your message are attached.
 ";
 
+/// Used for `relayed`/`delivered` notices (`NOTIFY=SUCCESS`); no Haraka
+/// template exists for these.
+pub const BUILTIN_SUCCESS: &str = "\n\
+This is the mail delivery system at {me}.
+
+Your message was successfully delivered to the destination(s) listed
+below. If the message was relayed to a system that does not offer
+delivery notifications, this is the last notice you will get.
+
+Subject: {subject}
+
+{extended_reason}
+
+The headers of your message are attached.
+";
+
 /// The values a template may refer to, by Haraka's names.
 pub struct Variables {
     values: Vec<(&'static str, String)>,

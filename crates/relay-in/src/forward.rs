@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use smtp_core::client::{
     AuthMechanism as ClientAuth, ClientConfig, ClientError, ClientErrorKind, ClientTls,
-    Credentials, MailOptions, SmtpClient, Step, StepTimeouts, TlsMode, TlsVerify,
-    XclientAttributes, XclientOutcome,
+    Credentials, DsnRecipient, EnvelopeRecipient, MailOptions, SmtpClient, Step, StepTimeouts,
+    TlsMode, TlsVerify, XclientAttributes, XclientOutcome,
 };
 use smtp_core::message::Message;
 use smtp_protocol::address::{ForwardPath, ReversePath};
@@ -410,8 +410,7 @@ impl Forwarder {
         let (mut client, key) = self.connect(&selector, &conn_id).await?;
         let options = MailOptions {
             size: Some(notice.len() as u64),
-            smtputf8: false,
-            eight_bit_mime: false,
+            ..MailOptions::default()
         };
         let exchanged = client
             .envelope_and_data(&ReversePath::Null, std::slice::from_ref(&to), options)
@@ -511,7 +510,7 @@ impl Forwarder {
             };
             let exchanged = backend
                 .client
-                .envelope_and_data(&envelope.from, &envelope.recipients, options)
+                .envelope_and_data(&envelope.from, &dsn_recipients(envelope), options.clone())
                 .await;
             let first = exchanged.as_ref().map(|(replies, _)| &replies.mail);
             if was_kept && backend.closed_while_kept(session, first) {
@@ -646,7 +645,10 @@ impl Backend {
         self.client.mail_from(from, options).await
     }
 
-    pub async fn rcpt_to(&mut self, rcpt: &ForwardPath) -> Result<Reply, Reply> {
+    pub async fn rcpt_to<R: EnvelopeRecipient + ?Sized>(
+        &mut self,
+        rcpt: &R,
+    ) -> Result<Reply, Reply> {
         self.client.rcpt_to(rcpt).await.map_err(|e| {
             warn!(backend = %self.key, "backend RCPT failed: {e}");
             failure_reply(&e)
@@ -734,12 +736,34 @@ impl Backend {
     }
 }
 
+/// The MAIL parameters passed to the backend: each only if the backend offers
+/// its extension (DSN's `RET`/`ENVID` included).
 pub fn mail_options(envelope: &smtp_protocol::session::Envelope, size: u64) -> MailOptions {
     MailOptions {
         size: Some(size),
         smtputf8: envelope.params.smtputf8,
         eight_bit_mime: envelope.params.body == Some(smtp_protocol::command::Body::EightBitMime),
+        ret: envelope.params.ret,
+        envid: envelope.params.envid.clone(),
     }
+}
+
+/// The transaction's recipients with their DSN parameters, which the client
+/// sends on only to a backend that offers DSN.
+pub fn dsn_recipients(envelope: &smtp_protocol::session::Envelope) -> Vec<DsnRecipient> {
+    envelope
+        .recipients
+        .iter()
+        .enumerate()
+        .map(|(index, path)| {
+            let params = envelope.params_of(index);
+            DsnRecipient {
+                path: path.clone(),
+                notify: params.notify,
+                orcpt: params.orcpt,
+            }
+        })
+        .collect()
 }
 
 async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {

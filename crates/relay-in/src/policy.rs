@@ -207,7 +207,7 @@ impl RelayInConnection {
                         Err(reply) => return Err(LiveRefusal::Away(reply)),
                     },
                 };
-                let mail = backend.mail_from(&envelope.from, options).await;
+                let mail = backend.mail_from(&envelope.from, options.clone()).await;
                 if was_kept && backend.closed_while_kept(session, mail.as_ref()) {
                     backend.abandon();
                     continue;

@@ -9,7 +9,7 @@ use smtp_core::config::{ConfigDir, CoreSettings, Feature};
 use crate::acl::RelayAcl;
 use crate::config::RelayOutSettings;
 use crate::courier::retry_timetable::RetryTimetable;
-use crate::courier::{self, BOUNCE_TEMPLATE_FILE};
+use crate::courier::{self, BOUNCE_TEMPLATE_FILE, DELAY_TEMPLATE_FILE};
 use crate::submission::Submission;
 
 pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
@@ -92,9 +92,23 @@ pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
     lines.push(format!("  retries: {}", retry_summary(&settings)));
     lines.push(format!(
         "  bounce text: {}",
-        match courier::bounce_template(&dir)? {
+        match courier::template(&dir, BOUNCE_TEMPLATE_FILE)? {
             Some(_) => format!("from {BOUNCE_TEMPLATE_FILE}"),
             None => "built in".to_string(),
+        }
+    ));
+    lines.push(format!(
+        "  delay warnings: {}",
+        match settings.outbound.delay_warning_time {
+            None => "off (delay_warning_time=0)".to_string(),
+            Some(every) => format!(
+                "every {} a message waits, text {}",
+                span(every),
+                match courier::template(&dir, DELAY_TEMPLATE_FILE)? {
+                    Some(_) => format!("from {DELAY_TEMPLATE_FILE}"),
+                    None => "built in".to_string(),
+                }
+            ),
         }
     ));
     for warning in core.warnings.iter().chain(&settings.warnings) {
@@ -105,6 +119,18 @@ pub fn report(path: &Path) -> anyhow::Result<Vec<String>> {
         Binary::RelayOut,
     ));
     Ok(lines)
+}
+
+/// A duration as written in outbound.ini (`4h`, `30m`, `10s`).
+fn span(duration: std::time::Duration) -> String {
+    let seconds = duration.as_secs();
+    if seconds.is_multiple_of(3600) {
+        format!("{}h", seconds / 3600)
+    } else if seconds.is_multiple_of(60) {
+        format!("{}m", seconds / 60)
+    } else {
+        format!("{seconds}s")
+    }
 }
 
 /// How long a deferred message is retried, in words.

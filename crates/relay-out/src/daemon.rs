@@ -89,6 +89,7 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
             spool: spool.clone(),
             dispatcher: dispatcher_handle.clone(),
             received_header: settings.outbound.received_header.clone(),
+            me: core.me.clone(),
         },
         Arc::clone(&submission),
     ));

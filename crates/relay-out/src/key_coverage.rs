@@ -89,6 +89,12 @@ const TABLE: &[KeyReader] = &[
         "max_queue_lifetime",
         Field("max_queue_lifetime"),
     ),
+    (
+        "outbound.ini",
+        "main",
+        "delay_warning_time",
+        Field("delay_warning_time"),
+    ),
     ("outbound.ini", "main", "queue_dir", Field("queue_dir")),
     ("outbound.ini", "main", "nameservers", Field("nameservers")),
     ("outbound.ini", "main", "remote_port", Field("remote_port")),

@@ -12,6 +12,7 @@
 //! connection.ini `max_received` (100) `Received:` headers is refused with
 //! `554 5.4.6` before it reaches [`ConnectionPolicy::message`].
 
+use std::io::Read;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -27,7 +28,7 @@ use tracing::{error, info};
 use crate::acl::RelayAcl;
 use crate::config::{DestAction, DestDomains};
 use crate::courier::DispatcherHandle;
-use crate::submission::Submission;
+use crate::submission::{Submission, missing_headers};
 use spool::{QueueId, RecipientState, Spool, SpoolError};
 
 /// relay-out's [`MailPolicy`].
@@ -48,6 +49,8 @@ pub struct Intake {
     /// <date>` line put before each queued message, as Haraka's outbound
     /// adds it; `None` when `disabled`.
     pub received_header: Option<String>,
+    /// Our host name, for the `Message-ID` given to submitted mail without one.
+    pub me: String,
 }
 
 impl RelayOut {
@@ -217,16 +220,32 @@ impl ConnectionPolicy for RelayOutConnection {
                 chrono::Local::now().to_rfc2822()
             )
         });
+        // Direct submission (AUTH) gets a Message-ID and Date if it has
+        // none; mail relayed for an ACL address is never touched.
+        let completion = session.authenticated.is_some().then(|| {
+            (
+                format!("<{id}@{}>", self.intake.me),
+                chrono::Local::now().to_rfc2822(),
+            )
+        });
         // Large messages arrive in a temporary file: copied into the spool
         // from there, never held in memory whole.
         let stored = tokio::task::spawn_blocking(move || {
-            let reader = message.reader().map_err(|source| SpoolError::Io {
+            let read_failure = |source| SpoolError::Io {
                 operation: "read back the received message",
                 path: spool.dir().to_path_buf(),
                 source,
-            })?;
+            };
+            let mut reader = message.reader().map_err(read_failure)?;
+            let head = match &completion {
+                Some((message_id, date)) => {
+                    missing_headers::complete_head(&mut reader, message_id, date)
+                        .map_err(read_failure)?
+                }
+                None => Vec::new(),
+            };
             let first = outbound_received.unwrap_or_default();
-            let mut reader = std::io::Read::chain(first.as_bytes(), reader);
+            let mut reader = Read::chain(Read::chain(first.as_bytes(), head.as_slice()), reader);
             spool.store_from(&queued, &mut reader).map(|_| queued)
         })
         .await;
@@ -270,15 +289,20 @@ fn queued_envelope(session: &SessionInfo, envelope: &Envelope, now: SystemTime) 
         .greeting
         .as_ref()
         .map_or("-", |greeting| greeting.name.as_str());
-    spool::Envelope {
+    let mut queued = spool::Envelope {
         id: QueueId::generate_at(now),
         arrival: now,
         sender,
         recipients: envelope
             .recipients
             .iter()
-            .filter_map(ForwardPath::mailbox)
-            .map(|mailbox| RecipientState::new(mailbox.to_string(), now))
+            .enumerate()
+            .filter_map(|(index, rcpt)| Some((index, rcpt.mailbox()?)))
+            .map(|(index, mailbox)| {
+                let mut state = RecipientState::new(mailbox.to_string(), now);
+                dsn::request::store_rcpt(&envelope.params_of(index), &mut state);
+                state
+            })
             .collect(),
         client: Some(match &session.authenticated {
             Some(user) => format!("{} helo={helo} auth={user}", session.client.peer.ip()),
@@ -286,8 +310,13 @@ fn queued_envelope(session: &SessionInfo, envelope: &Envelope, now: SystemTime) 
         }),
         smtputf8: envelope.params.smtputf8,
         eight_bit_mime: envelope.params.body == Some(Body::EightBitMime),
+        ret: None,
+        envid: None,
+        delay_warned: None,
         extras: spool::NoExtras {},
-    }
+    };
+    dsn::request::store_mail(&envelope.params, &mut queued);
+    queued
 }
 
 fn storage_failure() -> Verdict {
@@ -332,6 +361,7 @@ mod tests {
                 .iter()
                 .map(|r| parse_forward_path(r).unwrap())
                 .collect(),
+            recipient_params: Vec::new(),
         }
     }
 
@@ -393,6 +423,7 @@ mod tests {
             spool: crate::queue::open(queue).expect("spool"),
             dispatcher,
             received_header: settings.outbound.received_header.clone(),
+            me: core.me.clone(),
         };
         RelayOut::new(
             acl,

@@ -16,7 +16,8 @@
 //!   dot-stuffing ([`data::dot_stuff`]);
 //! - [`reply_parser`]: a server's replies, incrementally, with limits
 //!   against hostile servers;
-//! - [`sasl`]: SMTP AUTH exchanges and checking credentials.
+//! - [`sasl`]: SMTP AUTH exchanges and checking credentials;
+//! - [`dsn_params`]: the DSN parameters of MAIL and RCPT (RFC 3461).
 //!
 //! Generating what we send:
 //! - [`reply`]: the reply type, formatted and sanitised in one place;
@@ -31,6 +32,7 @@
 pub mod address;
 pub mod command;
 pub mod data;
+pub mod dsn_params;
 pub mod received;
 pub mod reply;
 pub mod reply_parser;

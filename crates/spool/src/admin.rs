@@ -37,6 +37,18 @@ impl<X: Extras> Spool<X> {
         }
     }
 
+    /// The first `max_bytes` of the message (all of it if shorter), for a
+    /// notice that returns the message (DSN `RET=FULL`).
+    pub fn read_start(&self, id: &QueueId, max_bytes: u64) -> Result<Vec<u8>, SpoolError> {
+        let path = self.data_path(id);
+        let mut data = Vec::new();
+        self.open_data(id)?
+            .take(max_bytes)
+            .read_to_end(&mut data)
+            .map_err(|error| SpoolError::io("read", &path, error))?;
+        Ok(data)
+    }
+
     /// Asks the daemon to bounce the message now (`queue bounce ID`): creates
     /// the `<id>.bounce` marker, holding the request time for the admin.
     /// The envelope itself is left alone so this cannot race with the

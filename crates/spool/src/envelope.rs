@@ -60,6 +60,21 @@ pub struct Envelope<X = NoExtras> {
     /// `MAIL FROM ... BODY=8BITMIME` was given.
     #[serde(default)]
     pub eight_bit_mime: bool,
+    /// DSN `RET=` as received (`FULL` or `HDRS`, RFC 3461): how much of the
+    /// message a failure notice returns. Absent in files written before DSN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ret: Option<String>,
+    /// DSN `ENVID=` as received (xtext), echoed in notices and passed on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envid: Option<String>,
+    /// When the last "delayed" notice for this message was queued, so that
+    /// at most one goes out per `delay_warning_time` interval, restarts included.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rfc3339_option"
+    )]
+    pub delay_warned: Option<SystemTime>,
     /// The spool user's own fields (see [`Extras`]).
     #[serde(flatten)]
     pub extras: X,
@@ -94,6 +109,17 @@ pub struct RecipientState {
     /// Kept on disk so a bounce owed at a crash is built the same after restart.
     #[serde(default)]
     pub dsn_status: Option<String>,
+    /// DSN `NOTIFY=` as received (`NEVER`, or e.g. `SUCCESS,FAILURE`);
+    /// absent: the default (failure and delay notices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
+    /// DSN `ORCPT=` as received (`addr-type;xtext`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orcpt: Option<String>,
+    /// A delivered recipient whose sender asked for `NOTIFY=SUCCESS` and
+    /// whose notice (`relayed` or `delivered`) is not queued yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_notice: Option<String>,
 }
 
 /// Where a recipient stands. Serialised in lower case for readability.
@@ -123,6 +149,9 @@ impl RecipientState {
             last_mx: None,
             reply_is_remote: false,
             dsn_status: None,
+            notify: None,
+            orcpt: None,
+            success_notice: None,
         }
     }
 }
@@ -155,10 +184,17 @@ impl<X: Extras> Envelope<X> {
             .filter(|recipient| recipient.status == RecipientStatus::Failed)
     }
 
+    /// Whether a notice is owed: a failure, or a success the sender asked
+    /// to hear of.
+    pub fn owing_notice(&self) -> bool {
+        self.owing_bounce().next().is_some()
+            || self.recipients.iter().any(|r| r.success_notice.is_some())
+    }
+
     /// True when the message can leave the queue: nothing to attempt and no
     /// notice owed.
     pub fn is_settled(&self) -> bool {
-        self.is_finished() && self.owing_bounce().next().is_none()
+        self.is_finished() && !self.owing_notice()
     }
 
     /// The bytes of the envelope file: pretty JSON with a `version` field first.
@@ -240,6 +276,9 @@ pub(super) mod tests {
             client: Some("192.0.2.7 helo=backend.example".to_string()),
             smtputf8: false,
             eight_bit_mime: true,
+            ret: None,
+            envid: None,
+            delay_warned: None,
             extras: NoExtras {},
         }
     }
@@ -268,6 +307,31 @@ pub(super) mod tests {
         assert_eq!(envelope.sender, "");
         assert_eq!(envelope.recipients[0].attempts, 0);
         assert_eq!(envelope.next_attempt(), None);
+        // Files from before DSN: no parameters, nothing owed.
+        assert_eq!((envelope.ret.clone(), envelope.envid.clone()), (None, None));
+        assert_eq!(envelope.delay_warned, None);
+        assert_eq!(envelope.recipients[0].notify, None);
+        assert_eq!(envelope.recipients[0].orcpt, None);
+        assert!(!envelope.owing_notice());
+    }
+
+    #[test]
+    fn dsn_fields_round_trip_and_are_omitted_when_absent() {
+        let mut envelope = sample(QueueId::generate());
+        let plain = String::from_utf8(envelope.encode()).unwrap_or_default();
+        assert!(
+            !plain.contains("notify") && !plain.contains("ret"),
+            "{plain}"
+        );
+        envelope.ret = Some("HDRS".into());
+        envelope.envid = Some("QQ+2B1".into());
+        envelope.delay_warned = Some(envelope.arrival);
+        envelope.recipients[0].notify = Some("SUCCESS,DELAY".into());
+        envelope.recipients[0].orcpt = Some("rfc822;a@b".into());
+        envelope.recipients[1].success_notice = Some("relayed".into());
+        assert!(envelope.owing_notice());
+        let decoded = Envelope::decode(&envelope.encode(), Path::new("x.json"));
+        assert_eq!(decoded.ok(), Some(envelope));
     }
 
     #[test]
@@ -333,6 +397,9 @@ pub(super) mod tests {
             client: common.client.clone(),
             smtputf8: common.smtputf8,
             eight_bit_mime: common.eight_bit_mime,
+            ret: None,
+            envid: None,
+            delay_warned: None,
             extras: BackupExtras {
                 primary_mx: Some("mx1.example.net".to_string()),
             },

@@ -30,6 +30,8 @@ mod relay_out_crash;
 mod relay_out_delivery;
 mod relay_out_delivery_log;
 mod relay_out_dest_domains;
+mod relay_out_dsn;
+mod relay_out_missing_headers;
 mod relay_out_operations;
 mod relay_out_postfix;
 mod relay_out_routes;

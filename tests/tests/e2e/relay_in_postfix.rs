@@ -289,3 +289,78 @@ async fn backup_spool_keeps_mail_while_postfix_is_stopped_and_delivers_it_as_the
     );
     Ok(())
 }
+
+/// DSN through relay-in: RET, ENVID, NOTIFY and ORCPT reach Postfix (which
+/// offers DSN) unchanged, so Postfix's own success notice for the delivery
+/// carries the sender's ENVID and ORCPT and comes back with headers only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dsn_parameters_reach_postfix_and_its_notice_honours_them() -> anyhow::Result<()> {
+    // origin.example is local to Postfix too, so its notice to the sender
+    // is stored where the test can read it.
+    let postfix = tokio::task::spawn_blocking(|| {
+        Postfix::start(PostfixOptions::xclient_backend(&[
+            "example.com",
+            "origin.example",
+        ]))
+    })
+    .await??;
+    let (dir, port) = relay_in_dir(&postfix, false)?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let relay = Relay::start("relay-in", dir.path(), addr)?;
+
+    let mut client = SmtpClient::connect(addr).await?;
+    assert_eq!(client.read_reply().await?.code, 220);
+    let ehlo = client.expect("EHLO mail.sender.example", 250).await?;
+    assert!(ehlo.lines.iter().any(|l| &l[4..] == "DSN"), "{ehlo:?}");
+    client
+        .expect(
+            "MAIL FROM:<sender@origin.example> RET=HDRS ENVID=QQ+2B314159",
+            250,
+        )
+        .await?;
+    client
+        .expect(
+            "RCPT TO:<user@example.com> NOTIFY=SUCCESS ORCPT=rfc822;User@example.com",
+            250,
+        )
+        .await?;
+    client.expect("DATA", 354).await?;
+    client
+        .send(b"Subject: dsn through relay-in\r\n\r\nSECRET BODY\r\n")
+        .await?;
+    let reply = client.command(".").await?;
+    assert_eq!(
+        reply.code,
+        250,
+        "{reply:?}\n{}\n{}",
+        relay.log(),
+        postfix.log()
+    );
+    let _ = client.command("QUIT").await;
+
+    // The message, then Postfix's "delivered" notice to the sender.
+    let postfix = std::sync::Arc::new(postfix);
+    let p = std::sync::Arc::clone(&postfix);
+    let delivered = tokio::task::spawn_blocking(move || p.wait_for_delivered(2, WAIT)).await??;
+    let notice = delivered
+        .iter()
+        .find(|m| m.envelope_sender().as_deref() == Some(""))
+        .unwrap_or_else(|| panic!("no notice among {delivered:?}\n{}", postfix.log()));
+    let text = String::from_utf8_lossy(&notice.raw);
+    assert!(text.contains("Original-Envelope-Id: QQ+314159"), "{text}");
+    assert!(
+        text.contains("Original-Recipient: rfc822;User@example.com"),
+        "{text}"
+    );
+    assert!(text.contains("Action: delivered"), "{text}");
+    assert!(text.contains("Subject: dsn through relay-in"), "{text}");
+    assert!(!text.contains("SECRET BODY"), "RET=HDRS: {text}");
+    assert!(
+        postfix
+            .log()
+            .contains("sender delivery status notification"),
+        "{}",
+        postfix.log()
+    );
+    Ok(())
+}

@@ -33,6 +33,8 @@ fn now() -> SystemTime {
 fn smtp_failure(address: &str, reply: &str) -> FailedRecipient {
     FailedRecipient {
         address: address.to_string(),
+        original_recipient: None,
+        next_attempt: None,
         action: Action::Failed,
         status: "5.1.1".to_string(),
         remote_mta: Some("mx1.dest.example".to_string()),
@@ -45,6 +47,8 @@ fn smtp_failure(address: &str, reply: &str) -> FailedRecipient {
 fn null_mx(address: &str) -> FailedRecipient {
     FailedRecipient {
         address: address.to_string(),
+        original_recipient: None,
+        next_attempt: None,
         action: Action::Failed,
         status: "5.1.2".to_string(),
         remote_mta: None,
@@ -56,13 +60,8 @@ fn null_mx(address: &str) -> FailedRecipient {
 
 fn build(original: &[u8], recipients: &[FailedRecipient], template: Option<&str>) -> Vec<u8> {
     let input = BounceInput {
-        me: "relay.example",
-        original_sender: "alice@sender.example",
-        arrival: arrival(),
-        original_message: original,
-        recipients,
         template,
-        pid: 4321,
+        ..input(recipients, original)
     };
     build_bounce_at(&input, now(), &mut StdRng::seed_from_u64(9))
 }
@@ -344,6 +343,8 @@ fn non_ascii_original_is_encoded_not_mangled() {
         "Subject: =?utf-8?q?caf=C3=A9?=\r\nX-Raw: na\u{ef}ve\r\nX-Bare: a\rb\r\n\r\nbody";
     let recipient = FailedRecipient {
         address: "j\u{f6}rg@dest.example".to_string(),
+        original_recipient: None,
+        next_attempt: None,
         ..smtp_failure("", "550 5.1.1 unknown user \u{fc}ber")
     };
     let notice = Notice::parse(&build(original.as_bytes(), &[recipient], None));
@@ -425,6 +426,8 @@ fn hostile_inputs_never_break_the_wire_format() {
         let recipients = [
             FailedRecipient {
                 address: text(&mut rng),
+                original_recipient: None,
+                next_attempt: None,
                 action: Action::Failed,
                 status: text(&mut rng),
                 remote_mta: Some(text(&mut rng)),
@@ -434,6 +437,8 @@ fn hostile_inputs_never_break_the_wire_format() {
             },
             FailedRecipient {
                 address: text(&mut rng),
+                original_recipient: None,
+                next_attempt: None,
                 action: Action::Delayed {
                     will_retry_until: UNIX_EPOCH + Duration::from_secs(u64::MAX / 4),
                 },
@@ -452,6 +457,8 @@ fn hostile_inputs_never_break_the_wire_format() {
             original_sender: &sender,
             arrival: UNIX_EPOCH - Duration::from_secs(5),
             original_message: &original,
+            return_full: false,
+            envid: None,
             recipients: &recipients,
             template: (round % 2 == 0).then_some(template.as_str()),
             pid: round,
@@ -470,6 +477,8 @@ fn default_entry_point_uses_the_clock() {
         original_sender: "a@b.example",
         arrival: arrival(),
         original_message: ORIGINAL,
+        return_full: false,
+        envid: None,
         recipients: &[null_mx("c@n.example")],
         template: None,
         pid: 1,
@@ -508,4 +517,125 @@ fn a_spool_recipient_remote_replies_name_the_mta_local_causes_do_not() {
     assert_eq!(local.remote_mta, None);
     assert_eq!(local.status, "5.0.0");
     assert!(matches!(local.diagnostic, Diagnostic::Local { .. }));
+}
+
+fn build_with(input: BounceInput) -> Notice {
+    Notice::parse(&build_bounce_at(
+        &input,
+        now(),
+        &mut StdRng::seed_from_u64(9),
+    ))
+}
+
+fn input<'a>(recipients: &'a [FailedRecipient], original: &'a [u8]) -> BounceInput<'a> {
+    BounceInput {
+        me: "relay.example",
+        original_sender: "alice@sender.example",
+        arrival: arrival(),
+        original_message: original,
+        return_full: false,
+        envid: None,
+        recipients,
+        template: None,
+        pid: 4321,
+    }
+}
+
+#[test]
+fn envid_and_orcpt_appear_as_rfc_3464_fields() {
+    let recipient = FailedRecipient {
+        original_recipient: Some("rfc822; Bob@Dest.example".to_string()),
+        ..smtp_failure("bob@dest.example", REPLY)
+    };
+    let notice = build_with(BounceInput {
+        envid: Some("QQ314159"),
+        ..input(std::slice::from_ref(&recipient), ORIGINAL)
+    });
+    let (per_message, recipients) = notice.report();
+    assert_eq!(must(&per_message, "Original-Envelope-Id"), "QQ314159");
+    assert_eq!(
+        must(&recipients[0], "Original-Recipient"),
+        "rfc822; Bob@Dest.example"
+    );
+    // Without them, neither field is written.
+    let plain = build_with(input(std::slice::from_ref(&recipient), ORIGINAL));
+    let (per_message, _) = plain.report();
+    assert_eq!(get(&per_message, "Original-Envelope-Id"), None);
+}
+
+#[test]
+fn ret_full_returns_the_whole_message_and_hdrs_only_the_header_section() {
+    let failed = [smtp_failure("bob@dest.example", REPLY)];
+    let full = build_with(BounceInput {
+        return_full: true,
+        ..input(&failed, ORIGINAL)
+    });
+    let returned = &full.parts[2];
+    assert_eq!(must(&returned.fields, "Content-Type"), "message/rfc822");
+    assert!(find(&returned.body, b"SECRET BODY TEXT").is_some());
+
+    let headers = build_with(input(&failed, ORIGINAL));
+    assert_eq!(
+        must(&headers.parts[2].fields, "Content-Type"),
+        "text/rfc822-headers"
+    );
+    assert!(find(&headers.parts[2].body, b"SECRET BODY TEXT").is_none());
+
+    // Too big to return: headers only, as Postfix's bounce_size_limit.
+    let mut huge = ORIGINAL.to_vec();
+    huge.extend(std::iter::repeat_n(b"x\r\n".as_slice(), MAX_RETURNED_MESSAGE / 3).flatten());
+    let capped = build_with(BounceInput {
+        return_full: true,
+        ..input(&failed, &huge)
+    });
+    assert_eq!(
+        must(&capped.parts[2].fields, "Content-Type"),
+        "text/rfc822-headers"
+    );
+}
+
+#[test]
+fn relayed_and_delivered_notices() {
+    let relayed = FailedRecipient {
+        action: Action::Relayed,
+        status: "2.0.0".to_string(),
+        diagnostic: Diagnostic::Smtp {
+            reply: "250 2.0.0 Ok: queued as 4XyZ".to_string(),
+        },
+        ..smtp_failure("bob@dest.example", "")
+    };
+    let delivered = FailedRecipient {
+        action: Action::Delivered,
+        address: "carol@dest.example".to_string(),
+        ..relayed.clone()
+    };
+    let notice = build_with(input(&[relayed, delivered], ORIGINAL));
+    assert_eq!(
+        must(&notice.fields, "Subject"),
+        "Successful Mail Delivery Report"
+    );
+    let (_, recipients) = notice.report();
+    assert_eq!(must(&recipients[0], "Action"), "relayed");
+    assert_eq!(must(&recipients[1], "Action"), "delivered");
+    assert_eq!(must(&recipients[0], "Status"), "2.0.0");
+    assert!(notice.text().contains("successfully delivered"));
+}
+
+#[test]
+fn delayed_text_names_the_reply_and_the_next_attempt() {
+    let delayed = FailedRecipient {
+        action: Action::Delayed {
+            will_retry_until: arrival() + Duration::from_secs(86_400),
+        },
+        status: "4.2.0".to_string(),
+        next_attempt: Some(now() + Duration::from_secs(600)),
+        ..smtp_failure("bob@dest.example", "451 4.2.0 try later")
+    };
+    let notice = build_with(input(&[delayed], ORIGINAL));
+    let text = notice.text();
+    assert!(
+        text.contains("host mx1.dest.example said: 451 4.2.0 try later (next attempt: "),
+        "{text}"
+    );
+    assert!(text.contains(&header::date(now() + Duration::from_secs(600))));
 }

@@ -241,9 +241,9 @@ async fn try_backend(
     }
     let mut accepted = Vec::new();
     let mut answers = Vec::new();
-    for (&index, rcpt) in due.iter().zip(&replayed.recipients) {
-        match backend.rcpt_to(rcpt).await {
-            Ok(reply) if reply.is_positive() => accepted.push((index, rcpt.clone())),
+    for (&index, rcpt) in due.iter().zip(forward::dsn_recipients(&replayed)) {
+        match backend.rcpt_to(&rcpt).await {
+            Ok(reply) if reply.is_positive() => accepted.push((index, rcpt.path)),
             Ok(reply) => answers.push((index, reply)),
             Err(_) => {
                 // The session broke before the data: nothing was delivered.
@@ -350,7 +350,7 @@ async fn hand_over_notice(
     envelope: &mut Envelope<SpoolExtras>,
 ) -> bool {
     let id = envelope.id.clone();
-    let failed: Vec<usize> = envelope
+    let all_failed: Vec<usize> = envelope
         .recipients
         .iter()
         .enumerate()
@@ -359,13 +359,34 @@ async fn hand_over_notice(
         .collect();
     if envelope.sender.is_empty() {
         info!(queue_id = %id, "backup spool: no notice for a message from <> (it is itself a notice)");
-        mark_bounced(envelope, &failed);
+        mark_bounced(envelope, &all_failed);
+        return true;
+    }
+    let failed: Vec<usize> = all_failed
+        .iter()
+        .copied()
+        .filter(|&index| {
+            let recipient = &envelope.recipients[index];
+            let wanted = dsn::request::wants_failure(recipient);
+            if !wanted {
+                info!(queue_id = %id, rcpt = %recipient.address, "backup spool: no notice: the sender asked not to be notified of failures (NOTIFY)");
+            }
+            wanted
+        })
+        .collect();
+    if failed.is_empty() {
+        mark_bounced(envelope, &all_failed);
         return true;
     }
     let spool = backup.spool.clone();
     let header_id = id.clone();
+    let return_full = dsn::request::ret(envelope) == Some(smtp_protocol::dsn_params::Ret::Full);
     let read = tokio::task::spawn_blocking(move || {
-        spool.read_headers(&header_id, spool::MAX_SHOWN_HEADER_BYTES)
+        if return_full {
+            spool.read_start(&header_id, dsn::MAX_RETURNED_MESSAGE as u64 + 1)
+        } else {
+            spool.read_headers(&header_id, spool::MAX_SHOWN_HEADER_BYTES)
+        }
     })
     .await;
     let original = match read {
@@ -383,11 +404,14 @@ async fn hand_over_notice(
         .iter()
         .map(|&index| dsn::failed_recipient(&envelope.recipients[index]))
         .collect();
+    let envid = dsn::request::envid(envelope).map(|id| id.report_value());
     let notice = dsn::build_bounce(&dsn::BounceInput {
         me,
         original_sender: &envelope.sender,
         arrival: envelope.arrival,
         original_message: &original,
+        return_full,
+        envid: envid.as_deref(),
         recipients: &recipients,
         template: None,
         pid: std::process::id(),
@@ -395,20 +419,20 @@ async fn hand_over_notice(
     let Ok(to) = smtp_protocol::address::parse_forward_path(&format!("<{}>", envelope.sender))
     else {
         warn!(queue_id = %id, sender = %envelope.sender, "backup spool: the sender's address cannot take a notice; none sent");
-        mark_bounced(envelope, &failed);
+        mark_bounced(envelope, &all_failed);
         return true;
     };
     match forwarder.send_notice(id.as_str(), to, notice).await {
         Ok(reply) => {
             info!(queue_id = %id, to = %envelope.sender, "backup spool: notice handed to the backend: {reply}");
-            mark_bounced(envelope, &failed);
+            mark_bounced(envelope, &all_failed);
             true
         }
         Err(reply) if reply.is_permanent() => {
             // Most often "Relay access denied": the notice goes to the
             // internet, and Postfix relays only for clients it trusts.
             error!(queue_id = %id, to = %envelope.sender, "backup spool: the backend refused the notice, dropped: {reply} (to let the backend relay relay-in's notices, give relay-in a login there: smtp_forward.ini auth_type/auth_user/auth_pass; never put relay-in's address in mynetworks)");
-            mark_bounced(envelope, &failed);
+            mark_bounced(envelope, &all_failed);
             true
         }
         Err(reply) => {

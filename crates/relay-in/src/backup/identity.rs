@@ -137,7 +137,7 @@ pub fn spooled_envelope(
     now: SystemTime,
 ) -> spool::Envelope<SpoolExtras> {
     let original = OriginalClient::capture(session);
-    spool::Envelope {
+    let mut stored = spool::Envelope {
         id: QueueId::generate_at(now),
         arrival: now,
         sender: match &envelope.from {
@@ -147,7 +147,12 @@ pub fn spooled_envelope(
         recipients: envelope
             .recipients
             .iter()
-            .map(|rcpt| RecipientState::new(stored_recipient(rcpt), now))
+            .enumerate()
+            .map(|(index, rcpt)| {
+                let mut state = RecipientState::new(stored_recipient(rcpt), now);
+                dsn::request::store_rcpt(&envelope.params_of(index), &mut state);
+                state
+            })
             .collect(),
         client: Some(format!(
             "{} helo={}",
@@ -156,10 +161,15 @@ pub fn spooled_envelope(
         )),
         smtputf8: envelope.params.smtputf8,
         eight_bit_mime: envelope.params.body == Some(Body::EightBitMime),
+        ret: None,
+        envid: None,
+        delay_warned: None,
         extras: SpoolExtras {
             original_client: Some(original),
         },
-    }
+    };
+    dsn::request::store_mail(&envelope.params, &mut stored);
+    stored
 }
 
 /// The SMTP transaction to replay for `recipients` of a spooled message.
@@ -167,10 +177,10 @@ pub fn spooled_envelope(
 /// file: the caller sets the message aside rather than guess).
 pub fn replayed_envelope(
     stored: &spool::Envelope<SpoolExtras>,
-    recipients: &[&RecipientState],
+    recipients_states: &[&RecipientState],
 ) -> Option<Envelope> {
     let from = parse_reverse_path(&format!("<{}>", stored.sender)).ok()?;
-    let recipients = recipients
+    let recipients = recipients_states
         .iter()
         .map(|state| parse_forward_path(&format!("<{}>", state.address)).ok())
         .collect::<Option<Vec<_>>>()?;
@@ -180,9 +190,13 @@ pub fn replayed_envelope(
         params: MailParams {
             smtputf8: stored.smtputf8,
             body: stored.eight_bit_mime.then_some(Body::EightBitMime),
-            ..MailParams::default()
+            ..dsn::request::mail_params(stored)
         },
         recipients,
+        recipient_params: recipients_states
+            .iter()
+            .map(|state| dsn::request::rcpt_params(state))
+            .collect(),
     })
 }
 
@@ -230,18 +244,28 @@ mod tests {
 
     #[test]
     fn the_transaction_replays_with_its_parameters() {
+        use smtp_protocol::command::RcptParams;
+        use smtp_protocol::dsn_params::{Envid, Notify, Orcpt, Ret};
+
         let envelope = Envelope {
             id: "t1".into(),
             from: parse_reverse_path("<a@example.net>").unwrap(),
             params: MailParams {
                 smtputf8: true,
                 body: Some(Body::EightBitMime),
+                ret: Some(Ret::Hdrs),
+                envid: Some(Envid::parse("ID+2B1").unwrap()),
                 ..MailParams::default()
             },
             recipients: vec![
                 parse_forward_path("<b@example.com>").unwrap(),
                 parse_forward_path("<Postmaster>").unwrap(),
             ],
+            recipient_params: vec![RcptParams {
+                notify: Some(Notify::NEVER),
+                orcpt: Some(Orcpt::parse("rfc822;B@example.com").unwrap()),
+                other: Vec::new(),
+            }],
         };
         let stored = spooled_envelope(&session(), &envelope, SystemTime::now());
         assert_eq!(stored.recipients[1].address, "Postmaster");
@@ -251,6 +275,10 @@ mod tests {
         assert_eq!(replayed.recipients, envelope.recipients);
         assert!(replayed.params.smtputf8);
         assert_eq!(replayed.params.body, Some(Body::EightBitMime));
+        assert_eq!(replayed.params.ret, envelope.params.ret);
+        assert_eq!(replayed.params.envid, envelope.params.envid);
+        assert_eq!(replayed.recipient_params[0], envelope.recipient_params[0]);
+        assert_eq!(replayed.recipient_params[1], RcptParams::default());
 
         let mut null = stored.clone();
         null.sender = String::new();

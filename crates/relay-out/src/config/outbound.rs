@@ -11,7 +11,7 @@ use smtp_core::config::values::{
 };
 use smtp_core::config::{ConfigDir, ConfigError, files};
 
-use super::retry::{Lifetime, MaxTempFailures, SANE_MIN_INTERVAL, TempFailIntervals};
+use super::retry::{self, Lifetime, MaxTempFailures, SANE_MIN_INTERVAL, TempFailIntervals};
 
 /// Tokio's semaphore limit is far above this; more simultaneous SMTP
 /// sessions than this would exhaust file descriptors first anyway.
@@ -61,6 +61,9 @@ pub struct OutboundSettings {
     /// Bounce mail still undelivered after this long
     /// (`max_queue_lifetime`; Postern).
     pub max_queue_lifetime: Duration,
+    /// Tell the sender a message is still waiting, once per this interval
+    /// (`delay_warning_time`, Postfix's name); `None` (0) sends none.
+    pub delay_warning_time: Option<Duration>,
     /// Where the queue lives: Haraka's flat file `queue_dir`, else
     /// outbound.ini `queue_dir`, else the default (see [`super::queue_dir`]).
     pub queue_dir: PathBuf,
@@ -103,6 +106,28 @@ impl SettingValue for Concurrency {
             .filter(|&n| (1..=MAX_CONCURRENCY).contains(&n))
             .map(Concurrency)
             .ok_or_else(|| format!("a whole number from 1 to {MAX_CONCURRENCY}"))
+    }
+}
+
+/// `delay_warning_time`: a duration, `0` for off. A bare number is hours,
+/// as in Postfix, so a value copied from a Postfix main.cf means the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DelayWarning(Option<Duration>);
+
+impl SettingValue for DelayWarning {
+    fn from_text(text: &str) -> Result<Self, String> {
+        let text = text.trim().to_lowercase();
+        let span = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            format!("{text}h")
+        } else {
+            text
+        };
+        retry::parse_span(&span, true)
+            .map(|span| DelayWarning(Some(span).filter(|span| !span.is_zero())))
+            .map_err(|_| {
+                "a duration such as 4h, 30m or 10s (a bare number is hours, as in Postfix); 0 turns delay warnings off"
+                    .to_owned()
+            })
     }
 }
 
@@ -153,6 +178,8 @@ struct OutboundMain {
     temp_fail_intervals: Option<TempFailIntervals>,
     #[serde(deserialize_with = "setting")]
     max_queue_lifetime: Lifetime,
+    #[serde(deserialize_with = "setting")]
+    delay_warning_time: DelayWarning,
     #[serde(deserialize_with = "optional_setting")]
     queue_dir: Option<String>,
     #[serde(deserialize_with = "setting")]
@@ -183,6 +210,14 @@ impl Default for OutboundMain {
             max_temp_failures: MaxTempFailures(13),
             temp_fail_intervals: None,
             max_queue_lifetime: Lifetime(Duration::from_secs(5 * 24 * 60 * 60)),
+            // Postfix ships 0 (off) and Haraka has none, but a sender whose
+            // mail is stuck (a mistyped domain, a receiver refusing with
+            // 4xx) should learn it the same working day, not when the
+            // five-day lifetime ends; 4h is the value Postfix's own
+            // documentation suggests and sendmail's default
+            // (Timeout.queuewarn). NOTIFY=NEVER or NOTIFY without DELAY
+            // still turns it off per recipient.
+            delay_warning_time: DelayWarning(Some(Duration::from_secs(4 * 60 * 60))),
             queue_dir: None,
             nameservers: NameServers::default(),
             remote_port: SMTP_PORT,
@@ -245,6 +280,7 @@ impl OutboundSettings {
             max_temp_failures: main.max_temp_failures.0,
             temp_fail_intervals: main.temp_fail_intervals.map(|intervals| intervals.0),
             max_queue_lifetime: main.max_queue_lifetime.0,
+            delay_warning_time: main.delay_warning_time.0,
             queue_dir,
             nameservers: main.nameservers.0,
             remote_port: main.remote_port,

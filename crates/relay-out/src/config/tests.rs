@@ -112,6 +112,10 @@ fn defaults_without_files() {
     assert_eq!(outbound.domain_concurrency_max, 20);
     assert_eq!(outbound.temp_fail_intervals, None);
     assert_eq!(outbound.max_queue_lifetime, Duration::from_secs(5 * 86_400));
+    assert_eq!(
+        outbound.delay_warning_time,
+        Some(Duration::from_secs(4 * 3600))
+    );
     assert_eq!(outbound.queue_dir, Path::new("/var/spool/postern/queue"));
     assert!(outbound.nameservers.is_empty());
     assert_eq!(outbound.remote_port, 25);
@@ -121,13 +125,33 @@ fn defaults_without_files() {
 }
 
 #[test]
+fn delay_warning_time_forms() {
+    let cases = [
+        ("delay_warning_time=0", None),
+        ("delay_warning_time=0h", None),
+        ("delay_warning_time=3", Some(3 * 3600)),
+        ("delay_warning_time=10s", Some(10)),
+        ("delay_warning_time=1.5H", Some(5400)),
+    ];
+    for (line, expected) in cases {
+        let temp = TempConfig::new(&[("outbound.ini", line)]);
+        let outbound = temp.load().expect(line).outbound;
+        assert_eq!(
+            outbound.delay_warning_time,
+            expected.map(Duration::from_secs),
+            "{line}"
+        );
+    }
+}
+
+#[test]
 fn every_outbound_key() {
     let temp = TempConfig::new(&[(
         "outbound.ini",
         "disabled=true\nconcurrency_max=7\ndomain_concurrency_max=3\nenable_tls=false\ntls_fallback_plain=yes\nalways_split=on\n\
          received_header=disabled\nconnect_timeout=12\nlocal_mx_ok=1\nipv6_enabled=false\ninet_prefer=v6\n\
          maxTempFailures=3\ntemp_fail_intervals=1m, 5m*2\nmax_queue_lifetime=2d\nqueue_dir=/srv/relay-queue\n\
-         nameservers=127.0.0.1:5353\nremote_port=2525\nlocal_address=127.0.0.10\n",
+         delay_warning_time=30m\nnameservers=127.0.0.1:5353\nremote_port=2525\nlocal_address=127.0.0.10\n",
     )]);
     let outbound = temp.load().expect("load").outbound;
     assert!(outbound.disabled);
@@ -150,6 +174,7 @@ fn every_outbound_key() {
         .collect();
     assert_eq!(minutes, [1, 5, 5]);
     assert_eq!(outbound.max_queue_lifetime, Duration::from_secs(2 * 86_400));
+    assert_eq!(outbound.delay_warning_time, Some(Duration::from_secs(1800)));
     assert_eq!(outbound.queue_dir, Path::new("/srv/relay-queue"));
     assert_eq!(
         outbound.nameservers,
@@ -234,6 +259,11 @@ fn errors_name_file_line_and_key() {
             "outbound.ini",
             "max_queue_lifetime=forever",
             "[main] max_queue_lifetime = 'forever'",
+        ),
+        (
+            "outbound.ini",
+            "delay_warning_time=soon",
+            "[main] delay_warning_time = 'soon': expected a duration such as 4h",
         ),
         (
             "outbound.ini",

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use smtp_core::client::{ClientError, ClientErrorKind, MailOptions, SmtpClient, Step};
 use smtp_protocol::address::ReversePath;
+use smtp_protocol::dsn_params::{Envid, Ret};
 use smtp_protocol::reply::Reply;
 use tracing::warn;
 
@@ -19,7 +20,7 @@ use super::Context;
 use super::grouping::Group;
 use super::log::{AttemptRecord, AttemptResult, HostContact, log_attempt};
 use super::mx::{self, Candidate};
-use super::outcome::{RecipientOutcome, Verdict};
+use super::outcome::{HandedOn, RecipientOutcome, Verdict};
 use super::routes;
 use super::tls::HostOrder;
 use spool::QueueId;
@@ -35,6 +36,9 @@ pub struct Job {
     pub smtputf8: bool,
     /// The sender declared `BODY=8BITMIME`: passed on where offered.
     pub eight_bit_mime: bool,
+    /// DSN `RET`/`ENVID`: passed on where DSN is offered.
+    pub ret: Option<Ret>,
+    pub envid: Option<Envid>,
 }
 
 impl Job {
@@ -256,6 +260,8 @@ async fn transaction(
         size: job.size,
         smtputf8: job.smtputf8,
         eight_bit_mime: job.eight_bit_mime,
+        ret: job.ret,
+        envid: job.envid.clone(),
     };
     let replies = match client.envelope(&job.sender, &group.paths, options).await {
         Ok(replies) => replies,
@@ -307,6 +313,7 @@ async fn transaction(
         let data_outcomes = match open_data(ctx, &job.id).await {
             Ok(file) => match client.data_per_recipient(file).await {
                 Ok(data_replies) => {
+                    let handed_on = handed_on(&client);
                     // Say goodbye in the background: the verdict must reach
                     // the envelope on disk as soon as possible, since until
                     // then a crash means sending the message again.
@@ -321,7 +328,13 @@ async fn transaction(
                             .find(|reply| !reply.is_positive())
                             .map(ToString::to_string);
                     }
-                    per_recipient(&data_replies, accepted.len(), host)
+                    let mut outcomes = per_recipient(&data_replies, accepted.len(), host);
+                    for outcome in &mut outcomes {
+                        if outcome.verdict == Verdict::Delivered {
+                            outcome.handed_on = handed_on;
+                        }
+                    }
+                    outcomes
                 }
                 Err(error) => {
                     deciding.get_or_insert_with(|| error.to_string());
@@ -350,6 +363,19 @@ async fn transaction(
             .collect(),
         reply: deciding.or_else(|| response.clone()).unwrap_or_default(),
         response,
+    }
+}
+
+/// What a success notice must say about a recipient this session took: an
+/// LMTP server delivered it; an SMTP server without DSN only relayed it, and
+/// will never report; one with DSN got the sender's NOTIFY and reports itself.
+fn handed_on(client: &SmtpClient) -> Option<HandedOn> {
+    if client.is_lmtp() {
+        Some(HandedOn::Delivered)
+    } else if !client.capabilities().dsn {
+        Some(HandedOn::Relayed)
+    } else {
+        None
     }
 }
 

@@ -171,6 +171,9 @@ mod tests {
             client: None,
             smtputf8: false,
             eight_bit_mime: false,
+            ret: None,
+            envid: None,
+            delay_warned: None,
             extras: spool::NoExtras {},
         }
     }

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use smtp_core::client::DsnRecipient;
 use smtp_protocol::address::{ForwardPath, Host, parse_forward_path};
 
 use super::mx::Destination;
@@ -19,8 +20,8 @@ pub struct Group {
     pub destination: Destination,
     /// Indexes into the envelope's recipient list.
     pub recipients: Vec<usize>,
-    /// Their forward paths, in the same order.
-    pub paths: Vec<ForwardPath>,
+    /// Their forward paths with their DSN parameters, in the same order.
+    pub paths: Vec<DsnRecipient>,
 }
 
 /// The due work of one message: groups to attempt, and recipients that
@@ -45,7 +46,14 @@ pub fn due_work(envelope: &Envelope, now: SystemTime, always_split: bool) -> Due
             continue;
         }
         let (path, destination) = match destination_of(&recipient.address) {
-            Ok(found) => found,
+            Ok((path, destination)) => (
+                DsnRecipient {
+                    path,
+                    notify: dsn::request::notify(recipient),
+                    orcpt: dsn::request::orcpt(recipient),
+                },
+                destination,
+            ),
             Err(text) => {
                 let outcome = RecipientOutcome::local(Verdict::Failed, "5.1.3", text, None);
                 work.unroutable.push((index, outcome));
@@ -108,6 +116,9 @@ mod tests {
             client: None,
             smtputf8: false,
             eight_bit_mime: false,
+            ret: None,
+            envid: None,
+            delay_warned: None,
             extras: spool::NoExtras {},
         }
     }
@@ -138,7 +149,7 @@ mod tests {
             ]
         );
         // The wire form is kept for sending.
-        assert_eq!(work.groups[1].paths[0].to_string(), "<b@Two.Test>");
+        assert_eq!(work.groups[1].paths[0].path.to_string(), "<b@Two.Test>");
         assert!(work.unroutable.is_empty());
     }
 

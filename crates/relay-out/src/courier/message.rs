@@ -147,6 +147,8 @@ async fn attempt_due(ctx: &Arc<Context>, envelope: &mut Envelope) -> Result<(), 
         size,
         smtputf8: envelope.smtputf8,
         eight_bit_mime: envelope.eight_bit_mime,
+        ret: dsn::request::ret(envelope),
+        envid: dsn::request::envid(envelope),
     });
     let mut attempts = JoinSet::new();
     for group in work.groups {
@@ -287,7 +289,7 @@ fn apply(ctx: &Context, envelope: &mut Envelope, outcomes: Vec<(usize, Recipient
 /// saves it.
 async fn settle(ctx: &Context, mut envelope: Envelope) -> TaskOutcome {
     let mut revisit = None;
-    if envelope.owing_bounce().next().is_some() {
+    if envelope.owing_notice() {
         match notice::send_owed(ctx, &mut envelope).await {
             Ok(()) => {
                 if !envelope.is_settled() && persist(ctx, &envelope).await.is_err() {
@@ -299,6 +301,26 @@ async fn settle(ctx: &Context, mut envelope: Envelope) -> TaskOutcome {
                 error!(queue_id = %envelope.id, %error, "bounce not queued; trying again later");
                 revisit = Some(SystemTime::now() + NOTICE_RETRY);
             }
+        }
+    }
+    if !envelope.is_finished() {
+        let before = envelope.delay_warned;
+        match notice::warn_if_delayed(ctx, &mut envelope, SystemTime::now()).await {
+            Ok(()) => {
+                if envelope.delay_warned != before && persist(ctx, &envelope).await.is_err() {
+                    return TaskOutcome::gone();
+                }
+            }
+            Err(notice::NoticeError::Spool(SpoolError::Gone(_))) => return TaskOutcome::gone(),
+            Err(error) => {
+                error!(queue_id = %envelope.id, %error, "delay warning not queued; trying again later");
+                revisit = Some(SystemTime::now() + NOTICE_RETRY);
+            }
+        }
+        // Come back for the next warning even if no attempt is due by then.
+        if let Some(warning) = notice::delay_warning_due(&envelope, ctx.delay_warning) {
+            let due = revisit.or_else(|| envelope.next_attempt());
+            revisit = Some(due.map_or(warning, |due| due.min(warning)));
         }
     }
     if envelope.is_settled() {

@@ -46,6 +46,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use smtp_core::client::ClientTlsError;
 use smtp_core::config::{ConfigDir, ConfigError, CoreSettings};
@@ -66,6 +67,9 @@ use routes::Routing;
 
 /// Haraka's bounce template file (header lines, a blank line, body lines).
 pub const BOUNCE_TEMPLATE_FILE: &str = "outbound.bounce_message";
+/// The delay warning's template, in the same form and with the same
+/// variables as [`BOUNCE_TEMPLATE_FILE`] (Haraka has no delay warnings).
+pub const DELAY_TEMPLATE_FILE: &str = "outbound.delay_message";
 
 /// Why delivery cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +97,9 @@ pub struct Context {
     limits: Limits,
     disabled: Arc<AtomicBool>,
     bounce_template: Option<String>,
+    delay_template: Option<String>,
+    /// outbound.ini `delay_warning_time`; `None`: no delay warnings.
+    delay_warning: Option<Duration>,
     dispatcher: DispatcherHandle,
 }
 
@@ -140,7 +147,9 @@ impl Context {
             },
             limits: Limits::new(outbound.concurrency_max, outbound.domain_concurrency_max),
             disabled: switch.flag(),
-            bounce_template: bounce_template(dir)?,
+            bounce_template: template(dir, BOUNCE_TEMPLATE_FILE)?,
+            delay_template: template(dir, DELAY_TEMPLATE_FILE)?,
+            delay_warning: outbound.delay_warning_time,
             dispatcher,
         })
     }
@@ -174,10 +183,11 @@ enum SpoolCallError {
     Task(tokio::task::JoinError),
 }
 
-/// `outbound.bounce_message` if present and not blank (Haraka reads it as a
-/// whole file). Recorded as used, so `--check` does not call it unknown.
-pub fn bounce_template(dir: &ConfigDir) -> Result<Option<String>, ConfigError> {
-    let Some(path) = dir.path_of(BOUNCE_TEMPLATE_FILE) else {
+/// A notice template (`outbound.bounce_message`, `outbound.delay_message`)
+/// if present and not blank (Haraka reads it as a whole file). Recorded as
+/// used, so `--check` does not call it unknown.
+pub fn template(dir: &ConfigDir, file: &str) -> Result<Option<String>, ConfigError> {
+    let Some(path) = dir.path_of(file) else {
         return Ok(None);
     };
     let text = read_template(&path)?;

@@ -36,6 +36,28 @@ pub struct RecipientOutcome {
     pub mx: Option<String>,
     /// RFC 3463 status for a notice.
     pub status: String,
+    /// For a delivered recipient: the success notice it earns if the sender
+    /// asked for one (`NOTIFY=SUCCESS`); `None` when the next hop reports itself.
+    pub handed_on: Option<HandedOn>,
+}
+
+/// How a delivered recipient left us, for a `NOTIFY=SUCCESS` notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandedOn {
+    /// To an SMTP server that does not offer DSN: `Action: relayed`.
+    Relayed,
+    /// To an LMTP server, final delivery: `Action: delivered`.
+    Delivered,
+}
+
+impl HandedOn {
+    /// The value kept in the queue envelope until the notice is queued.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandedOn::Relayed => "relayed",
+            HandedOn::Delivered => "delivered",
+        }
+    }
 }
 
 impl RecipientOutcome {
@@ -58,6 +80,7 @@ impl RecipientOutcome {
             remote: true,
             mx: Some(mx.to_string()),
             status,
+            handed_on: None,
         }
     }
 
@@ -75,6 +98,7 @@ impl RecipientOutcome {
             remote: false,
             mx: mx.map(str::to_string),
             status: status.to_string(),
+            handed_on: None,
         }
     }
 }
@@ -126,6 +150,10 @@ impl RetryPolicy {
             Verdict::Delivered => {
                 recipient.status = RecipientStatus::Delivered;
                 recipient.next_attempt = None;
+                recipient.success_notice = outcome
+                    .handed_on
+                    .filter(|_| dsn::request::wants_success(recipient))
+                    .map(|how| how.as_str().to_string());
             }
             Verdict::Failed => fail(recipient),
             Verdict::Deferred => {

@@ -19,6 +19,7 @@
 //!   changes); a file that no longer loads keeps the users in effect.
 
 mod constrain;
+pub mod missing_headers;
 mod throttle;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

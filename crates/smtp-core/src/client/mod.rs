@@ -27,6 +27,8 @@ mod tests;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use smtp_protocol::address::ForwardPath;
+use smtp_protocol::dsn_params::{Envid, Notify, Orcpt, Ret};
 use smtp_protocol::reply::Reply;
 
 pub use auth::{AuthMechanism, Credentials};
@@ -128,7 +130,7 @@ impl ClientConfig {
 
 /// Optional MAIL FROM parameters; each is only sent when the server
 /// advertised the extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MailOptions {
     /// The message size, for `SIZE=` (RFC 1870).
     pub size: Option<u64>,
@@ -142,6 +144,65 @@ pub struct MailOptions {
     /// convert and Haraka always does: every server in use takes 8-bit data,
     /// and a 7-bit conversion would break DKIM signatures.
     pub eight_bit_mime: bool,
+    /// DSN's `RET=` (RFC 3461), sent when the server offers DSN.
+    pub ret: Option<Ret>,
+    /// DSN's `ENVID=`, sent when the server offers DSN.
+    pub envid: Option<Envid>,
+}
+
+/// One recipient of an envelope and its DSN parameters (`NOTIFY`, `ORCPT`),
+/// which are sent only to a server that offers DSN.
+///
+/// A trait so callers with plain addresses pass `&[ForwardPath]` as before,
+/// and callers carrying DSN requests pass [`DsnRecipient`]s.
+pub trait EnvelopeRecipient {
+    fn path(&self) -> &ForwardPath;
+    fn notify(&self) -> Option<Notify> {
+        None
+    }
+    fn orcpt(&self) -> Option<&Orcpt> {
+        None
+    }
+
+    /// The `RCPT TO:` line, with the DSN parameters when `dsn` is offered.
+    fn rcpt_line(&self, dsn: bool) -> String {
+        let mut line = format!("RCPT TO:{}", self.path());
+        if dsn {
+            if let Some(notify) = self.notify() {
+                line.push_str(&format!(" NOTIFY={}", notify.to_param()));
+            }
+            if let Some(orcpt) = self.orcpt() {
+                line.push_str(&format!(" ORCPT={orcpt}"));
+            }
+        }
+        line
+    }
+}
+
+impl EnvelopeRecipient for ForwardPath {
+    fn path(&self) -> &ForwardPath {
+        self
+    }
+}
+
+/// A recipient with the DSN parameters its sender gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DsnRecipient {
+    pub path: ForwardPath,
+    pub notify: Option<Notify>,
+    pub orcpt: Option<Orcpt>,
+}
+
+impl EnvelopeRecipient for DsnRecipient {
+    fn path(&self) -> &ForwardPath {
+        &self.path
+    }
+    fn notify(&self) -> Option<Notify> {
+        self.notify
+    }
+    fn orcpt(&self) -> Option<&Orcpt> {
+        self.orcpt.as_ref()
+    }
 }
 
 /// The server's answers to one envelope, in command order.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tracing::debug;
 
-use smtp_protocol::address::{ForwardPath, ReversePath};
+use smtp_protocol::address::ReversePath;
 use smtp_protocol::reply::Reply;
 use smtp_protocol::session::HeloVerb;
 
@@ -16,7 +16,8 @@ use super::error::{ClientError, ClientErrorKind, Step};
 use super::transport::Transport;
 use super::xclient::xclient_commands;
 use super::{
-    ClientConfig, EnvelopeReplies, MailOptions, TlsMode, XclientAttributes, XclientOutcome,
+    ClientConfig, EnvelopeRecipient, EnvelopeReplies, MailOptions, TlsMode, XclientAttributes,
+    XclientOutcome,
 };
 
 /// QUIT is a courtesy: never wait long for it.
@@ -95,6 +96,12 @@ impl SmtpClient {
 
     pub fn is_tls(&self) -> bool {
         self.transport.is_tls()
+    }
+
+    /// Whether this is an LMTP session (RFC 2033): a 250 after the data is
+    /// final delivery, not relaying.
+    pub fn is_lmtp(&self) -> bool {
+        self.config.lmtp
     }
 
     /// The relays never need it (errors carry the peer); tests check it.
@@ -191,10 +198,10 @@ impl SmtpClient {
 
     /// MAIL FROM and every RCPT TO, pipelined when the server offers
     /// PIPELINING (in groups of at most 100 commands), one by one otherwise.
-    pub async fn envelope(
+    pub async fn envelope<R: EnvelopeRecipient>(
         &mut self,
         from: &ReversePath,
-        rcpts: &[ForwardPath],
+        rcpts: &[R],
         options: MailOptions,
     ) -> Result<EnvelopeReplies, ClientError> {
         let (replies, _) = self.envelope_commands(from, rcpts, options, false).await?;
@@ -209,19 +216,19 @@ impl SmtpClient {
     /// [`data_content`](Self::data_content), or calls
     /// [`abort_data`](Self::abort_data): once a server waits for the message,
     /// closing the connection is the only way not to deliver it.
-    pub async fn envelope_and_data(
+    pub async fn envelope_and_data<R: EnvelopeRecipient>(
         &mut self,
         from: &ReversePath,
-        rcpts: &[ForwardPath],
+        rcpts: &[R],
         options: MailOptions,
     ) -> Result<(EnvelopeReplies, Option<Reply>), ClientError> {
         self.envelope_commands(from, rcpts, options, true).await
     }
 
-    async fn envelope_commands(
+    async fn envelope_commands<R: EnvelopeRecipient>(
         &mut self,
         from: &ReversePath,
-        rcpts: &[ForwardPath],
+        rcpts: &[R],
         options: MailOptions,
         with_data: bool,
     ) -> Result<(EnvelopeReplies, Option<Reply>), ClientError> {
@@ -249,12 +256,13 @@ impl SmtpClient {
         }
 
         let timeouts = self.config.timeouts;
+        let dsn = self.capabilities.dsn;
         let mut commands = Vec::with_capacity(rcpts.len() + 2);
         commands.push((mail, Step::MailFrom, timeouts.mail));
         commands.extend(
             rcpts
                 .iter()
-                .map(|rcpt| (format!("RCPT TO:{rcpt}"), Step::RcptTo, timeouts.rcpt)),
+                .map(|rcpt| (rcpt.rcpt_line(dsn), Step::RcptTo, timeouts.rcpt)),
         );
         if with_data {
             commands.push(("DATA".to_owned(), Step::Data, timeouts.data_init));
@@ -305,9 +313,12 @@ impl SmtpClient {
     }
 
     /// One RCPT TO, for relay-in's live mode.
-    pub async fn rcpt_to(&mut self, rcpt: &ForwardPath) -> Result<Reply, ClientError> {
+    pub async fn rcpt_to<R: EnvelopeRecipient + ?Sized>(
+        &mut self,
+        rcpt: &R,
+    ) -> Result<Reply, ClientError> {
         self.transport.ensure_usable(Step::RcptTo)?;
-        let line = format!("RCPT TO:{rcpt}");
+        let line = rcpt.rcpt_line(self.capabilities.dsn);
         let timeout = self.config.timeouts.rcpt;
         let reply = self.transport.command(&line, Step::RcptTo, timeout).await?;
         self.transaction_reply(Step::RcptTo, reply)
@@ -504,6 +515,14 @@ impl SmtpClient {
         }
         if options.eight_bit_mime && self.capabilities.eight_bit_mime {
             line.push_str(" BODY=8BITMIME");
+        }
+        if self.capabilities.dsn {
+            if let Some(ret) = options.ret {
+                line.push_str(&format!(" RET={}", ret.as_str()));
+            }
+            if let Some(envid) = &options.envid {
+                line.push_str(&format!(" ENVID={}", envid.as_xtext()));
+            }
         }
         if options.smtputf8 {
             if !self.capabilities.smtputf8 {

@@ -151,7 +151,7 @@ pub enum ParameterError {
         /// Uppercased.
         keyword: String,
     },
-    /// `SIZE` or `AUTH` without `=value`.
+    /// `SIZE`, `AUTH` or a DSN parameter without `=value`.
     #[error("parameter {keyword} requires a value")]
     MissingValue {
         /// Uppercased.
@@ -173,4 +173,7 @@ pub enum ParameterError {
     /// 8-bit bytes in the parameters (only the address may be UTF-8).
     #[error("8-bit characters are not allowed in parameters")]
     NonAscii,
+    /// A DSN parameter (`RET`, `ENVID`, `NOTIFY`, `ORCPT`) with a bad value.
+    #[error(transparent)]
+    Dsn(#[from] crate::dsn_params::DsnParamError),
 }

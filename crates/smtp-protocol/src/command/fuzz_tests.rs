@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use super::*;
 
 /// Lines that parse, used as seeds for mutation.
-const VALID_LINES: [&str; 12] = [
+const VALID_LINES: [&str; 14] = [
     "EHLO client.example",
     "HELO [192.0.2.1]",
     "MAIL FROM:<a@b.example> SIZE=100 BODY=8BITMIME SMTPUTF8",
@@ -17,6 +17,8 @@ const VALID_LINES: [&str; 12] = [
     "RCPT TO:<postmaster>",
     "RCPT TO:<用户@例子.广告> NOTIFY=NEVER",
     "RCPT TO:<u@[IPv6:2001:db8::1]>",
+    "MAIL FROM:<a@b.example> RET=HDRS ENVID=QQ+2B1",
+    "RCPT TO:<a@b.example> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;a+2Bb@c.example",
     "AUTH PLAIN AGFsaWNlAHNlY3JldA==",
     "VRFY someone",
     "XCLIENT ADDR=192.0.2.1",

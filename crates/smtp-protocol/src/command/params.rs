@@ -1,6 +1,7 @@
 //! MAIL and RCPT parameters (RFC 5321 `esmtp-param`).
 
 use super::ParameterError;
+use crate::dsn_params::{Envid, Notify, Orcpt, Ret};
 
 /// The longest parameter text echoed back in an error.
 const MAX_ECHOED_PARAMETER_CHARS: usize = 64;
@@ -8,8 +9,8 @@ const MAX_ECHOED_PARAMETER_CHARS: usize = 64;
 /// Parameters of `MAIL FROM`, with the ones the relays act on pulled out.
 ///
 /// It exists so the session checks SIZE, BODY and SMTPUTF8 against what it
-/// advertised without re-parsing text, while anything else (e.g. DSN's
-/// `RET`/`ENVID`) is kept for passing through or refusing with 555.
+/// advertised without re-parsing text, the relays carry DSN's `RET`/`ENVID`
+/// as checked values, and anything else is kept for refusing with 555.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MailParams {
     /// `SIZE=n` (RFC 1870).
@@ -20,6 +21,10 @@ pub struct MailParams {
     pub smtputf8: bool,
     /// `AUTH=<mailbox xtext>` (RFC 4954), as sent.
     pub auth: Option<String>,
+    /// `RET=FULL|HDRS` (RFC 3461).
+    pub ret: Option<Ret>,
+    /// `ENVID=xtext` (RFC 3461).
+    pub envid: Option<Envid>,
     /// Everything else: keyword uppercased, value as sent.
     pub other: Vec<(String, Option<String>)>,
 }
@@ -38,10 +43,14 @@ pub enum Body {
 
 /// Parameters of `RCPT TO`.
 ///
-/// It exists so RCPT parameters (e.g. DSN's `NOTIFY`/`ORCPT`) reach the
-/// session validated for syntax and duplicates, for pass-through or 555.
+/// It exists so DSN's `NOTIFY`/`ORCPT` reach the session checked and typed,
+/// and any other parameter validated for syntax and duplicates, for 555.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RcptParams {
+    /// `NOTIFY=` (RFC 3461).
+    pub notify: Option<Notify>,
+    /// `ORCPT=addr-type;xtext` (RFC 3461).
+    pub orcpt: Option<Orcpt>,
     /// Keyword uppercased, value as sent.
     pub other: Vec<(String, Option<String>)>,
 }
@@ -122,6 +131,14 @@ pub(super) fn parse_mail_params(text: &str) -> Result<MailParams, ParameterError
                 let value = value.ok_or(ParameterError::MissingValue { keyword: "AUTH" })?;
                 params.auth = Some(value.to_owned());
             }
+            "RET" => {
+                let value = value.ok_or(ParameterError::MissingValue { keyword: "RET" })?;
+                params.ret = Some(Ret::parse(value)?);
+            }
+            "ENVID" => {
+                let value = value.ok_or(ParameterError::MissingValue { keyword: "ENVID" })?;
+                params.envid = Some(Envid::parse(value)?);
+            }
             _ => params.other.push((keyword, value.map(str::to_owned))),
         }
     }
@@ -129,11 +146,21 @@ pub(super) fn parse_mail_params(text: &str) -> Result<MailParams, ParameterError
 }
 
 pub(super) fn parse_rcpt_params(text: &str) -> Result<RcptParams, ParameterError> {
-    let other = split_parameters(text)?
-        .into_iter()
-        .map(|RawParameter { keyword, value }| (keyword, value.map(str::to_owned)))
-        .collect();
-    Ok(RcptParams { other })
+    let mut params = RcptParams::default();
+    for RawParameter { keyword, value } in split_parameters(text)? {
+        match keyword.as_str() {
+            "NOTIFY" => {
+                let value = value.ok_or(ParameterError::MissingValue { keyword: "NOTIFY" })?;
+                params.notify = Some(Notify::parse(value)?);
+            }
+            "ORCPT" => {
+                let value = value.ok_or(ParameterError::MissingValue { keyword: "ORCPT" })?;
+                params.orcpt = Some(Orcpt::parse(value)?);
+            }
+            _ => params.other.push((keyword, value.map(str::to_owned))),
+        }
+    }
+    Ok(params)
 }
 
 /// Decimal digits only: `u64::from_str` alone would also take a leading `+`.

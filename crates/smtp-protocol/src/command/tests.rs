@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::address::AddressError;
+use crate::dsn_params::{DsnParamError, Envid, Notify, Orcpt, Ret};
 
 fn from(path: &str) -> ReversePath {
     parse_reverse_path(path).unwrap()
@@ -26,6 +27,7 @@ fn rcpt(path: &str, other: &[(&str, Option<&str>)]) -> Command {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.map(str::to_owned)))
                 .collect(),
+            ..RcptParams::default()
         },
     }
 }
@@ -210,11 +212,9 @@ fn valid_commands() {
                     body: Some(Body::EightBitMime),
                     smtputf8: true,
                     auth: None,
-                    other: vec![
-                        ("RET".into(), Some("HDRS".into())),
-                        ("ENVID".into(), Some("x+2B".into())),
-                        ("X-FLAG".into(), None),
-                    ],
+                    ret: Some(Ret::Hdrs),
+                    envid: Some(Envid::parse("x+2B").unwrap()),
+                    other: vec![("X-FLAG".into(), None)],
                 },
             ),
         ),
@@ -242,13 +242,14 @@ fn valid_commands() {
         ),
         (
             "RCPT TO:<a@b.example> notify=SUCCESS,FAILURE ORCPT=rfc822;a@b.example",
-            rcpt(
-                "<a@b.example>",
-                &[
-                    ("NOTIFY", Some("SUCCESS,FAILURE")),
-                    ("ORCPT", Some("rfc822;a@b.example")),
-                ],
-            ),
+            Command::Rcpt {
+                to: to("<a@b.example>"),
+                params: RcptParams {
+                    notify: Some(Notify::parse("SUCCESS,FAILURE").unwrap()),
+                    orcpt: Some(Orcpt::parse("rfc822;a@b.example").unwrap()),
+                    other: Vec::new(),
+                },
+            },
         ),
         ("DATA", Command::Data),
         ("data", Command::Data),
@@ -527,6 +528,26 @@ fn invalid_commands() {
             param(ParameterError::EmptyValue {
                 keyword: "ORCPT".into(),
             }),
+        ),
+        (
+            b"RCPT TO:<a@b.example> NOTIFY=NEVER,SUCCESS",
+            param(ParameterError::Dsn(DsnParamError::Notify)),
+        ),
+        (
+            b"RCPT TO:<a@b.example> ORCPT=a@b.example",
+            param(ParameterError::Dsn(DsnParamError::Orcpt)),
+        ),
+        (
+            b"RCPT TO:<a@b.example> NOTIFY",
+            param(ParameterError::MissingValue { keyword: "NOTIFY" }),
+        ),
+        (
+            b"MAIL FROM:<a@b.example> RET=ALL",
+            param(ParameterError::Dsn(DsnParamError::Ret)),
+        ),
+        (
+            b"MAIL FROM:<a@b.example> ENVID=a+4",
+            param(ParameterError::Dsn(DsnParamError::Envid)),
         ),
     ];
     for (line, expected) in cases {

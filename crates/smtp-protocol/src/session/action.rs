@@ -10,7 +10,7 @@
 use super::Envelope;
 use super::Transaction;
 use crate::address::{ForwardPath, ReversePath};
-use crate::command::MailParams;
+use crate::command::{MailParams, RcptParams};
 use crate::sasl::Credentials;
 
 /// What the driver must do next, after sending any queued replies.
@@ -74,6 +74,7 @@ impl SenderCheck {
 pub struct RecipientCheck {
     pub(super) transaction: Box<Transaction>,
     pub(super) recipient: ForwardPath,
+    pub(super) params: RcptParams,
 }
 
 impl RecipientCheck {
@@ -84,6 +85,11 @@ impl RecipientCheck {
 
     pub fn recipient(&self) -> &ForwardPath {
         &self.recipient
+    }
+
+    /// The recipient's parameters (`NOTIFY`, `ORCPT`).
+    pub fn params(&self) -> &RcptParams {
+        &self.params
     }
 }
 

@@ -9,7 +9,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::address::{ForwardPath, ReversePath};
-use crate::command::MailParams;
+use crate::command::{MailParams, RcptParams};
 
 /// Result of the client reverse lookup, in the four states XCLIENT distinguishes: the backend
 /// Postfix applies `reject_unknown_client_hostname` and friends to it, so a temporary DNS problem
@@ -110,6 +110,20 @@ pub struct Envelope {
     pub from: ReversePath,
     pub params: MailParams,
     pub recipients: Vec<ForwardPath>,
+    /// The parameters (DSN's `NOTIFY`/`ORCPT`) each accepted recipient came
+    /// with, at the same index as in `recipients`. A separate list so the
+    /// many readers of `recipients` stay plain addresses.
+    pub recipient_params: Vec<RcptParams>,
+}
+
+impl Envelope {
+    /// The parameters of the recipient at `index` (default ones if none).
+    pub fn params_of(&self, index: usize) -> RcptParams {
+        self.recipient_params
+            .get(index)
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

@@ -347,6 +347,7 @@ impl Session {
         }
         keywords.push(format!("SIZE {}", self.config.max_message_bytes));
         keywords.push("ENHANCEDSTATUSCODES".into());
+        keywords.push("DSN".into());
         if self.tls_available && self.info.tls.is_none() {
             keywords.push("STARTTLS".into());
         }

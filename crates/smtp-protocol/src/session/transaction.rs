@@ -40,6 +40,8 @@ impl Session {
             || params.body.is_some()
             || params.smtputf8
             || params.auth.is_some()
+            || params.ret.is_some()
+            || params.envid.is_some()
             || !params.other.is_empty();
         if has_params && verb == HeloVerb::Helo {
             return Some(replies::parameters_need_ehlo());
@@ -88,6 +90,7 @@ impl Session {
                         from,
                         params,
                         recipients: Vec::new(),
+                        recipient_params: Vec::new(),
                     },
                     rcpt_attempts: 0,
                     message: Vec::new(),
@@ -130,6 +133,7 @@ impl Session {
         Action::CheckRecipient(RecipientCheck {
             transaction,
             recipient: to,
+            params,
         })
     }
 
@@ -141,12 +145,14 @@ impl Session {
         let RecipientCheck {
             mut transaction,
             recipient,
+            params,
         } = check;
         match verdict {
             Verdict::Accept(reply) => {
                 self.replies
                     .push(reply.unwrap_or_else(|| replies::recipient_ok(&recipient.to_string())));
                 transaction.envelope.recipients.push(recipient);
+                transaction.envelope.recipient_params.push(params);
             }
             Verdict::Reject(reply) => self.replies.push(reply),
         }

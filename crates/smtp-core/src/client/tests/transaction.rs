@@ -33,6 +33,7 @@ async fn full_pipelined_transaction() {
         size: Some(1234),
         smtputf8: true,
         eight_bit_mime: true,
+        ..MailOptions::default()
     };
     let replies = client
         .envelope(
@@ -98,6 +99,7 @@ async fn without_pipelining_each_command_waits_for_its_reply() {
                 size: Some(10),
                 smtputf8: false,
                 eight_bit_mime: false,
+                ..MailOptions::default()
             },
         )
         .await
@@ -236,6 +238,7 @@ async fn smtputf8_needed_but_not_offered_sends_nothing() {
                 size: None,
                 smtputf8: true,
                 eight_bit_mime: false,
+                ..MailOptions::default()
             },
         )
         .await
@@ -546,4 +549,57 @@ async fn large_messages_are_stuffed_alike_from_memory_and_from_a_file() {
         assert!(heard.data[0] == expected, "from_file={from_file}");
     }
     std::fs::remove_file(&file_path).unwrap();
+}
+
+/// DSN parameters reach a server that offers DSN unchanged, and a server
+/// that does not never sees them (it would answer 555).
+#[tokio::test]
+async fn dsn_parameters_only_to_a_server_that_offers_dsn() {
+    use crate::client::DsnRecipient;
+    use smtp_protocol::dsn_params::{Envid, Notify, Orcpt, Ret};
+
+    let rcpts = [DsnRecipient {
+        path: recipient("<a@example.org>"),
+        notify: Some(Notify::parse("SUCCESS,DELAY").unwrap()),
+        orcpt: Some(Orcpt::parse("rfc822;A+2Bx@example.org").unwrap()),
+    }];
+    let options = MailOptions {
+        ret: Some(Ret::Hdrs),
+        envid: Some(Envid::parse("QQ+2B314").unwrap()),
+        ..MailOptions::default()
+    };
+    for offered in [true, false] {
+        let keywords: &[&str] = if offered {
+            &["PIPELINING", "DSN"]
+        } else {
+            &["PIPELINING"]
+        };
+        let mut script = opening(keywords);
+        script.extend([
+            Act::Hear(2),
+            say("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"),
+            Act::Hear(1),
+            say("221 2.0.0 Bye\r\n"),
+        ]);
+        let server = FakeServer::start(script).await;
+        let mut client = SmtpClient::connect(server.addr, "backend.test", &config())
+            .await
+            .unwrap();
+        let replies = client
+            .envelope(&sender("<s@example.com>"), &rcpts, options.clone())
+            .await
+            .unwrap();
+        assert!(replies.any_accepted());
+        client.quit().await;
+        let heard = server.heard().await;
+        let expected: [&str; 2] = if offered {
+            [
+                "MAIL FROM:<s@example.com> RET=HDRS ENVID=QQ+2B314",
+                "RCPT TO:<a@example.org> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;A+2Bx@example.org",
+            ]
+        } else {
+            ["MAIL FROM:<s@example.com>", "RCPT TO:<a@example.org>"]
+        };
+        assert_eq!(heard.lines[1..3], expected, "DSN offered: {offered}");
+    }
 }
