@@ -9,7 +9,7 @@ use smtp_core::config::{ConfigDir, Plugins};
 use smtp_core::message::Message;
 use smtp_core::policy::{ConnectionPolicy, MailPolicy};
 use smtp_protocol::address::{ForwardPath, ReversePath};
-use smtp_protocol::command::MailParams;
+use smtp_protocol::command::{MailParams, RcptParams};
 use smtp_protocol::reply::{EnhancedCode, Reply};
 use smtp_protocol::session::{ClientInfo, Envelope, SessionInfo, Verdict};
 use tracing::{error, info, warn};
@@ -19,6 +19,7 @@ use crate::config::{DomainSelector, ForwardMode, ForwardSettings, LocalDomains, 
 use crate::forward::{self, Backend, Forwarder, RouteKey};
 use crate::recipients::{self, Refusal};
 use crate::reuse::KeptBackend;
+use smtp_core::client::DsnRecipient;
 
 /// relay-in's [`MailPolicy`]: hands each connection the current settings.
 /// SIGHUP swaps them; connections already open keep the ones they started
@@ -241,31 +242,34 @@ impl RelayInConnection {
         &mut self,
         session: &SessionInfo,
         envelope: &Envelope,
-        rcpt: &ForwardPath,
+        rcpt: &DsnRecipient,
         selector: &str,
         key: RouteKey,
         backup: &BackupSpool,
     ) -> Verdict {
+        let DsnRecipient {
+            path: rcpt_path, ..
+        } = rcpt;
         if self.spooling {
-            return self.spool_recipient(session, rcpt, key, backup);
+            return self.spool_recipient(session, rcpt_path, key, backup);
         }
         if self.live.is_none() && self.shared.forwarder.backend_down(selector) {
-            return self.spool_recipient(session, rcpt, key, backup);
+            return self.spool_recipient(session, rcpt_path, key, backup);
         }
         let backend = match self.live_backend(session, envelope, selector, &key).await {
             Ok(backend) => backend,
             // Only a transaction with nothing accepted live yet may switch.
             Err(LiveRefusal::Away(_)) if envelope.recipients.is_empty() => {
-                return self.spool_recipient(session, rcpt, key, backup);
+                return self.spool_recipient(session, rcpt_path, key, backup);
             }
             Err(refusal) => return Verdict::Reject(refusal.reply()),
         };
-        let address = backup::stored_recipient(rcpt);
+        let address = backup::stored_recipient(rcpt_path);
         match backend.rcpt_to(rcpt).await {
             Ok(reply) if reply.is_positive() => backup.verified().record(&address),
             Ok(reply) => {
                 if reply.is_permanent() && backup.verified().forget(&address) {
-                    info!(conn = %session.conn_id, rcpt = %rcpt, "recipient no longer verified: the backend refused it: {reply}");
+                    info!(conn = %session.conn_id, rcpt = %rcpt_path, "recipient no longer verified: the backend refused it: {reply}");
                 }
                 return Verdict::Reject(reply);
             }
@@ -350,7 +354,14 @@ impl ConnectionPolicy for RelayInConnection {
         session: &SessionInfo,
         envelope: &Envelope,
         rcpt: &ForwardPath,
+        params: &RcptParams,
     ) -> Verdict {
+        // What live and spool mode pass on at once: the DSN parameters too.
+        let with_params = DsnRecipient {
+            path: rcpt.clone(),
+            notify: params.notify,
+            orcpt: params.orcpt.clone(),
+        };
         if let Err(refusal) = self.is_local(rcpt) {
             info!(conn = %session.conn_id, client = %session.client.peer.ip(), rcpt = %rcpt, reason = refusal.reason(), "recipient refused");
             return Verdict::Reject(not_ours(rcpt));
@@ -371,7 +382,7 @@ impl ConnectionPolicy for RelayInConnection {
             && settings.mode == ForwardMode::Spool
         {
             return self
-                .rcpt_spool_mode(session, envelope, rcpt, &selector, key, &backup)
+                .rcpt_spool_mode(session, envelope, &with_params, &selector, key, &backup)
                 .await;
         }
         if self.live.is_none() && self.shared.forwarder.backend_down(&selector) {
@@ -383,7 +394,7 @@ impl ConnectionPolicy for RelayInConnection {
                 Ok(backend) => backend,
                 Err(refusal) => return Verdict::Reject(refusal.reply()),
             };
-            match backend.rcpt_to(rcpt).await {
+            match backend.rcpt_to(&with_params).await {
                 Ok(reply) if reply.is_positive() => {}
                 Ok(reply) | Err(reply) => return Verdict::Reject(reply),
             }

@@ -19,7 +19,7 @@ use std::time::SystemTime;
 use smtp_core::message::Message;
 use smtp_core::policy::{ConnectionPolicy, MailPolicy};
 use smtp_protocol::address::{ForwardPath, ReversePath};
-use smtp_protocol::command::{Body, MailParams};
+use smtp_protocol::command::{Body, MailParams, RcptParams};
 use smtp_protocol::reply::{EnhancedCode, Reply};
 use smtp_protocol::sasl::{Credentials, SaslMechanism};
 use smtp_protocol::session::{AuthVerdict, ClientInfo, Envelope, SessionInfo, Verdict};
@@ -176,6 +176,7 @@ impl ConnectionPolicy for RelayOutConnection {
         session: &SessionInfo,
         _envelope: &Envelope,
         rcpt: &ForwardPath,
+        _params: &RcptParams,
     ) -> Verdict {
         if !self.may_relay(session) {
             return self.dest_domain_verdict(session, rcpt);
@@ -480,7 +481,9 @@ mod tests {
             if let Verdict::Reject(reply) = &verdict {
                 assert_eq!(reply.to_string(), "550 5.7.0 Authentication required");
             }
-            let verdict = connection.rcpt_to(&session, &envelope, &rcpt).await;
+            let verdict = connection
+                .rcpt_to(&session, &envelope, &rcpt, &RcptParams::default())
+                .await;
             assert_eq!(
                 code(&verdict),
                 rcpt_code,
@@ -537,7 +540,12 @@ mod tests {
             ),
         ] {
             let verdict = connection
-                .rcpt_to(&outsider, &envelope, &parse_forward_path(rcpt).unwrap())
+                .rcpt_to(
+                    &outsider,
+                    &envelope,
+                    &parse_forward_path(rcpt).unwrap(),
+                    &RcptParams::default(),
+                )
                 .await;
             match (reply, &verdict) {
                 (None, Verdict::Accept(_)) => {}
@@ -549,7 +557,9 @@ mod tests {
             let session = client_session(peer, "127.0.0.1:2525", user);
             let mut connection = policy.connect(&session.client);
             let rcpt = parse_forward_path("<u@elsewhere.test>").unwrap();
-            let verdict = connection.rcpt_to(&session, &envelope, &rcpt).await;
+            let verdict = connection
+                .rcpt_to(&session, &envelope, &rcpt, &RcptParams::default())
+                .await;
             assert_eq!(code(&verdict), 250, "{peer} {user:?}");
         }
     }

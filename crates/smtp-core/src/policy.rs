@@ -11,7 +11,7 @@
 use std::future::Future;
 
 use smtp_protocol::address::{ForwardPath, ReversePath};
-use smtp_protocol::command::MailParams;
+use smtp_protocol::command::{MailParams, RcptParams};
 use smtp_protocol::sasl::{Credentials, SaslMechanism};
 use smtp_protocol::session::{AuthVerdict, ClientInfo, Envelope, SessionInfo, Verdict};
 
@@ -44,11 +44,14 @@ pub trait ConnectionPolicy: Send + 'static {
         async { Verdict::accept() }
     }
 
+    /// `params` are the RCPT's own (DSN's `NOTIFY`, `ORCPT`), for a policy
+    /// that passes the recipient on at once (relay-in's live mode).
     fn rcpt_to(
         &mut self,
         session: &SessionInfo,
         envelope: &Envelope,
         rcpt: &ForwardPath,
+        params: &RcptParams,
     ) -> impl Future<Output = Verdict> + Send;
 
     /// Takes responsibility for a complete message (our `Received:` header

@@ -508,3 +508,48 @@ fn record(
         other => panic!("{id}: unexpected reply {other}"),
     }
 }
+
+/// DSN through relay-in in every mode: the RCPT's NOTIFY and ORCPT, and
+/// MAIL's RET and ENVID, reach a backend that offers DSN unchanged. In live
+/// and spool mode the backend's RCPT goes out while the client's RCPT is
+/// answered, so the parameters must reach the policy then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dsn_parameters_reach_the_backend_in_every_mode() -> anyhow::Result<()> {
+    let spool = tempfile::tempdir()?;
+    for mode in [
+        "mode=queue".to_owned(),
+        "mode=live".to_owned(),
+        format!("mode=spool\nspool_dir={}", spool.path().display()),
+    ] {
+        let backend = RecordingBackend::start(Behaviour {
+            dsn: true,
+            ..Behaviour::default()
+        })
+        .await?;
+        let s = ForwardingRelay::start(backend.addr, &mode)?;
+        let mut client = greeted(s.v4, "c.example").await?;
+        client
+            .expect("MAIL FROM:<a@o.example> RET=HDRS ENVID=QQ+2B1", 250)
+            .await?;
+        client
+            .expect(
+                "RCPT TO:<u@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;U@example.com",
+                250,
+            )
+            .await?;
+        client.expect("DATA", 354).await?;
+        let reply = client.command("Subject: dsn\r\n\r\nx\r\n.").await?;
+        assert_eq!(reply.code, 250, "{mode}: {reply:?}");
+        assert_eq!(
+            backend.lines_starting("RCPT TO"),
+            ["RCPT TO:<u@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;U@example.com"],
+            "{mode}"
+        );
+        let mail = backend.lines_starting("MAIL FROM");
+        assert!(
+            mail.len() == 1 && mail[0].contains("RET=HDRS") && mail[0].contains("ENVID=QQ+2B1"),
+            "{mode}: {mail:?}"
+        );
+    }
+    Ok(())
+}

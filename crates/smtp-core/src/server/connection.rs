@@ -357,6 +357,7 @@ impl<P: MailPolicy> Connection<P> {
                         info,
                         check.envelope(),
                         check.recipient(),
+                        check.params(),
                     ))
                     .await;
                     self.session.recipient_verdict(check, verdict)
