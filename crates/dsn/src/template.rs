@@ -29,8 +29,8 @@ pub const BUILTIN_DELAYED: &str = "\n\
 This is the mail delivery system at {me}.
 
 Your message has not yet been delivered to one or more recipients.
-Delivery will be retried; there is no need to send it again. You will
-be notified if delivery finally fails.
+Delivery will be retried (until the time given in the attached report);
+there is no need to send it again.
 The reason for each recipient is given below, in the words of the
 receiving server where one answered.
 
