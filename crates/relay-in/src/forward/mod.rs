@@ -5,26 +5,39 @@
 //! failure on the way (unreachable, timeout, TLS, XCLIENT refused, dropped
 //! connection) becomes a `451` so the sender retries; only a backend's own
 //! negative reply to MAIL, RCPT or the message is passed on as it is.
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `mod.rs` | [`Forwarder`]: the routes, opening sessions (AUTH, XCLIENT), queue mode, notices |
+//! | `backend.rs` | [`Backend`]: one client's live session (live and spool mode, reuse) |
+//! | `replies.rs` | every reply text relay-in gives on the backend's behalf |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use smtp_core::client::{
-    AuthMechanism as ClientAuth, ClientConfig, ClientError, ClientErrorKind, ClientTls,
-    Credentials, DsnRecipient, EnvelopeRecipient, MailOptions, SmtpClient, Step, StepTimeouts,
-    TlsMode, TlsVerify, XclientAttributes, XclientOutcome,
+    AuthMechanism as ClientAuth, ClientConfig, ClientError, ClientTls, Credentials, DsnRecipient,
+    MailOptions, SmtpClient, Step, StepTimeouts, TlsMode, TlsVerify, XclientAttributes,
+    XclientOutcome,
 };
 use smtp_core::message::Message;
 use smtp_protocol::address::{ForwardPath, ReversePath};
-use smtp_protocol::reply::{EnhancedCode, Reply};
-use smtp_protocol::session::{Greeting, HeloVerb, SessionInfo};
+use smtp_protocol::reply::Reply;
+use smtp_protocol::session::{HeloVerb, SessionInfo};
 use tracing::{debug, info, warn};
 
 use crate::config::{
     AuthMechanism, DomainSelector, ForwardMode, ForwardRoute, ForwardSettings, XclientPolicy,
 };
 use crate::probe::{BackendHealth, Finding, Health};
+
+mod backend;
+mod replies;
+
+pub use backend::Backend;
+use replies::{broken_session, relayed, xclient_missing};
+pub use replies::{failure_reply, split_transaction, spoofed_sender, unavailable};
 
 /// With `mode=spool`, the longest wait for a backend connection (or
 /// `connect_timeout` if shorter): past it the backend counts as away and
@@ -163,97 +176,11 @@ impl std::fmt::Display for RouteKey {
     }
 }
 
-/// An open backend session of one client connection. It may carry that
-/// client's next transactions (see `reuse`), never another client's: after
-/// XCLIENT it *is* that client as far as the backend knows.
-pub struct Backend {
-    client: SmtpClient,
-    pub key: RouteKey,
-    /// The greeting XCLIENT presented as the client's HELO; a client that
-    /// greets anew with another name needs a session saying so.
-    greeting: Option<Greeting>,
-    opened: Instant,
-}
-
 /// What came of forwarding one message in queue mode: the sender's reply,
 /// and the backend session when it can carry the client's next message.
 pub struct Forwarded {
     pub verdict: Result<Reply, Reply>,
     pub reusable: Option<Backend>,
-}
-
-fn reply(code: u16, enhanced: (u8, u16, u16), text: &str) -> Reply {
-    let (c, s, d) = enhanced;
-    Reply::new(code, Some(EnhancedCode::new(c, s, d)), text.to_string())
-}
-
-/// The backend could not be reached or dropped us: the sender retries.
-pub fn unavailable() -> Reply {
-    reply(
-        451,
-        (4, 4, 1),
-        "Backend mail server unavailable, try again later",
-    )
-}
-
-fn broken_session() -> Reply {
-    reply(
-        451,
-        (4, 4, 2),
-        "Connection to the backend mail server failed, try again later",
-    )
-}
-
-fn xclient_missing() -> Reply {
-    reply(
-        451,
-        (4, 7, 0),
-        "Backend does not accept the client's identity (XCLIENT), try again later",
-    )
-}
-
-/// `check_sender`: a sender in a domain of ours, from a client on the
-/// internet (relay-in relays for nobody); Haraka's text.
-pub fn spoofed_sender() -> Reply {
-    reply(550, (5, 7, 1), "Spoofed MAIL FROM")
-}
-
-pub fn split_transaction() -> Reply {
-    reply(451, (4, 3, 0), "Split transaction, retry soon")
-}
-
-/// A message that needs SMTPUTF8 (RFC 6531) cannot go to a backend that
-/// does not offer it, and retrying will not change that: RFC 6531 §3.2 has
-/// the relay refuse it rather than pass it on downgraded.
-pub fn backend_lacks_smtputf8() -> Reply {
-    reply(
-        553,
-        (5, 6, 7),
-        "The mail server behind this relay does not take SMTPUTF8 mail",
-    )
-}
-
-/// Maps a client-side failure to the sender's reply. No error but one ever
-/// becomes a positive or permanent reply, whatever its step: a failure
-/// between us and our own backend is never the sender's fault. The one is a
-/// message that needs SMTPUTF8 where the backend does not offer it.
-pub fn failure_reply(error: &ClientError) -> Reply {
-    match (error.step(), error.kind()) {
-        (_, ClientErrorKind::SmtpUtf8NotOffered) => backend_lacks_smtputf8(),
-        (Step::Connect, _) | (_, ClientErrorKind::Connect(_)) => unavailable(),
-        (Step::Greeting, _) => unavailable(),
-        _ => broken_session(),
-    }
-}
-
-/// A backend reply passed to the sender, with our transaction id appended
-/// so one grep finds both sides (Haraka does the same).
-fn relayed(backend: &Reply, txn_id: &str) -> Reply {
-    Reply::new(
-        backend.code(),
-        backend.enhanced(),
-        format!("{} ({txn_id})", backend.text()),
-    )
 }
 
 impl Forwarder {
@@ -587,152 +514,6 @@ impl Forwarder {
             verdict,
             reusable: Some(backend),
         }
-    }
-}
-
-impl Backend {
-    /// Whether the first exchange on a kept session shows that the backend
-    /// closed it while it was kept (its own idle timeout, a restart): the
-    /// connection is gone, or the first reply is its `421`. Nothing of the
-    /// new transaction can have been accepted then, so the caller starts
-    /// again on a new session.
-    pub fn closed_while_kept(
-        &self,
-        session: &SessionInfo,
-        first: Result<&Reply, &ClientError>,
-    ) -> bool {
-        let closed = match first {
-            Ok(reply) => reply.code() == 421,
-            Err(error) => matches!(
-                error.kind(),
-                ClientErrorKind::Closed | ClientErrorKind::Io(_)
-            ),
-        };
-        if closed {
-            let why = match first {
-                Ok(reply) => reply.to_string(),
-                Err(error) => error.to_string(),
-            };
-            info!(conn = %session.conn_id, backend = %self.key, "kept backend session was closed ({why}); opening a new one");
-        }
-        closed
-    }
-
-    /// Whether this session was opened for `key` and the client's current
-    /// greeting, so XCLIENT told the backend what is still true.
-    pub fn serves(&self, key: &RouteKey, session: &SessionInfo) -> bool {
-        self.key == *key && self.greeting == session.greeting
-    }
-
-    /// Time since the session was opened.
-    pub fn age(&self) -> std::time::Duration {
-        self.opened.elapsed()
-    }
-
-    /// Whether the last exchange left the session in step with the backend.
-    pub fn is_usable(&self) -> bool {
-        self.client.is_usable()
-    }
-
-    /// MAIL FROM for live mode. `Err` is a failure of the session itself,
-    /// with the client error for the caller to judge (a kept session that
-    /// was closed meanwhile is retried on a new one).
-    pub async fn mail_from(
-        &mut self,
-        from: &ReversePath,
-        options: MailOptions,
-    ) -> Result<Reply, ClientError> {
-        self.client.mail_from(from, options).await
-    }
-
-    pub async fn rcpt_to<R: EnvelopeRecipient + ?Sized>(
-        &mut self,
-        rcpt: &R,
-    ) -> Result<Reply, Reply> {
-        self.client.rcpt_to(rcpt).await.map_err(|e| {
-            warn!(backend = %self.key, "backend RCPT failed: {e}");
-            failure_reply(&e)
-        })
-    }
-
-    /// Live mode: DATA and the message; the backend's final reply is the
-    /// verdict.
-    pub async fn finish(
-        &mut self,
-        session: &SessionInfo,
-        envelope: &smtp_protocol::session::Envelope,
-        message: &Message,
-    ) -> Result<Reply, Reply> {
-        let reader = self.reader(session, envelope, message)?;
-        let result = self.client.data_from(reader).await;
-        self.verdict(session, envelope, result)
-    }
-
-    /// The message after DATA got `354`; the backend's final reply is the
-    /// verdict.
-    async fn content(
-        &mut self,
-        session: &SessionInfo,
-        envelope: &smtp_protocol::session::Envelope,
-        message: &Message,
-    ) -> Result<Reply, Reply> {
-        let reader = match self.reader(session, envelope, message) {
-            Ok(reader) => reader,
-            Err(reply) => {
-                self.client.abort_data();
-                return Err(reply);
-            }
-        };
-        let result = self.client.data_content(reader).await;
-        self.verdict(session, envelope, result)
-    }
-
-    fn reader<'m>(
-        &self,
-        session: &SessionInfo,
-        envelope: &smtp_protocol::session::Envelope,
-        message: &'m Message,
-    ) -> Result<smtp_core::message::MessageReader<'m>, Reply> {
-        message.async_reader().map_err(|e| {
-            warn!(conn = %session.conn_id, id = %envelope.id, "cannot read the message back: {e}");
-            reply(451, (4, 3, 0), "Local error in processing, try again later")
-        })
-    }
-
-    fn verdict(
-        &self,
-        session: &SessionInfo,
-        envelope: &smtp_protocol::session::Envelope,
-        result: Result<Reply, ClientError>,
-    ) -> Result<Reply, Reply> {
-        match result {
-            // An acceptance is logged once, by the server's "message
-            // accepted" line, which carries the backend's reply.
-            Ok(final_reply) if final_reply.is_positive() => {
-                debug!(conn = %session.conn_id, id = %envelope.id, backend = %self.key, "backend answered: {final_reply}");
-                Ok(relayed(&final_reply, &envelope.id))
-            }
-            Ok(final_reply) => {
-                info!(conn = %session.conn_id, id = %envelope.id, backend = %self.key, "backend refused the message: {final_reply}");
-                Err(relayed(&final_reply, &envelope.id))
-            }
-            Err(e) => {
-                warn!(conn = %session.conn_id, id = %envelope.id, backend = %self.key, "backend DATA failed: {e}");
-                Err(failure_reply(&e))
-            }
-        }
-    }
-
-    /// Says QUIT and closes.
-    pub async fn quit(self) {
-        self.client.quit().await;
-    }
-
-    /// Closes the session in the background (RSET, a dropped client, a
-    /// session that cannot carry more), so no reply waits for the backend's
-    /// goodbye.
-    pub fn abandon(self) {
-        tokio::spawn(self.client.quit());
     }
 }
 
