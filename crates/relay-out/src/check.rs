@@ -192,19 +192,14 @@ fn probe_report(path: &Path) -> anyhow::Result<(Vec<String>, bool)> {
         .enable_all()
         .build()?;
     let findings = runtime.block_on(async {
-        let check = SourceCheck {
-            dns: courier::delivery_dns(&core, outbound)?,
-            local_address: outbound.local_address,
-            ipv6_enabled: outbound.ipv6_enabled,
-            inet_prefer: outbound.inet_prefer,
-            choice: Default::default(),
-        };
+        let dns = courier::delivery_dns(&core, outbound)?;
+        let check = SourceCheck::new(dns, &settings, Default::default());
         anyhow::Ok(check.findings().await)
     })?;
     let mut lines = Vec::new();
     let mut deliverable = true;
-    for (family, finding) in &findings {
-        let (severity, text) = source_check::explain(*family, finding, outbound.inet_prefer);
+    for (checked, finding) in &findings {
+        let (severity, text) = source_check::explain(*checked, finding, outbound.inet_prefer);
         let prefix = match severity {
             Severity::Info => "probe",
             Severity::Warning => "warning",

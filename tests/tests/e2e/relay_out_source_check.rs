@@ -203,7 +203,14 @@ async fn inet_prefer_v6_overrides_a_failed_check() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_probe_prints_both_families() -> anyhow::Result<()> {
     let (farm, _v6) = dual_mx().await?;
-    let out = Outbound::start(zone(|zone| zone), farm.port, options()).await?;
+    let options = OutboundOptions {
+        files: vec![(
+            "outbound_routes.ini".into(),
+            "[bound.test]\nhosts = 127.0.0.6:25\nbind = 127.0.0.3\n".into(),
+        )],
+        ..options()
+    };
+    let out = Outbound::start(zone(|zone| zone), farm.port, options).await?;
     let dir = out.config_dir().display().to_string();
     let args = ["-c", dir.as_str(), "--check", "--probe"];
 
@@ -215,6 +222,11 @@ async fn check_probe_prints_both_families() -> anyhow::Result<()> {
     );
     assert!(
         text.contains("warning: IPv6 source 2001:db8::25 has no PTR record"),
+        "{text}"
+    );
+    // A route's own source is checked too, and only warned about.
+    assert!(
+        text.contains("warning: route source (bind) 127.0.0.3 has the PTR localhost, but localhost has no A record for 127.0.0.3"),
         "{text}"
     );
 

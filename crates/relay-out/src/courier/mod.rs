@@ -149,15 +149,14 @@ impl Context {
         })
     }
 
-    /// The self-check whose verdict this context's deliveries follow.
-    pub fn source_check(&self) -> SourceCheck {
-        SourceCheck {
-            dns: self.dns.clone(),
-            local_address: self.addresses.local_address,
-            ipv6_enabled: self.addresses.ipv6_enabled,
-            inet_prefer: self.addresses.inet_prefer,
-            choice: Arc::clone(&self.addresses.family),
-        }
+    /// The self-check of `settings`' sources whose verdict this context's
+    /// deliveries follow.
+    pub fn source_check(&self, settings: &RelayOutSettings) -> SourceCheck {
+        SourceCheck::new(
+            self.dns.clone(),
+            settings,
+            Arc::clone(&self.addresses.family),
+        )
     }
 
     fn is_disabled(&self) -> bool {

@@ -6,7 +6,8 @@
 //! IPv6 source that fails the check makes delivery use IPv4 only (Haraka
 //! 3.x's `inet_prefer`, but decided from facts); `inet_prefer=v4|v6` in
 //! outbound.ini overrides that. An IPv4 source that fails is logged at error
-//! level: there is nothing to fall back to.
+//! level: there is nothing to fall back to. A route's own `bind` address is
+//! checked too, and only warned about (its next hop may not care).
 //!
 //! The check runs before the first delivery and every
 //! [`RECHECK_INTERVAL`]; a change is logged once. `relay-out --check
@@ -28,7 +29,7 @@ use smtp_core::dns::Dns;
 use smtp_protocol::session::ClientName;
 use tracing::{error, info, warn};
 
-use crate::config::InetPrefer;
+use crate::config::{InetPrefer, RelayOutSettings};
 
 /// For tests only: the address whose route gives the IPv4 source.
 pub const PROBE_V4_ENV: &str = "POSTERN_SOURCE_PROBE_V4";
@@ -140,22 +141,66 @@ impl FamilyChoice {
     }
 }
 
-/// The check's inputs and the choice it updates; built from outbound.ini.
+/// What one finding is about: the source of MX delivery for a family, or
+/// a route's own `bind` address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    Mx(Family),
+    RouteBind(IpAddr),
+}
+
+/// The check's inputs and the choice it updates; built from outbound.ini
+/// and the routes.
 #[derive(Debug, Clone)]
 pub struct SourceCheck {
-    pub dns: Dns,
-    pub local_address: Option<IpAddr>,
-    pub ipv6_enabled: bool,
-    pub inet_prefer: InetPrefer,
-    pub choice: Arc<FamilyChoice>,
+    dns: Dns,
+    local_address: Option<IpAddr>,
+    ipv6_enabled: bool,
+    inet_prefer: InetPrefer,
+    /// Routes' `bind` addresses other than `local_address`, each once.
+    route_binds: Vec<IpAddr>,
+    choice: Arc<FamilyChoice>,
 }
 
 impl SourceCheck {
-    /// Both families' findings, IPv4 first.
-    pub async fn findings(&self) -> [(Family, Finding); 2] {
-        let v4 = self.check(Family::V4).await;
-        let v6 = self.check(Family::V6).await;
-        [(Family::V4, v4), (Family::V6, v6)]
+    /// The check of `settings`' sources, whose verdict goes to `choice`.
+    pub fn new(dns: Dns, settings: &RelayOutSettings, choice: Arc<FamilyChoice>) -> Self {
+        let outbound = &settings.outbound;
+        let routes = &settings.routes;
+        let local_address = outbound.local_address.map(|ip| ip.to_canonical());
+        let mut route_binds: Vec<IpAddr> = Vec::new();
+        for route in routes
+            .domains()
+            .map(|(_, route)| route)
+            .chain(routes.default_route())
+        {
+            for bind in route.hops.iter().filter_map(|hop| hop.settings.bind) {
+                let bind = bind.to_canonical();
+                if Some(bind) != local_address && !route_binds.contains(&bind) {
+                    route_binds.push(bind);
+                }
+            }
+        }
+        SourceCheck {
+            dns,
+            local_address,
+            ipv6_enabled: outbound.ipv6_enabled,
+            inet_prefer: outbound.inet_prefer,
+            route_binds,
+            choice,
+        }
+    }
+
+    /// Every finding: IPv4, IPv6, then each route's `bind`.
+    pub async fn findings(&self) -> Vec<(Checked, Finding)> {
+        let mut findings = Vec::with_capacity(2 + self.route_binds.len());
+        for family in [Family::V4, Family::V6] {
+            findings.push((Checked::Mx(family), self.check(family).await));
+        }
+        for &bind in &self.route_binds {
+            findings.push((Checked::RouteBind(bind), self.confirm(bind).await));
+        }
+        findings
     }
 
     async fn check(&self, family: Family) -> Finding {
@@ -168,12 +213,16 @@ impl SourceCheck {
             return Finding::NotUsed("ipv6_enabled=false");
         }
         let source = match self.local_address {
-            Some(local) => local.to_canonical(),
+            Some(local) => local,
             None => match kernel_source(family) {
                 Ok(source) => source,
                 Err(reason) => return Finding::NoSource(reason),
             },
         };
+        self.confirm(source).await
+    }
+
+    async fn confirm(&self, source: IpAddr) -> Finding {
         match self.dns.forward_confirmed_name(source).await {
             ClientName::Verified(name) => Finding::Confirmed { source, name },
             ClientName::Unverified(name) => Finding::Mismatch { source, name },
@@ -184,18 +233,21 @@ impl SourceCheck {
 
     /// Checks both families, updates the choice and logs what changed
     /// since `previous`; answers when to check again.
-    async fn run_once(&self, previous: &mut [Option<Finding>; 2]) -> Duration {
+    async fn run_once(&self, previous: &mut Vec<Option<Finding>>) -> Duration {
         let mut next = RECHECK_INTERVAL;
-        for (index, (family, finding)) in self.findings().await.into_iter().enumerate() {
-            if matches!(finding, Finding::Temporary { .. }) {
+        let findings = self.findings().await;
+        previous.resize(findings.len(), None);
+        for (index, (checked, finding)) in findings.into_iter().enumerate() {
+            let temporary = matches!(finding, Finding::Temporary { .. });
+            if temporary {
                 next = RECHECK_AFTER_TEMPORARY;
             }
-            if family == Family::V6 && !matches!(finding, Finding::Temporary { .. }) {
+            if checked == Checked::Mx(Family::V6) && !temporary {
                 self.choice
                     .set_ipv6_refused(self.inet_prefer == InetPrefer::Default && finding.failed());
             }
             if previous[index].as_ref() != Some(&finding) {
-                let (severity, text) = explain(family, &finding, self.inet_prefer);
+                let (severity, text) = explain(checked, &finding, self.inet_prefer);
                 match severity {
                     Severity::Info => info!("{text}"),
                     Severity::Warning => warn!("{text}"),
@@ -209,7 +261,7 @@ impl SourceCheck {
 
     /// The first check; then the task that repeats it while relay-out runs.
     pub async fn start(self) -> tokio::task::JoinHandle<()> {
-        let mut previous = [None, None];
+        let mut previous = Vec::new();
         let mut next = self.run_once(&mut previous).await;
         tokio::spawn(async move {
             loop {
@@ -259,7 +311,11 @@ fn source_towards(target: IpAddr) -> Result<IpAddr, String> {
 }
 
 /// A finding in an administrator's words, with the fix.
-pub fn explain(family: Family, finding: &Finding, inet_prefer: InetPrefer) -> (Severity, String) {
+pub fn explain(checked: Checked, finding: &Finding, inet_prefer: InetPrefer) -> (Severity, String) {
+    let family = match checked {
+        Checked::Mx(family) => family,
+        Checked::RouteBind(bind) => return explain_bind(bind, finding),
+    };
     let overridden = match inet_prefer {
         InetPrefer::Default => None,
         InetPrefer::V4 => Some("v4"),
@@ -271,10 +327,12 @@ pub fn explain(family: Family, finding: &Finding, inet_prefer: InetPrefer) -> (S
                 Finding::NotUsed(why) => {
                     (Severity::Info, format!("IPv4 source not checked: {why}"))
                 }
+                // Not an error: a relay on an internal network may reach
+                // only its routes' next hops.
                 Finding::NoSource(reason) => (
-                    Severity::Error,
+                    Severity::Warning,
                     format!(
-                        "IPv4 source self-check: {reason}; mail to IPv4-only MX hosts cannot be delivered"
+                        "IPv4 source self-check: {reason}; only routes' next hops can be reached over IPv4"
                     ),
                 ),
                 Finding::Confirmed { source, name } => (
@@ -332,6 +390,29 @@ pub fn explain(family: Family, finding: &Finding, inet_prefer: InetPrefer) -> (S
     }
 }
 
+/// A route's `bind` address: only logged, since its next hop (a smart host
+/// that authenticates us, an internal server) may not care.
+fn explain_bind(bind: IpAddr, finding: &Finding) -> (Severity, String) {
+    match finding {
+        Finding::Confirmed { name, .. } => (
+            Severity::Info,
+            format!("route source {bind} (bind) has forward-confirmed reverse DNS: {name}"),
+        ),
+        Finding::NoPtr { .. } | Finding::Mismatch { .. } => (
+            Severity::Warning,
+            format!(
+                "route source (bind) {}: a next hop that checks reverse DNS refuses mail from it. Fix: set its PTR to this host's name, with an {} record pointing back to it",
+                describe_failure(Family::of(bind), finding),
+                Family::of(bind).forward_type()
+            ),
+        ),
+        other => (
+            Severity::Warning,
+            format!("route source {bind} (bind): reverse DNS could not be checked now ({other:?})"),
+        ),
+    }
+}
+
 fn describe_failure(family: Family, finding: &Finding) -> String {
     match finding {
         Finding::NoPtr { source } => format!("{source} has no PTR record"),
@@ -358,7 +439,11 @@ mod tests {
     #[test]
     fn an_ipv6_source_without_ptr_is_a_warning_naming_the_address() {
         let source: IpAddr = "2001:db8::25".parse().expect("ip");
-        let (severity, text) = explain(Family::V6, &Finding::NoPtr { source }, InetPrefer::Default);
+        let (severity, text) = explain(
+            Checked::Mx(Family::V6),
+            &Finding::NoPtr { source },
+            InetPrefer::Default,
+        );
         assert_eq!(severity, Severity::Warning);
         assert!(text.contains("2001:db8::25 has no PTR record"), "{text}");
         assert!(text.contains("IPv4 only"), "{text}");
@@ -368,7 +453,7 @@ mod tests {
     fn a_failing_ipv4_source_is_an_error() {
         let source: IpAddr = "192.0.2.25".parse().expect("ip");
         let (severity, text) = explain(
-            Family::V4,
+            Checked::Mx(Family::V4),
             &Finding::Mismatch {
                 source,
                 name: "mail.example".into(),
