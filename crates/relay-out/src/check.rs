@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use smtp_core::app::ProbeVerdicts;
 use smtp_core::config::files::Binary;
 use smtp_core::config::{ConfigDir, CoreSettings, Feature};
 
@@ -160,27 +161,14 @@ fn retry_summary(settings: &RelayOutSettings) -> String {
 /// startup, printed in the log's words. Exits 1 if the IPv4 source fails
 /// it (an IPv6 failure only makes delivery use IPv4).
 pub fn print_probe(path: &Path) -> ExitCode {
-    match probe_report(path) {
-        Ok((lines, deliverable)) => {
-            for line in lines {
-                println!("{line}");
-            }
-            if deliverable {
-                println!("OK: receivers can confirm the name of the address mail leaves from.");
-                ExitCode::SUCCESS
-            } else {
-                println!(
-                    "FAILED: relay-out would run, but receivers would refuse its mail; see above."
-                );
-                ExitCode::FAILURE
-            }
-        }
-        Err(error) => {
-            println!("error: {error:#}");
-            println!("FAILED: the source addresses could not be checked.");
-            ExitCode::FAILURE
-        }
-    }
+    smtp_core::app::print_probe(
+        probe_report(path),
+        &ProbeVerdicts {
+            passed: "receivers can confirm the name of the address mail leaves from.",
+            failed: "relay-out would run, but receivers would refuse its mail; see above.",
+            not_run: "the source addresses could not be checked.",
+        },
+    )
 }
 
 fn probe_report(path: &Path) -> anyhow::Result<(Vec<String>, bool)> {
