@@ -32,6 +32,9 @@ pub struct OutboundOptions {
     pub listen_extra: Vec<SocketAddr>,
     /// Extra files (name, content).
     pub files: Vec<(String, String)>,
+    /// Environment variables for relay-out (e.g. the source self-check's
+    /// probe targets).
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for OutboundOptions {
@@ -42,6 +45,7 @@ impl Default for OutboundOptions {
             listen_v6: false,
             listen_extra: Vec::new(),
             files: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -110,6 +114,7 @@ pub struct Outbound {
     /// [::1]:port when listening there.
     pub addr_v6: SocketAddr,
     pub dns: TestDns,
+    env: Vec<(&'static str, String)>,
 }
 
 impl Outbound {
@@ -152,13 +157,14 @@ impl Outbound {
             std::fs::write(dir.path().join(name), text)?;
         }
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let relay = Relay::start("relay-out", dir.path(), addr)?;
+        let relay = start_relay(dir.path(), addr, &options.env)?;
         Ok(Outbound {
             dir,
             relay,
             addr,
             addr_v6: format!("[::1]:{port}").parse()?,
             dns,
+            env: options.env,
         })
     }
 
@@ -172,7 +178,7 @@ impl Outbound {
     /// Starts relay-out again on the same directory; the previous process
     /// must be gone ([`Outbound::kill`] or `relay.stop`).
     pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.relay = Relay::start("relay-out", self.dir.path(), self.addr)?;
+        self.relay = start_relay(self.dir.path(), self.addr, &self.env)?;
         Ok(())
     }
 
@@ -242,6 +248,15 @@ impl Outbound {
         ids.sort();
         ids
     }
+}
+
+fn start_relay(
+    dir: &Path,
+    addr: SocketAddr,
+    env: &[(&'static str, String)],
+) -> anyhow::Result<Relay> {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Relay::start_with_env("relay-out", dir, addr, &env)
 }
 
 /// One whole transaction on a new connection (optionally from `source`).

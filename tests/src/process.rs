@@ -167,8 +167,18 @@ impl Drop for Relay {
 /// Runs a binary to completion (e.g. `--check`), returning status and
 /// combined output.
 pub fn run(name: &str, args: &[&str]) -> anyhow::Result<(i32, String)> {
+    run_with_env(name, args, &[])
+}
+
+/// [`run`] with extra environment variables.
+pub fn run_with_env(
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<(i32, String)> {
     let output = Command::new(binary(name))
         .args(args)
+        .envs(env.iter().copied())
         .env_remove("JOURNAL_STREAM")
         .output()?;
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use smtp_core::app::ProbeVerdicts;
 use smtp_core::config::files::Binary;
 use smtp_core::config::{ConfigDir, CoreSettings, Feature};
 
@@ -157,25 +158,14 @@ fn humanize(duration: std::time::Duration) -> String {
 /// could not be forwarded to one: it is down, or does not offer the XCLIENT
 /// that `xclient=required` insists on.
 pub fn print_probe(path: &Path) -> ExitCode {
-    match probe_report(path) {
-        Ok((lines, forwardable)) => {
-            for line in lines {
-                println!("{line}");
-            }
-            if forwardable {
-                println!("OK: every backend answers and mail can be forwarded.");
-                ExitCode::SUCCESS
-            } else {
-                println!("FAILED: relay-in would run, but mail would be deferred; see above.");
-                ExitCode::FAILURE
-            }
-        }
-        Err(error) => {
-            println!("error: {error:#}");
-            println!("FAILED: the backends could not be probed.");
-            ExitCode::FAILURE
-        }
-    }
+    smtp_core::app::print_probe(
+        probe_report(path),
+        &ProbeVerdicts {
+            passed: "every backend answers and mail can be forwarded.",
+            failed: "relay-in would run, but mail would be deferred; see above.",
+            not_run: "the backends could not be probed.",
+        },
+    )
 }
 
 fn probe_report(path: &Path) -> anyhow::Result<(Vec<String>, bool)> {

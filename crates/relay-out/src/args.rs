@@ -28,6 +28,11 @@ pub struct Cli {
     /// would run with it, 1 if not.
     #[arg(long)]
     pub check: bool,
+    /// With --check: also check the reverse DNS of the source address of
+    /// each address family (its PTR must resolve back to it), as relay-out
+    /// does at startup and daily, and exit 1 if the IPv4 one fails.
+    #[arg(long, requires = "check")]
+    pub probe: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -1,14 +1,18 @@
 //! `relay-out --check`: validates a configuration directory and says what
-//! relay-out will do with it.
+//! relay-out will do with it; with `--probe`, also whether its source
+//! addresses have the reverse DNS receivers demand.
 
 use std::path::Path;
+use std::process::ExitCode;
 
+use smtp_core::app::ProbeVerdicts;
 use smtp_core::config::files::Binary;
 use smtp_core::config::{ConfigDir, CoreSettings, Feature};
 
 use crate::acl::RelayAcl;
 use crate::config::RelayOutSettings;
 use crate::courier::retry_timetable::RetryTimetable;
+use crate::courier::source_check::{self, Severity, SourceCheck};
 use crate::courier::{self, BOUNCE_TEMPLATE_FILE, DELAY_TEMPLATE_FILE};
 use crate::submission::Submission;
 
@@ -151,4 +155,46 @@ fn retry_summary(settings: &RelayOutSettings) -> String {
         total.as_secs_f64() / 3600.0,
         outbound.max_queue_lifetime.as_secs_f64() / 86_400.0
     )
+}
+
+/// `--check --probe`: the source address self-check relay-out runs at
+/// startup, printed in the log's words. Exits 1 if the IPv4 source fails
+/// it (an IPv6 failure only makes delivery use IPv4).
+pub fn print_probe(path: &Path) -> ExitCode {
+    smtp_core::app::print_probe(
+        probe_report(path),
+        &ProbeVerdicts {
+            passed: "receivers can confirm the name of the address mail leaves from.",
+            failed: "relay-out would run, but receivers would refuse its mail; see above.",
+            not_run: "the source addresses could not be checked.",
+        },
+    )
+}
+
+fn probe_report(path: &Path) -> anyhow::Result<(Vec<String>, bool)> {
+    let dir = ConfigDir::open(path)?;
+    let core = CoreSettings::load(&dir)?;
+    let settings = RelayOutSettings::load(&dir)?;
+    let outbound = &settings.outbound;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let findings = runtime.block_on(async {
+        let dns = courier::delivery_dns(&core, outbound)?;
+        let check = SourceCheck::new(dns, &settings, Default::default());
+        anyhow::Ok(check.findings().await)
+    })?;
+    let mut lines = Vec::new();
+    let mut deliverable = true;
+    for (checked, finding) in &findings {
+        let (severity, text) = source_check::explain(*checked, finding, outbound.inet_prefer);
+        let prefix = match severity {
+            Severity::Info => "probe",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        };
+        deliverable &= severity != Severity::Error;
+        lines.push(format!("{prefix}: {text}"));
+    }
+    Ok((lines, deliverable))
 }

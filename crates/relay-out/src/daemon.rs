@@ -74,11 +74,18 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     if switch.is_disabled() {
         info!("outbound.ini: disabled=true, mail is queued but not delivered");
     }
+    let source_check = context.source_check(&settings);
     let mut dispatcher = Dispatcher::new(Arc::new(context), inbox, switch);
     for entry in loaded.messages {
         dispatcher.resume(entry.envelope);
     }
-    let dispatcher_task = tokio::spawn(dispatcher.run());
+    // The first self-check decides the address family before the first
+    // delivery; mail submitted meanwhile waits in the dispatcher's inbox.
+    let dispatcher_task = tokio::spawn(async move {
+        let rechecks = source_check.start().await;
+        dispatcher.run().await;
+        rechecks.abort();
+    });
 
     let submission = Arc::new(Submission::new(settings.auth_users.clone(), &core));
     describe_submission(&submission, &core);

@@ -14,7 +14,11 @@ fn main() -> ExitCode {
         return cli::run(&cli.config, action);
     }
     if cli.check {
-        return smtp_core::app::print_check("relay-out", check::report(&cli.config));
+        let code = smtp_core::app::print_check("relay-out", check::report(&cli.config));
+        if cli.probe && code == ExitCode::SUCCESS {
+            return check::print_probe(&cli.config);
+        }
+        return code;
     }
     smtp_core::app::run_daemon("relay-out", daemon::run(&cli.config))
 }

@@ -69,3 +69,40 @@ pub fn print_check<E: Display>(name: &str, report: Result<Vec<String>, E>) -> Ex
         }
     }
 }
+
+/// The verdict lines of a `--check --probe`, in the binary's words.
+pub struct ProbeVerdicts {
+    /// Everything probed is fine.
+    pub passed: &'static str,
+    /// The binary would run, but something it needs is not there.
+    pub failed: &'static str,
+    /// The probe itself could not be made.
+    pub not_run: &'static str,
+}
+
+/// Prints a `--check --probe` report (its lines, and whether it passed) and
+/// returns its exit code.
+pub fn print_probe<E: Display>(
+    report: Result<(Vec<String>, bool), E>,
+    verdicts: &ProbeVerdicts,
+) -> ExitCode {
+    match report {
+        Ok((lines, passed)) => {
+            for line in lines {
+                println!("{line}");
+            }
+            if passed {
+                println!("OK: {}", verdicts.passed);
+                ExitCode::SUCCESS
+            } else {
+                println!("FAILED: {}", verdicts.failed);
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            println!("error: {error:#}");
+            println!("FAILED: {}", verdicts.not_run);
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -49,7 +49,8 @@ pub struct OutboundSettings {
     pub local_mx_ok: bool,
     /// Use AAAA records (`ipv6_enabled`; Haraka 3.x always does).
     pub ipv6_enabled: bool,
-    /// Address family to try first (`inet_prefer`).
+    /// Address family to try first (`inet_prefer`); `v4`/`v6` override the
+    /// source self-check.
     pub inet_prefer: InetPrefer,
     /// `maxTempFailures`; only shapes the default schedule.
     pub max_temp_failures: u32,
@@ -78,7 +79,10 @@ pub struct OutboundSettings {
 /// Which address family to try first when an MX has both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InetPrefer {
-    /// Resolver order.
+    /// Decided by the source self-check (`courier::source_check`): the
+    /// resolver's order (IPv6 first) while our IPv6 source has
+    /// forward-confirmed reverse DNS, IPv4 only while it has not. Haraka
+    /// ships `inet_prefer=default`, so a copied outbound.ini keeps the check.
     Default,
     /// IPv4 first.
     V4,

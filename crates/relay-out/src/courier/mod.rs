@@ -12,6 +12,7 @@
 //! | [`grouping`] | the due recipients of a message, one group (one SMTP transaction) per destination |
 //! | [`limits`] | how many sessions run at once, overall and per destination |
 //! | [`mx`] | where a destination's mail goes: MX, implicit MX, null MX, addresses we refuse |
+//! | [`source_check`] | our source addresses' reverse DNS (FCrDNS) self-check, and IPv4-only delivery when IPv6's fails |
 //! | [`routes`] | the same for a configured route (smart host, `nexthop`): its hops, in order |
 //! | [`connector`] | how to talk to a next hop: AUTH, LMTP, source address, TLS settings |
 //! | [`tls`] | the TLS choice (off, opportunistic, required) and the host order with and without it |
@@ -39,6 +40,7 @@ mod notice;
 mod outcome;
 pub mod retry_timetable;
 mod routes;
+pub mod source_check;
 mod switch;
 mod tls;
 
@@ -56,6 +58,7 @@ use crate::config::RelayOutSettings;
 use spool::{Spool, SpoolError};
 
 pub use dispatcher::{Dispatcher, DispatcherHandle, channel};
+pub use source_check::SourceCheck;
 pub use switch::DisabledSwitch;
 
 use connector::Connector;
@@ -113,16 +116,7 @@ impl Context {
         switch: &DisabledSwitch,
     ) -> Result<Context, DeliverySetupError> {
         let outbound = &settings.outbound;
-        let nameservers = if outbound.nameservers.is_empty() {
-            core.nameservers.clone()
-        } else {
-            outbound.nameservers.clone()
-        };
-        let dns = Dns::new(&DnsSettings {
-            nameservers,
-            timeout: core.dns_timeout,
-            reverse_lookups: false,
-        })?;
+        let dns = delivery_dns(core, outbound)?;
         Ok(Context {
             spool,
             dns,
@@ -134,6 +128,7 @@ impl Context {
                 local_mx_ok: outbound.local_mx_ok,
                 ipv6_enabled: outbound.ipv6_enabled,
                 inet_prefer: outbound.inet_prefer,
+                family: Arc::default(),
                 listeners: core.listen.clone(),
                 remote_port: outbound.remote_port,
                 local_address: outbound.local_address,
@@ -154,6 +149,16 @@ impl Context {
         })
     }
 
+    /// The self-check of `settings`' sources whose verdict this context's
+    /// deliveries follow.
+    pub fn source_check(&self, settings: &RelayOutSettings) -> SourceCheck {
+        SourceCheck::new(
+            self.dns.clone(),
+            settings,
+            Arc::clone(&self.addresses.family),
+        )
+    }
+
     fn is_disabled(&self) -> bool {
         self.disabled.load(Ordering::Relaxed)
     }
@@ -170,6 +175,25 @@ impl Context {
             Err(error) => Err(SpoolCallError::Task(error)),
         }
     }
+}
+
+/// The resolver deliveries use: outbound.ini `nameservers`, else smtp.ini's.
+/// Client reverse lookups are never made by it (the self-check's are
+/// [`Dns::forward_confirmed_name`]).
+pub fn delivery_dns(
+    core: &CoreSettings,
+    outbound: &crate::config::OutboundSettings,
+) -> Result<Dns, DnsError> {
+    let nameservers = if outbound.nameservers.is_empty() {
+        core.nameservers.clone()
+    } else {
+        outbound.nameservers.clone()
+    };
+    Dns::new(&DnsSettings {
+        nameservers,
+        timeout: core.dns_timeout,
+        reverse_lookups: false,
+    })
 }
 
 /// Why a [`Context::spool_call`] failed: the call itself, or the task that

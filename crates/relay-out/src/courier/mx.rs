@@ -14,6 +14,7 @@ use smtp_core::dns::{Dns, DnsError, MxAnswer, MxRecord};
 use tracing::debug;
 
 use super::connector::Connector;
+use super::source_check::FamilyChoice;
 use crate::config::InetPrefer;
 
 /// Where a group of recipients is delivered: a domain (MX lookup) or an
@@ -98,6 +99,9 @@ pub enum Skip {
     Local,
     /// IPv6 while `ipv6_enabled` is off.
     Ipv6Disabled,
+    /// IPv6 while the IPv6 source address fails the reverse DNS self-check
+    /// ([`super::source_check`]).
+    Ipv6Unconfirmed,
     /// Not of the family of the configured source address
     /// (`local_address` or a route's `bind`): connecting from it is
     /// impossible, and from another one would send from the wrong address.
@@ -110,6 +114,9 @@ impl fmt::Display for Skip {
             Skip::OwnListener => "it is one of relay-out's own listeners",
             Skip::Local => "it is a local address (set local_mx_ok=true to allow)",
             Skip::Ipv6Disabled => "IPv6 is off (ipv6_enabled=false)",
+            Skip::Ipv6Unconfirmed => {
+                "our IPv6 source address has no forward-confirmed PTR (see the startup warning; outbound.ini inet_prefer=v6 overrides)"
+            }
             Skip::SourceFamily(source) => {
                 return write!(
                     f,
@@ -127,6 +134,8 @@ pub struct AddressPolicy {
     pub local_mx_ok: bool,
     pub ipv6_enabled: bool,
     pub inet_prefer: InetPrefer,
+    /// What the source self-check decided about IPv6.
+    pub family: Arc<FamilyChoice>,
     /// Our own listeners (smtp.ini `listen`).
     pub listeners: Vec<SocketAddr>,
     /// The port we deliver to (`remote_port`).
@@ -150,8 +159,8 @@ impl AddressPolicy {
         if !self.local_mx_ok && (is_local(ip) || ours) {
             return Some(Skip::Local);
         }
-        if ip.is_ipv6() && !self.ipv6_enabled {
-            return Some(Skip::Ipv6Disabled);
+        if let Some(skip) = self.ipv6_skip(ip) {
+            return Some(skip);
         }
         source_family(ip, self.local_address)
     }
@@ -171,10 +180,24 @@ impl AddressPolicy {
         if self.is_own_listener(ip, port) {
             return Some(Skip::OwnListener);
         }
-        if from_dns && ip.is_ipv6() && !self.ipv6_enabled {
-            return Some(Skip::Ipv6Disabled);
+        if from_dns && let Some(skip) = self.ipv6_skip(ip) {
+            return Some(skip);
         }
         source_family(ip, source)
+    }
+
+    /// Whether an IPv6 address found in the DNS is left out: IPv6 is off,
+    /// or our IPv6 source failed the self-check.
+    fn ipv6_skip(&self, ip: IpAddr) -> Option<Skip> {
+        if !ip.is_ipv6() {
+            None
+        } else if !self.ipv6_enabled {
+            Some(Skip::Ipv6Disabled)
+        } else if self.family.ipv6_refused() {
+            Some(Skip::Ipv6Unconfirmed)
+        } else {
+            None
+        }
     }
 
     fn is_own_listener(&self, ip: IpAddr, port: u16) -> bool {
@@ -346,7 +369,7 @@ fn unusable(host: &str, reason: Skip) -> ResolveFailure {
             "5.4.6",
             format!("Mail for {host} loops back to myself: not delivering to it because {reason}"),
         ),
-        Skip::Ipv6Disabled => ResolveFailure::temporary(
+        Skip::Ipv6Disabled | Skip::Ipv6Unconfirmed => ResolveFailure::temporary(
             "4.4.4",
             format!("{host} has only IPv6 addresses and {reason}"),
         ),

@@ -28,6 +28,12 @@ impl Dns {
         if !self.reverse_lookups {
             return ClientName::Unavailable;
         }
+        self.forward_confirmed_name(ip).await
+    }
+
+    /// [`Self::client_name`] whatever `rdns=` says: for checks of this host's own addresses
+    /// (relay-out's source address self-check), which are wanted even where client lookups are off.
+    pub async fn forward_confirmed_name(&self, ip: IpAddr) -> ClientName {
         // A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d; their PTR lives under
         // in-addr.arpa and their forward records are A records.
         let ip = ip.to_canonical();

@@ -7,6 +7,7 @@ fn policy(local_mx_ok: bool, ipv6_enabled: bool, inet_prefer: InetPrefer) -> Add
         local_mx_ok,
         ipv6_enabled,
         inet_prefer,
+        family: Arc::default(),
         listeners: vec![
             "10.0.0.1:2526".parse().unwrap(),
             "127.0.0.1:2525".parse().unwrap(),
@@ -212,4 +213,20 @@ fn destinations_display_like_addresses() {
         Destination::Literal(ip("2001:db8::1")).to_string(),
         "[2001:db8::1]"
     );
+}
+
+#[test]
+fn a_failed_ipv6_self_check_leaves_ipv6_addresses_out() {
+    let policy = policy(true, true, InetPrefer::Default);
+    let addresses = [ip("2001:db8::1"), ip("192.0.2.1")];
+    assert_eq!(policy.usable("mx.test", &addresses), addresses.to_vec());
+    policy.family.set_ipv6_refused(true);
+    assert_eq!(policy.skip(ip("2001:db8::1")), Some(Skip::Ipv6Unconfirmed));
+    assert_eq!(policy.usable("mx.test", &addresses), vec![ip("192.0.2.1")]);
+    assert_eq!(
+        policy.skip_hop(ip("2001:db8::1"), 587, None, true),
+        Some(Skip::Ipv6Unconfirmed)
+    );
+    // A route's IPv6 literal was written on purpose.
+    assert_eq!(policy.skip_hop(ip("2001:db8::1"), 587, None, false), None);
 }
