@@ -2,12 +2,15 @@
 //! provider is not sent more sessions or messages than it accepts.
 //!
 //! ```ini
-//! [*.google.com]          ; every domain whose MX host ends in .google.com
+//! ; every domain whose MX host ends in .google.com
+//! [*.google.com]
 //! max_connections = 5
 //! messages_per_minute = 60
-//! suspend = 60s           ; rest after a rate reply (421, 4.7.28, ...)
+//! ; rest after a rate reply (421, 4.7.28, ...)
+//! suspend = 60s
 //!
-//! [example.org]           ; this recipient domain only
+//! ; this recipient domain only
+//! [example.org]
 //! max_connections = 2
 //! ```
 //!

@@ -85,12 +85,19 @@ pub struct ShapingPermit<'a> {
 }
 
 impl Shaper {
+    /// The shaping.ini budgets are in the metrics from the start.
     pub fn new(rules: ShapingRules, default_limit: usize) -> Self {
-        Shaper {
-            rules,
+        let shaper = Shaper {
             default_limit: default_limit.max(1),
             budgets: Mutex::new(HashMap::new()),
+            rules,
+        };
+        for rule in &shaper.rules.rules {
+            let key = BudgetKey::of(rule);
+            shaper.lock_budget(&key, |_| ());
+            shaper.publish(&key);
         }
+        shaper
     }
 
     /// The budget for `destination`: its domain's section, else a suffix
@@ -198,7 +205,11 @@ impl Shaper {
                 );
                 true
             }
-            Signal::Delivered if budget.limit < budget.configured => {
+            // A session that started before the suspension says nothing
+            // about the rate now.
+            Signal::Delivered
+                if budget.limit < budget.configured && budget.suspended_until.is_none() =>
+            {
                 budget.successes += 1;
                 if budget.successes < budget.limit {
                     return false;
