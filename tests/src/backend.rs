@@ -297,7 +297,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, mut b: Behaviour, record: Ar
         record.in_flight += 1;
         record.max_in_flight = record.max_in_flight.max(record.in_flight);
         if let Some((every, reply)) = &b.rate_reply_every
-            && record.sessions % every.max(&1) == 0
+            && record.sessions.is_multiple_of(*every.max(&1))
         {
             b.mail_reply = reply.clone();
         }
