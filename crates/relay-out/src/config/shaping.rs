@@ -74,7 +74,7 @@ pub struct ShapingRule {
     pub suspend: Duration,
 }
 
-/// shaping.ini, in file order (the first matching section wins).
+/// shaping.ini's sections, most specific first (the first match wins).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShapingRules {
     pub rules: Vec<ShapingRule>,
@@ -153,9 +153,12 @@ impl ShapingRules {
                 suspend: section.suspend.map_or(DEFAULT_SUSPEND, |Span(span)| span),
             });
         }
-        // Domains before suffixes: a domain's own section is the more
-        // specific one.
-        rules.sort_by_key(|rule| matches!(rule.matches, ShapingMatch::MxSuffix(_)));
+        // The most specific section wins: a domain's own, then the longest
+        // suffix (`*.protection.outlook.com` before `*.outlook.com`).
+        rules.sort_by_key(|rule| match &rule.matches {
+            ShapingMatch::Domain(_) => (false, std::cmp::Reverse(0)),
+            ShapingMatch::MxSuffix(suffix) => (true, std::cmp::Reverse(suffix.len())),
+        });
         Ok(ShapingRules { rules })
     }
 
@@ -222,6 +225,34 @@ mod tests {
         assert!(!google.matches_mx("google.com"));
         assert!(!google.matches_mx("notgoogle.com"));
         assert!(!ShapingMatch::Domain("google.com".to_owned()).matches_mx("a.google.com"));
+    }
+
+    /// The shipped examples, uncommented, load as documented.
+    #[test]
+    fn the_shipped_entries_load_when_uncommented() {
+        let shipped = include_str!("../../../../config-out/shaping.ini");
+        let uncommented: String = shipped
+            .lines()
+            .filter_map(|line| line.strip_prefix(';'))
+            .filter(|line| line.starts_with('[') || line.contains(" = "))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let temp = tempfile::tempdir().expect("tempdir");
+        std::fs::write(temp.path().join(files::SHAPING_INI), uncommented).expect("write");
+        let dir = ConfigDir::open(temp.path()).expect("open");
+        let rules = ShapingRules::load(&dir).expect("shipped entries load");
+        let names: Vec<&str> = rules.rules.iter().map(|rule| rule.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["*.protection.outlook.com", "*.yahoodns.net", "*.google.com"]
+        );
+        assert_eq!(rules.rules[2].max_connections, Some(5));
+        assert_eq!(rules.rules[1].suspend, Duration::from_secs(2 * 60 * 60));
+        let mx = ["mta5.am0.yahoodns.net"];
+        assert_eq!(
+            rules.for_mx_hosts(mx).map(|rule| rule.name.as_str()),
+            Some("*.yahoodns.net")
+        );
     }
 
     #[test]

@@ -355,8 +355,15 @@ fn forget_metrics(name: &str) {
     metrics.shaping_sessions.remove(&labels);
 }
 
-/// For the startup log and `--check`: one line per shaping.ini section.
+/// For the startup log and `--check`: one line per shaping.ini section,
+/// or one saying there are none.
 pub fn describe(rules: &ShapingRules) -> Vec<String> {
+    if rules.rules.is_empty() {
+        return vec![format!(
+            "shaping: no shaping.ini budgets; a rate reply (421, 4.7.28, 4.7.650, 4.7.500) still halves a destination's sessions and rests it {}s",
+            crate::config::DEFAULT_SUSPEND.as_secs()
+        )];
+    }
     rules
         .rules
         .iter()
