@@ -246,7 +246,9 @@ impl Shaper {
         let forgettable = !budget.shaped
             && budget.in_flight == 0
             && budget.limit == budget.configured
-            && budget.suspended_until.is_none()
+            && budget
+                .suspended_until
+                .is_none_or(|until| until <= Instant::now())
             && Arc::strong_count(&budget.changed) == 1;
         if forgettable {
             budgets.remove(name);
