@@ -66,6 +66,13 @@ pub struct Behaviour {
     /// Offer DSN (RFC 3461). Without it, a MAIL or RCPT carrying a DSN
     /// parameter is refused with 555, as a server without DSN does.
     pub dsn: bool,
+    /// Every Nth session (counted from the start, as they connect; N, 2N,
+    /// ...) answers MAIL with this reply, as a provider rate-limiting the
+    /// sender does (`421 4.7.28 ...`).
+    pub rate_reply_every: Option<(usize, String)>,
+    /// Waits this long before answering the data, so that a client's
+    /// sessions overlap and [`Record::max_in_flight`] means something.
+    pub data_delay: Duration,
 }
 
 /// How and when a backend ends a session on its own.
@@ -103,6 +110,8 @@ impl Default for Behaviour {
             end_session: None,
             first_sessions_data_reply: None,
             dsn: false,
+            rate_reply_every: None,
+            data_delay: Duration::ZERO,
         }
     }
 }
@@ -136,6 +145,11 @@ pub struct Record {
     pub connections: usize,
     /// Sessions that ended without one, such as relay-in's probes.
     pub probes: usize,
+    /// Every TCP session, probes included, counted as it connects.
+    pub sessions: usize,
+    /// Sessions open now, and the most ever open at once.
+    pub in_flight: usize,
+    pub max_in_flight: usize,
 }
 
 /// See the module docs: a server on a loopback address whose behaviour a
@@ -277,6 +291,17 @@ async fn rebind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> 
 }
 
 async fn serve(stream: TcpStream, peer: SocketAddr, mut b: Behaviour, record: Arc<Mutex<Record>>) {
+    {
+        let mut record = record.lock().unwrap();
+        record.sessions += 1;
+        record.in_flight += 1;
+        record.max_in_flight = record.max_in_flight.max(record.in_flight);
+        if let Some((every, reply)) = &b.rate_reply_every
+            && record.sessions.is_multiple_of(*every.max(&1))
+        {
+            b.mail_reply = reply.clone();
+        }
+    }
     let mut tally = Tally {
         record: &record,
         held: Vec::new(),
@@ -288,6 +313,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, mut b: Behaviour, record: Ar
     )
     .await;
     tally.end();
+    record.lock().unwrap().in_flight -= 1;
 }
 
 /// Sorts a session into a mail session or a probe (see the module docs) as
@@ -467,6 +493,7 @@ async fn session(
                 }
                 AfterData::Reply(reply) => reply.clone(),
             };
+            tokio::time::sleep(b.data_delay).await;
             // SMTP: one verdict for all; LMTP: one per accepted recipient.
             let verdicts: Vec<(Option<&String>, String)> = if b.lmtp {
                 st.rcpts

@@ -104,6 +104,28 @@ const TABLE: &[KeyReader] = &[
         "local_address",
         Field("local_address"),
     ),
+    (
+        "shaping.ini",
+        "*",
+        "max_connections",
+        Field("max_connections"),
+    ),
+    (
+        "shaping.ini",
+        "*",
+        "messages_per_minute",
+        Field("messages_per_minute"),
+    ),
+    ("shaping.ini", "*", "suspend", Field("suspend")),
+    (
+        "shaping.ini",
+        "*",
+        "messages_per_connection",
+        NotUsed {
+            value: "2",
+            report: crate::config::MESSAGES_PER_CONNECTION_REPORT,
+        },
+    ),
 ];
 
 #[test]
@@ -128,6 +150,15 @@ fn every_key_relay_out_accepts_has_a_reader() {
         .collect();
     assert!(!files.is_empty());
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let found = problems(&known, &files, TABLE, &workspace, |_, _| Vec::new());
+    let found = problems(&known, &files, TABLE, &workspace, |file, text| {
+        let temp = tempfile::tempdir().expect("tempdir");
+        std::fs::write(temp.path().join(file), text).expect("write");
+        let dir = ConfigDir::open(temp.path())
+            .expect("open")
+            .with_environment(Vec::<(String, String)>::new());
+        RelayOutSettings::load(&dir)
+            .map(|settings| settings.warnings)
+            .unwrap_or_else(|error| vec![error.to_string()])
+    });
     assert!(found.is_empty(), "{}", found.join("\n"));
 }

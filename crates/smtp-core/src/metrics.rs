@@ -84,6 +84,13 @@ pub struct BackendLabels {
     pub backend: String,
 }
 
+/// relay-out's shaping budget: a shaping.ini section (`*.google.com`) or
+/// a destination domain.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabels {
+    pub destination: String,
+}
+
 /// Every series Postern exports.
 pub struct Metrics {
     registry: Registry,
@@ -99,6 +106,9 @@ pub struct Metrics {
     pub queue_bytes: Gauge,
     pub verified_recipients: Gauge,
     pub delivery_attempts: Family<OutcomeLabels, Counter>,
+    pub shaping_concurrency: Family<DestinationLabels, Gauge>,
+    pub shaping_suspended: Family<DestinationLabels, Gauge>,
+    pub shaping_sessions: Family<DestinationLabels, Gauge>,
 }
 
 impl Metrics {
@@ -180,6 +190,24 @@ impl Metrics {
             "relay-out: delivery attempts by result",
             delivery_attempts.clone(),
         );
+        let shaping_concurrency = Family::<DestinationLabels, Gauge>::default();
+        registry.register(
+            "shaping_concurrency",
+            "relay-out: sessions a destination may have at once now (lower than configured after a rate reply); shaping.ini destinations and backed-off ones",
+            shaping_concurrency.clone(),
+        );
+        let shaping_suspended = Family::<DestinationLabels, Gauge>::default();
+        registry.register(
+            "shaping_suspended",
+            "relay-out: 1 while a destination rests after a rate reply (421, 4.7.28, 4.7.650), else 0",
+            shaping_suspended.clone(),
+        );
+        let shaping_sessions = Family::<DestinationLabels, Gauge>::default();
+        registry.register(
+            "shaping_sessions",
+            "relay-out: sessions counted against a destination's shaping budget now",
+            shaping_sessions.clone(),
+        );
         Self {
             registry,
             connections,
@@ -194,6 +222,9 @@ impl Metrics {
             queue_bytes,
             verified_recipients,
             delivery_attempts,
+            shaping_concurrency,
+            shaping_suspended,
+            shaping_sessions,
         }
     }
 

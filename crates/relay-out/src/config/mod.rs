@@ -7,6 +7,7 @@ mod local_address;
 mod outbound;
 mod queue_dir;
 mod relay;
+mod shaping;
 use smtp_core::config::retry_schedule as retry;
 pub mod routes;
 
@@ -22,6 +23,9 @@ pub use dest_domains::{DestAction, DestDomains};
 pub use outbound::{InetPrefer, OutboundSettings};
 pub use relay::RelayPolicy;
 pub use routes::{HopHost, HopSettings, Route, RouteTable, RouteTls};
+pub use shaping::{
+    DEFAULT_SUSPEND, MESSAGES_PER_CONNECTION_REPORT, ShapingMatch, ShapingRule, ShapingRules,
+};
 
 use relay::RelayIni;
 
@@ -43,6 +47,8 @@ pub struct RelayOutSettings {
     pub routes: RouteTable,
     /// auth_flat_file.ini: who may authenticate to submit mail.
     pub auth_users: AuthUsers,
+    /// shaping.ini: per-destination budgets.
+    pub shaping: ShapingRules,
     /// Non-fatal findings for `--check`.
     pub warnings: Vec<String>,
 }
@@ -117,6 +123,7 @@ impl RelayOutSettings {
         }
         let routes = routes::load(dir, &relay, dest_domains_file.as_ref(), &outbound)?;
         let auth_users = AuthUsers::load(dir)?;
+        let shaping = ShapingRules::load(dir)?;
         Ok(Self {
             relay,
             acl_allow,
@@ -124,6 +131,7 @@ impl RelayOutSettings {
             outbound,
             routes,
             auth_users,
+            shaping,
             warnings: dir.take_warnings(),
         })
     }

@@ -25,6 +25,7 @@ use super::grouping::{Group, due_work};
 use super::log::{AttemptRecord, AttemptResult, HostContact, log_attempt};
 use super::notice;
 use super::outcome::{RecipientOutcome, Verdict};
+use super::shaping::Signal;
 use super::{Context, SpoolCallError};
 use spool::{Envelope, RecipientStatus, SpoolError};
 
@@ -197,9 +198,18 @@ async fn attempt_due(ctx: &Arc<Context>, envelope: &mut Envelope) -> Result<(), 
     Ok(())
 }
 
-/// Waits for a slot, then attempts; `None` when delivery was disabled
-/// while waiting.
+/// Waits for room in the destination's shaping budget, then for a slot,
+/// then attempts and tells the budget how it went; `None` when delivery
+/// was disabled while waiting.
 async fn attempt_with_permits(ctx: &Context, job: &Job, group: &Group) -> Option<GroupResult> {
+    let routed = ctx.routing.for_destination(&group.destination).is_some();
+    let budget = ctx
+        .shaping
+        .budget_for(&ctx.dns, &group.destination, routed)
+        .await;
+    // The budget first: a session waiting on a throttled provider holds none
+    // of the slots other destinations need.
+    let _shaping = ctx.shaping.acquire(&budget).await;
     let _permits = ctx.limits.acquire(&group.destination).await?;
     if ctx.is_disabled() {
         log_attempt(&AttemptRecord {
@@ -218,7 +228,20 @@ async fn attempt_with_permits(ctx: &Context, job: &Job, group: &Group) -> Option
     // Boxed: the attempt's future (DNS, connect, TLS, the SMTP dialogue) is
     // many KB, and inline it made every message still waiting for a slot
     // that large: a queue of 5,000 released at once held 65 MB.
-    Some(Box::pin(attempt_group(ctx, job, group)).await)
+    let result = Box::pin(attempt_group(ctx, job, group)).await;
+    let (signal, reply) = match result.outcomes.iter().find(|o| o.is_rate_reply()) {
+        Some(rate) => (Signal::RateReply, rate.text.as_str()),
+        None if result
+            .outcomes
+            .iter()
+            .any(|o| o.verdict == Verdict::Delivered) =>
+        {
+            (Signal::Delivered, "")
+        }
+        None => (Signal::Nothing, ""),
+    };
+    ctx.shaping.observe(&budget, signal, reply);
+    Some(result)
 }
 
 /// What an attempt's final log line says about the host side.

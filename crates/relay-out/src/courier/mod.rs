@@ -11,6 +11,7 @@
 //! | [`message`] | one due message's trip: an attempt per destination, state to disk, notices, removal (and where a duplicate can happen) |
 //! | [`grouping`] | the due recipients of a message, one group (one SMTP transaction) per destination |
 //! | [`limits`] | how many sessions run at once, overall and per destination |
+//! | [`shaping`] | shaping.ini budgets per provider, and the back-off on rate replies (421, 4.7.28) |
 //! | [`mx`] | where a destination's mail goes: MX, implicit MX, null MX, addresses we refuse |
 //! | [`source_check`] | our source addresses' reverse DNS (FCrDNS) self-check, and IPv4-only delivery when IPv6's fails |
 //! | [`routes`] | the same for a configured route (smart host, `nexthop`): its hops, in order |
@@ -40,6 +41,7 @@ mod notice;
 mod outcome;
 pub mod retry_timetable;
 mod routes;
+mod shaping;
 pub mod source_check;
 mod switch;
 mod tls;
@@ -67,6 +69,7 @@ use mx::AddressPolicy;
 use outcome::RetryPolicy;
 use retry_timetable::RetryTimetable;
 use routes::Routing;
+use shaping::Shaper;
 
 /// Haraka's bounce template file (header lines, a blank line, body lines).
 pub const BOUNCE_TEMPLATE_FILE: &str = "outbound.bounce_message";
@@ -98,6 +101,8 @@ pub struct Context {
     addresses: AddressPolicy,
     retry: RetryPolicy,
     limits: Limits,
+    /// Per-provider budgets and the back-off on rate replies.
+    shaping: Shaper,
     disabled: Arc<AtomicBool>,
     bounce_template: Option<String>,
     delay_template: Option<String>,
@@ -141,6 +146,7 @@ impl Context {
                 lifetime: outbound.max_queue_lifetime,
             },
             limits: Limits::new(outbound.concurrency_max, outbound.domain_concurrency_max),
+            shaping: Shaper::new(settings.shaping.clone(), outbound.domain_concurrency_max),
             disabled: switch.flag(),
             bounce_template: template(dir, BOUNCE_TEMPLATE_FILE)?,
             delay_template: template(dir, DELAY_TEMPLATE_FILE)?,
@@ -252,6 +258,7 @@ pub fn describe(settings: &RelayOutSettings, listen: &[SocketAddr]) -> String {
             .map(|ip| format!(", from {ip}"))
             .unwrap_or_default()
     )];
+    lines.extend(shaping::describe(&settings.shaping));
     let routes = &settings.routes;
     lines.extend(
         routes

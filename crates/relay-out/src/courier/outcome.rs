@@ -84,6 +84,17 @@ impl RecipientOutcome {
         }
     }
 
+    /// A remote's "slow down": `421` (too many connections, rate), or the
+    /// providers' rate statuses: Gmail's 4.7.28, Microsoft's 4.7.650 and
+    /// 4.7.500. Other 4.7.x (greylisting's 4.7.1, TLS's 4.7.0) are not
+    /// about the sending rate. Drives [`super::shaping`]'s back-off.
+    pub fn is_rate_reply(&self) -> bool {
+        const RATE_STATUSES: &[&str] = &["4.7.28", "4.7.650", "4.7.500"];
+        self.remote
+            && self.verdict == Verdict::Deferred
+            && (self.text.starts_with("421") || RATE_STATUSES.contains(&self.status.as_str()))
+    }
+
     /// A cause found on our side (nothing remote answered, or what it said
     /// is not a reply about this recipient).
     pub fn local(

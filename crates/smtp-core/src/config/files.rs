@@ -62,6 +62,9 @@ pub const OUTBOUND_ROUTES_INI: &str = "outbound_routes.ini";
 /// Users who may authenticate to submit mail (relay-out; Haraka's
 /// `auth/flat_file` plugin file).
 pub const AUTH_FLAT_FILE_INI: &str = "auth_flat_file.ini";
+/// Per-destination sending budgets: connections, messages per minute
+/// (relay-out; Postern's).
+pub const SHAPING_INI: &str = "shaping.ini";
 
 /// Haraka's list of plugins to load: it decides which features are on
 /// (see [`super::plugins`]). Read from the root only, as Haraka does.
@@ -101,6 +104,7 @@ pub const KNOWN_FILES: &[&str] = &[
     QUEUE_DIR,
     OUTBOUND_ROUTES_INI,
     AUTH_FLAT_FILE_INI,
+    SHAPING_INI,
 ];
 
 /// Files only relay-in reads: relay-out's `--check` names them as relay-in's.
@@ -122,6 +126,7 @@ pub const RELAY_OUT_ONLY: &[&str] = &[
     QUEUE_DIR,
     OUTBOUND_ROUTES_INI,
     AUTH_FLAT_FILE_INI,
+    SHAPING_INI,
 ];
 
 /// Which binary is checking a directory, so that the other's files are
