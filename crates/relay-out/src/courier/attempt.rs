@@ -63,6 +63,9 @@ pub struct GroupResult {
     /// The accepting reply, when some recipients were delivered.
     pub response: Option<String>,
     pub elapsed: Duration,
+    /// The session's QUIT, still under way in the background: the host
+    /// counts the connection until it ends (the shaping budget does too).
+    pub closing: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// How a session with one host ended.
@@ -72,6 +75,7 @@ enum SessionEnd {
         outcomes: Vec<RecipientOutcome>,
         reply: String,
         response: Option<String>,
+        closing: Option<tokio::task::JoinHandle<()>>,
     },
     /// The host could not take the transaction; try the next one.
     NextHost(ClientError),
@@ -116,6 +120,7 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
                 reply: failure.text,
                 response: None,
                 elapsed: started.elapsed(),
+                closing: None,
             };
         }
     };
@@ -171,6 +176,7 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
                 outcomes,
                 reply,
                 response,
+                closing,
             } => {
                 return GroupResult {
                     outcomes,
@@ -178,6 +184,7 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
                     reply,
                     response,
                     elapsed: started.elapsed(),
+                    closing,
                 };
             }
             SessionEnd::NextHost(error) => {
@@ -220,6 +227,7 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
         },
         response: None,
         elapsed: started.elapsed(),
+        closing: None,
     }
 }
 
@@ -275,6 +283,7 @@ async fn transaction(
                 outcomes: vec![outcome; count],
                 reply: text,
                 response: None,
+                closing: None,
             };
         }
         Err(error) => return SessionEnd::NextHost(error),
@@ -286,6 +295,7 @@ async fn transaction(
             outcomes: vec![outcome; count],
             reply: replies.mail.to_string(),
             response: None,
+            closing: None,
         };
     }
     let mut outcomes: Vec<Option<RecipientOutcome>> = (0..count)
@@ -307,6 +317,7 @@ async fn transaction(
         .find(|reply| !reply.is_positive())
         .map(ToString::to_string);
     let mut response = None;
+    let mut closing = None;
     if accepted.is_empty() {
         client.quit().await;
     } else {
@@ -317,7 +328,7 @@ async fn transaction(
                     // Say goodbye in the background: the verdict must reach
                     // the envelope on disk as soon as possible, since until
                     // then a crash means sending the message again.
-                    tokio::spawn(client.quit());
+                    closing = Some(tokio::spawn(client.quit()));
                     response = data_replies
                         .iter()
                         .find(|reply| reply.is_positive())
@@ -363,6 +374,7 @@ async fn transaction(
             .collect(),
         reply: deciding.or_else(|| response.clone()).unwrap_or_default(),
         response,
+        closing,
     }
 }
 

@@ -169,6 +169,7 @@ async fn attempt_due(ctx: &Arc<Context>, envelope: &mut Envelope) -> Result<(), 
                     reply,
                     response,
                     elapsed,
+                    closing: _,
                 } = result;
                 apply(
                     ctx,
@@ -209,7 +210,7 @@ async fn attempt_with_permits(ctx: &Context, job: &Job, group: &Group) -> Option
         .await;
     // The budget first: a session waiting on a throttled provider holds none
     // of the slots other destinations need.
-    let _shaping = ctx.shaping.acquire(&budget).await;
+    let shaping = ctx.shaping.acquire(&budget).await;
     let _permits = ctx.limits.acquire(&group.destination).await?;
     if ctx.is_disabled() {
         log_attempt(&AttemptRecord {
@@ -228,7 +229,15 @@ async fn attempt_with_permits(ctx: &Context, job: &Job, group: &Group) -> Option
     // Boxed: the attempt's future (DNS, connect, TLS, the SMTP dialogue) is
     // many KB, and inline it made every message still waiting for a slot
     // that large: a queue of 5,000 released at once held 65 MB.
-    let result = Box::pin(attempt_group(ctx, job, group)).await;
+    let mut result = Box::pin(attempt_group(ctx, job, group)).await;
+    // The host counts the connection until its QUIT is over, so the budget
+    // place is given back only then (the verdicts go on to the disk now).
+    if let Some(closing) = result.closing.take() {
+        tokio::spawn(async move {
+            let _ = closing.await;
+            drop(shaping);
+        });
+    }
     let (signal, reply) = match result.outcomes.iter().find(|o| o.is_rate_reply()) {
         Some(rate) => (Signal::RateReply, rate.text.as_str()),
         None if result

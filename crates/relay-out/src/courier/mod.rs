@@ -102,7 +102,7 @@ pub struct Context {
     retry: RetryPolicy,
     limits: Limits,
     /// Per-provider budgets and the back-off on rate replies.
-    shaping: Shaper,
+    shaping: Arc<Shaper>,
     disabled: Arc<AtomicBool>,
     bounce_template: Option<String>,
     delay_template: Option<String>,
@@ -146,7 +146,10 @@ impl Context {
                 lifetime: outbound.max_queue_lifetime,
             },
             limits: Limits::new(outbound.concurrency_max, outbound.domain_concurrency_max),
-            shaping: Shaper::new(settings.shaping.clone(), outbound.domain_concurrency_max),
+            shaping: Arc::new(Shaper::new(
+                settings.shaping.clone(),
+                outbound.domain_concurrency_max,
+            )),
             disabled: switch.flag(),
             bounce_template: template(dir, BOUNCE_TEMPLATE_FILE)?,
             delay_template: template(dir, DELAY_TEMPLATE_FILE)?,

@@ -79,8 +79,8 @@ pub enum Signal {
 
 /// A session's place in its budget, given back when dropped.
 #[derive(Debug)]
-pub struct ShapingPermit<'a> {
-    shaper: &'a Shaper,
+pub struct ShapingPermit {
+    shaper: Arc<Shaper>,
     key: String,
 }
 
@@ -136,7 +136,7 @@ impl Shaper {
 
     /// Waits until `key`'s budget has room (not suspended, under its
     /// concurrency, past its next start time), then takes a place in it.
-    pub async fn acquire(&self, key: &BudgetKey) -> ShapingPermit<'_> {
+    pub async fn acquire(self: &Arc<Self>, key: &BudgetKey) -> ShapingPermit {
         loop {
             let notify = Arc::clone(&self.lock_budget(key, |budget| Arc::clone(&budget.changed)));
             // Registered before the check, so a release in between is not missed.
@@ -167,7 +167,7 @@ impl Shaper {
             match wait_until {
                 None => {
                     return ShapingPermit {
-                        shaper: self,
+                        shaper: Arc::clone(self),
                         key: key.name.clone(),
                     };
                 }
@@ -337,7 +337,7 @@ impl Budget {
     }
 }
 
-impl Drop for ShapingPermit<'_> {
+impl Drop for ShapingPermit {
     fn drop(&mut self) {
         self.shaper.release(&self.key);
     }
@@ -408,11 +408,11 @@ mod tests {
         }
     }
 
-    fn shaper(max: usize) -> (Shaper, BudgetKey) {
+    fn shaper(max: usize) -> (Arc<Shaper>, BudgetKey) {
         let rules = ShapingRules {
             rules: vec![rule(max)],
         };
-        (Shaper::new(rules, 20), BudgetKey::of(&rule(max)))
+        (Arc::new(Shaper::new(rules, 20)), BudgetKey::of(&rule(max)))
     }
 
     #[tokio::test]
@@ -464,12 +464,12 @@ mod tests {
     async fn messages_per_minute_spaces_session_starts() {
         let mut fast = rule(10);
         fast.messages_per_minute = Some(600);
-        let shaper = Shaper::new(
+        let shaper = Arc::new(Shaper::new(
             ShapingRules {
                 rules: vec![fast.clone()],
             },
             20,
-        );
+        ));
         let key = BudgetKey::of(&fast);
         let started = Instant::now();
         for _ in 0..3 {
