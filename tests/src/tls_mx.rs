@@ -32,6 +32,9 @@ pub struct TlsAccepted {
 /// See the module docs.
 pub struct StartTlsMx {
     pub addr: SocketAddr,
+    /// The CA that issued the server's certificate (PEM): what a client
+    /// must trust to verify it.
+    pub ca_pem: String,
     accepted: Arc<Mutex<Vec<TlsAccepted>>>,
     task: JoinHandle<()>,
 }
@@ -65,6 +68,7 @@ impl StartTlsMx {
         });
         Ok(StartTlsMx {
             addr,
+            ca_pem: ca.cert_pem.clone(),
             accepted,
             task,
         })

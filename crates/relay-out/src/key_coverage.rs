@@ -126,6 +126,14 @@ const TABLE: &[KeyReader] = &[
             report: crate::config::MESSAGES_PER_CONNECTION_REPORT,
         },
     ),
+    // Read in courier/tls.rs (MxTls): the policy per domain, the CA file.
+    (
+        "tls_policy.ini",
+        "*",
+        "policy",
+        Field("policies.for_domain"),
+    ),
+    ("tls_policy.ini", "*", "ca_file", Field("policies.ca_file")),
 ];
 
 #[test]

@@ -8,6 +8,7 @@ mod outbound;
 mod queue_dir;
 mod relay;
 mod shaping;
+mod tls_policy;
 use smtp_core::config::retry_schedule as retry;
 pub mod routes;
 
@@ -26,6 +27,7 @@ pub use routes::{HopHost, HopSettings, Route, RouteTable, RouteTls};
 pub use shaping::{
     DEFAULT_SUSPEND, MESSAGES_PER_CONNECTION_REPORT, ShapingMatch, ShapingRule, ShapingRules,
 };
+pub use tls_policy::{TlsPolicies, TlsPolicy};
 
 use relay::RelayIni;
 
@@ -49,6 +51,8 @@ pub struct RelayOutSettings {
     pub auth_users: AuthUsers,
     /// shaping.ini: per-destination budgets.
     pub shaping: ShapingRules,
+    /// tls_policy.ini: per-destination TLS.
+    pub tls_policies: TlsPolicies,
     /// Non-fatal findings for `--check`.
     pub warnings: Vec<String>,
 }
@@ -124,6 +128,7 @@ impl RelayOutSettings {
         let routes = routes::load(dir, &relay, dest_domains_file.as_ref(), &outbound)?;
         let auth_users = AuthUsers::load(dir)?;
         let shaping = ShapingRules::load(dir)?;
+        let tls_policies = TlsPolicies::load(dir)?;
         Ok(Self {
             relay,
             acl_allow,
@@ -132,6 +137,7 @@ impl RelayOutSettings {
             routes,
             auth_users,
             shaping,
+            tls_policies,
             warnings: dir.take_warnings(),
         })
     }

@@ -90,17 +90,11 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
     let started = Instant::now();
     let route = ctx.routing.for_destination(&group.destination);
     let origin = route.map(|route| route.origin.clone());
+    let (mx_connector, mx_tls) = ctx.mx_tls.for_domain(&domain);
+    let tls_policy = route.is_none().then_some(mx_tls);
     let resolved = match route {
         Some(route) => routes::resolve_route(&ctx.dns, route, &ctx.addresses).await,
-        None => {
-            mx::resolve(
-                &ctx.dns,
-                &group.destination,
-                &ctx.addresses,
-                &ctx.mx_connector,
-            )
-            .await
-        }
+        None => mx::resolve(&ctx.dns, &group.destination, &ctx.addresses, mx_connector).await,
     };
     let candidates = match resolved {
         Ok(candidates) => candidates,
@@ -115,6 +109,7 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
                 outcomes: vec![outcome; count],
                 contact: HostContact {
                     route: origin,
+                    tls_policy,
                     ..HostContact::default()
                 },
                 reply: failure.text,
@@ -152,6 +147,7 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
             mode: Some(candidate.connector.mode()),
             auth: None,
             route: origin.clone(),
+            tls_policy,
         };
         let session = match open_session(&candidate, use_tls, &mut contact).await {
             Ok(client) => transaction(ctx, job, group, client, &candidate.host).await,
@@ -223,6 +219,7 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
         outcomes: vec![outcome; count],
         contact: HostContact {
             route: origin,
+            tls_policy,
             ..HostContact::default()
         },
         response: None,

@@ -45,9 +45,16 @@ pub struct Connector {
 impl Connector {
     /// The MX default: outbound.ini `enable_tls` (any certificate, as
     /// Haraka and Postfix `may`), `local_address`, no AUTH, SMTP.
-    pub fn mx(core: &CoreSettings, outbound: &OutboundSettings) -> Result<Self, ClientTlsError> {
-        let tls = TlsUse::for_mx(outbound.enable_tls);
-        Self::build(core, outbound, tls, None, |config| config)
+    /// MX hosts under a TLS policy (tls_policy.ini, else outbound.ini
+    /// `enable_tls`; see `tls::MxTls`): `tls`, verified with `verify` when
+    /// required.
+    pub fn mx_with(
+        core: &CoreSettings,
+        outbound: &OutboundSettings,
+        tls: TlsUse,
+        verify: Option<TlsVerify>,
+    ) -> Result<Self, ClientTlsError> {
+        Self::build(core, outbound, tls, verify, |config| config)
     }
 
     /// A route hop's: its TLS, AUTH, LMTP, and `bind` (else `local_address`).

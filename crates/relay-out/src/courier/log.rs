@@ -11,6 +11,7 @@
 //! | `queue_id`, `domain` | the message and the destination |
 //! | `mx`, `ip`, `port` | the host contacted (`delivered`: host, ip, port); `-` when none was |
 //! | `tls` | the session was encrypted (`delivered`: secured) |
+//! | `tls_policy`, `tls_policy_source` | the MX TLS policy (`none`, `may`, `encrypt`, `verify`) and where it came from (`tls_policy.ini`, `enable_tls`) |
 //! | `rcpts` | recipients in the attempt |
 //! | `result` | `delivered`, `partial`, `deferred`, `bounced`, `host-failed` (next host tried), `skipped` |
 //! | `reply` | the deciding reply or error (`delivered`: response; `deferred`: err; `bounce`: the error) |
@@ -33,6 +34,7 @@ use std::time::Duration;
 use tracing::info;
 
 use super::connector::Mode;
+use super::tls::TlsDecision;
 use spool::QueueId;
 
 /// How an attempt ended, as the log's `result` field.
@@ -92,6 +94,9 @@ pub struct HostContact {
     pub auth: Option<String>,
     /// The route's origin, when a route was used.
     pub route: Option<String>,
+    /// The MX TLS policy and where it came from (none for routes, whose
+    /// `tls` is their own).
+    pub tls_policy: Option<TlsDecision>,
 }
 
 /// Everything one attempt's log line says.
@@ -176,6 +181,10 @@ pub fn log_attempt(record: &AttemptRecord) {
         mode = contact.mode.map(tracing::field::display),
         auth = contact.auth.as_deref(),
         route = contact.route.as_deref(),
+        tls_policy = contact
+            .tls_policy
+            .map(|d| tracing::field::display(d.policy.as_str())),
+        tls_policy_source = contact.tls_policy.map(|d| tracing::field::display(d.source)),
         delivered = list(record.delivered).map(tracing::field::display),
         deferred = list(record.deferred).map(tracing::field::display),
         retry_in_s = record.retry_in.map(|delay| delay.as_secs()),

@@ -45,6 +45,7 @@ mod shaping;
 pub mod source_check;
 mod switch;
 mod tls;
+use tls::MxTls;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -63,7 +64,6 @@ pub use dispatcher::{Dispatcher, DispatcherHandle, channel};
 pub use source_check::SourceCheck;
 pub use switch::DisabledSwitch;
 
-use connector::Connector;
 use limits::Limits;
 use mx::AddressPolicy;
 use outcome::RetryPolicy;
@@ -94,7 +94,8 @@ pub struct Context {
     dns: Dns,
     me: String,
     /// How to talk to MX hosts (outbound.ini).
-    mx_connector: Arc<Connector>,
+    /// The MX connectors by TLS policy, and which a domain gets.
+    mx_tls: MxTls,
     /// Routes instead of MX hosts, with their connectors.
     routing: Routing,
     always_split: bool,
@@ -126,7 +127,7 @@ impl Context {
             spool,
             dns,
             me: core.me.clone(),
-            mx_connector: Arc::new(Connector::mx(core, outbound)?),
+            mx_tls: MxTls::new(core, outbound, &settings.tls_policies)?,
             routing: Routing::new(&settings.routes, core, outbound)?,
             always_split: outbound.always_split,
             addresses: AddressPolicy {
@@ -262,6 +263,7 @@ pub fn describe(settings: &RelayOutSettings, listen: &[SocketAddr]) -> String {
             .unwrap_or_default()
     )];
     lines.extend(shaping::describe(&settings.shaping));
+    lines.extend(tls::describe(&settings.tls_policies));
     let routes = &settings.routes;
     lines.extend(
         routes

@@ -1,18 +1,23 @@
 //! TLS towards the next hop: which use of STARTTLS a host gets, and the
 //! order in which one group's hosts are tried with and without it.
 //!
-//! Today the choice is outbound.ini's `enable_tls` for MX hosts
-//! (opportunistic, any certificate, as Haraka and Postfix `may`) and a
-//! route's `tls` for its hops (off, opportunistic, or required and
-//! verified). A per-destination TLS policy (MTA-STS, DANE) belongs here
-//! too: it changes what [`TlsUse`] a candidate gets and what verifying means.
+//! For MX hosts the one decision point is [`MxTls::for_domain`]: the
+//! domain's tls_policy.ini entry (`none`, `may`, `encrypt`, `verify`), else
+//! outbound.ini's `enable_tls` (opportunistic, any certificate, as Haraka
+//! and Postfix `may`). A route's hops get the route's `tls` (off,
+//! opportunistic, or required and verified). MTA-STS and DANE (issue 16)
+//! belong here too: they change what [`TlsUse`] a candidate gets and what
+//! verifying means.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use smtp_core::client::{ClientTls, ClientTlsError, TlsMode, TlsVerify};
+use smtp_core::config::CoreSettings;
 
+use super::connector::Connector;
 use super::mx::Candidate;
-use crate::config::RouteTls;
+use crate::config::{OutboundSettings, RouteTls, TlsPolicies, TlsPolicy};
 
 /// Whether STARTTLS is used, and what a failure means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,18 +28,12 @@ pub enum TlsUse {
     Opportunistic,
     /// Always, verified; a host without it is not used.
     Required,
+    /// Always, any certificate (tls_policy.ini `encrypt`); a host without
+    /// it is not used, and never in clear text.
+    Encrypted,
 }
 
 impl TlsUse {
-    /// MX hosts: outbound.ini `enable_tls`.
-    pub fn for_mx(enable_tls: bool) -> Self {
-        if enable_tls {
-            TlsUse::Opportunistic
-        } else {
-            TlsUse::Off
-        }
-    }
-
     /// A route's hops: their `tls`, and the CA file that verifies them when
     /// TLS is required (`None`: the system's CAs).
     pub fn for_route(tls: &RouteTls) -> (Self, Option<TlsVerify>) {
@@ -62,8 +61,114 @@ impl TlsUse {
             TlsUse::Required => {
                 ClientTls::new(TlsMode::Required, verify.unwrap_or(&TlsVerify::SystemRoots))
             }
+            TlsUse::Encrypted => ClientTls::new(TlsMode::Required, &TlsVerify::Insecure),
         }
     }
+}
+
+/// The MX connectors, one per TLS policy in use, and which one a
+/// destination domain gets: the decision and its source are logged on every
+/// attempt line (`tls_policy=verify source=tls_policy.ini`).
+#[derive(Debug)]
+pub struct MxTls {
+    policies: TlsPolicies,
+    default: (TlsPolicy, Arc<Connector>),
+    by_policy: BTreeMap<TlsPolicy, Arc<Connector>>,
+}
+
+/// Which TLS policy a destination got, and from where, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsDecision {
+    pub policy: TlsPolicy,
+    pub source: &'static str,
+}
+
+impl MxTls {
+    /// Builds a connector for the default and for each policy
+    /// tls_policy.ini names (a CA file is read now, not per message).
+    pub fn new(
+        core: &CoreSettings,
+        outbound: &OutboundSettings,
+        policies: &TlsPolicies,
+    ) -> Result<Self, ClientTlsError> {
+        let default_policy = if outbound.enable_tls {
+            TlsPolicy::May
+        } else {
+            TlsPolicy::None
+        };
+        let ca_file = policies.ca_file.clone();
+        let verify = ca_file.map_or(TlsVerify::SystemRoots, TlsVerify::CaFile);
+        let connector = |policy: TlsPolicy| -> Result<Arc<Connector>, ClientTlsError> {
+            let (tls, verify) = match policy {
+                TlsPolicy::None => (TlsUse::Off, None),
+                TlsPolicy::May => (TlsUse::Opportunistic, None),
+                TlsPolicy::Encrypt => (TlsUse::Encrypted, None),
+                TlsPolicy::Verify => (TlsUse::Required, Some(verify.clone())),
+            };
+            Ok(Arc::new(Connector::mx_with(core, outbound, tls, verify)?))
+        };
+        let mut by_policy = BTreeMap::new();
+        for policy in policies.domains.values() {
+            if !by_policy.contains_key(policy) {
+                by_policy.insert(*policy, connector(*policy)?);
+            }
+        }
+        Ok(MxTls {
+            policies: policies.clone(),
+            default: (default_policy, connector(default_policy)?),
+            by_policy,
+        })
+    }
+
+    /// The connector for `domain`'s MX hosts and why.
+    pub fn for_domain(&self, domain: &str) -> (&Arc<Connector>, TlsDecision) {
+        match self.policies.for_domain(domain) {
+            Some(policy) => (
+                &self.by_policy[&policy],
+                TlsDecision {
+                    policy,
+                    source: "tls_policy.ini",
+                },
+            ),
+            None => (
+                &self.default.1,
+                TlsDecision {
+                    policy: self.default.0,
+                    source: "enable_tls",
+                },
+            ),
+        }
+    }
+}
+
+/// tls_policy.ini as `--check` and the startup log show it: one line per
+/// domain it names (the rest get `enable_tls`, shown on the line above).
+pub fn describe(policies: &TlsPolicies) -> Vec<String> {
+    let verify_with = policies.ca_file.as_ref().map_or_else(
+        || "the system's CAs".to_owned(),
+        |file| file.display().to_string(),
+    );
+    policies
+        .domains
+        .iter()
+        .map(|(domain, policy)| {
+            let meaning = match policy {
+                TlsPolicy::None => "never STARTTLS".to_owned(),
+                TlsPolicy::May => "STARTTLS when offered, any certificate".to_owned(),
+                TlsPolicy::Encrypt => {
+                    "STARTTLS required (else deferred, never clear text), any certificate"
+                        .to_owned()
+                }
+                TlsPolicy::Verify => format!(
+                    "STARTTLS required with a certificate for the MX name, verified with {verify_with} (else deferred)"
+                ),
+            };
+            format!(
+                "TLS to {domain}'s MX hosts: policy={} ({meaning}; tls_policy.ini)",
+                policy.as_str()
+            )
+        })
+        .collect()
 }
 
 /// The order in which hosts are tried for one group: every candidate with

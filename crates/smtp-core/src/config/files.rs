@@ -65,6 +65,9 @@ pub const AUTH_FLAT_FILE_INI: &str = "auth_flat_file.ini";
 /// Per-destination sending budgets: connections, messages per minute
 /// (relay-out; Postern's).
 pub const SHAPING_INI: &str = "shaping.ini";
+/// Per-destination TLS policy for MX delivery (relay-out; Postern's, like
+/// Postfix's `smtp_tls_policy_maps`).
+pub const TLS_POLICY_INI: &str = "tls_policy.ini";
 
 /// Haraka's list of plugins to load: it decides which features are on
 /// (see [`super::plugins`]). Read from the root only, as Haraka does.
@@ -105,6 +108,7 @@ pub const KNOWN_FILES: &[&str] = &[
     OUTBOUND_ROUTES_INI,
     AUTH_FLAT_FILE_INI,
     SHAPING_INI,
+    TLS_POLICY_INI,
 ];
 
 /// Files only relay-in reads: relay-out's `--check` names them as relay-in's.
@@ -127,6 +131,7 @@ pub const RELAY_OUT_ONLY: &[&str] = &[
     OUTBOUND_ROUTES_INI,
     AUTH_FLAT_FILE_INI,
     SHAPING_INI,
+    TLS_POLICY_INI,
 ];
 
 /// Which binary is checking a directory, so that the other's files are
