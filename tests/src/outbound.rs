@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -50,6 +51,9 @@ impl Default for OutboundOptions {
     }
 }
 
+/// Where MX farms take their port: below the ephemeral range.
+const FARM_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
 /// MX servers on 127.0.0.x, all on the same port (relay-out's `remote_port`
 /// is one value for every host).
 pub struct MxFarm {
@@ -59,12 +63,31 @@ pub struct MxFarm {
 
 impl MxFarm {
     /// Picks a port by binding the first server (on 127.0.0.`first`).
+    ///
+    /// The port comes from below the kernel's ephemeral range (32768 and
+    /// up): servers added later on other 127.0.0.x addresses must find it
+    /// free there too, and tests that connect *from* those addresses (from
+    /// 127.0.0.5, say) hold ephemeral ports on them. A port the kernel
+    /// handed out with port 0 could be such a client's port already.
     pub async fn start(first: u8, behaviour: Behaviour) -> anyhow::Result<MxFarm> {
-        let server = RecordingBackend::start_on(host(first, 0), behaviour).await?;
-        let port = server.addr.port();
-        let mut servers = BTreeMap::new();
-        servers.insert(first, server);
-        Ok(MxFarm { port, servers })
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let spread = std::process::id().wrapping_mul(7919);
+        let mut last_error = None;
+        for _ in 0..200 {
+            let step = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = FARM_PORTS.start
+                + (spread.wrapping_add(step.wrapping_mul(104_729)) % FARM_PORTS.len() as u32)
+                    as u16;
+            match RecordingBackend::start_on(host(first, port), behaviour.clone()).await {
+                Ok(server) => {
+                    let mut servers = BTreeMap::new();
+                    servers.insert(first, server);
+                    return Ok(MxFarm { port, servers });
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.expect("tried at least once"))
     }
 
     /// Adds a server on 127.0.0.`last_octet` at the farm's port.
