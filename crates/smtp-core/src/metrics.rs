@@ -78,6 +78,14 @@ pub struct OutcomeLabels {
     pub result: Outcome,
 }
 
+/// relay-out's MX TLS policy (`none`, `may`, `encrypt`, `verify`) and an
+/// attempt's result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsPolicyLabels {
+    pub policy: String,
+    pub result: Outcome,
+}
+
 /// relay-in's backend, as `host:port`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabels {
@@ -106,6 +114,7 @@ pub struct Metrics {
     pub queue_bytes: Gauge,
     pub verified_recipients: Gauge,
     pub delivery_attempts: Family<OutcomeLabels, Counter>,
+    pub tls_policy_attempts: Family<TlsPolicyLabels, Counter>,
     pub shaping_concurrency: Family<DestinationLabels, Gauge>,
     pub shaping_suspended: Family<DestinationLabels, Gauge>,
     pub shaping_sessions: Family<DestinationLabels, Gauge>,
@@ -208,6 +217,12 @@ impl Metrics {
             "relay-out: sessions counted against a destination's shaping budget now",
             shaping_sessions.clone(),
         );
+        let tls_policy_attempts = Family::<TlsPolicyLabels, Counter>::default();
+        registry.register(
+            "tls_policy_attempts",
+            "relay-out: MX delivery attempts by TLS policy (tls_policy.ini, else enable_tls) and result",
+            tls_policy_attempts.clone(),
+        );
         Self {
             registry,
             connections,
@@ -222,6 +237,7 @@ impl Metrics {
             queue_bytes,
             verified_recipients,
             delivery_attempts,
+            tls_policy_attempts,
             shaping_concurrency,
             shaping_suspended,
             shaping_sessions,
@@ -243,6 +259,16 @@ impl Metrics {
     pub fn delivery_attempt(&self, result: Outcome) {
         self.delivery_attempts
             .get_or_create(&OutcomeLabels { result })
+            .inc();
+    }
+
+    /// An MX attempt under a TLS policy (`policy` as tls_policy.ini says it).
+    pub fn tls_policy_attempt(&self, policy: &str, result: Outcome) {
+        self.tls_policy_attempts
+            .get_or_create(&TlsPolicyLabels {
+                policy: policy.to_owned(),
+                result,
+            })
             .inc();
     }
 

@@ -150,12 +150,13 @@ async fn tls_policy_verify_defers_an_unverified_certificate_and_delivers_a_verif
     let mx = StartTlsMx::start_on(host(2, farm.port), "mx1.dest.test", false).await?;
 
     // The MX's certificate is from a CA the system does not know.
-    let out = Outbound::start(
-        one_mx_zone(),
-        farm.port,
-        with_policy("[dest.test]\npolicy=verify\n", None),
-    )
-    .await?;
+    let metrics_port = postern_tests::process::free_port();
+    let mut options = with_policy("[dest.test]\npolicy=verify\n", None);
+    options.files.push((
+        "metrics.ini".to_owned(),
+        format!("listen=127.0.0.1:{metrics_port}\n"),
+    ));
+    let out = Outbound::start(one_mx_zone(), farm.port, options).await?;
     let dir = out.config_dir().display().to_string();
     let (code, check) = postern_tests::process::run("relay-out", &["-c", &dir, "--check"])?;
     assert_eq!(code, 0, "{check}");
@@ -173,6 +174,12 @@ async fn tls_policy_verify_defers_an_unverified_certificate_and_delivers_a_verif
             && l.contains("tls_policy_source=tls_policy.ini")
             && l.to_ascii_lowercase().contains("certificate")),
         "{lines:#?}"
+    );
+    let metrics = postern_tests::metrics::scrape(([127, 0, 0, 1], metrics_port).into()).await?;
+    let series = "postern_tls_policy_attempts_total{policy=\"verify\",result=\"deferred\"}";
+    assert!(
+        postern_tests::metrics::value(&metrics, series) >= 1.0,
+        "{series} in:\n{metrics}"
     );
     drop(out);
 

@@ -156,15 +156,17 @@ impl<'a> AttemptRecord<'a> {
 /// Writes the attempt's log line.
 pub fn log_attempt(record: &AttemptRecord) {
     use smtp_core::metrics::{Outcome, metrics};
-    match record.result {
-        AttemptResult::Delivered | AttemptResult::Partial => {
-            metrics().delivery_attempt(Outcome::Delivered)
+    let outcome = match record.result {
+        AttemptResult::Delivered | AttemptResult::Partial => Some(Outcome::Delivered),
+        AttemptResult::Deferred | AttemptResult::HostFailed => Some(Outcome::Deferred),
+        AttemptResult::Bounced => Some(Outcome::Bounced),
+        AttemptResult::Skipped => None,
+    };
+    if let Some(outcome) = outcome {
+        metrics().delivery_attempt(outcome);
+        if let Some(decision) = record.contact.tls_policy {
+            metrics().tls_policy_attempt(decision.policy.as_str(), outcome);
         }
-        AttemptResult::Deferred | AttemptResult::HostFailed => {
-            metrics().delivery_attempt(Outcome::Deferred)
-        }
-        AttemptResult::Bounced => metrics().delivery_attempt(Outcome::Bounced),
-        AttemptResult::Skipped => {}
     }
     let contact = record.contact;
     let list = |addresses: &[&str]| (!addresses.is_empty()).then(|| addresses.join(","));
