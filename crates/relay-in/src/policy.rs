@@ -356,8 +356,9 @@ impl ConnectionPolicy for RelayInConnection {
         rcpt: &ForwardPath,
         params: &RcptParams,
     ) -> Verdict {
-        // What live and spool mode pass on at once: the DSN parameters too.
-        let with_params = DsnRecipient {
+        // What live and spool mode pass on at once: the DSN parameters too
+        // (queue mode sends the envelope's copy after DATA).
+        let with_params = || DsnRecipient {
             path: rcpt.clone(),
             notify: params.notify,
             orcpt: params.orcpt.clone(),
@@ -382,7 +383,7 @@ impl ConnectionPolicy for RelayInConnection {
             && settings.mode == ForwardMode::Spool
         {
             return self
-                .rcpt_spool_mode(session, envelope, &with_params, &selector, key, &backup)
+                .rcpt_spool_mode(session, envelope, &with_params(), &selector, key, &backup)
                 .await;
         }
         if self.live.is_none() && self.shared.forwarder.backend_down(&selector) {
@@ -394,7 +395,7 @@ impl ConnectionPolicy for RelayInConnection {
                 Ok(backend) => backend,
                 Err(refusal) => return Verdict::Reject(refusal.reply()),
             };
-            match backend.rcpt_to(&with_params).await {
+            match backend.rcpt_to(&with_params()).await {
                 Ok(reply) if reply.is_positive() => {}
                 Ok(reply) | Err(reply) => return Verdict::Reject(reply),
             }

@@ -38,11 +38,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::config::XclientPolicy;
+use crate::config::{ForwardSettings, XclientPolicy};
 use crate::forward::{PreparedRoute, RouteKey};
 
-/// How often a backend that answers is probed.
-pub const UP_INTERVAL: Duration = Duration::from_secs(60);
 /// How often a backend that is down is probed, so that mail flows again
 /// soon after it is back.
 pub const DOWN_INTERVAL: Duration = Duration::from_secs(2);
@@ -112,10 +110,12 @@ pub struct Intervals {
     pub down: Duration,
 }
 
+/// smtp_forward.ini's shipped `probe_interval` (written once, with the
+/// other forwarding defaults) while up, [`DOWN_INTERVAL`] while down.
 impl Default for Intervals {
     fn default() -> Self {
         Intervals {
-            up: UP_INTERVAL,
+            up: ForwardSettings::default().probe_interval,
             down: DOWN_INTERVAL,
         }
     }
@@ -528,6 +528,9 @@ mod tests {
         let long = Intervals::from_setting(Some("5000"));
         assert_eq!(long.after(State::NoXclient), Duration::from_secs(5));
         assert_eq!(long.after(State::Down), DOWN_INTERVAL);
-        assert_eq!(Intervals::default().after(State::Unknown), UP_INTERVAL);
+        assert_eq!(
+            Intervals::default().after(State::Unknown),
+            Duration::from_secs(60)
+        );
     }
 }
