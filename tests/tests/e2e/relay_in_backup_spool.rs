@@ -14,8 +14,6 @@ use postern_tests::process::{free_port, run};
 use postern_tests::relay_in::ForwardingRelay;
 use postern_tests::smtp::{ClientReply, SmtpClient};
 
-/// relay-in's test-only probe interval (milliseconds).
-const INTERVAL_ENV: &str = "POSTERN_PROBE_INTERVAL_MS";
 /// The sending client's own address, which the backend must see.
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 5));
 
@@ -46,7 +44,7 @@ fn start_with_files(
         backend,
         &format!("mode=spool\nspool_dir={}\n{extra}", spool.display()),
         files,
-        &[(INTERVAL_ENV, "200")],
+        &[],
     )
 }
 
