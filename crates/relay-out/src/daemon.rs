@@ -74,6 +74,8 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     if switch.is_disabled() {
         info!("outbound.ini: disabled=true, mail is queued but not delivered");
     }
+    let dane = context.dane();
+    tokio::spawn(async move { dane.check().await });
     let source_check = context.source_check(&settings);
     let mut dispatcher = Dispatcher::new(Arc::new(context), inbox, switch);
     for entry in loaded.messages {

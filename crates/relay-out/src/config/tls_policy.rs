@@ -4,24 +4,32 @@
 //! ```ini
 //! ; CA bundle for policy=verify (default: the system's CAs)
 //! ca_file = /etc/ssl/certs/ca-certificates.crt
+//! ; DANE (RFC 7672) for MX hosts with DNSSEC-signed TLSA records: on | off
+//! dane = on
+//! ; the signed name whose SOA must validate at start (default: the root)
+//! dane_probe = .
 //!
 //! [example.com]
 //! policy = verify   ; none | may | encrypt | verify
 //! ```
 //!
-//! A domain without a section gets outbound.ini's `enable_tls` (`may`, or
-//! `none` when it is off). The courier side is `crate::courier::tls`.
+//! A domain without a section gets DANE when its MX hosts publish signed
+//! TLSA records (docs/tls-policy.md "DANE"), else outbound.ini's
+//! `enable_tls` (`may`, or `none` when it is off). The courier side is `crate::courier::tls`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
 use smtp_core::config::domains::normalize_domain;
-use smtp_core::config::values::{Keyword, optional_setting};
+use smtp_core::config::values::{Keyword, OnOff, optional_setting};
 use smtp_core::config::{ConfigDir, ConfigError, files};
 
 /// What TLS one destination's MX hosts must offer (issue 16's names; `dane`
 /// and `mta-sts` come from DNS and HTTPS, not from this file).
+///
+/// `Dane` is never read from the file: it is what a host with a usable,
+/// DNSSEC-authenticated TLSA set gets (`crate::courier::dane`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TlsPolicy {
     /// Never STARTTLS.
@@ -32,6 +40,9 @@ pub enum TlsPolicy {
     Encrypt,
     /// STARTTLS required, a certificate valid for the MX host name.
     Verify,
+    /// STARTTLS required, the certificate matched against the host's TLSA
+    /// records.
+    Dane,
 }
 
 impl TlsPolicy {
@@ -41,6 +52,7 @@ impl TlsPolicy {
             TlsPolicy::May => "may",
             TlsPolicy::Encrypt => "encrypt",
             TlsPolicy::Verify => "verify",
+            TlsPolicy::Dane => "dane",
         }
     }
 }
@@ -55,12 +67,30 @@ impl Keyword for TlsPolicy {
 }
 
 /// tls_policy.ini, typed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsPolicies {
     /// `[domain] policy`, by A-label domain.
     pub domains: BTreeMap<String, TlsPolicy>,
     /// `ca_file` in `[main]`: what `verify` trusts instead of the system's CAs.
     pub ca_file: Option<PathBuf>,
+    /// `dane` in `[main]`: whether TLSA records are looked up and enforced.
+    pub dane: bool,
+    /// `dane_probe` in `[main]`: the DNSSEC-signed name whose SOA must
+    /// come back authenticated at start, else DANE is off.
+    pub dane_probe: String,
+}
+
+/// DANE's defaults: on, checked against the root zone (signed since 2010,
+/// so any validating resolver authenticates its SOA).
+impl Default for TlsPolicies {
+    fn default() -> Self {
+        TlsPolicies {
+            domains: BTreeMap::new(),
+            ca_file: None,
+            dane: true,
+            dane_probe: ".".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +100,10 @@ struct SectionIni {
     policy: Option<TlsPolicy>,
     #[serde(deserialize_with = "optional_setting")]
     ca_file: Option<String>,
+    #[serde(deserialize_with = "optional_setting")]
+    dane: Option<OnOff>,
+    #[serde(deserialize_with = "optional_setting")]
+    dane_probe: Option<String>,
 }
 
 impl TlsPolicies {
@@ -90,12 +124,24 @@ impl TlsPolicies {
                     dir.mark_used(&path);
                     path
                 });
+                if let Some(OnOff(dane)) = section.dane {
+                    policies.dane = dane;
+                }
+                if let Some(probe) = section.dane_probe.filter(|p| !p.trim().is_empty()) {
+                    policies.dane_probe = probe.trim().to_owned();
+                }
                 continue;
             }
-            if section.ca_file.is_some() {
-                dir.warn(format!(
-                    "{shown}: [{name}] ca_file is only read in [main] (ignored)"
-                ));
+            for (key, set) in [
+                ("ca_file", section.ca_file.is_some()),
+                ("dane", section.dane.is_some()),
+                ("dane_probe", section.dane_probe.is_some()),
+            ] {
+                if set {
+                    dir.warn(format!(
+                        "{shown}: [{name}] {key} is only read in [main] (ignored)"
+                    ));
+                }
             }
             let domain = normalize_domain(name.trim_end_matches('.')).map_err(|_| {
                 ConfigError::BadValue {

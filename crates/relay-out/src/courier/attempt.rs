@@ -17,6 +17,7 @@ use smtp_protocol::reply::Reply;
 use tracing::warn;
 
 use super::Context;
+use super::dane::HostDecisions;
 use super::grouping::Group;
 use super::log::{AttemptRecord, AttemptResult, HostContact, log_attempt};
 use super::mx::{self, Candidate};
@@ -96,8 +97,16 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
         Some(route) => routes::resolve_route(&ctx.dns, route, &ctx.addresses).await,
         None => mx::resolve(&ctx.dns, &group.destination, &ctx.addresses, mx_connector).await,
     };
-    let candidates = match resolved {
-        Ok(candidates) => candidates,
+    // DANE comes after a tls_policy.ini entry and before the default
+    // (courier::tls has the order); routes never get it.
+    let resolved = match resolved {
+        Ok(candidates) if route.is_none() && mx_tls.source != "tls_policy.ini" => {
+            ctx.dane.apply(&domain, candidates).await
+        }
+        other => other.map(|candidates| (candidates, HostDecisions::default())),
+    };
+    let (candidates, dane) = match resolved {
+        Ok(found) => found,
         Err(failure) => {
             let verdict = if failure.permanent {
                 Verdict::Failed
@@ -147,7 +156,7 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
             mode: Some(candidate.connector.mode()),
             auth: None,
             route: origin.clone(),
-            tls_policy,
+            tls_policy: dane.for_host(&candidate.host).or(tls_policy),
         };
         let session = match open_session(&candidate, use_tls, &mut contact).await {
             Ok(client) => transaction(ctx, job, group, client, &candidate.host).await,
@@ -219,7 +228,7 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
         outcomes: vec![outcome; count],
         contact: HostContact {
             route: origin,
-            tls_policy,
+            tls_policy: dane.any().or(tls_policy),
             ..HostContact::default()
         },
         response: None,

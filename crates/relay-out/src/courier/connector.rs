@@ -101,6 +101,20 @@ impl Connector {
         })
     }
 
+    /// This connector with another TLS setup (DANE's per-host one): the
+    /// same source address, EHLO name and timeouts.
+    pub fn with_tls(&self, tls: TlsUse, client_tls: ClientTls) -> Self {
+        Connector {
+            with_tls: ClientConfig {
+                tls: client_tls,
+                ..self.without_tls.clone()
+            },
+            without_tls: self.without_tls.clone(),
+            tls,
+            fallback_plain: false,
+        }
+    }
+
     /// The client configuration for an attempt with or without STARTTLS.
     pub fn config(&self, use_tls: bool) -> &ClientConfig {
         if use_tls && self.tls != TlsUse::Off {

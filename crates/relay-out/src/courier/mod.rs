@@ -17,6 +17,7 @@
 //! | [`routes`] | the same for a configured route (smart host, `nexthop`): its hops, in order |
 //! | [`connector`] | how to talk to a next hop: AUTH, LMTP, source address, TLS settings |
 //! | [`tls`] | the TLS choice (off, opportunistic, required) and the host order with and without it |
+//! | [`dane`] | DANE (RFC 7672): TLSA records of DNSSEC-signed MX hosts, the validating-resolver check, the certificate matching |
 //! | [`attempt`] | one SMTP/LMTP transaction for one group, host after host |
 //! | [`outcome`] | a reply (or a local failure) turned into a recipient's new queue state |
 //! | [`retry_timetable`] | when a temporary failure is tried again, and when the message gives up |
@@ -30,6 +31,7 @@
 
 mod attempt;
 mod connector;
+mod dane;
 mod dispatcher;
 mod due_list;
 mod grouping;
@@ -45,6 +47,7 @@ mod shaping;
 pub mod source_check;
 mod switch;
 mod tls;
+use dane::Dane;
 use tls::MxTls;
 
 use std::net::SocketAddr;
@@ -96,6 +99,8 @@ pub struct Context {
     /// How to talk to MX hosts (outbound.ini).
     /// The MX connectors by TLS policy, and which a domain gets.
     mx_tls: MxTls,
+    /// DANE for MX hosts whose TLSA records are DNSSEC-signed.
+    dane: Arc<Dane>,
     /// Routes instead of MX hosts, with their connectors.
     routing: Routing,
     always_split: bool,
@@ -122,12 +127,21 @@ impl Context {
         switch: &DisabledSwitch,
     ) -> Result<Context, DeliverySetupError> {
         let outbound = &settings.outbound;
-        let dns = delivery_dns(core, outbound)?;
+        let dns_settings = delivery_dns_settings(core, outbound);
+        let dns = Dns::new(&dns_settings)?;
+        // Unreadable resolver settings already failed Dns::new; an empty
+        // list here only means DANE has no resolver to trust.
+        let nameservers = smtp_core::dns::nameserver_addresses(&dns_settings).unwrap_or_default();
         Ok(Context {
             spool,
             dns,
             me: core.me.clone(),
             mx_tls: MxTls::new(core, outbound, &settings.tls_policies)?,
+            dane: Arc::new(Dane::new(
+                &settings.tls_policies,
+                &nameservers,
+                core.dns_timeout,
+            )),
             routing: Routing::new(&settings.routes, core, outbound)?,
             always_split: outbound.always_split,
             addresses: AddressPolicy {
@@ -157,6 +171,12 @@ impl Context {
             delay_warning: outbound.delay_warning_time,
             dispatcher,
         })
+    }
+
+    /// DANE's state: start its validation check early, so the verdict is
+    /// logged at start rather than at the first delivery.
+    pub fn dane(&self) -> Arc<Dane> {
+        Arc::clone(&self.dane)
     }
 
     /// The self-check of `settings`' sources whose verdict this context's
@@ -194,16 +214,23 @@ pub fn delivery_dns(
     core: &CoreSettings,
     outbound: &crate::config::OutboundSettings,
 ) -> Result<Dns, DnsError> {
+    Dns::new(&delivery_dns_settings(core, outbound))
+}
+
+fn delivery_dns_settings(
+    core: &CoreSettings,
+    outbound: &crate::config::OutboundSettings,
+) -> DnsSettings {
     let nameservers = if outbound.nameservers.is_empty() {
         core.nameservers.clone()
     } else {
         outbound.nameservers.clone()
     };
-    Dns::new(&DnsSettings {
+    DnsSettings {
         nameservers,
         timeout: core.dns_timeout,
         reverse_lookups: false,
-    })
+    }
 }
 
 /// Why a [`Context::spool_call`] failed: the call itself, or the task that
@@ -264,6 +291,7 @@ pub fn describe(settings: &RelayOutSettings, listen: &[SocketAddr]) -> String {
     )];
     lines.extend(shaping::describe(&settings.shaping));
     lines.extend(tls::describe(&settings.tls_policies));
+    lines.push(dane::describe(&settings.tls_policies));
     let routes = &settings.routes;
     lines.extend(
         routes

@@ -128,8 +128,14 @@ mod tests {
 
     #[test]
     fn haraka_default_edges() {
-        assert_eq!(unjittered(&RetryTimetable::haraka_default(0)), vec![]);
-        assert_eq!(unjittered(&RetryTimetable::haraka_default(1)), vec![]);
+        assert_eq!(
+            unjittered(&RetryTimetable::haraka_default(0)),
+            Vec::<Duration>::new()
+        );
+        assert_eq!(
+            unjittered(&RetryTimetable::haraka_default(1)),
+            Vec::<Duration>::new()
+        );
         assert_eq!(unjittered(&RetryTimetable::haraka_default(2)), secs(&[64]));
         let huge = RetryTimetable::haraka_default(u32::MAX);
         assert_eq!(huge.interval(58), Some(Duration::from_secs(1 << 63)));
@@ -161,7 +167,7 @@ mod tests {
         );
         assert_eq!(
             unjittered(&RetryTimetable::from_config(Some(&[]), 13)),
-            vec![]
+            Vec::<Duration>::new()
         );
     }
 

@@ -5,9 +5,9 @@
 //! domain's tls_policy.ini entry (`none`, `may`, `encrypt`, `verify`), else
 //! outbound.ini's `enable_tls` (opportunistic, any certificate, as Haraka
 //! and Postfix `may`). A route's hops get the route's `tls` (off,
-//! opportunistic, or required and verified). MTA-STS and DANE (issue 16)
-//! belong here too: they change what [`TlsUse`] a candidate gets and what
-//! verifying means.
+//! opportunistic, or required and verified). The order is: tls_policy.ini,
+//! then DANE (per MX host, once the MX hosts are known: `super::dane`,
+//! applied in `super::attempt`), then MTA-STS, then `enable_tls`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -104,6 +104,9 @@ impl MxTls {
                 TlsPolicy::May => (TlsUse::Opportunistic, None),
                 TlsPolicy::Encrypt => (TlsUse::Encrypted, None),
                 TlsPolicy::Verify => (TlsUse::Required, Some(verify.clone())),
+                // Never named in the file: DANE's connectors are built per
+                // host from its TLSA records (courier::dane).
+                TlsPolicy::Dane => (TlsUse::Encrypted, None),
             };
             Ok(Arc::new(Connector::mx_with(core, outbound, tls, verify)?))
         };
@@ -162,6 +165,7 @@ pub fn describe(policies: &TlsPolicies) -> Vec<String> {
                 TlsPolicy::Verify => format!(
                     "STARTTLS required with a certificate for the MX name, verified with {verify_with} (else deferred)"
                 ),
+                TlsPolicy::Dane => "STARTTLS required, certificate matched against TLSA".to_owned(),
             };
             format!(
                 "TLS to {domain}'s MX hosts: policy={} ({meaning}; tls_policy.ini)",

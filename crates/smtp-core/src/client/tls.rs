@@ -110,6 +110,27 @@ impl ClientTls {
         })
     }
 
+    /// STARTTLS required, the certificate judged by `verifier` alone (DANE:
+    /// the TLSA records, not a CA, say which certificate is right). The
+    /// handshake signatures are still checked with the ring provider.
+    pub fn required_with_verifier(
+        verifier: Arc<dyn ServerCertVerifier>,
+    ) -> Result<Self, ClientTlsError> {
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(ClientTlsError::Config)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+        Ok(ClientTls {
+            mode: TlsMode::Required,
+            verifies_names: true,
+            connector: Some(TlsConnector::from(Arc::new(config))),
+        })
+    }
+
     /// No TLS.
     pub fn off() -> Self {
         ClientTls {

@@ -132,6 +132,21 @@ impl Dns {
     }
 }
 
+/// The addresses lookups go to under `settings`: the configured ones, else /etc/resolv.conf's
+/// (relay-out's DANE trusts a resolver's DNSSEC verdict only when all of them are on loopback).
+pub fn nameserver_addresses(settings: &DnsSettings) -> Result<Vec<SocketAddr>, DnsError> {
+    if !settings.nameservers.is_empty() {
+        return Ok(settings.nameservers.clone());
+    }
+    Ok(system_name_servers()?
+        .iter()
+        .map(|server| {
+            let port = server.connections.first().map_or(53, |c| c.port);
+            SocketAddr::new(server.ip, port)
+        })
+        .collect())
+}
+
 /// The nameservers of /etc/resolv.conf, without its search domains or options (ours win).
 fn system_name_servers() -> Result<Vec<NameServerConfig>, DnsError> {
     let (config, _options) =

@@ -1,0 +1,264 @@
+//! DANE for SMTP (RFC 7672): MX hosts whose DNSSEC-signed TLSA records say
+//! which certificate they present get STARTTLS required and that
+//! certificate checked; a failure defers, never falls back to clear text.
+//!
+//! DNSSEC is not validated here: relay-out trusts the AD bit of a
+//! validating resolver on loopback, as Postfix does (`smtp_dns_support_level
+//! = dnssec`). A resolver elsewhere could have its AD bit forged on the way,
+//! and validating in-process would duplicate what unbound or
+//! systemd-resolved already do with their trust anchors and caches. So DANE
+//! is on only when every nameserver is on 127.0.0.0/8 or ::1 and, at start,
+//! the SOA of a known signed name (`dane_probe`, the root by default) comes
+//! back authenticated. Otherwise one error line says why, and signed zones
+//! are treated like unsigned ones: mail keeps flowing under the other
+//! policies instead of being deferred as "bogus" (docs/tls-policy.md).
+//!
+//! Per destination: the MX RRset must be authenticated (a signed NODATA
+//! for an implicit MX counts), then each MX host's `_<port>._tcp.<host>`
+//! TLSA RRset is looked up; an authenticated, usable set makes that host
+//! `dane` (source `tlsa`), an authenticated set of only unusable records
+//! makes it `encrypt` (RFC 7672 §2.2: STARTTLS still mandatory), a failed
+//! TLSA lookup makes the host unusable (§2.2.2), anything else leaves the
+//! host to the next policy.
+
+mod lookup;
+mod verify;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::rr::RecordType;
+use rustls::pki_types::ServerName;
+use smtp_core::client::{ClientTls, TlsMode, TlsVerify};
+use tokio::sync::OnceCell;
+use tracing::{error, info};
+
+use super::connector::Connector;
+use super::mx::{Candidate, ResolveFailure};
+use super::tls::{TlsDecision, TlsUse};
+use crate::config::{TlsPolicies, TlsPolicy};
+use lookup::{AnswerKind, query, usable_tlsa};
+use verify::DaneVerifier;
+
+/// The log source of a decision taken from TLSA records.
+const SOURCE: &str = "tlsa";
+
+/// DANE's state for the process: whether it can be on, and the resolver
+/// whose AD bit it trusts.
+#[derive(Debug)]
+pub struct Dane {
+    /// `Err`: why DANE is off before any query (configuration, resolver
+    /// not on loopback).
+    resolver: Result<SocketAddr, Off>,
+    probe: String,
+    timeout: Duration,
+    /// The start-up check's verdict, reached once.
+    validates: OnceCell<bool>,
+}
+
+#[derive(Debug, Clone)]
+enum Off {
+    /// tls_policy.ini `dane=off`: said once as information, not an error.
+    Configured,
+    Refused(String),
+}
+
+/// What DANE decided for one destination's hosts.
+#[derive(Debug, Default)]
+pub struct HostDecisions {
+    by_host: HashMap<String, TlsDecision>,
+}
+
+impl HostDecisions {
+    /// The decision for `host`, when DANE took one.
+    pub fn for_host(&self, host: &str) -> Option<TlsDecision> {
+        self.by_host.get(host).copied()
+    }
+
+    /// One of them, for the log line of a group no host took.
+    pub fn any(&self) -> Option<TlsDecision> {
+        self.by_host.values().next().copied()
+    }
+}
+
+impl Dane {
+    /// DANE as tls_policy.ini and the delivery nameservers allow it; no
+    /// query is sent until [`Dane::check`].
+    pub fn new(policies: &TlsPolicies, nameservers: &[SocketAddr], timeout: Duration) -> Self {
+        let resolver = if !policies.dane {
+            Err(Off::Configured)
+        } else {
+            match nameservers.iter().find(|server| !server.ip().is_loopback()) {
+                Some(remote) => Err(Off::Refused(format!(
+                    "the resolver {remote} is not on loopback, and its DNSSEC verdict (AD bit) could be forged on the way; run a validating resolver (unbound) on 127.0.0.1 and point nameservers= at it"
+                ))),
+                None => nameservers
+                    .first()
+                    .copied()
+                    .ok_or_else(|| Off::Refused("no nameserver is configured".to_owned())),
+            }
+        };
+        Dane {
+            resolver,
+            probe: policies.dane_probe.clone(),
+            timeout,
+            validates: OnceCell::new(),
+        }
+    }
+
+    /// The start-up check, run once (later calls get its verdict): logs
+    /// whether DANE is on, and if not, why.
+    pub async fn check(&self) -> bool {
+        *self
+            .validates
+            .get_or_init(|| async {
+                let server = match &self.resolver {
+                    Ok(server) => *server,
+                    Err(Off::Configured) => {
+                        info!("DANE is off (tls_policy.ini dane=off): TLSA records are not looked up");
+                        return false;
+                    }
+                    Err(Off::Refused(why)) => {
+                        error!("DANE is off: {why}; signed zones are treated as unsigned (tls_policy.ini dane=off silences this)");
+                        return false;
+                    }
+                };
+                match query(server, &self.probe, RecordType::SOA, self.timeout).await {
+                    Ok(answer) if answer.authenticated => {
+                        info!(resolver = %server, probe = %self.probe, "DANE is on: the resolver validates DNSSEC");
+                        true
+                    }
+                    Ok(_) => {
+                        error!("DANE is off: the resolver {server} does not validate DNSSEC (the SOA of {} came back without the AD bit); signed zones are treated as unsigned (tls_policy.ini dane=off silences this)", self.probe);
+                        false
+                    }
+                    Err(why) => {
+                        error!("DANE is off: the resolver {server} did not answer the DNSSEC check for {} SOA ({why}); signed zones are treated as unsigned (tls_policy.ini dane=off silences this)", self.probe);
+                        false
+                    }
+                }
+            })
+            .await
+    }
+
+    /// Applies DANE to `domain`'s MX `candidates`: hosts with a usable
+    /// authenticated TLSA set get a connector that requires STARTTLS and
+    /// checks the certificate against it. A host whose TLSA lookup failed is
+    /// dropped; when none is left the destination is deferred.
+    pub async fn apply(
+        &self,
+        domain: &str,
+        candidates: Vec<Candidate>,
+    ) -> Result<(Vec<Candidate>, HostDecisions), ResolveFailure> {
+        let mut decisions = HostDecisions::default();
+        if !self.check().await {
+            return Ok((candidates, decisions));
+        }
+        let Ok(server) = self.resolver else {
+            return Ok((candidates, decisions));
+        };
+        // A failed MX query here leaves the domain unsigned for DANE: the
+        // MX lookup that found `candidates` succeeded, and a resolver that
+        // calls the MX RRset bogus fails that lookup too.
+        match query(server, domain, RecordType::MX, self.timeout).await {
+            Ok(answer) if answer.authenticated => {}
+            _ => return Ok((candidates, decisions)),
+        }
+        let mut per_host: HashMap<(String, u16), HostTls> = HashMap::new();
+        let mut kept = Vec::with_capacity(candidates.len());
+        let mut failures = Vec::new();
+        for mut candidate in candidates {
+            let key = (candidate.host.clone(), candidate.port);
+            if !per_host.contains_key(&key) {
+                let tls = self.host_tls(server, &candidate).await;
+                per_host.insert(key.clone(), tls);
+            }
+            match &per_host[&key] {
+                HostTls::Unsigned => kept.push(candidate),
+                HostTls::Use(connector, decision) => {
+                    candidate.connector = Arc::clone(connector);
+                    decisions.by_host.insert(candidate.host.clone(), *decision);
+                    kept.push(candidate);
+                }
+                HostTls::Unusable(why) => failures.push(why.clone()),
+            }
+        }
+        if kept.is_empty()
+            && let Some(why) = failures.into_iter().next()
+        {
+            return Err(ResolveFailure::temporary("4.7.5", why));
+        }
+        Ok((kept, decisions))
+    }
+
+    async fn host_tls(&self, server: SocketAddr, candidate: &Candidate) -> HostTls {
+        let name = format!("_{}._tcp.{}", candidate.port, candidate.host);
+        let answer = match query(server, &name, RecordType::TLSA, self.timeout).await {
+            Ok(answer) => answer,
+            Err(why) => {
+                return HostTls::Unusable(format!(
+                    "DANE: the TLSA lookup for {name} failed ({why}); {} is not used until it succeeds",
+                    candidate.host
+                ));
+            }
+        };
+        let AnswerKind::Records(records) = answer.kind else {
+            return HostTls::Unsigned;
+        };
+        if !answer.authenticated {
+            return HostTls::Unsigned;
+        }
+        let (usable, _total) = usable_tlsa(&records);
+        let base = &candidate.connector;
+        if usable.is_empty() {
+            // RFC 7672 §2.2: TLSA records exist, so STARTTLS is mandatory,
+            // but none can authenticate the server.
+            return match ClientTls::new(TlsMode::Required, &TlsVerify::Insecure) {
+                Ok(tls) => HostTls::Use(
+                    Arc::new(base.with_tls(TlsUse::Encrypted, tls)),
+                    TlsDecision {
+                        policy: TlsPolicy::Encrypt,
+                        source: SOURCE,
+                    },
+                ),
+                Err(why) => HostTls::Unusable(format!("DANE: cannot set up TLS: {why}")),
+            };
+        }
+        let host = candidate.host.trim_end_matches('.').to_owned();
+        let names: Vec<ServerName<'static>> = ServerName::try_from(host).into_iter().collect();
+        let verifier = Arc::new(DaneVerifier::new(usable, names));
+        match ClientTls::required_with_verifier(verifier) {
+            Ok(tls) => HostTls::Use(
+                Arc::new(base.with_tls(TlsUse::Required, tls)),
+                TlsDecision {
+                    policy: TlsPolicy::Dane,
+                    source: SOURCE,
+                },
+            ),
+            Err(why) => HostTls::Unusable(format!("DANE: cannot set up TLS: {why}")),
+        }
+    }
+}
+
+/// One MX host under DANE.
+enum HostTls {
+    /// No authenticated TLSA set: the next policy decides.
+    Unsigned,
+    Use(Arc<Connector>, TlsDecision),
+    /// The TLSA lookup failed: the host must not be used (why).
+    Unusable(String),
+}
+
+/// DANE's line for `--check` and the start-up log.
+pub fn describe(policies: &TlsPolicies) -> String {
+    if policies.dane {
+        format!(
+            "DANE: on for MX hosts with DNSSEC-signed TLSA records (STARTTLS required, certificate matched; tls_policy.ini dane), if the nameservers are on loopback and validate (checked at start with the SOA of {:?}, dane_probe)",
+            policies.dane_probe
+        )
+    } else {
+        "DANE: off (tls_policy.ini dane=off)".to_owned()
+    }
+}
