@@ -10,6 +10,7 @@ pub mod bench;
 pub mod certs;
 pub mod dialog;
 pub mod dns;
+pub mod dnssec;
 pub mod haproxy;
 pub mod journal;
 pub mod logline;

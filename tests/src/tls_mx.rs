@@ -35,6 +35,8 @@ pub struct StartTlsMx {
     /// The CA that issued the server's certificate (PEM): what a client
     /// must trust to verify it.
     pub ca_pem: String,
+    /// The server's own certificate (DER), e.g. for its TLSA record.
+    pub cert_der: CertificateDer<'static>,
     accepted: Arc<Mutex<Vec<TlsAccepted>>>,
     task: JoinHandle<()>,
 }
@@ -44,7 +46,8 @@ impl StartTlsMx {
     pub async fn start_on(addr: SocketAddr, host: &str, broken: bool) -> anyhow::Result<Self> {
         let ca = TestCa::new("Postern TLS MX CA")?;
         let cert = ca.issue(host)?;
-        let chain = vec![CertificateDer::from_pem_slice(cert.cert_pem.as_bytes())?];
+        let leaf = CertificateDer::from_pem_slice(cert.cert_pem.as_bytes())?;
+        let chain = vec![leaf.clone()];
         let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes())?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -69,6 +72,7 @@ impl StartTlsMx {
         Ok(StartTlsMx {
             addr,
             ca_pem: ca.cert_pem.clone(),
+            cert_der: leaf,
             accepted,
             task,
         })

@@ -27,6 +27,7 @@ mod relay_in_probe;
 mod relay_in_reuse;
 mod relay_out_acl;
 mod relay_out_crash;
+mod relay_out_dane;
 mod relay_out_delivery;
 mod relay_out_delivery_log;
 mod relay_out_dest_domains;

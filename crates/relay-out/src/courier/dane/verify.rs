@@ -242,10 +242,19 @@ impl ServerCertVerifier for DaneVerifier {
 }
 
 /// The certificate error a deferral names (RFC 8460 calls it
-/// `validation-failure`).
-#[derive(Debug, thiserror::Error)]
+/// `validation-failure`). A certificate error rather than a general one, so
+/// the server gets a `bad_certificate` alert.
+#[derive(thiserror::Error)]
 #[error("DANE: no TLSA record of the MX host matches its certificate chain")]
 struct NoTlsaMatch;
+
+/// rustls shows a certificate error's cause with `Debug`: the deferral text
+/// must read as a sentence.
+impl std::fmt::Debug for NoTlsaMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
 
 #[cfg(test)]
 mod tests {
