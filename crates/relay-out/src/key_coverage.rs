@@ -134,6 +134,15 @@ const TABLE: &[KeyReader] = &[
         Field("policies.for_domain"),
     ),
     ("tls_policy.ini", "*", "ca_file", Field("policies.ca_file")),
+    // Read in courier/dane/mod.rs (Dane::new): DANE on or off, and the
+    // signed name the start-up check asks for.
+    ("tls_policy.ini", "*", "dane", Field("policies.dane")),
+    (
+        "tls_policy.ini",
+        "*",
+        "dane_probe",
+        Field("policies.dane_probe"),
+    ),
 ];
 
 #[test]

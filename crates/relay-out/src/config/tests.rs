@@ -552,3 +552,30 @@ fn queue_dir_from_haraka_flat_file_or_outbound_ini() {
         );
     }
 }
+
+#[test]
+fn tls_policy_dane_keys() {
+    let defaults = TempConfig::new(&[]).load().expect("loads");
+    assert!(defaults.tls_policies.dane);
+    assert_eq!(defaults.tls_policies.dane_probe, ".");
+
+    let config = TempConfig::new(&[(
+        "tls_policy.ini",
+        "dane = off\ndane_probe = example.org\n[example.com]\npolicy=verify\ndane=on\n",
+    )]);
+    let settings = config.load().expect("loads");
+    assert!(!settings.tls_policies.dane);
+    assert_eq!(settings.tls_policies.dane_probe, "example.org");
+    assert!(
+        settings
+            .warnings
+            .iter()
+            .any(|w| w.contains("[example.com] dane is only read in [main]")),
+        "{:?}",
+        settings.warnings
+    );
+
+    let typo = TempConfig::new(&[("tls_policy.ini", "dane = maybe\n")]);
+    let error = typo.load().expect_err("an unknown switch word is an error");
+    assert!(error.to_string().contains("dane"), "{error}");
+}
