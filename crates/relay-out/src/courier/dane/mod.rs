@@ -27,12 +27,12 @@ mod verify;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
 use rustls::pki_types::ServerName;
 use smtp_core::client::{ClientTls, TlsMode, TlsVerify};
-use tokio::sync::OnceCell;
+use tokio::sync::Mutex;
 use tracing::{error, info};
 
 use super::connector::Connector;
@@ -45,6 +45,11 @@ use verify::DaneVerifier;
 /// The log source of a decision taken from TLSA records.
 const SOURCE: &str = "tlsa";
 
+/// How long a check the resolver did not answer stands before the next
+/// delivery asks again (the resolver may start after relay-out at boot). A
+/// resolver that answers without validating gets no second check.
+const RECHECK_AFTER: Duration = Duration::from_secs(300);
+
 /// DANE's state for the process: whether it can be on, and the resolver
 /// whose AD bit it trusts.
 #[derive(Debug)]
@@ -54,8 +59,8 @@ pub struct Dane {
     resolver: Result<SocketAddr, Off>,
     probe: String,
     timeout: Duration,
-    /// The start-up check's verdict, reached once.
-    validates: OnceCell<bool>,
+    /// The check's verdict, and until when it stands (`None`: for good).
+    verdict: Mutex<Option<(bool, Option<Instant>)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,43 +109,61 @@ impl Dane {
             resolver,
             probe: policies.dane_probe.clone(),
             timeout,
-            validates: OnceCell::new(),
+            verdict: Mutex::new(None),
         }
     }
 
-    /// The start-up check, run once (later calls get its verdict): logs
-    /// whether DANE is on, and if not, why.
+    /// The start-up check (later calls get its verdict; one that got no
+    /// answer is asked again after [`RECHECK_AFTER`]): logs whether DANE is
+    /// on, and if not, why.
     pub async fn check(&self) -> bool {
-        *self
-            .validates
-            .get_or_init(|| async {
-                let server = match &self.resolver {
-                    Ok(server) => *server,
-                    Err(Off::Configured) => {
-                        info!("DANE is off (tls_policy.ini dane=off): TLSA records are not looked up");
-                        return false;
-                    }
-                    Err(Off::Refused(why)) => {
-                        error!("DANE is off: {why}; signed zones are treated as unsigned (tls_policy.ini dane=off silences this)");
-                        return false;
-                    }
-                };
-                match query(server, &self.probe, RecordType::SOA, self.timeout).await {
-                    Ok(answer) if answer.authenticated => {
-                        info!(resolver = %server, probe = %self.probe, "DANE is on: the resolver validates DNSSEC");
-                        true
-                    }
-                    Ok(_) => {
-                        error!("DANE is off: the resolver {server} does not validate DNSSEC (the SOA of {} came back without the AD bit); signed zones are treated as unsigned (tls_policy.ini dane=off silences this)", self.probe);
-                        false
-                    }
-                    Err(why) => {
-                        error!("DANE is off: the resolver {server} did not answer the DNSSEC check for {} SOA ({why}); signed zones are treated as unsigned (tls_policy.ini dane=off silences this)", self.probe);
-                        false
-                    }
-                }
-            })
-            .await
+        let mut verdict = self.verdict.lock().await;
+        if let Some((on, until)) = *verdict
+            && until.is_none_or(|until| Instant::now() < until)
+        {
+            return on;
+        }
+        let (on, recheck) = self.probe().await;
+        *verdict = Some((on, recheck.then(|| Instant::now() + RECHECK_AFTER)));
+        on
+    }
+
+    /// (DANE on, worth asking again later).
+    async fn probe(&self) -> (bool, bool) {
+        let server = match &self.resolver {
+            Ok(server) => *server,
+            Err(Off::Configured) => {
+                info!("DANE is off (tls_policy.ini dane=off): TLSA records are not looked up");
+                return (false, false);
+            }
+            Err(Off::Refused(why)) => {
+                error!(
+                    "DANE is off: {why}; signed zones are treated as unsigned (tls_policy.ini dane=off silences this)"
+                );
+                return (false, false);
+            }
+        };
+        match query(server, &self.probe, RecordType::SOA, self.timeout).await {
+            Ok(answer) if answer.authenticated => {
+                info!(resolver = %server, probe = %self.probe, "DANE is on: the resolver validates DNSSEC");
+                (true, false)
+            }
+            Ok(_) => {
+                error!(
+                    "DANE is off: the resolver {server} does not validate DNSSEC (the SOA of {} came back without the AD bit); signed zones are treated as unsigned (tls_policy.ini dane=off silences this)",
+                    self.probe
+                );
+                (false, false)
+            }
+            Err(why) => {
+                error!(
+                    "DANE is off: the resolver {server} did not answer the DNSSEC check for {} SOA ({why}); signed zones are treated as unsigned until it does (asked again in {} s; tls_policy.ini dane=off silences this)",
+                    self.probe,
+                    RECHECK_AFTER.as_secs()
+                );
+                (false, true)
+            }
+        }
     }
 
     /// Applies DANE to `domain`'s MX `candidates`: hosts with a usable
@@ -260,5 +283,79 @@ pub fn describe(policies: &TlsPolicies) -> String {
         )
     } else {
         "DANE: off (tls_policy.ini dane=off)".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::Message;
+
+    fn policies(dane: bool) -> TlsPolicies {
+        TlsPolicies {
+            dane,
+            ..TlsPolicies::default()
+        }
+    }
+
+    /// A resolver on loopback that answers every query with NOERROR and
+    /// the AD bit set as told.
+    async fn resolver(ad: bool) -> SocketAddr {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buffer = vec![0; 4096];
+            while let Ok((len, peer)) = socket.recv_from(&mut buffer).await {
+                let query = Message::from_vec(&buffer[..len]).unwrap();
+                let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
+                reply.metadata.authentic_data = ad;
+                reply.add_queries(query.queries.clone());
+                let _ = socket.send_to(&reply.to_vec().unwrap(), peer).await;
+            }
+        });
+        addr
+    }
+
+    const TIMEOUT: Duration = Duration::from_secs(2);
+
+    #[tokio::test]
+    async fn only_a_validating_resolver_on_loopback_turns_dane_on() {
+        let validating = resolver(true).await;
+        assert!(
+            Dane::new(&policies(true), &[validating], TIMEOUT)
+                .check()
+                .await
+        );
+        let plain = resolver(false).await;
+        assert!(!Dane::new(&policies(true), &[plain], TIMEOUT).check().await);
+        assert!(
+            !Dane::new(&policies(false), &[validating], TIMEOUT)
+                .check()
+                .await,
+            "dane=off"
+        );
+        let remote: SocketAddr = "192.0.2.53:53".parse().unwrap();
+        let dane = Dane::new(&policies(true), &[validating, remote], TIMEOUT);
+        assert!(!dane.check().await, "one nameserver off loopback");
+        assert!(!Dane::new(&policies(true), &[], TIMEOUT).check().await);
+    }
+
+    #[tokio::test]
+    async fn a_check_without_an_answer_is_asked_again_later_a_refusal_is_not() {
+        // A port nobody listens on: the query is refused at once.
+        let closed = {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.local_addr().unwrap()
+        };
+        let dane = Dane::new(&policies(true), &[closed], TIMEOUT);
+        assert!(!dane.check().await);
+        let (on, until) = dane.verdict.lock().await.unwrap();
+        assert!(!on);
+        assert!(until.is_some(), "asked again later");
+
+        let plain = resolver(false).await;
+        let dane = Dane::new(&policies(true), &[plain], TIMEOUT);
+        assert!(!dane.check().await);
+        assert_eq!(*dane.verdict.lock().await, Some((false, None)));
     }
 }
