@@ -19,7 +19,8 @@ const WRONG: &str = "00000000000000000000000000000000000000000000000000000000000
 
 /// The MX hosts: mx1.dane.test (127.0.0.2, TLSA matching), mx3.dane.test
 /// (127.0.0.3, TLSA not matching), mx.plain.test (127.0.0.4, unsigned
-/// zone, TLSA not matching), all offering STARTTLS with their own test CA;
+/// zone, TLSA not matching; also the MX of insecure.plain.test, an unsigned
+/// MX RRset pointing into the signed zone), all offering STARTTLS with their own test CA;
 /// and mx5.dane.test (127.0.0.5, a plain recording MX without STARTTLS)
 /// whose only TLSA record is PKIX-EE(1), which SMTP cannot use.
 struct World {
@@ -54,7 +55,8 @@ async fn world() -> anyhow::Result<World> {
     let unsigned = Zone::new("plain.test", false)
         .record("@ IN MX 10 mx")
         .record("mx IN A 127.0.0.4")
-        .record(&format!("_{port}._tcp.mx IN TLSA 3 1 1 {WRONG}"));
+        .record(&format!("_{port}._tcp.mx IN TLSA 3 1 1 {WRONG}"))
+        .record("insecure IN MX 10 mx3.dane.test.");
     let dns = SignedDns::start(vec![signed, unsigned]).await?;
     Ok(World {
         farm,
@@ -186,6 +188,30 @@ async fn signed_tlsa_is_enforced_and_unsigned_tlsa_ignored() -> anyhow::Result<(
             && l.contains("tls_policy_source=tlsa")
             && l.contains("STARTTLS")),
         "{lines:#?}"
+    );
+
+    // An unsigned MX RRset naming a signed MX host: the MX answer could be
+    // forged, so its TLSA records are not looked up (RFC 7672 §2.2.1).
+    out.submit(
+        "a@origin.test",
+        &["u@insecure.plain.test"],
+        "Subject: i\n\nhi\n",
+    )
+    .await?;
+    wait_until(WAIT, "delivery to mx3 for insecure.plain.test", || {
+        world.bad.accepted().len() == 1
+    })
+    .await?;
+    out.wait_for_log("domain=insecure.plain.test mx=mx3.dane.test", WAIT)
+        .await?;
+    assert!(
+        out.log()
+            .lines()
+            .any(|l| l.contains("domain=insecure.plain.test")
+                && l.contains("tls_policy=may")
+                && l.contains("result=delivered")),
+        "{}",
+        out.log()
     );
 
     let metrics = postern_tests::metrics::scrape(([127, 0, 0, 1], metrics_port).into()).await?;

@@ -100,23 +100,21 @@ pub async fn query(
     })
 }
 
-/// The usable TLSA records among `records`, and how many there were in all
-/// (some but no usable one still means "STARTTLS required").
-pub fn usable_tlsa(records: &[RData]) -> (Vec<Tlsa>, usize) {
-    let mut usable = Vec::new();
-    let mut total = 0;
-    for record in records {
-        if let RData::TLSA(tlsa) = record {
-            total += 1;
-            usable.extend(Tlsa::usable(
+/// The usable TLSA records among `records` (none usable among some still
+/// means "STARTTLS required": the caller knows there were some).
+pub fn usable_tlsa(records: &[RData]) -> Vec<Tlsa> {
+    records
+        .iter()
+        .filter_map(|record| match record {
+            RData::TLSA(tlsa) => Tlsa::usable(
                 tlsa.cert_usage.into(),
                 tlsa.selector.into(),
                 tlsa.matching.into(),
                 tlsa.cert_data.clone(),
-            ));
-        }
-    }
-    (usable, total)
+            ),
+            _ => None,
+        })
+        .collect()
 }
 
 async fn udp(server: SocketAddr, request: &[u8], id: u16) -> Result<Message, LookupError> {

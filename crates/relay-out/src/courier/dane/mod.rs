@@ -233,7 +233,7 @@ impl Dane {
         if !answer.authenticated {
             return HostTls::Unsigned;
         }
-        let (usable, _total) = usable_tlsa(&records);
+        let usable = usable_tlsa(&records);
         let base = &candidate.connector;
         if usable.is_empty() {
             // RFC 7672 §2.2: TLSA records exist, so STARTTLS is mandatory,
