@@ -33,7 +33,7 @@ use hickory_proto::rr::RecordType;
 use rustls::pki_types::ServerName;
 use smtp_core::client::{ClientTls, TlsMode, TlsVerify};
 use tokio::sync::Mutex;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::connector::Connector;
 use super::mx::{Candidate, ResolveFailure};
@@ -196,6 +196,9 @@ impl Dane {
             let key = (candidate.host.clone(), candidate.port);
             if !per_host.contains_key(&key) {
                 let tls = self.host_tls(server, &candidate).await;
+                if let HostTls::Unusable(why) = &tls {
+                    warn!(domain, mx = %candidate.host, "not delivering to this host: {why}");
+                }
                 per_host.insert(key.clone(), tls);
             }
             match &per_host[&key] {
@@ -289,7 +292,9 @@ pub fn describe(policies: &TlsPolicies) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::op::Message;
+    use hickory_proto::op::{Message, ResponseCode};
+    use hickory_proto::rr::rdata::TLSA;
+    use hickory_proto::rr::{RData, Record};
 
     fn policies(dane: bool) -> TlsPolicies {
         TlsPolicies {
@@ -298,22 +303,39 @@ mod tests {
         }
     }
 
-    /// A resolver on loopback that answers every query with NOERROR and
-    /// the AD bit set as told.
-    async fn resolver(ad: bool) -> SocketAddr {
+    /// How the fake resolver answers a query of one type: its code, the AD
+    /// bit, the records.
+    type Answering = fn(RecordType) -> (ResponseCode, bool, Vec<RData>);
+
+    /// A resolver on loopback answering as `answer` says.
+    async fn resolver_with(answer: Answering) -> SocketAddr {
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         tokio::spawn(async move {
             let mut buffer = vec![0; 4096];
             while let Ok((len, peer)) = socket.recv_from(&mut buffer).await {
                 let query = Message::from_vec(&buffer[..len]).unwrap();
-                let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
+                let question = query.queries[0].clone();
+                let (code, ad, records) = answer(question.query_type());
+                let mut reply = Message::error_msg(query.metadata.id, query.metadata.op_code, code);
                 reply.metadata.authentic_data = ad;
-                reply.add_queries(query.queries.clone());
+                reply.add_query(question.clone());
+                for rdata in records {
+                    reply.add_answer(Record::from_rdata(question.name().clone(), 60, rdata));
+                }
                 let _ = socket.send_to(&reply.to_vec().unwrap(), peer).await;
             }
         });
         addr
+    }
+
+    /// A resolver answering NOERROR, no records, with the AD bit as told.
+    async fn resolver(ad: bool) -> SocketAddr {
+        if ad {
+            resolver_with(|_| (ResponseCode::NoError, true, Vec::new())).await
+        } else {
+            resolver_with(|_| (ResponseCode::NoError, false, Vec::new())).await
+        }
     }
 
     const TIMEOUT: Duration = Duration::from_secs(2);
@@ -357,5 +379,80 @@ mod tests {
         let dane = Dane::new(&policies(true), &[plain], TIMEOUT);
         assert!(!dane.check().await);
         assert_eq!(*dane.verdict.lock().await, Some((false, None)));
+    }
+
+    fn tlsa(usage: u8) -> RData {
+        RData::TLSA(TLSA::new(usage.into(), 1.into(), 1.into(), vec![1; 32]))
+    }
+
+    /// What `apply` makes of one MX host under the resolver `answer`:
+    /// the decision, or the deferral's status.
+    async fn decide(answer: Answering) -> Result<Option<TlsDecision>, &'static str> {
+        let dane = Dane::new(&policies(true), &[resolver_with(answer).await], TIMEOUT);
+        let connector = Arc::new(Connector::plain_for_tests(TlsUse::Opportunistic, true));
+        let candidate = Candidate {
+            host: "mx.example".into(),
+            ip: "192.0.2.1".parse().unwrap(),
+            port: 25,
+            connector,
+        };
+        match dane.apply("example", vec![candidate]).await {
+            Ok((kept, decisions)) => {
+                assert_eq!(kept.len(), 1);
+                let decision = decisions.for_host("mx.example");
+                let required = kept[0].connector.tls == TlsUse::Required
+                    || kept[0].connector.tls == TlsUse::Encrypted;
+                assert_eq!(required, decision.is_some(), "{decision:?}");
+                assert!(decision.is_none() || !kept[0].connector.fallback_plain);
+                Ok(decision)
+            }
+            Err(failure) => {
+                assert!(!failure.permanent, "{failure:?}");
+                Err(failure.status)
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn each_tlsa_answer_gives_its_policy() {
+        let dane = TlsDecision {
+            policy: TlsPolicy::Dane,
+            source: SOURCE,
+        };
+        let encrypt = TlsDecision {
+            policy: TlsPolicy::Encrypt,
+            source: SOURCE,
+        };
+        // Signed MX, signed usable TLSA: dane.
+        let usable = decide(|rtype| match rtype {
+            RecordType::TLSA => (ResponseCode::NoError, true, vec![tlsa(1), tlsa(3)]),
+            _ => (ResponseCode::NoError, true, Vec::new()),
+        });
+        assert_eq!(usable.await, Ok(Some(dane)));
+        // Only PKIX usages: STARTTLS still required, any certificate.
+        let unusable = decide(|rtype| match rtype {
+            RecordType::TLSA => (ResponseCode::NoError, true, vec![tlsa(0), tlsa(1)]),
+            _ => (ResponseCode::NoError, true, Vec::new()),
+        });
+        assert_eq!(unusable.await, Ok(Some(encrypt)));
+        // TLSA not authenticated: the next policy.
+        let insecure_tlsa = decide(|rtype| match rtype {
+            RecordType::TLSA => (ResponseCode::NoError, false, vec![tlsa(3)]),
+            _ => (ResponseCode::NoError, true, Vec::new()),
+        });
+        assert_eq!(insecure_tlsa.await, Ok(None));
+        // MX not authenticated: TLSA not used even if signed.
+        let insecure_mx = decide(|rtype| match rtype {
+            RecordType::TLSA => (ResponseCode::NoError, true, vec![tlsa(3)]),
+            RecordType::MX => (ResponseCode::NoError, false, Vec::new()),
+            _ => (ResponseCode::NoError, true, Vec::new()),
+        });
+        assert_eq!(insecure_mx.await, Ok(None));
+        // The TLSA lookup fails: the host is not used, the mail waits.
+        let servfail = decide(|rtype| match rtype {
+            RecordType::TLSA => (ResponseCode::ServFail, false, Vec::new()),
+            _ => (ResponseCode::NoError, true, Vec::new()),
+        });
+        assert_eq!(servfail.await, Err("4.7.5"));
     }
 }
