@@ -300,3 +300,32 @@ async fn dane_off_in_tls_policy_ini_ignores_signed_tlsa() -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_policy_ini_entry_comes_before_dane() -> anyhow::Result<()> {
+    let world = world().await?;
+    let out = Outbound::start(
+        TestZone::new(),
+        world.farm.port,
+        options(
+            &world.dns.resolver_setting(),
+            postern_tests::process::free_port(),
+            "[bad.dane.test]\npolicy = encrypt\n",
+        ),
+    )
+    .await?;
+    out.wait_for_log("DANE is on", WAIT).await?;
+    out.submit("a@origin.test", &["u@bad.dane.test"], "Subject: e\n\nhi\n")
+        .await?;
+    wait_until(WAIT, "delivery to mx3", || world.bad.accepted().len() == 1).await?;
+    assert!(world.bad.accepted()[0].tls);
+    out.wait_for_log("mx=mx3.dane.test", WAIT).await?;
+    let lines = attempt_lines(&out.log(), "mx3.dane.test");
+    assert!(
+        lines.iter().any(|l| l.contains("tls_policy=encrypt")
+            && l.contains("tls_policy_source=tls_policy.ini")
+            && l.contains("result=delivered")),
+        "{lines:#?}"
+    );
+    Ok(())
+}

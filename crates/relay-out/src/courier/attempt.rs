@@ -100,7 +100,7 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
     // DANE comes after a tls_policy.ini entry and before the default
     // (courier::tls has the order); routes never get it.
     let resolved = match resolved {
-        Ok(candidates) if route.is_none() && mx_tls.source != "tls_policy.ini" => {
+        Ok(candidates) if route.is_none() && !mx_tls.is_explicit() => {
             ctx.dane.apply(&domain, candidates).await
         }
         other => other.map(|candidates| (candidates, HostDecisions::default())),

@@ -83,6 +83,16 @@ pub struct TlsDecision {
     pub source: &'static str,
 }
 
+/// The source of a policy the admin named for the domain.
+const EXPLICIT_SOURCE: &str = "tls_policy.ini";
+
+impl TlsDecision {
+    /// Named in tls_policy.ini: DANE and MTA-STS do not override it.
+    pub fn is_explicit(&self) -> bool {
+        self.source == EXPLICIT_SOURCE
+    }
+}
+
 impl MxTls {
     /// Builds a connector for the default and for each policy
     /// tls_policy.ini names (a CA file is read now, not per message).
@@ -130,7 +140,7 @@ impl MxTls {
                 &self.by_policy[&policy],
                 TlsDecision {
                     policy,
-                    source: "tls_policy.ini",
+                    source: EXPLICIT_SOURCE,
                 },
             ),
             None => (
