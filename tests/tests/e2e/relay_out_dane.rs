@@ -227,21 +227,39 @@ async fn signed_tlsa_is_enforced_and_unsigned_tlsa_ignored() -> anyhow::Result<(
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_resolver_that_does_not_validate_turns_dane_off_and_mail_flows() -> anyhow::Result<()> {
-    let world = world().await?;
-    // NSD answers the signed zone but never sets the AD bit.
+/// relay-out resolving through `nameserver` with tls_policy.ini lines
+/// `policy`, once its log says `started`: sends to bad.dane.test (whose
+/// signed TLSA does not match mx3) and returns relay-out and mx3's attempt
+/// lines after mx3 took the message.
+async fn deliver_to_mx3(
+    world: &World,
+    nameserver: &str,
+    policy: &str,
+    started: &str,
+) -> anyhow::Result<(Outbound, Vec<String>)> {
     let out = Outbound::start(
         TestZone::new(),
         world.farm.port,
-        options(
-            &world.dns.authoritative.to_string(),
-            postern_tests::process::free_port(),
-            "",
-        ),
+        options(nameserver, postern_tests::process::free_port(), policy),
     )
     .await?;
-    out.wait_for_log("DANE is off", WAIT).await?;
+    out.wait_for_log(started, WAIT).await?;
+    out.submit("a@origin.test", &["u@bad.dane.test"], "Subject: b\n\nhi\n")
+        .await?;
+    wait_until(WAIT, "delivery to mx3", || world.bad.accepted().len() == 1).await?;
+    assert!(world.bad.accepted()[0].tls);
+    out.wait_for_log("mx=mx3.dane.test", WAIT).await?;
+    let lines = attempt_lines(&out.log(), "mx3.dane.test");
+    Ok((out, lines))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolver_that_does_not_validate_turns_dane_off_and_mail_flows() -> anyhow::Result<()> {
+    let world = world().await?;
+    // NSD answers the signed zone but never sets the AD bit. The
+    // mismatching TLSA is then not enforced: the zone counts as unsigned.
+    let nsd = world.dns.authoritative.to_string();
+    let (out, lines) = deliver_to_mx3(&world, &nsd, "", "DANE is off").await?;
     let log = out.log();
     assert!(
         log.lines().any(|l| l.contains("ERROR")
@@ -249,13 +267,6 @@ async fn a_resolver_that_does_not_validate_turns_dane_off_and_mail_flows() -> an
             && l.contains("dane.test")),
         "{log}"
     );
-
-    // The mismatching TLSA is not enforced: the zone counts as unsigned.
-    out.submit("a@origin.test", &["u@bad.dane.test"], "Subject: b\n\nhi\n")
-        .await?;
-    wait_until(WAIT, "delivery to mx3", || world.bad.accepted().len() == 1).await?;
-    out.wait_for_log("mx=mx3.dane.test", WAIT).await?;
-    let lines = attempt_lines(&out.log(), "mx3.dane.test");
     assert!(
         lines.iter().any(|l| l.contains("tls_policy=may")
             && l.contains("tls_policy_source=enable_tls")
@@ -268,18 +279,19 @@ async fn a_resolver_that_does_not_validate_turns_dane_off_and_mail_flows() -> an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dane_off_in_tls_policy_ini_ignores_signed_tlsa() -> anyhow::Result<()> {
     let world = world().await?;
-    let out = Outbound::start(
-        TestZone::new(),
-        world.farm.port,
-        options(
-            &world.dns.resolver_setting(),
-            postern_tests::process::free_port(),
-            "dane = off\n",
-        ),
+    let (out, lines) = deliver_to_mx3(
+        &world,
+        &world.dns.resolver_setting(),
+        "dane = off\n",
+        "DANE is off (tls_policy.ini dane=off)",
     )
     .await?;
-    out.wait_for_log("DANE is off (tls_policy.ini dane=off)", WAIT)
-        .await?;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("tls_policy=may") && l.contains("result=delivered")),
+        "{lines:#?}"
+    );
     let dir = out.config_dir().display().to_string();
     let (code, check) = postern_tests::process::run("relay-out", &["-c", &dir, "--check"])?;
     assert_eq!(code, 0, "{check}");
@@ -287,40 +299,19 @@ async fn dane_off_in_tls_policy_ini_ignores_signed_tlsa() -> anyhow::Result<()> 
         check.contains("DANE: off (tls_policy.ini dane=off)"),
         "{check}"
     );
-    out.submit("a@origin.test", &["u@bad.dane.test"], "Subject: b\n\nhi\n")
-        .await?;
-    wait_until(WAIT, "delivery to mx3", || world.bad.accepted().len() == 1).await?;
-    out.wait_for_log("mx=mx3.dane.test", WAIT).await?;
-    let lines = attempt_lines(&out.log(), "mx3.dane.test");
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("tls_policy=may") && l.contains("result=delivered")),
-        "{lines:#?}"
-    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_policy_ini_entry_comes_before_dane() -> anyhow::Result<()> {
     let world = world().await?;
-    let out = Outbound::start(
-        TestZone::new(),
-        world.farm.port,
-        options(
-            &world.dns.resolver_setting(),
-            postern_tests::process::free_port(),
-            "[bad.dane.test]\npolicy = encrypt\n",
-        ),
+    let (_out, lines) = deliver_to_mx3(
+        &world,
+        &world.dns.resolver_setting(),
+        "[bad.dane.test]\npolicy = encrypt\n",
+        "DANE is on",
     )
     .await?;
-    out.wait_for_log("DANE is on", WAIT).await?;
-    out.submit("a@origin.test", &["u@bad.dane.test"], "Subject: e\n\nhi\n")
-        .await?;
-    wait_until(WAIT, "delivery to mx3", || world.bad.accepted().len() == 1).await?;
-    assert!(world.bad.accepted()[0].tls);
-    out.wait_for_log("mx=mx3.dane.test", WAIT).await?;
-    let lines = attempt_lines(&out.log(), "mx3.dane.test");
     assert!(
         lines.iter().any(|l| l.contains("tls_policy=encrypt")
             && l.contains("tls_policy_source=tls_policy.ini")
