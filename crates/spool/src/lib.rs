@@ -140,6 +140,7 @@ mod envelope;
 mod error;
 mod fsio;
 mod id;
+mod message_file;
 mod owner;
 pub mod queue_tool;
 mod scan;
@@ -151,6 +152,7 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use admin::MAX_SHOWN_HEADER_BYTES;
 pub use envelope::{
@@ -163,7 +165,13 @@ pub use owner::SignalError;
 pub use scan::{Listing, LoadReport, QueueEntry, SetAside};
 pub use timestamp::format_rfc3339;
 
+/// The message file of the current layout: envelope and data, written once.
+const MESSAGE_SUFFIX: &str = ".msg";
+/// The envelope's later states, for a message in a `.msg` file.
+const STATE_SUFFIX: &str = ".state";
+/// The data file of the two-file layout written before `.msg` existed.
 const DATA_SUFFIX: &str = ".eml";
+/// The envelope file of the two-file layout written before `.msg` existed.
 const ENVELOPE_SUFFIX: &str = ".json";
 const BOUNCE_SUFFIX: &str = ".bounce";
 const CORRUPT_SUFFIX: &str = ".corrupt";
@@ -180,7 +188,19 @@ const PID_FILE_SUFFIX: &str = ".pid";
 pub struct Spool<X = NoExtras> {
     dir: PathBuf,
     daemon: &'static str,
+    /// Shared by the clones, so concurrent calls share directory syncs.
+    syncer: Arc<fsio::DirSyncer>,
     extras: PhantomData<fn() -> X>,
+}
+
+/// Which of the two layouts a message is stored in (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// `<id>.msg` (and `<id>.state` once updated): written by this version.
+    OneFile,
+    /// `<id>.eml` + `<id>.json`: written by versions before `.msg`, still
+    /// read and delivered so that an upgrade loses nothing.
+    TwoFiles,
 }
 
 impl<X> Clone for Spool<X> {
@@ -188,6 +208,7 @@ impl<X> Clone for Spool<X> {
         Spool {
             dir: self.dir.clone(),
             daemon: self.daemon,
+            syncer: Arc::clone(&self.syncer),
             extras: PhantomData,
         }
     }
@@ -204,6 +225,7 @@ impl<X: Extras> Spool<X> {
         Ok(Spool {
             dir: dir.to_path_buf(),
             daemon,
+            syncer: Arc::default(),
             extras: PhantomData,
         })
     }
@@ -234,38 +256,33 @@ impl<X: Extras> Spool<X> {
         data: &mut dyn Read,
     ) -> Result<u64, SpoolError> {
         let id = &envelope.id;
-        let data_name = file_name(id, DATA_SUFFIX);
-        let envelope_name = file_name(id, ENVELOPE_SUFFIX);
         // Renaming onto an existing entry would silently replace an accepted
         // message; ids are unique, so this only catches a caller's bug.
-        for name in [&data_name, &envelope_name] {
-            if fsio::exists(&self.dir.join(name))? {
+        for suffix in [MESSAGE_SUFFIX, STATE_SUFFIX, ENVELOPE_SUFFIX, DATA_SUFFIX] {
+            let path = self.dir.join(file_name(id, suffix));
+            if fsio::exists(&path)? {
                 let clash = io::Error::new(io::ErrorKind::AlreadyExists, "queue id already in use");
-                return Err(SpoolError::io("store", self.dir.join(name), clash));
+                return Err(SpoolError::io("store", path, clash));
             }
         }
-        let outcome = self.write_message_files(envelope, data, &data_name, &envelope_name);
+        let prefix = message_file::prefix(&envelope.encode());
+        let name = file_name(id, MESSAGE_SUFFIX);
+        let outcome = fsio::write_then_rename(
+            &self.dir,
+            &name,
+            &mut message_file::reader(&prefix, data),
+        )
+        .and_then(|written| {
+            self.sync_dir()?;
+            Ok(written - prefix.len() as u64)
+        });
         if outcome.is_err() {
-            // Best effort: never leave a data file that looks accepted. What
-            // cannot be removed now is an orphan that `load` deletes later.
-            let _ = fsio::remove_if_present(&self.dir.join(&envelope_name));
-            let _ = fsio::remove_if_present(&self.dir.join(&data_name));
+            // Best effort: never leave a file that looks accepted. What
+            // cannot be removed now stays, and without the 250 the client
+            // sends it again: a duplicate, never a loss.
+            let _ = fsio::remove_if_present(&self.message_path(id));
         }
         outcome
-    }
-
-    fn write_message_files(
-        &self,
-        envelope: &Envelope<X>,
-        data: &mut dyn Read,
-        data_name: &str,
-        envelope_name: &str,
-    ) -> Result<u64, SpoolError> {
-        let size = fsio::write_then_rename(&self.dir, data_name, data)?;
-        fsio::sync_dir(&self.dir)?;
-        fsio::write_then_rename(&self.dir, envelope_name, &mut &envelope.encode()[..])?;
-        fsio::sync_dir(&self.dir)?;
-        Ok(size)
     }
 
     /// Durably replaces the envelope after a delivery attempt (temp + fsync +
@@ -273,44 +290,66 @@ impl<X: Extras> Spool<X> {
     /// nothing behind, when the operator deleted the message meanwhile.
     pub fn update(&self, envelope: &Envelope<X>) -> Result<(), SpoolError> {
         let id = &envelope.id;
-        let envelope_path = self.envelope_path(id);
-        if !fsio::exists(&envelope_path)? {
-            return Err(SpoolError::Gone(id.clone()));
-        }
-        let name = file_name(id, ENVELOPE_SUFFIX);
+        let (suffix, data_path) = match self.layout(id)? {
+            None => return Err(SpoolError::Gone(id.clone())),
+            Some(Layout::OneFile) => (STATE_SUFFIX, self.message_path(id)),
+            Some(Layout::TwoFiles) => (ENVELOPE_SUFFIX, self.data_path(id)),
+        };
+        let name = file_name(id, suffix);
         fsio::write_then_rename(&self.dir, &name, &mut &envelope.encode()[..])?;
-        fsio::sync_dir(&self.dir)?;
+        self.sync_dir()?;
         // The operator may have deleted it between the check and the rename;
-        // the data file disappearing shows it, and then our rename must not
-        // leave an envelope without data behind.
-        if !fsio::exists(&self.data_path(id))? {
+        // the data vanishing shows it, and then our rename must not leave an
+        // envelope without data behind.
+        if !fsio::exists(&data_path)? {
             self.remove(id)?;
             return Err(SpoolError::Gone(id.clone()));
         }
         Ok(())
     }
 
-    /// Deletes a message: envelope first (the message stops existing), then
-    /// data and bounce marker, with directory fsyncs in between (see the
-    /// module docs). Idempotent: removing a missing message is not an error,
-    /// since the daemon and the operator may race to do it.
+    /// Deletes a message: first the file that makes it exist (`.msg`, or the
+    /// old layout's `.json`) and a directory fsync, then its other files
+    /// without one (see the module docs for why none is needed). Idempotent:
+    /// removing a missing message is not an error, since the daemon and the
+    /// operator may race to do it.
     pub fn remove(&self, id: &QueueId) -> Result<(), SpoolError> {
-        if fsio::remove_if_present(&self.envelope_path(id))? {
-            fsio::sync_dir(&self.dir)?;
+        let removed_message = fsio::remove_if_present(&self.message_path(id))?;
+        let removed_envelope = fsio::remove_if_present(&self.envelope_path(id))?;
+        if removed_message || removed_envelope {
+            self.sync_dir()?;
         }
-        let removed_data = fsio::remove_if_present(&self.data_path(id))?;
-        let removed_marker = fsio::remove_if_present(&self.bounce_path(id))?;
-        if removed_data || removed_marker {
-            fsio::sync_dir(&self.dir)?;
+        for leftover in [
+            self.state_path(id),
+            self.data_path(id),
+            self.bounce_path(id),
+        ] {
+            fsio::remove_if_present(&leftover)?;
         }
         Ok(())
+    }
+
+    /// Whether `id` is a message (in either layout).
+    fn layout(&self, id: &QueueId) -> Result<Option<Layout>, SpoolError> {
+        if fsio::exists(&self.message_path(id))? {
+            Ok(Some(Layout::OneFile))
+        } else if fsio::exists(&self.envelope_path(id))? {
+            Ok(Some(Layout::TwoFiles))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The directory fsync every durable step ends with, shared with the
+    /// concurrent calls of this daemon (see `fsio::DirSyncer`).
+    fn sync_dir(&self) -> Result<(), SpoolError> {
+        self.syncer.sync(&self.dir)
     }
 
     /// Reads the envelope of `id`; [`SpoolError::Gone`] if it was deleted,
     /// [`SpoolError::Corrupt`] if it does not parse or names another id.
     pub fn read_envelope(&self, id: &QueueId) -> Result<Envelope<X>, SpoolError> {
-        let path = self.envelope_path(id);
-        let bytes = fs::read(&path).map_err(|error| self.gone_or_io(id, "read", &path, error))?;
+        let (bytes, path) = self.envelope_bytes(id)?;
         let envelope = Envelope::decode(&bytes, &path)?;
         if &envelope.id != id {
             return Err(SpoolError::Corrupt {
@@ -321,12 +360,56 @@ impl<X: Extras> Spool<X> {
         Ok(envelope)
     }
 
-    /// Opens the message data for streaming to a remote. Missing data (the
-    /// operator deleted the message) gives [`SpoolError::Gone`]. An open file
-    /// stays readable even if the operator deletes the message meanwhile.
+    /// The current envelope's bytes and the file they are in: the latest
+    /// `.state`, else the one written with the message, else the old
+    /// layout's `.json`.
+    fn envelope_bytes(&self, id: &QueueId) -> Result<(Vec<u8>, PathBuf), SpoolError> {
+        let state = self.state_path(id);
+        match fs::read(&state) {
+            Ok(bytes) => return Ok((bytes, state)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(SpoolError::io("read", state, error)),
+        }
+        let message = self.message_path(id);
+        match File::open(&message) {
+            Ok(file) => return Ok((message_file::read_parts(&file, &message)?.envelope, message)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(SpoolError::io("open", message, error)),
+        }
+        let path = self.envelope_path(id);
+        let bytes = fs::read(&path).map_err(|error| self.gone_or_io(id, "read", &path, error))?;
+        Ok((bytes, path))
+    }
+
+    /// Opens the message data for streaming to a remote: a file positioned
+    /// on the message's first byte, which ends with the message's last one
+    /// (so a reader from the current position to the end, or of the file's
+    /// last [`Spool::data_size`] bytes, reads exactly the message). Missing
+    /// data (the operator deleted the message) gives [`SpoolError::Gone`].
+    /// An open file stays readable even if the operator deletes the message
+    /// meanwhile.
     pub fn open_data(&self, id: &QueueId) -> Result<File, SpoolError> {
+        self.open_data_sized(id).map(|(file, _)| file)
+    }
+
+    /// [`Spool::open_data`] with the message size.
+    fn open_data_sized(&self, id: &QueueId) -> Result<(File, u64), SpoolError> {
+        let message = self.message_path(id);
+        match File::open(&message) {
+            Ok(mut file) => {
+                let size = message_file::seek_to_data(&mut file, &message)?;
+                return Ok((file, size));
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(SpoolError::io("open", message, error)),
+        }
         let path = self.data_path(id);
-        File::open(&path).map_err(|error| self.gone_or_io(id, "open", &path, error))
+        let file = File::open(&path).map_err(|error| self.gone_or_io(id, "open", &path, error))?;
+        let size = file
+            .metadata()
+            .map_err(|error| SpoolError::io("inspect", &path, error))?
+            .len();
+        Ok((file, size))
     }
 
     /// The whole message in memory, for tests; delivery streams with
@@ -343,10 +426,7 @@ impl<X: Extras> Spool<X> {
 
     /// The message size in bytes (the data file is the one place this fact lives).
     pub fn data_size(&self, id: &QueueId) -> Result<u64, SpoolError> {
-        let path = self.data_path(id);
-        fs::metadata(&path)
-            .map(|metadata| metadata.len())
-            .map_err(|error| self.gone_or_io(id, "inspect", &path, error))
+        self.open_data_sized(id).map(|(_, size)| size)
     }
 
     fn gone_or_io(
@@ -369,6 +449,14 @@ impl<X: Extras> Spool<X> {
 
     fn envelope_path(&self, id: &QueueId) -> PathBuf {
         self.dir.join(file_name(id, ENVELOPE_SUFFIX))
+    }
+
+    fn message_path(&self, id: &QueueId) -> PathBuf {
+        self.dir.join(file_name(id, MESSAGE_SUFFIX))
+    }
+
+    fn state_path(&self, id: &QueueId) -> PathBuf {
+        self.dir.join(file_name(id, STATE_SUFFIX))
     }
 
     fn bounce_path(&self, id: &QueueId) -> PathBuf {
