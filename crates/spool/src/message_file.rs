@@ -48,7 +48,8 @@ pub(super) fn read_parts(file: &File, path: &Path) -> Result<Parts, SpoolError> 
         reason: reason.to_string(),
     };
     let mut head = [0u8; MAX_HEADER_LINE];
-    let got = read_at_most(file, &mut head, 0).map_err(|error| SpoolError::io("read", path, error))?;
+    let got =
+        read_at_most(file, &mut head, 0).map_err(|error| SpoolError::io("read", path, error))?;
     let head = &head[..got];
     let newline = head
         .iter()

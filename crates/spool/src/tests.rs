@@ -229,7 +229,10 @@ fn update_persists_across_a_restart() {
     assert_eq!(report.messages[0].envelope.next_attempt(), Some(later));
     assert_eq!(
         names_in(spool.dir()),
-        vec![format!("{}.msg", envelope.id), format!("{}.state", envelope.id)],
+        vec![
+            format!("{}.msg", envelope.id),
+            format!("{}.state", envelope.id)
+        ],
         "no temp file may remain"
     );
 }

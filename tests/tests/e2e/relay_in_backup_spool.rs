@@ -175,7 +175,10 @@ async fn mail_for_a_known_recipient_is_kept_while_the_backend_is_away_and_arrive
         .filter_map(Result::ok)
         .filter(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            name.ends_with(".msg") || name.ends_with(".state") || name.ends_with(".eml") || name.ends_with(".json")
+            name.ends_with(".msg")
+                || name.ends_with(".state")
+                || name.ends_with(".eml")
+                || name.ends_with(".json")
         })
         .count();
     assert_eq!(left, 0, "the spool is empty after delivery");

@@ -13,7 +13,10 @@ fn a_message_is_one_file_holding_envelope_and_data() {
     let data = b"Subject: one file\r\n\r\nbody\r\n";
     let envelope = stored(&spool, data);
     assert_eq!(names_in(spool.dir()), vec![format!("{}.msg", envelope.id)]);
-    assert_eq!(spool.read_envelope(&envelope.id).ok(), Some(envelope.clone()));
+    assert_eq!(
+        spool.read_envelope(&envelope.id).ok(),
+        Some(envelope.clone())
+    );
     assert_eq!(spool.read_data(&envelope.id).ok(), Some(data.to_vec()));
     let size = spool.data_size(&envelope.id).expect("size");
     assert_eq!(size, data.len() as u64);
