@@ -257,14 +257,19 @@ impl Outbound {
         submit_to(self.addr, None, from, rcpts, message).await
     }
 
-    /// Ids of the messages in the queue directory (envelope files).
+    /// Ids of the messages in the queue directory (message files, and the
+    /// envelope files of the layout before them).
     pub fn queued_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = std::fs::read_dir(self.queue_dir())
             .map(|entries| {
                 entries
                     .filter_map(|e| e.ok())
                     .filter_map(|e| e.file_name().into_string().ok())
-                    .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
+                    .filter_map(|n| {
+                        n.strip_suffix(".msg")
+                            .or_else(|| n.strip_suffix(".json"))
+                            .map(str::to_string)
+                    })
                     .collect()
             })
             .unwrap_or_default();

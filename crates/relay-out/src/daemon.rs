@@ -52,6 +52,7 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         set_aside = loaded.set_aside.len(),
         temp_files_removed = loaded.temp_files_removed,
         unacknowledged_removed = loaded.orphan_data_removed.len(),
+        removal_leftovers_removed = loaded.leftover_states_removed,
         "queue loaded"
     );
     spool

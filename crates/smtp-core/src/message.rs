@@ -17,7 +17,9 @@ use tokio::io::{AsyncRead, ReadBuf};
 pub enum Message {
     Memory(Vec<u8>),
     /// An unlinked temporary file: it disappears with the last handle, so a
-    /// crash leaves nothing behind.
+    /// crash leaves nothing behind. The message is the file's last `len`
+    /// bytes: a queue file (relay-in's backup spool) carries its envelope
+    /// before the message.
     Spooled {
         file: File,
         len: u64,
@@ -41,9 +43,9 @@ impl Message {
     pub fn reader(&self) -> io::Result<Box<dyn Read + Send + '_>> {
         match self {
             Message::Memory(bytes) => Ok(Box::new(bytes.as_slice())),
-            Message::Spooled { file, .. } => {
+            Message::Spooled { file, len } => {
                 let mut file = file.try_clone()?;
-                file.seek(SeekFrom::Start(0))?;
+                file.seek(start_of(*len))?;
                 Ok(Box::new(file))
             }
         }
@@ -53,9 +55,9 @@ impl Message {
     pub fn async_reader(&self) -> io::Result<MessageReader<'_>> {
         match self {
             Message::Memory(bytes) => Ok(MessageReader::Memory(bytes.as_slice())),
-            Message::Spooled { file, .. } => {
+            Message::Spooled { file, len } => {
                 let mut file = file.try_clone()?;
-                file.seek(SeekFrom::Start(0))?;
+                file.seek(start_of(*len))?;
                 Ok(MessageReader::File(tokio::fs::File::from_std(file)))
             }
         }
@@ -67,6 +69,11 @@ impl Message {
         self.reader()?.read_to_end(&mut bytes)?;
         Ok(bytes)
     }
+}
+
+/// Where a spooled message of `len` bytes starts: `len` bytes before the end.
+fn start_of(len: u64) -> SeekFrom {
+    SeekFrom::End(-i64::try_from(len).unwrap_or(i64::MAX))
 }
 
 /// [`Message::async_reader`]'s reader.

@@ -54,7 +54,7 @@ impl<X: Extras> Spool<X> {
     /// The envelope itself is left alone so this cannot race with the
     /// daemon's updates. [`SpoolError::Gone`] if the message does not exist.
     pub fn request_bounce(&self, id: &QueueId) -> Result<(), SpoolError> {
-        if !fsio::exists(&self.envelope_path(id))? {
+        if self.layout(id)?.is_none() {
             return Err(SpoolError::Gone(id.clone()));
         }
         let stamp = format!("bounce requested {}\n", format_rfc3339(SystemTime::now()));
@@ -66,7 +66,7 @@ impl<X: Extras> Spool<X> {
         fsio::sync_dir(&self.dir)?;
         // The message may have been delivered or deleted meanwhile: do not
         // leave a marker without a message.
-        if !fsio::exists(&self.envelope_path(id))? {
+        if self.layout(id)?.is_none() {
             fsio::remove_if_present(&self.bounce_path(id))?;
             return Err(SpoolError::Gone(id.clone()));
         }

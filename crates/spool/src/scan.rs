@@ -9,7 +9,8 @@ use super::error::SpoolError;
 use super::fsio::{self, TEMP_PREFIX};
 use super::id::QueueId;
 use super::{
-    BOUNCE_SUFFIX, CORRUPT_SUFFIX, DATA_SUFFIX, ENVELOPE_SUFFIX, Envelope, Extras, NoExtras, Spool,
+    BOUNCE_SUFFIX, CORRUPT_SUFFIX, DATA_SUFFIX, ENVELOPE_SUFFIX, Envelope, Extras, MESSAGE_SUFFIX,
+    NoExtras, STATE_SUFFIX, Spool,
 };
 
 /// One queued message as seen from outside: the envelope plus the two facts
@@ -35,6 +36,9 @@ pub struct LoadReport<X = NoExtras> {
     pub temp_files_removed: usize,
     /// Data files without an envelope (intakes that never got 250) deleted.
     pub orphan_data_removed: Vec<QueueId>,
+    /// `.state` files of removed messages, left by a crash during the
+    /// removal (which does not sync their unlink), deleted.
+    pub leftover_states_removed: usize,
 }
 
 /// A file moved out of the way by [`Spool::load`], with the reason, so the
@@ -59,6 +63,11 @@ pub struct Listing<X = NoExtras> {
 /// Which files of one id the directory holds.
 #[derive(Debug, Default, Clone, Copy)]
 struct FilesOfId {
+    /// `<id>.msg`: the message, in the current layout.
+    message: bool,
+    /// `<id>.state`: its later envelope.
+    state: bool,
+    /// `<id>.json` and `<id>.eml`: the message in the old layout.
     envelope: bool,
     data: bool,
     bounce: bool,
@@ -101,6 +110,47 @@ impl<X: Extras> Spool<X> {
     }
 
     fn load_one(&self, id: &QueueId, files: FilesOfId, report: &mut LoadReport<X>) {
+        if files.message {
+            self.load_one_file(id, files, report);
+        } else {
+            self.load_two_files(id, files, report);
+        }
+        if files.state && !files.message {
+            match fsio::remove_if_present(&self.state_path(id)) {
+                Ok(_) => report.leftover_states_removed += 1,
+                Err(error) => {
+                    tracing::error!(queue_id = %id, %error, "cannot remove a removed message's state file")
+                }
+            }
+        }
+        let envelope_survives = report
+            .messages
+            .last()
+            .is_some_and(|entry| &entry.envelope.id == id);
+        if files.bounce
+            && !envelope_survives
+            && let Err(error) = fsio::remove_if_present(&self.bounce_path(id))
+        {
+            tracing::error!(queue_id = %id, %error, "cannot remove orphan bounce marker");
+        }
+    }
+
+    fn load_one_file(&self, id: &QueueId, files: FilesOfId, report: &mut LoadReport<X>) {
+        match self.read_entry(id) {
+            Ok(entry) => report.messages.push(entry),
+            Err(SpoolError::Gone(_)) => {}
+            Err(error) => {
+                // The message file got a 250: keep it for the admin.
+                let reason = error.to_string();
+                self.set_aside(&self.message_path(id), &reason, report);
+                if files.state {
+                    self.set_aside(&self.state_path(id), &reason, report);
+                }
+            }
+        }
+    }
+
+    fn load_two_files(&self, id: &QueueId, files: FilesOfId, report: &mut LoadReport<X>) {
         match (files.envelope, files.data) {
             (true, true) => match self.read_entry(id) {
                 Ok(entry) => report.messages.push(entry),
@@ -132,16 +182,6 @@ impl<X: Extras> Spool<X> {
             },
             (false, false) => {}
         }
-        let envelope_survives = report
-            .messages
-            .last()
-            .is_some_and(|entry| &entry.envelope.id == id);
-        if files.bounce
-            && !envelope_survives
-            && let Err(error) = fsio::remove_if_present(&self.bounce_path(id))
-        {
-            tracing::error!(queue_id = %id, %error, "cannot remove orphan bounce marker");
-        }
     }
 
     fn set_aside(&self, path: &Path, reason: &str, report: &mut LoadReport<X>) {
@@ -167,14 +207,15 @@ impl<X: Extras> Spool<X> {
         let scan = self.scan()?;
         let mut listing = Listing::default();
         for (id, files) in scan.by_id {
-            if !files.envelope {
+            if !files.envelope && !files.message {
                 // Data alone is an intake in progress (or an orphan `load`
-                // will delete): not a message yet.
+                // will delete): not a message yet. A state alone is what a
+                // crash during a removal leaves.
                 continue;
             }
             match self.read_entry(&id) {
                 Ok(entry) => listing.entries.push(entry),
-                Err(SpoolError::Gone(_)) if !files.data => {
+                Err(SpoolError::Gone(_)) if !files.data && !files.message => {
                     listing.problems.push(SpoolError::Corrupt {
                         path: self.envelope_path(&id),
                         reason: "envelope without message data".to_string(),
@@ -231,6 +272,8 @@ impl<X: Extras> Spool<X> {
                 continue; // the PID file, an admin's notes...
             };
             let mark: fn(&mut FilesOfId) = match suffix {
+                MESSAGE_SUFFIX => |files| files.message = true,
+                STATE_SUFFIX => |files| files.state = true,
                 DATA_SUFFIX => |files| files.data = true,
                 ENVELOPE_SUFFIX => |files| files.envelope = true,
                 BOUNCE_SUFFIX => |files| files.bounce = true,

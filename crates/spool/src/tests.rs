@@ -12,6 +12,8 @@ use rand::{Rng, SeedableRng};
 use super::envelope::tests::sample;
 use super::*;
 
+mod one_file;
+
 /// The daemon name relay-out opens its spool with (its PID file is
 /// `relay-out.pid`).
 const DAEMON: &str = "relay-out";
@@ -30,6 +32,19 @@ fn new_spool() -> (tempfile::TempDir, Spool) {
 fn stored(spool: &Spool, data: &[u8]) -> Envelope {
     let envelope = sample(QueueId::generate());
     spool.store(&envelope, data).expect("store");
+    envelope
+}
+
+/// A message as versions before the one-file layout stored it: `<id>.eml`
+/// and `<id>.json` (durability does not matter here).
+fn stored_in_two_files(spool: &Spool, data: &[u8]) -> Envelope {
+    let envelope = sample(QueueId::generate());
+    fs::write(spool.dir().join(format!("{}.eml", envelope.id)), data).expect("write data");
+    fs::write(
+        spool.dir().join(format!("{}.json", envelope.id)),
+        envelope.encode(),
+    )
+    .expect("write envelope");
     envelope
 }
 
@@ -123,10 +138,7 @@ fn leftover_temp_files_are_deleted_at_load() {
     let report = spool.load().expect("load");
     assert_eq!(report.temp_files_removed, 2);
     assert_eq!(loaded_ids(&report), vec![kept.id.clone()]);
-    assert_eq!(
-        names_in(spool.dir()),
-        vec![format!("{}.eml", kept.id), format!("{}.json", kept.id)]
-    );
+    assert_eq!(names_in(spool.dir()), vec![format!("{}.msg", kept.id)]);
 }
 
 #[test]
@@ -144,10 +156,10 @@ fn data_without_envelope_is_an_unacknowledged_intake_and_is_deleted() {
 #[test]
 fn corrupt_envelopes_are_set_aside_and_the_others_still_load() {
     let (_dir, spool) = new_spool();
-    let good = stored(&spool, b"good");
-    let truncated = stored(&spool, b"truncated");
-    let garbage = stored(&spool, b"garbage");
-    let wrong_id = stored(&spool, b"wrong id");
+    let good = stored_in_two_files(&spool, b"good");
+    let truncated = stored_in_two_files(&spool, b"truncated");
+    let garbage = stored_in_two_files(&spool, b"garbage");
+    let wrong_id = stored_in_two_files(&spool, b"wrong id");
     let truncated_path = spool.dir().join(format!("{}.json", truncated.id));
     let bytes = fs::read(&truncated_path).expect("read");
     fs::write(&truncated_path, &bytes[..bytes.len() / 3]).expect("truncate");
@@ -185,8 +197,8 @@ fn corrupt_envelopes_are_set_aside_and_the_others_still_load() {
 #[test]
 fn envelope_without_data_is_set_aside() {
     let (_dir, spool) = new_spool();
-    let good = stored(&spool, b"good");
-    let broken = stored(&spool, b"lost");
+    let good = stored_in_two_files(&spool, b"good");
+    let broken = stored_in_two_files(&spool, b"lost");
     fs::remove_file(spool.dir().join(format!("{}.eml", broken.id))).expect("remove data");
     let report = spool.load().expect("load");
     assert_eq!(loaded_ids(&report), vec![good.id]);
@@ -215,7 +227,14 @@ fn update_persists_across_a_restart() {
     assert_eq!(report.messages.len(), 1);
     assert_eq!(report.messages[0].envelope, envelope);
     assert_eq!(report.messages[0].envelope.next_attempt(), Some(later));
-    assert_eq!(names_in(spool.dir()).len(), 2, "no temp file may remain");
+    assert_eq!(
+        names_in(spool.dir()),
+        vec![
+            format!("{}.msg", envelope.id),
+            format!("{}.state", envelope.id)
+        ],
+        "no temp file may remain"
+    );
 }
 
 #[test]
@@ -230,10 +249,7 @@ fn remove_deletes_everything_and_is_idempotent() {
         spool.read_envelope(&removed.id),
         Err(SpoolError::Gone(_))
     ));
-    assert_eq!(
-        names_in(spool.dir()),
-        vec![format!("{}.eml", kept.id), format!("{}.json", kept.id)]
-    );
+    assert_eq!(names_in(spool.dir()), vec![format!("{}.msg", kept.id)]);
 }
 
 #[test]
@@ -266,7 +282,7 @@ fn update_after_the_data_vanished_removes_what_it_wrote() {
     // The operator's delete interleaved between the daemon's existence check
     // and its rename: the envelope was still there, the data no longer is.
     let (_dir, spool) = new_spool();
-    let held = stored(&spool, b"data");
+    let held = stored_in_two_files(&spool, b"data");
     fs::remove_file(spool.dir().join(format!("{}.eml", held.id))).expect("remove data");
     assert!(spool.update(&held).is_err_and(|error| error.is_gone()));
     assert!(names_in(spool.dir()).is_empty());
@@ -347,11 +363,11 @@ fn list_is_read_only_and_reports_problems_beside_good_entries() {
     let good = stored(&spool, b"Subject: hi\r\n\r\nbody");
     let broken = stored(&spool, b"broken");
     fs::write(
-        spool.dir().join(format!("{}.json", broken.id)),
+        spool.dir().join(format!("{}.state", broken.id)),
         b"{\"version\":",
     )
     .expect("write");
-    let lonely = stored(&spool, b"lonely");
+    let lonely = stored_in_two_files(&spool, b"lonely");
     fs::remove_file(spool.dir().join(format!("{}.eml", lonely.id))).expect("remove data");
     // The daemon's intake in progress: must stay untouched.
     let in_progress = format!("{}.eml", QueueId::generate());
@@ -503,7 +519,7 @@ fn random_envelope_damage_on_disk_never_stops_the_load() {
     let mut damage = Damage::new(0x0bad_cafe_f00d_0042);
     for round in 0..40 {
         let victim = stored(&spool, b"victim");
-        let path = spool.dir().join(format!("{}.json", victim.id));
+        let path = spool.dir().join(format!("{}.msg", victim.id));
         let mut bytes = fs::read(&path).expect("read");
         damage.mutate(&mut bytes);
         fs::write(&path, &bytes).expect("write");
@@ -522,7 +538,10 @@ fn timestamps_survive_the_file_at_second_precision() {
     envelope.arrival = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     envelope.recipients[0].next_attempt = Some(envelope.arrival + Duration::from_secs(64));
     spool.store(&envelope, b"x").expect("store");
-    let text = fs::read_to_string(spool.dir().join(format!("{}.json", envelope.id))).expect("read");
+    let text = String::from_utf8_lossy(
+        &fs::read(spool.dir().join(format!("{}.msg", envelope.id))).expect("read"),
+    )
+    .into_owned();
     assert!(
         text.contains("\"arrival\": \"2027-01-15T08:00:00Z\""),
         "{text}"

@@ -131,7 +131,7 @@ async fn mail_for_a_known_recipient_is_kept_while_the_backend_is_away_and_arrive
     c.expect("QUIT", 221).await?;
     let files = std::fs::read_dir(spool.path())?
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".eml"))
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".msg"))
         .count();
     assert_eq!(files, 1, "one message in the spool");
     let gauges = |metrics: &str| {
@@ -175,7 +175,10 @@ async fn mail_for_a_known_recipient_is_kept_while_the_backend_is_away_and_arrive
         .filter_map(Result::ok)
         .filter(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            name.ends_with(".eml") || name.ends_with(".json")
+            name.ends_with(".msg")
+                || name.ends_with(".state")
+                || name.ends_with(".eml")
+                || name.ends_with(".json")
         })
         .count();
     assert_eq!(left, 0, "the spool is empty after delivery");

@@ -187,7 +187,12 @@ async fn attempt_due(ctx: &Arc<Context>, envelope: &mut Envelope) -> Result<(), 
                         elapsed,
                     },
                 );
-                persist(ctx, envelope).await?;
+                // A settled message is removed next (`settle`), which is as
+                // durable a record of the verdicts as this write and costs
+                // one directory sync instead of a file and two syncs.
+                if !envelope.is_settled() {
+                    persist(ctx, envelope).await?;
+                }
             }
             // Not attempted: delivery was disabled while it waited.
             Ok((_, None)) => {}
