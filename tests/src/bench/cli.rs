@@ -94,6 +94,11 @@ pub struct Load {
     /// per message, as most MX traffic and smtp-source without -d).
     #[arg(long, default_value_t = 0)]
     pub per_connection: u64,
+    /// The load generator: the built-in client, or Postfix's smtp-source
+    /// (all sessions from 127.0.0.1; `--per-connection 0` is its `-d`,
+    /// `--per-connection 1` its default; no TLS, no latency figures).
+    #[arg(long = "load", value_enum, default_value = "postern")]
+    pub generator: Generator,
 }
 
 impl Load {
@@ -121,7 +126,30 @@ impl Load {
         if self.per_connection > 0 {
             args.push_str(&format!(" --per-connection {}", self.per_connection));
         }
+        if self.generator != Generator::Postern {
+            args.push_str(&format!(" --load {}", self.generator.as_str()));
+        }
         args
+    }
+}
+
+/// Which program makes the load (`--load`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+pub enum Generator {
+    /// postern-bench's own client: pipelined, latency per message, sessions
+    /// from 127.0.1.x.
+    #[default]
+    Postern,
+    /// Postfix's `/usr/sbin/smtp-source`, as the Postfix world measures.
+    SmtpSource,
+}
+
+impl Generator {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Generator::Postern => "postern",
+            Generator::SmtpSource => "smtp-source",
+        }
     }
 }
 

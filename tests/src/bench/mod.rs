@@ -17,5 +17,6 @@ pub mod reply;
 pub mod report;
 pub mod scenario;
 pub mod sink;
+pub mod smtp_sink;
 pub mod stats;
 pub mod tls;

@@ -16,7 +16,8 @@ use anyhow::Context;
 
 pub use suite::suite;
 
-use super::cli::{Common, Load, Scenario};
+use super::cli::{Common, Generator, Load, Scenario};
+use super::client::smtp_source::{self, SmtpSourcePlan};
 use super::client::{self, ClientTls, LoadPlan};
 use super::daemon::{self, Daemon, Usage};
 use super::message::WireMessage;
@@ -148,7 +149,8 @@ impl Bench {
         let dir = self.daemon_dir("smtp-sink")?;
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let listen = addr.to_string();
-        let mut args = vec!["-m", "1000", "-h", "sink.bench.test"];
+        // -c: the message count the bench checks (crate::bench::smtp_sink).
+        let mut args = vec!["-c", "-m", "1000", "-h", "sink.bench.test"];
         if running_as_root() {
             // smtp-sink refuses to keep root privileges.
             args.extend(["-u", "nobody"]);
@@ -224,6 +226,10 @@ async fn load_phase(
     tls: Option<ClientTls>,
     processes: &mut [&mut Measured],
 ) -> anyhow::Result<Phase> {
+    if load.generator == Generator::SmtpSource {
+        anyhow::ensure!(tls.is_none(), "smtp-source speaks no TLS: leave out --tls");
+        return smtp_source_phase(name, target, load, processes).await;
+    }
     let message = WireMessage::new(load.size);
     let plan = LoadPlan {
         target,
@@ -264,6 +270,66 @@ async fn load_phase(
         bench_cpu_seconds,
         machine_busy_percent,
         errors: outcome.errors,
+        ..Phase::default()
+    };
+    phase.account_others();
+    Ok(phase)
+}
+
+/// One load phase made by Postfix's smtp-source (`--load smtp-source`):
+/// no latency figures (smtp-source measures none); what did not complete
+/// counts as failed, with smtp-source's reason as the error.
+async fn smtp_source_phase(
+    name: &str,
+    target: SocketAddr,
+    load: &Load,
+    processes: &mut [&mut Measured],
+) -> anyhow::Result<Phase> {
+    anyhow::ensure!(
+        load.per_connection <= 1,
+        "smtp-source keeps a connection for all its messages (-d) or uses one per message: --per-connection 0 or 1"
+    );
+    let plan = SmtpSourcePlan {
+        target,
+        sessions: load.concurrency,
+        messages: load.messages,
+        size: load.size,
+        keep_connections: load.per_connection == 0,
+        time_limit: load.time_limit(),
+    };
+    for process in processes.iter_mut() {
+        process.daemon.cpu_mark()?;
+    }
+    let me = std::process::id();
+    let bench_cpu = procfs::cpu_seconds(me)?;
+    let machine = procfs::machine_ticks()?;
+    let outcome = smtp_source::run(&plan).await?;
+    let machine_busy_percent = procfs::machine_ticks()?.busy_percent_since(machine);
+    // smtp-source is the bench's child: its CPU is the load's, reaped into
+    // our children's time rather than ours, so only the bench's own is here.
+    let bench_cpu_seconds = procfs::cpu_seconds(me)? - bench_cpu;
+    let processes = processes
+        .iter_mut()
+        .map(|p| p.usage())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let seconds = outcome.elapsed.as_secs_f64();
+    let mut phase = Phase {
+        target: name.to_string(),
+        concurrency: load.concurrency,
+        message_size: load.size,
+        delivered: outcome.completed,
+        failed: load.messages.saturating_sub(outcome.completed),
+        connections: if plan.keep_connections {
+            load.concurrency as u64
+        } else {
+            outcome.completed
+        },
+        seconds,
+        messages_per_second: outcome.completed as f64 / seconds.max(f64::EPSILON),
+        processes,
+        bench_cpu_seconds,
+        machine_busy_percent,
+        errors: outcome.error.into_iter().collect(),
         ..Phase::default()
     };
     phase.account_others();
