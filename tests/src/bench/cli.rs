@@ -52,6 +52,11 @@ pub enum Command {
     },
 }
 
+/// The repository's shipped relay-in configuration, `config-in/`.
+pub fn default_config_in() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config-in")
+}
+
 /// Options every scenario takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Common {
@@ -226,6 +231,21 @@ pub enum Scenario {
         /// The sink offers STARTTLS (relay-out's enable_tls uses it).
         #[arg(long)]
         mx_tls: bool,
+    },
+    /// Issue 19's headline table: smtp-source (all sessions from 127.0.0.1)
+    /// into smtp-sink alone and through relay-in with the shipped
+    /// configuration, five loads, median of interleaved repetitions.
+    Headline {
+        /// Repetitions of every row (the table gives medians).
+        #[arg(long, default_value_t = 3)]
+        repetitions: usize,
+        /// Messages per 2 KB phase (the 100 KB row sends a fifth).
+        #[arg(long, default_value_t = 20_000)]
+        messages: u64,
+        /// relay-in's shipped configuration directory (default: the
+        /// repository's config-in/).
+        #[arg(long)]
+        config_in: Option<PathBuf>,
     },
     /// Many idle connections held open on relay-in: its memory, and how soon
     /// a new client is served meanwhile.

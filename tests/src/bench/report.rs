@@ -78,6 +78,10 @@ pub struct ScenarioReport {
     pub phases: Vec<Phase>,
     pub facts: Vec<Fact>,
     pub checks: Vec<Check>,
+    /// A scenario's own summary table (Markdown), printed last: the
+    /// comparisons that run many phases (`headline`, `relay-out-compare`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
 }
 
 impl ScenarioReport {
@@ -152,6 +156,9 @@ impl ScenarioReport {
         for check in &self.checks {
             let verdict = if check.met { "met" } else { "NOT MET" };
             let _ = writeln!(out, "   [{verdict}] {}: {}", check.target, check.measured);
+        }
+        if let Some(table) = &self.table {
+            let _ = writeln!(out, "\n{table}");
         }
         out
     }

@@ -10,9 +10,9 @@
 //! connection; with `-c` it prints a counter, one `N\r` per completed DATA,
 //! so a run that stopped early says how far it got.
 
+use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::io::{Read, Seek, SeekFrom};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,6 @@
 //! The scenarios: each starts what it measures, loads it, and reports.
 
+mod headline;
 mod idle;
 mod relay_in;
 mod relay_out;
@@ -57,6 +58,20 @@ pub async fn run(scenario: &Scenario, common: &Common) -> anyhow::Result<Scenari
         Scenario::RelayOutIntake { load } => relay_out::intake(&bench, load).await,
         Scenario::RelayOutDelivery { load, mx_tls } => {
             relay_out::delivery(&bench, load, *mx_tls).await
+        }
+        Scenario::Headline {
+            repetitions,
+            messages,
+            config_in,
+        } => {
+            let plan = headline::HeadlinePlan {
+                repetitions: *repetitions,
+                messages: *messages,
+                config_in: config_in
+                    .clone()
+                    .unwrap_or_else(super::cli::default_config_in),
+            };
+            headline::run(&bench, &plan).await
         }
         Scenario::Idle {
             connections,
