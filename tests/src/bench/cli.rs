@@ -52,6 +52,25 @@ pub enum Command {
     },
 }
 
+/// A relay of `scenario relay-out-compare`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompareRelay {
+    RelayOut,
+    Postfix,
+    Haraka,
+}
+
+impl CompareRelay {
+    pub fn kind(self) -> crate::bench::scenario::contender::Kind {
+        use crate::bench::scenario::contender::Kind;
+        match self {
+            CompareRelay::RelayOut => Kind::RelayOut,
+            CompareRelay::Postfix => Kind::Postfix,
+            CompareRelay::Haraka => Kind::Haraka,
+        }
+    }
+}
+
 /// The repository's shipped relay-in configuration, `config-in/`.
 pub fn default_config_in() -> PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config-in")
@@ -246,6 +265,41 @@ pub enum Scenario {
         /// repository's config-in/).
         #[arg(long)]
         config_in: Option<PathBuf>,
+    },
+    /// relay-out in its own role against Postfix and Haraka: smtp-source
+    /// (127.0.0.1) → each relay (fsync before 250) → smtp-sink as the MX;
+    /// end-to-end and accept rates at 1, 20, 100 sessions (2 KB) and 20
+    /// (100 KB), then the drain of a backlog released at once.
+    RelayOutCompare {
+        /// The relays, in the order each load runs them.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "relay-out,postfix,haraka"
+        )]
+        relays: Vec<CompareRelay>,
+        /// Messages per 2 KB phase (100 KB phases send a fifth).
+        #[arg(long, default_value_t = 5_000)]
+        messages: u64,
+        /// Messages queued while the MX is down, then released.
+        #[arg(long, default_value_t = 5_000)]
+        backlog: u64,
+        #[arg(long, default_value_t = 1)]
+        repetitions: usize,
+        /// Where the queues go: `ext4-image` (a journaled ext4 image the
+        /// bench makes and loop-mounts; root only), or a directory; default:
+        /// the work directory.
+        #[arg(long)]
+        queue_root: Option<String>,
+        /// Haraka's npm install (default /var/cache/postern-bench/haraka).
+        #[arg(long)]
+        haraka: Option<PathBuf>,
+        /// relay-out's per-address connection limit (limit.ini
+        /// `[concurrency] max`) instead of its default: the home server is
+        /// one address, and Postfix exempts mynetworks from its own limit.
+        #[arg(long)]
+        concurrency_max: Option<usize>,
     },
     /// Many idle connections held open on relay-in: its memory, and how soon
     /// a new client is served meanwhile.

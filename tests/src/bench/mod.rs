@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod eod;
 pub mod message;
 pub mod procfs;
+pub mod queue_root;
 pub mod reply;
 pub mod report;
 pub mod scenario;

@@ -4,9 +4,12 @@
 //! [`super::daemon::Daemon::output_path`]) and reads the last `mesg=`, the
 //! messages it accepted, to check that nothing a relay accepted was lost.
 
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// How much of the output's end is read: several events' worth.
+const TAIL: u64 = 256;
 /// How often the count is read while waiting for it to reach a value.
 const POLL: Duration = Duration::from_millis(10);
 
@@ -23,13 +26,19 @@ pub fn parse_messages(output: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The messages smtp-sink has accepted so far, from its output file.
+/// The messages smtp-sink has accepted so far, from the end of its output
+/// file (read every few milliseconds while a phase waits, so only the last
+/// events, a few dozen bytes each, are read).
 pub fn messages(output: &Path) -> u64 {
-    // Only the tail matters, but the file is small (a few dozen bytes per
-    // message) and read a few times per phase.
-    std::fs::read_to_string(output)
-        .map(|text| parse_messages(&text))
-        .unwrap_or(0)
+    let read_tail = || -> std::io::Result<String> {
+        let mut file = std::fs::File::open(output)?;
+        let length = file.seek(SeekFrom::End(0))?;
+        file.seek(SeekFrom::Start(length.saturating_sub(TAIL)))?;
+        let mut tail = Vec::new();
+        file.read_to_end(&mut tail)?;
+        Ok(String::from_utf8_lossy(&tail).into_owned())
+    };
+    read_tail().map(|text| parse_messages(&text)).unwrap_or(0)
 }
 
 /// Waits (at most `within`) until smtp-sink has accepted at least `count`

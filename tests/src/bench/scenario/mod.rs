@@ -1,9 +1,12 @@
 //! The scenarios: each starts what it measures, loads it, and reports.
 
+pub mod contender;
+mod haraka;
 mod headline;
 mod idle;
 mod relay_in;
 mod relay_out;
+mod relay_out_compare;
 mod sink;
 mod suite;
 
@@ -72,6 +75,28 @@ pub async fn run(scenario: &Scenario, common: &Common) -> anyhow::Result<Scenari
                     .unwrap_or_else(super::cli::default_config_in),
             };
             headline::run(&bench, &plan).await
+        }
+        Scenario::RelayOutCompare {
+            relays,
+            messages,
+            backlog,
+            repetitions,
+            queue_root,
+            haraka,
+            concurrency_max,
+        } => {
+            let plan = relay_out_compare::ComparePlan {
+                relays: relays.iter().map(|r| r.kind()).collect(),
+                messages: *messages,
+                backlog: *backlog,
+                repetitions: *repetitions,
+                queue_root: queue_root.clone(),
+                haraka_install: haraka
+                    .clone()
+                    .unwrap_or_else(|| haraka::DEFAULT_INSTALL.into()),
+                concurrency_max: *concurrency_max,
+            };
+            relay_out_compare::run(&bench, &plan).await
         }
         Scenario::Idle {
             connections,
@@ -156,13 +181,22 @@ impl Bench {
     /// Starts Postfix's `smtp-sink` on a free port: XCLIENT and PIPELINING
     /// offered (its defaults), up to 1,000 sessions.
     async fn start_smtp_sink(&self) -> anyhow::Result<(Measured, SocketAddr)> {
+        self.start_smtp_sink_at(None).await
+    }
+
+    /// [`Bench::start_smtp_sink`] on `addr` (a free port if `None`): an MX
+    /// that comes back where it was.
+    async fn start_smtp_sink_at(
+        &self,
+        addr: Option<SocketAddr>,
+    ) -> anyhow::Result<(Measured, SocketAddr)> {
         let program = Path::new(SMTP_SINK);
         anyhow::ensure!(
             program.exists(),
             "{SMTP_SINK} not found: install the postfix package (apt install postfix)"
         );
         let dir = self.daemon_dir("smtp-sink")?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let addr = addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
         let listen = addr.to_string();
         // -c: the message count the bench checks (crate::bench::smtp_sink).
         let mut args = vec!["-c", "-m", "1000", "-h", "sink.bench.test"];
