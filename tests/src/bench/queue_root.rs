@@ -137,8 +137,7 @@ fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The filesystem type of `dir` and whether it has a journal, as `df -T`
-/// and the mount options say (for the report only).
+/// The filesystem type of `dir`, as `df` says (for the report only).
 fn fs_type(dir: &Path) -> String {
     Command::new("df")
         .args(["--output=fstype"])

@@ -291,19 +291,9 @@ async fn load_phase(
         reply_timeout: REPLY_TIMEOUT,
         per_connection: load.per_connection,
     };
-    for process in processes.iter_mut() {
-        process.daemon.cpu_mark()?;
-    }
-    let me = std::process::id();
-    let bench_cpu = procfs::cpu_seconds(me)?;
-    let machine = procfs::machine_ticks()?;
+    let marks = Marks::start(processes)?;
     let mut outcome = client::run(&plan).await;
-    let machine_busy_percent = procfs::machine_ticks()?.busy_percent_since(machine);
-    let bench_cpu_seconds = procfs::cpu_seconds(me)? - bench_cpu;
-    let processes = processes
-        .iter_mut()
-        .map(|p| p.usage())
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (processes, bench_cpu_seconds, machine_busy_percent) = marks.finish(processes)?;
     let mut phase = Phase {
         target: name.to_string(),
         concurrency: load.concurrency,
@@ -323,6 +313,63 @@ async fn load_phase(
     };
     phase.account_others();
     Ok(phase)
+}
+
+/// CPU marks at the start of a load phase: the measured processes', the
+/// bench's own and the whole machine's.
+struct Marks {
+    bench_cpu: f64,
+    machine: procfs::MachineTicks,
+}
+
+impl Marks {
+    fn start(processes: &mut [&mut Measured]) -> anyhow::Result<Marks> {
+        for process in processes.iter_mut() {
+            process.daemon.cpu_mark()?;
+        }
+        Ok(Marks {
+            bench_cpu: procfs::cpu_seconds(std::process::id())?,
+            machine: procfs::machine_ticks()?,
+        })
+    }
+
+    /// What each process used since the start, the bench's CPU seconds and
+    /// how busy the machine was (percent).
+    fn finish(self, processes: &mut [&mut Measured]) -> anyhow::Result<(Vec<Usage>, f64, f64)> {
+        let machine_busy_percent = procfs::machine_ticks()?.busy_percent_since(self.machine);
+        let bench_cpu_seconds = procfs::cpu_seconds(std::process::id())? - self.bench_cpu;
+        let processes = processes
+            .iter_mut()
+            .map(|p| p.usage())
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok((processes, bench_cpu_seconds, machine_busy_percent))
+    }
+}
+
+/// The run's verdict on counting: a check listing every phase where a
+/// message was refused or lost, and an error (after printing the report,
+/// whose table is then not valid) if there was one.
+fn finish_counted(
+    mut report: ScenarioReport,
+    failures: &[String],
+) -> anyhow::Result<ScenarioReport> {
+    report.check(
+        "no message refused or lost (smtp-source's exit status, smtp-sink's count)",
+        if failures.is_empty() {
+            "none".to_string()
+        } else {
+            failures.join("; ")
+        },
+        failures.is_empty(),
+    );
+    if failures.is_empty() {
+        return Ok(report);
+    }
+    println!("{}", report.text());
+    anyhow::bail!(
+        "{} phase(s) lost or refused messages; the table above is not valid",
+        failures.len()
+    )
 }
 
 /// One load phase made by Postfix's smtp-source (`--load smtp-source`):
@@ -346,21 +393,11 @@ async fn smtp_source_phase(
         keep_connections: load.per_connection == 0,
         time_limit: load.time_limit(),
     };
-    for process in processes.iter_mut() {
-        process.daemon.cpu_mark()?;
-    }
-    let me = std::process::id();
-    let bench_cpu = procfs::cpu_seconds(me)?;
-    let machine = procfs::machine_ticks()?;
+    let marks = Marks::start(processes)?;
     let outcome = smtp_source::run(&plan).await?;
-    let machine_busy_percent = procfs::machine_ticks()?.busy_percent_since(machine);
     // smtp-source is the bench's child: its CPU is the load's, reaped into
     // our children's time rather than ours, so only the bench's own is here.
-    let bench_cpu_seconds = procfs::cpu_seconds(me)? - bench_cpu;
-    let processes = processes
-        .iter_mut()
-        .map(|p| p.usage())
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (processes, bench_cpu_seconds, machine_busy_percent) = marks.finish(processes)?;
     let seconds = outcome.elapsed.as_secs_f64();
     let mut phase = Phase {
         target: name.to_string(),
