@@ -60,6 +60,20 @@ pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
     Ok(ticks as f64 / per_second as f64)
 }
 
+/// CPU seconds used by this process's children that have exited and been
+/// waited for (getrusage `RUSAGE_CHILDREN`): a load generator run as a
+/// child (smtp-source) is counted here once it exits.
+pub fn reaped_children_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into our own zeroed struct.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
 /// Busy and total CPU time of the whole machine (all cores), in clock
 /// ticks, from the first line of /proc/stat: how busy the machine was
 /// during a phase, including whatever else runs on it.

@@ -22,7 +22,8 @@ pub struct Phase {
     /// End-of-DATA latency; absent for phases without a client (delivery).
     pub latency: Option<Latency>,
     pub processes: Vec<Usage>,
-    /// CPU seconds the bench itself (load client, test DNS) used.
+    /// CPU seconds the bench itself (load client, test DNS, or smtp-source
+    /// as its child) used.
     pub bench_cpu_seconds: f64,
     /// How busy the whole machine was (all cores, percent): near 100 means
     /// the run was CPU-bound; well above the processes' own share means
