@@ -366,6 +366,12 @@ async fn drain(
     backlog: u64,
 ) -> anyhow::Result<(Drained, Measured)> {
     drop(sink);
+    // Hold the sink's port while it is down, so no other program on the
+    // machine (a parallel test's free port) takes it; smtp-sink binds with
+    // SO_REUSEADDR beside this socket, which never listens.
+    let reservation = tokio::net::TcpSocket::new_v4()?;
+    reservation.set_reuseaddr(true)?;
+    reservation.bind(sink_addr)?;
     let fill = SmtpSourcePlan {
         target: relay.addr,
         sessions: BACKLOG_SESSIONS,
@@ -376,6 +382,7 @@ async fn drain(
     };
     let filled = smtp_source::run(&fill).await?;
     let (sink, _) = bench.start_smtp_sink_at(Some(sink_addr)).await?;
+    drop(reservation);
     let output = sink.daemon.output_path.clone();
     relay.reset_peaks();
     let mut peak = relay.sample();
