@@ -119,14 +119,19 @@ pub async fn run(bench: &Bench, plan: &ComparePlan) -> anyhow::Result<ScenarioRe
     let mut cells = vec![vec![Cell::default(); relays.len()]; LOADS.len()];
     let mut drains = vec![Drain::default(); relays.len()];
     let mut failures = Vec::new();
-    for _ in 0..plan.repetitions {
+    let count = relays.len();
+    for repetition in 0..plan.repetitions {
+        // Each repetition starts with the next relay, so none always runs
+        // first (on a cold page cache) or last.
+        let order: Vec<usize> = (0..count).map(|k| (repetition + k) % count).collect();
         for (load, &(sessions, size)) in LOADS.iter().enumerate() {
             let messages = if size > 2048 {
                 (plan.messages / 5).max(1)
             } else {
                 plan.messages
             };
-            for (i, relay) in relays.iter_mut().enumerate() {
+            for &i in &order {
+                let relay = &mut relays[i];
                 let phase = through(relay, &sink, sessions, size, messages).await?;
                 eprintln!(
                     "postern-bench: {} c={sessions} {size} octets: {:.0} msg/s end to end, {:.0} accepted{}",
@@ -149,7 +154,8 @@ pub async fn run(bench: &Bench, plan: &ComparePlan) -> anyhow::Result<ScenarioRe
                     .push(phase.into_phase(relay.kind, sessions, size));
             }
         }
-        for (i, relay) in relays.iter_mut().enumerate() {
+        for &i in &order {
+            let relay = &mut relays[i];
             let (drained, new_sink) = drain(bench, relay, sink, sink_addr, plan.backlog).await?;
             eprintln!(
                 "postern-bench: {} drain of {}: {:.0} msg/s{}",
