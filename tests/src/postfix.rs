@@ -60,6 +60,8 @@ pub const BACKEND_HOSTNAME: &str = "backend.postern.test";
 /// Debian's `command_directory`; named in full so a PATH without /usr/sbin still works.
 const POSTFIX_COMMAND: &str = "/usr/sbin/postfix";
 const SWAKS_COMMAND: &str = "/usr/bin/swaks";
+/// Postfix's queue control, for [`Postfix::flush`].
+const POSTQUEUE_COMMAND: &str = "/usr/sbin/postqueue";
 /// Postfix's `sendmail(1)`, for local submission.
 const SENDMAIL_COMMAND: &str = "/usr/sbin/sendmail";
 /// Bound on one `sendmail` run (it only hands the message to `postdrop`).
@@ -96,6 +98,9 @@ pub struct PostfixOptions {
     pub relayhost: Option<SocketAddr>,
     /// More `main.cf` settings; one with the name of a harness setting replaces it.
     pub extra_main_cf: Vec<(String, String)>,
+    /// Where the instance's temp dir (hence its queue) is made; `None`: the system temp dir.
+    /// postern-bench puts it on the filesystem it measures.
+    pub base_dir: Option<std::path::PathBuf>,
 }
 
 impl PostfixOptions {
@@ -141,9 +146,12 @@ impl Postfix {
         let mail_owner = user_ids("postfix")?;
         let nobody = user_ids("nobody")?;
 
-        let dir = tempfile::Builder::new()
-            .prefix("postern-postfix-")
-            .tempdir()?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("postern-postfix-");
+        let dir = match &options.base_dir {
+            Some(base) => builder.tempdir_in(base)?,
+            None => builder.tempdir()?,
+        };
         // Postfix's daemons drop to the postfix user and must be able to reach their queue.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))?;
         let layout = Layout::under(dir.path());
@@ -216,6 +224,27 @@ impl Postfix {
         self.master = process::read_master_pid(&self.layout.queue_directory).ok();
         wait_for_banner(self.addr, deadline)
             .with_context(|| format!("Postfix restart; maillog:\n{}", self.log()))
+    }
+
+    /// The master's process ID (its daemons are its children), for measuring the instance.
+    pub fn master_pid(&self) -> Option<u32> {
+        self.master.map(|pid| pid as u32)
+    }
+
+    /// Asks the queue manager to try every deferred message now (`postqueue -f`), as an admin
+    /// does once a destination is back.
+    pub fn flush(&self) -> anyhow::Result<()> {
+        let status = Command::new(POSTQUEUE_COMMAND)
+            .arg("-c")
+            .arg(&self.layout.config_directory)
+            .arg("-f")
+            .stdin(Stdio::null())
+            .status()
+            .with_context(|| format!("running {POSTQUEUE_COMMAND}"))?;
+        if !status.success() {
+            bail!("postqueue -f failed ({status}); maillog:\n{}", self.log());
+        }
+        Ok(())
     }
 
     /// Where the instance's smtpd listens.

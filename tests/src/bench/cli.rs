@@ -52,6 +52,30 @@ pub enum Command {
     },
 }
 
+/// A relay of `scenario relay-out-compare`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompareRelay {
+    RelayOut,
+    Postfix,
+    Haraka,
+}
+
+impl CompareRelay {
+    pub fn kind(self) -> crate::bench::scenario::contender::Kind {
+        use crate::bench::scenario::contender::Kind;
+        match self {
+            CompareRelay::RelayOut => Kind::RelayOut,
+            CompareRelay::Postfix => Kind::Postfix,
+            CompareRelay::Haraka => Kind::Haraka,
+        }
+    }
+}
+
+/// The repository's shipped relay-in configuration, `config-in/`.
+pub fn default_config_in() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config-in")
+}
+
 /// Options every scenario takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Common {
@@ -94,6 +118,11 @@ pub struct Load {
     /// per message, as most MX traffic and smtp-source without -d).
     #[arg(long, default_value_t = 0)]
     pub per_connection: u64,
+    /// The load generator: the built-in client, or Postfix's smtp-source
+    /// (all sessions from 127.0.0.1; `--per-connection 0` is its `-d`,
+    /// `--per-connection 1` its default; no TLS, no latency figures).
+    #[arg(long = "load", value_enum, default_value = "postern")]
+    pub generator: Generator,
 }
 
 impl Load {
@@ -121,7 +150,30 @@ impl Load {
         if self.per_connection > 0 {
             args.push_str(&format!(" --per-connection {}", self.per_connection));
         }
+        if self.generator != Generator::Postern {
+            args.push_str(&format!(" --load {}", self.generator.as_str()));
+        }
         args
+    }
+}
+
+/// Which program makes the load (`--load`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+pub enum Generator {
+    /// postern-bench's own client: pipelined, latency per message, sessions
+    /// from 127.0.1.x.
+    #[default]
+    Postern,
+    /// Postfix's `/usr/sbin/smtp-source`, as the Postfix world measures.
+    SmtpSource,
+}
+
+impl Generator {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Generator::Postern => "postern",
+            Generator::SmtpSource => "smtp-source",
+        }
     }
 }
 
@@ -198,6 +250,56 @@ pub enum Scenario {
         /// The sink offers STARTTLS (relay-out's enable_tls uses it).
         #[arg(long)]
         mx_tls: bool,
+    },
+    /// Issue 19's headline table: smtp-source (all sessions from 127.0.0.1)
+    /// into smtp-sink alone and through relay-in with the shipped
+    /// configuration, five loads, median of interleaved repetitions.
+    Headline {
+        /// Repetitions of every row (the table gives medians).
+        #[arg(long, default_value_t = 3)]
+        repetitions: usize,
+        /// Messages per 2 KB phase (the 100 KB row sends a fifth).
+        #[arg(long, default_value_t = 20_000)]
+        messages: u64,
+        /// relay-in's shipped configuration directory (default: the
+        /// repository's config-in/).
+        #[arg(long)]
+        config_in: Option<PathBuf>,
+    },
+    /// relay-out in its own role against Postfix and Haraka: smtp-source
+    /// (127.0.0.1) → each relay (fsync before 250) → smtp-sink as the MX;
+    /// end-to-end and accept rates at 1, 20, 100 sessions (2 KB) and 20
+    /// (100 KB), then the drain of a backlog released at once.
+    RelayOutCompare {
+        /// The relays, in the order each load runs them.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "relay-out,postfix,haraka"
+        )]
+        relays: Vec<CompareRelay>,
+        /// Messages per 2 KB phase (100 KB phases send a fifth).
+        #[arg(long, default_value_t = 5_000)]
+        messages: u64,
+        /// Messages queued while the MX is down, then released.
+        #[arg(long, default_value_t = 5_000)]
+        backlog: u64,
+        #[arg(long, default_value_t = 1)]
+        repetitions: usize,
+        /// Where the queues go: `ext4-image` (a journaled ext4 image the
+        /// bench makes and loop-mounts; root only), or a directory; default:
+        /// the work directory.
+        #[arg(long)]
+        queue_root: Option<String>,
+        /// Haraka's npm install (default /var/cache/postern-bench/haraka).
+        #[arg(long)]
+        haraka: Option<PathBuf>,
+        /// relay-out's per-address connection limit (limit.ini
+        /// `[concurrency] max`) instead of its default: the home server is
+        /// one address, and Postfix exempts mynetworks from its own limit.
+        #[arg(long)]
+        concurrency_max: Option<usize>,
     },
     /// Many idle connections held open on relay-in: its memory, and how soon
     /// a new client is served meanwhile.

@@ -41,11 +41,14 @@ pub fn binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
 
 /// A running process under test: stopped with SIGTERM (killed if it does
 /// not exit) when dropped, so no bench run leaves a daemon behind. Its
-/// stderr goes to a log file kept in the run's work directory.
+/// stderr goes to a log file kept in the run's work directory, its stdout
+/// to another beside it.
 pub struct Daemon {
     pub name: String,
     child: Option<Child>,
     pub log_path: PathBuf,
+    /// Its standard output (smtp-sink's `-c` counter; empty for the relays).
+    pub output_path: PathBuf,
     /// CPU seconds at the last [`Daemon::cpu_mark`].
     cpu_mark: f64,
 }
@@ -76,13 +79,16 @@ impl Daemon {
     ) -> anyhow::Result<Daemon> {
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
+        let output_path = log_path.with_extension("out");
+        let output = std::fs::File::create(&output_path)
+            .with_context(|| format!("creating {}", output_path.display()))?;
         let mut command = Command::new(program);
         command
             .args(args)
             .env_remove("JOURNAL_STREAM")
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(output)
             .stderr(log);
         for (key, value) in env {
             command.env(key, value);
@@ -94,6 +100,7 @@ impl Daemon {
             name: name.to_string(),
             child: Some(child),
             log_path,
+            output_path,
             cpu_mark: 0.0,
         };
         let deadline = Instant::now() + STARTUP_TIMEOUT;

@@ -60,6 +60,20 @@ pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
     Ok(ticks as f64 / per_second as f64)
 }
 
+/// CPU seconds used by this process's children that have exited and been
+/// waited for (getrusage `RUSAGE_CHILDREN`): a load generator run as a
+/// child (smtp-source) is counted here once it exits.
+pub fn reaped_children_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into our own zeroed struct.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
 /// Busy and total CPU time of the whole machine (all cores), in clock
 /// ticks, from the first line of /proc/stat: how busy the machine was
 /// during a phase, including whatever else runs on it.
@@ -107,9 +121,99 @@ pub fn machine_ticks() -> io::Result<MachineTicks> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no cpu line in /proc/stat"))
 }
 
+/// Resets `pid`'s VmHWM to its current RSS (`clear_refs` value 5), so the
+/// next peak read is the peak of one phase rather than of the process's life.
+pub fn reset_peak(pid: u32) -> io::Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+}
+
+/// Proportional set size of `pid` in KiB (from `smaps_rollup`): its private
+/// memory plus its share of what it shares. Summed over a server's
+/// processes (Postfix's master and its daemons, which share libraries and
+/// code) it is their real footprint, where summed RSS counts shared pages
+/// once per process.
+pub fn pss_kb(pid: u32) -> io::Result<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+    parse_pss(&rollup)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Pss in smaps_rollup"))
+}
+
+/// The `Pss:` line of `smaps_rollup`, in KiB.
+pub fn parse_pss(rollup: &str) -> Option<u64> {
+    rollup.lines().find_map(|line| {
+        let value = line.strip_prefix("Pss:")?;
+        value.trim().strip_suffix("kB")?.trim().parse().ok()
+    })
+}
+
+/// `root` and every process descended from it, from the parent field of
+/// each /proc/PID/stat: a server that forks its workers (Postfix's master,
+/// Haraka's cluster) is measured as all of its processes.
+pub fn process_tree(root: u32) -> Vec<u32> {
+    let mut parents = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.filter_map(Result::ok) {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            if let Some(ppid) = parse_parent(&stat) {
+                parents.push((pid, ppid));
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    tree
+}
+
+/// The parent PID of a /proc/PID/stat line (field 4, counted after the name).
+pub fn parse_parent(stat: &str) -> Option<u32> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// PSS and CPU seconds of a whole process tree now (processes that exit
+/// meanwhile are skipped).
+pub fn tree_usage(root: u32) -> (u64, f64) {
+    process_tree(root)
+        .into_iter()
+        .fold((0, 0.0), |(pss, cpu), pid| {
+            (
+                pss + pss_kb(pid).unwrap_or(0),
+                cpu + cpu_seconds(pid).unwrap_or(0.0),
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_pss_and_the_parent() {
+        assert_eq!(
+            parse_pss("Rss:    900 kB\nPss:    512 kB\nPss_Anon: 3 kB\n"),
+            Some(512)
+        );
+        assert_eq!(parse_parent("42 (qmgr (x)) S 17 42 42 0"), Some(17));
+    }
 
     #[test]
     fn reads_rss_and_high_water_mark() {

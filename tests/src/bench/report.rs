@@ -22,7 +22,8 @@ pub struct Phase {
     /// End-of-DATA latency; absent for phases without a client (delivery).
     pub latency: Option<Latency>,
     pub processes: Vec<Usage>,
-    /// CPU seconds the bench itself (load client, test DNS) used.
+    /// CPU seconds the bench itself (load client, test DNS, or smtp-source
+    /// as its child) used.
     pub bench_cpu_seconds: f64,
     /// How busy the whole machine was (all cores, percent): near 100 means
     /// the run was CPU-bound; well above the processes' own share means
@@ -78,6 +79,10 @@ pub struct ScenarioReport {
     pub phases: Vec<Phase>,
     pub facts: Vec<Fact>,
     pub checks: Vec<Check>,
+    /// A scenario's own summary table (Markdown), printed last: the
+    /// comparisons that run many phases (`headline`, `relay-out-compare`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
 }
 
 impl ScenarioReport {
@@ -152,6 +157,9 @@ impl ScenarioReport {
         for check in &self.checks {
             let verdict = if check.met { "met" } else { "NOT MET" };
             let _ = writeln!(out, "   [{verdict}] {}: {}", check.target, check.measured);
+        }
+        if let Some(table) = &self.table {
+            let _ = writeln!(out, "\n{table}");
         }
         out
     }

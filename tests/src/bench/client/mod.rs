@@ -3,6 +3,7 @@
 //! its final dot.
 
 mod conn;
+pub mod smtp_source;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

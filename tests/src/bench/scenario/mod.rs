@@ -1,8 +1,12 @@
 //! The scenarios: each starts what it measures, loads it, and reports.
 
+pub mod contender;
+mod haraka;
+mod headline;
 mod idle;
 mod relay_in;
 mod relay_out;
+mod relay_out_compare;
 mod sink;
 mod suite;
 
@@ -16,7 +20,8 @@ use anyhow::Context;
 
 pub use suite::suite;
 
-use super::cli::{Common, Load, Scenario};
+use super::cli::{Common, Generator, Load, Scenario};
+use super::client::smtp_source::{self, SmtpSourcePlan};
 use super::client::{self, ClientTls, LoadPlan};
 use super::daemon::{self, Daemon, Usage};
 use super::message::WireMessage;
@@ -56,6 +61,42 @@ pub async fn run(scenario: &Scenario, common: &Common) -> anyhow::Result<Scenari
         Scenario::RelayOutIntake { load } => relay_out::intake(&bench, load).await,
         Scenario::RelayOutDelivery { load, mx_tls } => {
             relay_out::delivery(&bench, load, *mx_tls).await
+        }
+        Scenario::Headline {
+            repetitions,
+            messages,
+            config_in,
+        } => {
+            let plan = headline::HeadlinePlan {
+                repetitions: *repetitions,
+                messages: *messages,
+                config_in: config_in
+                    .clone()
+                    .unwrap_or_else(super::cli::default_config_in),
+            };
+            headline::run(&bench, &plan).await
+        }
+        Scenario::RelayOutCompare {
+            relays,
+            messages,
+            backlog,
+            repetitions,
+            queue_root,
+            haraka,
+            concurrency_max,
+        } => {
+            let plan = relay_out_compare::ComparePlan {
+                relays: relays.iter().map(|r| r.kind()).collect(),
+                messages: *messages,
+                backlog: *backlog,
+                repetitions: *repetitions,
+                queue_root: queue_root.clone(),
+                haraka_install: haraka
+                    .clone()
+                    .unwrap_or_else(|| haraka::DEFAULT_INSTALL.into()),
+                concurrency_max: *concurrency_max,
+            };
+            relay_out_compare::run(&bench, &plan).await
         }
         Scenario::Idle {
             connections,
@@ -140,15 +181,25 @@ impl Bench {
     /// Starts Postfix's `smtp-sink` on a free port: XCLIENT and PIPELINING
     /// offered (its defaults), up to 1,000 sessions.
     async fn start_smtp_sink(&self) -> anyhow::Result<(Measured, SocketAddr)> {
+        self.start_smtp_sink_at(None).await
+    }
+
+    /// [`Bench::start_smtp_sink`] on `addr` (a free port if `None`): an MX
+    /// that comes back where it was.
+    async fn start_smtp_sink_at(
+        &self,
+        addr: Option<SocketAddr>,
+    ) -> anyhow::Result<(Measured, SocketAddr)> {
         let program = Path::new(SMTP_SINK);
         anyhow::ensure!(
             program.exists(),
             "{SMTP_SINK} not found: install the postfix package (apt install postfix)"
         );
         let dir = self.daemon_dir("smtp-sink")?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let addr = addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
         let listen = addr.to_string();
-        let mut args = vec!["-m", "1000", "-h", "sink.bench.test"];
+        // -c: the message count the bench checks (crate::bench::smtp_sink).
+        let mut args = vec!["-c", "-m", "1000", "-h", "sink.bench.test"];
         if running_as_root() {
             // smtp-sink refuses to keep root privileges.
             args.extend(["-u", "nobody"]);
@@ -224,6 +275,10 @@ async fn load_phase(
     tls: Option<ClientTls>,
     processes: &mut [&mut Measured],
 ) -> anyhow::Result<Phase> {
+    if load.generator == Generator::SmtpSource {
+        anyhow::ensure!(tls.is_none(), "smtp-source speaks no TLS: leave out --tls");
+        return smtp_source_phase(name, target, load, processes).await;
+    }
     let message = WireMessage::new(load.size);
     let plan = LoadPlan {
         target,
@@ -236,19 +291,9 @@ async fn load_phase(
         reply_timeout: REPLY_TIMEOUT,
         per_connection: load.per_connection,
     };
-    for process in processes.iter_mut() {
-        process.daemon.cpu_mark()?;
-    }
-    let me = std::process::id();
-    let bench_cpu = procfs::cpu_seconds(me)?;
-    let machine = procfs::machine_ticks()?;
+    let marks = Marks::start(processes)?;
     let mut outcome = client::run(&plan).await;
-    let machine_busy_percent = procfs::machine_ticks()?.busy_percent_since(machine);
-    let bench_cpu_seconds = procfs::cpu_seconds(me)? - bench_cpu;
-    let processes = processes
-        .iter_mut()
-        .map(|p| p.usage())
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (processes, bench_cpu_seconds, machine_busy_percent) = marks.finish(processes)?;
     let mut phase = Phase {
         target: name.to_string(),
         concurrency: load.concurrency,
@@ -264,6 +309,118 @@ async fn load_phase(
         bench_cpu_seconds,
         machine_busy_percent,
         errors: outcome.errors,
+        ..Phase::default()
+    };
+    phase.account_others();
+    Ok(phase)
+}
+
+/// CPU marks at the start of a load phase: the measured processes', the
+/// bench's own (with a load generator it ran as a child, smtp-source) and
+/// the whole machine's.
+struct Marks {
+    bench_cpu: f64,
+    machine: procfs::MachineTicks,
+}
+
+impl Marks {
+    fn start(processes: &mut [&mut Measured]) -> anyhow::Result<Marks> {
+        for process in processes.iter_mut() {
+            process.daemon.cpu_mark()?;
+        }
+        Ok(Marks {
+            bench_cpu: bench_cpu_seconds()?,
+            machine: procfs::machine_ticks()?,
+        })
+    }
+
+    /// What each process used since the start, the bench's CPU seconds and
+    /// how busy the machine was (percent).
+    fn finish(self, processes: &mut [&mut Measured]) -> anyhow::Result<(Vec<Usage>, f64, f64)> {
+        let machine_busy_percent = procfs::machine_ticks()?.busy_percent_since(self.machine);
+        let bench_cpu_seconds = bench_cpu_seconds()? - self.bench_cpu;
+        let processes = processes
+            .iter_mut()
+            .map(|p| p.usage())
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok((processes, bench_cpu_seconds, machine_busy_percent))
+    }
+}
+
+/// CPU seconds of the bench and of its children that have exited.
+fn bench_cpu_seconds() -> anyhow::Result<f64> {
+    Ok(procfs::cpu_seconds(std::process::id())? + procfs::reaped_children_cpu_seconds())
+}
+
+/// The run's verdict on counting: a check listing every phase where a
+/// message was refused or lost, and an error (after printing the report,
+/// whose table is then not valid) if there was one.
+fn finish_counted(
+    mut report: ScenarioReport,
+    failures: &[String],
+) -> anyhow::Result<ScenarioReport> {
+    report.check(
+        "no message refused or lost (smtp-source's exit status, smtp-sink's count)",
+        if failures.is_empty() {
+            "none".to_string()
+        } else {
+            failures.join("; ")
+        },
+        failures.is_empty(),
+    );
+    if failures.is_empty() {
+        return Ok(report);
+    }
+    println!("{}", report.text());
+    anyhow::bail!(
+        "{} phase(s) lost or refused messages; the table above is not valid",
+        failures.len()
+    )
+}
+
+/// One load phase made by Postfix's smtp-source (`--load smtp-source`):
+/// no latency figures (smtp-source measures none); what did not complete
+/// counts as failed, with smtp-source's reason as the error.
+async fn smtp_source_phase(
+    name: &str,
+    target: SocketAddr,
+    load: &Load,
+    processes: &mut [&mut Measured],
+) -> anyhow::Result<Phase> {
+    anyhow::ensure!(
+        load.per_connection <= 1,
+        "smtp-source keeps a connection for all its messages (-d) or uses one per message: --per-connection 0 or 1"
+    );
+    let plan = SmtpSourcePlan {
+        target,
+        sessions: load.concurrency,
+        messages: load.messages,
+        size: load.size,
+        keep_connections: load.per_connection == 0,
+        time_limit: load.time_limit(),
+    };
+    let marks = Marks::start(processes)?;
+    let outcome = smtp_source::run(&plan).await?;
+    // smtp-source's CPU is in the bench's ("bench" in the report).
+    let (processes, bench_cpu_seconds, machine_busy_percent) = marks.finish(processes)?;
+    let seconds = outcome.elapsed.as_secs_f64();
+    let mut phase = Phase {
+        target: name.to_string(),
+        concurrency: load.concurrency,
+        message_size: load.size,
+        delivered: outcome.completed,
+        failed: load.messages.saturating_sub(outcome.completed),
+        connections: if plan.keep_connections {
+            load.concurrency as u64
+        } else {
+            outcome.completed
+        },
+        seconds,
+        messages_per_second: outcome.completed as f64 / seconds.max(f64::EPSILON),
+        processes,
+        bench_cpu_seconds,
+        machine_busy_percent,
+        errors: outcome.error.into_iter().collect(),
         ..Phase::default()
     };
     phase.account_others();

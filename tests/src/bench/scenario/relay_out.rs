@@ -23,10 +23,10 @@ const MIN_INTAKE_RATE: f64 = 500.0;
 const POLL: Duration = Duration::from_millis(20);
 
 /// relay-out with its test DNS and, for delivery, the sink as the MX.
-struct RelayOut {
-    relay: Measured,
+pub(super) struct RelayOut {
+    pub(super) relay: Measured,
     dir: std::path::PathBuf,
-    addr: SocketAddr,
+    pub(super) addr: SocketAddr,
     /// Kept alive: relay-out resolves through it.
     _dns: TestDns,
     outbound: String,
@@ -35,24 +35,45 @@ struct RelayOut {
 /// Starts relay-out with delivery disabled, routing example.com to
 /// 127.0.0.1 at `mx_port`.
 async fn start(bench: &Bench, mx_port: u16, mx_tls: bool) -> anyhow::Result<RelayOut> {
+    start_with(bench, mx_port, mx_tls, None, true, None).await
+}
+
+/// Starts relay-out routing example.com to 127.0.0.1 at `mx_port` through
+/// the test DNS, its queue in `queue_dir` (default: its config directory),
+/// delivering unless `disabled`; `concurrency_max` replaces the default
+/// per-address connection limit (limit.ini `[concurrency] max`).
+pub(super) async fn start_with(
+    bench: &Bench,
+    mx_port: u16,
+    mx_tls: bool,
+    queue_dir: Option<&Path>,
+    disabled: bool,
+    concurrency_max: Option<usize>,
+) -> anyhow::Result<RelayOut> {
     let zone = TestZone::new()
         .mx("example.com", 10, "mx.example.com")
         .a("mx.example.com", Ipv4Addr::LOCALHOST);
     let dns = TestDns::start(zone).await?;
+    let queue_dir = match queue_dir {
+        Some(dir) => dir.display().to_string(),
+        None => format!("{}/queue", super::DIR_PLACEHOLDER),
+    };
     let outbound = format!(
-        "nameservers={}\nremote_port={mx_port}\nlocal_mx_ok=true\nqueue_dir={}/queue\nenable_tls={mx_tls}\n",
+        "nameservers={}\nremote_port={mx_port}\nlocal_mx_ok=true\nqueue_dir={queue_dir}\nenable_tls={mx_tls}\n",
         dns.nameservers_setting(),
-        super::DIR_PLACEHOLDER
     );
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let pki = bench.pki()?;
-    let files = [
+    let mut files = vec![
         ("smtp.ini", smtp_ini(addr, "")),
         ("me", format!("{SERVER_NAME}\n")),
         ("relay_acl_allow", "127.0.0.0/8\n".to_string()),
-        ("outbound.ini", format!("{outbound}disabled=true\n")),
+        ("outbound.ini", format!("{outbound}disabled={disabled}\n")),
         ("tls.ini", tls_ini(&pki.server_pem)),
     ];
+    if let Some(max) = concurrency_max {
+        files.push(("limit.ini", format!("[concurrency]\nmax={max}\n")));
+    }
     let (relay, dir) = bench.start_relay("relay-out", &files, addr).await?;
     let outbound = outbound.replace(super::DIR_PLACEHOLDER, &dir.display().to_string());
     Ok(RelayOut {

@@ -19,6 +19,7 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
         duration: Some(duration),
         tls,
         per_connection: 0,
+        generator: Default::default(),
     };
     let mut all = Vec::new();
     for size in SIZES {
