@@ -85,13 +85,18 @@ pub(super) async fn start_with(
     })
 }
 
-/// Envelope files in the queue: one per queued message.
+/// Messages in the queue: one `.msg` file each (or, in the layout before
+/// issue 19, one `.json` envelope each).
 fn queued(dir: &Path) -> usize {
     std::fs::read_dir(dir.join("queue"))
         .map(|entries| {
             entries
                 .filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                .filter(|e| {
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    name.ends_with(".msg") || name.ends_with(".json")
+                })
                 .count()
         })
         .unwrap_or(0)
