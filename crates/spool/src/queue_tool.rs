@@ -254,6 +254,8 @@ mod tests {
                 ret: None,
                 envid: None,
                 delay_warned: None,
+                requiretls: false,
+                tls_required_no: false,
                 extras: crate::NoExtras {},
             },
             size: 2048,

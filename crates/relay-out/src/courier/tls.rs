@@ -74,6 +74,9 @@ pub struct MxTls {
     policies: TlsPolicies,
     default: (TlsPolicy, Arc<Connector>),
     by_policy: BTreeMap<TlsPolicy, Arc<Connector>>,
+    /// `may`'s connector, for a message whose sender asked with
+    /// `TLS-Required: No` that TLS policies be ignored (RFC 8689 §4.2.2).
+    relaxed: Arc<Connector>,
 }
 
 /// Which TLS policy a destination got, and from where, for the log.
@@ -117,11 +120,31 @@ impl MxTls {
             policies: policies.clone(),
             default: (default_policy, connector(default_policy)?),
             by_policy,
+            relaxed: connector(TlsPolicy::May)?,
         })
     }
 
-    /// The connector for `domain`'s MX hosts and why.
-    pub fn for_domain(&self, domain: &str) -> (&Arc<Connector>, TlsDecision) {
+    /// The connector for `domain`'s MX hosts and why. `tls_not_required`:
+    /// the message has `TLS-Required: No`, so a policy that would require
+    /// TLS gives way to `may` (source `TLS-Required`).
+    pub fn for_domain(
+        &self,
+        domain: &str,
+        tls_not_required: bool,
+    ) -> (&Arc<Connector>, TlsDecision) {
+        let (connector, decision) = self.by_policy(domain);
+        let requires_tls = !matches!(decision.policy, TlsPolicy::None | TlsPolicy::May);
+        if tls_not_required && requires_tls {
+            let decision = TlsDecision {
+                policy: TlsPolicy::May,
+                source: "TLS-Required",
+            };
+            return (&self.relaxed, decision);
+        }
+        (connector, decision)
+    }
+
+    fn by_policy(&self, domain: &str) -> (&Arc<Connector>, TlsDecision) {
         match self.policies.for_domain(domain) {
             Some(policy) => (
                 &self.by_policy[&policy],
