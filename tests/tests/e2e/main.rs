@@ -38,5 +38,6 @@ mod relay_out_routes;
 mod relay_out_shaping;
 mod relay_out_source_check;
 mod relay_out_submission;
+mod relay_out_requiretls;
 mod relay_out_tls;
 mod scenarios;
