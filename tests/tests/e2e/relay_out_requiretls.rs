@@ -93,19 +93,13 @@ async fn submit_requiretls(out: &Outbound, ca: &TestCa) -> anyhow::Result<Client
     Ok(reply)
 }
 
-/// Waits for the one notice to a@origin.test and checks what RFC 8689 §5
-/// asks of it; returns its per-recipient status.
-async fn returned_status(farm: &MxFarm) -> anyhow::Result<(String, String)> {
-    wait_until(WAIT, "the notice to a@origin.test", || {
-        farm.get(5).accepted().len() == 1
-    })
-    .await?;
-    let notice = &farm.get(5).accepted()[0];
-    assert_eq!(notice.mail_from, "<>");
-    let text = String::from_utf8_lossy(&notice.data).into_owned();
+/// Checks what RFC 8689 §5 asks of the notice returning the message (its
+/// data); returns its per-recipient status and diagnostic.
+fn returned_status(data: &[u8]) -> anyhow::Result<(String, String)> {
+    let text = String::from_utf8_lossy(data).into_owned();
     assert!(text.contains("Subject: confidential"), "{text}");
     assert!(!text.contains(SECRET), "headers only, RET=FULL disregarded:\n{text}");
-    let dsn = parse_dsn(&notice.data)?;
+    let dsn = parse_dsn(data)?;
     let fields = &dsn.recipients[0];
     assert_eq!(fields["action"], "failed");
     Ok((
@@ -167,16 +161,14 @@ async fn requiretls_without_an_authenticating_policy_is_returned_with_5_7_10()
 -> anyhow::Result<()> {
     let ca = TestCa::new("Postern relay-out CA")?;
     let keep = tempfile::tempdir()?;
-    let farm = MxFarm::start(5, Behaviour::default()).await?;
-    let mx = StartTlsMx::start_with(
-        host(2, farm.port),
-        "mx1.dest.test",
-        TlsMxOptions {
-            requiretls: true,
-            ..TlsMxOptions::default()
-        },
-    )
-    .await?;
+    // The farm only reserves the port; both MXs offer REQUIRETLS.
+    let farm = MxFarm::start(9, Behaviour::default()).await?;
+    let offering = TlsMxOptions {
+        requiretls: true,
+        ..TlsMxOptions::default()
+    };
+    let mx = StartTlsMx::start_with(host(2, farm.port), "mx1.dest.test", offering).await?;
+    let origin = StartTlsMx::start_with(host(5, farm.port), "mx.origin.test", offering).await?;
     // No tls_policy.ini entry: dest.test gets the default, `may`.
     let metrics_port = postern_tests::process::free_port();
     let out = Outbound::start(
@@ -186,7 +178,14 @@ async fn requiretls_without_an_authenticating_policy_is_returned_with_5_7_10()
     )
     .await?;
     let id = queue_id(&submit_requiretls(&out, &ca).await?)?;
-    let (status, diagnostic) = returned_status(&farm).await?;
+    wait_until(WAIT, "the notice to a@origin.test", || {
+        origin.accepted().len() == 1
+    })
+    .await?;
+    let notice = &origin.accepted()[0];
+    // The notice asks for REQUIRETLS too, where the next hop offers it.
+    assert_eq!(notice.mail_from, "MAIL FROM:<> REQUIRETLS");
+    let (status, diagnostic) = returned_status(&notice.data)?;
     assert_eq!(status, "5.7.10");
     assert!(diagnostic.contains("REQUIRETLS"), "{diagnostic}");
     assert!(mx.accepted().is_empty(), "never sent under `may`");
@@ -231,6 +230,17 @@ async fn requiretls_under_verify_reaches_an_mx_offering_it_with_requiretls_on_ma
         options(&ca, &keep, policy, Some(&mx.ca_pem), None)?,
     )
     .await?;
+    // --check shows the TLS policy settings REQUIRETLS depends on.
+    let dir = out.config_dir().display().to_string();
+    let (code, check) = postern_tests::process::run("relay-out", &["-c", &dir, "--check"])?;
+    assert_eq!(code, 0, "{check}");
+    for line in [
+        "TLS to MX hosts by default: policy=may (STARTTLS when offered, any certificate; outbound.ini enable_tls=true)",
+        "TLS to dest.test's MX hosts: policy=verify (STARTTLS required with a certificate for the MX name, verified with ",
+        "REQUIRETLS offered after STARTTLS; such messages go only to domains whose policy authenticates the MX (dest.test)",
+    ] {
+        assert!(check.contains(line), "{line}\nnot in:\n{check}");
+    }
     submit_requiretls(&out, &ca).await?;
     wait_until(WAIT, "delivery to mx1.dest.test", || mx.accepted().len() == 1).await?;
     let accepted = &mx.accepted()[0];
@@ -260,7 +270,15 @@ async fn requiretls_under_verify_to_an_mx_without_it_is_returned_with_5_7_30()
     )
     .await?;
     submit_requiretls(&out, &ca).await?;
-    let (status, diagnostic) = returned_status(&farm).await?;
+    // The notice goes out although mx.origin.test has no REQUIRETLS: a
+    // null reverse-path must not get it discarded (RFC 8689 §5).
+    wait_until(WAIT, "the notice to a@origin.test", || {
+        farm.get(5).accepted().len() == 1
+    })
+    .await?;
+    let notice = &farm.get(5).accepted()[0];
+    assert_eq!(notice.mail_from, "<>");
+    let (status, diagnostic) = returned_status(&notice.data)?;
     assert_eq!(status, "5.7.30");
     assert!(diagnostic.contains("REQUIRETLS"), "{diagnostic}");
     assert!(mx.accepted().is_empty(), "the MX without REQUIRETLS got nothing");
