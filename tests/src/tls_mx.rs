@@ -139,8 +139,7 @@ async fn serve(
             } else {
                 ""
             };
-            let reply =
-                format!("250-tls-mx.test\r\n{starttls}{requiretls}250 8BITMIME\r\n");
+            let reply = format!("250-tls-mx.test\r\n{starttls}{requiretls}250 8BITMIME\r\n");
             stream.write_all(reply.as_bytes()).await?;
         } else if upper == "STARTTLS" && !tls {
             stream

@@ -98,7 +98,10 @@ async fn submit_requiretls(out: &Outbound, ca: &TestCa) -> anyhow::Result<Client
 fn returned_status(data: &[u8]) -> anyhow::Result<(String, String)> {
     let text = String::from_utf8_lossy(data).into_owned();
     assert!(text.contains("Subject: confidential"), "{text}");
-    assert!(!text.contains(SECRET), "headers only, RET=FULL disregarded:\n{text}");
+    assert!(
+        !text.contains(SECRET),
+        "headers only, RET=FULL disregarded:\n{text}"
+    );
     let dsn = parse_dsn(data)?;
     let fields = &dsn.recipients[0];
     assert_eq!(fields["action"], "failed");
@@ -109,8 +112,8 @@ fn returned_status(data: &[u8]) -> anyhow::Result<(String, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requiretls_is_offered_after_starttls_only_and_refused_in_clear_text()
--> anyhow::Result<()> {
+async fn requiretls_is_offered_after_starttls_only_and_refused_in_clear_text() -> anyhow::Result<()>
+{
     let ca = TestCa::new("Postern relay-out CA")?;
     let keep = tempfile::tempdir()?;
     let farm = MxFarm::start(5, Behaviour::default()).await?;
@@ -140,13 +143,18 @@ async fn requiretls_is_offered_after_starttls_only_and_refused_in_clear_text()
         .split_once("TLS started")
         .unwrap_or_else(|| panic!("no TLS in:\n{transcript}"));
     assert!(!before.contains("REQUIRETLS"), "{transcript}");
-    assert!(after.contains("250-REQUIRETLS") || after.contains("250 REQUIRETLS"), "{transcript}");
+    assert!(
+        after.contains("250-REQUIRETLS") || after.contains("250 REQUIRETLS"),
+        "{transcript}"
+    );
 
     // The option in clear text: 530 5.7.10, and nothing is queued.
     let mut client = SmtpClient::connect(out.addr).await?;
     assert_eq!(client.read_reply().await?.code, 220);
     client.expect("EHLO client.test", 250).await?;
-    let reply = client.command("MAIL FROM:<a@origin.test> REQUIRETLS").await?;
+    let reply = client
+        .command("MAIL FROM:<a@origin.test> REQUIRETLS")
+        .await?;
     assert_eq!(reply.code, 530, "{reply:?}");
     assert!(reply.lines[0].starts_with("530 5.7.10 "), "{reply:?}");
     // The session goes on: the same MAIL without the option is taken.
@@ -157,8 +165,8 @@ async fn requiretls_is_offered_after_starttls_only_and_refused_in_clear_text()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requiretls_without_an_authenticating_policy_is_returned_with_5_7_10()
--> anyhow::Result<()> {
+async fn requiretls_without_an_authenticating_policy_is_returned_with_5_7_10() -> anyhow::Result<()>
+{
     let ca = TestCa::new("Postern relay-out CA")?;
     let keep = tempfile::tempdir()?;
     // The farm only reserves the port; both MXs offer REQUIRETLS.
@@ -242,7 +250,10 @@ async fn requiretls_under_verify_reaches_an_mx_offering_it_with_requiretls_on_ma
         assert!(check.contains(line), "{line}\nnot in:\n{check}");
     }
     submit_requiretls(&out, &ca).await?;
-    wait_until(WAIT, "delivery to mx1.dest.test", || mx.accepted().len() == 1).await?;
+    wait_until(WAIT, "delivery to mx1.dest.test", || {
+        mx.accepted().len() == 1
+    })
+    .await?;
     let accepted = &mx.accepted()[0];
     assert!(accepted.tls);
     assert!(
@@ -256,8 +267,8 @@ async fn requiretls_under_verify_reaches_an_mx_offering_it_with_requiretls_on_ma
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requiretls_under_verify_to_an_mx_without_it_is_returned_with_5_7_30()
--> anyhow::Result<()> {
+async fn requiretls_under_verify_to_an_mx_without_it_is_returned_with_5_7_30() -> anyhow::Result<()>
+{
     let ca = TestCa::new("Postern relay-out CA")?;
     let keep = tempfile::tempdir()?;
     let farm = MxFarm::start(5, Behaviour::default()).await?;
@@ -281,7 +292,10 @@ async fn requiretls_under_verify_to_an_mx_without_it_is_returned_with_5_7_30()
     let (status, diagnostic) = returned_status(&notice.data)?;
     assert_eq!(status, "5.7.30");
     assert!(diagnostic.contains("REQUIRETLS"), "{diagnostic}");
-    assert!(mx.accepted().is_empty(), "the MX without REQUIRETLS got nothing");
+    assert!(
+        mx.accepted().is_empty(),
+        "the MX without REQUIRETLS got nothing"
+    );
     Ok(())
 }
 
@@ -325,11 +339,17 @@ async fn tls_required_no_is_delivered_through_a_verify_policy_that_fails() -> an
         "{}",
         String::from_utf8_lossy(&output.stdout)
     );
-    wait_until(WAIT, "delivery to mx1.dest.test", || mx.accepted().len() == 1).await?;
+    wait_until(WAIT, "delivery to mx1.dest.test", || {
+        mx.accepted().len() == 1
+    })
+    .await?;
     let accepted = &mx.accepted()[0];
     assert!(accepted.tls, "STARTTLS is still used when offered");
     let data = String::from_utf8_lossy(&accepted.data);
-    assert!(data.contains("TLS-Required: No"), "the header stays: {data}");
+    assert!(
+        data.contains("TLS-Required: No"),
+        "the header stays: {data}"
+    );
     out.wait_for_log("result=delivered", WAIT).await?;
     let log = out.log();
     assert!(

@@ -75,9 +75,8 @@ pub async fn send_owed(ctx: &Context, envelope: &mut Envelope) -> Result<(), Not
         if !reported.is_empty() {
             let any_failed = reported.iter().any(|r| r.action == Action::Failed);
             // RFC 8689 §5: a REQUIRETLS message is returned as with RET=HDRS.
-            let return_full = any_failed
-                && request::ret(envelope) == Some(Ret::Full)
-                && !envelope.requiretls;
+            let return_full =
+                any_failed && request::ret(envelope) == Some(Ret::Full) && !envelope.requiretls;
             let notice = queue_notice(
                 ctx,
                 envelope,

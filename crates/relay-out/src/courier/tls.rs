@@ -290,7 +290,10 @@ mod tests {
     fn describe_shows_the_default_each_domain_and_requiretls() {
         let mut policies = TlsPolicies::default();
         let lines = describe(&policies, true);
-        assert!(lines[0].starts_with("TLS to MX hosts by default: policy=may"), "{lines:?}");
+        assert!(
+            lines[0].starts_with("TLS to MX hosts by default: policy=may"),
+            "{lines:?}"
+        );
         assert!(lines[0].ends_with("enable_tls=true)"), "{lines:?}");
         assert!(lines[1].contains("(none configured)"), "{lines:?}");
         policies
@@ -300,11 +303,17 @@ mod tests {
             .domains
             .insert("old.example".into(), TlsPolicy::Encrypt);
         let lines = describe(&policies, false);
-        assert!(lines[0].contains("policy=none (never STARTTLS"), "{lines:?}");
+        assert!(
+            lines[0].contains("policy=none (never STARTTLS"),
+            "{lines:?}"
+        );
         assert!(lines[1].starts_with("TLS to bank.example's MX hosts: policy=verify"));
         assert!(lines[1].contains("the system's CAs"));
         assert!(lines[2].starts_with("TLS to old.example's MX hosts: policy=encrypt"));
-        assert!(lines[3].contains("authenticates the MX (bank.example)"), "{lines:?}");
+        assert!(
+            lines[3].contains("authenticates the MX (bank.example)"),
+            "{lines:?}"
+        );
     }
 
     #[test]

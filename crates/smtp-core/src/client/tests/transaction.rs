@@ -267,7 +267,10 @@ async fn requiretls_is_never_sent_in_clear_text_even_when_offered() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(error.kind(), ClientErrorKind::RequireTlsNotOffered));
+    assert!(matches!(
+        error.kind(),
+        ClientErrorKind::RequireTlsNotOffered
+    ));
     assert_eq!(error.step(), Step::MailFrom);
     assert!(!error.is_transient());
     assert_eq!(server.heard().await.lines, ["EHLO relay.test"]);
