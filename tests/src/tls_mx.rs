@@ -1,7 +1,9 @@
 //! An MX that offers STARTTLS, for relay-out's opportunistic TLS: either a
 //! working handshake with a test certificate, or a broken one (it answers
 //! `220` to STARTTLS, then sends garbage instead of a TLS handshake), to see
-//! relay-out move to the next MX or fall back to clear text.
+//! relay-out move to the next MX or fall back to clear text. It can also
+//! offer REQUIRETLS (RFC 8689) after STARTTLS, and records each message's
+//! MAIL FROM line to show which parameters arrived.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -27,6 +29,17 @@ pub struct TlsAccepted {
     pub tls: bool,
     pub rcpts: Vec<String>,
     pub data: Vec<u8>,
+    /// The MAIL FROM command as received (without CRLF).
+    pub mail_from: String,
+}
+
+/// How a [`StartTlsMx`] behaves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TlsMxOptions {
+    /// Every handshake fails.
+    pub broken: bool,
+    /// REQUIRETLS is listed in the EHLO reply after STARTTLS.
+    pub requiretls: bool,
 }
 
 /// See the module docs.
@@ -44,6 +57,23 @@ pub struct StartTlsMx {
 impl StartTlsMx {
     /// Listens on `addr`; `broken` makes every handshake fail.
     pub async fn start_on(addr: SocketAddr, host: &str, broken: bool) -> anyhow::Result<Self> {
+        Self::start_with(
+            addr,
+            host,
+            TlsMxOptions {
+                broken,
+                ..TlsMxOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// Listens on `addr`, with a certificate for `host` from its own CA.
+    pub async fn start_with(
+        addr: SocketAddr,
+        host: &str,
+        options: TlsMxOptions,
+    ) -> anyhow::Result<Self> {
         let ca = TestCa::new("Postern TLS MX CA")?;
         let cert = ca.issue(host)?;
         let leaf = CertificateDer::from_pem_slice(cert.cert_pem.as_bytes())?;
@@ -64,7 +94,7 @@ impl StartTlsMx {
                 let acceptor = acceptor.clone();
                 let record = Arc::clone(&record);
                 tokio::spawn(async move {
-                    let session = serve(Box::new(tcp), acceptor, broken, record);
+                    let session = serve(Box::new(tcp), acceptor, options, record);
                     let _ = tokio::time::timeout(Duration::from_secs(30), session).await;
                 });
             }
@@ -92,12 +122,13 @@ impl Drop for StartTlsMx {
 async fn serve(
     mut stream: Box<dyn Stream>,
     acceptor: TlsAcceptor,
-    broken: bool,
+    options: TlsMxOptions,
     record: Arc<Mutex<Vec<TlsAccepted>>>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut tls = false;
     let mut rcpts = Vec::new();
+    let mut mail_from = String::new();
     stream.write_all(b"220 tls-mx.test ESMTP\r\n").await?;
     loop {
         let Some(line) = read_line(&mut stream, &mut buf).await? else {
@@ -107,13 +138,18 @@ async fn serve(
         let upper = upper.trim_end();
         if upper.starts_with("EHLO") {
             let starttls = if tls { "" } else { "250-STARTTLS\r\n" };
-            let reply = format!("250-tls-mx.test\r\n{starttls}250 8BITMIME\r\n");
+            let requiretls = if tls && options.requiretls {
+                "250-REQUIRETLS\r\n"
+            } else {
+                ""
+            };
+            let reply = format!("250-tls-mx.test\r\n{starttls}{requiretls}250 8BITMIME\r\n");
             stream.write_all(reply.as_bytes()).await?;
         } else if upper == "STARTTLS" && !tls {
             stream
                 .write_all(b"220 2.0.0 Ready to start TLS\r\n")
                 .await?;
-            if broken {
+            if options.broken {
                 stream.write_all(b"this is not a TLS handshake\r\n").await?;
                 return Ok(());
             }
@@ -121,6 +157,9 @@ async fn serve(
             tls = true;
             buf.clear();
             rcpts.clear();
+        } else if upper.starts_with("MAIL FROM:") {
+            mail_from = String::from_utf8_lossy(&line).trim_end().to_string();
+            stream.write_all(b"250 2.1.0 Ok\r\n").await?;
         } else if upper.starts_with("RCPT TO:") {
             let text = String::from_utf8_lossy(&line);
             let address = text.trim_end()[8..]
@@ -146,6 +185,7 @@ async fn serve(
                 tls,
                 rcpts: std::mem::take(&mut rcpts),
                 data,
+                mail_from: std::mem::take(&mut mail_from),
             });
             stream.write_all(b"250 2.0.0 Ok: queued\r\n").await?;
         } else if upper == "QUIT" {

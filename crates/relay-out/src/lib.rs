@@ -13,4 +13,5 @@ pub mod daemon;
 mod key_coverage;
 pub mod policy;
 pub mod queue;
+pub mod requiretls;
 pub mod submission;

@@ -28,6 +28,7 @@ use tracing::{error, info};
 use crate::acl::RelayAcl;
 use crate::config::{DestAction, DestDomains};
 use crate::courier::DispatcherHandle;
+use crate::requiretls;
 use crate::submission::{Submission, missing_headers};
 use spool::{QueueId, RecipientState, Spool, SpoolError};
 
@@ -102,6 +103,11 @@ impl MailPolicy for RelayOut {
     /// otherwise wait `early_talker.ini` `pause` once a day.
     fn greets_at_once(&self, client: std::net::IpAddr) -> bool {
         self.acl.allows(client)
+    }
+
+    /// The courier keeps REQUIRETLS's promise (see [`crate::requiretls`]).
+    fn offers_requiretls(&self) -> bool {
+        true
     }
 }
 
@@ -237,6 +243,10 @@ impl ConnectionPolicy for RelayOutConnection {
                 path: spool.dir().to_path_buf(),
                 source,
             };
+            let mut queued = queued;
+            // RFC 8689 §4.1: with REQUIRETLS the header is ignored.
+            queued.tls_required_no = !queued.requiretls
+                && requiretls::says_tls_not_required(&message).map_err(read_failure)?;
             let mut reader = message.reader().map_err(read_failure)?;
             let head = match &completion {
                 Some((message_id, date)) => {
@@ -259,6 +269,8 @@ impl ConnectionPolicy for RelayOutConnection {
                     from = %envelope.from,
                     rcpts = queued.recipients.len(),
                     size,
+                    requiretls = queued.requiretls,
+                    tls_required_no = queued.tls_required_no,
                     "queued"
                 );
                 self.intake.dispatcher.queued(queued);
@@ -314,6 +326,8 @@ fn queued_envelope(session: &SessionInfo, envelope: &Envelope, now: SystemTime) 
         ret: None,
         envid: None,
         delay_warned: None,
+        requiretls: envelope.params.requiretls,
+        tls_required_no: false,
         extras: spool::NoExtras {},
     };
     dsn::request::store_mail(&envelope.params, &mut queued);

@@ -30,6 +30,13 @@ pub trait MailPolicy: Send + Sync + 'static {
     fn greets_at_once(&self, _client: std::net::IpAddr) -> bool {
         false
     }
+
+    /// Whether REQUIRETLS (RFC 8689) is offered after STARTTLS: only a
+    /// policy whose onward delivery keeps the promise (relay-out's courier)
+    /// may say yes; relay-in forwards live and does not.
+    fn offers_requiretls(&self) -> bool {
+        false
+    }
 }
 
 /// Decisions for one connection. It may hold per-connection state, such as a

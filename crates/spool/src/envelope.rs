@@ -75,6 +75,15 @@ pub struct Envelope<X = NoExtras> {
         with = "rfc3339_option"
     )]
     pub delay_warned: Option<SystemTime>,
+    /// `MAIL FROM ... REQUIRETLS` (RFC 8689) was given: every attempt must
+    /// use an authenticated TLS policy and a host offering REQUIRETLS.
+    /// Absent (false) in files written before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requiretls: bool,
+    /// The message has `TLS-Required: No` (RFC 8689 §3) and no REQUIRETLS:
+    /// the sender asks that TLS policies not stop its delivery.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls_required_no: bool,
     /// The spool user's own fields (see [`Extras`]).
     #[serde(flatten)]
     pub extras: X,
@@ -279,6 +288,8 @@ pub(super) mod tests {
             ret: None,
             envid: None,
             delay_warned: None,
+            requiretls: false,
+            tls_required_no: false,
             extras: NoExtras {},
         }
     }
@@ -400,6 +411,8 @@ pub(super) mod tests {
             ret: None,
             envid: None,
             delay_warned: None,
+            requiretls: false,
+            tls_required_no: false,
             extras: BackupExtras {
                 primary_mx: Some("mx1.example.net".to_string()),
             },
@@ -421,5 +434,20 @@ pub(super) mod tests {
         // And relay-out ignores a user's extras rather than failing.
         let ignored: Result<Envelope, _> = Envelope::decode(&bytes, Path::new("x.json"));
         assert_eq!(ignored.ok(), Some(common));
+    }
+
+    #[test]
+    fn the_tls_requests_round_trip_and_default_to_false_in_old_files() {
+        let mut envelope = sample(QueueId::generate());
+        let old = envelope.encode();
+        assert!(!String::from_utf8_lossy(&old).contains("requiretls"));
+        let decoded = Envelope::<NoExtras>::decode(&old, Path::new("x.json")).expect("old file");
+        assert!(!decoded.requiretls && !decoded.tls_required_no);
+
+        envelope.requiretls = true;
+        let bytes = envelope.encode();
+        assert!(String::from_utf8_lossy(&bytes).contains("\"requiretls\": true"));
+        let decoded = Envelope::<NoExtras>::decode(&bytes, Path::new("x.json"));
+        assert_eq!(decoded.ok(), Some(envelope));
     }
 }

@@ -196,6 +196,15 @@ pub fn format_entry<X: Extras>(entry: &QueueEntry<X>, headers: &[u8]) -> String 
     let _ = writeln!(out, "Size: {} bytes", entry.size);
     let _ = writeln!(out, "SMTPUTF8: {}", yes_no(envelope.smtputf8));
     let _ = writeln!(out, "8BITMIME: {}", yes_no(envelope.eight_bit_mime));
+    // RFC 8689: what the sender asked of the TLS on the way.
+    let tls_request = if envelope.requiretls {
+        "REQUIRETLS"
+    } else if envelope.tls_required_no {
+        "TLS-Required: No"
+    } else {
+        "none"
+    };
+    let _ = writeln!(out, "TLS request: {tls_request}");
     let _ = writeln!(out, "Bounce requested: {}", yes_no(entry.bounce_requested));
     let _ = writeln!(out, "Recipients:");
     for recipient in &envelope.recipients {
@@ -254,6 +263,8 @@ mod tests {
                 ret: None,
                 envid: None,
                 delay_warned: None,
+                requiretls: true,
+                tls_required_no: false,
                 extras: crate::NoExtras {},
             },
             size: 2048,
@@ -302,6 +313,7 @@ mod tests {
             "Client: 10.0.0.2 helo=mailcow\n",
             "Size: 2048 bytes\n",
             "8BITMIME: yes\n",
+            "TLS request: REQUIRETLS\n",
             "Bounce requested: yes\n",
             "  bob@example.net: pending, 2 attempt(s), next attempt 2023-11-14T22:23:20Z, last MX mx.example.net, last reply: 450 4.2.0 Mailbox busy\n",
             "  carol@example.com: delivered, 1 attempt(s)\n",

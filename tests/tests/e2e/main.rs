@@ -35,6 +35,7 @@ mod relay_out_dsn;
 mod relay_out_missing_headers;
 mod relay_out_operations;
 mod relay_out_postfix;
+mod relay_out_requiretls;
 mod relay_out_routes;
 mod relay_out_shaping;
 mod relay_out_source_check;

@@ -164,6 +164,8 @@ pub fn spooled_envelope(
         ret: None,
         envid: None,
         delay_warned: None,
+        requiretls: false,
+        tls_required_no: false,
         extras: SpoolExtras {
             original_client: Some(original),
         },

@@ -526,6 +526,8 @@ pub fn mail_options(envelope: &smtp_protocol::session::Envelope, size: u64) -> M
         eight_bit_mime: envelope.params.body == Some(smtp_protocol::command::Body::EightBitMime),
         ret: envelope.params.ret,
         envid: envelope.params.envid.clone(),
+        // relay-in does not offer REQUIRETLS, so no sender asked for it.
+        requiretls: false,
     }
 }
 

@@ -55,6 +55,19 @@ impl TlsPolicy {
             TlsPolicy::Dane => "dane",
         }
     }
+
+    /// Whether this policy authenticates the host a message goes to, as
+    /// REQUIRETLS (RFC 8689 §4.2.1) demands: a host name from a lookup
+    /// that cannot be forged and a certificate verified for it. `verify`
+    /// (a name the operator pinned in tls_policy.ini, a certificate checked
+    /// against the CAs) does; DANE and MTA-STS, when added, do too; `may` and
+    /// `encrypt` accept any certificate, `none` has no TLS.
+    pub fn authenticates_host(self) -> bool {
+        match self {
+            TlsPolicy::Verify | TlsPolicy::Dane => true,
+            TlsPolicy::None | TlsPolicy::May | TlsPolicy::Encrypt => false,
+        }
+    }
 }
 
 impl Keyword for TlsPolicy {

@@ -23,7 +23,8 @@ use super::log::{AttemptRecord, AttemptResult, HostContact, log_attempt};
 use super::mx::{self, Candidate};
 use super::outcome::{HandedOn, RecipientOutcome, Verdict};
 use super::routes;
-use super::tls::HostOrder;
+use super::tls::{HostOrder, TlsUse};
+use crate::requiretls;
 use spool::QueueId;
 
 /// What an attempt needs to know about the message.
@@ -40,9 +41,19 @@ pub struct Job {
     /// DSN `RET`/`ENVID`: passed on where DSN is offered.
     pub ret: Option<Ret>,
     pub envid: Option<Envid>,
+    /// RFC 8689 REQUIRETLS (see `crate::requiretls`).
+    pub requiretls: bool,
+    /// `TLS-Required: No` without REQUIRETLS: TLS policies give way to `may`.
+    pub tls_required_no: bool,
 }
 
 impl Job {
+    /// REQUIRETLS binds this delivery: the message asked for it and is not
+    /// itself a notice (whose null sender makes it best effort, RFC 8689 §5).
+    pub fn requires_authenticated_tls(&self) -> bool {
+        self.requiretls && !matches!(self.sender, ReversePath::Null)
+    }
+
     /// Time since the message was queued, for the log.
     pub fn delay(&self) -> Duration {
         SystemTime::now()
@@ -91,8 +102,42 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
     let started = Instant::now();
     let route = ctx.routing.for_destination(&group.destination);
     let origin = route.map(|route| route.origin.clone());
-    let (mx_connector, mx_tls) = ctx.mx_tls.for_domain(&domain);
+    let (mx_connector, mx_tls) = ctx.mx_tls.for_domain(&domain, job.tls_required_no);
     let tls_policy = route.is_none().then_some(mx_tls);
+    let authenticated = match route {
+        // A route's hops are named by the operator, not looked up: verified
+        // TLS to each of them is the authentication REQUIRETLS asks for.
+        Some(route) => route
+            .hops
+            .iter()
+            .all(|hop| hop.connector.tls == TlsUse::Required),
+        None => mx_tls.policy.authenticates_host(),
+    };
+    if job.requires_authenticated_tls() && !authenticated {
+        let policy = match route {
+            Some(route) => format!("the route {}", route.origin),
+            None => mx_tls.policy.as_str().to_owned(),
+        };
+        let text = requiretls::unauthenticated_text(&domain, &policy);
+        let outcome = RecipientOutcome::local(
+            Verdict::Failed,
+            requiretls::NO_AUTHENTICATED_TLS,
+            &text,
+            None,
+        );
+        return GroupResult {
+            outcomes: vec![outcome; count],
+            contact: HostContact {
+                route: origin,
+                tls_policy,
+                ..HostContact::default()
+            },
+            reply: text,
+            response: None,
+            elapsed: started.elapsed(),
+            closing: None,
+        };
+    }
     let resolved = match route {
         Some(route) => routes::resolve_route(&ctx.dns, route, &ctx.addresses).await,
         None => mx::resolve(&ctx.dns, &group.destination, &ctx.addresses, mx_connector).await,
@@ -203,6 +248,14 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
         None => format!("MX hosts of {domain}"),
     };
     let outcome = match &last_failure {
+        Some((error, host)) if matches!(error.kind(), ClientErrorKind::RequireTlsNotOffered) => {
+            RecipientOutcome::local(
+                Verdict::Failed,
+                requiretls::NOT_OFFERED,
+                requiretls::not_offered_text(&hosts),
+                Some(host),
+            )
+        }
         Some((error, host)) => match negative_reply(error) {
             Some(reply) if !error.is_transient() => RecipientOutcome::from_reply(reply, host),
             Some(reply) => RecipientOutcome {
@@ -276,9 +329,19 @@ async fn transaction(
         eight_bit_mime: job.eight_bit_mime,
         ret: job.ret,
         envid: job.envid.clone(),
+        // A notice about a REQUIRETLS message asks for it where offered
+        // and is not held back where not (RFC 8689 §5).
+        requiretls: job.requiretls
+            && (job.requires_authenticated_tls()
+                || (client.is_tls() && client.capabilities().requiretls)),
     };
     let replies = match client.envelope(&job.sender, &group.paths, options).await {
         Ok(replies) => replies,
+        Err(error) if matches!(error.kind(), ClientErrorKind::RequireTlsNotOffered) => {
+            // RFC 8689 §4.2.1: QUIT and try the domain's next host.
+            client.quit().await;
+            return SessionEnd::NextHost(error);
+        }
         Err(error) if !error.is_transient() => {
             // The host cannot take this message at all (SMTPUTF8 missing);
             // another host of the same domain would not either.

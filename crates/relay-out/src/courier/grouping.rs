@@ -119,6 +119,8 @@ mod tests {
             ret: None,
             envid: None,
             delay_warned: None,
+            requiretls: false,
+            tls_required_no: false,
             extras: spool::NoExtras {},
         }
     }

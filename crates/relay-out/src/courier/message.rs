@@ -150,6 +150,8 @@ async fn attempt_due(ctx: &Arc<Context>, envelope: &mut Envelope) -> Result<(), 
         eight_bit_mime: envelope.eight_bit_mime,
         ret: dsn::request::ret(envelope),
         envid: dsn::request::envid(envelope),
+        requiretls: envelope.requiretls,
+        tls_required_no: envelope.tls_required_no,
     });
     let mut attempts = JoinSet::new();
     for group in work.groups {

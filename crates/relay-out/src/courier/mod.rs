@@ -290,7 +290,10 @@ pub fn describe(settings: &RelayOutSettings, listen: &[SocketAddr]) -> String {
             .unwrap_or_default()
     )];
     lines.extend(shaping::describe(&settings.shaping));
-    lines.extend(tls::describe(&settings.tls_policies));
+    lines.extend(tls::describe(
+        &settings.tls_policies,
+        settings.outbound.enable_tls,
+    ));
     lines.push(dane::describe(&settings.tls_policies));
     let routes = &settings.routes;
     lines.extend(

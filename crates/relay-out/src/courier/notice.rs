@@ -74,7 +74,9 @@ pub async fn send_owed(ctx: &Context, envelope: &mut Envelope) -> Result<(), Not
         }
         if !reported.is_empty() {
             let any_failed = reported.iter().any(|r| r.action == Action::Failed);
-            let return_full = any_failed && request::ret(envelope) == Some(Ret::Full);
+            // RFC 8689 §5: a REQUIRETLS message is returned as with RET=HDRS.
+            let return_full =
+                any_failed && request::ret(envelope) == Some(Ret::Full) && !envelope.requiretls;
             let notice = queue_notice(
                 ctx,
                 envelope,
@@ -219,6 +221,10 @@ pub async fn queue_notice(
         ret: None,
         envid: None,
         delay_warned: None,
+        // RFC 8689 §5: a notice about a REQUIRETLS message asks for the
+        // same protection (best effort: see `crate::requiretls`).
+        requiretls: envelope.requiretls,
+        tls_required_no: false,
         extras: spool::NoExtras {},
     };
     let spool = ctx.spool.clone();

@@ -74,6 +74,9 @@ pub struct MxTls {
     policies: TlsPolicies,
     default: (TlsPolicy, Arc<Connector>),
     by_policy: BTreeMap<TlsPolicy, Arc<Connector>>,
+    /// `may`'s connector, for a message whose sender asked with
+    /// `TLS-Required: No` that TLS policies be ignored (RFC 8689 §4.2.2).
+    relaxed: Arc<Connector>,
 }
 
 /// Which TLS policy a destination got, and from where, for the log.
@@ -130,11 +133,31 @@ impl MxTls {
             policies: policies.clone(),
             default: (default_policy, connector(default_policy)?),
             by_policy,
+            relaxed: connector(TlsPolicy::May)?,
         })
     }
 
-    /// The connector for `domain`'s MX hosts and why.
-    pub fn for_domain(&self, domain: &str) -> (&Arc<Connector>, TlsDecision) {
+    /// The connector for `domain`'s MX hosts and why. `tls_not_required`:
+    /// the message has `TLS-Required: No`, so a policy that would require
+    /// TLS gives way to `may` (source `TLS-Required`).
+    pub fn for_domain(
+        &self,
+        domain: &str,
+        tls_not_required: bool,
+    ) -> (&Arc<Connector>, TlsDecision) {
+        let (connector, decision) = self.by_policy(domain);
+        let requires_tls = !matches!(decision.policy, TlsPolicy::None | TlsPolicy::May);
+        if tls_not_required && requires_tls {
+            let decision = TlsDecision {
+                policy: TlsPolicy::May,
+                source: "TLS-Required",
+            };
+            return (&self.relaxed, decision);
+        }
+        (connector, decision)
+    }
+
+    fn by_policy(&self, domain: &str) -> (&Arc<Connector>, TlsDecision) {
         match self.policies.for_domain(domain) {
             Some(policy) => (
                 &self.by_policy[&policy],
@@ -154,35 +177,58 @@ impl MxTls {
     }
 }
 
-/// tls_policy.ini as `--check` and the startup log show it: one line per
-/// domain it names (the rest get `enable_tls`, shown on the line above).
-pub fn describe(policies: &TlsPolicies) -> Vec<String> {
+/// The TLS policy settings as `--check` and the startup log show them: the
+/// default for MX hosts (outbound.ini `enable_tls`), one line per domain
+/// tls_policy.ini names, and what REQUIRETLS messages need.
+pub fn describe(policies: &TlsPolicies, enable_tls: bool) -> Vec<String> {
     let verify_with = policies.ca_file.as_ref().map_or_else(
         || "the system's CAs".to_owned(),
         |file| file.display().to_string(),
     );
-    policies
+    let meaning = |policy: TlsPolicy| match policy {
+        TlsPolicy::None => "never STARTTLS".to_owned(),
+        TlsPolicy::May => "STARTTLS when offered, any certificate".to_owned(),
+        TlsPolicy::Encrypt => {
+            "STARTTLS required (else deferred, never clear text), any certificate".to_owned()
+        }
+        TlsPolicy::Verify => format!(
+            "STARTTLS required with a certificate for the MX name, verified with {verify_with} (else deferred)"
+        ),
+        TlsPolicy::Dane => "STARTTLS required, certificate matched against TLSA".to_owned(),
+    };
+    let default = if enable_tls {
+        TlsPolicy::May
+    } else {
+        TlsPolicy::None
+    };
+    let mut lines = vec![format!(
+        "TLS to MX hosts by default: policy={} ({}; outbound.ini enable_tls={})",
+        default.as_str(),
+        meaning(default),
+        enable_tls
+    )];
+    lines.extend(policies.domains.iter().map(|(domain, policy)| {
+        format!(
+            "TLS to {domain}'s MX hosts: policy={} ({}; tls_policy.ini)",
+            policy.as_str(),
+            meaning(*policy)
+        )
+    }));
+    let authenticated: Vec<&str> = policies
         .domains
         .iter()
-        .map(|(domain, policy)| {
-            let meaning = match policy {
-                TlsPolicy::None => "never STARTTLS".to_owned(),
-                TlsPolicy::May => "STARTTLS when offered, any certificate".to_owned(),
-                TlsPolicy::Encrypt => {
-                    "STARTTLS required (else deferred, never clear text), any certificate"
-                        .to_owned()
-                }
-                TlsPolicy::Verify => format!(
-                    "STARTTLS required with a certificate for the MX name, verified with {verify_with} (else deferred)"
-                ),
-                TlsPolicy::Dane => "STARTTLS required, certificate matched against TLSA".to_owned(),
-            };
-            format!(
-                "TLS to {domain}'s MX hosts: policy={} ({meaning}; tls_policy.ini)",
-                policy.as_str()
-            )
-        })
-        .collect()
+        .filter(|(_, policy)| policy.authenticates_host())
+        .map(|(domain, _)| domain.as_str())
+        .collect();
+    lines.push(format!(
+        "REQUIRETLS offered after STARTTLS; such messages go only to domains whose policy authenticates the MX ({}) and to MX hosts offering REQUIRETLS, else they are returned (5.7.10, 5.7.30)",
+        if authenticated.is_empty() {
+            "none configured".to_owned()
+        } else {
+            authenticated.join(", ")
+        }
+    ));
+    lines
 }
 
 /// The order in which hosts are tried for one group: every candidate with
@@ -230,6 +276,7 @@ impl HostOrder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{TlsPolicies, TlsPolicy};
     use crate::courier::connector::Connector;
     use std::sync::Arc;
 
@@ -251,6 +298,36 @@ mod tests {
             }
         }
         tried
+    }
+
+    #[test]
+    fn describe_shows_the_default_each_domain_and_requiretls() {
+        let mut policies = TlsPolicies::default();
+        let lines = describe(&policies, true);
+        assert!(
+            lines[0].starts_with("TLS to MX hosts by default: policy=may"),
+            "{lines:?}"
+        );
+        assert!(lines[0].ends_with("enable_tls=true)"), "{lines:?}");
+        assert!(lines[1].contains("(none configured)"), "{lines:?}");
+        policies
+            .domains
+            .insert("bank.example".into(), TlsPolicy::Verify);
+        policies
+            .domains
+            .insert("old.example".into(), TlsPolicy::Encrypt);
+        let lines = describe(&policies, false);
+        assert!(
+            lines[0].contains("policy=none (never STARTTLS"),
+            "{lines:?}"
+        );
+        assert!(lines[1].starts_with("TLS to bank.example's MX hosts: policy=verify"));
+        assert!(lines[1].contains("the system's CAs"));
+        assert!(lines[2].starts_with("TLS to old.example's MX hosts: policy=encrypt"));
+        assert!(
+            lines[3].contains("authenticates the MX (bank.example)"),
+            "{lines:?}"
+        );
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub fn complete_head(
 /// Where the header section ends: the offset just after the last header
 /// line's CRLF (where the blank line starts). A message with no blank line
 /// before the end of its data is all header.
-fn header_end(message: &[u8]) -> Option<usize> {
+pub(crate) fn header_end(message: &[u8]) -> Option<usize> {
     let mut start = 0;
     while start < message.len() {
         let line_end = message[start..]

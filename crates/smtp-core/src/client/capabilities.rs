@@ -33,6 +33,8 @@ pub struct Capabilities {
     pub dsn: bool,
     /// RFC 3030.
     pub chunking: bool,
+    /// RFC 8689.
+    pub requiretls: bool,
     /// RFC 4954 mechanisms, upper case, in the order offered, without
     /// duplicates; from `AUTH ...` and the pre-standard `AUTH=...` lines alike.
     pub auth: Vec<String>,
@@ -101,6 +103,7 @@ impl Capabilities {
             "ENHANCEDSTATUSCODES" => self.enhanced_status_codes = true,
             "DSN" => self.dsn = true,
             "CHUNKING" => self.chunking = true,
+            "REQUIRETLS" => self.requiretls = true,
             "AUTH" => self.add_auth(words),
             "XCLIENT" => {
                 let attributes = self.xclient.get_or_insert_with(Vec::new);
@@ -156,6 +159,7 @@ mod tests {
              250-8BITMIME\r\n\
              250-DSN\r\n\
              250-SMTPUTF8\r\n\
+             250-REQUIRETLS\r\n\
              250 CHUNKING\r\n",
         );
         let capabilities = Capabilities::from_ehlo(&reply);
@@ -173,6 +177,7 @@ mod tests {
                 enhanced_status_codes: true,
                 dsn: true,
                 chunking: true,
+                requiretls: true,
                 auth: vec!["PLAIN".into(), "LOGIN".into()],
                 xclient: Some(vec![
                     Name,

@@ -98,6 +98,10 @@ pub enum ClientErrorKind {
     /// The message needs SMTPUTF8 (RFC 6531) and the server does not offer it.
     #[error("SMTPUTF8 is required but not offered")]
     SmtpUtf8NotOffered,
+    /// The message carries REQUIRETLS (RFC 8689) and the server does not
+    /// offer it after STARTTLS (or the session is not encrypted).
+    #[error("REQUIRETLS is required but not offered after STARTTLS")]
+    RequireTlsNotOffered,
     /// Reading the message to send failed (a spool file), not the connection.
     #[error("cannot read the message: {0}")]
     MessageRead(#[source] io::Error),
@@ -160,14 +164,14 @@ impl ClientError {
     /// Whether trying again later (or another host) may succeed.
     ///
     /// Only a permanent (5xx) refusal from the server, or a message that needs
-    /// SMTPUTF8 where none is offered, is permanent. AUTH failures are treated
+    /// SMTPUTF8 or REQUIRETLS where none is offered, is permanent. AUTH failures are treated
     /// as transient whatever their code, as Postfix does by default
     /// (`smtp_sasl_auth_soft_bounce`): a wrong smart-host password is the
     /// operator's to fix, not a reason to bounce every message.
     pub fn is_transient(&self) -> bool {
         match &self.kind {
             ClientErrorKind::Rejected(reply) => self.step == Step::Auth || !reply.is_permanent(),
-            ClientErrorKind::SmtpUtf8NotOffered => false,
+            ClientErrorKind::SmtpUtf8NotOffered | ClientErrorKind::RequireTlsNotOffered => false,
             _ => true,
         }
     }
@@ -180,6 +184,7 @@ impl ClientError {
             ClientErrorKind::Rejected(_)
                 | ClientErrorKind::AuthNotOffered { .. }
                 | ClientErrorKind::SmtpUtf8NotOffered
+                | ClientErrorKind::RequireTlsNotOffered
                 | ClientErrorKind::TlsNotOffered
         )
     }

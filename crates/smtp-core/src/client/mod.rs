@@ -148,6 +148,11 @@ pub struct MailOptions {
     pub ret: Option<Ret>,
     /// DSN's `ENVID=`, sent when the server offers DSN.
     pub envid: Option<Envid>,
+    /// RFC 8689 `REQUIRETLS`: sent only in a TLS session with a server that
+    /// offers it; otherwise nothing is sent and the call fails with
+    /// [`ClientErrorKind::RequireTlsNotOffered`]. Whether the session's TLS
+    /// was authenticated enough is the caller's decision (its TLS policy).
+    pub requiretls: bool,
 }
 
 /// One recipient of an envelope and its DSN parameters (`NOTIFY`, `ORCPT`),

@@ -532,6 +532,14 @@ impl SmtpClient {
             }
             line.push_str(" SMTPUTF8");
         }
+        if options.requiretls {
+            if !(self.transport.is_tls() && self.capabilities.requiretls) {
+                return Err(self
+                    .transport
+                    .fail(Step::MailFrom, ClientErrorKind::RequireTlsNotOffered));
+            }
+            line.push_str(" REQUIRETLS");
+        }
         Ok(line)
     }
 

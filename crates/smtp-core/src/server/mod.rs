@@ -94,10 +94,12 @@ impl<P: MailPolicy> Server<P> {
         } else {
             None
         };
+        let mut session = core.session_config();
+        session.requiretls = policy.offers_requiretls();
         Ok(Self {
             shared: Arc::new(Shared {
                 config: core.clone(),
-                session: Arc::new(core.session_config()),
+                session: Arc::new(session),
                 policy,
                 tls,
                 dns,

@@ -25,6 +25,9 @@ pub struct MailParams {
     pub ret: Option<Ret>,
     /// `ENVID=xtext` (RFC 3461).
     pub envid: Option<Envid>,
+    /// `REQUIRETLS` (RFC 8689): every hop onwards must use authenticated
+    /// TLS to a host that offers REQUIRETLS, else the message is returned.
+    pub requiretls: bool,
     /// Everything else: keyword uppercased, value as sent.
     pub other: Vec<(String, Option<String>)>,
 }
@@ -126,6 +129,14 @@ pub(super) fn parse_mail_params(text: &str) -> Result<MailParams, ParameterError
                     });
                 }
                 params.smtputf8 = true;
+            }
+            "REQUIRETLS" => {
+                if value.is_some() {
+                    return Err(ParameterError::UnexpectedValue {
+                        keyword: "REQUIRETLS",
+                    });
+                }
+                params.requiretls = true;
             }
             "AUTH" => {
                 let value = value.ok_or(ParameterError::MissingValue { keyword: "AUTH" })?;

@@ -204,7 +204,7 @@ fn valid_commands() {
             ),
         ),
         (
-            "MAIL FROM:<a@b.example>  SIZE=5   BODY=8BITMIME SMTPUTF8 ret=HDRS ENVID=x+2B X-FLAG",
+            "MAIL FROM:<a@b.example>  SIZE=5   BODY=8BITMIME SMTPUTF8 ret=HDRS ENVID=x+2B requiretls X-FLAG",
             mail(
                 "<a@b.example>",
                 MailParams {
@@ -214,6 +214,7 @@ fn valid_commands() {
                     auth: None,
                     ret: Some(Ret::Hdrs),
                     envid: Some(Envid::parse("x+2B").unwrap()),
+                    requiretls: true,
                     other: vec![("X-FLAG".into(), None)],
                 },
             ),
@@ -488,6 +489,18 @@ fn invalid_commands() {
         (
             b"MAIL FROM:<a@b.example> AUTH",
             param(ParameterError::MissingValue { keyword: "AUTH" }),
+        ),
+        (
+            b"MAIL FROM:<a@b.example> REQUIRETLS=yes",
+            param(ParameterError::UnexpectedValue {
+                keyword: "REQUIRETLS",
+            }),
+        ),
+        (
+            b"MAIL FROM:<a@b.example> REQUIRETLS requiretls",
+            param(ParameterError::Duplicate {
+                keyword: "REQUIRETLS".into(),
+            }),
         ),
         (
             b"MAIL FROM:<a@b.example> =x",

@@ -54,6 +54,9 @@ pub struct SessionConfig {
     /// Bad commands tolerated before `421` and close.
     pub max_bad_commands: u32,
     pub smtputf8: bool,
+    /// Offer REQUIRETLS (RFC 8689) in TLS sessions: only a relay that can
+    /// keep the promise onwards (relay-out's courier) may.
+    pub requiretls: bool,
     pub bare_newline: BareNewlinePolicy,
     pub add_received: bool,
     /// More `Received:` headers than this is a loop (RFC 5321 §6.3).
@@ -73,6 +76,7 @@ impl SessionConfig {
             max_recipients: 1000,
             max_bad_commands: 10,
             smtputf8: true,
+            requiretls: false,
             bare_newline: BareNewlinePolicy::Reject,
             add_received: true,
             max_received: 100,
@@ -350,6 +354,10 @@ impl Session {
         keywords.push("DSN".into());
         if self.tls_available && self.info.tls.is_none() {
             keywords.push("STARTTLS".into());
+        }
+        // RFC 8689 §2: advertised after STARTTLS, where the option may be used.
+        if self.config.requiretls && self.info.tls.is_some() {
+            keywords.push("REQUIRETLS".into());
         }
         if !self.auth_mechanisms.is_empty() && self.info.authenticated.is_none() {
             let names: Vec<&str> = self.auth_mechanisms.iter().map(|m| m.name()).collect();

@@ -144,6 +144,16 @@ pub fn needs_smtputf8() -> Reply {
     Reply::new(553, ec(5, 6, 7), "Non-ASCII address requires SMTPUTF8")
 }
 
+/// `MAIL FROM:<…> REQUIRETLS` in clear text: RFC 8689's "encryption
+/// needed" status (5.7.10) with RFC 3207's 530 "issue STARTTLS first".
+pub fn requiretls_needs_tls() -> Reply {
+    Reply::new(
+        530,
+        ec(5, 7, 10),
+        "REQUIRETLS needs a TLS session: issue STARTTLS first",
+    )
+}
+
 pub fn tls_not_available() -> Reply {
     Reply::new(454, ec(4, 7, 0), "TLS not available")
 }

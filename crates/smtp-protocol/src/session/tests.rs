@@ -12,7 +12,8 @@
 //!   loaded), `= auth PLAIN LOGIN …` (offer AUTH with these mechanisms; user
 //!   `alice`, password `secret`; user `temp` gets a temporary failure),
 //!   `= max-recipients N`, `= max-bytes N`, `= max-bad N`, `= max-received N`,
-//!   `= normalize` (bare newlines are normalised, not rejected)
+//!   `= normalize` (bare newlines are normalised, not rejected),
+//!   `= requiretls` (offer REQUIRETLS, as relay-out does)
 //! - events: `= tls` (the TLS handshake completes here), `= timeout` and
 //!   `= shutdown` (the driver's timers fire), `= closed` (the session has
 //!   closed)
@@ -210,6 +211,7 @@ impl DialogSettings {
         "max-bytes",
         "max-bad",
         "max-received",
+        "requiretls",
     ];
 
     fn new() -> Self {
@@ -251,6 +253,10 @@ impl DialogSettings {
                     u32::try_from(number()?).map_err(|e| e.to_string())?
             }
             "max-received" => self.config.max_received = number()?,
+            "requiretls" => {
+                directive.no_args()?;
+                self.config.requiretls = true;
+            }
             _ => return Err(format!("unknown setting `= {directive}`")),
         }
         Ok(())

@@ -42,6 +42,7 @@ impl Session {
             || params.auth.is_some()
             || params.ret.is_some()
             || params.envid.is_some()
+            || params.requiretls
             || !params.other.is_empty();
         if has_params && verb == HeloVerb::Helo {
             return Some(replies::parameters_need_ehlo());
@@ -56,6 +57,16 @@ impl Session {
         }
         if params.smtputf8 && !self.config.smtputf8 {
             return Some(replies::bad_parameters("Unsupported parameter SMTPUTF8"));
+        }
+        if params.requiretls {
+            if !self.config.requiretls {
+                return Some(replies::bad_parameters("Unsupported parameter REQUIRETLS"));
+            }
+            // RFC 8689 §2: the option only means something in a TLS session;
+            // it is advertised only there.
+            if self.info.tls.is_none() {
+                return Some(replies::requiretls_needs_tls());
+            }
         }
         if params
             .size

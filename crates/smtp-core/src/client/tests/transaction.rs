@@ -250,6 +250,33 @@ async fn smtputf8_needed_but_not_offered_sends_nothing() {
 }
 
 #[tokio::test]
+async fn requiretls_is_never_sent_in_clear_text_even_when_offered() {
+    // A server that lists REQUIRETLS without TLS (a downgrade): nothing is sent.
+    let server = FakeServer::start(opening(&["REQUIRETLS"])).await;
+    let mut client = SmtpClient::connect(server.addr, "backend.test", &config())
+        .await
+        .unwrap();
+    let error = client
+        .envelope(
+            &sender("<s@example.com>"),
+            &[recipient("<a@example.org>")],
+            MailOptions {
+                requiretls: true,
+                ..MailOptions::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        error.kind(),
+        ClientErrorKind::RequireTlsNotOffered
+    ));
+    assert_eq!(error.step(), Step::MailFrom);
+    assert!(!error.is_transient());
+    assert_eq!(server.heard().await.lines, ["EHLO relay.test"]);
+}
+
+#[tokio::test]
 async fn message_is_dot_stuffed() {
     let mut script = opening(&[]);
     script.extend([

@@ -19,6 +19,7 @@ impl CoreSettings {
             max_recipients: self.max_recipients,
             max_bad_commands: u32::try_from(self.max_unrecognized_commands).unwrap_or(u32::MAX),
             smtputf8: self.smtputf8,
+            requiretls: false,
             bare_newline: self.bare_newline,
             add_received: self.add_received,
             max_received: self.max_received,
