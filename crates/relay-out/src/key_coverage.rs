@@ -134,6 +134,15 @@ const TABLE: &[KeyReader] = &[
         Field("policies.for_domain"),
     ),
     ("tls_policy.ini", "*", "ca_file", Field("policies.ca_file")),
+    // Read in courier/tls.rs (MxTls::new): MTA-STS on/off, the test-only
+    // policy host port.
+    ("tls_policy.ini", "*", "mta_sts", Field("policies.mta_sts")),
+    (
+        "tls_policy.ini",
+        "*",
+        "mta_sts_port",
+        Field("policies.mta_sts_port"),
+    ),
 ];
 
 #[test]

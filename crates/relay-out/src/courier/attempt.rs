@@ -90,12 +90,21 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
     let started = Instant::now();
     let route = ctx.routing.for_destination(&group.destination);
     let origin = route.map(|route| route.origin.clone());
-    let (mx_connector, mx_tls) = ctx.mx_tls.for_domain(&domain);
-    let tls_policy = route.is_none().then_some(mx_tls);
-    let resolved = match route {
-        Some(route) => routes::resolve_route(&ctx.dns, route, &ctx.addresses).await,
-        None => mx::resolve(&ctx.dns, &group.destination, &ctx.addresses, mx_connector).await,
+    let (resolved, mx_tls) = match route {
+        Some(route) => (
+            routes::resolve_route(&ctx.dns, route, &ctx.addresses).await,
+            None,
+        ),
+        None => {
+            let mx_tls = ctx.mx_tls.for_domain(&ctx.dns, &group.destination).await;
+            let resolved =
+                mx::resolve(&ctx.dns, &group.destination, &ctx.addresses, &mx_tls.connector)
+                    .await
+                    .and_then(|candidates| mx_tls.admit(job.id.as_str(), candidates));
+            (resolved, Some(mx_tls))
+        }
     };
+    let tls_policy = mx_tls.as_ref().map(|mx_tls| mx_tls.decision);
     let candidates = match resolved {
         Ok(candidates) => candidates,
         Err(failure) => {
@@ -150,7 +159,12 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
             tls_policy,
         };
         let session = match open_session(&candidate, use_tls, &mut contact).await {
-            Ok(client) => transaction(ctx, job, group, client, &candidate.host).await,
+            Ok(client) => {
+                if let Some(mx_tls) = &mx_tls {
+                    mx_tls.note_session(job.id.as_str(), &candidate.host, contact.tls);
+                }
+                transaction(ctx, job, group, client, &candidate.host).await
+            }
             Err(error) => {
                 if let ClientErrorKind::AuthNotOffered { .. } = error.kind() {
                     warn!(

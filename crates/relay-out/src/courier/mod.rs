@@ -85,6 +85,8 @@ pub enum DeliverySetupError {
     #[error("cannot set up TLS for delivery: {0}")]
     Tls(#[from] ClientTlsError),
     #[error(transparent)]
+    MtaSts(#[from] crate::mta_sts::MtaStsSetupError),
+    #[error(transparent)]
     Config(#[from] ConfigError),
 }
 
@@ -263,7 +265,7 @@ pub fn describe(settings: &RelayOutSettings, listen: &[SocketAddr]) -> String {
             .unwrap_or_default()
     )];
     lines.extend(shaping::describe(&settings.shaping));
-    lines.extend(tls::describe(&settings.tls_policies));
+    lines.extend(tls::describe(&settings.tls_policies, &outbound.queue_dir));
     let routes = &settings.routes;
     lines.extend(
         routes

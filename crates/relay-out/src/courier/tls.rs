@@ -1,23 +1,39 @@
 //! TLS towards the next hop: which use of STARTTLS a host gets, and the
 //! order in which one group's hosts are tried with and without it.
 //!
-//! For MX hosts the one decision point is [`MxTls::for_domain`]: the
-//! domain's tls_policy.ini entry (`none`, `may`, `encrypt`, `verify`), else
-//! outbound.ini's `enable_tls` (opportunistic, any certificate, as Haraka
-//! and Postfix `may`). A route's hops get the route's `tls` (off,
-//! opportunistic, or required and verified). MTA-STS and DANE (issue 16)
-//! belong here too: they change what [`TlsUse`] a candidate gets and what
-//! verifying means.
+//! For MX hosts the one decision point is [`MxTls::for_domain`], in this
+//! order (issue 16 point 1): the domain's tls_policy.ini entry (`none`,
+//! `may`, `encrypt`, `verify`); DANE (issue 16 point 3, not built yet); the
+//! domain's MTA-STS policy in `enforce` mode (`mta-sts`: verified STARTTLS,
+//! and only the MX hosts the policy names); else outbound.ini's
+//! `enable_tls` (opportunistic, any certificate, as Haraka and Postfix
+//! `may`), which is also what a `testing` MTA-STS policy gets, with what
+//! would have failed logged. A route's hops get the route's `tls` (off,
+//! opportunistic, or required and verified).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use smtp_core::client::{ClientTls, ClientTlsError, TlsMode, TlsVerify};
 use smtp_core::config::CoreSettings;
+use smtp_core::dns::Dns;
+use tracing::warn;
 
+use super::DeliverySetupError;
 use super::connector::Connector;
-use super::mx::Candidate;
+use super::mx::{Candidate, Destination, ResolveFailure};
 use crate::config::{OutboundSettings, RouteTls, TlsPolicies, TlsPolicy};
+use crate::mta_sts::{self, Mode, MtaSts};
+
+/// `tls_policy_source` of a tls_policy.ini entry.
+pub const SOURCE_TLS_POLICY_INI: &str = "tls_policy.ini";
+/// `tls_policy_source` of the outbound default.
+pub const SOURCE_DEFAULT: &str = "enable_tls";
+/// `tls_policy_source` of an MTA-STS policy in `enforce` mode.
+pub const SOURCE_MTA_STS: &str = "mta-sts";
+/// `tls_policy_source` of the default applied under an MTA-STS policy in
+/// `testing` mode (would-be failures are logged).
+pub const SOURCE_MTA_STS_TESTING: &str = "mta-sts-testing";
 
 /// Whether STARTTLS is used, and what a failure means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +90,17 @@ pub struct MxTls {
     policies: TlsPolicies,
     default: (TlsPolicy, Arc<Connector>),
     by_policy: BTreeMap<TlsPolicy, Arc<Connector>>,
+    /// `None` with tls_policy.ini `mta_sts=false`.
+    mta_sts: Option<MtaSts>,
+}
+
+/// What [`MxTls::for_domain`] decided for one destination.
+#[derive(Debug, Clone)]
+pub struct MxDecision {
+    pub connector: Arc<Connector>,
+    pub decision: TlsDecision,
+    /// The MTA-STS policy behind an `mta-sts` or `mta-sts-testing` decision.
+    pub sts: Option<mta_sts::Found>,
 }
 
 /// Which TLS policy a destination got, and from where, for the log.
@@ -90,7 +117,7 @@ impl MxTls {
         core: &CoreSettings,
         outbound: &OutboundSettings,
         policies: &TlsPolicies,
-    ) -> Result<Self, ClientTlsError> {
+    ) -> Result<Self, DeliverySetupError> {
         let default_policy = if outbound.enable_tls {
             TlsPolicy::May
         } else {
@@ -103,52 +130,166 @@ impl MxTls {
                 TlsPolicy::None => (TlsUse::Off, None),
                 TlsPolicy::May => (TlsUse::Opportunistic, None),
                 TlsPolicy::Encrypt => (TlsUse::Encrypted, None),
-                TlsPolicy::Verify => (TlsUse::Required, Some(verify.clone())),
+                // RFC 8461 §4.2: STARTTLS and a certificate valid for the
+                // MX name, like `verify` (the host check is in `admit`).
+                TlsPolicy::Verify | TlsPolicy::MtaSts => (TlsUse::Required, Some(verify.clone())),
             };
             Ok(Arc::new(Connector::mx_with(core, outbound, tls, verify)?))
         };
         let mut by_policy = BTreeMap::new();
-        for policy in policies.domains.values() {
+        let mta_sts_policy = policies.mta_sts.then_some(&TlsPolicy::MtaSts);
+        for policy in policies.domains.values().chain(mta_sts_policy) {
             if !by_policy.contains_key(policy) {
                 by_policy.insert(*policy, connector(*policy)?);
             }
         }
+        let mta_sts = if policies.mta_sts {
+            let cache_dir = outbound.queue_dir.join(mta_sts::cache::CACHE_DIR);
+            Some(MtaSts::new(&verify, &cache_dir, policies.mta_sts_port)?)
+        } else {
+            None
+        };
         Ok(MxTls {
             policies: policies.clone(),
             default: (default_policy, connector(default_policy)?),
             by_policy,
+            mta_sts,
         })
     }
 
-    /// The connector for `domain`'s MX hosts and why.
-    pub fn for_domain(&self, domain: &str) -> (&Arc<Connector>, TlsDecision) {
-        match self.policies.for_domain(domain) {
-            Some(policy) => (
-                &self.by_policy[&policy],
-                TlsDecision {
-                    policy,
-                    source: "tls_policy.ini",
-                },
-            ),
-            None => (
-                &self.default.1,
-                TlsDecision {
-                    policy: self.default.0,
-                    source: "enable_tls",
-                },
-            ),
+    /// The connector for `destination`'s MX hosts and why.
+    pub async fn for_domain(&self, dns: &Dns, destination: &Destination) -> MxDecision {
+        let decided = |policy: TlsPolicy, source, sts| MxDecision {
+            connector: Arc::clone(&self.by_policy[&policy]),
+            decision: TlsDecision { policy, source },
+            sts,
+        };
+        let default = |source, sts| MxDecision {
+            connector: Arc::clone(&self.default.1),
+            decision: TlsDecision {
+                policy: self.default.0,
+                source,
+            },
+            sts,
+        };
+        let Destination::Domain(domain) = destination else {
+            return default(SOURCE_DEFAULT, None);
+        };
+        if let Some(policy) = self.policies.for_domain(domain) {
+            return decided(policy, SOURCE_TLS_POLICY_INI, None);
+        }
+        // DANE (issue 16 point 3) decides here, before MTA-STS: a domain
+        // with DNSSEC-authenticated TLSA records gets `dane`.
+        if let Some(sts) = &self.mta_sts
+            && let Some(found) = sts.lookup(dns, domain).await
+        {
+            return match found.policy.mode {
+                Mode::Enforce => decided(TlsPolicy::MtaSts, SOURCE_MTA_STS, Some(found)),
+                Mode::Testing | Mode::None => default(SOURCE_MTA_STS_TESTING, Some(found)),
+            };
+        }
+        default(SOURCE_DEFAULT, None)
+    }
+}
+
+impl MxDecision {
+    /// The MX hosts this decision lets be tried: under an `enforce` policy
+    /// only those its `mx` patterns name (none: deferred, naming them);
+    /// under `testing` all, with the ones that would not be used logged.
+    pub fn admit(
+        &self,
+        queue_id: &str,
+        candidates: Vec<Candidate>,
+    ) -> Result<Vec<Candidate>, ResolveFailure> {
+        let Some(found) = &self.sts else {
+            return Ok(candidates);
+        };
+        let (allowed, refused): (Vec<Candidate>, Vec<Candidate>) = candidates
+            .into_iter()
+            .partition(|c| found.policy.matches(&c.host));
+        let mut refused_hosts: Vec<&str> = refused.iter().map(|c| c.host.as_str()).collect();
+        refused_hosts.dedup();
+        if found.policy.mode != Mode::Enforce {
+            if !refused_hosts.is_empty() {
+                warn!(
+                    queue_id,
+                    domain = %found.domain,
+                    mta_sts_id = %found.id,
+                    result_type = "validation-failure",
+                    "MTA-STS testing policy: MX host(s) {} not in the policy's mx list ({}); delivered anyway, enforce would not use them",
+                    refused_hosts.join(", "),
+                    found.policy.mx.join(", ")
+                );
+            }
+            return Ok(allowed.into_iter().chain(refused).collect());
+        }
+        if allowed.is_empty() {
+            return Err(ResolveFailure::temporary(
+                "4.7.5",
+                format!(
+                    "MTA-STS policy of {} (enforce, id {}) allows none of its MX hosts: {} not in the policy's mx list ({})",
+                    found.domain,
+                    found.id,
+                    refused_hosts.join(", "),
+                    found.policy.mx.join(", ")
+                ),
+            ));
+        }
+        if !refused_hosts.is_empty() {
+            warn!(
+                queue_id,
+                domain = %found.domain,
+                "MTA-STS enforce: not using MX host(s) {} (not in the policy's mx list)",
+                refused_hosts.join(", ")
+            );
+        }
+        Ok(allowed)
+    }
+
+    /// Under a `testing` policy, logs a session that enforce would have
+    /// refused for want of STARTTLS.
+    pub fn note_session(&self, queue_id: &str, host: &str, tls: bool) {
+        if let Some(found) = &self.sts
+            && found.policy.mode == Mode::Testing
+            && !tls
+        {
+            warn!(
+                queue_id,
+                domain = %found.domain,
+                mx = host,
+                mta_sts_id = %found.id,
+                result_type = "starttls-not-supported",
+                "MTA-STS testing policy: {host} was used without TLS; enforce would have deferred"
+            );
         }
     }
 }
 
 /// tls_policy.ini as `--check` and the startup log show it: one line per
-/// domain it names (the rest get `enable_tls`, shown on the line above).
-pub fn describe(policies: &TlsPolicies) -> Vec<String> {
+/// domain it names, and one for MTA-STS (the rest get `enable_tls`, shown
+/// on the line above).
+pub fn describe(policies: &TlsPolicies, queue_dir: &std::path::Path) -> Vec<String> {
     let verify_with = policies.ca_file.as_ref().map_or_else(
         || "the system's CAs".to_owned(),
         |file| file.display().to_string(),
     );
-    policies
+    let mta_sts = if policies.mta_sts {
+        let port = if policies.mta_sts_port == crate::config::MTA_STS_PORT {
+            String::new()
+        } else {
+            format!(
+                ", policy hosts on port {} (TEST-ONLY mta_sts_port)",
+                policies.mta_sts_port
+            )
+        };
+        format!(
+            "MTA-STS: on for domains without a tls_policy.ini section: an enforce policy gives policy=mta-sts (STARTTLS, certificate verified with {verify_with}, only the policy's MX hosts; else deferred), testing is logged only; cache {}{port} (tls_policy.ini mta_sts)",
+            queue_dir.join(mta_sts::cache::CACHE_DIR).display()
+        )
+    } else {
+        "MTA-STS: off (tls_policy.ini mta_sts=false)".to_owned()
+    };
+    let mut lines: Vec<String> = policies
         .domains
         .iter()
         .map(|(domain, policy)| {
@@ -159,7 +300,7 @@ pub fn describe(policies: &TlsPolicies) -> Vec<String> {
                     "STARTTLS required (else deferred, never clear text), any certificate"
                         .to_owned()
                 }
-                TlsPolicy::Verify => format!(
+                TlsPolicy::Verify | TlsPolicy::MtaSts => format!(
                     "STARTTLS required with a certificate for the MX name, verified with {verify_with} (else deferred)"
                 ),
             };
@@ -168,7 +309,9 @@ pub fn describe(policies: &TlsPolicies) -> Vec<String> {
                 policy.as_str()
             )
         })
-        .collect()
+        .collect();
+    lines.push(mta_sts);
+    lines
 }
 
 /// The order in which hosts are tried for one group: every candidate with
