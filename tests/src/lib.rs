@@ -14,6 +14,7 @@ pub mod haproxy;
 pub mod journal;
 pub mod logline;
 pub mod metrics;
+pub mod nginx;
 pub mod outbound;
 pub mod postfix;
 pub mod process;
