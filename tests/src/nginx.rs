@@ -84,11 +84,18 @@ impl PolicyServer {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Some(status) = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = server
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 bail!("nginx exited with {status}:\n{}", server.log());
             }
             if Instant::now() > deadline {
-                bail!("nginx did not listen on {addr} within 10 s:\n{}", server.log());
+                bail!(
+                    "nginx did not listen on {addr} within 10 s:\n{}",
+                    server.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -161,14 +161,18 @@ impl HttpsClient {
                 host: host.to_owned(),
                 source,
             })?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         // The connection ends with this request (or with the timeout).
         let driver = tokio::spawn(connection);
         let mut request = Request::builder()
             .method(method)
             .uri(path)
             .header(HOST, host)
-            .header(USER_AGENT, concat!("postern-relay-out/", env!("CARGO_PKG_VERSION")));
+            .header(
+                USER_AGENT,
+                concat!("postern-relay-out/", env!("CARGO_PKG_VERSION")),
+            );
         let payload = match body {
             Some((content_type, bytes)) => {
                 request = request.header(CONTENT_TYPE, content_type);
@@ -204,7 +208,13 @@ impl HttpsClient {
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
         let body = Limited::new(response.into_body(), self.max_body)
             .collect()
             .await

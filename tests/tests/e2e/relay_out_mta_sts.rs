@@ -45,7 +45,13 @@ fn setup(serve: Serve, mx_ca_pem: &str) -> anyhow::Result<Setup> {
     let ca = TestCa::new("Postern MTA-STS policy host CA")?;
     let cert = ca.issue(POLICY_HOST)?;
     let port = free_port();
-    let server = PolicyServer::start(dir.path(), host(POLICY_IP, port), POLICY_HOST, &cert, &serve)?;
+    let server = PolicyServer::start(
+        dir.path(),
+        host(POLICY_IP, port),
+        POLICY_HOST,
+        &cert,
+        &serve,
+    )?;
     let options = OutboundOptions {
         outbound: "temp_fail_intervals=1h\n".into(),
         files: vec![
@@ -78,7 +84,10 @@ async fn enforce_delivers_over_verified_tls_to_a_listed_mx_and_survives_a_restar
 -> anyhow::Result<()> {
     let farm = MxFarm::start(9, Behaviour::default()).await?;
     let mx = StartTlsMx::start_on(host(2, farm.port), "mx1.dest.test", false).await?;
-    let mut setup = setup(Serve::Policy(policy("enforce", "mx1.dest.test")), &mx.ca_pem)?;
+    let mut setup = setup(
+        Serve::Policy(policy("enforce", "mx1.dest.test")),
+        &mx.ca_pem,
+    )?;
     let mut out = Outbound::start(zone(), farm.port, setup.options.clone()).await?;
     out.submit("a@origin.test", &["u@dest.test"], "Subject: sts\n\nhi\n")
         .await?;
@@ -87,9 +96,11 @@ async fn enforce_delivers_over_verified_tls_to_a_listed_mx_and_survives_a_restar
     out.wait_for_log("result=delivered", WAIT).await?;
     let log = out.log();
     assert!(
-        attempt_lines(&log).iter().any(|l| l.contains("tls_policy=mta-sts")
-            && l.contains("tls_policy_source=mta-sts")
-            && l.contains("result=delivered")),
+        attempt_lines(&log)
+            .iter()
+            .any(|l| l.contains("tls_policy=mta-sts")
+                && l.contains("tls_policy_source=mta-sts")
+                && l.contains("result=delivered")),
         "{log}"
     );
     assert!(log.contains("MTA-STS policy fetched"), "{log}");
@@ -110,8 +121,9 @@ async fn enforce_delivers_over_verified_tls_to_a_listed_mx_and_survives_a_restar
     out.wait_for_log("result=delivered", WAIT).await?;
     let log = out.log();
     assert!(
-        attempt_lines(&log).iter().any(|l| l.contains("tls_policy=mta-sts")
-            && l.contains("result=delivered")),
+        attempt_lines(&log)
+            .iter()
+            .any(|l| l.contains("tls_policy=mta-sts") && l.contains("result=delivered")),
         "{log}"
     );
     assert!(!log.contains("MTA-STS policy fetch"), "{log}");
@@ -147,11 +159,34 @@ async fn enforce_never_falls_back_to_clear_text() -> anyhow::Result<()> {
     // mx1.dest.test is the farm's server on 127.0.0.2: no STARTTLS.
     let farm = MxFarm::start(2, Behaviour::default()).await?;
     let ca = TestCa::new("unused MX CA")?;
-    let setup = setup(Serve::Policy(policy("enforce", "mx1.dest.test")), &ca.cert_pem)?;
-    let out = Outbound::start(zone(), farm.port, setup.options.clone()).await?;
+    let setup = setup(
+        Serve::Policy(policy("enforce", "mx1.dest.test")),
+        &ca.cert_pem,
+    )?;
+    let metrics_port = free_port();
+    let mut options = setup.options.clone();
+    options.files.push((
+        "metrics.ini".to_owned(),
+        format!("listen=127.0.0.1:{metrics_port}\n"),
+    ));
+    let out = Outbound::start(zone(), farm.port, options).await?;
+    let dir = out.config_dir().display().to_string();
+    let (code, check) = postern_tests::process::run("relay-out", &["-c", &dir, "--check"])?;
+    assert_eq!(code, 0, "{check}");
+    assert!(
+        check.contains("MTA-STS: on for domains without a tls_policy.ini section")
+            && check.contains("(TEST-ONLY mta_sts_port)"),
+        "{check}"
+    );
     out.submit("a@origin.test", &["u@dest.test"], "Subject: clear?\n\nhi\n")
         .await?;
     out.wait_for_log("result=deferred", WAIT).await?;
+    let scraped = postern_tests::metrics::scrape(([127, 0, 0, 1], metrics_port).into()).await?;
+    let series = "postern_tls_policy_attempts_total{policy=\"mta-sts\",result=\"deferred\"}";
+    assert!(
+        postern_tests::metrics::value(&scraped, series) >= 1.0,
+        "{scraped}"
+    );
     let log = out.log();
     let lines = attempt_lines(&log);
     assert!(
@@ -162,7 +197,10 @@ async fn enforce_never_falls_back_to_clear_text() -> anyhow::Result<()> {
         "{log}"
     );
     assert!(lines.iter().any(|l| l.contains("result=deferred")), "{log}");
-    assert!(farm.get(2).lines_starting("MAIL").is_empty(), "no clear-text transaction");
+    assert!(
+        farm.get(2).lines_starting("MAIL").is_empty(),
+        "no clear-text transaction"
+    );
     assert!(farm.get(2).accepted().is_empty());
     Ok(())
 }
@@ -172,17 +210,26 @@ async fn testing_delivers_and_logs_what_enforce_would_refuse() -> anyhow::Result
     // The MX is not in the policy and has no STARTTLS: both would fail.
     let farm = MxFarm::start(2, Behaviour::default()).await?;
     let ca = TestCa::new("unused MX CA")?;
-    let setup = setup(Serve::Policy(policy("testing", "mx9.dest.test")), &ca.cert_pem)?;
+    let setup = setup(
+        Serve::Policy(policy("testing", "mx9.dest.test")),
+        &ca.cert_pem,
+    )?;
     let out = Outbound::start(zone(), farm.port, setup.options.clone()).await?;
-    out.submit("a@origin.test", &["u@dest.test"], "Subject: testing\n\nhi\n")
-        .await?;
+    out.submit(
+        "a@origin.test",
+        &["u@dest.test"],
+        "Subject: testing\n\nhi\n",
+    )
+    .await?;
     wait_until(WAIT, "delivery", || farm.get(2).accepted().len() == 1).await?;
     out.wait_for_log("result=delivered", WAIT).await?;
     let log = out.log();
     assert!(
-        attempt_lines(&log).iter().any(|l| l.contains("tls_policy=may")
-            && l.contains("tls_policy_source=mta-sts-testing")
-            && l.contains("result=delivered")),
+        attempt_lines(&log)
+            .iter()
+            .any(|l| l.contains("tls_policy=may")
+                && l.contains("tls_policy_source=mta-sts-testing")
+                && l.contains("result=delivered")),
         "{log}"
     );
     assert!(
@@ -191,8 +238,9 @@ async fn testing_delivers_and_logs_what_enforce_would_refuse() -> anyhow::Result
         "{log}"
     );
     assert!(
-        log.lines().any(|l| l.contains("result_type=\"starttls-not-supported\"")
-            && l.contains("enforce would have deferred")),
+        log.lines()
+            .any(|l| l.contains("result_type=\"starttls-not-supported\"")
+                && l.contains("enforce would have deferred")),
         "{log}"
     );
     Ok(())
@@ -207,15 +255,20 @@ async fn a_redirect_is_refused_and_without_a_cached_policy_none_applies() -> any
         &ca.cert_pem,
     )?;
     let out = Outbound::start(zone(), farm.port, setup.options.clone()).await?;
-    out.submit("a@origin.test", &["u@dest.test"], "Subject: redirect\n\nhi\n")
-        .await?;
+    out.submit(
+        "a@origin.test",
+        &["u@dest.test"],
+        "Subject: redirect\n\nhi\n",
+    )
+    .await?;
     wait_until(WAIT, "delivery", || farm.get(2).accepted().len() == 1).await?;
     out.wait_for_log("result=delivered", WAIT).await?;
     let log = out.log();
     assert!(
-        log.lines().any(|l| l.contains("MTA-STS policy fetch failed")
-            && l.contains("result_type=\"sts-policy-fetch-error\"")
-            && l.contains("redirect to \"https://mta-sts.dest.test/elsewhere.txt\" refused")),
+        log.lines()
+            .any(|l| l.contains("MTA-STS policy fetch failed")
+                && l.contains("result_type=\"sts-policy-fetch-error\"")
+                && l.contains("redirect to \"https://mta-sts.dest.test/elsewhere.txt\" refused")),
         "{log}"
     );
     assert!(
@@ -224,6 +277,10 @@ async fn a_redirect_is_refused_and_without_a_cached_policy_none_applies() -> any
             .any(|l| l.contains("tls_policy_source=enable_tls") && l.contains("result=delivered")),
         "{log}"
     );
-    assert_eq!(setup.server.requests().len(), 1, "the redirect was not followed");
+    assert_eq!(
+        setup.server.requests().len(),
+        1,
+        "the redirect was not followed"
+    );
     Ok(())
 }

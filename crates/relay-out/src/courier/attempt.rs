@@ -97,10 +97,14 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
         ),
         None => {
             let mx_tls = ctx.mx_tls.for_domain(&ctx.dns, &group.destination).await;
-            let resolved =
-                mx::resolve(&ctx.dns, &group.destination, &ctx.addresses, &mx_tls.connector)
-                    .await
-                    .and_then(|candidates| mx_tls.admit(job.id.as_str(), candidates));
+            let resolved = mx::resolve(
+                &ctx.dns,
+                &group.destination,
+                &ctx.addresses,
+                &mx_tls.connector,
+            )
+            .await
+            .and_then(|candidates| mx_tls.admit(job.id.as_str(), candidates));
             (resolved, Some(mx_tls))
         }
     };

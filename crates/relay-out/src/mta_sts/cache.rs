@@ -63,7 +63,9 @@ impl Cache {
                     entries.insert(domain, cached);
                 }
                 Ok(None) => {}
-                Err(reason) => warn!(file = %path.display(), "ignoring an MTA-STS cache file: {reason}"),
+                Err(reason) => {
+                    warn!(file = %path.display(), "ignoring an MTA-STS cache file: {reason}")
+                }
             }
         }
         Ok(Cache {
@@ -93,7 +95,10 @@ impl Cache {
         let stored = Stored {
             domain: domain.to_owned(),
             id: id.to_owned(),
-            fetched: fetched.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+            fetched: fetched
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
             policy: text.to_owned(),
         };
         if let Err(error) = self.write(domain, &stored) {
@@ -156,7 +161,10 @@ mod tests {
 
         let short = "version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 0\n";
         cache.put("example.net", "id2", short, Policy::parse(short).unwrap());
-        assert!(cache.get("example.net").is_none(), "max_age 0 is expired at once");
+        assert!(
+            cache.get("example.net").is_none(),
+            "max_age 0 is expired at once"
+        );
         assert!(Cache::open(&dir).unwrap().get("example.net").is_none());
         std::fs::write(dir.join("junk.json"), "{").unwrap();
         assert!(Cache::open(&dir).unwrap().get("example.com").is_some());

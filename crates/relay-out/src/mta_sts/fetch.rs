@@ -80,7 +80,10 @@ pub async fn fetch(
     Err(last)
 }
 
-fn parse(host: &str, response: crate::https_client::Response) -> Result<(Policy, String), FetchError> {
+fn parse(
+    host: &str,
+    response: crate::https_client::Response,
+) -> Result<(Policy, String), FetchError> {
     let invalid = |reason: String| FetchError::Invalid {
         host: host.to_owned(),
         reason,

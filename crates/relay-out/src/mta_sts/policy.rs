@@ -74,7 +74,9 @@ impl Policy {
             if line.trim().is_empty() {
                 continue;
             }
-            let (key, value) = line.split_once(':').ok_or(PolicyError::BadLine(index + 1))?;
+            let (key, value) = line
+                .split_once(':')
+                .ok_or(PolicyError::BadLine(index + 1))?;
             let (key, value) = (key.trim(), value.trim());
             if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                 return Err(PolicyError::BadLine(index + 1));
@@ -121,12 +123,14 @@ impl Policy {
     /// Whether the MX host `host` is one the policy names (§4.1).
     pub fn matches(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.mx.iter().any(|pattern| match pattern.strip_prefix("*.") {
-            Some(parent) => host
-                .split_once('.')
-                .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
-            None => *pattern == host,
-        })
+        self.mx
+            .iter()
+            .any(|pattern| match pattern.strip_prefix("*.") {
+                Some(parent) => host
+                    .split_once('.')
+                    .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
+                None => *pattern == host,
+            })
     }
 }
 
@@ -153,8 +157,7 @@ fn parse_mx(value: &str) -> Result<String, PolicyError> {
 mod tests {
     use super::*;
 
-    const GOOD: &str =
-        "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.example.net\r\nmax_age: 604800\r\n";
+    const GOOD: &str = "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.example.net\r\nmax_age: 604800\r\n";
 
     #[test]
     fn parses_the_rfc_example() {
@@ -185,7 +188,10 @@ mod tests {
     fn rejects_what_the_rfc_does_not_allow() {
         let cases = [
             ("mode: enforce\nmx: a.b\nmax_age: 1\n", PolicyError::Version),
-            ("version: STSv2\nmode: enforce\nmx: a.b\nmax_age: 1\n", PolicyError::Version),
+            (
+                "version: STSv2\nmode: enforce\nmx: a.b\nmax_age: 1\n",
+                PolicyError::Version,
+            ),
             (
                 "version: STSv1\nmode: strict\nmx: a.b\nmax_age: 1\n",
                 PolicyError::Mode("strict".into()),
@@ -199,8 +205,14 @@ mod tests {
                 "version: STSv1\nmode: enforce\nmx: a.b\nmax_age: -1\n",
                 PolicyError::MaxAge("-1".into()),
             ),
-            ("version: STSv1\nmode: enforce\nmx: a.b\n", PolicyError::NoMaxAge),
-            ("version: STSv1\nmode: enforce\nmax_age: 5\n", PolicyError::NoMx("enforce")),
+            (
+                "version: STSv1\nmode: enforce\nmx: a.b\n",
+                PolicyError::NoMaxAge,
+            ),
+            (
+                "version: STSv1\nmode: enforce\nmax_age: 5\n",
+                PolicyError::NoMx("enforce"),
+            ),
             (
                 "version: STSv1\nmode: enforce\nmx: a.*.b\nmax_age: 5\n",
                 PolicyError::Mx("a.*.b".into()),
@@ -221,7 +233,8 @@ mod tests {
 
     #[test]
     fn the_first_of_a_repeated_key_counts() {
-        let text = "version: STSv1\nmode: testing\nmode: enforce\nmx: a.b\nmax_age: 5\nmax_age: x\n";
+        let text =
+            "version: STSv1\nmode: testing\nmode: enforce\nmx: a.b\nmax_age: 5\nmax_age: x\n";
         let policy = Policy::parse(text).unwrap();
         assert_eq!(policy.mode, Mode::Testing);
         assert_eq!(policy.max_age, Duration::from_secs(5));

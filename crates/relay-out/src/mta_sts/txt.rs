@@ -53,9 +53,15 @@ mod tests {
 
     #[test]
     fn reads_the_id_of_the_one_sts_record() {
-        assert_eq!(id(&["v=STSv1; id=20160831085700Z;"]), Some("20160831085700Z".into()));
+        assert_eq!(
+            id(&["v=STSv1; id=20160831085700Z;"]),
+            Some("20160831085700Z".into())
+        );
         assert_eq!(id(&["v=STSv1;id=abc"]), Some("abc".into()));
-        assert_eq!(id(&["v=spf1 -all", "v=STSv1; id=1; ext=y"]), Some("1".into()));
+        assert_eq!(
+            id(&["v=spf1 -all", "v=STSv1; id=1; ext=y"]),
+            Some("1".into())
+        );
     }
 
     #[test]
