@@ -53,6 +53,25 @@ pub enum HttpsError {
     TooLarge(usize),
 }
 
+impl HttpsError {
+    /// The server's certificate was refused (untrusted, expired, wrong
+    /// name), as opposed to a network or protocol failure.
+    pub fn is_certificate_error(&self) -> bool {
+        let HttpsError::Tls { source, .. } = self else {
+            return false;
+        };
+        source
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .is_some_and(|error| {
+                matches!(
+                    error,
+                    rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+                )
+            })
+    }
+}
+
 /// The TLS setup and bounds of every request, built once at startup (the
 /// CA file is read then).
 #[derive(Clone)]

@@ -41,6 +41,11 @@ struct Setup {
 }
 
 fn setup(serve: Serve, mx_ca_pem: &str) -> anyhow::Result<Setup> {
+    setup_trusting(serve, mx_ca_pem, true)
+}
+
+/// [`setup`], with the policy host's CA trusted or not.
+fn setup_trusting(serve: Serve, mx_ca_pem: &str, trust_policy_host: bool) -> anyhow::Result<Setup> {
     let dir = tempfile::tempdir()?;
     let ca = TestCa::new("Postern MTA-STS policy host CA")?;
     let cert = ca.issue(POLICY_HOST)?;
@@ -61,7 +66,11 @@ fn setup(serve: Serve, mx_ca_pem: &str) -> anyhow::Result<Setup> {
             ),
             (
                 "trusted-cas.pem".into(),
-                format!("{mx_ca_pem}{}", ca.cert_pem),
+                if trust_policy_host {
+                    format!("{mx_ca_pem}{}", ca.cert_pem)
+                } else {
+                    mx_ca_pem.to_owned()
+                },
             ),
         ],
         ..OutboundOptions::default()
@@ -281,6 +290,37 @@ async fn a_redirect_is_refused_and_without_a_cached_policy_none_applies() -> any
         setup.server.requests().len(),
         1,
         "the redirect was not followed"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_host_with_an_untrusted_certificate_gives_no_policy() -> anyhow::Result<()> {
+    let farm = MxFarm::start(2, Behaviour::default()).await?;
+    let ca = TestCa::new("MX CA")?;
+    let setup = setup_trusting(
+        Serve::Policy(policy("enforce", "mx9.dest.test")),
+        &ca.cert_pem,
+        false,
+    )?;
+    let out = Outbound::start(zone(), farm.port, setup.options.clone()).await?;
+    out.submit("a@origin.test", &["u@dest.test"], "Subject: webpki\n\nhi\n")
+        .await?;
+    wait_until(WAIT, "delivery", || farm.get(2).accepted().len() == 1).await?;
+    out.wait_for_log("result=delivered", WAIT).await?;
+    let log = out.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("MTA-STS policy fetch failed")
+                && l.contains("result_type=\"sts-webpki-invalid\"")
+                && l.contains("no valid certificate")),
+        "{log}"
+    );
+    assert!(
+        attempt_lines(&log)
+            .iter()
+            .any(|l| l.contains("tls_policy_source=enable_tls")),
+        "{log}"
     );
     Ok(())
 }

@@ -96,15 +96,19 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
             None,
         ),
         None => {
-            let mx_tls = ctx.mx_tls.for_domain(&ctx.dns, &group.destination).await;
-            let resolved = mx::resolve(
-                &ctx.dns,
-                &group.destination,
-                &ctx.addresses,
-                &mx_tls.connector,
-            )
-            .await
-            .and_then(|candidates| mx_tls.admit(job.id.as_str(), candidates));
+            // The MTA-STS TXT lookup (and a policy fetch, rarely) runs
+            // alongside the MX lookup, so it adds no round trip.
+            let (mx_tls, resolved) = tokio::join!(
+                ctx.mx_tls.for_domain(&ctx.dns, &group.destination),
+                mx::resolve(
+                    &ctx.dns,
+                    &group.destination,
+                    &ctx.addresses,
+                    ctx.mx_tls.default_connector(),
+                ),
+            );
+            let resolved =
+                resolved.and_then(|candidates| mx_tls.admit(job.id.as_str(), candidates));
             (resolved, Some(mx_tls))
         }
     };

@@ -157,6 +157,12 @@ impl MxTls {
         })
     }
 
+    /// The connector MX hosts are resolved with while the decision is
+    /// being made ([`MxDecision::admit`] puts the decided one in).
+    pub fn default_connector(&self) -> &Arc<Connector> {
+        &self.default.1
+    }
+
     /// The connector for `destination`'s MX hosts and why.
     pub async fn for_domain(&self, dns: &Dns, destination: &Destination) -> MxDecision {
         let decided = |policy: TlsPolicy, source, sts| MxDecision {
@@ -193,14 +199,19 @@ impl MxTls {
 }
 
 impl MxDecision {
-    /// The MX hosts this decision lets be tried: under an `enforce` policy
-    /// only those its `mx` patterns name (none: deferred, naming them);
-    /// under `testing` all, with the ones that would not be used logged.
+    /// The MX hosts this decision lets be tried, each with this decision's
+    /// connector (they were resolved alongside the decision, with the
+    /// default one): under an `enforce` policy only those its `mx` patterns
+    /// name (none: deferred, naming them); under `testing` all, with the
+    /// ones that would not be used logged.
     pub fn admit(
         &self,
         queue_id: &str,
-        candidates: Vec<Candidate>,
+        mut candidates: Vec<Candidate>,
     ) -> Result<Vec<Candidate>, ResolveFailure> {
+        for candidate in &mut candidates {
+            candidate.connector = Arc::clone(&self.connector);
+        }
         let Some(found) = &self.sts else {
             return Ok(candidates);
         };

@@ -8,7 +8,7 @@ use smtp_core::dns::Dns;
 use thiserror::Error;
 
 use super::policy::{Policy, PolicyError};
-use crate::https_client::{HttpsClient, HttpsError};
+use crate::https_client::HttpsClient;
 
 /// The well-known path of the policy (§3.2).
 pub const POLICY_PATH: &str = "/.well-known/mta-sts.txt";
@@ -65,13 +65,13 @@ pub async fn fetch(
         let addr = std::net::SocketAddr::new(ip, port);
         match client.get(&host, addr, POLICY_PATH).await {
             Ok(response) => return parse(&host, response),
-            Err(HttpsError::Tls { source, .. }) => {
+            Err(error) if error.is_certificate_error() => {
                 // A certificate failure on one address is the host's
                 // answer: another address would not change the verdict
                 // for a policy whose whole point is the certificate.
                 return Err(FetchError::WebPki {
                     host: host.clone(),
-                    reason: source.to_string(),
+                    reason: error.to_string(),
                 });
             }
             Err(error) => last = fetch_error(error.to_string()),
