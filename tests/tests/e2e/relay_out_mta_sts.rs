@@ -324,3 +324,26 @@ async fn a_policy_host_with_an_untrusted_certificate_gives_no_policy() -> anyhow
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testing_logs_a_certificate_that_enforce_would_refuse() -> anyhow::Result<()> {
+    let farm = MxFarm::start(9, Behaviour::default()).await?;
+    let mx = StartTlsMx::start_on(host(2, farm.port), "mx1.dest.test", false).await?;
+    // The MX's CA is not among the trusted ones.
+    let setup = setup(Serve::Policy(policy("testing", "mx1.dest.test")), "")?;
+    let out = Outbound::start(zone(), farm.port, setup.options.clone()).await?;
+    out.submit("a@origin.test", &["u@dest.test"], "Subject: cert\n\nhi\n")
+        .await?;
+    wait_until(WAIT, "delivery", || mx.accepted().len() == 1).await?;
+    assert!(mx.accepted()[0].tls);
+    out.wait_for_log("result=delivered", WAIT).await?;
+    let log = out.log();
+    assert!(
+        log.lines().any(|l| l.contains(
+            "MTA-STS testing policy: mx1.dest.test has a certificate enforce would refuse"
+        ) && l.contains("result_type=\"validation-failure\"")),
+        "{log}"
+    );
+    assert!(!log.contains("not in the policy's mx list"), "{log}");
+    Ok(())
+}

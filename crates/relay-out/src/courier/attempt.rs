@@ -169,7 +169,7 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
         let session = match open_session(&candidate, use_tls, &mut contact).await {
             Ok(client) => {
                 if let Some(mx_tls) = &mx_tls {
-                    mx_tls.note_session(job.id.as_str(), &candidate.host, contact.tls);
+                    mx_tls.note_session(job.id.as_str(), &candidate.host, &client);
                 }
                 transaction(ctx, job, group, client, &candidate.host).await
             }

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use smtp_core::client::{ClientTls, ClientTlsError, TlsMode, TlsVerify};
+use smtp_core::client::{ClientTls, ClientTlsError, SmtpClient, TlsMode, TlsVerify};
 use smtp_core::config::CoreSettings;
 use smtp_core::dns::Dns;
 use tracing::warn;
@@ -258,19 +258,32 @@ impl MxDecision {
     }
 
     /// Under a `testing` policy, logs a session that enforce would have
-    /// refused for want of STARTTLS.
-    pub fn note_session(&self, queue_id: &str, host: &str, tls: bool) {
-        if let Some(found) = &self.sts
-            && found.policy.mode == Mode::Testing
-            && !tls
-        {
+    /// refused: no STARTTLS, or a certificate not valid for the MX name.
+    pub fn note_session(&self, queue_id: &str, host: &str, client: &SmtpClient) {
+        let Some(found) = self.sts.as_ref().filter(|f| f.policy.mode == Mode::Testing) else {
+            return;
+        };
+        let problem = match client.peer_certificates() {
+            None if !client.is_tls() => {
+                Some(("starttls-not-supported", "was used without TLS".to_owned()))
+            }
+            chain => found
+                .certificate_problem(host, chain.unwrap_or_default())
+                .map(|reason| {
+                    (
+                        "validation-failure",
+                        format!("has a certificate enforce would refuse ({reason})"),
+                    )
+                }),
+        };
+        if let Some((result_type, what)) = problem {
             warn!(
                 queue_id,
                 domain = %found.domain,
                 mx = host,
                 mta_sts_id = %found.id,
-                result_type = "starttls-not-supported",
-                "MTA-STS testing policy: {host} was used without TLS; enforce would have deferred"
+                result_type,
+                "MTA-STS testing policy: {host} {what}; enforce would have deferred"
             );
         }
     }

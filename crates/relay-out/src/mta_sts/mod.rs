@@ -22,7 +22,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use smtp_core::client::{ClientTlsError, TlsVerify};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::ServerCertVerifier;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use smtp_core::client::{ClientTlsError, TlsVerify, root_store};
 use smtp_core::dns::Dns;
 use tracing::{info, warn};
 
@@ -55,12 +58,37 @@ pub struct Found {
     pub domain: String,
     pub id: String,
     pub policy: Arc<Policy>,
+    /// What `enforce` would verify MX certificates with, for `testing`.
+    verifier: Arc<WebPkiServerVerifier>,
+}
+
+impl Found {
+    /// Why `enforce` would refuse `host`'s certificate chain `chain` (end
+    /// entity first), if it would.
+    pub fn certificate_problem(
+        &self,
+        host: &str,
+        chain: &[CertificateDer<'static>],
+    ) -> Option<String> {
+        let Some((end_entity, intermediates)) = chain.split_first() else {
+            return Some("no certificate".to_owned());
+        };
+        let name = match ServerName::try_from(host.trim_end_matches('.').to_owned()) {
+            Ok(name) => name,
+            Err(error) => return Some(format!("invalid MX name: {error}")),
+        };
+        self.verifier
+            .verify_server_cert(end_entity, intermediates, &name, &[], UnixTime::now())
+            .err()
+            .map(|error| error.to_string())
+    }
 }
 
 /// See the module docs. One per process.
 #[derive(Debug)]
 pub struct MtaSts {
     client: HttpsClient,
+    verifier: Arc<WebPkiServerVerifier>,
     cache: Cache,
     port: u16,
     /// (domain, id) of recent failed fetches and when they failed.
@@ -74,12 +102,18 @@ impl MtaSts {
     /// `ca_file`, else the system's CAs); `cache_dir` is created if needed.
     pub fn new(verify: &TlsVerify, cache_dir: &Path, port: u16) -> Result<Self, MtaStsSetupError> {
         let client = HttpsClient::new(verify, FETCH_TIMEOUT, fetch::MAX_POLICY_BYTES)?;
+        let roots = root_store(verify)?.unwrap_or_else(rustls::RootCertStore::empty);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|error| ClientTlsError::Config(rustls::Error::General(error.to_string())))?;
         let cache = Cache::open(cache_dir).map_err(|source| MtaStsSetupError::Cache {
             dir: cache_dir.to_owned(),
             source,
         })?;
         Ok(MtaSts {
             client,
+            verifier,
             cache,
             port,
             failed: Mutex::default(),
@@ -106,6 +140,7 @@ impl MtaSts {
             domain: domain.to_owned(),
             id: found.0,
             policy: found.1,
+            verifier: Arc::clone(&self.verifier),
         })
     }
 
