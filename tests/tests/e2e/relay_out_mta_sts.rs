@@ -82,6 +82,16 @@ fn setup_trusting(serve: Serve, mx_ca_pem: &str, trust_policy_host: bool) -> any
     })
 }
 
+/// `options` with the metrics endpoint on, and its address.
+fn with_metrics(options: &OutboundOptions) -> (OutboundOptions, std::net::SocketAddr) {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut options = options.clone();
+    options
+        .files
+        .push(("metrics.ini".to_owned(), format!("listen={addr}\n")));
+    (options, addr)
+}
+
 fn attempt_lines(log: &str) -> Vec<&str> {
     log.lines()
         .filter(|l| l.contains("delivery attempt") && l.contains("domain=dest.test"))
@@ -147,10 +157,19 @@ async fn enforce_defers_when_the_mx_is_not_in_the_policy() -> anyhow::Result<()>
         Serve::Policy(policy("enforce", "*.mail.dest.test")),
         &mx.ca_pem,
     )?;
-    let out = Outbound::start(zone(), farm.port, setup.options.clone()).await?;
+    let (options, metrics) = with_metrics(&setup.options);
+    let out = Outbound::start(zone(), farm.port, options).await?;
     out.submit("a@origin.test", &["u@dest.test"], "Subject: no\n\nhi\n")
         .await?;
     out.wait_for_log("result=deferred", WAIT).await?;
+    let scraped = postern_tests::metrics::scrape(metrics).await?;
+    let series =
+        "postern_mta_sts_failures_total{mode=\"enforce\",result_type=\"validation-failure\"}";
+    assert_eq!(
+        postern_tests::metrics::value(&scraped, series),
+        1.0,
+        "{scraped}"
+    );
     let log = out.log();
     assert!(
         attempt_lines(&log).iter().any(|l| l.contains("tls_policy=mta-sts")
@@ -172,12 +191,7 @@ async fn enforce_never_falls_back_to_clear_text() -> anyhow::Result<()> {
         Serve::Policy(policy("enforce", "mx1.dest.test")),
         &ca.cert_pem,
     )?;
-    let metrics_port = free_port();
-    let mut options = setup.options.clone();
-    options.files.push((
-        "metrics.ini".to_owned(),
-        format!("listen=127.0.0.1:{metrics_port}\n"),
-    ));
+    let (options, metrics) = with_metrics(&setup.options);
     let out = Outbound::start(zone(), farm.port, options).await?;
     let dir = out.config_dir().display().to_string();
     let (code, check) = postern_tests::process::run("relay-out", &["-c", &dir, "--check"])?;
@@ -190,7 +204,7 @@ async fn enforce_never_falls_back_to_clear_text() -> anyhow::Result<()> {
     out.submit("a@origin.test", &["u@dest.test"], "Subject: clear?\n\nhi\n")
         .await?;
     out.wait_for_log("result=deferred", WAIT).await?;
-    let scraped = postern_tests::metrics::scrape(([127, 0, 0, 1], metrics_port).into()).await?;
+    let scraped = postern_tests::metrics::scrape(metrics).await?;
     let series = "postern_tls_policy_attempts_total{policy=\"mta-sts\",result=\"deferred\"}";
     assert!(
         postern_tests::metrics::value(&scraped, series) >= 1.0,

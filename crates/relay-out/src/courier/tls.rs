@@ -17,6 +17,7 @@ use std::sync::Arc;
 use smtp_core::client::{ClientTls, ClientTlsError, SmtpClient, TlsMode, TlsVerify};
 use smtp_core::config::CoreSettings;
 use smtp_core::dns::Dns;
+use smtp_core::metrics::metrics;
 use tracing::warn;
 
 use super::DeliverySetupError;
@@ -220,6 +221,9 @@ impl MxDecision {
             .partition(|c| found.policy.matches(&c.host));
         let mut refused_hosts: Vec<&str> = refused.iter().map(|c| c.host.as_str()).collect();
         refused_hosts.dedup();
+        if !refused_hosts.is_empty() {
+            metrics().mta_sts_failure(found.policy.mode.as_str(), "validation-failure");
+        }
         if found.policy.mode != Mode::Enforce {
             if !refused_hosts.is_empty() {
                 warn!(
@@ -277,6 +281,7 @@ impl MxDecision {
                 }),
         };
         if let Some((result_type, what)) = problem {
+            metrics().mta_sts_failure(Mode::Testing.as_str(), result_type);
             warn!(
                 queue_id,
                 domain = %found.domain,

@@ -27,6 +27,7 @@ use rustls::client::danger::ServerCertVerifier;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use smtp_core::client::{ClientTlsError, TlsVerify, root_store};
 use smtp_core::dns::Dns;
+use smtp_core::metrics::metrics;
 use tracing::{info, warn};
 
 use crate::https_client::HttpsClient;
@@ -192,6 +193,10 @@ impl MtaSts {
                 Some((stored.id, stored.policy))
             }
             Err(error) => {
+                let mode = cached
+                    .as_ref()
+                    .map_or("unknown", |c| c.policy.mode.as_str());
+                metrics().mta_sts_failure(mode, error.result_type());
                 warn!(
                     domain,
                     id = %id,
