@@ -361,3 +361,29 @@ async fn testing_logs_a_certificate_that_enforce_would_refuse() -> anyhow::Resul
     assert!(!log.contains("not in the policy's mx list"), "{log}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_over_64_kib_is_refused() -> anyhow::Result<()> {
+    let farm = MxFarm::start(2, Behaviour::default()).await?;
+    let ca = TestCa::new("MX CA")?;
+    // A valid enforce policy padded with an unknown key past the bound.
+    let padded = format!(
+        "{}x_padding: {}\r\n",
+        policy("enforce", "mx9.dest.test"),
+        "a".repeat(70 * 1024)
+    );
+    let setup = setup(Serve::Policy(padded), &ca.cert_pem)?;
+    let out = Outbound::start(zone(), farm.port, setup.options.clone()).await?;
+    out.submit("a@origin.test", &["u@dest.test"], "Subject: big\n\nhi\n")
+        .await?;
+    wait_until(WAIT, "delivery", || farm.get(2).accepted().len() == 1).await?;
+    out.wait_for_log("result=delivered", WAIT).await?;
+    let log = out.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("MTA-STS policy fetch failed")
+                && l.contains("response body larger than 65536 bytes")),
+        "{log}"
+    );
+    Ok(())
+}

@@ -34,7 +34,7 @@ use crate::https_client::HttpsClient;
 use cache::Cache;
 pub use policy::{Mode, Policy};
 
-/// How long one policy fetch may take, connection to last byte.
+/// How long one policy fetch may take, address lookup to last byte.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// After a failed fetch, how long the same domain and id wait before the
@@ -179,7 +179,18 @@ impl MtaSts {
         if recently_failed(&self.failed.lock().unwrap_or_else(|e| e.into_inner())) {
             return keep(cached);
         }
-        match fetch::fetch(&self.client, dns, domain, self.port).await {
+        let fetched = tokio::time::timeout(
+            FETCH_TIMEOUT,
+            fetch::fetch(&self.client, dns, domain, self.port),
+        )
+        .await
+        .unwrap_or_else(|_elapsed| {
+            Err(fetch::FetchError::Fetch {
+                host: format!("mta-sts.{domain}"),
+                reason: format!("no policy within {FETCH_TIMEOUT:?}"),
+            })
+        });
+        match fetched {
             Ok((policy, text)) => {
                 info!(
                     domain,
@@ -209,10 +220,10 @@ impl MtaSts {
                         "no policy applies"
                     }
                 );
-                self.failed
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key, Instant::now());
+                let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+                failed.retain(|_, at| at.elapsed() < RETRY_FETCH_AFTER);
+                failed.insert(key, Instant::now());
+                drop(failed);
                 keep(cached)
             }
         }
