@@ -15,6 +15,7 @@ pub mod haproxy;
 pub mod journal;
 pub mod logline;
 pub mod metrics;
+pub mod nginx;
 pub mod outbound;
 pub mod postfix;
 pub mod process;

@@ -143,6 +143,15 @@ const TABLE: &[KeyReader] = &[
         "dane_probe",
         Field("policies.dane_probe"),
     ),
+    // Read in courier/tls.rs (MxTls::new): MTA-STS on/off, the test-only
+    // policy host port.
+    ("tls_policy.ini", "*", "mta_sts", Field("policies.mta_sts")),
+    (
+        "tls_policy.ini",
+        "*",
+        "mta_sts_port",
+        Field("policies.mta_sts_port"),
+    ),
 ];
 
 #[test]

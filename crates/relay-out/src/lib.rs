@@ -9,8 +9,10 @@ pub mod cli;
 pub mod config;
 pub mod courier;
 pub mod daemon;
+pub mod https_client;
 #[cfg(test)]
 mod key_coverage;
+pub mod mta_sts;
 pub mod policy;
 pub mod queue;
 pub mod requiretls;

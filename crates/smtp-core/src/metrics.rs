@@ -78,12 +78,20 @@ pub struct OutcomeLabels {
     pub result: Outcome,
 }
 
-/// relay-out's MX TLS policy (`none`, `may`, `encrypt`, `verify`) and an
-/// attempt's result.
+/// relay-out's MX TLS policy (`none`, `may`, `encrypt`, `verify`,
+/// `mta-sts`) and an attempt's result.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TlsPolicyLabels {
     pub policy: String,
     pub result: Outcome,
+}
+
+/// An MTA-STS failure: the policy's mode (`enforce`, `testing`, or
+/// `unknown` when no policy could be had) and its RFC 8460 result type.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MtaStsLabels {
+    pub mode: String,
+    pub result_type: String,
 }
 
 /// relay-in's backend, as `host:port`.
@@ -115,6 +123,7 @@ pub struct Metrics {
     pub verified_recipients: Gauge,
     pub delivery_attempts: Family<OutcomeLabels, Counter>,
     pub tls_policy_attempts: Family<TlsPolicyLabels, Counter>,
+    pub mta_sts_failures: Family<MtaStsLabels, Counter>,
     pub shaping_concurrency: Family<DestinationLabels, Gauge>,
     pub shaping_suspended: Family<DestinationLabels, Gauge>,
     pub shaping_sessions: Family<DestinationLabels, Gauge>,
@@ -220,8 +229,14 @@ impl Metrics {
         let tls_policy_attempts = Family::<TlsPolicyLabels, Counter>::default();
         registry.register(
             "tls_policy_attempts",
-            "relay-out: MX delivery attempts by TLS policy (tls_policy.ini, else enable_tls) and result",
+            "relay-out: MX delivery attempts by TLS policy (tls_policy.ini, MTA-STS, else enable_tls) and result",
             tls_policy_attempts.clone(),
+        );
+        let mta_sts_failures = Family::<MtaStsLabels, Counter>::default();
+        registry.register(
+            "mta_sts_failures",
+            "relay-out: MTA-STS failures (policy fetches, and what enforce refused or testing would have) by mode and RFC 8460 result type",
+            mta_sts_failures.clone(),
         );
         Self {
             registry,
@@ -238,6 +253,7 @@ impl Metrics {
             verified_recipients,
             delivery_attempts,
             tls_policy_attempts,
+            mta_sts_failures,
             shaping_concurrency,
             shaping_suspended,
             shaping_sessions,
@@ -268,6 +284,16 @@ impl Metrics {
             .get_or_create(&TlsPolicyLabels {
                 policy: policy.to_owned(),
                 result,
+            })
+            .inc();
+    }
+
+    /// An MTA-STS failure (see [`MtaStsLabels`]).
+    pub fn mta_sts_failure(&self, mode: &str, result_type: &str) {
+        self.mta_sts_failures
+            .get_or_create(&MtaStsLabels {
+                mode: mode.to_owned(),
+                result_type: result_type.to_owned(),
             })
             .inc();
     }

@@ -33,6 +33,7 @@ mod relay_out_delivery_log;
 mod relay_out_dest_domains;
 mod relay_out_dsn;
 mod relay_out_missing_headers;
+mod relay_out_mta_sts;
 mod relay_out_operations;
 mod relay_out_postfix;
 mod relay_out_requiretls;

@@ -245,7 +245,7 @@ async fn requiretls_under_verify_reaches_an_mx_offering_it_with_requiretls_on_ma
     for line in [
         "TLS to MX hosts by default: policy=may (STARTTLS when offered, any certificate; outbound.ini enable_tls=true)",
         "TLS to dest.test's MX hosts: policy=verify (STARTTLS required with a certificate for the MX name, verified with ",
-        "REQUIRETLS offered after STARTTLS; such messages go only to domains whose policy authenticates the MX (dest.test)",
+        "REQUIRETLS offered after STARTTLS; such messages go only to domains whose policy authenticates the MX (DANE, MTA-STS enforce, or tls_policy.ini verify: dest.test)",
     ] {
         assert!(check.contains(line), "{line}\nnot in:\n{check}");
     }

@@ -27,7 +27,7 @@ pub use routes::{HopHost, HopSettings, Route, RouteTable, RouteTls};
 pub use shaping::{
     DEFAULT_SUSPEND, MESSAGES_PER_CONNECTION_REPORT, ShapingMatch, ShapingRule, ShapingRules,
 };
-pub use tls_policy::{TlsPolicies, TlsPolicy};
+pub use tls_policy::{MTA_STS_PORT, TlsPolicies, TlsPolicy};
 
 use relay::RelayIni;
 

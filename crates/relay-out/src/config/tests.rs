@@ -579,3 +579,37 @@ fn tls_policy_dane_keys() {
     let error = typo.load().expect_err("an unknown switch word is an error");
     assert!(error.to_string().contains("dane"), "{error}");
 }
+
+/// tls_policy.ini `[main]` MTA-STS keys: on by default, `mta_sts=false`
+/// turns it off, `mta_sts_port` is test-only (warned about), port 0 is an
+/// error naming the key, and the keys in a domain section are ignored with
+/// a warning.
+#[test]
+fn tls_policy_mta_sts_keys() {
+    let defaults = TempConfig::new(&[]).load().expect("load");
+    assert!(defaults.tls_policies.mta_sts);
+    assert_eq!(defaults.tls_policies.mta_sts_port, 443);
+
+    let set = TempConfig::new(&[(
+        "tls_policy.ini",
+        "mta_sts=false\nmta_sts_port=8443\n[example.com]\npolicy=verify\nmta_sts=true\n",
+    )])
+    .load()
+    .expect("load");
+    assert!(!set.tls_policies.mta_sts);
+    assert_eq!(set.tls_policies.mta_sts_port, 8443);
+    let warnings = set.warnings.join("\n");
+    assert!(
+        warnings.contains("mta_sts_port=8443 is for tests only"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("[example.com] mta_sts is only read in [main]"),
+        "{warnings}"
+    );
+
+    let error = TempConfig::new(&[("tls_policy.ini", "mta_sts_port=0\n")])
+        .load()
+        .expect_err("port 0");
+    assert!(error.to_string().contains("mta_sts_port"), "{error}");
+}

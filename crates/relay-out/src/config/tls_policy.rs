@@ -9,13 +9,18 @@
 //! ; the signed name whose SOA must validate at start (default: the root)
 //! dane_probe = .
 //!
+//! ; MTA-STS (RFC 8461) for domains without a section (default: true)
+//! mta_sts = true
+//!
 //! [example.com]
 //! policy = verify   ; none | may | encrypt | verify
 //! ```
 //!
 //! A domain without a section gets DANE when its MX hosts publish signed
-//! TLSA records (docs/tls-policy.md "DANE"), else outbound.ini's
-//! `enable_tls` (`may`, or `none` when it is off). The courier side is `crate::courier::tls`.
+//! TLSA records (docs/tls-policy.md "DANE"), else its MTA-STS policy when it
+//! publishes one in `enforce` mode, else outbound.ini's `enable_tls` (`may`,
+//! or `none` when it is off). The courier side is `crate::courier::tls`,
+//! DANE is `crate::courier::dane`, MTA-STS is `crate::mta_sts`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -43,6 +48,9 @@ pub enum TlsPolicy {
     /// STARTTLS required, the certificate matched against the host's TLSA
     /// records.
     Dane,
+    /// The domain's MTA-STS policy in `enforce` mode: `verify`, and only MX
+    /// hosts the policy names. Never from this file (not in `WORDS`).
+    MtaSts,
 }
 
 impl TlsPolicy {
@@ -53,6 +61,7 @@ impl TlsPolicy {
             TlsPolicy::Encrypt => "encrypt",
             TlsPolicy::Verify => "verify",
             TlsPolicy::Dane => "dane",
+            TlsPolicy::MtaSts => "mta-sts",
         }
     }
 
@@ -60,11 +69,11 @@ impl TlsPolicy {
     /// REQUIRETLS (RFC 8689 §4.2.1) demands: a host name from a lookup
     /// that cannot be forged and a certificate verified for it. `verify`
     /// (a name the operator pinned in tls_policy.ini, a certificate checked
-    /// against the CAs) does; DANE and MTA-STS, when added, do too; `may` and
+    /// against the CAs) does, as do DANE and MTA-STS `enforce`; `may` and
     /// `encrypt` accept any certificate, `none` has no TLS.
     pub fn authenticates_host(self) -> bool {
         match self {
-            TlsPolicy::Verify | TlsPolicy::Dane => true,
+            TlsPolicy::Verify | TlsPolicy::Dane | TlsPolicy::MtaSts => true,
             TlsPolicy::None | TlsPolicy::May | TlsPolicy::Encrypt => false,
         }
     }
@@ -79,22 +88,32 @@ impl Keyword for TlsPolicy {
     ];
 }
 
+/// The HTTPS port of MTA-STS policy hosts (RFC 8461 §3.3).
+pub const MTA_STS_PORT: u16 = 443;
+
 /// tls_policy.ini, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsPolicies {
     /// `[domain] policy`, by A-label domain.
     pub domains: BTreeMap<String, TlsPolicy>,
-    /// `ca_file` in `[main]`: what `verify` trusts instead of the system's CAs.
+    /// `ca_file` in `[main]`: what `verify` trusts instead of the system's
+    /// CAs (and what verifies MTA-STS policy hosts and MX hosts).
     pub ca_file: Option<PathBuf>,
     /// `dane` in `[main]`: whether TLSA records are looked up and enforced.
     pub dane: bool,
     /// `dane_probe` in `[main]`: the DNSSEC-signed name whose SOA must
     /// come back authenticated at start, else DANE is off.
     pub dane_probe: String,
+    /// `mta_sts` in `[main]`: look up MTA-STS policies (default on).
+    pub mta_sts: bool,
+    /// `mta_sts_port` in `[main]`: TEST-ONLY override of the policy host's
+    /// HTTPS port (RFC 8461 fixes 443), so tests can serve policies from an
+    /// unprivileged port on loopback.
+    pub mta_sts_port: u16,
 }
 
 /// DANE's defaults: on, checked against the root zone (signed since 2010,
-/// so any validating resolver authenticates its SOA).
+/// so any validating resolver authenticates its SOA). MTA-STS: on, port 443.
 impl Default for TlsPolicies {
     fn default() -> Self {
         TlsPolicies {
@@ -102,6 +121,8 @@ impl Default for TlsPolicies {
             ca_file: None,
             dane: true,
             dane_probe: ".".to_owned(),
+            mta_sts: true,
+            mta_sts_port: MTA_STS_PORT,
         }
     }
 }
@@ -117,6 +138,10 @@ struct SectionIni {
     dane: Option<OnOff>,
     #[serde(deserialize_with = "optional_setting")]
     dane_probe: Option<String>,
+    #[serde(deserialize_with = "optional_setting")]
+    mta_sts: Option<bool>,
+    #[serde(deserialize_with = "optional_setting")]
+    mta_sts_port: Option<u16>,
 }
 
 impl TlsPolicies {
@@ -143,12 +168,31 @@ impl TlsPolicies {
                 if let Some(probe) = section.dane_probe.filter(|p| !p.trim().is_empty()) {
                     policies.dane_probe = probe.trim().to_owned();
                 }
+                policies.mta_sts = section.mta_sts.unwrap_or(true);
+                if let Some(port) = section.mta_sts_port {
+                    if port == 0 {
+                        return Err(ConfigError::BadValue {
+                            origin: shown.clone(),
+                            section: name.clone(),
+                            key: "mta_sts_port".to_owned(),
+                            detail: "must be a TCP port (1-65535)".to_owned(),
+                        });
+                    }
+                    if port != MTA_STS_PORT {
+                        dir.warn(format!(
+                            "{shown}: mta_sts_port={port} is for tests only: real MTA-STS policy hosts answer on {MTA_STS_PORT}"
+                        ));
+                    }
+                    policies.mta_sts_port = port;
+                }
                 continue;
             }
             for (key, set) in [
                 ("ca_file", section.ca_file.is_some()),
                 ("dane", section.dane.is_some()),
                 ("dane_probe", section.dane_probe.is_some()),
+                ("mta_sts", section.mta_sts.is_some()),
+                ("mta_sts_port", section.mta_sts_port.is_some()),
             ] {
                 if set {
                     dir.warn(format!(

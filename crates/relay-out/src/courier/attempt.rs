@@ -102,54 +102,48 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
     let started = Instant::now();
     let route = ctx.routing.for_destination(&group.destination);
     let origin = route.map(|route| route.origin.clone());
-    let (mx_connector, mx_tls) = ctx.mx_tls.for_domain(&domain, job.tls_required_no);
-    let tls_policy = route.is_none().then_some(mx_tls);
-    let authenticated = match route {
-        // A route's hops are named by the operator, not looked up: verified
-        // TLS to each of them is the authentication REQUIRETLS asks for.
-        Some(route) => route
-            .hops
-            .iter()
-            .all(|hop| hop.connector.tls == TlsUse::Required),
-        None => mx_tls.policy.authenticates_host(),
-    };
-    if job.requires_authenticated_tls() && !authenticated {
-        let policy = match route {
-            Some(route) => format!("the route {}", route.origin),
-            None => mx_tls.policy.as_str().to_owned(),
-        };
-        let text = requiretls::unauthenticated_text(&domain, &policy);
-        let outcome = RecipientOutcome::local(
-            Verdict::Failed,
-            requiretls::NO_AUTHENTICATED_TLS,
-            &text,
+    let (resolved, mx_tls) = match route {
+        Some(route) => (
+            routes::resolve_route(&ctx.dns, route, &ctx.addresses)
+                .await
+                .map(|candidates| (candidates, HostDecisions::default())),
             None,
-        );
-        return GroupResult {
-            outcomes: vec![outcome; count],
-            contact: HostContact {
-                route: origin,
-                tls_policy,
-                ..HostContact::default()
-            },
-            reply: text,
-            response: None,
-            elapsed: started.elapsed(),
-            closing: None,
-        };
-    }
-    let resolved = match route {
-        Some(route) => routes::resolve_route(&ctx.dns, route, &ctx.addresses).await,
-        None => mx::resolve(&ctx.dns, &group.destination, &ctx.addresses, mx_connector).await,
-    };
-    // DANE comes after a tls_policy.ini entry and before the default
-    // (courier::tls has the order); routes never get it.
-    let resolved = match resolved {
-        Ok(candidates) if route.is_none() && !mx_tls.is_explicit() => {
-            ctx.dane.apply(&domain, candidates).await
+        ),
+        None => {
+            // The MTA-STS TXT lookup (and a policy fetch, rarely) runs
+            // alongside the MX lookup, so it adds no round trip.
+            let (mx_tls, resolved) = tokio::join!(
+                ctx.mx_tls
+                    .for_domain(&ctx.dns, &group.destination, job.tls_required_no),
+                mx::resolve(
+                    &ctx.dns,
+                    &group.destination,
+                    &ctx.addresses,
+                    ctx.mx_tls.default_connector(),
+                ),
+            );
+            let resolved = match resolved {
+                // DANE comes after a tls_policy.ini entry and before
+                // MTA-STS (courier::tls has the order).
+                Ok(candidates) if mx_tls.decision.lets_dane_decide() => {
+                    ctx.dane.apply(&domain, candidates).await
+                }
+                other => other.map(|candidates| (candidates, HostDecisions::default())),
+            };
+            let resolved = resolved.and_then(|(candidates, dane)| {
+                if dane.any().is_some() {
+                    // RFC 8461 §2: where DANE applies, MTA-STS does not.
+                    Ok((mx_tls.beside_dane(candidates, &dane), dane))
+                } else {
+                    mx_tls
+                        .admit(job.id.as_str(), candidates)
+                        .map(|candidates| (candidates, dane))
+                }
+            });
+            (resolved, Some(mx_tls))
         }
-        other => other.map(|candidates| (candidates, HostDecisions::default())),
     };
+    let tls_policy = mx_tls.as_ref().map(|mx_tls| mx_tls.decision);
     let (candidates, dane) = match resolved {
         Ok(found) => found,
         Err(failure) => {
@@ -172,6 +166,60 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
                 closing: None,
             };
         }
+    };
+
+    // REQUIRETLS (RFC 8689 §4.2.1): only hosts whose policy authenticates
+    // them (DANE, MTA-STS enforce, tls_policy.ini verify; a route whose
+    // every hop requires verified TLS) may get the message.
+    let candidates = if job.requires_authenticated_tls() {
+        let authenticated: Vec<Candidate> = match route {
+            Some(route)
+                if route
+                    .hops
+                    .iter()
+                    .all(|hop| hop.connector.tls == TlsUse::Required) =>
+            {
+                candidates
+            }
+            Some(_) => Vec::new(),
+            None => candidates
+                .into_iter()
+                .filter(|c| {
+                    dane.for_host(&c.host)
+                        .or(tls_policy)
+                        .is_some_and(|d| d.policy.authenticates_host())
+                })
+                .collect(),
+        };
+        if authenticated.is_empty() {
+            let policy = match (route, tls_policy) {
+                (Some(route), _) => format!("the route {}", route.origin),
+                (None, Some(decision)) => decision.policy.as_str().to_owned(),
+                (None, None) => "none".to_owned(),
+            };
+            let text = requiretls::unauthenticated_text(&domain, &policy);
+            let outcome = RecipientOutcome::local(
+                Verdict::Failed,
+                requiretls::NO_AUTHENTICATED_TLS,
+                &text,
+                None,
+            );
+            return GroupResult {
+                outcomes: vec![outcome; count],
+                contact: HostContact {
+                    route: origin,
+                    tls_policy,
+                    ..HostContact::default()
+                },
+                reply: text,
+                response: None,
+                elapsed: started.elapsed(),
+                closing: None,
+            };
+        }
+        authenticated
+    } else {
+        candidates
     };
 
     let host_failed = |contact: &HostContact, error: &ClientError, started: Instant| {
@@ -204,7 +252,12 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
             tls_policy: dane.for_host(&candidate.host).or(tls_policy),
         };
         let session = match open_session(&candidate, use_tls, &mut contact).await {
-            Ok(client) => transaction(ctx, job, group, client, &candidate.host).await,
+            Ok(client) => {
+                if let Some(mx_tls) = &mx_tls {
+                    mx_tls.note_session(job.id.as_str(), &candidate.host, &client);
+                }
+                transaction(ctx, job, group, client, &candidate.host).await
+            }
             Err(error) => {
                 if let ClientErrorKind::AuthNotOffered { .. } = error.kind() {
                     warn!(

@@ -11,7 +11,7 @@
 //! | `queue_id`, `domain` | the message and the destination |
 //! | `mx`, `ip`, `port` | the host contacted (`delivered`: host, ip, port); `-` when none was |
 //! | `tls` | the session was encrypted (`delivered`: secured) |
-//! | `tls_policy`, `tls_policy_source` | the MX TLS policy (`none`, `may`, `encrypt`, `verify`, `dane`) and where it came from (`tls_policy.ini`, `tlsa`, `enable_tls`, or `TLS-Required` when the message's `TLS-Required: No` relaxed it to `may`) |
+//! | `tls_policy`, `tls_policy_source` | the MX TLS policy (`none`, `may`, `encrypt`, `verify`, `dane`, `mta-sts`) and where it came from (`tls_policy.ini`, `tlsa`, `mta-sts`, `mta-sts-testing`, `enable_tls`, or `TLS-Required` when the message's `TLS-Required: No` relaxed it to `may`) |
 //! | `rcpts` | recipients in the attempt |
 //! | `result` | `delivered`, `partial`, `deferred`, `bounced`, `host-failed` (next host tried), `skipped` |
 //! | `reply` | the deciding reply or error (`delivered`: response; `deferred`: err; `bounce`: the error) |

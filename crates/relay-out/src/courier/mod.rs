@@ -88,6 +88,8 @@ pub enum DeliverySetupError {
     #[error("cannot set up TLS for delivery: {0}")]
     Tls(#[from] ClientTlsError),
     #[error(transparent)]
+    MtaSts(#[from] crate::mta_sts::MtaStsSetupError),
+    #[error(transparent)]
     Config(#[from] ConfigError),
 }
 
@@ -293,6 +295,7 @@ pub fn describe(settings: &RelayOutSettings, listen: &[SocketAddr]) -> String {
     lines.extend(tls::describe(
         &settings.tls_policies,
         settings.outbound.enable_tls,
+        &outbound.queue_dir,
     ));
     lines.push(dane::describe(&settings.tls_policies));
     let routes = &settings.routes;

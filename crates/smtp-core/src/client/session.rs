@@ -98,6 +98,14 @@ impl SmtpClient {
         self.transport.is_tls()
     }
 
+    /// The server's certificate chain after STARTTLS (end entity first), so
+    /// a caller can judge it by other rules than the session's verifier
+    /// (relay-out's MTA-STS `testing` mode reports what `enforce` would
+    /// have refused).
+    pub fn peer_certificates(&self) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
+        self.transport.peer_certificates()
+    }
+
     /// Whether this is an LMTP session (RFC 2033): a 250 after the data is
     /// final delivery, not relaying.
     pub fn is_lmtp(&self) -> bool {

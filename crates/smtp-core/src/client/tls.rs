@@ -185,6 +185,16 @@ fn build_connector(verify: &TlsVerify) -> Result<TlsConnector, ClientTlsError> {
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
+/// The CAs `verify` trusts, for other TLS clients of the relays (relay-out's
+/// HTTPS client); `None` for [`TlsVerify::Insecure`], which trusts no CA.
+pub fn root_store(verify: &TlsVerify) -> Result<Option<RootCertStore>, ClientTlsError> {
+    match verify {
+        TlsVerify::SystemRoots => system_roots().map(Some),
+        TlsVerify::CaFile(path) => roots_from_file(path).map(Some),
+        TlsVerify::Insecure => Ok(None),
+    }
+}
+
 fn system_roots() -> Result<RootCertStore, ClientTlsError> {
     let found = rustls_native_certs::load_native_certs();
     let mut roots = RootCertStore::empty();

@@ -80,6 +80,19 @@ impl Transport {
         matches!(self.stream, Stream::Tls(_))
     }
 
+    /// The certificate chain the server presented (end entity first).
+    pub(crate) fn peer_certificates(
+        &self,
+    ) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
+        match &self.stream {
+            Stream::Tls(tls) => match tls.as_ref() {
+                tokio_rustls::TlsStream::Client(client) => client.get_ref().1.peer_certificates(),
+                tokio_rustls::TlsStream::Server(_) => None,
+            },
+            _ => None,
+        }
+    }
+
     pub(crate) fn is_usable(&self) -> bool {
         self.usable
     }
