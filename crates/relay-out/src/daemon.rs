@@ -75,6 +75,8 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         info!("outbound.ini: disabled=true, mail is queued but not delivered");
     }
     let source_check = context.source_check(&settings);
+    let tlsrpt = context.tlsrpt();
+    let tlsrpt_timer = tokio::spawn(Arc::clone(&tlsrpt).run());
     let mut dispatcher = Dispatcher::new(Arc::new(context), inbox, switch);
     for entry in loaded.messages {
         dispatcher.resume(entry.envelope);
@@ -101,12 +103,14 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         Arc::clone(&submission),
     ));
     let flush = dispatcher_handle.clone();
+    let reload_tlsrpt = Arc::clone(&tlsrpt);
     let config_root = dir.root().to_path_buf();
     let served = match Server::from_settings(&core, policy) {
         Ok(server) => server
             .on_reload(Box::new(move || {
                 submission.reload(&config_root);
                 flush.flush();
+                reload_tlsrpt.on_hangup();
             }))
             .run()
             .await
@@ -117,6 +121,8 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         .shutdown(core.force_shutdown_timeout)
         .await;
     let _ = dispatcher_task.await;
+    tlsrpt_timer.abort();
+    tlsrpt.save_if_changed().await;
     if let Err(error) = spool.remove_pid_file() {
         warn!(%error, "cannot remove the PID file");
     }

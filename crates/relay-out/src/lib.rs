@@ -14,3 +14,4 @@ mod key_coverage;
 pub mod policy;
 pub mod queue;
 pub mod submission;
+pub mod tlsrpt;

@@ -22,7 +22,9 @@ use super::log::{AttemptRecord, AttemptResult, HostContact, log_attempt};
 use super::mx::{self, Candidate};
 use super::outcome::{HandedOn, RecipientOutcome, Verdict};
 use super::routes;
-use super::tls::HostOrder;
+use super::tls::{HostOrder, TlsDecision};
+use crate::config::TlsPolicy;
+use crate::tlsrpt;
 use spool::QueueId;
 
 /// What an attempt needs to know about the message.
@@ -150,8 +152,12 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
             tls_policy,
         };
         let session = match open_session(&candidate, use_tls, &mut contact).await {
-            Ok(client) => transaction(ctx, job, group, client, &candidate.host).await,
+            Ok(client) => {
+                record_tls(ctx, tls_policy, &domain, &candidate, Ok(client.is_tls()));
+                transaction(ctx, job, group, client, &candidate.host).await
+            }
             Err(error) => {
+                record_tls(ctx, tls_policy, &domain, &candidate, Err(&error));
                 if let ClientErrorKind::AuthNotOffered { .. } = error.kind() {
                     warn!(
                         queue_id = %job.id,
@@ -433,6 +439,40 @@ fn negative_reply(error: &ClientError) -> Option<&Reply> {
     error
         .reply()
         .filter(|reply| reply.is_transient() || reply.is_permanent())
+}
+
+/// Counts an MX session for TLS-RPT (routes are no recipient's policy):
+/// a session that got STARTTLS, or one that failed for a TLS reason; a
+/// clear-text session or a non-TLS failure is not counted. Today's
+/// policies are all `no-policy-found`; MTA-STS and DANE pass their own.
+fn record_tls(
+    ctx: &Context,
+    decision: Option<TlsDecision>,
+    domain: &str,
+    candidate: &Candidate,
+    outcome: Result<bool, &ClientError>,
+) {
+    let Some(decision) = decision else {
+        return;
+    };
+    let required = matches!(decision.policy, TlsPolicy::Encrypt | TlsPolicy::Verify);
+    let result = match outcome {
+        Ok(true) => tlsrpt::SessionResult::Success,
+        Ok(false) => return,
+        Err(error) => match tlsrpt::classify(error, required) {
+            Some(result_type) => tlsrpt::SessionResult::Failure(tlsrpt::Failure {
+                result_type,
+                sending_mta_ip: candidate.connector.source(),
+                receiving_mx_hostname: Some(candidate.host.clone()),
+                receiving_ip: Some(candidate.ip),
+                additional_information: None,
+                failure_reason_code: None,
+            }),
+            None => return,
+        },
+    };
+    ctx.tlsrpt
+        .record(tlsrpt::PolicyKey::no_policy(domain), result);
 }
 
 fn is_tls_failure(error: &ClientError) -> bool {

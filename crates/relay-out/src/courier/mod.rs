@@ -58,6 +58,7 @@ use smtp_core::config::{ConfigDir, ConfigError, CoreSettings};
 use smtp_core::dns::{Dns, DnsError, DnsSettings};
 
 use crate::config::RelayOutSettings;
+use crate::tlsrpt::TlsRpt;
 use spool::{Spool, SpoolError};
 
 pub use dispatcher::{Dispatcher, DispatcherHandle, channel};
@@ -110,6 +111,8 @@ pub struct Context {
     /// outbound.ini `delay_warning_time`; `None`: no delay warnings.
     delay_warning: Option<Duration>,
     dispatcher: DispatcherHandle,
+    /// TLS-RPT: where each MX session's TLS outcome is counted.
+    tlsrpt: Arc<TlsRpt>,
 }
 
 impl Context {
@@ -123,6 +126,14 @@ impl Context {
     ) -> Result<Context, DeliverySetupError> {
         let outbound = &settings.outbound;
         let dns = delivery_dns(core, outbound)?;
+        let tlsrpt = TlsRpt::new(
+            &settings.tlsrpt,
+            &core.me,
+            &outbound.queue_dir,
+            dns.clone(),
+            spool.clone(),
+            dispatcher.clone(),
+        );
         Ok(Context {
             spool,
             dns,
@@ -156,7 +167,13 @@ impl Context {
             delay_template: template(dir, DELAY_TEMPLATE_FILE)?,
             delay_warning: outbound.delay_warning_time,
             dispatcher,
+            tlsrpt,
         })
+    }
+
+    /// The TLS-RPT reporter, for the daemon's timer and SIGHUP.
+    pub fn tlsrpt(&self) -> Arc<TlsRpt> {
+        Arc::clone(&self.tlsrpt)
     }
 
     /// The self-check of `settings`' sources whose verdict this context's

@@ -12,6 +12,7 @@
 mod client_name;
 mod mx;
 mod names;
+mod txt;
 
 use std::net::SocketAddr;
 use std::time::Duration;

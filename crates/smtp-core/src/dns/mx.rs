@@ -111,7 +111,7 @@ impl Dns {
     }
 
     /// Applies the per-operation timeout; running out of time is a temporary failure.
-    async fn bounded<T>(
+    pub(super) async fn bounded<T>(
         &self,
         name: &str,
         operation: impl Future<Output = T>,
@@ -125,7 +125,7 @@ impl Dns {
     }
 }
 
-fn temporary(name: &str, error: &NetError) -> DnsError {
+pub(super) fn temporary(name: &str, error: &NetError) -> DnsError {
     DnsError::Temporary {
         name: name.to_string(),
         reason: error.to_string(),

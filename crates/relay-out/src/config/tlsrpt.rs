@@ -1,0 +1,105 @@
+//! tlsrpt.ini (Postern): TLS-RPT (RFC 8460) reporting, who the reports say
+//! they are from. All keys in `[main]`; every one has a default, so no file
+//! means reporting on, as `me`.
+//!
+//! ```ini
+//! enabled = true                       ; false: record nothing, send nothing
+//! organization_name = Example Ltd      ; default: me
+//! contact_info = postmaster@example.com ; default: postmaster@<me>
+//! submitter = mx-out.example.com       ; default: me
+//! from = tlsrpt-noreply@example.com    ; default: tlsrpt-noreply@<me>
+//! ```
+//!
+//! The reporting itself is `crate::tlsrpt`.
+
+use serde::Deserialize;
+use smtp_core::config::values::{optional_setting, setting};
+use smtp_core::config::{ConfigDir, ConfigError};
+
+/// The file's name (relay-out only).
+pub const TLSRPT_INI: &str = "tlsrpt.ini";
+
+/// tlsrpt.ini, typed; `None`: the default from `me`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsRptSettings {
+    pub enabled: bool,
+    pub organization_name: Option<String>,
+    pub contact_info: Option<String>,
+    pub submitter: Option<String>,
+    pub from: Option<String>,
+}
+
+impl Default for TlsRptSettings {
+    fn default() -> Self {
+        TlsRptSettings {
+            enabled: true,
+            organization_name: None,
+            contact_info: None,
+            submitter: None,
+            from: None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct TlsRptIni {
+    main: MainIni,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct MainIni {
+    #[serde(deserialize_with = "setting")]
+    enabled: bool,
+    #[serde(deserialize_with = "optional_setting")]
+    organization_name: Option<String>,
+    #[serde(deserialize_with = "optional_setting")]
+    contact_info: Option<String>,
+    #[serde(deserialize_with = "optional_setting")]
+    submitter: Option<String>,
+    #[serde(deserialize_with = "optional_setting")]
+    from: Option<String>,
+}
+
+impl Default for MainIni {
+    fn default() -> Self {
+        MainIni {
+            enabled: true,
+            organization_name: None,
+            contact_info: None,
+            submitter: None,
+            from: None,
+        }
+    }
+}
+
+impl TlsRptSettings {
+    /// Reads tlsrpt.ini; a missing file gives the defaults. An address
+    /// without `@` is a startup error naming the key.
+    pub fn load(dir: &ConfigDir) -> Result<Self, ConfigError> {
+        let main = dir.ini::<TlsRptIni>(TLSRPT_INI)?.main;
+        let nonempty =
+            |value: Option<String>| value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let from = nonempty(main.from);
+        if let Some(from) = &from
+            && (!from.contains('@') || from.contains(['<', '>', ' ']))
+        {
+            return Err(ConfigError::BadValue {
+                origin: dir.shown(TLSRPT_INI),
+                section: "main".to_owned(),
+                key: "from".to_owned(),
+                detail: format!(
+                    "'{from}': expected a mail address such as tlsrpt-noreply@example.com"
+                ),
+            });
+        }
+        Ok(TlsRptSettings {
+            enabled: main.enabled,
+            organization_name: nonempty(main.organization_name),
+            contact_info: nonempty(main.contact_info),
+            submitter: nonempty(main.submitter),
+            from,
+        })
+    }
+}

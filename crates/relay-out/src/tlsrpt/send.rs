@@ -1,0 +1,249 @@
+//! Sending what is due: each (day, domain) entry becomes one report, a
+//! mail per `mailto:` destination stored in relay-out's own queue. The
+//! daemon's timer sends a day's reports once the UTC day is over;
+//! `relay-out tlsrpt send` sends everything pending now (through the
+//! daemon when it runs, so that one process owns the counts).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+use clap::Subcommand;
+use smtp_core::config::{ConfigDir, CoreSettings};
+use spool::{Envelope, QueueId, RecipientState, Spool, SpoolError};
+use tracing::{info, warn};
+
+use super::report::{Report, Reporter};
+use super::store::{Entry, STATE_FILE, State};
+use super::{ReportUri, SAVE_INTERVAL, TlsRpt, state_dir};
+use crate::config::RelayOutSettings;
+use crate::queue;
+
+/// The file `tlsrpt send` leaves for the daemon before its SIGHUP.
+const REQUEST_FILE: &str = "send-requested";
+
+/// The `tlsrpt` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TlsRptCommand {
+    /// Print the pending counts (today's and any day not yet reported).
+    Show,
+    /// Send every pending report now, today's so far included.
+    Send,
+}
+
+/// Stores one mail per `mailto:` destination of each entry's report;
+/// returns the envelopes stored, and the entries that could not be (to
+/// keep for later).
+fn queue_reports(
+    spool: &Spool,
+    reporter: &Reporter,
+    entries: Vec<Entry>,
+    now: DateTime<Utc>,
+) -> (Vec<Envelope>, Vec<Entry>, Vec<SpoolError>) {
+    let mut stored = Vec::new();
+    let mut kept = Vec::new();
+    let mut errors = Vec::new();
+    let arrival = SystemTime::from(now);
+    for entry in entries {
+        let report = Report::build(reporter, &entry, now);
+        let mut failed = false;
+        for uri in &entry.rua {
+            match uri {
+                ReportUri::Mailto(to) => {
+                    let envelope = Envelope {
+                        id: QueueId::generate_at(arrival),
+                        arrival,
+                        sender: reporter.from.clone(),
+                        recipients: vec![RecipientState::new(to.clone(), arrival)],
+                        client: Some(format!("relay-out: TLS-RPT report for {}", entry.domain)),
+                        smtputf8: !to.is_ascii(),
+                        eight_bit_mime: false,
+                        ret: None,
+                        envid: None,
+                        delay_warned: None,
+                        extras: spool::NoExtras {},
+                    };
+                    match spool.store(&envelope, &report.mail(reporter, to, now)) {
+                        Ok(()) => {
+                            info!(
+                                queue_id = %envelope.id,
+                                domain = %entry.domain,
+                                to = %to,
+                                report_id = %report.report_id,
+                                "TLS-RPT report queued"
+                            );
+                            stored.push(envelope);
+                        }
+                        Err(error) => {
+                            errors.push(error);
+                            failed = true;
+                        }
+                    }
+                }
+                ReportUri::Https(url) => warn!(
+                    domain = %entry.domain,
+                    url = %url,
+                    report_id = %report.report_id,
+                    "TLS-RPT: https: report destinations are not supported yet; this one is not sent"
+                ),
+            }
+        }
+        if failed {
+            kept.push(entry);
+        }
+    }
+    (stored, kept, errors)
+}
+
+impl TlsRpt {
+    /// The daemon's timer: saves changed counts every [`SAVE_INTERVAL`],
+    /// and sends the reports of past days at start and after each UTC
+    /// midnight. Runs until aborted.
+    pub async fn run(self: Arc<Self>) {
+        if !self.enabled {
+            return;
+        }
+        let mut last_day = None;
+        loop {
+            let today = Utc::now().date_naive();
+            if last_day != Some(today) {
+                self.send_due(false).await;
+                last_day = Some(today);
+            }
+            self.save_if_changed().await;
+            tokio::time::sleep(SAVE_INTERVAL).await;
+        }
+    }
+
+    /// SIGHUP: sends everything pending now if `tlsrpt send` asked.
+    pub fn on_hangup(self: &Arc<Self>) {
+        let request = self.dir.join(REQUEST_FILE);
+        if !self.enabled || std::fs::remove_file(&request).is_err() {
+            return;
+        }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            info!("TLS-RPT: sending every pending report now (relay-out tlsrpt send)");
+            this.send_due(true).await;
+        });
+    }
+
+    /// Queues the due reports (with `today_too`, today's so far) and saves
+    /// the counts that remain.
+    async fn send_due(&self, today_too: bool) {
+        let now = Utc::now();
+        let due = self.state.lock().unwrap().take_due(now, today_too);
+        self.dirty.store(true, Ordering::Relaxed);
+        if !due.is_empty() {
+            let spool = self.spool.clone();
+            let reporter = self.reporter.clone();
+            let queued =
+                tokio::task::spawn_blocking(move || queue_reports(&spool, &reporter, due, now))
+                    .await;
+            match queued {
+                Ok((stored, kept, errors)) => {
+                    for error in errors {
+                        warn!("TLS-RPT: cannot queue a report, kept for later: {error}");
+                    }
+                    self.state.lock().unwrap().entries.extend(kept);
+                    for envelope in stored {
+                        self.dispatcher.queued(envelope);
+                    }
+                }
+                Err(error) => warn!("TLS-RPT: queueing the reports failed: {error}"),
+            }
+        }
+        self.save_if_changed().await;
+    }
+}
+
+/// Runs `relay-out tlsrpt …`; errors go to stderr with exit status 1.
+pub fn command(config: &Path, command: &TlsRptCommand) -> ExitCode {
+    match execute(config, command) {
+        Ok(output) => {
+            print!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("relay-out tlsrpt: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(config: &Path, command: &TlsRptCommand) -> anyhow::Result<String> {
+    let dir = ConfigDir::open(config)?;
+    let core = CoreSettings::load(&dir)?;
+    let settings = RelayOutSettings::load(&dir)?;
+    let queue_dir = &settings.outbound.queue_dir;
+    let state_dir = state_dir(queue_dir);
+    let state_path = state_dir.join(STATE_FILE);
+    match command {
+        TlsRptCommand::Show => Ok(show(&State::load(&state_path)?, settings.tlsrpt.enabled)),
+        TlsRptCommand::Send => {
+            if !settings.tlsrpt.enabled {
+                anyhow::bail!("reporting is off (tlsrpt.ini enabled=false)");
+            }
+            let spool = queue::open(queue_dir)?;
+            if let Some(pid) = spool.running_daemon()? {
+                std::fs::create_dir_all(&state_dir)?;
+                std::fs::write(state_dir.join(REQUEST_FILE), b"")?;
+                spool.send_hangup()?;
+                return Ok(format!(
+                    "relay-out (PID {pid}): sending every pending TLS-RPT report now (see its log)\n"
+                ));
+            }
+            let reporter = super::reporter(&settings.tlsrpt, &core.me);
+            let mut state = State::load(&state_path)?;
+            let due = state.take_due(Utc::now(), true);
+            let (stored, kept, errors) = queue_reports(&spool, &reporter, due, Utc::now());
+            state.entries.extend(kept);
+            state.save(&state_path)?;
+            if let Some(error) = errors.into_iter().next() {
+                return Err(error.into());
+            }
+            Ok(format!(
+                "{} TLS-RPT report(s) queued; relay-out sends them when it runs\n",
+                stored.len()
+            ))
+        }
+    }
+}
+
+/// `tlsrpt show`: one line per (day, domain, policy), then its failures.
+fn show(state: &State, enabled: bool) -> String {
+    let mut out = String::new();
+    if !enabled {
+        out.push_str("TLS-RPT reporting is off (tlsrpt.ini enabled=false)\n");
+    }
+    if state.entries.is_empty() {
+        out.push_str("no TLS-RPT counts pending\n");
+    }
+    for entry in &state.entries {
+        for counts in &entry.policies {
+            let policy_type = serde_json::to_value(counts.policy.policy_type)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "{} {} policy={} successful={} failed={}\n",
+                entry.day, entry.domain, policy_type, counts.successful, counts.failed
+            ));
+            for (failure, count) in &counts.details {
+                out.push_str(&format!(
+                    "  {} mx={} ip={} sessions={}\n",
+                    failure.result_type.as_str(),
+                    failure.receiving_mx_hostname.as_deref().unwrap_or("-"),
+                    failure
+                        .receiving_ip
+                        .map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
+                    count
+                ));
+            }
+        }
+    }
+    out
+}
