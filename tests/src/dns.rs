@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hickory_proto::op::{Metadata, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, MX, PTR};
+use hickory_proto::rr::rdata::{A, AAAA, MX, PTR, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::Server;
 use hickory_server::net::runtime::Time;
@@ -38,6 +38,7 @@ enum TestRecord {
     Aaaa(Ipv6Addr),
     Mx { preference: u16, exchange: String },
     Ptr(String),
+    Txt(String),
 }
 
 /// What the server does for one owner name.
@@ -89,6 +90,15 @@ impl TestZone {
                 preference: pref,
                 exchange: exchange.to_string(),
             },
+        )
+    }
+
+    /// Adds a TXT record with `text` as its one character-string (split in
+    /// 255-byte strings by the encoder when longer).
+    pub fn txt(self, name: &str, text: &str) -> Self {
+        self.record(
+            TestOwner::Name(name.to_string()),
+            TestRecord::Txt(text.to_string()),
         )
     }
 
@@ -186,6 +196,7 @@ fn rdata(record: &TestRecord) -> anyhow::Result<RData> {
             exchange,
         } => RData::MX(MX::new(*preference, absolute(exchange)?)),
         TestRecord::Ptr(target) => RData::PTR(PTR(absolute(target)?)),
+        TestRecord::Txt(text) => RData::TXT(TXT::new(vec![text.clone()])),
     })
 }
 

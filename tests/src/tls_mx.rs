@@ -43,6 +43,17 @@ impl StartTlsMx {
     /// Listens on `addr`; `broken` makes every handshake fail.
     pub async fn start_on(addr: SocketAddr, host: &str, broken: bool) -> anyhow::Result<Self> {
         let ca = TestCa::new("Postern TLS MX CA")?;
+        Self::start_with(addr, &ca, host, broken).await
+    }
+
+    /// Listens on `addr` with a certificate for `host` issued by `ca`
+    /// (several MX hosts of one CA; a name that is not the MX's).
+    pub async fn start_with(
+        addr: SocketAddr,
+        ca: &TestCa,
+        host: &str,
+        broken: bool,
+    ) -> anyhow::Result<Self> {
         let cert = ca.issue(host)?;
         let chain = vec![CertificateDer::from_pem_slice(cert.cert_pem.as_bytes())?];
         let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes())?;
