@@ -4,7 +4,8 @@
 //! SIGHUP (and `relay-out queue flush`, which sends it) reloads the TLS
 //! certificate, re-reads outbound.ini `disabled` and auth_flat_file.ini, and
 //! makes every deferred recipient due now, as Haraka's SIGHUP drains its
-//! temp-fail queue.
+//! temp-fail queue; after `relay-out tlsrpt send` it also sends the pending
+//! TLS-RPT reports (crate::tlsrpt).
 
 use std::path::Path;
 use std::sync::Arc;

@@ -134,6 +134,17 @@ const TABLE: &[KeyReader] = &[
         Field("policies.for_domain"),
     ),
     ("tls_policy.ini", "*", "ca_file", Field("policies.ca_file")),
+    // Read in tlsrpt/ (reporter(), TlsRpt::new).
+    ("tlsrpt.ini", "main", "enabled", Field("enabled")),
+    (
+        "tlsrpt.ini",
+        "main",
+        "organization_name",
+        Field("organization_name"),
+    ),
+    ("tlsrpt.ini", "main", "contact_info", Field("contact_info")),
+    ("tlsrpt.ini", "main", "submitter", Field("submitter")),
+    ("tlsrpt.ini", "main", "from", Field("from")),
 ];
 
 #[test]

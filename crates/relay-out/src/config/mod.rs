@@ -29,7 +29,7 @@ pub use shaping::{
     DEFAULT_SUSPEND, MESSAGES_PER_CONNECTION_REPORT, ShapingMatch, ShapingRule, ShapingRules,
 };
 pub use tls_policy::{TlsPolicies, TlsPolicy};
-pub use tlsrpt::{TLSRPT_INI, TlsRptSettings};
+pub use tlsrpt::TlsRptSettings;
 
 use relay::RelayIni;
 

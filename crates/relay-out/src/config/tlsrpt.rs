@@ -13,11 +13,9 @@
 //! The reporting itself is `crate::tlsrpt`.
 
 use serde::Deserialize;
+use smtp_core::config::files::TLSRPT_INI;
 use smtp_core::config::values::{optional_setting, setting};
 use smtp_core::config::{ConfigDir, ConfigError};
-
-/// The file's name (relay-out only).
-pub const TLSRPT_INI: &str = "tlsrpt.ini";
 
 /// tlsrpt.ini, typed; `None`: the default from `me`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -281,6 +281,14 @@ pub fn describe(settings: &RelayOutSettings, listen: &[SocketAddr]) -> String {
     )];
     lines.extend(shaping::describe(&settings.shaping));
     lines.extend(tls::describe(&settings.tls_policies));
+    lines.push(if settings.tlsrpt.enabled {
+        format!(
+            "TLS-RPT: daily reports to the domains that publish _smtp._tls (mailto: only), counts in {} (tlsrpt.ini)",
+            crate::tlsrpt::state_dir(&outbound.queue_dir).display()
+        )
+    } else {
+        "TLS-RPT: off (tlsrpt.ini enabled=false)".to_owned()
+    });
     let routes = &settings.routes;
     lines.extend(
         routes
