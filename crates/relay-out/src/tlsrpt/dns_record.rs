@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use smtp_core::dns::{Dns, DnsError};
 
+use crate::config::routes::percent_decode;
+
 /// How long an answer (a record, or none) is trusted.
 const CACHE_TTL: Duration = Duration::from_secs(3600);
 /// How long a temporary DNS failure is remembered (sessions meanwhile are
@@ -138,23 +140,6 @@ fn parse_uri(uri: &str) -> Result<ReportUri, RecordError> {
         }
         _ => Err(bad()),
     }
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        if bytes[index] == b'%' {
-            let hex = text.get(index + 1..index + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            index += 3;
-        } else {
-            out.push(bytes[index]);
-            index += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// The records looked up, by domain.

@@ -247,3 +247,48 @@ fn show(state: &State, enabled: bool) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tlsrpt::result::{PolicyKey, SessionResult};
+
+    #[test]
+    fn each_mailto_destination_gets_a_queued_mail_and_https_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = queue::open(dir.path()).unwrap();
+        let reporter = Reporter {
+            organization_name: "o".into(),
+            contact_info: "c@out.test".into(),
+            submitter: "out.test".into(),
+            from: "tlsrpt-noreply@out.test".into(),
+        };
+        let mut state = State::default();
+        let now: DateTime<Utc> = "2026-12-06T10:00:00Z".parse().unwrap();
+        let rua = [
+            ReportUri::Mailto("a@r.test".into()),
+            ReportUri::Https("https://r.test/".into()),
+            ReportUri::Mailto("b@r.test".into()),
+        ];
+        state.add(
+            now,
+            &rua,
+            &PolicyKey::no_policy("dest.test"),
+            &SessionResult::Success,
+        );
+        let due = state.take_due(now, true);
+        let (stored, kept, errors) = queue_reports(&spool, &reporter, due, now);
+        assert!(kept.is_empty() && errors.is_empty());
+        let to: Vec<&str> = stored
+            .iter()
+            .map(|e| e.recipients[0].address.as_str())
+            .collect();
+        assert_eq!(to, ["a@r.test", "b@r.test"]);
+        let listing = spool.list().unwrap();
+        assert_eq!(listing.entries.len(), 2);
+        let data = spool.read_start(&stored[0].id, 1 << 20).unwrap();
+        let text = String::from_utf8(data).unwrap();
+        assert!(text.contains("TLS-Report-Domain: dest.test\r\n"), "{text}");
+        assert_eq!(stored[0].sender, "tlsrpt-noreply@out.test");
+    }
+}
