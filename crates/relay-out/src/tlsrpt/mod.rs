@@ -9,6 +9,7 @@
 //! | [`store`] | the counts per (UTC day, policy domain, policy), on disk across restarts |
 //! | [`report`] | the JSON report, gzip'ed, and the mail that carries it (RFC 8460 §4, §5.3) |
 //! | [`send`] | reports due → mails in relay-out's own queue; the daemon's timer; `tlsrpt show/send` |
+//! | [`https`] | `rua=https:` POST: not supported yet, the one place to plug an HTTPS client |
 //!
 //! # Recording API (for MTA-STS and DANE too)
 //!
@@ -54,6 +55,7 @@
 //! the saved counts.
 
 pub mod dns_record;
+pub mod https;
 pub mod report;
 pub mod result;
 mod send;

@@ -34,18 +34,36 @@ pub enum TlsRptCommand {
     Send,
 }
 
-/// Stores one mail per `mailto:` destination of each entry's report;
-/// returns the envelopes stored, and the entries that could not be (to
-/// keep for later).
+/// A report for an `https:` destination, to POST.
+#[derive(Debug)]
+struct ToPost {
+    url: String,
+    domain: String,
+    report_id: String,
+    gzipped: Vec<u8>,
+}
+
+/// What [`queue_reports`] did.
+#[derive(Debug, Default)]
+struct Queued {
+    /// The mails stored, for the dispatcher.
+    stored: Vec<Envelope>,
+    /// Entries whose mail could not be stored, to keep for later.
+    kept: Vec<Entry>,
+    errors: Vec<SpoolError>,
+    /// The `https:` destinations' reports.
+    to_post: Vec<ToPost>,
+}
+
+/// Stores one mail per `mailto:` destination of each entry's report, and
+/// lists the reports for `https:` ones.
 fn queue_reports(
     spool: &Spool,
     reporter: &Reporter,
     entries: Vec<Entry>,
     now: DateTime<Utc>,
-) -> (Vec<Envelope>, Vec<Entry>, Vec<SpoolError>) {
-    let mut stored = Vec::new();
-    let mut kept = Vec::new();
-    let mut errors = Vec::new();
+) -> Queued {
+    let mut queued = Queued::default();
     let arrival = SystemTime::from(now);
     for entry in entries {
         let report = Report::build(reporter, &entry, now);
@@ -75,27 +93,47 @@ fn queue_reports(
                                 report_id = %report.report_id,
                                 "TLS-RPT report queued"
                             );
-                            stored.push(envelope);
+                            queued.stored.push(envelope);
                         }
                         Err(error) => {
-                            errors.push(error);
+                            queued.errors.push(error);
                             failed = true;
                         }
                     }
                 }
-                ReportUri::Https(url) => warn!(
-                    domain = %entry.domain,
-                    url = %url,
-                    report_id = %report.report_id,
-                    "TLS-RPT: https: report destinations are not supported yet; this one is not sent"
-                ),
+                ReportUri::Https(url) => queued.to_post.push(ToPost {
+                    url: url.clone(),
+                    domain: entry.domain.clone(),
+                    report_id: report.report_id.clone(),
+                    gzipped: report.gzip(),
+                }),
             }
         }
         if failed {
-            kept.push(entry);
+            queued.kept.push(entry);
         }
     }
-    (stored, kept, errors)
+    queued
+}
+
+/// POSTs each report (see [`super::https`]), logging the outcome.
+async fn post_reports(to_post: Vec<ToPost>) {
+    for report in to_post {
+        match super::https::post(&report.url, &report.gzipped).await {
+            Ok(()) => info!(
+                domain = %report.domain,
+                url = %report.url,
+                report_id = %report.report_id,
+                "TLS-RPT report posted"
+            ),
+            Err(error) => warn!(
+                domain = %report.domain,
+                url = %report.url,
+                report_id = %report.report_id,
+                "TLS-RPT: {error}"
+            ),
+        }
+    }
 }
 
 impl TlsRpt {
@@ -144,14 +182,15 @@ impl TlsRpt {
                 tokio::task::spawn_blocking(move || queue_reports(&spool, &reporter, due, now))
                     .await;
             match queued {
-                Ok((stored, kept, errors)) => {
-                    for error in errors {
+                Ok(queued) => {
+                    for error in queued.errors {
                         warn!("TLS-RPT: cannot queue a report, kept for later: {error}");
                     }
-                    self.state.lock().unwrap().entries.extend(kept);
-                    for envelope in stored {
+                    self.state.lock().unwrap().entries.extend(queued.kept);
+                    for envelope in queued.stored {
                         self.dispatcher.queued(envelope);
                     }
+                    post_reports(queued.to_post).await;
                 }
                 Err(error) => warn!("TLS-RPT: queueing the reports failed: {error}"),
             }
@@ -199,16 +238,25 @@ fn execute(config: &Path, command: &TlsRptCommand) -> anyhow::Result<String> {
             let reporter = super::reporter(&settings.tlsrpt, &core.me);
             let mut state = State::load(&state_path)?;
             let due = state.take_due(Utc::now(), true);
-            let (stored, kept, errors) = queue_reports(&spool, &reporter, due, Utc::now());
-            state.entries.extend(kept);
+            let queued = queue_reports(&spool, &reporter, due, Utc::now());
+            state.entries.extend(queued.kept);
             state.save(&state_path)?;
-            if let Some(error) = errors.into_iter().next() {
+            if let Some(error) = queued.errors.into_iter().next() {
                 return Err(error.into());
             }
-            Ok(format!(
+            let mut said = format!(
                 "{} TLS-RPT report(s) queued; relay-out sends them when it runs\n",
-                stored.len()
-            ))
+                queued.stored.len()
+            );
+            for report in queued.to_post {
+                said.push_str(&format!(
+                    "{} ({}): {}\n",
+                    report.url,
+                    report.domain,
+                    super::https::PostError::NotSupported
+                ));
+            }
+            Ok(said)
         }
     }
 }
@@ -277,8 +325,11 @@ mod tests {
             &SessionResult::Success,
         );
         let due = state.take_due(now, true);
-        let (stored, kept, errors) = queue_reports(&spool, &reporter, due, now);
-        assert!(kept.is_empty() && errors.is_empty());
+        let queued = queue_reports(&spool, &reporter, due, now);
+        assert!(queued.kept.is_empty() && queued.errors.is_empty());
+        assert_eq!(queued.to_post.len(), 1);
+        assert_eq!(queued.to_post[0].url, "https://r.test/");
+        let stored = queued.stored;
         let to: Vec<&str> = stored
             .iter()
             .map(|e| e.recipients[0].address.as_str())
