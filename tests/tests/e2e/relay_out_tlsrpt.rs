@@ -224,6 +224,7 @@ async fn a_day_of_sessions_is_reported_to_the_rua_mailbox() -> anyhow::Result<()
         "{json}"
     );
     assert_eq!(details[0]["receiving-ip"], "127.0.0.2", "{json}");
+    assert_eq!(details[0]["sending-mta-ip"], "127.0.0.1", "{json}");
     assert_eq!(details[0]["failed-session-count"], 1, "{json}");
 
     // Sent, so nothing is pending any more.

@@ -462,7 +462,7 @@ fn record_tls(
         Err(error) => match tlsrpt::classify(error, required) {
             Some(result_type) => tlsrpt::SessionResult::Failure(tlsrpt::Failure {
                 result_type,
-                sending_mta_ip: candidate.connector.source(),
+                sending_mta_ip: tlsrpt::sending_ip(candidate.connector.source(), candidate.ip),
                 receiving_mx_hostname: Some(candidate.host.clone()),
                 receiving_ip: Some(candidate.ip),
                 additional_information: None,

@@ -73,7 +73,7 @@ use tracing::warn;
 
 pub use dns_record::{ReportUri, Rua};
 pub use report::Reporter;
-pub use result::{Failure, PolicyKey, PolicyType, ResultType, SessionResult, classify};
+pub use result::{Failure, PolicyKey, PolicyType, ResultType, SessionResult, classify, sending_ip};
 pub use send::{TlsRptCommand, command};
 
 use crate::config::TlsRptSettings;

@@ -133,6 +133,23 @@ pub enum SessionResult {
     Failure(Failure),
 }
 
+/// `sending-mta-ip` for a session with `peer`: the configured source
+/// address, else the one the kernel routes to `peer` from (a UDP socket's
+/// `connect` sends nothing; the client error does not carry the TCP
+/// socket's own address).
+pub fn sending_ip(configured: Option<IpAddr>, peer: IpAddr) -> Option<IpAddr> {
+    configured.or_else(|| {
+        let any: IpAddr = if peer.is_ipv4() {
+            std::net::Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        };
+        let socket = std::net::UdpSocket::bind((any, 0)).ok()?;
+        socket.connect((peer, 25)).ok()?;
+        Some(socket.local_addr().ok()?.ip())
+    })
+}
+
 /// The result type of a session that failed with `error` under a policy
 /// that required TLS (`required`: encrypt, verify, and later MTA-STS and
 /// DANE) or used it opportunistically. `None`: not a TLS failure (refused
@@ -201,6 +218,14 @@ mod tests {
             policy,
             r#"{"policy-type":"no-policy-found","policy-domain":"dest.test"}"#
         );
+    }
+
+    #[test]
+    fn the_sending_ip_is_the_configured_one_else_the_routed_one() {
+        let configured: IpAddr = "192.0.2.7".parse().unwrap();
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(sending_ip(Some(configured), loopback), Some(configured));
+        assert_eq!(sending_ip(None, loopback), Some(loopback));
     }
 
     #[test]
