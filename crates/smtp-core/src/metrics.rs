@@ -86,6 +86,14 @@ pub struct TlsPolicyLabels {
     pub result: Outcome,
 }
 
+/// relay-out's TLS-RPT: a counted session's result (`successful` or an
+/// RFC 8460 result type), or what became of a report (`queued`,
+/// `not_sent`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsRptLabels {
+    pub result: String,
+}
+
 /// relay-in's backend, as `host:port`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabels {
@@ -115,6 +123,8 @@ pub struct Metrics {
     pub verified_recipients: Gauge,
     pub delivery_attempts: Family<OutcomeLabels, Counter>,
     pub tls_policy_attempts: Family<TlsPolicyLabels, Counter>,
+    pub tlsrpt_sessions: Family<TlsRptLabels, Counter>,
+    pub tlsrpt_reports: Family<TlsRptLabels, Counter>,
     pub shaping_concurrency: Family<DestinationLabels, Gauge>,
     pub shaping_suspended: Family<DestinationLabels, Gauge>,
     pub shaping_sessions: Family<DestinationLabels, Gauge>,
@@ -223,6 +233,18 @@ impl Metrics {
             "relay-out: MX delivery attempts by TLS policy (tls_policy.ini, else enable_tls) and result",
             tls_policy_attempts.clone(),
         );
+        let tlsrpt_sessions = Family::<TlsRptLabels, Counter>::default();
+        registry.register(
+            "tlsrpt_sessions",
+            "relay-out: MX sessions counted for TLS-RPT (destinations with _smtp._tls) by result",
+            tlsrpt_sessions.clone(),
+        );
+        let tlsrpt_reports = Family::<TlsRptLabels, Counter>::default();
+        registry.register(
+            "tlsrpt_reports",
+            "relay-out: TLS-RPT reports by what became of them (queued; not_sent: https: or a queue error)",
+            tlsrpt_reports.clone(),
+        );
         Self {
             registry,
             connections,
@@ -238,6 +260,8 @@ impl Metrics {
             verified_recipients,
             delivery_attempts,
             tls_policy_attempts,
+            tlsrpt_sessions,
+            tlsrpt_reports,
             shaping_concurrency,
             shaping_suspended,
             shaping_sessions,
@@ -268,6 +292,15 @@ impl Metrics {
             .get_or_create(&TlsPolicyLabels {
                 policy: policy.to_owned(),
                 result,
+            })
+            .inc();
+    }
+
+    /// A TLS-RPT session or report (see [`TlsRptLabels`]).
+    pub fn tlsrpt(family: &Family<TlsRptLabels, Counter>, result: &str) {
+        family
+            .get_or_create(&TlsRptLabels {
+                result: result.to_owned(),
             })
             .inc();
     }

@@ -86,6 +86,7 @@ async fn a_day_of_sessions_is_reported_to_the_rua_mailbox() -> anyhow::Result<()
     // then mx2 (a valid certificate) takes the message.
     let _mx1 = StartTlsMx::start_with(host(2, farm.port), &ca, "wrong.test", false).await?;
     let mx2 = StartTlsMx::start_with(host(3, farm.port), &ca, "mx2.dest.test", false).await?;
+    let metrics_port = postern_tests::process::free_port();
     let options = OutboundOptions {
         outbound: "temp_fail_intervals=1h\n".into(),
         files: vec![
@@ -97,6 +98,10 @@ async fn a_day_of_sessions_is_reported_to_the_rua_mailbox() -> anyhow::Result<()
             (
                 "tlsrpt.ini".to_owned(),
                 "organization_name=Postern Test\ncontact_info=tls@relay-out.test\n".to_owned(),
+            ),
+            (
+                "metrics.ini".to_owned(),
+                format!("listen=127.0.0.1:{metrics_port}\n"),
             ),
         ],
         ..OutboundOptions::default()
@@ -116,6 +121,15 @@ async fn a_day_of_sessions_is_reported_to_the_rua_mailbox() -> anyhow::Result<()
         "{shown}"
     );
     assert!(!shown.contains("reports.test"), "{shown}");
+    let metrics = postern_tests::metrics::scrape(([127, 0, 0, 1], metrics_port).into()).await?;
+    for result in ["successful", "certificate-host-mismatch"] {
+        let series = format!("postern_tlsrpt_sessions_total{{result=\"{result}\"}}");
+        assert_eq!(
+            postern_tests::metrics::value(&metrics, &series),
+            1.0,
+            "{metrics}"
+        );
+    }
 
     // The counts are on disk: a crash and a restart keep them.
     out.kill()?;
@@ -226,6 +240,14 @@ async fn a_day_of_sessions_is_reported_to_the_rua_mailbox() -> anyhow::Result<()
     assert_eq!(details[0]["receiving-ip"], "127.0.0.2", "{json}");
     assert_eq!(details[0]["sending-mta-ip"], "127.0.0.1", "{json}");
     assert_eq!(details[0]["failed-session-count"], 1, "{json}");
+
+    let metrics = postern_tests::metrics::scrape(([127, 0, 0, 1], metrics_port).into()).await?;
+    let queued = "postern_tlsrpt_reports_total{result=\"queued\"}";
+    assert_eq!(
+        postern_tests::metrics::value(&metrics, queued),
+        1.0,
+        "{metrics}"
+    );
 
     // Sent, so nothing is pending any more.
     wait_for_show(&out, "no TLS-RPT counts pending").await?;

@@ -180,6 +180,12 @@ impl TlsRpt {
                 .unwrap()
                 .add(Utc::now(), &rua.uris, &policy, &result);
             if counted {
+                let metrics = smtp_core::metrics::metrics();
+                let label = match &result {
+                    SessionResult::Success => "successful",
+                    SessionResult::Failure(failure) => failure.result_type.as_str(),
+                };
+                smtp_core::metrics::Metrics::tlsrpt(&metrics.tlsrpt_sessions, label);
                 this.dirty.store(true, Ordering::Relaxed);
             } else {
                 warn!(

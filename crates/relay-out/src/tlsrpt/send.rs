@@ -13,6 +13,7 @@ use std::time::SystemTime;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use smtp_core::config::{ConfigDir, CoreSettings};
+use smtp_core::metrics::Metrics;
 use spool::{Envelope, QueueId, RecipientState, Spool, SpoolError};
 use tracing::{info, warn};
 
@@ -126,12 +127,15 @@ async fn post_reports(to_post: Vec<ToPost>) {
                 report_id = %report.report_id,
                 "TLS-RPT report posted"
             ),
-            Err(error) => warn!(
-                domain = %report.domain,
-                url = %report.url,
-                report_id = %report.report_id,
-                "TLS-RPT: {error}"
-            ),
+            Err(error) => {
+                Metrics::tlsrpt(&smtp_core::metrics::metrics().tlsrpt_reports, "not_sent");
+                warn!(
+                    domain = %report.domain,
+                    url = %report.url,
+                    report_id = %report.report_id,
+                    "TLS-RPT: {error}"
+                );
+            }
         }
     }
 }
@@ -183,11 +187,14 @@ impl TlsRpt {
                     .await;
             match queued {
                 Ok(queued) => {
+                    let reports = &smtp_core::metrics::metrics().tlsrpt_reports;
                     for error in queued.errors {
+                        Metrics::tlsrpt(reports, "not_sent");
                         warn!("TLS-RPT: cannot queue a report, kept for later: {error}");
                     }
                     self.state.lock().unwrap().entries.extend(queued.kept);
                     for envelope in queued.stored {
+                        Metrics::tlsrpt(reports, "queued");
                         self.dispatcher.queued(envelope);
                     }
                     post_reports(queued.to_post).await;
