@@ -39,12 +39,15 @@ impl Default for TlsRptSettings {
     }
 }
 
+/// tlsrpt.ini as written: only `[main]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct TlsRptIni {
     main: MainIni,
 }
 
+/// `[main]` as written, before the defaults from `me` (which the
+/// config loader does not know) are applied in `crate::tlsrpt::reporter`.
 #[derive(Debug, Deserialize)]
 #[serde(default)]
 struct MainIni {
@@ -99,5 +102,49 @@ impl TlsRptSettings {
             submitter: nonempty(main.submitter),
             from,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: Option<&str>) -> Result<TlsRptSettings, ConfigError> {
+        let temp = tempfile::tempdir().unwrap();
+        if let Some(text) = text {
+            std::fs::write(temp.path().join(TLSRPT_INI), text).unwrap();
+        }
+        let dir = ConfigDir::open(temp.path())
+            .unwrap()
+            .with_environment(Vec::<(String, String)>::new());
+        TlsRptSettings::load(&dir)
+    }
+
+    #[test]
+    fn no_file_is_on_with_defaults_and_keys_are_read() {
+        assert_eq!(load(None).unwrap(), TlsRptSettings::default());
+        let settings = load(Some(
+            "enabled=false\norganization_name=Example Ltd\ncontact_info=c@x.test\nsubmitter=mx.x.test\nfrom=r@x.test\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            settings,
+            TlsRptSettings {
+                enabled: false,
+                organization_name: Some("Example Ltd".into()),
+                contact_info: Some("c@x.test".into()),
+                submitter: Some("mx.x.test".into()),
+                from: Some("r@x.test".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn a_from_that_is_no_address_names_the_key() {
+        let error = load(Some("from=nobody\n")).unwrap_err().to_string();
+        assert!(
+            error.contains("tlsrpt.ini") && error.contains("from"),
+            "{error}"
+        );
     }
 }

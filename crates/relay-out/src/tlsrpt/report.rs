@@ -21,6 +21,8 @@ pub struct Reporter {
     pub from: String,
 }
 
+/// RFC 8460 §4.4's top level, field for field (names as the RFC spells
+/// them); built from an [`Entry`] only to be serialized.
 #[derive(Serialize)]
 struct Json<'a> {
     #[serde(rename = "organization-name")]
@@ -34,6 +36,7 @@ struct Json<'a> {
     policies: Vec<PolicyJson<'a>>,
 }
 
+/// `date-range`: the period the report covers (RFC 3339, UTC).
 #[derive(Serialize)]
 struct DateRange {
     #[serde(rename = "start-datetime")]
@@ -42,6 +45,7 @@ struct DateRange {
     end: String,
 }
 
+/// One `policies[]` element: the policy, its counts, its failures.
 #[derive(Serialize)]
 struct PolicyJson<'a> {
     policy: &'a PolicyKey,
@@ -50,6 +54,7 @@ struct PolicyJson<'a> {
     failure_details: Vec<DetailJson<'a>>,
 }
 
+/// `summary`: sessions under the policy.
 #[derive(Serialize)]
 struct Summary {
     #[serde(rename = "total-successful-session-count")]
@@ -58,6 +63,7 @@ struct Summary {
     failed: u64,
 }
 
+/// One `failure-details[]` element: where and how, and how often.
 #[derive(Serialize)]
 struct DetailJson<'a> {
     #[serde(flatten)]
