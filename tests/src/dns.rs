@@ -93,8 +93,9 @@ impl TestZone {
         )
     }
 
-    /// Adds a TXT record of one string (MTA-STS's `_mta-sts`, TLS-RPT's
-    /// `_smtp._tls`).
+    /// Adds a TXT record with `text` as its one character-string (split in
+    /// 255-byte strings by the encoder when longer): MTA-STS's `_mta-sts`,
+    /// TLS-RPT's `_smtp._tls`.
     pub fn txt(self, name: &str, text: &str) -> Self {
         self.record(
             TestOwner::Name(name.to_string()),

@@ -75,6 +75,17 @@ impl StartTlsMx {
         options: TlsMxOptions,
     ) -> anyhow::Result<Self> {
         let ca = TestCa::new("Postern TLS MX CA")?;
+        Self::start_issued_by(addr, &ca, host, options).await
+    }
+
+    /// Listens on `addr` with a certificate for `host` issued by `ca`
+    /// (several MX hosts of one CA; a name that is not the MX's).
+    pub async fn start_issued_by(
+        addr: SocketAddr,
+        ca: &TestCa,
+        host: &str,
+        options: TlsMxOptions,
+    ) -> anyhow::Result<Self> {
         let cert = ca.issue(host)?;
         let leaf = CertificateDer::from_pem_slice(cert.cert_pem.as_bytes())?;
         let chain = vec![leaf.clone()];

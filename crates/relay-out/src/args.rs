@@ -45,4 +45,9 @@ pub enum Command {
         #[command(subcommand)]
         action: cli::QueueCommand,
     },
+    /// TLS-RPT (RFC 8460): the pending counts, or send the reports now.
+    Tlsrpt {
+        #[command(subcommand)]
+        action: crate::tlsrpt::TlsRptCommand,
+    },
 }

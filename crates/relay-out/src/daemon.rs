@@ -4,7 +4,8 @@
 //! SIGHUP (and `relay-out queue flush`, which sends it) reloads the TLS
 //! certificate, re-reads outbound.ini `disabled` and auth_flat_file.ini, and
 //! makes every deferred recipient due now, as Haraka's SIGHUP drains its
-//! temp-fail queue.
+//! temp-fail queue; after `relay-out tlsrpt send` it also sends the pending
+//! TLS-RPT reports (crate::tlsrpt).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -78,6 +79,8 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     let dane = context.dane();
     tokio::spawn(async move { dane.check().await });
     let source_check = context.source_check(&settings);
+    let tlsrpt = context.tlsrpt();
+    let tlsrpt_timer = tokio::spawn(Arc::clone(&tlsrpt).run());
     let mut dispatcher = Dispatcher::new(Arc::new(context), inbox, switch);
     for entry in loaded.messages {
         dispatcher.resume(entry.envelope);
@@ -104,12 +107,14 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         Arc::clone(&submission),
     ));
     let flush = dispatcher_handle.clone();
+    let reload_tlsrpt = Arc::clone(&tlsrpt);
     let config_root = dir.root().to_path_buf();
     let served = match Server::from_settings(&core, policy) {
         Ok(server) => server
             .on_reload(Box::new(move || {
                 submission.reload(&config_root);
                 flush.flush();
+                reload_tlsrpt.on_hangup();
             }))
             .run()
             .await
@@ -120,6 +125,8 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         .shutdown(core.force_shutdown_timeout)
         .await;
     let _ = dispatcher_task.await;
+    tlsrpt_timer.abort();
+    tlsrpt.save_if_changed().await;
     if let Err(error) = spool.remove_pid_file() {
         warn!(%error, "cannot remove the PID file");
     }

@@ -152,6 +152,17 @@ const TABLE: &[KeyReader] = &[
         "mta_sts_port",
         Field("policies.mta_sts_port"),
     ),
+    // Read in tlsrpt/ (reporter(), TlsRpt::new).
+    ("tlsrpt.ini", "main", "enabled", Field("enabled")),
+    (
+        "tlsrpt.ini",
+        "main",
+        "organization_name",
+        Field("organization_name"),
+    ),
+    ("tlsrpt.ini", "main", "contact_info", Field("contact_info")),
+    ("tlsrpt.ini", "main", "submitter", Field("submitter")),
+    ("tlsrpt.ini", "main", "from", Field("from")),
 ];
 
 #[test]

@@ -17,3 +17,4 @@ pub mod policy;
 pub mod queue;
 pub mod requiretls;
 pub mod submission;
+pub mod tlsrpt;

@@ -13,6 +13,9 @@ fn main() -> ExitCode {
     if let Some(Command::Queue { action }) = &cli.command {
         return cli::run(&cli.config, action);
     }
+    if let Some(Command::Tlsrpt { action }) = &cli.command {
+        return relay_out::tlsrpt::command(&cli.config, action);
+    }
     if cli.check {
         let code = smtp_core::app::print_check("relay-out", check::report(&cli.config));
         if cli.probe && code == ExitCode::SUCCESS {

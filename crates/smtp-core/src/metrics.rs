@@ -94,6 +94,14 @@ pub struct MtaStsLabels {
     pub result_type: String,
 }
 
+/// relay-out's TLS-RPT: a counted session's result (`successful` or an
+/// RFC 8460 result type), or what became of a report (`queued`,
+/// `not_sent`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsRptLabels {
+    pub result: String,
+}
+
 /// relay-in's backend, as `host:port`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabels {
@@ -124,6 +132,8 @@ pub struct Metrics {
     pub delivery_attempts: Family<OutcomeLabels, Counter>,
     pub tls_policy_attempts: Family<TlsPolicyLabels, Counter>,
     pub mta_sts_failures: Family<MtaStsLabels, Counter>,
+    pub tlsrpt_sessions: Family<TlsRptLabels, Counter>,
+    pub tlsrpt_reports: Family<TlsRptLabels, Counter>,
     pub shaping_concurrency: Family<DestinationLabels, Gauge>,
     pub shaping_suspended: Family<DestinationLabels, Gauge>,
     pub shaping_sessions: Family<DestinationLabels, Gauge>,
@@ -238,6 +248,18 @@ impl Metrics {
             "relay-out: MTA-STS failures (policy fetches, and what enforce refused or testing would have) by mode and RFC 8460 result type",
             mta_sts_failures.clone(),
         );
+        let tlsrpt_sessions = Family::<TlsRptLabels, Counter>::default();
+        registry.register(
+            "tlsrpt_sessions",
+            "relay-out: MX sessions counted for TLS-RPT (destinations with _smtp._tls) by result",
+            tlsrpt_sessions.clone(),
+        );
+        let tlsrpt_reports = Family::<TlsRptLabels, Counter>::default();
+        registry.register(
+            "tlsrpt_reports",
+            "relay-out: TLS-RPT reports by what became of them (queued; not_sent: https: or a queue error)",
+            tlsrpt_reports.clone(),
+        );
         Self {
             registry,
             connections,
@@ -254,6 +276,8 @@ impl Metrics {
             delivery_attempts,
             tls_policy_attempts,
             mta_sts_failures,
+            tlsrpt_sessions,
+            tlsrpt_reports,
             shaping_concurrency,
             shaping_suspended,
             shaping_sessions,
@@ -294,6 +318,15 @@ impl Metrics {
             .get_or_create(&MtaStsLabels {
                 mode: mode.to_owned(),
                 result_type: result_type.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A TLS-RPT session or report (see [`TlsRptLabels`]).
+    pub fn tlsrpt(family: &Family<TlsRptLabels, Counter>, result: &str) {
+        family
+            .get_or_create(&TlsRptLabels {
+                result: result.to_owned(),
             })
             .inc();
     }

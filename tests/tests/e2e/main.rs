@@ -42,4 +42,5 @@ mod relay_out_shaping;
 mod relay_out_source_check;
 mod relay_out_submission;
 mod relay_out_tls;
+mod relay_out_tlsrpt;
 mod scenarios;

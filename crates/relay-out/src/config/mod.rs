@@ -9,6 +9,7 @@ mod queue_dir;
 mod relay;
 mod shaping;
 mod tls_policy;
+mod tlsrpt;
 use smtp_core::config::retry_schedule as retry;
 pub mod routes;
 
@@ -28,6 +29,7 @@ pub use shaping::{
     DEFAULT_SUSPEND, MESSAGES_PER_CONNECTION_REPORT, ShapingMatch, ShapingRule, ShapingRules,
 };
 pub use tls_policy::{MTA_STS_PORT, TlsPolicies, TlsPolicy};
+pub use tlsrpt::TlsRptSettings;
 
 use relay::RelayIni;
 
@@ -53,6 +55,8 @@ pub struct RelayOutSettings {
     pub shaping: ShapingRules,
     /// tls_policy.ini: per-destination TLS.
     pub tls_policies: TlsPolicies,
+    /// tlsrpt.ini: TLS-RPT reporting.
+    pub tlsrpt: TlsRptSettings,
     /// Non-fatal findings for `--check`.
     pub warnings: Vec<String>,
 }
@@ -129,6 +133,7 @@ impl RelayOutSettings {
         let auth_users = AuthUsers::load(dir)?;
         let shaping = ShapingRules::load(dir)?;
         let tls_policies = TlsPolicies::load(dir)?;
+        let tlsrpt = TlsRptSettings::load(dir)?;
         Ok(Self {
             relay,
             acl_allow,
@@ -138,6 +143,7 @@ impl RelayOutSettings {
             auth_users,
             shaping,
             tls_policies,
+            tlsrpt,
             warnings: dir.take_warnings(),
         })
     }

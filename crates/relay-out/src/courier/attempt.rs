@@ -23,8 +23,11 @@ use super::log::{AttemptRecord, AttemptResult, HostContact, log_attempt};
 use super::mx::{self, Candidate};
 use super::outcome::{HandedOn, RecipientOutcome, Verdict};
 use super::routes;
-use super::tls::{HostOrder, TlsUse};
+use super::tls::{HostOrder, MxDecision, TlsDecision, TlsUse};
+use crate::config::TlsPolicy;
+use crate::mta_sts::Mode;
 use crate::requiretls;
+use crate::tlsrpt;
 use spool::QueueId;
 
 /// What an attempt needs to know about the message.
@@ -256,9 +259,25 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
                 if let Some(mx_tls) = &mx_tls {
                     mx_tls.note_session(job.id.as_str(), &candidate.host, &client);
                 }
+                record_tls(
+                    ctx,
+                    contact.tls_policy,
+                    mx_tls.as_ref(),
+                    &domain,
+                    &candidate,
+                    Ok(client.is_tls()),
+                );
                 transaction(ctx, job, group, client, &candidate.host).await
             }
             Err(error) => {
+                record_tls(
+                    ctx,
+                    contact.tls_policy,
+                    mx_tls.as_ref(),
+                    &domain,
+                    &candidate,
+                    Err(&error),
+                );
                 if let ClientErrorKind::AuthNotOffered { .. } = error.kind() {
                     warn!(
                         queue_id = %job.id,
@@ -558,6 +577,76 @@ fn negative_reply(error: &ClientError) -> Option<&Reply> {
     error
         .reply()
         .filter(|reply| reply.is_transient() || reply.is_permanent())
+}
+
+/// Counts an MX session for TLS-RPT (routes are no recipient's policy):
+/// a session that got STARTTLS, or one that failed for a TLS reason; a
+/// clear-text session or a non-TLS failure is not counted. The policy is
+/// the host's: DANE's (`tlsa`), the domain's MTA-STS policy (`sts`, also in
+/// `testing` mode), else `no-policy-found` (tls_policy.ini and the
+/// default, RFC 8460 §4.4).
+fn record_tls(
+    ctx: &Context,
+    decision: Option<TlsDecision>,
+    mx_tls: Option<&MxDecision>,
+    domain: &str,
+    candidate: &Candidate,
+    outcome: Result<bool, &ClientError>,
+) {
+    let Some(decision) = decision else {
+        return;
+    };
+    let required = !matches!(decision.policy, TlsPolicy::None | TlsPolicy::May);
+    let result = match outcome {
+        Ok(true) => tlsrpt::SessionResult::Success,
+        Ok(false) => return,
+        Err(error) => match tlsrpt::classify(error, required) {
+            Some(result_type) => tlsrpt::SessionResult::Failure(tlsrpt::Failure {
+                result_type,
+                sending_mta_ip: tlsrpt::sending_ip(candidate.connector.source(), candidate.ip),
+                receiving_mx_hostname: Some(candidate.host.clone()),
+                receiving_ip: Some(candidate.ip),
+                additional_information: None,
+                failure_reason_code: None,
+            }),
+            None => return,
+        },
+    };
+    ctx.tlsrpt
+        .record(report_policy(decision, mx_tls, domain, candidate), result);
+}
+
+/// The RFC 8460 §4.4 policy a session is reported under.
+fn report_policy(
+    decision: TlsDecision,
+    mx_tls: Option<&MxDecision>,
+    domain: &str,
+    candidate: &Candidate,
+) -> tlsrpt::PolicyKey {
+    let mut key = tlsrpt::PolicyKey::no_policy(domain);
+    if decision.policy == TlsPolicy::Dane {
+        // The TLSA records themselves are not kept past the verifier, so
+        // the policy string is left empty (a known gap).
+        key.policy_type = tlsrpt::PolicyType::Tlsa;
+        key.mx_host = vec![candidate.host.clone()];
+    } else if let Some(found) = mx_tls.and_then(|mx_tls| mx_tls.sts.as_ref())
+        && found.policy.mode != Mode::None
+    {
+        key.policy_type = tlsrpt::PolicyType::Sts;
+        key.policy_string = std::iter::once("version: STSv1".to_owned())
+            .chain(std::iter::once(format!(
+                "mode: {}",
+                found.policy.mode.as_str()
+            )))
+            .chain(found.policy.mx.iter().map(|mx| format!("mx: {mx}")))
+            .chain(std::iter::once(format!(
+                "max_age: {}",
+                found.policy.max_age.as_secs()
+            )))
+            .collect();
+        key.mx_host = found.policy.mx.clone();
+    }
+    key
 }
 
 fn is_tls_failure(error: &ClientError) -> bool {

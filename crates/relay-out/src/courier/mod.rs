@@ -61,6 +61,7 @@ use smtp_core::config::{ConfigDir, ConfigError, CoreSettings};
 use smtp_core::dns::{Dns, DnsError, DnsSettings};
 
 use crate::config::RelayOutSettings;
+use crate::tlsrpt::TlsRpt;
 use spool::{Spool, SpoolError};
 
 pub use dispatcher::{Dispatcher, DispatcherHandle, channel};
@@ -117,6 +118,8 @@ pub struct Context {
     /// outbound.ini `delay_warning_time`; `None`: no delay warnings.
     delay_warning: Option<Duration>,
     dispatcher: DispatcherHandle,
+    /// TLS-RPT: where each MX session's TLS outcome is counted.
+    tlsrpt: Arc<TlsRpt>,
 }
 
 impl Context {
@@ -134,6 +137,14 @@ impl Context {
         // Unreadable resolver settings already failed Dns::new; an empty
         // list here only means DANE has no resolver to trust.
         let nameservers = smtp_core::dns::nameserver_addresses(&dns_settings).unwrap_or_default();
+        let tlsrpt = TlsRpt::new(
+            &settings.tlsrpt,
+            &core.me,
+            &outbound.queue_dir,
+            dns.clone(),
+            spool.clone(),
+            dispatcher.clone(),
+        );
         Ok(Context {
             spool,
             dns,
@@ -172,6 +183,7 @@ impl Context {
             delay_template: template(dir, DELAY_TEMPLATE_FILE)?,
             delay_warning: outbound.delay_warning_time,
             dispatcher,
+            tlsrpt,
         })
     }
 
@@ -179,6 +191,11 @@ impl Context {
     /// logged at start rather than at the first delivery.
     pub fn dane(&self) -> Arc<Dane> {
         Arc::clone(&self.dane)
+    }
+
+    /// The TLS-RPT reporter, for the daemon's timer and SIGHUP.
+    pub fn tlsrpt(&self) -> Arc<TlsRpt> {
+        Arc::clone(&self.tlsrpt)
     }
 
     /// The self-check of `settings`' sources whose verdict this context's
@@ -298,6 +315,14 @@ pub fn describe(settings: &RelayOutSettings, listen: &[SocketAddr]) -> String {
         &outbound.queue_dir,
     ));
     lines.push(dane::describe(&settings.tls_policies));
+    lines.push(if settings.tlsrpt.enabled {
+        format!(
+            "TLS-RPT: daily reports to the domains that publish _smtp._tls (mailto: and https:), counts in {} (tlsrpt.ini)",
+            crate::tlsrpt::state_dir(&outbound.queue_dir).display()
+        )
+    } else {
+        "TLS-RPT: off (tlsrpt.ini enabled=false)".to_owned()
+    });
     let routes = &settings.routes;
     lines.extend(
         routes

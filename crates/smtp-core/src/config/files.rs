@@ -68,6 +68,9 @@ pub const SHAPING_INI: &str = "shaping.ini";
 /// Per-destination TLS policy for MX delivery (relay-out; Postern's, like
 /// Postfix's `smtp_tls_policy_maps`).
 pub const TLS_POLICY_INI: &str = "tls_policy.ini";
+/// TLS-RPT (RFC 8460) reporting: who the reports are from, on or off
+/// (relay-out; Postern's).
+pub const TLSRPT_INI: &str = "tlsrpt.ini";
 
 /// Haraka's list of plugins to load: it decides which features are on
 /// (see [`super::plugins`]). Read from the root only, as Haraka does.
@@ -109,6 +112,7 @@ pub const KNOWN_FILES: &[&str] = &[
     AUTH_FLAT_FILE_INI,
     SHAPING_INI,
     TLS_POLICY_INI,
+    TLSRPT_INI,
 ];
 
 /// Files only relay-in reads: relay-out's `--check` names them as relay-in's.
@@ -132,6 +136,7 @@ pub const RELAY_OUT_ONLY: &[&str] = &[
     AUTH_FLAT_FILE_INI,
     SHAPING_INI,
     TLS_POLICY_INI,
+    TLSRPT_INI,
 ];
 
 /// Which binary is checking a directory, so that the other's files are

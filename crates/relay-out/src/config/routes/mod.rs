@@ -21,6 +21,7 @@
 //! route takes every other domain and address literals too.
 
 mod nexthop;
+pub(crate) use nexthop::percent_decode;
 mod postern;
 
 #[cfg(test)]

@@ -258,7 +258,8 @@ fn url_hop(text: &str, default_tls: &RouteTls) -> Result<Hop, String> {
 }
 
 /// `%XX` escapes to bytes; `None` for a broken escape or non-UTF-8 result.
-fn percent_decode(text: &str) -> Option<String> {
+/// (Also TLS-RPT's `mailto:` URIs.)
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
