@@ -19,6 +19,9 @@ pub enum Serve {
     Policy(String),
     /// `301` to this URL (RFC 8461 §3.3: senders must not follow it).
     Redirect(String),
+    /// Takes POSTs at this path (TLS-RPT's `rua=https:`), answers `204`,
+    /// and keeps each request body as a file ([`PolicyServer::posted`]).
+    ReportSink(String),
 }
 
 /// A running nginx, stopped when dropped.
@@ -52,6 +55,13 @@ impl PolicyServer {
             Serve::Redirect(url) => {
                 format!("        location = /.well-known/mta-sts.txt {{ return 301 {url}; }}\n")
             }
+            // `return` alone would discard the body unread: proxying to
+            // itself makes nginx read it, and client_body_in_file_only
+            // keeps it in tmp/.
+            Serve::ReportSink(path) => format!(
+                "        location = {path} {{ client_body_in_file_only on; proxy_pass https://{addr}/posted; proxy_ssl_verify off; }}\n\
+                 \x20       location = /posted {{ return 204; }}\n"
+            ),
         };
         let d = dir.display();
         let config = format!(
@@ -114,6 +124,19 @@ impl PolicyServer {
             .unwrap_or_default()
             .lines()
             .map(str::to_owned)
+            .collect()
+    }
+
+    /// The request bodies a [`Serve::ReportSink`] kept, oldest first.
+    pub fn posted(&self) -> Vec<Vec<u8>> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.join("tmp"))
+            .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.retain(|path| path.is_file());
+        files.sort();
+        files
+            .iter()
+            .filter_map(|path| std::fs::read(path).ok())
             .collect()
     }
 

@@ -257,7 +257,7 @@ impl Metrics {
         let tlsrpt_reports = Family::<TlsRptLabels, Counter>::default();
         registry.register(
             "tlsrpt_reports",
-            "relay-out: TLS-RPT reports by what became of them (queued; not_sent: https: or a queue error)",
+            "relay-out: TLS-RPT reports by what became of them (queued: a mailto: report in the queue; posted: an https: report answered 2xx; not_sent: a POST or queue error)",
             tlsrpt_reports.clone(),
         );
         Self {

@@ -11,6 +11,7 @@ use flate2::read::GzDecoder;
 use postern_tests::backend::Behaviour;
 use postern_tests::certs::TestCa;
 use postern_tests::dns::TestZone;
+use postern_tests::nginx::{PolicyServer, Serve};
 use postern_tests::outbound::{ME, MxFarm, Outbound, OutboundOptions, host, ip, wait_until};
 use postern_tests::process::run;
 use postern_tests::tls_mx::{StartTlsMx, TlsMxOptions};
@@ -262,6 +263,92 @@ async fn a_day_of_sessions_is_reported_to_the_rua_mailbox() -> anyhow::Result<()
     );
 
     // Sent, so nothing is pending any more.
+    wait_for_show(&out, "no TLS-RPT counts pending").await?;
+    Ok(())
+}
+
+/// `rua=https:`: the report is POSTed (RFC 8460 §5.4) to a real nginx on
+/// loopback, whose certificate relay-out verifies with tls_policy.ini's
+/// `ca_file`; the body nginx kept is the gzip'ed JSON report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_is_posted_to_an_https_rua() -> anyhow::Result<()> {
+    let farm = MxFarm::start(9, Behaviour::default()).await?;
+    let ca = TestCa::new("Postern TLS-RPT https test CA")?;
+    let mx = StartTlsMx::start_issued_by(
+        host(2, farm.port),
+        &ca,
+        "mx1.dest.test",
+        TlsMxOptions::default(),
+    )
+    .await?;
+    let web = tempfile::tempdir()?;
+    let web_addr = std::net::SocketAddr::new(ip(5).into(), postern_tests::process::free_port());
+    let mut sink = PolicyServer::start(
+        web.path(),
+        web_addr,
+        "reports.test",
+        &ca.issue("reports.test")?,
+        &Serve::ReportSink("/tlsrpt".into()),
+    )?;
+    let zone = TestZone::new()
+        .mx("dest.test", 10, "mx1.dest.test")
+        .a("mx1.dest.test", ip(2))
+        .txt(
+            "_smtp._tls.dest.test",
+            &format!(
+                "v=TLSRPTv1; rua=https://reports.test:{}/tlsrpt",
+                web_addr.port()
+            ),
+        )
+        .a("reports.test", ip(5));
+    let options = OutboundOptions {
+        outbound: "temp_fail_intervals=1h\n".into(),
+        files: vec![
+            (
+                "tls_policy.ini".to_owned(),
+                "ca_file=mx-ca.pem\n[dest.test]\npolicy=verify\n".to_owned(),
+            ),
+            ("mx-ca.pem".to_owned(), ca.cert_pem.clone()),
+        ],
+        ..OutboundOptions::default()
+    };
+    let out = Outbound::start(zone, farm.port, options).await?;
+    out.submit("a@origin.test", &["u@dest.test"], "Subject: hi\n\nhi\n")
+        .await?;
+    wait_until(WAIT, "delivery to mx1", || mx.accepted().len() == 1).await?;
+    wait_for_show(
+        &out,
+        "dest.test policy=no-policy-found successful=1 failed=0",
+    )
+    .await?;
+    let (code, said) = tlsrpt(&out, &["send"])?;
+    assert_eq!(code, 0, "{said}");
+    out.wait_for_log("TLS-RPT report posted", WAIT)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", sink.log()))?;
+    let requests = sink.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|line| line.contains("\"POST /tlsrpt HTTP/1.1\" 204")),
+        "{requests:?}"
+    );
+    let posted = sink.posted();
+    assert_eq!(posted.len(), 1, "{}", sink.log());
+    let mut json = String::new();
+    GzDecoder::new(posted[0].as_slice()).read_to_string(&mut json)?;
+    let report: serde_json::Value = serde_json::from_str(&json)?;
+    let policy = &report["policies"][0];
+    assert_eq!(policy["policy"]["policy-domain"], "dest.test", "{json}");
+    assert_eq!(
+        policy["summary"]["total-successful-session-count"], 1,
+        "{json}"
+    );
+    assert_eq!(
+        policy["summary"]["total-failure-session-count"], 0,
+        "{json}"
+    );
+    sink.stop();
     wait_for_show(&out, "no TLS-RPT counts pending").await?;
     Ok(())
 }

@@ -56,7 +56,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use smtp_core::client::ClientTlsError;
+use smtp_core::client::{ClientTlsError, TlsVerify};
 use smtp_core::config::{ConfigDir, ConfigError, CoreSettings};
 use smtp_core::dns::{Dns, DnsError, DnsSettings};
 
@@ -144,6 +144,11 @@ impl Context {
             dns.clone(),
             spool.clone(),
             dispatcher.clone(),
+            &settings
+                .tls_policies
+                .ca_file
+                .clone()
+                .map_or(TlsVerify::SystemRoots, TlsVerify::CaFile),
         );
         Ok(Context {
             spool,

@@ -9,7 +9,7 @@
 //! | [`store`] | the counts per (UTC day, policy domain, policy), on disk across restarts |
 //! | [`report`] | the JSON report, gzip'ed, and the mail that carries it (RFC 8460 §4, §5.3) |
 //! | [`send`] | reports due → mails in relay-out's own queue; the daemon's timer; `tlsrpt show/send` |
-//! | [`https`] | `rua=https:` POST: not supported yet, the one place to plug an HTTPS client |
+//! | [`https`] | `rua=https:` POST through `crate::https_client` |
 //!
 //! # Recording API (for MTA-STS and DANE too)
 //!
@@ -48,7 +48,7 @@
 //! ignores the subdirectory. Once the UTC day is over, the daemon sends each
 //! domain its report for the day: a `mailto:` report is a message in
 //! relay-out's own queue (retried and bounced like any other, from
-//! tlsrpt.ini `from`); `https:` is not supported yet and is logged.
+//! tlsrpt.ini `from`); an `https:` report is POSTed (see [`https`]).
 //! `relay-out tlsrpt send` asks the running daemon (a request file and
 //! SIGHUP) to send every pending report now, today's so far included;
 //! without a daemon it queues them itself. `relay-out tlsrpt show` prints
@@ -120,6 +120,9 @@ pub struct TlsRpt {
     dirty: AtomicBool,
     spool: Spool,
     dispatcher: DispatcherHandle,
+    /// What `https:` reports are POSTed with (why not, when it could not
+    /// be built).
+    https: Result<crate::https_client::HttpsClient, String>,
 }
 
 impl std::fmt::Debug for TlsRpt {
@@ -141,7 +144,12 @@ impl TlsRpt {
         dns: Dns,
         spool: Spool,
         dispatcher: DispatcherHandle,
+        verify: &smtp_core::client::TlsVerify,
     ) -> Arc<TlsRpt> {
+        let https = https::client(verify).map_err(|error| {
+            warn!("TLS-RPT: https: reports cannot be posted: {error}");
+            error.to_string()
+        });
         let dir = state_dir(queue_dir);
         let state = if settings.enabled {
             State::load(&dir.join(store::STATE_FILE)).unwrap_or_else(|error| {
@@ -161,6 +169,7 @@ impl TlsRpt {
             dirty: AtomicBool::new(false),
             spool,
             dispatcher,
+            https,
         })
     }
 

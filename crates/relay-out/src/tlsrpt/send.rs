@@ -12,7 +12,9 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
+use smtp_core::client::TlsVerify;
 use smtp_core::config::{ConfigDir, CoreSettings};
+use smtp_core::dns::Dns;
 use smtp_core::metrics::Metrics;
 use spool::{Envelope, QueueId, RecipientState, Spool, SpoolError};
 use tracing::{info, warn};
@@ -21,6 +23,7 @@ use super::report::{Report, Reporter};
 use super::store::{Entry, STATE_FILE, State};
 use super::{ReportUri, SAVE_INTERVAL, TlsRpt, state_dir};
 use crate::config::RelayOutSettings;
+use crate::https_client::HttpsClient;
 use crate::queue;
 
 /// The file `tlsrpt send` leaves for the daemon before its SIGHUP.
@@ -121,27 +124,44 @@ fn queue_reports(
     queued
 }
 
-/// POSTs each report (see [`super::https`]), logging the outcome.
-async fn post_reports(to_post: Vec<ToPost>) {
+/// POSTs each report (see [`super::https`]), logging the outcome; returns
+/// how many were posted.
+async fn post_reports(
+    dns: &Dns,
+    client: Result<&HttpsClient, &str>,
+    to_post: Vec<ToPost>,
+) -> usize {
+    let mut posted = 0;
     for report in to_post {
-        match super::https::post(&report.url, &report.gzipped).await {
-            Ok(()) => info!(
-                domain = %report.domain,
-                url = %report.url,
-                report_id = %report.report_id,
-                "TLS-RPT report posted"
-            ),
+        let result = match client {
+            Ok(client) => super::https::post(dns, client, &report.url, &report.gzipped)
+                .await
+                .map_err(|error| error.to_string()),
+            Err(why) => Err(format!("https: reports cannot be posted: {why}")),
+        };
+        match result {
+            Ok(()) => {
+                posted += 1;
+                Metrics::tlsrpt(&smtp_core::metrics::metrics().tlsrpt_reports, "posted");
+                info!(
+                    domain = %report.domain,
+                    url = %report.url,
+                    report_id = %report.report_id,
+                    "TLS-RPT report posted"
+                );
+            }
             Err(error) => {
                 Metrics::tlsrpt(&smtp_core::metrics::metrics().tlsrpt_reports, "not_sent");
                 warn!(
                     domain = %report.domain,
                     url = %report.url,
                     report_id = %report.report_id,
-                    "TLS-RPT: {error}"
+                    "TLS-RPT: report not posted: {error}"
                 );
             }
         }
     }
+    posted
 }
 
 impl TlsRpt {
@@ -201,7 +221,12 @@ impl TlsRpt {
                         Metrics::tlsrpt(reports, "queued");
                         self.dispatcher.queued(envelope);
                     }
-                    post_reports(queued.to_post).await;
+                    post_reports(
+                        &self.dns,
+                        self.https.as_ref().map_err(String::as_str),
+                        queued.to_post,
+                    )
+                    .await;
                 }
                 Err(error) => warn!("TLS-RPT: queueing the reports failed: {error}"),
             }
@@ -259,12 +284,21 @@ fn execute(config: &Path, command: &TlsRptCommand) -> anyhow::Result<String> {
                 "{} TLS-RPT report(s) queued; relay-out sends them when it runs\n",
                 queued.stored.len()
             );
-            for report in queued.to_post {
+            if !queued.to_post.is_empty() {
+                let wanted = queued.to_post.len();
+                let dns = crate::courier::delivery_dns(&core, &settings.outbound)?;
+                let verify = settings
+                    .tls_policies
+                    .ca_file
+                    .clone()
+                    .map_or(TlsVerify::SystemRoots, TlsVerify::CaFile);
+                let client = super::https::client(&verify)?;
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let posted = runtime.block_on(post_reports(&dns, Ok(&client), queued.to_post));
                 said.push_str(&format!(
-                    "{} ({}): {}\n",
-                    report.url,
-                    report.domain,
-                    super::https::PostError::NotSupported
+                    "{posted} of {wanted} https: TLS-RPT report(s) posted\n"
                 ));
             }
             Ok(said)
