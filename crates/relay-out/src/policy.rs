@@ -98,10 +98,12 @@ impl MailPolicy for RelayOut {
         }
     }
 
-    /// The home server (relay_acl_allow) is greeted without the pregreet
-    /// wait: it is trusted to relay, and each of its connections would
-    /// otherwise wait `early_talker.ini` `pause` once a day.
-    fn greets_at_once(&self, client: std::net::IpAddr) -> bool {
+    /// The home server (relay_acl_allow) is trusted to relay: no pregreet
+    /// wait (each of its connections would otherwise wait `early_talker.ini`
+    /// `pause` once a day), and no per-address cap (its Postfix opens up to
+    /// `default_destination_concurrency_limit` sessions, all from one
+    /// address).
+    fn trusts(&self, client: std::net::IpAddr) -> bool {
         self.acl.allows(client)
     }
 

@@ -23,11 +23,14 @@ pub trait MailPolicy: Send + Sync + 'static {
 
     fn connect(&self, client: &ClientInfo) -> Self::Connection;
 
-    /// Whether `client` is greeted at once, without the pregreet wait
-    /// (`early_talker.ini` `pause`). For clients the policy trusts, such as
-    /// relay-out's home server in `relay_acl_allow`: the wait only costs them
-    /// time, and Haraka's early_talker skips relaying clients too.
-    fn greets_at_once(&self, _client: std::net::IpAddr) -> bool {
+    /// Whether `client` is one the policy trusts, such as relay-out's home
+    /// server in `relay_acl_allow`: it is greeted at once, without the
+    /// pregreet wait (`early_talker.ini` `pause`; Haraka's early_talker skips
+    /// relaying clients too), and is not held to the per-address connection
+    /// cap nor to `[rate_conn]` (as Postfix exempts `$mynetworks` through
+    /// `smtpd_client_event_limit_exceptions`): all of a home server's mail
+    /// comes from one address. The total cap still applies.
+    fn trusts(&self, _client: std::net::IpAddr) -> bool {
         false
     }
 

@@ -209,3 +209,43 @@ async fn the_home_server_is_greeted_without_the_pregreet_wait() -> anyhow::Resul
     assert!(first.starts_with("220-"), "pregreet line: {first:?}");
     Ok(())
 }
+
+/// The home server's Postfix opens many sessions at once, all from one
+/// address: as Postfix exempts `$mynetworks` from its per-client limits,
+/// relay-out does not hold a `relay_acl_allow` client to the per-address
+/// cap (50 by default). Postfix's own `smtp-source` with 80 sessions at
+/// once, shipped limits: every message is accepted and delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_home_server_is_not_held_to_the_per_address_cap() -> anyhow::Result<()> {
+    const MESSAGES: usize = 400;
+    let farm = MxFarm::start(2, Behaviour::default()).await?;
+    let out = Outbound::start(zone(), farm.port, OutboundOptions::default()).await?;
+    let addr = out.addr;
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("smtp-source")
+            .args(["-s", "80", "-m", &MESSAGES.to_string(), "-l", "2000"])
+            .args(["-f", "a@origin.test", "-t", "u@dest.test"])
+            .arg(addr.to_string())
+            .output()
+    })
+    .await??;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && said.trim().is_empty(),
+        "smtp-source: {} {said}\n{}",
+        output.status,
+        out.log()
+    );
+    let mx = farm.get(2);
+    wait_until(Duration::from_secs(60), "every message at the MX", || {
+        mx.accepted().len() >= MESSAGES
+    })
+    .await?;
+    assert_eq!(mx.accepted().len(), MESSAGES);
+    assert!(!out.log().contains("connection refused"), "{}", out.log());
+    Ok(())
+}

@@ -68,7 +68,8 @@ pub(crate) async fn serve<P: MailPolicy>(
     else {
         return;
     };
-    let permit = match shared.limits.try_acquire(peer.ip()) {
+    let trusted = shared.policy.trusts(peer.ip());
+    let permit = match shared.limits.try_acquire(peer.ip(), !trusted) {
         Ok(permit) => permit,
         Err(exceeded) => {
             let reply = match exceeded {
@@ -86,6 +87,7 @@ pub(crate) async fn serve<P: MailPolicy>(
         }
     };
     if let Some(rate) = &shared.connection_rate
+        && !trusted
         && !rate.allow(peer.ip(), Instant::now())
     {
         metrics().connection(ConnectionOutcome::RefusedRate);
@@ -111,7 +113,7 @@ pub(crate) async fn serve<P: MailPolicy>(
     // The reverse lookup runs during the pregreet wait, which hides its
     // cost. Both futures live on the heap only while they run: inline, they
     // would enlarge every connection's task for its whole life.
-    let skip_pregreet = implicit_tls || shared.policy.greets_at_once(peer.ip());
+    let skip_pregreet = implicit_tls || trusted;
     let (name, pregreet) = Box::pin(async {
         if skip_pregreet {
             (lookup.await, Pregreet::Quiet)

@@ -50,16 +50,20 @@ impl ConnectionLimits {
         open.total * 5 >= self.max_total * 4
     }
 
+    /// A slot for a connection from `ip`; `per_ip_capped: false` (a client
+    /// the policy trusts) counts it but does not hold it to the per-address
+    /// cap.
     pub(crate) fn try_acquire(
         self: &Arc<Self>,
         ip: IpAddr,
+        per_ip_capped: bool,
     ) -> Result<ConnectionPermit, LimitExceeded> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if open.total >= self.max_total {
             return Err(LimitExceeded::Total);
         }
         let from_ip = open.per_ip.entry(ip).or_default();
-        if *from_ip >= self.max_per_ip {
+        if per_ip_capped && *from_ip >= self.max_per_ip {
             return Err(LimitExceeded::PerIp);
         }
         *from_ip += 1;
@@ -98,13 +102,32 @@ mod tests {
         let limits = ConnectionLimits::new(3, 2);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "2001:db8::1".parse().unwrap();
-        let p1 = limits.try_acquire(a).unwrap();
-        let _p2 = limits.try_acquire(a).unwrap();
-        assert_eq!(limits.try_acquire(a).unwrap_err(), LimitExceeded::PerIp);
-        let _p3 = limits.try_acquire(b).unwrap();
-        assert_eq!(limits.try_acquire(b).unwrap_err(), LimitExceeded::Total);
+        let p1 = limits.try_acquire(a, true).unwrap();
+        let _p2 = limits.try_acquire(a, true).unwrap();
+        assert_eq!(
+            limits.try_acquire(a, true).unwrap_err(),
+            LimitExceeded::PerIp
+        );
+        let _p3 = limits.try_acquire(b, true).unwrap();
+        assert_eq!(
+            limits.try_acquire(b, true).unwrap_err(),
+            LimitExceeded::Total
+        );
         drop(p1);
         assert_eq!(limits.open_total(), 2);
-        assert!(limits.try_acquire(a).is_ok());
+        assert!(limits.try_acquire(a, true).is_ok());
+    }
+
+    #[test]
+    fn a_trusted_client_is_not_held_to_the_per_ip_cap_but_to_the_total() {
+        let limits = ConnectionLimits::new(3, 1);
+        let home: IpAddr = "10.0.0.2".parse().unwrap();
+        let _p1 = limits.try_acquire(home, false).unwrap();
+        let _p2 = limits.try_acquire(home, false).unwrap();
+        let _p3 = limits.try_acquire(home, false).unwrap();
+        assert_eq!(
+            limits.try_acquire(home, false).unwrap_err(),
+            LimitExceeded::Total
+        );
     }
 }
