@@ -29,7 +29,30 @@ fn zone() -> TestZone {
         .mx("dest.test", 10, "mx1.dest.test")
         .a("mx1.dest.test", ip(2))
         .txt("_mta-sts.dest.test", "v=STSv1; id=20261206T1;")
+        .txt(
+            "_smtp._tls.dest.test",
+            "v=TLSRPTv1; rua=mailto:tlsrpt@origin.test",
+        )
         .a(POLICY_HOST, ip(POLICY_IP))
+}
+
+/// Polls `relay-out tlsrpt show` (bounded) until it contains `needle`.
+async fn wait_for_tlsrpt(out: &Outbound, needle: &str) -> anyhow::Result<String> {
+    let dir = out.config_dir().display().to_string();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (code, shown) =
+            postern_tests::process::run("relay-out", &["-c", dir.as_str(), "tlsrpt", "show"])?;
+        anyhow::ensure!(code == 0, "tlsrpt show failed: {shown}");
+        if shown.contains(needle) {
+            return Ok(shown);
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "no {needle:?} in tlsrpt show:\n{shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// The policy host (nginx with a certificate of its own test CA) and what
@@ -303,6 +326,21 @@ async fn fetch_fails_and_no_policy_applies(
             .iter()
             .any(|l| l.contains("tls_policy_source=enable_tls") && l.contains("result=delivered")),
         "{log}"
+    );
+    // The failed fetch is counted for the domain's TLS-RPT report as an
+    // RFC 8460 §4.3.2 policy failure of type `sts`.
+    let result_type = log
+        .lines()
+        .find(|l| l.contains("MTA-STS policy fetch failed"))
+        .and_then(|l| l.split("result_type=\"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(result_type.starts_with("sts-"), "{log}");
+    let shown = wait_for_tlsrpt(&out, "dest.test policy=sts").await?;
+    assert!(
+        shown.contains(&format!("  {result_type} ")),
+        "{result_type} in {shown}"
     );
     Ok(setup)
 }

@@ -143,6 +143,9 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
                         .map(|candidates| (candidates, dane))
                 }
             });
+            if let Some(result_type) = mx_tls.sts_fetch_failure {
+                record_policy_failure(ctx, &domain, result_type);
+            }
             (resolved, Some(mx_tls))
         }
     };
@@ -614,6 +617,25 @@ fn record_tls(
     };
     ctx.tlsrpt
         .record(report_policy(decision, mx_tls, domain, candidate), result);
+}
+
+/// An MTA-STS policy that could not be had (fetch error, invalid policy,
+/// policy host certificate) is reported for TLS-RPT with no MX: RFC 8460
+/// §4.3.2's policy failures.
+fn record_policy_failure(ctx: &Context, domain: &str, result_type: tlsrpt::ResultType) {
+    let mut key = tlsrpt::PolicyKey::no_policy(domain);
+    key.policy_type = tlsrpt::PolicyType::Sts;
+    ctx.tlsrpt.record(
+        key,
+        tlsrpt::SessionResult::Failure(tlsrpt::Failure {
+            result_type,
+            sending_mta_ip: None,
+            receiving_mx_hostname: None,
+            receiving_ip: None,
+            additional_information: None,
+            failure_reason_code: None,
+        }),
+    );
 }
 
 /// The RFC 8460 §4.4 policy a session is reported under.

@@ -109,6 +109,9 @@ pub struct MxDecision {
     pub decision: TlsDecision,
     /// The MTA-STS policy behind an `mta-sts` or `mta-sts-testing` decision.
     pub sts: Option<mta_sts::Found>,
+    /// A policy fetch for this destination failed now (RFC 8460 result
+    /// type), for TLS-RPT.
+    pub sts_fetch_failure: Option<crate::tlsrpt::ResultType>,
 }
 
 /// Which TLS policy a destination got, and from where, for the log.
@@ -207,6 +210,7 @@ impl MxTls {
                     source: SOURCE_TLS_REQUIRED_NO,
                 },
                 sts: None,
+                sts_fetch_failure: None,
             };
         }
         decision
@@ -217,6 +221,7 @@ impl MxTls {
             connector: Arc::clone(&self.by_policy[&policy]),
             decision: TlsDecision { policy, source },
             sts,
+            sts_fetch_failure: None,
         };
         let default = |source, sts| MxDecision {
             connector: Arc::clone(&self.default.1),
@@ -225,6 +230,7 @@ impl MxTls {
                 source,
             },
             sts,
+            sts_fetch_failure: None,
         };
         let Destination::Domain(domain) = destination else {
             return default(SOURCE_DEFAULT, None);
@@ -235,15 +241,21 @@ impl MxTls {
         // DANE comes next, per MX host, once they are known (attempt.rs):
         // a host with DNSSEC-authenticated TLSA records gets `dane` over
         // whatever is decided below.
-        if let Some(sts) = &self.mta_sts
-            && let Some(found) = sts.lookup(dns, domain).await
-        {
-            return match found.policy.mode {
-                Mode::Enforce => decided(TlsPolicy::MtaSts, SOURCE_MTA_STS, Some(found)),
-                Mode::Testing | Mode::None => default(SOURCE_MTA_STS_TESTING, Some(found)),
-            };
+        let Some(sts) = &self.mta_sts else {
+            return default(SOURCE_DEFAULT, None);
+        };
+        let (found, sts_fetch_failure) = sts.lookup(dns, domain).await;
+        let decision = match found {
+            Some(found) if found.policy.mode == Mode::Enforce => {
+                decided(TlsPolicy::MtaSts, SOURCE_MTA_STS, Some(found))
+            }
+            Some(found) => default(SOURCE_MTA_STS_TESTING, Some(found)),
+            None => default(SOURCE_DEFAULT, None),
+        };
+        MxDecision {
+            sts_fetch_failure,
+            ..decision
         }
-        default(SOURCE_DEFAULT, None)
     }
 }
 

@@ -34,6 +34,16 @@ pub enum FetchError {
 
 impl FetchError {
     /// The RFC 8460 result type, for TLS-RPT.
+    /// The RFC 8460 result type, as TLS-RPT reports it.
+    pub fn report_type(&self) -> crate::tlsrpt::ResultType {
+        use crate::tlsrpt::ResultType;
+        match self {
+            FetchError::Fetch { .. } => ResultType::StsPolicyFetchError,
+            FetchError::WebPki { .. } => ResultType::StsWebpkiInvalid,
+            FetchError::Invalid { .. } => ResultType::StsPolicyInvalid,
+        }
+    }
+
     pub fn result_type(&self) -> &'static str {
         match self {
             FetchError::Fetch { .. } => "sts-policy-fetch-error",

@@ -122,8 +122,14 @@ impl MtaSts {
         })
     }
 
-    /// The policy in force for `domain` (any mode but `none`), if any.
-    pub async fn lookup(&self, dns: &Dns, domain: &str) -> Option<Found> {
+    /// The policy in force for `domain` (any mode but `none`), if any, and
+    /// the RFC 8460 result type of a policy fetch that failed on the way
+    /// (for TLS-RPT; a cached policy may still be in force).
+    pub async fn lookup(
+        &self,
+        dns: &Dns,
+        domain: &str,
+    ) -> (Option<Found>, Option<crate::tlsrpt::ResultType>) {
         let id = match dns.txt(&format!("_mta-sts.{domain}")).await {
             Ok(records) => txt::policy_id(&records),
             Err(error) => {
@@ -132,17 +138,19 @@ impl MtaSts {
             }
         };
         let cached = self.cache.get(domain);
-        let found = match (id, cached) {
-            (None, cached) => cached.map(|c| (c.id, c.policy)),
-            (Some(id), Some(cached)) if cached.id == id => Some((cached.id, cached.policy)),
+        let (found, failure) = match (id, cached) {
+            (None, cached) => (cached.map(|c| (c.id, c.policy)), None),
+            (Some(id), Some(cached)) if cached.id == id => (Some((cached.id, cached.policy)), None),
             (Some(id), cached) => self.refresh(dns, domain, id, cached).await,
-        }?;
-        (found.1.mode != Mode::None).then(|| Found {
+        };
+        let found = found.filter(|found| found.1.mode != Mode::None);
+        let found = found.map(|(id, policy)| Found {
             domain: domain.to_owned(),
-            id: found.0,
-            policy: found.1,
+            id,
+            policy,
             verifier: Arc::clone(&self.verifier),
-        })
+        });
+        (found, failure)
     }
 
     /// Fetches `domain`'s policy for the published `id`, once at a time per
@@ -153,8 +161,11 @@ impl MtaSts {
         domain: &str,
         id: String,
         cached: Option<cache::Cached>,
-    ) -> Option<(String, Arc<Policy>)> {
-        let keep = |cached: Option<cache::Cached>| cached.map(|c| (c.id, c.policy));
+    ) -> (
+        Option<(String, Arc<Policy>)>,
+        Option<crate::tlsrpt::ResultType>,
+    ) {
+        let keep = |cached: Option<cache::Cached>| (cached.map(|c| (c.id, c.policy)), None);
         let key = (domain.to_owned(), id.clone());
         let recently_failed = |failed: &HashMap<_, Instant>| {
             failed
@@ -174,7 +185,7 @@ impl MtaSts {
         let _turn = gate.lock().await;
         // Another task may have fetched (or failed) while this one waited.
         if let Some(now) = self.cache.get(domain).filter(|c| c.id == id) {
-            return Some((now.id, now.policy));
+            return (Some((now.id, now.policy)), None);
         }
         if recently_failed(&self.failed.lock().unwrap_or_else(|e| e.into_inner())) {
             return keep(cached);
@@ -201,7 +212,7 @@ impl MtaSts {
                     "MTA-STS policy fetched"
                 );
                 let stored = self.cache.put(domain, &id, &text, policy);
-                Some((stored.id, stored.policy))
+                (Some((stored.id, stored.policy)), None)
             }
             Err(error) => {
                 let mode = cached
@@ -224,7 +235,7 @@ impl MtaSts {
                 failed.retain(|_, at| at.elapsed() < RETRY_FETCH_AFTER);
                 failed.insert(key, Instant::now());
                 drop(failed);
-                keep(cached)
+                (keep(cached).0, Some(error.report_type()))
             }
         }
     }
