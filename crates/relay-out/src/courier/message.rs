@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use tracing::{error, info};
 
 use super::attempt::{GroupResult, Job, attempt_group};
+use super::due_list::{Ticket, make_pending_due};
 use super::grouping::{Group, due_work};
 use super::log::{AttemptRecord, AttemptResult, HostContact, log_attempt};
 use super::notice;
@@ -34,34 +35,47 @@ const NOTICE_RETRY: Duration = Duration::from_secs(60);
 
 /// What became of a message after its turn.
 #[derive(Debug)]
-pub struct TaskOutcome {
-    /// The message's new state; `None` when it left the queue (settled, or
-    /// deleted by the operator).
-    pub envelope: Option<Envelope>,
-    /// When to look at it again, if not when its envelope says.
-    pub revisit: Option<SystemTime>,
-}
-
-impl TaskOutcome {
-    fn gone() -> Self {
-        TaskOutcome {
-            envelope: None,
-            revisit: None,
-        }
-    }
+pub enum TaskOutcome {
+    /// It left the queue (settled, or deleted by the operator).
+    Gone,
+    /// Still queued, in this new state (only its compact record is kept).
+    Queued {
+        envelope: Envelope,
+        /// When to look at it again, if not when its envelope says.
+        revisit: Option<SystemTime>,
+    },
+    /// Its envelope could not be read; it stays queued and is tried later.
+    Unread,
 }
 
 /// The message was deleted by the operator while we worked on it.
 struct Gone;
 
-/// One turn of a message. With `deliver` false (delivery disabled) only the
-/// operator's bounce request and owed notices are handled.
-pub async fn process(ctx: Arc<Context>, mut envelope: Envelope, deliver: bool) -> TaskOutcome {
+/// One turn of a message: its envelope is read from the spool here, so
+/// that only the messages being worked on are in memory. With `deliver`
+/// false (delivery disabled) only the operator's bounce request and owed
+/// notices are handled.
+pub async fn process(ctx: Arc<Context>, ticket: Ticket, deliver: bool) -> TaskOutcome {
+    let id = ticket.id.clone();
+    let mut envelope = match ctx.spool_call(move |spool| spool.read_envelope(&id)).await {
+        Ok(envelope) => envelope,
+        Err(SpoolCallError::Spool(SpoolError::Gone(_))) => {
+            info!(queue_id = %ticket.id, "message deleted by the operator");
+            return TaskOutcome::Gone;
+        }
+        Err(error) => {
+            error!(queue_id = %ticket.id, %error, "cannot read the queued message; trying again later");
+            return TaskOutcome::Unread;
+        }
+    };
+    if ticket.flushed {
+        make_pending_due(&mut envelope, SystemTime::now());
+    }
     if honour_bounce_request(&ctx, &mut envelope).await.is_err() {
-        return TaskOutcome::gone();
+        return TaskOutcome::Gone;
     }
     if deliver && !ctx.is_disabled() && attempt_due(&ctx, &mut envelope).await.is_err() {
-        return TaskOutcome::gone();
+        return TaskOutcome::Gone;
     }
     // Boxed so that settling (bounces, the spool) does not size the task of
     // every message waiting for its attempts.
@@ -325,10 +339,10 @@ async fn settle(ctx: &Context, mut envelope: Envelope) -> TaskOutcome {
         match notice::send_owed(ctx, &mut envelope).await {
             Ok(()) => {
                 if !envelope.is_settled() && persist(ctx, &envelope).await.is_err() {
-                    return TaskOutcome::gone();
+                    return TaskOutcome::Gone;
                 }
             }
-            Err(notice::NoticeError::Spool(SpoolError::Gone(_))) => return TaskOutcome::gone(),
+            Err(notice::NoticeError::Spool(SpoolError::Gone(_))) => return TaskOutcome::Gone,
             Err(error) => {
                 error!(queue_id = %envelope.id, %error, "bounce not queued; trying again later");
                 revisit = Some(SystemTime::now() + NOTICE_RETRY);
@@ -340,10 +354,10 @@ async fn settle(ctx: &Context, mut envelope: Envelope) -> TaskOutcome {
         match notice::warn_if_delayed(ctx, &mut envelope, SystemTime::now()).await {
             Ok(()) => {
                 if envelope.delay_warned != before && persist(ctx, &envelope).await.is_err() {
-                    return TaskOutcome::gone();
+                    return TaskOutcome::Gone;
                 }
             }
-            Err(notice::NoticeError::Spool(SpoolError::Gone(_))) => return TaskOutcome::gone(),
+            Err(notice::NoticeError::Spool(SpoolError::Gone(_))) => return TaskOutcome::Gone,
             Err(error) => {
                 error!(queue_id = %envelope.id, %error, "delay warning not queued; trying again later");
                 revisit = Some(SystemTime::now() + NOTICE_RETRY);
@@ -366,12 +380,9 @@ async fn settle(ctx: &Context, mut envelope: Envelope) -> TaskOutcome {
                 error!(queue_id = %envelope.id, %error, "cannot remove a finished message")
             }
         }
-        return TaskOutcome::gone();
+        return TaskOutcome::Gone;
     }
-    TaskOutcome {
-        envelope: Some(envelope),
-        revisit,
-    }
+    TaskOutcome::Queued { envelope, revisit }
 }
 
 /// Writes the envelope. A write failure is logged and the in-memory state

@@ -5,8 +5,8 @@
 //!
 //! | module | the one thing it does |
 //! |---|---|
-//! | [`dispatcher`] | the task that owns the due list and starts one courier task per due message |
-//! | [`due_list`] | in memory: which message is due when, which ones are out (rebuilt from the spool at start) |
+//! | [`dispatcher`] | the task that owns the due list and starts a courier task per due message, only as many as there are delivery slots |
+//! | [`due_list`] | in memory: which message is due when (a compact record each), which ones are out, handed out per destination (rebuilt from the spool at start) |
 //! | [`switch`] | outbound.ini `disabled`, re-read without a restart |
 //! | [`message`] | one due message's trip: an attempt per destination, state to disk, notices, removal (and where a duplicate can happen) |
 //! | [`grouping`] | the due recipients of a message, one group (one SMTP transaction) per destination |
@@ -60,7 +60,8 @@ use smtp_core::dns::{Dns, DnsError, DnsSettings};
 use crate::config::RelayOutSettings;
 use spool::{Spool, SpoolError};
 
-pub use dispatcher::{Dispatcher, DispatcherHandle, channel};
+pub use dispatcher::{Dispatcher, DispatcherHandle, Slots, channel};
+pub use due_list::DueList;
 pub use source_check::SourceCheck;
 pub use switch::DisabledSwitch;
 
