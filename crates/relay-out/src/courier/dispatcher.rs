@@ -239,10 +239,14 @@ impl Dispatcher {
                     return;
                 };
                 match outcome {
-                    TaskOutcome::Gone => self.due.returned(&id, None, None, now),
-                    TaskOutcome::Queued { envelope, revisit } => {
-                        self.due.returned(&id, Some(&envelope), revisit, now)
-                    }
+                    TaskOutcome::Gone => self.due.returned(&id, None, None, false, now),
+                    TaskOutcome::Queued {
+                        envelope,
+                        revisit,
+                        unsaved,
+                    } => self
+                        .due
+                        .returned(&id, Some(envelope), revisit, unsaved, now),
                     TaskOutcome::Unread => self.due.returned_unread(&id, now + RETRY_UNREAD),
                 }
             }

@@ -39,14 +39,20 @@ pub struct Waiting {
     /// A flush came: every pending recipient is due when the envelope is
     /// next read, whatever its stored next attempt says.
     flushed: bool,
+    /// The state a task could not write to disk (a failing disk): the next
+    /// task starts from it, not from the older state on disk, so that what
+    /// was delivered is not sent again. `None` normally: the disk has it.
+    unsaved: Option<Box<Envelope>>,
 }
 
 /// A message handed to a task: its id, and whether its pending recipients
 /// are all due now (a flush) rather than when the envelope says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Ticket {
     pub id: QueueId,
     pub flushed: bool,
+    /// See [`Waiting::unsaved`].
+    pub unsaved: Option<Box<Envelope>>,
 }
 
 /// A message out with a task.
@@ -113,6 +119,7 @@ impl DueList {
                 arrival: envelope.arrival,
                 key,
                 flushed: false,
+                unsaved: None,
             },
         );
     }
@@ -170,16 +177,21 @@ impl DueList {
         Some(out)
     }
 
-    fn mark_out(&mut self, id: QueueId, record: Waiting) {
+    fn mark_out(&mut self, id: QueueId, record: Waiting) -> Ticket {
         *self.out_per_key.entry(record.key.clone()).or_default() += 1;
         self.out.insert(
-            id,
+            id.clone(),
             Out {
                 key: record.key,
                 arrival: record.arrival,
                 flushed: false,
             },
         );
+        Ticket {
+            id,
+            flushed: record.flushed,
+            unsaved: record.unsaved,
+        }
     }
 
     fn intern(&mut self, key: String) -> DestinationKey {
@@ -226,9 +238,7 @@ impl DueList {
                 continue;
             };
             if let Some(record) = self.remove_waiting(&id) {
-                let flushed = record.flushed;
-                self.mark_out(id.clone(), record);
-                taken.push(Ticket { id, flushed });
+                taken.push(self.mark_out(id, record));
             }
         }
         self.heads.extend(full);
@@ -240,12 +250,7 @@ impl DueList {
     /// notices); `None` if it does not wait (out, or gone).
     pub fn take(&mut self, id: &QueueId) -> Option<Ticket> {
         let record = self.remove_waiting(id)?;
-        let flushed = record.flushed;
-        self.mark_out(id.clone(), record);
-        Some(Ticket {
-            id: id.clone(),
-            flushed,
-        })
+        Some(self.mark_out(id.clone(), record))
     }
 
     /// The ids of every waiting message, earliest due first.
@@ -257,13 +262,15 @@ impl DueList {
     }
 
     /// A task is done with `id`. `envelope` is its new state (`None`: it
-    /// left the queue); `revisit` overrides the due time (e.g. a notice that
-    /// could not be stored yet).
+    /// left the queue), kept only if `unsaved` (see [`Waiting::unsaved`]);
+    /// `revisit` overrides the due time (e.g. a notice that could not be
+    /// stored yet).
     pub fn returned(
         &mut self,
         id: &QueueId,
-        envelope: Option<&Envelope>,
+        envelope: Option<Envelope>,
         revisit: Option<SystemTime>,
+        unsaved: bool,
         now: SystemTime,
     ) {
         let out = self.mark_back(id);
@@ -275,10 +282,10 @@ impl DueList {
             now
         } else {
             revisit
-                .unwrap_or_else(|| Self::due_of(envelope, now))
+                .unwrap_or_else(|| Self::due_of(&envelope, now))
                 .max(now + MIN_REVISIT)
         };
-        let key = self.intern(key_of(envelope));
+        let key = self.intern(key_of(&envelope));
         self.insert_record(
             id.clone(),
             Waiting {
@@ -286,6 +293,7 @@ impl DueList {
                 arrival: envelope.arrival,
                 key,
                 flushed,
+                unsaved: unsaved.then(|| Box::new(envelope)),
             },
         );
     }
@@ -303,6 +311,7 @@ impl DueList {
                 arrival: out.arrival,
                 key: out.key,
                 flushed: out.flushed,
+                unsaved: None,
             },
         );
     }
@@ -424,17 +433,18 @@ mod tests {
         let out = due.take_due(at(0), ANY, ANY).remove(0);
         assert!(!out.flushed);
         // Came back unchanged (nothing attempted): not due before MIN_REVISIT.
-        due.returned(&out.id, Some(&message), None, at(5));
+        due.returned(&out.id, Some(message.clone()), None, false, at(5));
         assert_eq!(due.next_due(ANY), Some(at(5) + MIN_REVISIT));
 
         let out = due.take(&message.id).expect("waiting");
         due.flush(at(7));
-        due.returned(&out.id, Some(&message), None, at(8));
+        due.returned(&out.id, Some(message.clone()), None, false, at(8));
         assert_eq!(due.next_due(ANY), Some(at(8)));
         let again = due.take_due(at(8), ANY, ANY).remove(0);
         assert!(again.flushed, "the task makes every pending recipient due");
+        assert!(again.unsaved.is_none(), "the task reads the disk's state");
 
-        due.returned(&again.id, None, None, at(9));
+        due.returned(&again.id, None, None, false, at(9));
         assert_eq!(due.counts(), (0, 0), "a finished message is forgotten");
     }
 
@@ -460,7 +470,7 @@ mod tests {
         let mut due = DueList::default();
         due.insert(&message, at(3));
         let out = due.take_due(at(3), ANY, ANY).remove(0);
-        due.returned(&out.id, Some(&message), Some(revisit), at(4));
+        due.returned(&out.id, Some(message.clone()), Some(revisit), false, at(4));
         assert_eq!(due.next_due(ANY), Some(revisit));
     }
 
@@ -492,9 +502,21 @@ mod tests {
         // the dispatcher sleeps instead of spinning on it.
         assert_eq!(due.next_due(2), None);
         assert!(due.take_due(at(2), ANY, 2).is_empty());
-        due.returned(&taken[0].id, None, None, at(3));
+        due.returned(&taken[0].id, None, None, false, at(3));
         assert_eq!(due.next_due(2), Some(at(0)));
         assert_eq!(due.take_due(at(3), ANY, 2).len(), 1);
+    }
+
+    #[test]
+    fn a_state_the_disk_refused_is_handed_to_the_next_task() {
+        let mut due = DueList::default();
+        let mut message = envelope(0);
+        due.insert(&message, at(0));
+        let out = due.take_due(at(0), ANY, ANY).remove(0);
+        message.recipients[0].attempts = 7;
+        due.returned(&out.id, Some(message.clone()), Some(at(2)), true, at(1));
+        let again = due.take_due(at(2), ANY, ANY).remove(0);
+        assert_eq!(again.unsaved.map(|e| e.recipients[0].attempts), Some(7));
     }
 
     #[test]

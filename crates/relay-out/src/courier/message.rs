@@ -13,6 +13,7 @@
 //! recipients are settled one by one and a settled one is never retried
 //! (see also the intake duplicate in the [`spool`] crate's docs).
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -43,6 +44,9 @@ pub enum TaskOutcome {
         envelope: Envelope,
         /// When to look at it again, if not when its envelope says.
         revisit: Option<SystemTime>,
+        /// The last write of its state failed: the dispatcher keeps this
+        /// state for the next turn, the disk's is older.
+        unsaved: bool,
     },
     /// Its envelope could not be read; it stays queued and is tried later.
     Unread,
@@ -56,8 +60,31 @@ struct Gone;
 /// false (delivery disabled) only the operator's bounce request and owed
 /// notices are handled.
 pub async fn process(ctx: Arc<Context>, ticket: Ticket, deliver: bool) -> TaskOutcome {
+    let unsaved = Cell::new(ticket.unsaved.is_some());
+    UNSAVED
+        .scope(unsaved, async move {
+            let mut outcome = turn(ctx, ticket, deliver).await;
+            if let TaskOutcome::Queued { unsaved, .. } = &mut outcome {
+                *unsaved = UNSAVED.with(Cell::get);
+            }
+            outcome
+        })
+        .await
+}
+
+tokio::task_local! {
+    /// Whether the disk is behind the task's envelope (a write failed, and
+    /// none succeeded since); set by [`persist`].
+    static UNSAVED: Cell<bool>;
+}
+
+async fn turn(ctx: Arc<Context>, ticket: Ticket, deliver: bool) -> TaskOutcome {
     let id = ticket.id.clone();
-    let mut envelope = match ctx.spool_call(move |spool| spool.read_envelope(&id)).await {
+    let read = match ticket.unsaved {
+        Some(envelope) => Ok(*envelope),
+        None => ctx.spool_call(move |spool| spool.read_envelope(&id)).await,
+    };
+    let mut envelope = match read {
         Ok(envelope) => envelope,
         Err(SpoolCallError::Spool(SpoolError::Gone(_))) => {
             info!(queue_id = %ticket.id, "message deleted by the operator");
@@ -382,7 +409,11 @@ async fn settle(ctx: &Context, mut envelope: Envelope) -> TaskOutcome {
         }
         return TaskOutcome::Gone;
     }
-    TaskOutcome::Queued { envelope, revisit }
+    TaskOutcome::Queued {
+        envelope,
+        revisit,
+        unsaved: false,
+    }
 }
 
 /// Writes the envelope. A write failure is logged and the in-memory state
@@ -390,7 +421,9 @@ async fn settle(ctx: &Context, mut envelope: Envelope) -> TaskOutcome {
 /// means the operator deleted the message.
 async fn persist(ctx: &Context, envelope: &Envelope) -> Result<(), Gone> {
     let copy = envelope.clone();
-    match ctx.spool_call(move |spool| spool.update(&copy)).await {
+    let result = ctx.spool_call(move |spool| spool.update(&copy)).await;
+    let _ = UNSAVED.try_with(|unsaved| unsaved.set(result.is_err()));
+    match result {
         Ok(()) => Ok(()),
         Err(SpoolCallError::Spool(SpoolError::Gone(_))) => {
             info!(queue_id = %envelope.id, "message deleted by the operator");
