@@ -10,9 +10,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::{error, info};
 
@@ -34,6 +35,39 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// per slot the sessions would sit idle meanwhile; twice as many keeps them
 /// busy, and is still a fixed number whatever the backlog.
 const TASKS_PER_SLOT: usize = 2;
+
+/// Tasks parked on a shaping budget (a throttled or suspended provider)
+/// give their slot to others, up to this many per slot: a provider that
+/// hosts many domains must not hold every slot while it rests, and the
+/// tasks stay a fixed number however long it rests.
+const PARKED_PER_SLOT: usize = 4;
+
+/// The tasks waiting for a shaping budget, which do not count against the
+/// slots (see [`PARKED_PER_SLOT`]); shared by the tasks and the dispatcher.
+#[derive(Debug, Default)]
+pub struct Parked {
+    count: AtomicUsize,
+    /// Wakes the dispatcher to use a slot a task just gave up.
+    changed: Notify,
+}
+
+impl Parked {
+    /// Waits for `wait`, counted as parked if it does not finish at once.
+    pub async fn wait<T>(&self, wait: impl Future<Output = T>) -> T {
+        let mut wait = std::pin::pin!(wait);
+        tokio::select! {
+            biased;
+            done = &mut wait => done,
+            () = std::future::ready(()) => {
+                self.count.fetch_add(1, Ordering::Relaxed);
+                self.changed.notify_one();
+                let done = wait.await;
+                self.count.fetch_sub(1, Ordering::Relaxed);
+                done
+            }
+        }
+    }
+}
 
 /// How many delivery tasks may run at once, overall and per destination key
 /// (`concurrency_max` and `domain_concurrency_max`, see [`TASKS_PER_SLOT`]).
@@ -152,7 +186,13 @@ impl Dispatcher {
     }
 
     fn free_slots(&self) -> usize {
-        self.slots.total.saturating_sub(self.tasks.len())
+        let parked = self
+            .ctx
+            .parked
+            .count
+            .load(Ordering::Relaxed)
+            .min(self.slots.total * PARKED_PER_SLOT);
+        (self.slots.total + parked).saturating_sub(self.tasks.len())
     }
 
     pub async fn run(mut self) {
@@ -198,6 +238,7 @@ impl Dispatcher {
                     self.returned(joined);
                 }
                 _ = tokio::time::sleep(sleep) => {}
+                () = self.ctx.parked.changed.notified() => {}
                 _ = poll.tick() => {
                     self.switch.poll();
                     let (messages, oldest) = self.due.gauges(SystemTime::now());

@@ -251,7 +251,8 @@ async fn attempt_with_permits(ctx: &Context, job: &Job, group: &Group) -> Option
         .await;
     // The budget first: a session waiting on a throttled provider holds none
     // of the slots other destinations need.
-    let shaping = ctx.shaping.acquire(&budget).await;
+    // Parked meanwhile: a resting provider does not hold delivery slots.
+    let shaping = ctx.parked.wait(ctx.shaping.acquire(&budget)).await;
     let _permits = ctx.limits.acquire(&group.destination).await?;
     if ctx.is_disabled() {
         log_attempt(&AttemptRecord {

@@ -111,6 +111,8 @@ pub struct Context {
     /// outbound.ini `delay_warning_time`; `None`: no delay warnings.
     delay_warning: Option<Duration>,
     dispatcher: DispatcherHandle,
+    /// Tasks waiting for a shaping budget (see `dispatcher::Parked`).
+    parked: dispatcher::Parked,
 }
 
 impl Context {
@@ -157,6 +159,7 @@ impl Context {
             delay_template: template(dir, DELAY_TEMPLATE_FILE)?,
             delay_warning: outbound.delay_warning_time,
             dispatcher,
+            parked: dispatcher::Parked::default(),
         })
     }
 
