@@ -287,7 +287,7 @@ impl Dispatcher {
                         unsaved,
                     } => self
                         .due
-                        .returned(&id, Some(envelope), revisit, unsaved, now),
+                        .returned(&id, Some(*envelope), revisit, unsaved, now),
                     TaskOutcome::Unread => self.due.returned_unread(&id, now + RETRY_UNREAD),
                 }
             }

@@ -41,7 +41,8 @@ pub enum TaskOutcome {
     Gone,
     /// Still queued, in this new state (only its compact record is kept).
     Queued {
-        envelope: Envelope,
+        /// Boxed: the other outcomes are small.
+        envelope: Box<Envelope>,
         /// When to look at it again, if not when its envelope says.
         revisit: Option<SystemTime>,
         /// The last write of its state failed: the dispatcher keeps this
@@ -411,7 +412,7 @@ async fn settle(ctx: &Context, mut envelope: Envelope) -> TaskOutcome {
         return TaskOutcome::Gone;
     }
     TaskOutcome::Queued {
-        envelope,
+        envelope: Box::new(envelope),
         revisit,
         unsaved: false,
     }
