@@ -41,15 +41,22 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
             queue_dir.display()
         );
     }
-    let loaded = {
+    // Each envelope is read, reduced to its compact record and dropped, so
+    // a large queue is never in memory at once.
+    let (loaded, backlog) = {
         let spool = spool.clone();
-        tokio::task::spawn_blocking(move || spool.load())
-            .await
-            .context("loading the queue")??
+        tokio::task::spawn_blocking(move || {
+            let mut backlog = courier::DueList::default();
+            let now = std::time::SystemTime::now();
+            let report = spool.load_each(|entry| backlog.resume(&entry.envelope, now))?;
+            Ok::<_, spool::SpoolError>((report, backlog))
+        })
+        .await
+        .context("loading the queue")??
     };
     info!(
         queue = %queue_dir.display(),
-        messages = loaded.messages.len(),
+        messages = backlog.counts().0,
         set_aside = loaded.set_aside.len(),
         temp_files_removed = loaded.temp_files_removed,
         unacknowledged_removed = loaded.orphan_data_removed.len(),
@@ -81,10 +88,11 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     let source_check = context.source_check(&settings);
     let tlsrpt = context.tlsrpt();
     let tlsrpt_timer = tokio::spawn(Arc::clone(&tlsrpt).run());
-    let mut dispatcher = Dispatcher::new(Arc::new(context), inbox, switch);
-    for entry in loaded.messages {
-        dispatcher.resume(entry.envelope);
-    }
+    let slots = courier::Slots::new(
+        settings.outbound.concurrency_max,
+        settings.outbound.domain_concurrency_max,
+    );
+    let dispatcher = Dispatcher::new(Arc::new(context), inbox, switch, slots, backlog);
     // The first self-check decides the address family before the first
     // delivery; mail submitted meanwhile waits in the dispatcher's inbox.
     let dispatcher_task = tokio::spawn(async move {

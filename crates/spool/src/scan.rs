@@ -90,6 +90,19 @@ impl<X: Extras> Spool<X> {
     /// Must not run while another process stores messages in this directory
     /// (it would delete their in-progress data); the CLI never stores.
     pub fn load(&self) -> Result<LoadReport<X>, SpoolError> {
+        let mut messages = Vec::new();
+        let mut report = self.load_each(|entry| messages.push(entry))?;
+        report.messages = messages;
+        Ok(report)
+    }
+
+    /// [`Spool::load`] handing each usable message to `each` in arrival
+    /// order instead of collecting them (the report's `messages` stays
+    /// empty), so that a queue of 100,000 is never in memory all at once.
+    pub fn load_each(
+        &self,
+        mut each: impl FnMut(QueueEntry<X>),
+    ) -> Result<LoadReport<X>, SpoolError> {
         let scan = self.scan()?;
         let mut report = LoadReport::default();
         for temp in &scan.temp_files {
@@ -99,7 +112,9 @@ impl<X: Extras> Spool<X> {
             }
         }
         for (id, files) in &scan.by_id {
-            self.load_one(id, *files, &mut report);
+            if let Some(entry) = self.load_one(id, *files, &mut report) {
+                each(entry);
+            }
         }
         let repaired =
             report.temp_files_removed + report.orphan_data_removed.len() + report.set_aside.len();
@@ -109,12 +124,17 @@ impl<X: Extras> Spool<X> {
         Ok(report)
     }
 
-    fn load_one(&self, id: &QueueId, files: FilesOfId, report: &mut LoadReport<X>) {
-        if files.message {
-            self.load_one_file(id, files, report);
+    fn load_one(
+        &self,
+        id: &QueueId,
+        files: FilesOfId,
+        report: &mut LoadReport<X>,
+    ) -> Option<QueueEntry<X>> {
+        let loaded = if files.message {
+            self.load_one_file(id, files, report)
         } else {
-            self.load_two_files(id, files, report);
-        }
+            self.load_two_files(id, files, report)
+        };
         if files.state && !files.message {
             match fsio::remove_if_present(&self.state_path(id)) {
                 Ok(_) => report.leftover_states_removed += 1,
@@ -123,21 +143,23 @@ impl<X: Extras> Spool<X> {
                 }
             }
         }
-        let envelope_survives = report
-            .messages
-            .last()
-            .is_some_and(|entry| &entry.envelope.id == id);
         if files.bounce
-            && !envelope_survives
+            && loaded.is_none()
             && let Err(error) = fsio::remove_if_present(&self.bounce_path(id))
         {
             tracing::error!(queue_id = %id, %error, "cannot remove orphan bounce marker");
         }
+        loaded
     }
 
-    fn load_one_file(&self, id: &QueueId, files: FilesOfId, report: &mut LoadReport<X>) {
+    fn load_one_file(
+        &self,
+        id: &QueueId,
+        files: FilesOfId,
+        report: &mut LoadReport<X>,
+    ) -> Option<QueueEntry<X>> {
         match self.read_entry(id) {
-            Ok(entry) => report.messages.push(entry),
+            Ok(entry) => return Some(entry),
             Err(SpoolError::Gone(_)) => {}
             Err(error) => {
                 // The message file got a 250: keep it for the admin.
@@ -148,12 +170,18 @@ impl<X: Extras> Spool<X> {
                 }
             }
         }
+        None
     }
 
-    fn load_two_files(&self, id: &QueueId, files: FilesOfId, report: &mut LoadReport<X>) {
+    fn load_two_files(
+        &self,
+        id: &QueueId,
+        files: FilesOfId,
+        report: &mut LoadReport<X>,
+    ) -> Option<QueueEntry<X>> {
         match (files.envelope, files.data) {
             (true, true) => match self.read_entry(id) {
-                Ok(entry) => report.messages.push(entry),
+                Ok(entry) => return Some(entry),
                 // Deleted by the operator while we were scanning.
                 Err(SpoolError::Gone(_)) => {}
                 Err(error) => {
@@ -182,6 +210,7 @@ impl<X: Extras> Spool<X> {
             },
             (false, false) => {}
         }
+        None
     }
 
     fn set_aside(&self, path: &Path, reason: &str, report: &mut LoadReport<X>) {

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
+
 use postern_tests::backend::{AfterData, Behaviour};
 use postern_tests::dns::TestZone;
 use postern_tests::outbound::{
@@ -486,5 +488,59 @@ async fn a_bounce_that_cannot_be_delivered_is_dropped_as_a_double_bounce() -> an
     .await?;
     wait_until(WAIT, "an empty queue", || out.queued_ids().is_empty()).await?;
     assert!(farm.all_accepted().is_empty());
+    Ok(())
+}
+
+/// Only as many deliveries start as there are slots, and per destination
+/// only a share of them: a backlog for a slow domain must not take every
+/// slot, so mail for another domain queued after it goes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_domain_s_backlog_does_not_hold_back_another_domain() -> anyhow::Result<()> {
+    let slow = Behaviour {
+        data_delay: Duration::from_secs(60),
+        ..Behaviour::default()
+    };
+    let mut farm = MxFarm::start(2, slow).await?;
+    farm.add(3, Behaviour::default()).await?;
+    let zone = zone()
+        .mx("slow.test", 10, "mx.slow.test")
+        .a("mx.slow.test", ip(2))
+        .mx("fast.test", 10, "mx.fast.test")
+        .a("mx.fast.test", ip(3));
+    // Two sessions, one per domain: at most four delivery tasks, two per
+    // domain, so six slow messages would fill every slot if they could.
+    let options = OutboundOptions {
+        outbound: "temp_fail_intervals=5s*5\nconcurrency_max=2\ndomain_concurrency_max=1\n".into(),
+        ..OutboundOptions::default()
+    };
+    let out = Outbound::start(zone, farm.port, options).await?;
+    for n in 0..6 {
+        let reply = out
+            .submit(
+                "a@origin.test",
+                &["u@slow.test"],
+                &format!("Subject: slow {n}\n\nhi\n"),
+            )
+            .await?;
+        assert_eq!(reply.code, 250, "{reply:?}");
+    }
+    wait_until(WAIT, "the slow MX to be in its data", || {
+        farm.get(2).record().in_flight == 1
+    })
+    .await?;
+    let reply = out
+        .submit("a@origin.test", &["u@fast.test"], "Subject: fast\n\nhi\n")
+        .await?;
+    assert_eq!(reply.code, 250, "{reply:?}");
+    wait_until(WAIT, "the fast domain's delivery", || {
+        farm.get(3).accepted().len() == 1
+    })
+    .await
+    .with_context(|| out.log())?;
+    assert!(
+        farm.get(2).accepted().is_empty(),
+        "the slow MX has not answered any data yet"
+    );
+    assert_eq!(farm.get(2).record().max_in_flight, 1);
     Ok(())
 }

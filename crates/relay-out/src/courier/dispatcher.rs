@@ -1,17 +1,24 @@
 //! The dispatcher: one task that owns the [`DueList`], starts a delivery
 //! task for each message when it is due, and takes the messages back when
 //! the task is done. Everything else talks to it through a [`DispatcherHandle`].
+//!
+//! Only as many tasks run as there are delivery slots ([`Slots`]): a task
+//! loads the envelope, waits for sessions and holds buffers, so a backlog
+//! released at once must not start one per message. The rest wait as
+//! compact records in the due list, handed out per destination so that a
+//! slow domain cannot take every slot.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::{error, info};
 
 use super::Context;
-use super::due_list::DueList;
+use super::due_list::{DueList, Ticket};
 use super::message::{self, TaskOutcome};
 use super::switch::DisabledSwitch;
 use spool::{Envelope, QueueId};
@@ -22,6 +29,66 @@ const SETTINGS_POLL: Duration = Duration::from_secs(1);
 /// The dispatcher never sleeps longer than this, so a wall-clock jump delays
 /// due mail by at most this much.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+/// Tasks per session slot. A task also waits for its shaping budget and
+/// writes its outcome to disk outside its session, so with exactly one task
+/// per slot the sessions would sit idle meanwhile; twice as many keeps them
+/// busy, and is still a fixed number whatever the backlog.
+const TASKS_PER_SLOT: usize = 2;
+
+/// Tasks parked on a shaping budget (a throttled or suspended provider)
+/// give their slot to others, up to this many per slot: a provider that
+/// hosts many domains must not hold every slot while it rests, and the
+/// tasks stay a fixed number however long it rests.
+const PARKED_PER_SLOT: usize = 4;
+
+/// The tasks waiting for a shaping budget, which do not count against the
+/// slots (see [`PARKED_PER_SLOT`]); shared by the tasks and the dispatcher.
+#[derive(Debug, Default)]
+pub struct Parked {
+    count: AtomicUsize,
+    /// Wakes the dispatcher to use a slot a task just gave up.
+    changed: Notify,
+}
+
+impl Parked {
+    /// Waits for `wait`, counted as parked if it does not finish at once.
+    pub async fn wait<T>(&self, wait: impl Future<Output = T>) -> T {
+        let mut wait = std::pin::pin!(wait);
+        tokio::select! {
+            biased;
+            done = &mut wait => done,
+            () = std::future::ready(()) => {
+                self.count.fetch_add(1, Ordering::Relaxed);
+                self.changed.notify_one();
+                let done = wait.await;
+                self.count.fetch_sub(1, Ordering::Relaxed);
+                done
+            }
+        }
+    }
+}
+
+/// How many delivery tasks may run at once, overall and per destination key
+/// (`concurrency_max` and `domain_concurrency_max`, see [`TASKS_PER_SLOT`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Slots {
+    total: usize,
+    per_destination: usize,
+}
+
+impl Slots {
+    pub fn new(concurrency_max: usize, domain_concurrency_max: usize) -> Self {
+        Slots {
+            total: concurrency_max.max(1) * TASKS_PER_SLOT,
+            per_destination: domain_concurrency_max.max(1) * TASKS_PER_SLOT,
+        }
+    }
+}
+
+/// A message whose task failed or could not read its envelope is looked at
+/// again after this.
+const RETRY_UNREAD: Duration = Duration::from_secs(60);
 
 /// What the rest of the daemon tells the dispatcher.
 #[derive(Debug)]
@@ -91,25 +158,41 @@ pub struct Dispatcher {
     /// Which message each task works on, to take it back even if the task
     /// panicked.
     task_messages: HashMap<tokio::task::Id, QueueId>,
+    slots: Slots,
+    /// A flush while delivery is disabled: the messages still to visit for
+    /// bounce requests and owed notices, a slot's worth at a time.
+    sweep: Vec<QueueId>,
 }
 
 impl Dispatcher {
-    pub fn new(ctx: Arc<Context>, inbox: DispatcherInbox, switch: DisabledSwitch) -> Self {
+    /// `backlog`: the queue loaded at start.
+    pub fn new(
+        ctx: Arc<Context>,
+        inbox: DispatcherInbox,
+        switch: DisabledSwitch,
+        slots: Slots,
+        backlog: DueList,
+    ) -> Self {
         Dispatcher {
             ctx,
             inbox,
-            due: DueList::default(),
+            due: backlog,
             switch,
             tasks: JoinSet::new(),
             task_messages: HashMap::new(),
+            slots,
+            sweep: Vec::new(),
         }
     }
 
-    /// Adds a message loaded from the spool at start.
-    pub fn resume(&mut self, envelope: Envelope) {
-        let now = SystemTime::now();
-        let due = DueList::due_of(&envelope, now);
-        self.due.insert(envelope, due);
+    fn free_slots(&self) -> usize {
+        let parked = self
+            .ctx
+            .parked
+            .count
+            .load(Ordering::Relaxed)
+            .min(self.slots.total * PARKED_PER_SLOT);
+        (self.slots.total + parked).saturating_sub(self.tasks.len())
     }
 
     pub async fn run(mut self) {
@@ -119,22 +202,29 @@ impl Dispatcher {
             let now = SystemTime::now();
             // While disabled, due mail stays due: wait for the switch (polled
             // below) or a command instead of waking for it again and again.
+            // With every slot taken, a returning task wakes the loop.
             let sleep = if self.switch.is_disabled() {
+                self.continue_sweep();
                 MAX_SLEEP
             } else {
-                for envelope in self.due.take_due(now) {
-                    self.start(envelope, true);
+                self.sweep.clear();
+                let per_destination = self.slots.per_destination;
+                for ticket in self.due.take_due(now, self.free_slots(), per_destination) {
+                    self.start(ticket, true);
                 }
-                self.due
-                    .next_due()
-                    .map_or(MAX_SLEEP, |due| due.duration_since(now).unwrap_or_default())
-                    .min(MAX_SLEEP)
+                match self.due.next_due(per_destination) {
+                    Some(due) if self.free_slots() > 0 => {
+                        due.duration_since(now).unwrap_or_default()
+                    }
+                    _ => MAX_SLEEP,
+                }
+                .min(MAX_SLEEP)
             };
             tokio::select! {
                 command = self.inbox.commands.recv() => match command {
                     Some(Command::Queued(envelope)) => {
                         let due = DueList::due_of(&envelope, SystemTime::now());
-                        self.due.insert(envelope, due);
+                        self.due.insert(&envelope, due);
                     }
                     Some(Command::Flush) => self.flush(),
                     Some(Command::Shutdown(grace, done)) => {
@@ -148,6 +238,7 @@ impl Dispatcher {
                     self.returned(joined);
                 }
                 _ = tokio::time::sleep(sleep) => {}
+                () = self.ctx.parked.changed.notified() => {}
                 _ = poll.tick() => {
                     self.switch.poll();
                     let (messages, oldest) = self.due.gauges(SystemTime::now());
@@ -159,40 +250,54 @@ impl Dispatcher {
         }
     }
 
-    fn start(&mut self, envelope: Envelope, deliver: bool) {
-        let id = envelope.id.clone();
+    fn start(&mut self, ticket: Ticket, deliver: bool) {
+        let id = ticket.id.clone();
         let ctx = Arc::clone(&self.ctx);
         let handle = self
             .tasks
-            .spawn(async move { message::process(ctx, envelope, deliver).await });
+            .spawn(async move { message::process(ctx, ticket, deliver).await });
         self.task_messages.insert(handle.id(), id);
+    }
+
+    /// Starts the next messages of a flush while delivery is disabled, as
+    /// many as there are free slots.
+    fn continue_sweep(&mut self) {
+        while self.free_slots() > 0 {
+            let Some(id) = self.sweep.pop() else {
+                break;
+            };
+            if let Some(ticket) = self.due.take(&id) {
+                self.start(ticket, false);
+            }
+        }
     }
 
     fn returned(&mut self, joined: Result<(tokio::task::Id, TaskOutcome), tokio::task::JoinError>) {
         let now = SystemTime::now();
         match joined {
             Ok((task, outcome)) => {
-                if let Some(id) = self.task_messages.remove(&task) {
-                    self.due
-                        .returned(&id, outcome.envelope, outcome.revisit, now);
+                let Some(id) = self.task_messages.remove(&task) else {
+                    return;
+                };
+                match outcome {
+                    TaskOutcome::Gone => self.due.returned(&id, None, None, false, now),
+                    TaskOutcome::Queued {
+                        envelope,
+                        revisit,
+                        unsaved,
+                    } => self
+                        .due
+                        .returned(&id, Some(*envelope), revisit, unsaved, now),
+                    TaskOutcome::Unread => self.due.returned_unread(&id, now + RETRY_UNREAD),
                 }
             }
             Err(failure) => {
                 let Some(id) = self.task_messages.remove(&failure.id()) else {
                     return;
                 };
-                // The state on disk is the truth: reload it and try later.
+                // The state on disk is the truth: the next task reads it.
                 error!(queue_id = %id, error = %failure, "delivery task failed; the message is retried later");
-                match self.ctx.spool.read_envelope(&id) {
-                    Ok(envelope) => {
-                        let revisit = now + Duration::from_secs(60);
-                        self.due.returned(&id, Some(envelope), Some(revisit), now);
-                    }
-                    Err(error) => {
-                        error!(queue_id = %id, %error, "cannot re-read the message");
-                        self.due.returned(&id, None, None, now);
-                    }
-                }
+                self.due.returned_unread(&id, now + RETRY_UNREAD);
             }
         }
     }
@@ -210,10 +315,10 @@ impl Dispatcher {
         );
         if self.switch.is_disabled() {
             // Delivery is off, but bounce requests and owed notices are not
-            // deliveries: handle those now.
-            for envelope in self.due.take_all() {
-                self.start(envelope, false);
-            }
+            // deliveries: handle those now, a slot's worth at a time.
+            self.sweep = self.due.waiting_ids();
+            self.sweep.reverse();
+            self.continue_sweep();
         }
     }
 

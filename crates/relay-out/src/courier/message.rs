@@ -13,6 +13,7 @@
 //! recipients are settled one by one and a settled one is never retried
 //! (see also the intake duplicate in the [`spool`] crate's docs).
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -21,6 +22,7 @@ use tokio::task::JoinSet;
 use tracing::{error, info};
 
 use super::attempt::{GroupResult, Job, attempt_group};
+use super::due_list::{Ticket, make_pending_due};
 use super::grouping::{Group, due_work};
 use super::log::{AttemptRecord, AttemptResult, HostContact, log_attempt};
 use super::notice;
@@ -34,34 +36,74 @@ const NOTICE_RETRY: Duration = Duration::from_secs(60);
 
 /// What became of a message after its turn.
 #[derive(Debug)]
-pub struct TaskOutcome {
-    /// The message's new state; `None` when it left the queue (settled, or
-    /// deleted by the operator).
-    pub envelope: Option<Envelope>,
-    /// When to look at it again, if not when its envelope says.
-    pub revisit: Option<SystemTime>,
-}
-
-impl TaskOutcome {
-    fn gone() -> Self {
-        TaskOutcome {
-            envelope: None,
-            revisit: None,
-        }
-    }
+pub enum TaskOutcome {
+    /// It left the queue (settled, or deleted by the operator).
+    Gone,
+    /// Still queued, in this new state (only its compact record is kept).
+    Queued {
+        /// Boxed: the other outcomes are small.
+        envelope: Box<Envelope>,
+        /// When to look at it again, if not when its envelope says.
+        revisit: Option<SystemTime>,
+        /// The last write of its state failed: the dispatcher keeps this
+        /// state for the next turn, the disk's is older.
+        unsaved: bool,
+    },
+    /// Its envelope could not be read; it stays queued and is tried later.
+    Unread,
 }
 
 /// The message was deleted by the operator while we worked on it.
 struct Gone;
 
-/// One turn of a message. With `deliver` false (delivery disabled) only the
-/// operator's bounce request and owed notices are handled.
-pub async fn process(ctx: Arc<Context>, mut envelope: Envelope, deliver: bool) -> TaskOutcome {
+/// One turn of a message: its envelope is read from the spool here, so
+/// that only the messages being worked on are in memory. With `deliver`
+/// false (delivery disabled) only the operator's bounce request and owed
+/// notices are handled.
+pub async fn process(ctx: Arc<Context>, ticket: Ticket, deliver: bool) -> TaskOutcome {
+    let unsaved = Cell::new(ticket.unsaved.is_some());
+    UNSAVED
+        .scope(unsaved, async move {
+            let mut outcome = turn(ctx, ticket, deliver).await;
+            if let TaskOutcome::Queued { unsaved, .. } = &mut outcome {
+                *unsaved = UNSAVED.with(Cell::get);
+            }
+            outcome
+        })
+        .await
+}
+
+tokio::task_local! {
+    /// Whether the disk is behind the task's envelope (a write failed, and
+    /// none succeeded since); set by [`persist`].
+    static UNSAVED: Cell<bool>;
+}
+
+async fn turn(ctx: Arc<Context>, ticket: Ticket, deliver: bool) -> TaskOutcome {
+    let id = ticket.id.clone();
+    let read = match ticket.unsaved {
+        Some(envelope) => Ok(*envelope),
+        None => ctx.spool_call(move |spool| spool.read_envelope(&id)).await,
+    };
+    let mut envelope = match read {
+        Ok(envelope) => envelope,
+        Err(SpoolCallError::Spool(SpoolError::Gone(_))) => {
+            info!(queue_id = %ticket.id, "message deleted by the operator");
+            return TaskOutcome::Gone;
+        }
+        Err(error) => {
+            error!(queue_id = %ticket.id, %error, "cannot read the queued message; trying again later");
+            return TaskOutcome::Unread;
+        }
+    };
+    if ticket.flushed {
+        make_pending_due(&mut envelope, SystemTime::now());
+    }
     if honour_bounce_request(&ctx, &mut envelope).await.is_err() {
-        return TaskOutcome::gone();
+        return TaskOutcome::Gone;
     }
     if deliver && !ctx.is_disabled() && attempt_due(&ctx, &mut envelope).await.is_err() {
-        return TaskOutcome::gone();
+        return TaskOutcome::Gone;
     }
     // Boxed so that settling (bounces, the spool) does not size the task of
     // every message waiting for its attempts.
@@ -217,7 +259,8 @@ async fn attempt_with_permits(ctx: &Context, job: &Job, group: &Group) -> Option
         .await;
     // The budget first: a session waiting on a throttled provider holds none
     // of the slots other destinations need.
-    let shaping = ctx.shaping.acquire(&budget).await;
+    // Parked meanwhile: a resting provider does not hold delivery slots.
+    let shaping = ctx.parked.wait(ctx.shaping.acquire(&budget)).await;
     let _permits = ctx.limits.acquire(&group.destination).await?;
     if ctx.is_disabled() {
         log_attempt(&AttemptRecord {
@@ -332,10 +375,10 @@ async fn settle(ctx: &Context, mut envelope: Envelope) -> TaskOutcome {
         match notice::send_owed(ctx, &mut envelope).await {
             Ok(()) => {
                 if !envelope.is_settled() && persist(ctx, &envelope).await.is_err() {
-                    return TaskOutcome::gone();
+                    return TaskOutcome::Gone;
                 }
             }
-            Err(notice::NoticeError::Spool(SpoolError::Gone(_))) => return TaskOutcome::gone(),
+            Err(notice::NoticeError::Spool(SpoolError::Gone(_))) => return TaskOutcome::Gone,
             Err(error) => {
                 error!(queue_id = %envelope.id, %error, "bounce not queued; trying again later");
                 revisit = Some(SystemTime::now() + NOTICE_RETRY);
@@ -347,10 +390,10 @@ async fn settle(ctx: &Context, mut envelope: Envelope) -> TaskOutcome {
         match notice::warn_if_delayed(ctx, &mut envelope, SystemTime::now()).await {
             Ok(()) => {
                 if envelope.delay_warned != before && persist(ctx, &envelope).await.is_err() {
-                    return TaskOutcome::gone();
+                    return TaskOutcome::Gone;
                 }
             }
-            Err(notice::NoticeError::Spool(SpoolError::Gone(_))) => return TaskOutcome::gone(),
+            Err(notice::NoticeError::Spool(SpoolError::Gone(_))) => return TaskOutcome::Gone,
             Err(error) => {
                 error!(queue_id = %envelope.id, %error, "delay warning not queued; trying again later");
                 revisit = Some(SystemTime::now() + NOTICE_RETRY);
@@ -373,11 +416,12 @@ async fn settle(ctx: &Context, mut envelope: Envelope) -> TaskOutcome {
                 error!(queue_id = %envelope.id, %error, "cannot remove a finished message")
             }
         }
-        return TaskOutcome::gone();
+        return TaskOutcome::Gone;
     }
-    TaskOutcome {
-        envelope: Some(envelope),
+    TaskOutcome::Queued {
+        envelope: Box::new(envelope),
         revisit,
+        unsaved: false,
     }
 }
 
@@ -386,7 +430,9 @@ async fn settle(ctx: &Context, mut envelope: Envelope) -> TaskOutcome {
 /// means the operator deleted the message.
 async fn persist(ctx: &Context, envelope: &Envelope) -> Result<(), Gone> {
     let copy = envelope.clone();
-    match ctx.spool_call(move |spool| spool.update(&copy)).await {
+    let result = ctx.spool_call(move |spool| spool.update(&copy)).await;
+    let _ = UNSAVED.try_with(|unsaved| unsaved.set(result.is_err()));
+    match result {
         Ok(()) => Ok(()),
         Err(SpoolCallError::Spool(SpoolError::Gone(_))) => {
             info!(queue_id = %envelope.id, "message deleted by the operator");

@@ -5,8 +5,8 @@
 //!
 //! | module | the one thing it does |
 //! |---|---|
-//! | [`dispatcher`] | the task that owns the due list and starts one courier task per due message |
-//! | [`due_list`] | in memory: which message is due when, which ones are out (rebuilt from the spool at start) |
+//! | [`dispatcher`] | the task that owns the due list and starts a courier task per due message, only as many as there are delivery slots |
+//! | [`due_list`] | in memory: which message is due when (a compact record each), which ones are out, handed out per destination (rebuilt from the spool at start) |
 //! | [`switch`] | outbound.ini `disabled`, re-read without a restart |
 //! | [`message`] | one due message's trip: an attempt per destination, state to disk, notices, removal (and where a duplicate can happen) |
 //! | [`grouping`] | the due recipients of a message, one group (one SMTP transaction) per destination |
@@ -64,7 +64,8 @@ use crate::config::RelayOutSettings;
 use crate::tlsrpt::TlsRpt;
 use spool::{Spool, SpoolError};
 
-pub use dispatcher::{Dispatcher, DispatcherHandle, channel};
+pub use dispatcher::{Dispatcher, DispatcherHandle, Slots, channel};
+pub use due_list::DueList;
 pub use source_check::SourceCheck;
 pub use switch::DisabledSwitch;
 
@@ -120,6 +121,8 @@ pub struct Context {
     dispatcher: DispatcherHandle,
     /// TLS-RPT: where each MX session's TLS outcome is counted.
     tlsrpt: Arc<TlsRpt>,
+    /// Tasks waiting for a shaping budget (see `dispatcher::Parked`).
+    parked: dispatcher::Parked,
 }
 
 impl Context {
@@ -189,6 +192,7 @@ impl Context {
             delay_warning: outbound.delay_warning_time,
             dispatcher,
             tlsrpt,
+            parked: dispatcher::Parked::default(),
         })
     }
 
