@@ -276,7 +276,13 @@ async fn backup_spool_keeps_mail_while_postfix_is_stopped_and_delivers_it_as_the
     let kept = delivered
         .iter()
         .find(|m| m.header("Subject").as_deref() == Some("kept"))
-        .expect("the kept message arrived");
+        .unwrap_or_else(|| {
+            let subjects: Vec<_> = delivered.iter().map(|m| m.header("Subject")).collect();
+            panic!(
+                "the kept message did not arrive; Postfix has {subjects:?}\n{}",
+                relay.log()
+            )
+        });
     let received = kept.headers("Received");
     assert!(
         received[0].contains("from mail.sender.example (unknown [127.0.0.5])"),
