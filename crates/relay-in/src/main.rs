@@ -37,7 +37,12 @@ fn main() -> ExitCode {
         }
         return code;
     }
-    smtp_core::app::run_daemon("relay-in", run(&cli.config))
+    // relay-in only waits on sockets: one CPU, one thread (smtp_core::app::Runtime).
+    smtp_core::app::run_daemon_on(
+        "relay-in",
+        smtp_core::app::Runtime::SingleOnOneCpu,
+        run(&cli.config),
+    )
 }
 
 async fn run(config: &std::path::Path) -> anyhow::Result<()> {

@@ -115,7 +115,9 @@ fn restart_needed(old: &ForwardSettings, new: &ForwardSettings) {
 pub struct RelayInConnection {
     shared: Arc<Shared>,
     route: Option<RouteKey>,
-    live: Option<Backend>,
+    /// Boxed: a backend session is about 600 bytes, which every idle
+    /// connection's task carried inline (BENCHMARKS.md, issue 19).
+    live: Option<Box<Backend>>,
     kept: KeptBackend,
     /// `mode=spool`: this transaction goes to the backup spool (decided at
     /// its first recipient, while the backend was away).
@@ -229,9 +231,9 @@ impl RelayInConnection {
                 self.kept.keep(backend);
                 return Err(LiveRefusal::Verdict(mail));
             }
-            self.live = Some(backend);
+            self.live = Some(Box::new(backend));
         }
-        Ok(self.live.as_mut().expect("just opened"))
+        Ok(self.live.as_deref_mut().expect("just opened"))
     }
 }
 
@@ -420,7 +422,7 @@ impl ConnectionPolicy for RelayInConnection {
         let result = match self.live.take() {
             Some(mut backend) => {
                 let verdict = backend.finish(session, envelope, &message).await;
-                self.kept.keep(backend);
+                self.kept.keep(*backend);
                 verdict
             }
             None => {
@@ -455,7 +457,7 @@ impl ConnectionPolicy for RelayInConnection {
         self.route = None;
         self.spooling = false;
         if let Some(backend) = self.live.take() {
-            backend.abandon();
+            (*backend).abandon();
         }
     }
 }

@@ -96,15 +96,13 @@ impl KeptBackend {
 
 impl Drop for KeptBackend {
     fn drop(&mut self) {
-        // The reaper never awaits anything but its timer (it hands QUIT to a
-        // task of its own), so ending it loses nothing.
+        // The reaper never awaits anything but its timer (closing a session
+        // does not wait), so ending it loses nothing.
         if let Some(reaper) = self.reaper.take() {
             reaper.abort();
         }
-        // Outside a runtime (the process is ending) dropping the session
-        // just closes its socket.
-        if let (Some(backend), Ok(runtime)) = (self.take(), tokio::runtime::Handle::try_current()) {
-            runtime.spawn(backend.quit());
+        if let Some(backend) = self.take() {
+            backend.abandon();
         }
     }
 }

@@ -6,6 +6,37 @@ use std::process::ExitCode;
 
 use tracing::{error, info};
 
+/// Which async runtime a daemon runs on.
+///
+/// It exists because the right answer depends on the daemon: relay-in's
+/// work is all socket I/O (its file writes go to `spawn_blocking`), so on
+/// one CPU a single-threaded runtime does the same work with fewer
+/// instructions and without cross-thread wake-ups; relay-out keeps the
+/// multi-threaded one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// Tokio's multi-threaded runtime, one worker per CPU.
+    MultiThread,
+    /// One thread when the process may use only one CPU (a 1-vCPU VPS, an
+    /// affinity mask or cgroup quota of one), else [`Runtime::MultiThread`].
+    /// Measured with callgrind on relay-in (BENCHMARKS.md, issue 19): 3-5%
+    /// fewer instructions per message than the multi-threaded runtime with
+    /// its one worker, and no futex wake-ups.
+    SingleOnOneCpu,
+}
+
+impl Runtime {
+    /// Whether this process gets the single-threaded runtime.
+    fn single_threaded(self) -> bool {
+        match self {
+            Runtime::MultiThread => false,
+            Runtime::SingleOnOneCpu => {
+                std::thread::available_parallelism().is_ok_and(|n| n.get() == 1)
+            }
+        }
+    }
+}
+
 /// Sets up logging, runs `daemon` on a multi-threaded runtime, and turns its
 /// result into the exit code (an error is logged with its whole chain).
 pub fn run_daemon<F, E>(name: &str, daemon: F) -> ExitCode
@@ -13,13 +44,35 @@ where
     F: Future<Output = Result<(), E>>,
     E: Display,
 {
+    run_daemon_on(name, Runtime::MultiThread, daemon)
+}
+
+/// As [`run_daemon`], on the runtime `runtime` picks.
+pub fn run_daemon_on<F, E>(name: &str, runtime: Runtime, daemon: F) -> ExitCode
+where
+    F: Future<Output = Result<(), E>>,
+    E: Display,
+{
     one_malloc_arena();
     let logs = crate::logging::init("info");
-    info!(version = env!("CARGO_PKG_VERSION"), logs, "{name} starting");
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let single = runtime.single_threaded();
+    let flavour = if single {
+        "single-threaded"
+    } else {
+        "multi-threaded"
+    };
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        logs,
+        runtime = flavour,
+        "{name} starting"
+    );
+    let mut builder = if single {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             error!("cannot start the async runtime: {e}");

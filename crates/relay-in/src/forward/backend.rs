@@ -163,10 +163,10 @@ impl Backend {
         self.client.quit().await;
     }
 
-    /// Closes the session in the background (RSET, a dropped client, a
-    /// session that cannot carry more), so no reply waits for the backend's
-    /// goodbye.
+    /// Closes the session (RSET, a dropped client, a session that cannot
+    /// carry more) without waiting for the backend's goodbye, as Postfix's
+    /// client does ([`SmtpClient::close`]).
     pub fn abandon(self) {
-        tokio::spawn(self.client.quit());
+        self.client.close();
     }
 }

@@ -276,7 +276,7 @@ impl Forwarder {
         if let Err(reply) = self.xclient(&mut client, session, &key).await {
             // Say goodbye (RFC 5321 4.1.1.10) without making the sender wait
             // for the backend's 221.
-            tokio::spawn(client.quit());
+            client.close();
             return Err(reply);
         }
         Ok(Backend {
@@ -358,11 +358,11 @@ impl Forwarder {
             if data.as_ref().is_some_and(|reply| reply.code() == 354) {
                 client.abort_data();
             }
-            tokio::spawn(client.quit());
+            client.close();
             return Err(refusal);
         }
         let result = client.data_content(notice.as_slice()).await;
-        tokio::spawn(client.quit());
+        client.close();
         match result {
             Ok(reply) if reply.is_positive() => Ok(reply),
             Ok(reply) => Err(reply),

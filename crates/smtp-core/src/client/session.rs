@@ -427,6 +427,25 @@ impl SmtpClient {
         self.transport.shutdown(timeout).await;
     }
 
+    /// Says QUIT and closes without waiting for the server's `221`, as
+    /// Postfix's own client does by default (`smtp_skip_quit_response =
+    /// yes`): the reply changes nothing, and waiting for it cost relay-in a
+    /// task, a wake-up, a read and a `shutdown` per backend session
+    /// (BENCHMARKS.md, issue 19). A plain connection whose socket takes the
+    /// line at once is closed right here; a TLS one (close_notify needs the
+    /// runtime) says goodbye in a task as [`Self::quit`] does.
+    pub fn close(mut self) {
+        if self.transport.is_tls() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(self.quit());
+            }
+            return;
+        }
+        if self.transport.is_usable() {
+            self.transport.try_write_now(b"QUIT\r\n");
+        }
+    }
+
     /// EHLO (or HELO for a HELO client after XCLIENT) and the capabilities it
     /// brings; falls back to HELO when EHLO gets a 5xx.
     async fn greet(&mut self, name: &str, verb: HeloVerb) -> Result<(), ClientError> {

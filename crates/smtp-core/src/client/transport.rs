@@ -1,12 +1,15 @@
 //! The socket side of the client: octets out, [`Reply`] values in, every wait
 //! bounded by a timeout, and the TLS upgrade in place.
 
+use std::future::poll_fn;
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpSocket;
 use tokio_rustls::TlsConnector;
 use tracing::trace;
@@ -158,6 +161,16 @@ impl Transport {
         }
     }
 
+    /// Writes `octets` if a plain socket takes them without waiting (a
+    /// goodbye on an idle connection always fits); otherwise nothing, or a
+    /// part: only for a connection about to be closed.
+    pub(crate) fn try_write_now(&mut self, octets: &[u8]) {
+        if let Stream::Plain(tcp) = &self.stream {
+            trace!(peer = %self.peer, "C: {}", String::from_utf8_lossy(octets).trim_end());
+            let _ = tcp.try_write(octets);
+        }
+    }
+
     /// Reads the next complete reply; the whole reply must arrive within
     /// `timeout`, so a server dripping one octet at a time cannot hold us.
     pub(crate) async fn read_reply(
@@ -167,16 +180,19 @@ impl Transport {
     ) -> Result<Reply, ClientError> {
         let Transport { stream, parser, .. } = self;
         let read = tokio::time::timeout(timeout, async {
-            let mut chunk = [0u8; 4096];
+            // Uninitialised: zeroing 4 KiB before every read was 13% of
+            // relay-in's instructions per message (BENCHMARKS.md, issue 19).
+            let mut chunk = [MaybeUninit::<u8>::uninit(); 4096];
             loop {
                 match parser.next_reply() {
                     Ok(Some(reply)) => return Ok(reply),
                     Ok(None) => {}
                     Err(error) => return Err(ClientErrorKind::Protocol(error)),
                 }
-                match stream.read(&mut chunk).await {
-                    Ok(0) => return Err(ClientErrorKind::Closed),
-                    Ok(count) => parser.push(&chunk[..count]),
+                let mut buf = ReadBuf::uninit(&mut chunk);
+                match poll_fn(|cx| Pin::new(&mut *stream).poll_read(cx, &mut buf)).await {
+                    Ok(()) if buf.filled().is_empty() => return Err(ClientErrorKind::Closed),
+                    Ok(()) => parser.push(buf.filled()),
                     Err(error) => return Err(io_kind(error)),
                 }
             }

@@ -115,8 +115,20 @@ impl ServerTls {
     /// Whether STARTTLS can be advertised now. Checks the files like
     /// [`acceptor`](Self::acceptor) does, so that a certificate installed after start-up
     /// is advertised without waiting for a STARTTLS that could never be offered.
+    ///
+    /// Asked on every connection, so it reads the files' stamp only while no
+    /// certificate was ever loaded (waiting for the admin to fix them): once
+    /// one is in service it stays so, since a broken renewal never replaces
+    /// it, and the renewal check itself rides on the handshake
+    /// ([`Self::acceptor`]). That saves a `stat()` per connection.
     pub fn is_available(&self) -> bool {
-        self.refresh().is_some()
+        let loaded = self
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .config
+            .is_some();
+        loaded || self.refresh().is_some()
     }
 
     /// The files this certificate is loaded from.
