@@ -337,7 +337,11 @@ async fn delay_warnings_come_once_per_interval_and_never_for_notify_never() -> a
     wait_until(WAIT, "the second delay warning", || warnings().len() == 2).await?;
     let second = std::time::Instant::now();
     // One per interval, although the MX was tried about every second.
-    assert!(first - started >= interval - precision, "{:?}", first - started);
+    assert!(
+        first - started >= interval - precision,
+        "{:?}",
+        first - started
+    );
     assert!(
         second - first >= interval - precision,
         "{:?}",
