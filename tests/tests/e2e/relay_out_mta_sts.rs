@@ -202,6 +202,9 @@ async fn enforce_defers_when_the_mx_is_not_in_the_policy() -> anyhow::Result<()>
     );
     // The reason is decided before any connection: the MX saw nothing.
     assert!(mx.accepted().is_empty());
+    // TLS-RPT counts it against the sts policy, naming the MX.
+    let shown = wait_for_tlsrpt(&out, "  validation-failure mx=mx1.dest.test").await?;
+    assert!(shown.contains("dest.test policy=sts"), "{shown}");
     Ok(())
 }
 

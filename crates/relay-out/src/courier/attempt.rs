@@ -138,6 +138,7 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
                     // RFC 8461 §2: where DANE applies, MTA-STS does not.
                     Ok((mx_tls.beside_dane(candidates, &dane), dane))
                 } else {
+                    record_sts_mx_mismatches(ctx, &domain, &mx_tls, &candidates);
                     mx_tls
                         .admit(job.id.as_str(), candidates)
                         .map(|candidates| (candidates, dane))
@@ -636,6 +637,38 @@ fn record_policy_failure(ctx: &Context, domain: &str, result_type: tlsrpt::Resul
             failure_reason_code: None,
         }),
     );
+}
+
+/// MX hosts an MTA-STS policy does not list (refused under `enforce`,
+/// would-be refused under `testing`) are reported for TLS-RPT as
+/// `validation-failure` of the `sts` policy, once per host.
+fn record_sts_mx_mismatches(
+    ctx: &Context,
+    domain: &str,
+    mx_tls: &MxDecision,
+    candidates: &[Candidate],
+) {
+    let Some(found) = &mx_tls.sts else {
+        return;
+    };
+    let mut reported: Vec<&str> = Vec::new();
+    for candidate in candidates {
+        if found.policy.matches(&candidate.host) || reported.contains(&candidate.host.as_str()) {
+            continue;
+        }
+        reported.push(&candidate.host);
+        ctx.tlsrpt.record(
+            report_policy(mx_tls.decision, Some(mx_tls), domain, candidate),
+            tlsrpt::SessionResult::Failure(tlsrpt::Failure {
+                result_type: tlsrpt::ResultType::ValidationFailure,
+                sending_mta_ip: None,
+                receiving_mx_hostname: Some(candidate.host.clone()),
+                receiving_ip: None,
+                additional_information: None,
+                failure_reason_code: Some("MX host not in the MTA-STS policy".to_owned()),
+            }),
+        );
+    }
 }
 
 /// The RFC 8460 §4.4 policy a session is reported under.
