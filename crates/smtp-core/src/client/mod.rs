@@ -36,7 +36,7 @@ pub use capabilities::Capabilities;
 pub use content::MessageSource;
 pub use error::{ClientError, ClientErrorKind, Step};
 pub use session::SmtpClient;
-pub use tls::{ClientTls, ClientTlsError, TlsMode, TlsVerify, root_store};
+pub use tls::{CertificateCheck, ClientTls, ClientTlsError, TlsMode, TlsVerify, root_store};
 pub use xclient::{MAX_XCLIENT_LINE, XclientAttribute, XclientAttributes, xclient_commands};
 
 /// How long the client waits at each step.

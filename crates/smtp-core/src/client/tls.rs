@@ -110,20 +110,17 @@ impl ClientTls {
         })
     }
 
-    /// STARTTLS required, the certificate judged by `verifier` alone (DANE:
+    /// STARTTLS required, the certificate judged by `check` alone (DANE:
     /// the TLSA records, not a CA, say which certificate is right). The
     /// handshake signatures are still checked with the ring provider.
-    pub fn required_with_verifier(
-        verifier: Arc<dyn ServerCertVerifier>,
-    ) -> Result<Self, ClientTlsError> {
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(ClientTlsError::Config)?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+    pub fn required_with_check(check: impl CertificateCheck) -> Result<Self, ClientTlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(ClientTlsError::Config)?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(SignaturesChecked { check, provider }))
+            .with_no_client_auth();
         Ok(ClientTls {
             mode: TlsMode::Required,
             verifies_names: true,
@@ -179,7 +176,10 @@ fn build_connector(verify: &TlsVerify) -> Result<TlsConnector, ClientTlsError> {
             .with_no_client_auth(),
         TlsVerify::Insecure => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_custom_certificate_verifier(Arc::new(SignaturesChecked {
+                check: AnyCertificate,
+                provider,
+            }))
             .with_no_client_auth(),
     };
     Ok(TlsConnector::from(Arc::new(config)))
@@ -232,21 +232,58 @@ fn roots_from_file(path: &Path) -> Result<RootCertStore, ClientTlsError> {
     Ok(roots)
 }
 
-/// Accepts any certificate but still checks the handshake signatures, so the
-/// session is at least bound to the key the server presented.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
+/// Which server certificates a TLS client accepts when no CA judges them
+/// (DANE's TLSA records; any certificate for opportunistic TLS).
+/// [`ClientTls::required_with_check`] puts it in a verifier that still
+/// checks the handshake signatures, so an implementation only says which
+/// chains it takes.
+pub trait CertificateCheck: fmt::Debug + Send + Sync + 'static {
+    /// `Ok` when the chain (leaf first, then what the server sent) is
+    /// acceptable at `now`; the error is what the handshake fails with.
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), rustls::Error>;
+}
 
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
+/// Accepts any certificate: the session is still bound to the key the
+/// server presented, by the signature checks around it.
+#[derive(Debug)]
+struct AnyCertificate;
+
+impl CertificateCheck for AnyCertificate {
+    fn check(
         &self,
         _end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        Ok(())
+    }
+}
+
+/// A [`CertificateCheck`] with the handshake signatures checked by the
+/// provider's algorithms: the part every such verifier shares.
+#[derive(Debug)]
+struct SignaturesChecked<C> {
+    check: C,
+    provider: Arc<CryptoProvider>,
+}
+
+impl<C: CertificateCheck> ServerCertVerifier for SignaturesChecked<C> {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
-        _now: UnixTime,
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        self.check
+            .check(end_entity, intermediates, now)
+            .map(|()| ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -259,7 +296,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -273,12 +310,14 @@ impl ServerCertVerifier for AcceptAnyCertificate {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

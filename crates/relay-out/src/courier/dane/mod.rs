@@ -254,8 +254,8 @@ impl Dane {
         }
         let host = candidate.host.trim_end_matches('.').to_owned();
         let names: Vec<ServerName<'static>> = ServerName::try_from(host).into_iter().collect();
-        let verifier = Arc::new(DaneVerifier::new(usable, names));
-        match ClientTls::required_with_verifier(verifier) {
+        let verifier = DaneVerifier::new(usable, names);
+        match ClientTls::required_with_check(verifier) {
             Ok(tls) => HostTls::Use(
                 Arc::new(base.with_tls(TlsUse::Required, tls)),
                 TlsDecision {
