@@ -600,6 +600,9 @@ fn record_tls(
     let Some(decision) = decision else {
         return;
     };
+    if !ctx.tlsrpt.may_count(domain) {
+        return;
+    }
     let required = !matches!(decision.policy, TlsPolicy::None | TlsPolicy::May);
     let result = match outcome {
         Ok(true) => tlsrpt::SessionResult::Success,
@@ -624,6 +627,9 @@ fn record_tls(
 /// policy host certificate) is reported for TLS-RPT with no MX: RFC 8460
 /// §4.3.2's policy failures.
 fn record_policy_failure(ctx: &Context, domain: &str, result_type: tlsrpt::ResultType) {
+    if !ctx.tlsrpt.may_count(domain) {
+        return;
+    }
     let mut key = tlsrpt::PolicyKey::no_policy(domain);
     key.policy_type = tlsrpt::PolicyType::Sts;
     ctx.tlsrpt.record(
@@ -651,6 +657,9 @@ fn record_sts_mx_mismatches(
     let Some(found) = &mx_tls.sts else {
         return;
     };
+    if !ctx.tlsrpt.may_count(domain) {
+        return;
+    }
     let mut reported: Vec<&str> = Vec::new();
     for candidate in candidates {
         if found.policy.matches(&candidate.host) || reported.contains(&candidate.host.as_str()) {

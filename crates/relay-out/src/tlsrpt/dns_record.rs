@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use smtp_core::dns::{Dns, DnsError};
+use smtp_core::dns::Dns;
 
 use crate::config::routes::percent_decode;
 
@@ -149,15 +149,22 @@ pub struct RecordCache {
 }
 
 impl RecordCache {
+    /// What the cache knows of `domain` without asking the DNS: `None` when
+    /// nothing (or only an expired answer), `Some(None)` when it publishes
+    /// no usable record.
+    pub fn cached(&self, domain: &str) -> Option<Option<Rua>> {
+        let entries = self.entries.lock().unwrap();
+        let (until, rua) = entries.get(domain)?;
+        (*until > Instant::now()).then(|| rua.clone())
+    }
+
     /// `domain`'s TLS-RPT destinations, or `None` when it publishes no
     /// usable record (or DNS fails now).
     pub async fn lookup(&self, dns: &Dns, domain: &str) -> Option<Rua> {
-        let now = Instant::now();
-        if let Some((until, rua)) = self.entries.lock().unwrap().get(domain)
-            && *until > now
-        {
-            return rua.clone();
+        if let Some(known) = self.cached(domain) {
+            return known;
         }
+        let now = Instant::now();
         let name = format!("_smtp._tls.{domain}");
         let (rua, ttl) = match dns.txt(&name).await {
             Ok(records) => match parse_records(&records) {
@@ -168,7 +175,6 @@ impl RecordCache {
                     (None, CACHE_TTL)
                 }
             },
-            Err(DnsError::NxDomain { .. }) => (None, CACHE_TTL),
             Err(error) => {
                 tracing::debug!(domain, %error, "TLS-RPT: record lookup failed");
                 (None, FAILURE_TTL)

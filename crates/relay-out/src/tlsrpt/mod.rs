@@ -178,31 +178,53 @@ impl TlsRpt {
         if !self.enabled {
             return;
         }
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            let Some(rua) = this.records.lookup(&this.dns, &policy.policy_domain).await else {
-                return;
-            };
-            let counted = this
-                .state
-                .lock()
-                .unwrap()
-                .add(Utc::now(), &rua.uris, &policy, &result);
-            if counted {
-                let metrics = smtp_core::metrics::metrics();
-                let label = match &result {
-                    SessionResult::Success => "successful",
-                    SessionResult::Failure(failure) => failure.result_type.as_str(),
-                };
-                smtp_core::metrics::Metrics::tlsrpt(&metrics.tlsrpt_sessions, label);
-                this.dirty.store(true, Ordering::Relaxed);
-            } else {
-                warn!(
-                    domain = %policy.policy_domain,
-                    "TLS-RPT: session not counted: the state's size bound is reached"
-                );
+        match self.records.cached(&policy.policy_domain) {
+            Some(Some(rua)) => self.count(&rua, &policy, &result),
+            Some(None) => {}
+            // Not known yet: the lookup must not hold up the delivery.
+            None => {
+                let this = Arc::clone(self);
+                tokio::spawn(async move {
+                    if let Some(rua) = this.records.lookup(&this.dns, &policy.policy_domain).await {
+                        this.count(&rua, &policy, &result);
+                    }
+                });
             }
-        });
+        }
+    }
+
+    /// Whether a session with `domain`'s MX hosts may be counted: false when
+    /// reporting is off or the domain is known to publish no `_smtp._tls`
+    /// record, so the caller need not build the policy key (the common
+    /// case, on the per-message path).
+    pub fn may_count(&self, domain: &str) -> bool {
+        self.enabled
+            && !matches!(
+                self.records.cached(domain.trim_end_matches('.')),
+                Some(None)
+            )
+    }
+
+    fn count(&self, rua: &Rua, policy: &PolicyKey, result: &SessionResult) {
+        let counted = self
+            .state
+            .lock()
+            .unwrap()
+            .add(Utc::now(), &rua.uris, policy, result);
+        if counted {
+            let metrics = smtp_core::metrics::metrics();
+            let label = match result {
+                SessionResult::Success => "successful",
+                SessionResult::Failure(failure) => failure.result_type.as_str(),
+            };
+            smtp_core::metrics::Metrics::tlsrpt(&metrics.tlsrpt_sessions, label);
+            self.dirty.store(true, Ordering::Relaxed);
+        } else {
+            warn!(
+                domain = %policy.policy_domain,
+                "TLS-RPT: session not counted: the state's size bound is reached"
+            );
+        }
     }
 
     fn state_path(&self) -> PathBuf {
