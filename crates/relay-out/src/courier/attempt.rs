@@ -83,6 +83,29 @@ pub struct GroupResult {
     pub closing: Option<tokio::task::JoinHandle<()>>,
 }
 
+impl GroupResult {
+    /// Every recipient settled here, before any host was contacted (the
+    /// MX lookup failed, or REQUIRETLS found no host it may use).
+    fn decided_locally(
+        count: usize,
+        contact: HostContact,
+        verdict: Verdict,
+        status: &str,
+        text: String,
+        started: Instant,
+    ) -> Self {
+        let outcome = RecipientOutcome::local(verdict, status, &text, None);
+        GroupResult {
+            outcomes: vec![outcome; count],
+            contact,
+            reply: text,
+            response: None,
+            elapsed: started.elapsed(),
+            closing: None,
+        }
+    }
+}
+
 /// How a session with one host ended.
 enum SessionEnd {
     /// The host gave its verdicts.
@@ -159,19 +182,19 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
             } else {
                 Verdict::Deferred
             };
-            let outcome = RecipientOutcome::local(verdict, failure.status, &failure.text, None);
-            return GroupResult {
-                outcomes: vec![outcome; count],
-                contact: HostContact {
-                    route: origin,
-                    tls_policy,
-                    ..HostContact::default()
-                },
-                reply: failure.text,
-                response: None,
-                elapsed: started.elapsed(),
-                closing: None,
+            let contact = HostContact {
+                route: origin,
+                tls_policy,
+                ..HostContact::default()
             };
+            return GroupResult::decided_locally(
+                count,
+                contact,
+                verdict,
+                failure.status,
+                failure.text,
+                started,
+            );
         }
     };
 
@@ -204,25 +227,19 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
                 (None, Some(decision)) => decision.policy.as_str().to_owned(),
                 (None, None) => "none".to_owned(),
             };
-            let text = requiretls::unauthenticated_text(&domain, &policy);
-            let outcome = RecipientOutcome::local(
+            let contact = HostContact {
+                route: origin,
+                tls_policy,
+                ..HostContact::default()
+            };
+            return GroupResult::decided_locally(
+                count,
+                contact,
                 Verdict::Failed,
                 requiretls::NO_AUTHENTICATED_TLS,
-                &text,
-                None,
+                requiretls::unauthenticated_text(&domain, &policy),
+                started,
             );
-            return GroupResult {
-                outcomes: vec![outcome; count],
-                contact: HostContact {
-                    route: origin,
-                    tls_policy,
-                    ..HostContact::default()
-                },
-                reply: text,
-                response: None,
-                elapsed: started.elapsed(),
-                closing: None,
-            };
         }
         authenticated
     } else {
