@@ -85,7 +85,20 @@ pub struct ScenarioReport {
     pub table: Option<String>,
 }
 
+/// The check [`super::scenario`]'s counted scenarios add: every message
+/// the load sent was accepted and arrived.
+pub const COUNTED_CHECK: &str =
+    "no message refused or lost (smtp-source's exit status, smtp-sink's count)";
+
 impl ScenarioReport {
+    /// What was refused or lost, when the counted check failed.
+    pub fn lost_or_refused(&self) -> Option<&str> {
+        self.checks
+            .iter()
+            .find(|check| check.target == COUNTED_CHECK && !check.met)
+            .map(|check| check.measured.as_str())
+    }
+
     pub fn fact(&mut self, name: &str, value: f64, unit: &str) {
         self.facts.push(Fact {
             name: name.to_string(),

@@ -37,7 +37,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Scenario { scenario, common } => {
             let report = scenario::run(&scenario, &common).await?;
             println!("{}", report.text());
-            write_json(common.json.as_deref(), &report)
+            write_json(common.json.as_deref(), &report)?;
+            match report.lost_or_refused() {
+                None => Ok(()),
+                Some(what) => anyhow::bail!(
+                    "messages were lost or refused ({what}); the table above is not valid"
+                ),
+            }
         }
         Command::Suite { quick, common } => {
             let reports = scenario::suite(quick, &common).await;
