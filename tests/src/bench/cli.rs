@@ -160,8 +160,8 @@ impl Load {
 /// Which program makes the load (`--load`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
 pub enum Generator {
-    /// postern-bench's own client: pipelined, latency per message, sessions
-    /// from 127.0.1.x.
+    /// postern-bench's own client: pipelined, latency per message, every
+    /// session from 127.0.0.1.
     #[default]
     Postern,
     /// Postfix's `/usr/sbin/smtp-source`, as the Postfix world measures.

@@ -80,8 +80,8 @@ pub struct LoadPlan {
     pub duration: Option<Duration>,
     pub message: Arc<WireMessage>,
     pub tls: Option<ClientTls>,
-    /// Source addresses, given to sessions in turn (none: the kernel picks).
-    pub sources: Vec<IpAddr>,
+    /// The address every session comes from (none: the kernel picks).
+    pub source: Option<IpAddr>,
     pub reply_timeout: Duration,
     /// Messages per connection (0: no limit).
     pub per_connection: u64,
@@ -164,11 +164,7 @@ pub async fn run(plan: &LoadPlan) -> LoadOutcome {
     });
     let plan = Arc::new(plan.clone());
     let sessions: Vec<_> = (0..plan.concurrency.max(1))
-        .map(|index| {
-            let source =
-                (!plan.sources.is_empty()).then(|| plan.sources[index % plan.sources.len()]);
-            tokio::spawn(session(Arc::clone(&plan), Arc::clone(&budget), source))
-        })
+        .map(|_| tokio::spawn(session(Arc::clone(&plan), Arc::clone(&budget), plan.source)))
         .collect();
     let mut outcome = LoadOutcome::default();
     for handle in sessions {
@@ -184,23 +180,21 @@ pub async fn run(plan: &LoadPlan) -> LoadOutcome {
     outcome
 }
 
-/// One untimed session from each source address first, as a real sender
-/// has had before it sends in bulk: its first connection of the day sits
-/// through the server's pregreet wait (relay-in's `early_talker.ini`
-/// `pause`), and the figures are about the steady state, not that once.
-/// A failure here is left for the timed sessions to meet and report.
+/// One untimed session first, as a real sender has had before it sends in
+/// bulk: its first connection of the day sits through the server's
+/// pregreet wait (relay-in's `early_talker.ini` `pause`), and the figures
+/// are about the steady state, not that once. A failure here is left for
+/// the timed sessions to meet and report.
 async fn warm_up(plan: &LoadPlan) {
-    let sources: Vec<Option<IpAddr>> = if plan.sources.is_empty() {
-        vec![None]
-    } else {
-        plan.sources.iter().copied().map(Some).collect()
-    };
-    for source in sources {
-        if let Ok(conn) =
-            Connection::open(plan.target, source, plan.tls.as_ref(), plan.reply_timeout).await
-        {
-            conn.quit().await;
-        }
+    if let Ok(conn) = Connection::open(
+        plan.target,
+        plan.source,
+        plan.tls.as_ref(),
+        plan.reply_timeout,
+    )
+    .await
+    {
+        conn.quit().await;
     }
 }
 

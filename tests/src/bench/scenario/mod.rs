@@ -258,14 +258,11 @@ impl Measured {
     }
 }
 
-/// Client addresses for `concurrency` sessions: one per session from
-/// 127.0.1.1 up (250 at most, reused in turn), as if from many clients, so
-/// per-address limits apply as they would on the internet.
-fn sources(concurrency: usize) -> Vec<IpAddr> {
-    (0..concurrency.clamp(1, 250))
-        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1 + i as u8)))
-        .collect()
-}
+/// The address every load session comes from: one, as a big sender's
+/// outbound IP (or the home server) is, so the per-address limits apply as
+/// they do to real senders. Spreading the sessions over 127.0.1.x once hid
+/// a limit that refused a real sender.
+const LOAD_SOURCE: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// One load phase against `target`, measuring `processes` meanwhile.
 async fn load_phase(
@@ -287,7 +284,7 @@ async fn load_phase(
         duration: Some(load.time_limit()),
         message: std::sync::Arc::new(message.clone()),
         tls,
-        sources: sources(load.concurrency),
+        source: Some(LOAD_SOURCE),
         reply_timeout: REPLY_TIMEOUT,
         per_connection: load.per_connection,
     };
