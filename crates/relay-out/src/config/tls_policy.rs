@@ -168,7 +168,9 @@ impl TlsPolicies {
                 if let Some(probe) = section.dane_probe.filter(|p| !p.trim().is_empty()) {
                     policies.dane_probe = probe.trim().to_owned();
                 }
-                policies.mta_sts = section.mta_sts.unwrap_or(true);
+                if let Some(on) = section.mta_sts {
+                    policies.mta_sts = on;
+                }
                 if let Some(port) = section.mta_sts_port {
                     if port == 0 {
                         return Err(ConfigError::BadValue {

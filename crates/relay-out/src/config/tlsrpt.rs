@@ -65,8 +65,9 @@ struct MainIni {
 
 impl Default for MainIni {
     fn default() -> Self {
+        // The defaults are TlsRptSettings's: one place for each.
         MainIni {
-            enabled: true,
+            enabled: TlsRptSettings::default().enabled,
             organization_name: None,
             contact_info: None,
             submitter: None,
