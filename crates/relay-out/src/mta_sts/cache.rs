@@ -4,8 +4,8 @@
 //! restart must not turn `enforce` into "no policy").
 //!
 //! On disk: one JSON file per domain in `<queue_dir>/mta-sts/` (the queue
-//! scanner ignores the directory), read once at startup, written with a
-//! rename so a crash leaves the old or the new file, never half of one.
+//! scanner ignores the directory), read once at startup, written with
+//! `spool::replace_file_durably`: a crash leaves the old or the new file.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -118,9 +118,8 @@ impl Cache {
             return Err(std::io::Error::other("not a domain name"));
         }
         let path = self.dir.join(format!("{domain}.json"));
-        let temp = self.dir.join(format!(".{domain}.json.tmp"));
-        std::fs::write(&temp, serde_json::to_vec(stored)?)?;
-        std::fs::rename(&temp, &path)
+        spool::replace_file_durably(&path, &serde_json::to_vec(stored)?)
+            .map_err(std::io::Error::other)
     }
 }
 

@@ -2,15 +2,15 @@
 //! and saved to `<queue_dir>/tlsrpt/state.json` so that a restart loses
 //! at most the last [`super::SAVE_INTERVAL`] of sessions.
 //!
-//! Saved atomically (a temporary file, fsync, rename, fsync of the
-//! directory): a crash leaves the old state or the new one, never half.
+//! Saved with `spool::replace_file_durably` (a temporary file, fsync,
+//! rename, fsync of the directory): a crash leaves the old state or the new
+//! one, never half.
 //! Bounded: at most [`MAX_ENTRIES`] (day, domain) entries,
 //! [`MAX_POLICIES`] policies per entry and [`MAX_DETAILS`] distinct failure
 //! details per policy (beyond them, failures are still counted in the
 //! totals), and entries older than [`MAX_AGE_DAYS`] are dropped unsent.
 
-use std::fs::{self, File};
-use std::io::Write as _;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
@@ -170,26 +170,12 @@ impl State {
 
     /// Writes the state file atomically (see the module docs).
     pub fn save(&self, path: &Path) -> Result<(), StoreError> {
-        let io = |error| StoreError::Io {
-            path: path.to_owned(),
-            error,
-        };
-        let dir = path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(io)?;
-        let temp = temp_path(path);
         let json = serde_json::to_vec(self).expect("the state serializes");
-        let mut file = File::create(&temp).map_err(io)?;
-        file.write_all(&json).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        fs::rename(&temp, path).map_err(io)?;
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+        spool::replace_file_durably(path, &json).map_err(|source| StoreError::Write {
+            path: path.to_owned(),
+            source,
+        })
     }
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
 }
 
 /// Why the state could not be read or written.
@@ -199,6 +185,11 @@ pub enum StoreError {
     Io {
         path: PathBuf,
         error: std::io::Error,
+    },
+    #[error("cannot save {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: spool::SpoolError,
     },
     #[error("{}: not a TLS-RPT state file: {error}", path.display())]
     Corrupt {
@@ -319,7 +310,12 @@ mod tests {
         );
         state.save(&path).unwrap();
         assert_eq!(State::load(&path).unwrap(), state);
-        assert!(!temp_path(&path).exists());
+        let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path() != path)
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
         fs::write(&path, b"{not json").unwrap();
         assert!(matches!(
             State::load(&path),
