@@ -43,29 +43,33 @@ pub fn client(verify: &TlsVerify) -> Result<HttpsClient, ClientTlsError> {
     HttpsClient::new(verify, POST_TIMEOUT, MAX_RESPONSE_BYTES)
 }
 
-/// `https://host[:port]/path?query` split into host, port and path.
+/// `https://host[:port]/path?query` split into host, port and path, by
+/// hyper's own URI parser.
 fn split_url(url: &str) -> Result<(String, u16, String), PostError> {
     let bad = || PostError::BadUrl(url.to_owned());
-    let rest = url
-        .get(..8)
-        .filter(|scheme| scheme.eq_ignore_ascii_case("https://"))
-        .map(|_| &url[8..])
-        .ok_or_else(bad)?;
-    let (authority, path) = match rest.find(['/', '?']) {
-        Some(at) if rest[at..].starts_with('/') => (&rest[..at], rest[at..].to_owned()),
-        Some(at) => (&rest[..at], format!("/{}", &rest[at..])),
-        None => (rest, "/".to_owned()),
-    };
-    if authority.is_empty() || authority.contains('@') || authority.starts_with('[') {
+    let uri: hyper::Uri = url.parse().map_err(|_| bad())?;
+    if uri.scheme() != Some(&hyper::http::uri::Scheme::HTTPS) {
         return Err(bad());
     }
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse::<u16>().map_err(|_| bad())?),
-        None => (authority, 443),
-    };
-    if host.is_empty() || port == 0 {
+    let authority = uri.authority().ok_or_else(bad)?;
+    let host = authority.host();
+    // No user info, and no IP literal: a report goes to a named host whose
+    // certificate names it.
+    if authority.as_str().contains('@') || host.is_empty() || host.starts_with('[') {
         return Err(bad());
     }
+    let port = match authority.as_str().rsplit_once(':') {
+        None => 443,
+        Some(_) => authority
+            .port_u16()
+            .filter(|&port| port != 0)
+            .ok_or_else(bad)?,
+    };
+    let path = match uri.path_and_query().map(|path| path.as_str()) {
+        Some(path) if path.starts_with('/') => path.to_owned(),
+        Some(query) => format!("/{query}"),
+        None => "/".to_owned(),
+    };
     Ok((host.to_ascii_lowercase(), port, path))
 }
 
