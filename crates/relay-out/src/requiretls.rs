@@ -31,7 +31,7 @@ use std::io::Read;
 
 use smtp_core::message::Message;
 
-use crate::submission::missing_headers::{MAX_HEADER_SECTION, header_end};
+use crate::submission::missing_headers::{MAX_HEADER_SECTION, field_value, header_end};
 
 /// RFC 8689 §4.2.1's status when no authenticated TLS path exists.
 pub const NO_AUTHENTICATED_TLS: &str = "5.7.10";
@@ -88,12 +88,8 @@ fn header_says_no(start: &[u8]) -> bool {
         if let Some(done) = value.take() {
             found |= done.trim_ascii().eq_ignore_ascii_case(b"no");
         }
-        if let Some(colon) = line.iter().position(|&b| b == b':')
-            && line[..colon]
-                .trim_ascii_end()
-                .eq_ignore_ascii_case(b"TLS-Required")
-        {
-            value = Some(line[colon + 1..].to_vec());
+        if let Some(start) = field_value(line, "TLS-Required") {
+            value = Some(start.to_vec());
         }
     }
     if let Some(done) = value {

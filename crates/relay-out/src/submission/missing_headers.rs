@@ -69,13 +69,22 @@ pub(crate) fn header_end(message: &[u8]) -> Option<usize> {
 
 /// Whether a field called `name` (any case) starts a line of the header section.
 fn has_field(header_section: &[u8], name: &str) -> bool {
-    header_section.split(|&b| b == b'\n').any(|line| {
-        line.iter().position(|&b| b == b':').is_some_and(|colon| {
-            line[..colon]
-                .trim_ascii_end()
-                .eq_ignore_ascii_case(name.as_bytes())
+    header_section
+        .split(|&b| b == b'\n')
+        .any(|line| field_value(line, name).is_some())
+}
+
+/// The value of `line` when it starts a field called `name` (any case):
+/// what follows the colon, without the line's CR.
+pub(crate) fn field_value<'a>(line: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    line[..colon]
+        .trim_ascii_end()
+        .eq_ignore_ascii_case(name.as_bytes())
+        .then(|| {
+            let value = &line[colon + 1..];
+            value.strip_suffix(b"\r").unwrap_or(value)
         })
-    })
 }
 
 #[cfg(test)]
