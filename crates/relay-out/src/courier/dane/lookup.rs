@@ -22,6 +22,9 @@ pub struct Answer {
     /// The resolver validated the answer (or the proof of its absence).
     pub authenticated: bool,
     pub kind: AnswerKind,
+    /// How long it may be reused: the records' smallest TTL (`None`: no
+    /// records, whose absence is not cached).
+    pub ttl: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,14 +87,20 @@ pub async fn query(
             )));
         }
     }
-    let records: Vec<RData> = response
-        .answers
-        .iter()
-        .filter(|record| record.record_type() == rtype)
-        .map(|record| record.data.clone())
-        .collect();
+    let matching = || {
+        response
+            .answers
+            .iter()
+            .filter(|record| record.record_type() == rtype)
+    };
+    let records: Vec<RData> = matching().map(|record| record.data.clone()).collect();
+    let ttl = matching()
+        .map(|record| record.ttl)
+        .min()
+        .map(|seconds| Duration::from_secs(u64::from(seconds)));
     Ok(Answer {
         authenticated,
+        ttl,
         kind: if records.is_empty() {
             AnswerKind::NoRecords
         } else {

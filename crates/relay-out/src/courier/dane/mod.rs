@@ -39,7 +39,7 @@ use super::connector::Connector;
 use super::mx::{Candidate, ResolveFailure};
 use super::tls::{TlsDecision, TlsUse};
 use crate::config::{TlsPolicies, TlsPolicy};
-use lookup::{AnswerKind, query, usable_tlsa};
+use lookup::{Answer, AnswerKind, LookupError, query, usable_tlsa};
 use verify::DaneVerifier;
 
 /// The log source of a decision taken from TLSA records.
@@ -61,7 +61,16 @@ pub struct Dane {
     timeout: Duration,
     /// The check's verdict, and until when it stands (`None`: for good).
     verdict: Mutex<Option<(bool, Option<Instant>)>>,
+    /// Authenticated MX and TLSA answers, until their TTL (at most
+    /// [`MAX_REUSE`]) runs out: every delivery attempt to a DANE domain
+    /// would otherwise ask the resolver again.
+    answers: std::sync::Mutex<HashMap<(String, RecordType), (Instant, Answer)>>,
 }
+
+/// The longest an answer is reused, whatever its TTL.
+const MAX_REUSE: Duration = Duration::from_secs(300);
+/// The most answers kept; at this size the cache starts over.
+const MAX_ANSWERS: usize = 10_000;
 
 #[derive(Debug, Clone)]
 enum Off {
@@ -110,7 +119,39 @@ impl Dane {
             probe: policies.dane_probe.clone(),
             timeout,
             verdict: Mutex::new(None),
+            answers: std::sync::Mutex::default(),
         }
+    }
+
+    /// `name`'s `rtype` records, from the cache while their TTL lasts.
+    async fn ask(
+        &self,
+        server: SocketAddr,
+        name: &str,
+        rtype: RecordType,
+    ) -> Result<Answer, LookupError> {
+        let key = (name.to_owned(), rtype);
+        let now = Instant::now();
+        if let Some((until, answer)) = self.lock_answers().get(&key)
+            && *until > now
+        {
+            return Ok(answer.clone());
+        }
+        let answer = query(server, name, rtype, self.timeout).await?;
+        if let Some(ttl) = answer.ttl {
+            let mut answers = self.lock_answers();
+            if answers.len() >= MAX_ANSWERS {
+                answers.clear();
+            }
+            answers.insert(key, (now + ttl.min(MAX_REUSE), answer.clone()));
+        }
+        Ok(answer)
+    }
+
+    fn lock_answers(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, RecordType), (Instant, Answer)>> {
+        self.answers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The start-up check (later calls get its verdict; one that got no
@@ -185,7 +226,7 @@ impl Dane {
         // A failed MX query here leaves the domain unsigned for DANE: the
         // MX lookup that found `candidates` succeeded, and a resolver that
         // calls the MX RRset bogus fails that lookup too.
-        match query(server, domain, RecordType::MX, self.timeout).await {
+        match self.ask(server, domain, RecordType::MX).await {
             Ok(answer) if answer.authenticated => {}
             _ => return Ok((candidates, decisions)),
         }
@@ -221,7 +262,7 @@ impl Dane {
 
     async fn host_tls(&self, server: SocketAddr, candidate: &Candidate) -> HostTls {
         let name = format!("_{}._tcp.{}", candidate.port, candidate.host);
-        let answer = match query(server, &name, RecordType::TLSA, self.timeout).await {
+        let answer = match self.ask(server, &name, RecordType::TLSA).await {
             Ok(answer) => answer,
             Err(why) => {
                 return HostTls::Unusable(format!(
@@ -293,8 +334,8 @@ pub fn describe(policies: &TlsPolicies) -> String {
 mod tests {
     use super::*;
     use hickory_proto::op::{Message, ResponseCode};
-    use hickory_proto::rr::rdata::TLSA;
-    use hickory_proto::rr::{RData, Record};
+    use hickory_proto::rr::rdata::{MX, TLSA};
+    use hickory_proto::rr::{Name, RData, Record};
 
     fn policies(dane: bool) -> TlsPolicies {
         TlsPolicies {
@@ -411,6 +452,41 @@ mod tests {
                 Err(failure.status)
             }
         }
+    }
+
+    #[tokio::test]
+    async fn answers_are_reused_while_their_ttl_lasts() {
+        static TLSA_QUERIES: std::sync::atomic::AtomicUsize =
+            std::sync::atomic::AtomicUsize::new(0);
+        let server = resolver_with(|rtype| match rtype {
+            RecordType::TLSA => {
+                TLSA_QUERIES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                (ResponseCode::NoError, true, vec![tlsa(3)])
+            }
+            RecordType::MX => (
+                ResponseCode::NoError,
+                true,
+                vec![RData::MX(MX::new(
+                    10,
+                    Name::from_ascii("mx.example.").unwrap(),
+                ))],
+            ),
+            _ => (ResponseCode::NoError, true, Vec::new()),
+        })
+        .await;
+        let dane = Dane::new(&policies(true), &[server], TIMEOUT);
+        for _ in 0..3 {
+            let connector = Arc::new(Connector::plain_for_tests(TlsUse::Opportunistic, true));
+            let candidate = Candidate {
+                host: "mx.example".into(),
+                ip: "192.0.2.1".parse().unwrap(),
+                port: 25,
+                connector,
+            };
+            let (_, decisions) = dane.apply("example", vec![candidate]).await.unwrap();
+            assert!(decisions.for_host("mx.example").is_some());
+        }
+        assert_eq!(TLSA_QUERIES.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
