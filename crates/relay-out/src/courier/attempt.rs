@@ -88,7 +88,8 @@ impl GroupResult {
     /// MX lookup failed, or REQUIRETLS found no host it may use).
     fn decided_locally(
         count: usize,
-        contact: HostContact,
+        route: Option<String>,
+        tls_policy: Option<TlsDecision>,
         verdict: Verdict,
         status: &str,
         text: String,
@@ -97,7 +98,11 @@ impl GroupResult {
         let outcome = RecipientOutcome::local(verdict, status, &text, None);
         GroupResult {
             outcomes: vec![outcome; count],
-            contact,
+            contact: HostContact {
+                route,
+                tls_policy,
+                ..HostContact::default()
+            },
             reply: text,
             response: None,
             elapsed: started.elapsed(),
@@ -182,14 +187,10 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
             } else {
                 Verdict::Deferred
             };
-            let contact = HostContact {
-                route: origin,
-                tls_policy,
-                ..HostContact::default()
-            };
             return GroupResult::decided_locally(
                 count,
-                contact,
+                origin,
+                tls_policy,
                 verdict,
                 failure.status,
                 failure.text,
@@ -227,14 +228,10 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
                 (None, Some(decision)) => decision.policy.as_str().to_owned(),
                 (None, None) => "none".to_owned(),
             };
-            let contact = HostContact {
-                route: origin,
-                tls_policy,
-                ..HostContact::default()
-            };
             return GroupResult::decided_locally(
                 count,
-                contact,
+                origin,
+                tls_policy,
                 Verdict::Failed,
                 requiretls::NO_AUTHENTICATED_TLS,
                 requiretls::unauthenticated_text(&domain, &policy),
