@@ -258,12 +258,13 @@ impl Outbound {
     }
 
     /// Ids of the messages in the queue directory (message files, and the
-    /// envelope files of the layout before them).
+    /// envelope files of the layout before them; not the spares).
     pub fn queued_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = std::fs::read_dir(self.queue_dir())
             .map(|entries| {
                 entries
                     .filter_map(|e| e.ok())
+                    .filter(|e| !spool::is_spare_file(&e.path()))
                     .filter_map(|e| e.file_name().into_string().ok())
                     .filter_map(|n| {
                         n.strip_suffix(".msg")

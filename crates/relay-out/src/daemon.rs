@@ -59,13 +59,19 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         messages = backlog.counts().0,
         set_aside = loaded.set_aside.len(),
         temp_files_removed = loaded.temp_files_removed,
-        unacknowledged_removed = loaded.orphan_data_removed.len(),
+        unacknowledged_removed =
+            loaded.orphan_data_removed.len() + loaded.cut_short_removed.len(),
         removal_leftovers_removed = loaded.leftover_states_removed,
+        spares_kept = loaded.spares_kept,
         "queue loaded"
     );
     spool
         .write_pid_file(std::process::id())
         .context("writing the PID file")?;
+    // After the load, which handed over the spares a previous run left.
+    spool
+        .keep_spares()
+        .context("starting the queue's spare files")?;
 
     let (dispatcher_handle, inbox) = courier::channel();
     let switch = DisabledSwitch::new(dir.root().to_path_buf(), settings.outbound.disabled);

@@ -219,9 +219,11 @@ impl ConnectionPolicy for RelayOutConnection {
         envelope: &Envelope,
         message: Message,
     ) -> Verdict {
-        let queued = queued_envelope(session, envelope, SystemTime::now());
-        let id = queued.id.clone();
         let spool = self.intake.spool.clone();
+        // A spare's id when one is ready: the message is then written into
+        // that file, one data sync and no new name to sync.
+        let id = spool.new_id();
+        let queued = queued_envelope(session, envelope, SystemTime::now(), id.clone());
         let size = message.len();
         let outbound_received = self.intake.received_header.as_ref().map(|text| {
             format!(
@@ -295,7 +297,12 @@ impl ConnectionPolicy for RelayOutConnection {
 }
 
 /// The queue envelope for an accepted transaction, every recipient due now.
-fn queued_envelope(session: &SessionInfo, envelope: &Envelope, now: SystemTime) -> spool::Envelope {
+fn queued_envelope(
+    session: &SessionInfo,
+    envelope: &Envelope,
+    now: SystemTime,
+    id: QueueId,
+) -> spool::Envelope {
     let sender = match &envelope.from {
         ReversePath::Null => String::new(),
         ReversePath::Mailbox(mailbox) => mailbox.to_string(),
@@ -305,7 +312,7 @@ fn queued_envelope(session: &SessionInfo, envelope: &Envelope, now: SystemTime) 
         .as_ref()
         .map_or("-", |greeting| greeting.name.as_str());
     let mut queued = spool::Envelope {
-        id: QueueId::generate_at(now),
+        id,
         arrival: now,
         sender,
         recipients: envelope
@@ -395,7 +402,7 @@ mod tests {
             &["<bob@x.test>", "<Carol@Y.test>"],
             params,
         );
-        let queued = queued_envelope(&session(), &txn, now);
+        let queued = queued_envelope(&session(), &txn, now, QueueId::generate_at(now));
         assert_eq!(queued.sender, "Alice@Example.ORG");
         let rcpts: Vec<&str> = queued
             .recipients
@@ -417,6 +424,7 @@ mod tests {
             &session(),
             &transaction("<>", &["<a@b.test>"], MailParams::default()),
             now,
+            QueueId::generate_at(now),
         );
         assert_eq!(bounce.sender, "", "the null sender stays null");
         assert!(!bounce.smtputf8 && !bounce.eight_bit_mime);
@@ -586,7 +594,7 @@ mod tests {
         let mut session = session();
         session.authenticated = Some("alice".into());
         let txn = transaction("<a@origin.test>", &["<b@x.test>"], MailParams::default());
-        let queued = queued_envelope(&session, &txn, now);
+        let queued = queued_envelope(&session, &txn, now, QueueId::generate_at(now));
         assert_eq!(
             queued.client.as_deref(),
             Some("10.0.0.2 helo=mailcow.lan auth=alice")

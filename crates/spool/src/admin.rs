@@ -22,7 +22,8 @@ impl<X: Extras> Spool<X> {
     /// is not included), at most `max_bytes` long, for `queue show`.
     pub fn read_headers(&self, id: &QueueId, max_bytes: u64) -> Result<Vec<u8>, SpoolError> {
         let path = self.data_path(id);
-        let mut reader = BufReader::new(self.open_data(id)?.take(max_bytes));
+        let (file, len) = self.open_data(id)?;
+        let mut reader = BufReader::new(file.take(len.min(max_bytes)));
         let mut headers = Vec::new();
         loop {
             let mut line = Vec::new();
@@ -42,8 +43,8 @@ impl<X: Extras> Spool<X> {
     pub fn read_start(&self, id: &QueueId, max_bytes: u64) -> Result<Vec<u8>, SpoolError> {
         let path = self.data_path(id);
         let mut data = Vec::new();
-        self.open_data(id)?
-            .take(max_bytes)
+        let (file, len) = self.open_data(id)?;
+        file.take(len.min(max_bytes))
             .read_to_end(&mut data)
             .map_err(|error| SpoolError::io("read", &path, error))?;
         Ok(data)

@@ -18,7 +18,7 @@ use super::error::SpoolError;
 pub(super) const TEMP_PREFIX: &str = "tmp.";
 
 /// Queue files hold other people's mail: owner-only.
-const FILE_MODE: u32 = 0o600;
+pub(super) const FILE_MODE: u32 = 0o600;
 const DIR_MODE: u32 = 0o700;
 
 /// Creates `dir` (and missing parents) with mode 0700 if it does not exist;

@@ -1,15 +1,28 @@
-//! The one-file message format: a header line, the envelope JSON, then the
+//! The one-file message formats: a header line, the envelope JSON, then the
 //! message bytes, written once at intake.
 //!
-//! It exists so that accepting a message costs one new file and one `fsync`
-//! of it (plus the directory's, shared with concurrent intakes) instead of
-//! two files each with their own syncs: see the crate docs, *Write protocol*.
+//! It exists so that accepting a message costs one file and one sync of it
+//! instead of two files each with their own syncs: see the crate docs,
+//! *Write protocol*. Two versions, both read:
 //!
 //! ```text
+//! version 1, written through a temp file and a rename:
 //! postern-queue-message 1 <envelope length in bytes>\n
 //! <envelope JSON, exactly that many bytes>
 //! <message bytes, to the end of the file>
+//!
+//! version 2, written into a spare file (see `spares.rs`):
+//! postern-queue-message 2 <envelope length> <message length> <CRC-32>   \n  (padded to HEADER_BYTES)
+//! <envelope JSON, exactly that many bytes>
+//! <message bytes, exactly that many>
+//! <zeros: the spare's unused room, if any>
 //! ```
+//!
+//! Version 2 is written in place, so a crash while it is written can leave
+//! any mix of old (zero) and new blocks on disk. The header is written last
+//! and carries the lengths and a CRC-32 over envelope and message, so that
+//! [`check_complete`] tells a complete file from one cut short. A header of
+//! zeros is a spare that holds no message (yet).
 //!
 //! The file is never rewritten: later envelope states go to `<id>.state`.
 
@@ -21,8 +34,12 @@ use std::path::Path;
 use super::error::SpoolError;
 
 const MAGIC: &str = "postern-queue-message 1 ";
-/// The header line is the magic, at most 20 digits and a newline.
-const MAX_HEADER_LINE: usize = MAGIC.len() + 21;
+const MAGIC_IN_PLACE: &str = "postern-queue-message 2 ";
+/// Version 2's header area: the header line, padded with spaces, fills it.
+/// Fixed, because it is written after the envelope and message behind it.
+pub(super) const HEADER_BYTES: usize = 96;
+/// The longest header line of either version, newline included.
+const MAX_HEADER_LINE: usize = HEADER_BYTES;
 /// An envelope is a few hundred bytes per recipient; this bounds the
 /// allocation a damaged header could ask for.
 const MAX_ENVELOPE_BYTES: u64 = 64 * 1024 * 1024;
@@ -39,10 +56,30 @@ pub(super) struct Parts {
     pub envelope: Vec<u8>,
     /// Offset of the first message byte.
     pub data_start: u64,
+    /// The message length in bytes.
+    pub data_len: u64,
+    /// Version 2 only: the CRC-32 over envelope and message.
+    checksum: Option<u32>,
 }
 
-/// Reads the header and envelope of an open message file.
-pub(super) fn read_parts(file: &File, path: &Path) -> Result<Parts, SpoolError> {
+/// Reads the header and envelope of an open message file. A spare (a
+/// header of zeros) holds no message: [`SpoolError::Gone`] with `id`, as for
+/// a message that is not there.
+pub(super) fn read_parts(
+    file: &File,
+    path: &Path,
+    id: &crate::QueueId,
+) -> Result<Parts, SpoolError> {
+    let mut first = [0u8; 1];
+    let got =
+        read_at_most(file, &mut first, 0).map_err(|error| SpoolError::io("read", path, error))?;
+    if got == 1 && first[0] == 0 {
+        return Err(SpoolError::Gone(id.clone()));
+    }
+    read_header_and_envelope(file, path)
+}
+
+fn read_header_and_envelope(file: &File, path: &Path) -> Result<Parts, SpoolError> {
     let corrupt = |reason: &str| SpoolError::Corrupt {
         path: path.to_path_buf(),
         reason: reason.to_string(),
@@ -55,13 +92,16 @@ pub(super) fn read_parts(file: &File, path: &Path) -> Result<Parts, SpoolError> 
         .iter()
         .position(|&byte| byte == b'\n')
         .ok_or_else(|| corrupt("no message-file header line"))?;
-    let length = std::str::from_utf8(&head[..newline])
+    let header = std::str::from_utf8(&head[..newline])
         .ok()
-        .and_then(|line| line.strip_prefix(MAGIC))
-        .and_then(|digits| digits.parse::<u64>().ok())
-        .filter(|&length| length <= MAX_ENVELOPE_BYTES)
+        .and_then(Header::parse)
+        .filter(|header| header.envelope_len <= MAX_ENVELOPE_BYTES)
         .ok_or_else(|| corrupt("not a message file of a known version"))?;
-    let envelope_start = newline as u64 + 1;
+    let length = header.envelope_len;
+    let envelope_start = match header.data {
+        None => newline as u64 + 1,
+        Some(_) => HEADER_BYTES as u64,
+    };
     let file_len = file
         .metadata()
         .map_err(|error| SpoolError::io("inspect", path, error))?
@@ -69,6 +109,14 @@ pub(super) fn read_parts(file: &File, path: &Path) -> Result<Parts, SpoolError> 
     if envelope_start + length > file_len {
         return Err(corrupt("truncated envelope"));
     }
+    let data_start = envelope_start + length;
+    let (data_len, checksum) = match header.data {
+        None => (file_len - data_start, None),
+        Some((data_len, _)) if data_start.saturating_add(data_len) > file_len => {
+            return Err(corrupt("truncated message"));
+        }
+        Some((data_len, checksum)) => (data_len, Some(checksum)),
+    };
     let mut envelope = vec![0u8; length as usize];
     file.read_exact_at(&mut envelope, envelope_start)
         .map_err(|error| match error.kind() {
@@ -77,19 +125,159 @@ pub(super) fn read_parts(file: &File, path: &Path) -> Result<Parts, SpoolError> 
         })?;
     Ok(Parts {
         envelope,
-        data_start: envelope_start + length,
+        data_start,
+        data_len,
+        checksum,
     })
 }
 
+/// A parsed header line: version 1 has only the envelope length, version 2
+/// also the message length and checksum.
+struct Header {
+    envelope_len: u64,
+    data: Option<(u64, u32)>,
+}
+
+impl Header {
+    fn parse(line: &str) -> Option<Header> {
+        if let Some(digits) = line.strip_prefix(MAGIC) {
+            return Some(Header {
+                envelope_len: digits.parse().ok()?,
+                data: None,
+            });
+        }
+        let mut fields = line.strip_prefix(MAGIC_IN_PLACE)?.split_ascii_whitespace();
+        let envelope_len = fields.next()?.parse().ok()?;
+        let data_len = fields.next()?.parse().ok()?;
+        let checksum = u32::from_str_radix(fields.next()?, 16).ok()?;
+        fields.next().is_none().then_some(Header {
+            envelope_len,
+            data: Some((data_len, checksum)),
+        })
+    }
+}
+
 /// Positions `file` on the first message byte; returns the message size.
-pub(super) fn seek_to_data(file: &mut File, path: &Path) -> Result<u64, SpoolError> {
-    let parts = read_parts(file, path)?;
-    let end = file
-        .seek(SeekFrom::End(0))
-        .map_err(|error| SpoolError::io("read", path, error))?;
+/// The message is that many bytes from there (a version 2 file may go on).
+pub(super) fn seek_to_data(
+    file: &mut File,
+    path: &Path,
+    id: &crate::QueueId,
+) -> Result<u64, SpoolError> {
+    let parts = read_parts(file, path, id)?;
     file.seek(SeekFrom::Start(parts.data_start))
         .map_err(|error| SpoolError::io("read", path, error))?;
-    Ok(end.saturating_sub(parts.data_start))
+    Ok(parts.data_len)
+}
+
+/// What a message file on disk holds, as the start-up load must know it.
+pub(super) enum Contents {
+    /// A complete message (version 1 always counts as complete: its rename
+    /// came after its fsync).
+    Message,
+    /// A spare: no message, the whole file still usable for one.
+    Spare,
+    /// A version 2 write cut short by a crash (it never got its 250).
+    CutShort(String),
+}
+
+/// Tells a complete message from a spare and from an in-place write cut
+/// short, reading the whole file for the checksum. Only the start-up load
+/// calls it: at run time a version 2 file is complete once it is synced.
+pub(super) fn check_complete(
+    file: &File,
+    path: &Path,
+    spare_bytes: u64,
+) -> Result<Contents, SpoolError> {
+    let mut head = [0u8; HEADER_BYTES];
+    let got =
+        read_at_most(file, &mut head, 0).map_err(|error| SpoolError::io("read", path, error))?;
+    if got > 0 && head[..got].iter().all(|&byte| byte == 0) {
+        let len = file
+            .metadata()
+            .map_err(|error| SpoolError::io("inspect", path, error))?
+            .len();
+        return Ok(if len == spare_bytes {
+            Contents::Spare
+        } else {
+            Contents::CutShort("a spare whose write stopped before its header".to_string())
+        });
+    }
+    if !head.starts_with(MAGIC_IN_PLACE.as_bytes()) {
+        return Ok(Contents::Message);
+    }
+    let parts = match read_header_and_envelope(file, path) {
+        Ok(parts) => parts,
+        Err(SpoolError::Corrupt { reason, .. }) => return Ok(Contents::CutShort(reason)),
+        Err(error) => return Err(error),
+    };
+    let mut checksum = crc32fast::Hasher::new();
+    checksum.update(&parts.envelope);
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut offset = parts.data_start;
+    let end = parts.data_start + parts.data_len;
+    while offset < end {
+        let want = buffer.len().min((end - offset) as usize);
+        let got = read_at_most(file, &mut buffer[..want], offset)
+            .map_err(|error| SpoolError::io("read", path, error))?;
+        if got == 0 {
+            return Ok(Contents::CutShort("truncated message".to_string()));
+        }
+        checksum.update(&buffer[..got]);
+        offset += got as u64;
+    }
+    Ok(if Some(checksum.finalize()) == parts.checksum {
+        Contents::Message
+    } else {
+        Contents::CutShort("checksum mismatch".to_string())
+    })
+}
+
+/// Writes a version 2 message into `file` (a spare, or any file whose first
+/// [`HEADER_BYTES`] may be overwritten) and syncs it with `fdatasync`, which
+/// here is enough: the spare's name and blocks are durable already, and a
+/// message bigger than the spare makes fdatasync also sync the new size.
+/// Returns the message length.
+pub(super) fn write_in_place(
+    file: &File,
+    path: &Path,
+    envelope_json: &[u8],
+    data: &mut dyn Read,
+) -> Result<u64, SpoolError> {
+    let write_error = |error| SpoolError::io("write", path, error);
+    let mut checksum = crc32fast::Hasher::new();
+    checksum.update(envelope_json);
+    let mut offset = HEADER_BYTES as u64;
+    file.write_all_at(envelope_json, offset)
+        .map_err(write_error)?;
+    offset += envelope_json.len() as u64;
+    let data_start = offset;
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let got = match data.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(got) => got,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(write_error(error)),
+        };
+        checksum.update(&buffer[..got]);
+        file.write_all_at(&buffer[..got], offset)
+            .map_err(write_error)?;
+        offset += got as u64;
+    }
+    let data_len = offset - data_start;
+    let mut header = format!(
+        "{MAGIC_IN_PLACE}{} {data_len} {:08x}",
+        envelope_json.len(),
+        checksum.finalize()
+    )
+    .into_bytes();
+    header.resize(HEADER_BYTES - 1, b' ');
+    header.push(b'\n');
+    file.write_all_at(&header, 0).map_err(write_error)?;
+    file.sync_data()
+        .map_err(|error| SpoolError::io("fsync", path, error))?;
+    Ok(data_len)
 }
 
 fn read_at_most(file: &File, buffer: &mut [u8], offset: u64) -> io::Result<usize> {

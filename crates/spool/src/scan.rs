@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use super::error::SpoolError;
 use super::fsio::{self, TEMP_PREFIX};
 use super::id::QueueId;
+use super::message_file::{self, Contents};
+use super::spares::SPARE_BYTES;
 use super::{
     BOUNCE_SUFFIX, CORRUPT_SUFFIX, DATA_SUFFIX, ENVELOPE_SUFFIX, Envelope, Extras, MESSAGE_SUFFIX,
     NoExtras, STATE_SUFFIX, Spool,
@@ -39,6 +41,11 @@ pub struct LoadReport<X = NoExtras> {
     /// `.state` files of removed messages, left by a crash during the
     /// removal (which does not sync their unlink), deleted.
     pub leftover_states_removed: usize,
+    /// Messages being written into spares when the previous run stopped
+    /// (never acknowledged), deleted.
+    pub cut_short_removed: Vec<QueueId>,
+    /// Spares left by the previous run, kept for the next intakes.
+    pub spares_kept: usize,
 }
 
 /// A file moved out of the way by [`Spool::load`], with the reason, so the
@@ -111,17 +118,60 @@ impl<X: Extras> Spool<X> {
                 Err(error) => tracing::error!(%error, "cannot remove leftover queue temp file"),
             }
         }
+        let mut spares = Vec::new();
         for (id, files) in &scan.by_id {
+            if files.message && !self.complete_or_repaired(id, &mut spares, &mut report) {
+                continue;
+            }
             if let Some(entry) = self.load_one(id, *files, &mut report) {
                 each(entry);
             }
         }
-        let repaired =
-            report.temp_files_removed + report.orphan_data_removed.len() + report.set_aside.len();
+        report.spares_kept = spares.len();
+        self.spares.adopt(spares);
+        let repaired = report.temp_files_removed
+            + report.orphan_data_removed.len()
+            + report.set_aside.len()
+            + report.cut_short_removed.len();
         if repaired > 0 {
             fsio::sync_dir(&self.dir)?;
         }
         Ok(report)
+    }
+
+    /// Whether `<id>.msg` holds a complete message. A spare is kept for the
+    /// pool; a write into a spare that a crash cut short (it never got its
+    /// 250: the 250 follows the sync, after which the file is complete) is
+    /// deleted. Unreadable files count as messages, for `load_one` to judge.
+    fn complete_or_repaired(
+        &self,
+        id: &QueueId,
+        spares: &mut Vec<QueueId>,
+        report: &mut LoadReport<X>,
+    ) -> bool {
+        let path = self.message_path(id);
+        let contents = fs::File::open(&path)
+            .map_err(|error| SpoolError::io("open", &path, error))
+            .and_then(|file| message_file::check_complete(&file, &path, SPARE_BYTES));
+        match contents {
+            Ok(Contents::Message) | Err(_) => true,
+            Ok(Contents::Spare) => {
+                spares.push(id.clone());
+                false
+            }
+            Ok(Contents::CutShort(reason)) => {
+                match fsio::remove_if_present(&path) {
+                    Ok(_) => {
+                        tracing::info!(queue_id = %id, reason, "removed a message whose intake a stop cut short (never acknowledged)");
+                        report.cut_short_removed.push(id.clone());
+                    }
+                    Err(error) => {
+                        tracing::error!(queue_id = %id, %error, "cannot remove a cut-short intake")
+                    }
+                }
+                false
+            }
+        }
     }
 
     fn load_one(

@@ -13,6 +13,7 @@ use super::envelope::tests::sample;
 use super::*;
 
 mod one_file;
+mod spares;
 
 /// The daemon name relay-out opens its spool with (its PID file is
 /// `relay-out.pid`).
@@ -292,10 +293,10 @@ fn update_after_the_data_vanished_removes_what_it_wrote() {
 fn an_open_data_file_survives_deletion() {
     let (_dir, spool) = new_spool();
     let held = stored(&spool, b"still readable");
-    let mut file = spool.open_data(&held.id).expect("open");
+    let (file, len) = spool.open_data(&held.id).expect("open");
     spool.remove(&held.id).expect("delete");
     let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut file, &mut bytes).expect("read");
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, len), &mut bytes).expect("read");
     assert_eq!(bytes, b"still readable");
 }
 

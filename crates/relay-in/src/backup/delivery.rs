@@ -259,8 +259,10 @@ async fn try_backend(
         backend.abandon();
         return Attempted::Yes;
     }
+    // relay-in's backup spool keeps no spares, so the message is the file's
+    // last `size` bytes, as `Message::Spooled` reads it.
     let data = match backup.spool.open_data(&id) {
-        Ok(file) => file,
+        Ok((file, _)) => file,
         Err(error) => {
             error!(queue_id = %id, "backup spool: cannot open the message: {error}");
             backend.abandon();

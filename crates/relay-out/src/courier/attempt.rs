@@ -581,10 +581,18 @@ fn after_data_failure(error: &ClientError, host: &str) -> RecipientOutcome {
     }
 }
 
-async fn open_data(ctx: &Context, id: &QueueId) -> Result<tokio::fs::File, String> {
+/// The queued message, limited to its length (a message in a spare file is
+/// followed by the spare's unused room).
+async fn open_data(
+    ctx: &Context,
+    id: &QueueId,
+) -> Result<tokio::io::Take<tokio::fs::File>, String> {
     let id = id.clone();
     match ctx.spool_call(move |spool| spool.open_data(&id)).await {
-        Ok(file) => Ok(tokio::fs::File::from_std(file)),
+        Ok((file, len)) => Ok(tokio::io::AsyncReadExt::take(
+            tokio::fs::File::from_std(file),
+            len,
+        )),
         Err(error) => Err(format!("Cannot read the queued message: {error}")),
     }
 }

@@ -48,6 +48,9 @@ impl MessageSource for MessageReader<'_> {
 
 impl MessageSource for tokio::fs::File {}
 
+/// A spool file holding more than the message (relay-out's spare files).
+impl MessageSource for tokio::io::Take<tokio::fs::File> {}
+
 /// A session's buffers for reading a message and writing it dot-stuffed,
 /// kept between messages while they are of the first piece's size so a
 /// session carrying many small messages does not allocate them for each.

@@ -20,9 +20,10 @@ fn a_message_is_one_file_holding_envelope_and_data() {
     assert_eq!(spool.read_data(&envelope.id).ok(), Some(data.to_vec()));
     let size = spool.data_size(&envelope.id).expect("size");
     assert_eq!(size, data.len() as u64);
-    // The message is also the file's last `size` bytes (how relay-in's
+    // Written through a temp file (no spares: relay-in's backup spool keeps
+    // none), the message is also the file's last `size` bytes (how relay-in's
     // backup delivery reads it).
-    let mut file = spool.open_data(&envelope.id).expect("open");
+    let (mut file, _) = spool.open_data(&envelope.id).expect("open");
     file.seek(SeekFrom::End(-(size as i64))).expect("seek");
     let mut tail = Vec::new();
     file.read_to_end(&mut tail).expect("read");

@@ -85,8 +85,8 @@ pub(super) async fn start_with(
     })
 }
 
-/// Messages in the queue: one `.msg` file each (or, in the layout before
-/// issue 19, one `.json` envelope each).
+/// Messages in the queue: one `.msg` file each, not counting spares (or, in
+/// the layout before issue 19, one `.json` envelope each).
 fn queued(dir: &Path) -> usize {
     std::fs::read_dir(dir.join("queue"))
         .map(|entries| {
@@ -95,7 +95,8 @@ fn queued(dir: &Path) -> usize {
                 .filter(|e| {
                     let name = e.file_name();
                     let name = name.to_string_lossy();
-                    name.ends_with(".msg") || name.ends_with(".json")
+                    (name.ends_with(".msg") && !spool::is_spare_file(&e.path()))
+                        || name.ends_with(".json")
                 })
                 .count()
         })
