@@ -359,7 +359,19 @@ impl<X: Extras> Spool<X> {
     ) -> Result<u64, SpoolError> {
         let id = &envelope.id;
         if self.spares.claim(id) {
-            return self.store_in_spare(envelope, data);
+            match fs::OpenOptions::new()
+                .write(true)
+                .open(self.message_path(id))
+            {
+                Ok(spare) => return self.store_in_spare(spare, envelope, data),
+                // Deleted under us (an operator's `queue delete` of what
+                // looked like a message): the id is still unused, so the
+                // message goes into a new file under it.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    return Err(SpoolError::io("open a spare", self.message_path(id), error));
+                }
+            }
         }
         // Renaming onto an existing entry would silently replace an accepted
         // message; ids are unique, so this only catches a caller's bug.
@@ -391,15 +403,12 @@ impl<X: Extras> Spool<X> {
     /// (taken with [`Spool::new_id`]): one write and one `fdatasync`.
     fn store_in_spare(
         &self,
+        spare: File,
         envelope: &Envelope<X>,
         data: &mut dyn Read,
     ) -> Result<u64, SpoolError> {
         let path = self.message_path(&envelope.id);
-        let outcome = fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(|error| SpoolError::io("open a spare", &path, error))
-            .and_then(|file| message_file::write_in_place(&file, &path, &envelope.encode(), data));
+        let outcome = message_file::write_in_place(&spare, &path, &envelope.encode(), data);
         if outcome.is_err() {
             // As for a temp file: a half-written spare must not stay where
             // it could look accepted; without the 250 the client resends.

@@ -193,3 +193,16 @@ fn the_refill_thread_keeps_the_pool_topped_up() {
     let spares = names_in(spool.dir()).len();
     assert_eq!(spares, SPARES_KEPT + taken.len());
 }
+
+#[test]
+fn a_spare_deleted_before_its_message_came_gets_a_new_file() {
+    let (_dir, spool) = spool_with_spares(1);
+    let id = spool.new_id();
+    fs::remove_file(message_path(&spool, &id)).expect("operator deletes it");
+    let envelope = sample(id);
+    spool.store(&envelope, b"still queued").expect("store");
+    assert_eq!(
+        spool.read_data(&envelope.id).ok(),
+        Some(b"still queued".to_vec())
+    );
+}
