@@ -90,10 +90,17 @@ impl SparePool {
         self.lock().taken.remove(id)
     }
 
-    /// Adds spares found at start-up (left by the previous run) to the pool.
+    /// Adds spares to the pool: a batch just made, or those a load found
+    /// (left by the previous run, or by this one if it loads again: those
+    /// already ready or taken are not added twice).
     pub(super) fn adopt(&self, ids: impl IntoIterator<Item = QueueId>) {
         let mut state = self.lock();
-        state.ready.extend(ids);
+        let state = &mut *state;
+        for id in ids {
+            if !state.taken.contains(&id) && !state.ready.contains(&id) {
+                state.ready.push_back(id);
+            }
+        }
         state.ready.make_contiguous().sort();
     }
 

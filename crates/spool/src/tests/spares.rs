@@ -206,3 +206,24 @@ fn a_spare_deleted_before_its_message_came_gets_a_new_file() {
         Some(b"still queued".to_vec())
     );
 }
+
+#[test]
+fn random_damage_to_a_message_in_a_spare_never_stops_the_load() {
+    let (_dir, spool) = spool_with_spares(41);
+    let good = stored_in_spare(&spool, b"good");
+    let mut damage = super::Damage::new(0x5a4e_5a4e_0000_0019);
+    for round in 0..40 {
+        let victim = stored_in_spare(&spool, b"Subject: victim\r\n\r\nbody\r\n");
+        let path = message_path(&spool, &victim.id);
+        let mut bytes = fs::read(&path).expect("read");
+        // Damage where it matters: header, envelope and message.
+        let content_end = bytes.iter().rposition(|&byte| byte != 0).unwrap_or(0) + 1;
+        let mut content = bytes[..content_end].to_vec();
+        damage.mutate(&mut content);
+        bytes.splice(..content_end, content);
+        fs::write(&path, &bytes).expect("write");
+        let report = spool.load().expect("load");
+        assert!(loaded_ids(&report).contains(&good.id), "round {round}");
+        spool.remove(&victim.id).expect("remove");
+    }
+}
