@@ -10,6 +10,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::Duration;
 
 use super::error::SpoolError;
 
@@ -145,6 +146,9 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
 pub(super) struct DirSyncer {
     state: Mutex<SyncState>,
     done: Condvar,
+    /// How long a caller that finds no sync running waits for others to
+    /// join before it syncs for all (zero: it syncs at once).
+    gather: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -157,6 +161,16 @@ struct SyncState {
 }
 
 impl DirSyncer {
+    /// A syncer whose first caller waits `gather` for others before it syncs
+    /// for all of them: for callers that are in no hurry (see
+    /// [`REMOVAL_GATHER`](super::REMOVAL_GATHER)).
+    pub(super) fn gathering(gather: Duration) -> DirSyncer {
+        DirSyncer {
+            gather,
+            ..DirSyncer::default()
+        }
+    }
+
     /// Returns once a directory `fsync` that started after this call began
     /// has succeeded. A failed sync is reported to the caller that ran it;
     /// the others it would have covered run their own.
@@ -170,6 +184,13 @@ impl DirSyncer {
             }
             if !state.running {
                 state.running = true;
+                if !self.gather.is_zero() {
+                    drop(state);
+                    std::thread::sleep(self.gather);
+                    state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                }
+                // Read after the gathering: whoever arrived by now has made
+                // its change, and the sync below covers it.
                 let target = state.arrived;
                 drop(state);
                 let outcome = sync_dir(dir);

@@ -112,9 +112,13 @@
 //! finds a directory sync running waits for the next one, which one of the
 //! waiters runs for all of them. With 20 concurrent intakes this made 4,000
 //! directory syncs for 2,000 messages (intake and removal) into ~1,250; a lone
-//! caller still pays exactly one. The per-file `fsync(temp)` calls are not
-//! batched by the spool: concurrent ones already share one journal commit in
-//! the file system, and `syncfs` would also flush every other file there.
+//! caller still pays exactly one. Removals have a syncer of their own whose
+//! first caller waits [`REMOVAL_GATHER`] (10 ms) for others before syncing:
+//! nobody waits for a removal's reply, and at one session a commit per
+//! removal competed with every intake's sync for the disk. The per-file
+//! syncs of intakes are not batched by the spool: concurrent ones already
+//! share the device's cache flushes, and `syncfs` would also flush every
+//! other file there (the spare thread uses it, off the clients' path).
 //!
 //! After a crash, [`Spool::load`] sees only states these steps can leave:
 //! `tmp.*` (a write cut short: deleted), a spare (kept for the pool), a
@@ -240,6 +244,14 @@ pub use scan::{Listing, LoadReport, QueueEntry, SetAside};
 pub use spares::{SPARE_BYTES, SPARES_KEPT};
 pub use timestamp::format_rfc3339;
 
+/// How long a removal's directory sync waits for other removals to share
+/// it. A removal is nobody's reply: delaying it 10 ms only keeps a delivery
+/// slot busy that much longer, while one journal commit per removal (one
+/// per message at one session) competed with the intakes' syncs for the
+/// disk. What a crash can duplicate does not change: `remove` still returns
+/// only once the unlink is durable.
+const REMOVAL_GATHER: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The message file of the current layout: envelope and data, written once.
 const MESSAGE_SUFFIX: &str = ".msg";
 /// The envelope's later states, for a message in a `.msg` file.
@@ -265,6 +277,8 @@ pub struct Spool<X = NoExtras> {
     daemon: &'static str,
     /// Shared by the clones, so concurrent calls share directory syncs.
     syncer: Arc<fsio::DirSyncer>,
+    /// The same for removals, which wait [`REMOVAL_GATHER`] for company.
+    removal_syncer: Arc<fsio::DirSyncer>,
     /// Spare message files for the intake (empty unless the daemon asked
     /// for them with [`Spool::keep_spares`]).
     spares: Arc<spares::SparePool>,
@@ -287,6 +301,7 @@ impl<X> Clone for Spool<X> {
             dir: self.dir.clone(),
             daemon: self.daemon,
             syncer: Arc::clone(&self.syncer),
+            removal_syncer: Arc::clone(&self.removal_syncer),
             spares: Arc::clone(&self.spares),
             extras: PhantomData,
         }
@@ -305,6 +320,7 @@ impl<X: Extras> Spool<X> {
             dir: dir.to_path_buf(),
             daemon,
             syncer: Arc::default(),
+            removal_syncer: Arc::new(fsio::DirSyncer::gathering(REMOVAL_GATHER)),
             spares: Arc::default(),
             extras: PhantomData,
         })
@@ -451,7 +467,7 @@ impl<X: Extras> Spool<X> {
         let removed_envelope =
             !removed_message && fsio::remove_if_present(&self.envelope_path(id))?;
         if removed_message || removed_envelope {
-            self.sync_dir()?;
+            self.removal_syncer.sync(&self.dir)?;
         }
         let data = (!removed_message).then(|| self.data_path(id));
         for leftover in [Some(self.state_path(id)), data, Some(self.bounce_path(id))]
