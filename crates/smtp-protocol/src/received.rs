@@ -143,8 +143,7 @@ mod tests {
         for (message, expected) in cases {
             for from in 0..=message.len() {
                 // Searched in two pieces: up to `from` (found or not), then all.
-                let found = header_end(&message[..from], 0)
-                    .or_else(|| header_end(message, from));
+                let found = header_end(&message[..from], 0).or_else(|| header_end(message, from));
                 assert_eq!(found, *expected, "{message:?} from {from}");
             }
             let whole = match expected {
