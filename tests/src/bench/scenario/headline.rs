@@ -25,7 +25,7 @@ use crate::bench::tls::SERVER_NAME;
 use crate::process::free_port;
 
 /// How long smtp-sink may take to print a count it has reached.
-const SINK_COUNT_WAIT: Duration = Duration::from_secs(5);
+pub(super) const SINK_COUNT_WAIT: Duration = Duration::from_secs(5);
 
 /// One row of the table: a load, as smtp-source makes it.
 struct Row {
@@ -263,7 +263,7 @@ pub fn range(values: &[f64], decimals: usize) -> String {
 /// backend (smtp_forward.ini's host and port; mode and XCLIENT as shipped),
 /// the bench's certificate (tls.ini), and example.com, smtp-source's
 /// recipient domain, in host_list.
-fn shipped_relay_in(
+pub(super) fn shipped_relay_in(
     config_in: &Path,
     listen: SocketAddr,
     backend: SocketAddr,

@@ -5,6 +5,7 @@ mod haraka;
 mod headline;
 mod idle;
 mod relay_in;
+mod relay_in_memory;
 mod relay_out;
 mod relay_out_compare;
 mod sink;
@@ -75,6 +76,18 @@ pub async fn run(scenario: &Scenario, common: &Common) -> anyhow::Result<Scenari
                     .unwrap_or_else(super::cli::default_config_in),
             };
             headline::run(&bench, &plan).await
+        }
+        Scenario::RelayInMemory {
+            messages,
+            config_in,
+        } => {
+            let plan = relay_in_memory::MemoryPlan {
+                messages: *messages,
+                config_in: config_in
+                    .clone()
+                    .unwrap_or_else(super::cli::default_config_in),
+            };
+            relay_in_memory::run(&bench, &plan).await
         }
         Scenario::RelayOutCompare {
             relays,
