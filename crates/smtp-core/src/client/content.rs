@@ -20,6 +20,10 @@ const DATA_CHUNK: usize = 64 * 1024;
 /// [`DATA_CHUNK`] once one fills up.
 const FIRST_DATA_CHUNK: usize = 16 * 1024;
 
+/// [`FIRST_DATA_CHUNK`] stuffed: stuffing adds at most one octet per line,
+/// reserved as one in eight.
+const FIRST_STUFFED: usize = FIRST_DATA_CHUNK + FIRST_DATA_CHUNK / 8;
+
 /// A run of a message in memory shorter than this is copied and sent with
 /// its neighbours rather than written on its own.
 const SHORT_RUN: usize = 4 * 1024;
@@ -64,8 +68,7 @@ pub(super) struct DataBuffers {
 impl DataBuffers {
     /// Whether keeping them costs no more than a small message needs.
     fn worth_keeping(&self) -> bool {
-        self.chunk.capacity() <= FIRST_DATA_CHUNK
-            && self.stuffed.capacity() <= FIRST_DATA_CHUNK + FIRST_DATA_CHUNK / 8
+        self.chunk.capacity() <= FIRST_DATA_CHUNK && self.stuffed.capacity() <= FIRST_STUFFED
     }
 }
 
@@ -89,7 +92,9 @@ impl SmtpClient {
             // is stuffed into `stuffed` to go with the terminator.
             let (head, tail) = bytes.split_at(bytes.len().saturating_sub(FIRST_DATA_CHUNK));
             if !head.is_empty() {
-                stuffed.reserve(FIRST_DATA_CHUNK);
+                // Room for the last piece stuffed, so that `stuff_piece`
+                // does not double it and the session can keep it.
+                stuffed.reserve(FIRST_STUFFED);
             }
             for run in stuffer.runs(head) {
                 self.send_run(run, &mut stuffed).await?;
