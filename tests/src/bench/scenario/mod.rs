@@ -382,6 +382,24 @@ fn finish_counted(
     Ok(report)
 }
 
+/// What failed in a phase of `sent` messages after which smtp-sink counted
+/// `counted`: a refusal or error smtp-source saw, or a message accepted and
+/// not at the sink. `None` when nothing did.
+fn refused_or_lost(what: &str, phase: &Phase, sent: u64, counted: u64) -> Option<String> {
+    if phase.errors_total() == 0 && counted == phase.delivered && phase.delivered == sent {
+        return None;
+    }
+    Some(format!(
+        "{what}: {} of {sent} accepted, {counted} at the sink{}",
+        phase.delivered,
+        phase
+            .errors
+            .first()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default()
+    ))
+}
+
 /// One load phase made by Postfix's smtp-source (`--load smtp-source`):
 /// no latency figures (smtp-source measures none); what did not complete
 /// counts as failed, with smtp-source's reason as the error.

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::headline::{SINK_COUNT_WAIT, shipped_relay_in};
-use super::{Bench, finish_counted, load_phase, targets};
+use super::{Bench, finish_counted, load_phase, refused_or_lost, targets};
 use crate::bench::cli::{Generator, Load};
 use crate::bench::procfs;
 use crate::bench::report::{ScenarioReport, mb};
@@ -92,21 +92,7 @@ pub async fn run(bench: &Bench, plan: &MemoryPlan) -> anyhow::Result<ScenarioRep
                 smtp_sink::wait_for(&sink_output, at_sink + phase.delivered, SINK_COUNT_WAIT).await
                     - at_sink;
             at_sink += counted;
-            if phase.errors_total() > 0
-                || phase.delivered != load.messages
-                || counted != phase.delivered
-            {
-                failures.push(format!(
-                    "{label}: {} of {} accepted, {counted} at the sink{}",
-                    phase.delivered,
-                    load.messages,
-                    phase
-                        .errors
-                        .first()
-                        .map(|e| format!(": {e}"))
-                        .unwrap_or_default()
-                ));
-            }
+            failures.extend(refused_or_lost(&label, &phase, load.messages, counted));
             if !relay.daemon.is_running() {
                 anyhow::bail!("relay-in died during the run:\n{}", relay.daemon.log_tail());
             }
