@@ -287,7 +287,7 @@ async fn one_message_session() -> (FakeServer, SmtpClient) {
         say("250 2.0.0 Ok\r\n"),
     ]);
     let server = FakeServer::start(script).await;
-    let mut client = SmtpClient::connect(server.addr, "backend.test", &config())
+    let client = SmtpClient::connect(server.addr, "backend.test", &config())
         .await
         .unwrap();
     (server, client)
