@@ -59,6 +59,7 @@ async fn run(config: &std::path::Path) -> anyhow::Result<()> {
         config::ForwardMode::Spool => Some(backup::BackupSpool::open(&settings.forward.spool)?),
         _ => None,
     };
+    smtp_core::app::give_back_freed_memory();
     let forwarder = forward::Forwarder::new(&core.me, settings.forward, &health)?;
     health.watch(forwarder.backends());
     let policy = Arc::new(policy::RelayIn::new(

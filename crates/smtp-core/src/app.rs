@@ -105,6 +105,34 @@ fn one_malloc_arena() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn one_malloc_arena() {}
 
+/// How often [`give_back_freed_memory`] returns the allocator's free pages.
+const TRIM_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Returns the allocator's free pages to the system every [`TRIM_PERIOD`],
+/// for the life of the runtime it is called on.
+///
+/// glibc gives memory back only from the top of its heap, so after a burst
+/// one buffer still in use near the top keeps everything below it resident:
+/// relay-in stayed at 22 MB (15 MB anonymous) after 100 sessions of 100 KB
+/// messages, and `malloc_trim(0)` took it to 9.3 MB. Trimming releases the
+/// free pages wherever they are; a page needed again costs a page fault, a
+/// few MB a period at most, which is nothing next to the mail that freed it.
+pub fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    tokio::spawn(async {
+        let mut every = tokio::time::interval(TRIM_PERIOD);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            // SAFETY: malloc_trim only releases free memory of the allocator;
+            // it takes the allocator's own locks.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
+    });
+}
+
 /// Prints a `--check` report and returns its exit code.
 pub fn print_check<E: Display>(name: &str, report: Result<Vec<String>, E>) -> ExitCode {
     match report {

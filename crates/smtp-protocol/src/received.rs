@@ -76,6 +76,32 @@ fn sanitize(text: &str) -> String {
         .collect()
 }
 
+/// Where the header section of `message` ends, as [`count`] reads lines:
+/// just after the first empty line (CRLF or bare LF). `from` is where bytes
+/// not yet searched begin (an empty line ending before it was looked for
+/// already), so a message arriving in pieces is searched once.
+pub fn header_end(message: &[u8], from: usize) -> Option<usize> {
+    let start = from.saturating_sub(2);
+    if start == 0 {
+        match message {
+            [b'\n', ..] => return Some(1),
+            [b'\r', b'\n', ..] => return Some(2),
+            _ => {}
+        }
+    }
+    let mut cursor = start;
+    while let Some(offset) = message[cursor..].iter().position(|&b| b == b'\n') {
+        let lf = cursor + offset;
+        match &message[lf + 1..] {
+            [b'\n', ..] => return Some(lf + 2),
+            [b'\r', b'\n', ..] => return Some(lf + 3),
+            _ => {}
+        }
+        cursor = lf + 1;
+    }
+    None
+}
+
 /// Counts `Received:` fields in the header section of `message` (up to the
 /// first empty line), case-insensitively.
 pub fn count(message: &[u8]) -> usize {
@@ -100,6 +126,32 @@ mod tests {
     fn counts_only_header_section() {
         let msg = b"Received: a\r\nreceived: b\r\n\tfolded\r\nSubject: x\r\n\r\nReceived: body\r\n";
         assert_eq!(count(msg), 2);
+    }
+
+    #[test]
+    fn the_header_section_ends_at_the_first_empty_line_wherever_the_pieces_end() {
+        let cases: &[(&[u8], Option<usize>)] = &[
+            (b"", None),
+            (b"\r\nbody", Some(2)),
+            (b"\nbody", Some(1)),
+            (b"A: 1\r\nB: 2\r\n\r\nbody\r\n\r\n", Some(14)),
+            (b"A: 1\nB: 2\n\nbody", Some(11)),
+            (b"A: 1\r\n\r", None),
+            (b"A: 1\r\n", None),
+            (b"A: 1\r\rB\r\n", None),
+        ];
+        for (message, expected) in cases {
+            for from in 0..=message.len() {
+                // Searched in two pieces: up to `from` (found or not), then all.
+                let found = header_end(&message[..from], 0).or_else(|| header_end(message, from));
+                assert_eq!(found, *expected, "{message:?} from {from}");
+            }
+            let whole = match expected {
+                Some(end) => count(&message[..*end]),
+                None => count(message),
+            };
+            assert_eq!(whole, count(message), "{message:?}");
+        }
     }
 
     #[test]

@@ -266,6 +266,19 @@ pub enum Scenario {
         #[arg(long)]
         config_in: Option<PathBuf>,
     },
+    /// Issue 19's relay-in memory targets: peak RSS at 100 sessions (2 KB
+    /// and 100 KB, a connection per message and kept) and idle RSS, with
+    /// the shipped configuration except limit.ini `[concurrency] max`,
+    /// raised to 200 so that 100 sessions from one address are admitted.
+    RelayInMemory {
+        /// Messages per 2 KB phase (100 KB phases send a fifth).
+        #[arg(long, default_value_t = 5_000)]
+        messages: u64,
+        /// relay-in's shipped configuration directory (default: the
+        /// repository's config-in/).
+        #[arg(long)]
+        config_in: Option<PathBuf>,
+    },
     /// relay-out in its own role against Postfix and Haraka: smtp-source
     /// (127.0.0.1) → each relay (fsync before 250) → smtp-sink as the MX;
     /// end-to-end and accept rates at 1, 20, 100 sessions (2 KB) and 20

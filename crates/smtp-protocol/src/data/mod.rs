@@ -21,7 +21,7 @@ mod tests;
 use std::str::FromStr;
 
 pub use decoder::DataDecoder;
-pub use stuffing::{DotStuffer, dot_stuff};
+pub use stuffing::{DotStuffer, Runs, dot_stuff};
 
 /// What the server does with a bare CR or bare LF inside DATA. This exists
 /// because such line endings are the raw material of SMTP smuggling: the

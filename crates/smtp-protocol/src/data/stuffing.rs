@@ -37,38 +37,34 @@ impl DotStuffer {
 
     /// Appends the stuffed form of `chunk`, the next part of the message.
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
-        let Some(&last) = chunk.last() else {
-            return;
-        };
-        self.tail = match chunk {
-            [.., before_last, _] => [*before_last, last],
-            _ => [self.tail[1], last],
-        };
-        self.is_empty = false;
-
-        let mut run_start = 0;
-        let mut cursor = 0;
-        while cursor < chunk.len() {
-            if self.at_line_start && chunk[cursor] == b'.' {
-                // Copy up to and including the dot, then the dot once more.
-                out.extend_from_slice(&chunk[run_start..=cursor]);
-                out.push(b'.');
-                run_start = cursor + 1;
-            }
-            match find_line_break(&chunk[cursor..]) {
-                Some(offset) => {
-                    cursor += offset + 1;
-                    self.at_line_start = true;
-                }
-                None => {
-                    cursor = chunk.len();
-                    self.at_line_start = false;
-                }
-            }
+        for run in self.runs(chunk) {
+            out.extend_from_slice(run);
         }
-        out.extend_from_slice(&chunk[run_start..]);
     }
 
+    /// The stuffed form of `chunk`, the next part of the message, as slices
+    /// of `chunk` whose concatenation is what [`DotStuffer::push`] appends.
+    /// A doubled dot is not copied anywhere: one run ends with it and the
+    /// next starts with it. This lets a message already in memory go out
+    /// from where it lies, without a stuffed copy of it (at 100 sessions of
+    /// 100 KB messages those copies were 7 MB of relay-in's peak). Take
+    /// every run before the next chunk: the stuffer's state moves on as
+    /// runs are taken.
+    pub fn runs<'s, 'c>(&'s mut self, chunk: &'c [u8]) -> Runs<'s, 'c> {
+        if let Some(&last) = chunk.last() {
+            self.tail = match chunk {
+                [.., before_last, _] => [*before_last, last],
+                _ => [self.tail[1], last],
+            };
+            self.is_empty = false;
+        }
+        Runs {
+            stuffer: self,
+            chunk,
+            run_start: 0,
+            cursor: 0,
+        }
+    }
     /// Ends the content with CRLF if it does not already (an empty message
     /// stays empty), then appends the end-of-data line `.\r\n`.
     pub fn finish(self, out: &mut Vec<u8>) {
@@ -76,6 +72,48 @@ impl DotStuffer {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b".\r\n");
+    }
+}
+
+/// [`DotStuffer::runs`]' iterator.
+pub struct Runs<'s, 'c> {
+    stuffer: &'s mut DotStuffer,
+    chunk: &'c [u8],
+    run_start: usize,
+    cursor: usize,
+}
+
+impl<'c> Iterator for Runs<'_, 'c> {
+    type Item = &'c [u8];
+
+    fn next(&mut self) -> Option<&'c [u8]> {
+        let chunk = self.chunk;
+        while self.cursor < chunk.len() {
+            let dot = self.stuffer.at_line_start && chunk[self.cursor] == b'.';
+            let dot_at = self.cursor;
+            match find_line_break(&chunk[self.cursor..]) {
+                Some(offset) => {
+                    self.cursor += offset + 1;
+                    self.stuffer.at_line_start = true;
+                }
+                None => {
+                    self.cursor = chunk.len();
+                    self.stuffer.at_line_start = false;
+                }
+            }
+            if dot {
+                // Up to and including the dot; the next run starts with it.
+                let run = &chunk[self.run_start..=dot_at];
+                self.run_start = dot_at;
+                return Some(run);
+            }
+        }
+        if self.run_start < chunk.len() {
+            let run = &chunk[self.run_start..];
+            self.run_start = chunk.len();
+            return Some(run);
+        }
+        None
     }
 }
 

@@ -127,9 +127,14 @@ struct Transaction {
     /// "no valid recipients" (554), not a sequence error (503).
     rcpt_attempts: usize,
     message: Vec<u8>,
-    /// The start of the client's data (its header section, for the loop
-    /// check), kept here because `message` may be moved to disk as it grows.
+    /// The client's header section (for the loop check), kept here because
+    /// `message` may be moved to disk as it grows. Only up to the empty line
+    /// that ends it: when the body was kept too, every message of up to
+    /// 128 KiB was in memory twice (12.5 MB of relay-in's 44 MB peak at 100
+    /// sessions of 100 KB messages).
     head: Vec<u8>,
+    /// `head` holds the whole header section, or [`HEAD_KEPT`] bytes of it.
+    head_complete: bool,
     data_size: u64,
 }
 

@@ -523,6 +523,27 @@ fn message_has_received_header_then_data_byte_for_byte() {
     );
 }
 
+/// The loop check reads the header section however the data is split into
+/// reads, and only that: `Received:` lines in a large body do not count.
+#[test]
+fn the_loop_check_sees_the_header_section_across_reads() {
+    for (headers, code) in [(3, "554"), (2, "250")] {
+        let mut config = SessionConfig::with_host_name("mx.test");
+        config.max_received = 2;
+        let mut runner = Runner::new(config, false);
+        runner.input(b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@example.com>\r\nDATA\r\n");
+        let mut wire = b"Received: x\r\n".repeat(headers);
+        wire.extend_from_slice(b"Subject: s\r\n\r\n");
+        wire.extend_from_slice(&b"Received: in the body\r\n".repeat(10_000));
+        wire.extend_from_slice(b".\r\n");
+        for piece in wire.chunks(7) {
+            runner.input(piece);
+        }
+        let last = runner.output.back().unwrap().clone();
+        assert!(last.starts_with(code), "{headers} headers: {last}");
+    }
+}
+
 #[test]
 fn transaction_record_is_kept_for_the_log() {
     let mut runner = Runner::new(SessionConfig::with_host_name("mx.test"), false);

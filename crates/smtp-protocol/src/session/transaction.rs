@@ -106,6 +106,7 @@ impl Session {
                     rcpt_attempts: 0,
                     message: Vec::new(),
                     head: Vec::new(),
+                    head_complete: false,
                     data_size: 0,
                 }));
             }
@@ -219,10 +220,18 @@ impl Session {
         };
         let before = txn.message.len();
         let (consumed, outcome) = decoder.feed(input, &mut txn.message);
-        if txn.head.len() < HEAD_KEPT {
+        if !txn.head_complete {
             let new = &txn.message[before..];
             let take = new.len().min(HEAD_KEPT - txn.head.len());
+            let searched = txn.head.len();
             txn.head.extend_from_slice(&new[..take]);
+            if let Some(end) = received::header_end(&txn.head, searched) {
+                txn.head.truncate(end);
+                txn.head.shrink_to_fit();
+                txn.head_complete = true;
+            } else if txn.head.len() >= HEAD_KEPT {
+                txn.head_complete = true;
+            }
         }
         let Some(outcome) = outcome else {
             return (consumed, Action::Continue);

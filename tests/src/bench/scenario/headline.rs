@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{Bench, Measured, finish_counted, load_phase, smtp_ini, tls_ini};
+use super::{Bench, Measured, finish_counted, load_phase, refused_or_lost, smtp_ini, tls_ini};
 use crate::bench::cli::{Generator, Load};
 use crate::bench::procfs;
 use crate::bench::report::{Phase, ScenarioReport, mb};
@@ -25,7 +25,7 @@ use crate::bench::tls::SERVER_NAME;
 use crate::process::free_port;
 
 /// How long smtp-sink may take to print a count it has reached.
-const SINK_COUNT_WAIT: Duration = Duration::from_secs(5);
+pub(super) const SINK_COUNT_WAIT: Duration = Duration::from_secs(5);
 
 /// One row of the table: a load, as smtp-source makes it.
 struct Row {
@@ -152,20 +152,8 @@ pub async fn run(bench: &Bench, plan: &HeadlinePlan) -> anyhow::Result<ScenarioR
                         .await
                         - at_sink;
                 at_sink += counted;
-                if phase.errors_total() > 0 || counted != phase.delivered {
-                    failures.push(format!(
-                        "{} (repetition {}): {} of {} accepted, {counted} at the sink{}",
-                        phase.target,
-                        repetition + 1,
-                        phase.delivered,
-                        load.messages,
-                        phase
-                            .errors
-                            .first()
-                            .map(|e| format!(": {e}"))
-                            .unwrap_or_default()
-                    ));
-                }
+                let what = format!("{} (repetition {})", phase.target, repetition + 1);
+                failures.extend(refused_or_lost(&what, &phase, load.messages, counted));
                 if !relay.daemon.is_running() {
                     anyhow::bail!("relay-in died during the run:\n{}", relay.daemon.log_tail());
                 }
@@ -263,7 +251,7 @@ pub fn range(values: &[f64], decimals: usize) -> String {
 /// backend (smtp_forward.ini's host and port; mode and XCLIENT as shipped),
 /// the bench's certificate (tls.ini), and example.com, smtp-source's
 /// recipient domain, in host_list.
-fn shipped_relay_in(
+pub(super) fn shipped_relay_in(
     config_in: &Path,
     listen: SocketAddr,
     backend: SocketAddr,

@@ -5,6 +5,7 @@ mod haraka;
 mod headline;
 mod idle;
 mod relay_in;
+mod relay_in_memory;
 mod relay_out;
 mod relay_out_compare;
 mod sink;
@@ -75,6 +76,18 @@ pub async fn run(scenario: &Scenario, common: &Common) -> anyhow::Result<Scenari
                     .unwrap_or_else(super::cli::default_config_in),
             };
             headline::run(&bench, &plan).await
+        }
+        Scenario::RelayInMemory {
+            messages,
+            config_in,
+        } => {
+            let plan = relay_in_memory::MemoryPlan {
+                messages: *messages,
+                config_in: config_in
+                    .clone()
+                    .unwrap_or_else(super::cli::default_config_in),
+            };
+            relay_in_memory::run(&bench, &plan).await
         }
         Scenario::RelayOutCompare {
             relays,
@@ -367,6 +380,24 @@ fn finish_counted(
         failures.is_empty(),
     );
     Ok(report)
+}
+
+/// What failed in a phase of `sent` messages after which smtp-sink counted
+/// `counted`: a refusal or error smtp-source saw, or a message accepted and
+/// not at the sink. `None` when nothing did.
+fn refused_or_lost(what: &str, phase: &Phase, sent: u64, counted: u64) -> Option<String> {
+    if phase.errors_total() == 0 && counted == phase.delivered && phase.delivered == sent {
+        return None;
+    }
+    Some(format!(
+        "{what}: {} of {sent} accepted, {counted} at the sink{}",
+        phase.delivered,
+        phase
+            .errors
+            .first()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default()
+    ))
 }
 
 /// One load phase made by Postfix's smtp-source (`--load smtp-source`):

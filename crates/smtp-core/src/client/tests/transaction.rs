@@ -276,8 +276,9 @@ async fn requiretls_is_never_sent_in_clear_text_even_when_offered() {
     assert_eq!(server.heard().await.lines, ["EHLO relay.test"]);
 }
 
-#[tokio::test]
-async fn message_is_dot_stuffed() {
+/// A backend that takes one message (`354`, the data, `250`), and a client
+/// connected to it.
+async fn one_message_session() -> (FakeServer, SmtpClient) {
     let mut script = opening(&[]);
     script.extend([
         Act::Hear(1),
@@ -286,9 +287,15 @@ async fn message_is_dot_stuffed() {
         say("250 2.0.0 Ok\r\n"),
     ]);
     let server = FakeServer::start(script).await;
-    let mut client = SmtpClient::connect(server.addr, "backend.test", &config())
+    let client = SmtpClient::connect(server.addr, "backend.test", &config())
         .await
         .unwrap();
+    (server, client)
+}
+
+#[tokio::test]
+async fn message_is_dot_stuffed() {
+    let (server, mut client) = one_message_session().await;
     let message =
         b".starts with a dot\r\nbody\r\n.\r\nafter a lone dot\r\n..two\r\nbare\n.lf\r\nend";
     let reply = client.data(message).await.unwrap();
@@ -301,21 +308,42 @@ async fn message_is_dot_stuffed() {
     );
 }
 
+/// A message in memory goes out in runs taken from where it lies; the
+/// bytes on the wire are exactly the stuffed message whatever the runs'
+/// lengths: many dot lines (short runs, gathered), long runs between dots,
+/// dots on either side of the last piece's start, none at the very end.
+#[tokio::test]
+async fn large_message_in_memory_is_stuffed_from_where_it_lies() {
+    let long = b"0123456789012345678901234567890123456789012345678901234567890123456789\r\n";
+    let mut message = Vec::new();
+    message.extend_from_slice(&b".dot line\r\n".repeat(3_000));
+    message.extend_from_slice(&long.repeat(2_000));
+    message.extend_from_slice(b".\r\n");
+    message.extend_from_slice(&long.repeat(1_000));
+    message.extend_from_slice(b"..\r\n");
+    message.extend_from_slice(&long.repeat(1_000));
+    // The last 16 KiB (the piece sent with the terminator) starts with a
+    // dot at a line start, and ends without a line break.
+    let mut last = b".x\r\n.".to_vec();
+    while last.len() < 16 * 1024 {
+        last.extend_from_slice(long);
+    }
+    last.truncate(16 * 1024);
+    message.extend_from_slice(&last);
+    let (server, mut client) = one_message_session().await;
+    assert_eq!(client.data(&message).await.unwrap().code(), 250);
+    let heard = server.heard().await;
+    let mut expected = Vec::new();
+    smtp_protocol::data::dot_stuff(&message, &mut expected);
+    assert_eq!(heard.data[0].len(), expected.len());
+    assert!(heard.data[0] == expected);
+}
+
 #[tokio::test]
 async fn large_message_is_streamed_in_pieces() {
     let line = b"0123456789012345678901234567890123456789012345678901234567890123456789\r\n";
     let message: Vec<u8> = line.repeat(20_000); // about 1.4 MB, many data chunks
-    let mut script = opening(&[]);
-    script.extend([
-        Act::Hear(1),
-        say("354 go ahead\r\n"),
-        Act::HearData,
-        say("250 2.0.0 Ok\r\n"),
-    ]);
-    let server = FakeServer::start(script).await;
-    let mut client = SmtpClient::connect(server.addr, "backend.test", &config())
-        .await
-        .unwrap();
+    let (server, mut client) = one_message_session().await;
     assert_eq!(
         client.data_from(message.as_slice()).await.unwrap().code(),
         250
