@@ -14,7 +14,7 @@ use smtp_core::client::{ClientError, ClientErrorKind, MailOptions, SmtpClient, S
 use smtp_protocol::address::ReversePath;
 use smtp_protocol::dsn_params::{Envid, Ret};
 use smtp_protocol::reply::Reply;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::Context;
 use super::dane::HostDecisions;
@@ -23,6 +23,7 @@ use super::log::{AttemptRecord, AttemptResult, HostContact, log_attempt};
 use super::mx::{self, Candidate};
 use super::outcome::{HandedOn, RecipientOutcome, Verdict};
 use super::routes;
+use super::session_cache::{Session, SessionKey};
 use super::tls::{HostOrder, MxDecision, TlsDecision, TlsUse};
 use crate::config::TlsPolicy;
 use crate::mta_sts::Mode;
@@ -122,6 +123,10 @@ enum SessionEnd {
     },
     /// The host could not take the transaction; try the next one.
     NextHost(ClientError),
+    /// A session kept from an earlier message failed before MAIL was
+    /// accepted (the host closed it while idle): no data was sent, so a
+    /// fresh session to the same host takes the message.
+    Stale,
 }
 
 /// Attempts delivery of `group` through its route, else to its MX hosts;
@@ -272,44 +277,68 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
             route: origin.clone(),
             tls_policy: dane.for_host(&candidate.host).or(tls_policy),
         };
-        let session = match open_session(&candidate, use_tls, &mut contact).await {
-            Ok(client) => {
-                if let Some(mx_tls) = &mx_tls {
-                    mx_tls.note_session(job.id.as_str(), &candidate.host, &client);
-                }
-                record_tls(
-                    ctx,
-                    contact.tls_policy,
-                    mx_tls.as_ref(),
-                    &domain,
-                    &candidate,
-                    Ok(client.is_tls()),
-                );
-                transaction(ctx, job, group, client, &candidate.host).await
+        let key = SessionKey::new(&candidate, use_tls);
+        let mut reused_end = None;
+        if let Some(session) = ctx.sessions.take(&key) {
+            contact.tls = session.client.is_tls();
+            contact.auth = candidate.connector.auth_user().map(str::to_owned);
+            // A kept session was counted for TLS-RPT when it was opened.
+            if let Some(mx_tls) = &mx_tls {
+                mx_tls.note_session(job.id.as_str(), &candidate.host, &session.client);
             }
-            Err(error) => {
-                record_tls(
-                    ctx,
-                    contact.tls_policy,
-                    mx_tls.as_ref(),
-                    &domain,
-                    &candidate,
-                    Err(&error),
-                );
-                if let ClientErrorKind::AuthNotOffered { .. } = error.kind() {
-                    warn!(
-                        queue_id = %job.id,
-                        domain = %domain,
-                        mx = %candidate.host,
-                        route = origin.as_deref().unwrap_or("-"),
-                        "AUTH is configured but the server offers no usable mechanism; not delivering without AUTH: {error}"
+            match transaction(ctx, job, group, session, &key).await {
+                SessionEnd::Stale => {
+                    debug!(queue_id = %job.id, mx = %candidate.host, "kept session closed by the host; opening a new one");
+                }
+                end => reused_end = Some(end),
+            }
+        }
+        let session = match reused_end {
+            Some(end) => end,
+            None => match open_session(&candidate, use_tls, &mut contact).await {
+                Ok(client) => {
+                    if let Some(mx_tls) = &mx_tls {
+                        mx_tls.note_session(job.id.as_str(), &candidate.host, &client);
+                    }
+                    record_tls(
+                        ctx,
+                        contact.tls_policy,
+                        mx_tls.as_ref(),
+                        &domain,
+                        &candidate,
+                        Ok(client.is_tls()),
                     );
+                    let session = Session {
+                        client,
+                        opened: tokio::time::Instant::now(),
+                        reused: false,
+                    };
+                    transaction(ctx, job, group, session, &key).await
                 }
-                if is_tls_failure(&error) {
-                    hosts.tls_failed(&candidate);
+                Err(error) => {
+                    record_tls(
+                        ctx,
+                        contact.tls_policy,
+                        mx_tls.as_ref(),
+                        &domain,
+                        &candidate,
+                        Err(&error),
+                    );
+                    if let ClientErrorKind::AuthNotOffered { .. } = error.kind() {
+                        warn!(
+                            queue_id = %job.id,
+                            domain = %domain,
+                            mx = %candidate.host,
+                            route = origin.as_deref().unwrap_or("-"),
+                            "AUTH is configured but the server offers no usable mechanism; not delivering without AUTH: {error}"
+                        );
+                    }
+                    if is_tls_failure(&error) {
+                        hosts.tls_failed(&candidate);
+                    }
+                    SessionEnd::NextHost(error)
                 }
-                SessionEnd::NextHost(error)
-            }
+            },
         };
         match session {
             SessionEnd::Done {
@@ -331,6 +360,7 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
                 host_failed(&contact, &error, started);
                 last_failure = Some((error, candidate.host.clone()));
             }
+            SessionEnd::Stale => unreachable!("only a kept session is stale, and it is retried"),
         }
     }
     let hosts = match &origin {
@@ -404,14 +434,22 @@ async fn open_session(
 
 /// MAIL, RCPTs and the data with a connected host. The data gets one reply
 /// per accepted recipient (LMTP's own, or SMTP's one repeated), and each
-/// recipient's outcome follows its reply.
+/// recipient's outcome follows its reply. A session whose data got a
+/// positive reply is kept for the next message to the same host
+/// (`session_cache`).
 async fn transaction(
     ctx: &Context,
     job: &Job,
     group: &Group,
-    mut client: SmtpClient,
-    host: &str,
+    session: Session,
+    key: &SessionKey,
 ) -> SessionEnd {
+    let Session {
+        mut client,
+        opened,
+        reused,
+    } = session;
+    let host = key.host();
     let count = group.recipients.len();
     let options = MailOptions {
         size: job.size,
@@ -426,6 +464,16 @@ async fn transaction(
                 || (client.is_tls() && client.capabilities().requiretls)),
     };
     let replies = match client.envelope(&job.sender, &group.paths, options).await {
+        Err(_) if reused => {
+            client.close();
+            return SessionEnd::Stale;
+        }
+        // A kept session's 4xx to MAIL is most often the host's idle
+        // timeout (`421`); a fresh session gets the host's real verdict.
+        Ok(replies) if reused && replies.mail.is_transient() => {
+            client.close();
+            return SessionEnd::Stale;
+        }
         Ok(replies) => replies,
         Err(error) if matches!(error.kind(), ClientErrorKind::RequireTlsNotOffered) => {
             // RFC 8689 §4.2.1: QUIT and try the domain's next host.
@@ -484,10 +532,20 @@ async fn transaction(
             Ok(file) => match client.data_per_recipient(file).await {
                 Ok(data_replies) => {
                     let handed_on = handed_on(&client);
-                    // Say goodbye in the background: the verdict must reach
-                    // the envelope on disk as soon as possible, since until
-                    // then a crash means sending the message again.
-                    closing = Some(tokio::spawn(client.quit()));
+                    if data_replies.iter().all(Reply::is_positive) {
+                        let session = Session {
+                            client,
+                            opened,
+                            reused,
+                        };
+                        ctx.sessions.put(key.clone(), session);
+                    } else {
+                        // Say goodbye in the background: the verdict must
+                        // reach the envelope on disk as soon as possible,
+                        // since until then a crash means sending the
+                        // message again.
+                        closing = Some(tokio::spawn(client.quit()));
+                    }
                     response = data_replies
                         .iter()
                         .find(|reply| reply.is_positive())
