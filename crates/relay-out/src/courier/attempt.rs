@@ -132,7 +132,14 @@ enum SessionEnd {
 /// Attempts delivery of `group` through its route, else to its MX hosts;
 /// returns one outcome per recipient, in the group's order. Each host that
 /// could not be used gets its own `host-failed` log line here.
-pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResult {
+/// `keep_sessions`: whether a session may be taken from, and left in, the
+/// session cache (the destination's shaping budget allows it).
+pub async fn attempt_group(
+    ctx: &Context,
+    job: &Job,
+    group: &Group,
+    keep_sessions: bool,
+) -> GroupResult {
     let domain = group.destination.to_string();
     let count = group.recipients.len();
     let started = Instant::now();
@@ -279,14 +286,14 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
         };
         let key = SessionKey::new(&candidate, use_tls);
         let mut reused_end = None;
-        if let Some(session) = ctx.sessions.take(&key) {
+        if let Some(session) = keep_sessions.then(|| ctx.sessions.take(&key)).flatten() {
             contact.tls = session.client.is_tls();
             contact.auth = candidate.connector.auth_user().map(str::to_owned);
             // A kept session was counted for TLS-RPT when it was opened.
             if let Some(mx_tls) = &mx_tls {
                 mx_tls.note_session(job.id.as_str(), &candidate.host, &session.client);
             }
-            match transaction(ctx, job, group, session, &key).await {
+            match transaction(ctx, job, group, session, (&candidate.host, Some(&key))).await {
                 SessionEnd::Stale => {
                     debug!(queue_id = %job.id, mx = %candidate.host, "kept session closed by the host; opening a new one");
                 }
@@ -313,7 +320,8 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
                         opened: tokio::time::Instant::now(),
                         reused: false,
                     };
-                    transaction(ctx, job, group, session, &key).await
+                    let keep = keep_sessions.then_some(&key);
+                    transaction(ctx, job, group, session, (&candidate.host, keep)).await
                 }
                 Err(error) => {
                     record_tls(
@@ -436,20 +444,19 @@ async fn open_session(
 /// per accepted recipient (LMTP's own, or SMTP's one repeated), and each
 /// recipient's outcome follows its reply. A session whose data got a
 /// positive reply is kept for the next message to the same host
-/// (`session_cache`).
+/// (`session_cache`) when `keep` gives its key.
 async fn transaction(
     ctx: &Context,
     job: &Job,
     group: &Group,
     session: Session,
-    key: &SessionKey,
+    (host, keep): (&str, Option<&SessionKey>),
 ) -> SessionEnd {
     let Session {
         mut client,
         opened,
         reused,
     } = session;
-    let host = key.host();
     let count = group.recipients.len();
     let options = MailOptions {
         size: job.size,
@@ -532,7 +539,8 @@ async fn transaction(
             Ok(file) => match client.data_per_recipient(file).await {
                 Ok(data_replies) => {
                     let handed_on = handed_on(&client);
-                    if data_replies.iter().all(Reply::is_positive) {
+                    if let Some(key) = keep.filter(|_| data_replies.iter().all(Reply::is_positive))
+                    {
                         let session = Session {
                             client,
                             opened,

@@ -67,11 +67,6 @@ impl SessionKey {
         }
     }
 
-    /// The host's name, for replies and the log.
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
     fn same_host(&self, other: &SessionKey) -> bool {
         self.ip == other.ip && self.port == other.port && self.host == other.host
     }
