@@ -470,18 +470,36 @@ async fn transaction(
             && (job.requires_authenticated_tls()
                 || (client.is_tls() && client.capabilities().requiretls)),
     };
-    let replies = match client.envelope(&job.sender, &group.paths, options).await {
+    // With PIPELINING, DATA ends the envelope's group (RFC 2920 §3.1), as
+    // Postfix's smtp client sends it: a round trip less per message. The
+    // data file is opened first, so the message is at hand for the 354.
+    // LMTP keeps DATA apart: only `data_per_recipient` reads its replies.
+    let early_data = if client.capabilities().pipelining && !client.is_lmtp() {
+        open_data(ctx, &job.id).await.ok()
+    } else {
+        None
+    };
+    let exchanged = if early_data.is_some() {
+        client
+            .envelope_and_data(&job.sender, &group.paths, options)
+            .await
+    } else {
+        let envelope = client.envelope(&job.sender, &group.paths, options).await;
+        envelope.map(|replies| (replies, None))
+    };
+    let (replies, data_reply) = match exchanged {
         Err(_) if reused => {
             client.close();
             return SessionEnd::Stale;
         }
         // A kept session's 4xx to MAIL is most often the host's idle
         // timeout (`421`); a fresh session gets the host's real verdict.
-        Ok(replies) if reused && replies.mail.is_transient() => {
+        Ok((replies, data_reply)) if reused && replies.mail.is_transient() => {
+            abort_awaited_data(&mut client, data_reply.as_ref());
             client.close();
             return SessionEnd::Stale;
         }
-        Ok(replies) => replies,
+        Ok(exchanged) => exchanged,
         Err(error) if matches!(error.kind(), ClientErrorKind::RequireTlsNotOffered) => {
             // RFC 8689 §4.2.1: QUIT and try the domain's next host.
             client.quit().await;
@@ -504,6 +522,7 @@ async fn transaction(
     };
     if !replies.mail.is_positive() {
         let outcome = RecipientOutcome::from_reply(&replies.mail, host);
+        abort_awaited_data(&mut client, data_reply.as_ref());
         client.quit().await;
         return SessionEnd::Done {
             outcomes: vec![outcome; count],
@@ -533,10 +552,15 @@ async fn transaction(
     let mut response = None;
     let mut closing = None;
     if accepted.is_empty() {
+        abort_awaited_data(&mut client, data_reply.as_ref());
         client.quit().await;
     } else {
-        let data_outcomes = match open_data(ctx, &job.id).await {
-            Ok(file) => match client.data_per_recipient(file).await {
+        let file = match early_data {
+            Some(file) => Ok(file),
+            None => open_data(ctx, &job.id).await,
+        };
+        let data_outcomes = match file {
+            Ok(file) => match send_data(&mut client, data_reply, file, accepted.len()).await {
                 Ok(data_replies) => {
                     let handed_on = handed_on(&client);
                     if let Some(key) = keep.filter(|_| data_replies.iter().all(Reply::is_positive))
@@ -579,6 +603,7 @@ async fn transaction(
             },
             Err(text) => {
                 deciding.get_or_insert_with(|| text.clone());
+                abort_awaited_data(&mut client, data_reply.as_ref());
                 client.quit().await;
                 let outcome = RecipientOutcome::local(Verdict::Deferred, "4.3.0", text, None);
                 vec![outcome; accepted.len()]
@@ -600,6 +625,33 @@ async fn transaction(
         reply: deciding.or_else(|| response.clone()).unwrap_or_default(),
         response,
         closing,
+    }
+}
+
+/// The message after the envelope: its content after a pipelined DATA's
+/// `354`, that DATA's refusal for every accepted recipient, or DATA now
+/// when it was not pipelined. One reply per accepted recipient.
+async fn send_data(
+    client: &mut SmtpClient,
+    data_reply: Option<Reply>,
+    file: tokio::fs::File,
+    accepted: usize,
+) -> Result<Vec<Reply>, ClientError> {
+    match data_reply {
+        Some(reply) if reply.code() == 354 => {
+            let reply = client.data_content(file).await?;
+            Ok(vec![reply; accepted])
+        }
+        Some(refusal) => Ok(vec![refusal; accepted]),
+        None => client.data_per_recipient(file).await,
+    }
+}
+
+/// A pipelined DATA got `354` but the message must not follow: after that
+/// only closing the connection keeps the host from taking what it has.
+fn abort_awaited_data(client: &mut SmtpClient, data_reply: Option<&Reply>) {
+    if data_reply.is_some_and(|reply| reply.code() == 354) {
+        client.abort_data();
     }
 }
 
