@@ -224,8 +224,16 @@ async fn attempt_due(
         requiretls: envelope.requiretls,
         tls_required_no: envelope.tls_required_no,
     });
+    let mut groups = work.groups;
+    if groups.len() == 1 {
+        // One destination, the usual case: attempted in this task, since a
+        // task of its own costs a spawn and a wake-up per message.
+        let group = groups.remove(0);
+        let result = attempt_with_permits(ctx, &job, &group).await;
+        return record_result(ctx, envelope, &job, &group, result).await;
+    }
     let mut attempts = JoinSet::new();
-    for group in work.groups {
+    for group in groups {
         let ctx = Arc::clone(ctx);
         let job = Arc::clone(&job);
         attempts.spawn(async move {
@@ -235,44 +243,57 @@ async fn attempt_due(
     }
     while let Some(joined) = attempts.join_next().await {
         match joined {
-            Ok((group, Some(result))) => {
-                let GroupResult {
-                    outcomes,
-                    contact,
-                    reply,
-                    response,
-                    elapsed,
-                    closing: _,
-                } = result;
-                apply(
-                    ctx,
-                    envelope,
-                    group.recipients.iter().copied().zip(outcomes).collect(),
-                );
-                log_verdicts(
-                    &job,
-                    envelope,
-                    &group,
-                    &Verdicts {
-                        contact: &contact,
-                        reply: &reply,
-                        response: response.as_deref(),
-                        elapsed,
-                    },
-                );
-                // A settled message is removed next (`settle`), which is as
-                // durable a record of the verdicts as this write and costs
-                // one directory sync instead of a file and two syncs.
-                if !envelope.is_settled() {
-                    persist(ctx, envelope).await?;
-                }
-            }
-            // Not attempted: delivery was disabled while it waited.
-            Ok((_, None)) => {}
+            Ok((group, result)) => record_result(ctx, envelope, &job, &group, result).await?,
             Err(error) => {
                 error!(queue_id = %envelope.id, %error, "a delivery attempt failed unexpectedly; retrying later");
             }
         }
+    }
+    Ok(())
+}
+
+/// One destination's verdicts into the envelope, its log line, and the
+/// envelope to disk unless the message is settled; `None`: not attempted
+/// (delivery was disabled while it waited).
+async fn record_result(
+    ctx: &Context,
+    envelope: &mut Envelope,
+    job: &Job,
+    group: &Group,
+    result: Option<GroupResult>,
+) -> Result<(), Gone> {
+    let Some(GroupResult {
+        outcomes,
+        contact,
+        reply,
+        response,
+        elapsed,
+        closing: _,
+    }) = result
+    else {
+        return Ok(());
+    };
+    apply(
+        ctx,
+        envelope,
+        group.recipients.iter().copied().zip(outcomes).collect(),
+    );
+    log_verdicts(
+        job,
+        envelope,
+        group,
+        &Verdicts {
+            contact: &contact,
+            reply: &reply,
+            response: response.as_deref(),
+            elapsed,
+        },
+    );
+    // A settled message is removed next (`settle`), which is as durable a
+    // record of the verdicts as this write and costs one directory sync
+    // instead of a file and two syncs.
+    if !envelope.is_settled() {
+        persist(ctx, envelope).await?;
     }
     Ok(())
 }
