@@ -21,6 +21,13 @@
 //! per host) wait at once. An MX that closed an idle session is found out at
 //! the next MAIL, before any data: the attempt then opens a fresh session
 //! to the same host (`attempt`).
+//!
+//! An idle session holds no delivery slot or shaping place, so it is not
+//! used for a destination with a shaping.ini section (whose
+//! `max_connections` counts connections) nor while a budget backs off after
+//! a rate reply ([`super::shaping::Shaper::keeps_sessions`]); elsewhere, as
+//! with Postfix's cache, a destination may briefly have its idle sessions
+//! open beside `domain_concurrency_max` busy ones.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
