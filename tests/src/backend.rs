@@ -159,6 +159,8 @@ pub struct RecordingBackend {
     behaviour: Arc<Mutex<Behaviour>>,
     record: Arc<Mutex<Record>>,
     accept_task: Option<JoinHandle<()>>,
+    /// The sessions started, for [`Self::end_sessions`].
+    sessions: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
     /// While [`Self::silence`]d: the listener nobody accepts on, and the
     /// connections that fill its queue.
     silent: Option<(TcpListener, Vec<TcpStream>)>,
@@ -175,6 +177,7 @@ impl RecordingBackend {
             behaviour: Arc::new(Mutex::new(behaviour)),
             record: Arc::new(Mutex::new(Record::default())),
             accept_task: None,
+            sessions: Arc::default(),
             silent: None,
         };
         backend.serve_on(bind(addr, LISTEN_BACKLOG)?)?;
@@ -185,10 +188,14 @@ impl RecordingBackend {
         self.addr = listener.local_addr()?;
         let behaviour = Arc::clone(&self.behaviour);
         let record = Arc::clone(&self.record);
+        let sessions = Arc::clone(&self.sessions);
         self.accept_task = Some(tokio::spawn(async move {
             while let Ok((stream, peer)) = listener.accept().await {
                 let behaviour = behaviour.lock().unwrap().clone();
-                tokio::spawn(serve(stream, peer, behaviour, Arc::clone(&record)));
+                let session = tokio::spawn(serve(stream, peer, behaviour, Arc::clone(&record)));
+                let mut sessions = sessions.lock().unwrap();
+                sessions.retain(|s| !s.is_finished());
+                sessions.push(session.abort_handle());
             }
         }));
         Ok(())
@@ -200,6 +207,22 @@ impl RecordingBackend {
             task.abort();
         }
         self.silent = None;
+    }
+
+    /// Drops every open session without a word, as a restarted or crashed
+    /// server does: a client that kept its session (relay-out's session
+    /// cache) finds it closed, and new sessions get the current
+    /// [`Behaviour`] (each session keeps the one it started with).
+    pub fn end_sessions(&self) {
+        for session in self.sessions.lock().unwrap().drain(..) {
+            session.abort();
+        }
+    }
+
+    /// [`Self::down`] and [`Self::end_sessions`]: the host is gone.
+    pub fn crash(&mut self) {
+        self.down();
+        self.end_sessions();
     }
 
     /// Goes silent like a backend behind a tunnel that is down: the port

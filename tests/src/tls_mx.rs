@@ -31,6 +31,9 @@ pub struct TlsAccepted {
     pub data: Vec<u8>,
     /// The MAIL FROM command as received (without CRLF).
     pub mail_from: String,
+    /// Which TCP connection it came on (0 for the first the server
+    /// accepted), to tell a reused session from a new one.
+    pub connection: usize,
 }
 
 /// How a [`StartTlsMx`] behaves.
@@ -101,11 +104,14 @@ impl StartTlsMx {
         let accepted = Arc::new(Mutex::new(Vec::new()));
         let record = Arc::clone(&accepted);
         let task = tokio::spawn(async move {
+            let mut connection = 0;
             while let Ok((tcp, _)) = listener.accept().await {
                 let acceptor = acceptor.clone();
                 let record = Arc::clone(&record);
+                let number = connection;
+                connection += 1;
                 tokio::spawn(async move {
-                    let session = serve(Box::new(tcp), acceptor, options, record);
+                    let session = serve(Box::new(tcp), acceptor, options, (record, number));
                     let _ = tokio::time::timeout(Duration::from_secs(30), session).await;
                 });
             }
@@ -134,7 +140,7 @@ async fn serve(
     mut stream: Box<dyn Stream>,
     acceptor: TlsAcceptor,
     options: TlsMxOptions,
-    record: Arc<Mutex<Vec<TlsAccepted>>>,
+    (record, connection): (Arc<Mutex<Vec<TlsAccepted>>>, usize),
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut tls = false;
@@ -197,6 +203,7 @@ async fn serve(
                 rcpts: std::mem::take(&mut rcpts),
                 data,
                 mail_from: std::mem::take(&mut mail_from),
+                connection,
             });
             stream.write_all(b"250 2.0.0 Ok: queued\r\n").await?;
         } else if upper == "QUIT" {

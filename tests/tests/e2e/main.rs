@@ -38,6 +38,7 @@ mod relay_out_operations;
 mod relay_out_postfix;
 mod relay_out_requiretls;
 mod relay_out_routes;
+mod relay_out_session_reuse;
 mod relay_out_shaping;
 mod relay_out_source_check;
 mod relay_out_submission;

@@ -68,7 +68,8 @@ async fn the_preferred_mx_first_then_the_next_when_it_is_down() -> anyhow::Resul
     assert!(data.ends_with("Subject: one\r\n\r\nhi\r\n"), "{data}");
     assert!(farm.get(3).accepted().is_empty());
 
-    farm.get_mut(2).down();
+    // Gone with its sessions: the one relay-out kept is closed too.
+    farm.get_mut(2).crash();
     let reply = out
         .submit("a@origin.test", &["u@dest.test"], "Subject: two\n\nhi\n")
         .await?;

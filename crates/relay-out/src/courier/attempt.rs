@@ -14,7 +14,7 @@ use smtp_core::client::{ClientError, ClientErrorKind, MailOptions, SmtpClient, S
 use smtp_protocol::address::ReversePath;
 use smtp_protocol::dsn_params::{Envid, Ret};
 use smtp_protocol::reply::Reply;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::Context;
 use super::dane::HostDecisions;
@@ -23,6 +23,7 @@ use super::log::{AttemptRecord, AttemptResult, HostContact, log_attempt};
 use super::mx::{self, Candidate};
 use super::outcome::{HandedOn, RecipientOutcome, Verdict};
 use super::routes;
+use super::session_cache::{Session, SessionKey};
 use super::tls::{HostOrder, MxDecision, TlsDecision, TlsUse};
 use crate::config::TlsPolicy;
 use crate::mta_sts::Mode;
@@ -122,12 +123,23 @@ enum SessionEnd {
     },
     /// The host could not take the transaction; try the next one.
     NextHost(ClientError),
+    /// A session kept from an earlier message failed before MAIL was
+    /// accepted (the host closed it while idle): no data was sent, so a
+    /// fresh session to the same host takes the message.
+    Stale,
 }
 
 /// Attempts delivery of `group` through its route, else to its MX hosts;
 /// returns one outcome per recipient, in the group's order. Each host that
 /// could not be used gets its own `host-failed` log line here.
-pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResult {
+/// `keep_sessions`: whether a session may be taken from, and left in, the
+/// session cache (the destination's shaping budget allows it).
+pub async fn attempt_group(
+    ctx: &Context,
+    job: &Job,
+    group: &Group,
+    keep_sessions: bool,
+) -> GroupResult {
     let domain = group.destination.to_string();
     let count = group.recipients.len();
     let started = Instant::now();
@@ -272,44 +284,69 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
             route: origin.clone(),
             tls_policy: dane.for_host(&candidate.host).or(tls_policy),
         };
-        let session = match open_session(&candidate, use_tls, &mut contact).await {
-            Ok(client) => {
-                if let Some(mx_tls) = &mx_tls {
-                    mx_tls.note_session(job.id.as_str(), &candidate.host, &client);
-                }
-                record_tls(
-                    ctx,
-                    contact.tls_policy,
-                    mx_tls.as_ref(),
-                    &domain,
-                    &candidate,
-                    Ok(client.is_tls()),
-                );
-                transaction(ctx, job, group, client, &candidate.host).await
+        let key = SessionKey::new(&candidate, use_tls);
+        let mut reused_end = None;
+        if let Some(session) = keep_sessions.then(|| ctx.sessions.take(&key)).flatten() {
+            contact.tls = session.client.is_tls();
+            contact.auth = candidate.connector.auth_user().map(str::to_owned);
+            // A kept session was counted for TLS-RPT when it was opened.
+            if let Some(mx_tls) = &mx_tls {
+                mx_tls.note_session(job.id.as_str(), &candidate.host, &session.client);
             }
-            Err(error) => {
-                record_tls(
-                    ctx,
-                    contact.tls_policy,
-                    mx_tls.as_ref(),
-                    &domain,
-                    &candidate,
-                    Err(&error),
-                );
-                if let ClientErrorKind::AuthNotOffered { .. } = error.kind() {
-                    warn!(
-                        queue_id = %job.id,
-                        domain = %domain,
-                        mx = %candidate.host,
-                        route = origin.as_deref().unwrap_or("-"),
-                        "AUTH is configured but the server offers no usable mechanism; not delivering without AUTH: {error}"
+            match transaction(ctx, job, group, session, (&candidate.host, Some(&key))).await {
+                SessionEnd::Stale => {
+                    debug!(queue_id = %job.id, mx = %candidate.host, "kept session closed by the host; opening a new one");
+                }
+                end => reused_end = Some(end),
+            }
+        }
+        let session = match reused_end {
+            Some(end) => end,
+            None => match open_session(&candidate, use_tls, &mut contact).await {
+                Ok(client) => {
+                    if let Some(mx_tls) = &mx_tls {
+                        mx_tls.note_session(job.id.as_str(), &candidate.host, &client);
+                    }
+                    record_tls(
+                        ctx,
+                        contact.tls_policy,
+                        mx_tls.as_ref(),
+                        &domain,
+                        &candidate,
+                        Ok(client.is_tls()),
                     );
+                    let session = Session {
+                        client,
+                        opened: tokio::time::Instant::now(),
+                        reused: false,
+                    };
+                    let keep = keep_sessions.then_some(&key);
+                    transaction(ctx, job, group, session, (&candidate.host, keep)).await
                 }
-                if is_tls_failure(&error) {
-                    hosts.tls_failed(&candidate);
+                Err(error) => {
+                    record_tls(
+                        ctx,
+                        contact.tls_policy,
+                        mx_tls.as_ref(),
+                        &domain,
+                        &candidate,
+                        Err(&error),
+                    );
+                    if let ClientErrorKind::AuthNotOffered { .. } = error.kind() {
+                        warn!(
+                            queue_id = %job.id,
+                            domain = %domain,
+                            mx = %candidate.host,
+                            route = origin.as_deref().unwrap_or("-"),
+                            "AUTH is configured but the server offers no usable mechanism; not delivering without AUTH: {error}"
+                        );
+                    }
+                    if is_tls_failure(&error) {
+                        hosts.tls_failed(&candidate);
+                    }
+                    SessionEnd::NextHost(error)
                 }
-                SessionEnd::NextHost(error)
-            }
+            },
         };
         match session {
             SessionEnd::Done {
@@ -331,6 +368,7 @@ pub async fn attempt_group(ctx: &Context, job: &Job, group: &Group) -> GroupResu
                 host_failed(&contact, &error, started);
                 last_failure = Some((error, candidate.host.clone()));
             }
+            SessionEnd::Stale => unreachable!("only a kept session is stale, and it is retried"),
         }
     }
     let hosts = match &origin {
@@ -404,14 +442,21 @@ async fn open_session(
 
 /// MAIL, RCPTs and the data with a connected host. The data gets one reply
 /// per accepted recipient (LMTP's own, or SMTP's one repeated), and each
-/// recipient's outcome follows its reply.
+/// recipient's outcome follows its reply. A session whose data got a
+/// positive reply is kept for the next message to the same host
+/// (`session_cache`) when `keep` gives its key.
 async fn transaction(
     ctx: &Context,
     job: &Job,
     group: &Group,
-    mut client: SmtpClient,
-    host: &str,
+    session: Session,
+    (host, keep): (&str, Option<&SessionKey>),
 ) -> SessionEnd {
+    let Session {
+        mut client,
+        opened,
+        reused,
+    } = session;
     let count = group.recipients.len();
     let options = MailOptions {
         size: job.size,
@@ -425,8 +470,36 @@ async fn transaction(
             && (job.requires_authenticated_tls()
                 || (client.is_tls() && client.capabilities().requiretls)),
     };
-    let replies = match client.envelope(&job.sender, &group.paths, options).await {
-        Ok(replies) => replies,
+    // With PIPELINING, DATA ends the envelope's group (RFC 2920 §3.1), as
+    // Postfix's smtp client sends it: a round trip less per message. The
+    // data file is opened first, so the message is at hand for the 354.
+    // LMTP keeps DATA apart: only `data_per_recipient` reads its replies.
+    let early_data = if client.capabilities().pipelining && !client.is_lmtp() {
+        open_data(ctx, &job.id).await.ok()
+    } else {
+        None
+    };
+    let exchanged = if early_data.is_some() {
+        client
+            .envelope_and_data(&job.sender, &group.paths, options)
+            .await
+    } else {
+        let envelope = client.envelope(&job.sender, &group.paths, options).await;
+        envelope.map(|replies| (replies, None))
+    };
+    let (replies, data_reply) = match exchanged {
+        Err(_) if reused => {
+            client.close();
+            return SessionEnd::Stale;
+        }
+        // A kept session's 4xx to MAIL is most often the host's idle
+        // timeout (`421`); a fresh session gets the host's real verdict.
+        Ok((replies, data_reply)) if reused && replies.mail.is_transient() => {
+            abort_awaited_data(&mut client, data_reply.as_ref());
+            client.close();
+            return SessionEnd::Stale;
+        }
+        Ok(exchanged) => exchanged,
         Err(error) if matches!(error.kind(), ClientErrorKind::RequireTlsNotOffered) => {
             // RFC 8689 §4.2.1: QUIT and try the domain's next host.
             client.quit().await;
@@ -449,6 +522,7 @@ async fn transaction(
     };
     if !replies.mail.is_positive() {
         let outcome = RecipientOutcome::from_reply(&replies.mail, host);
+        abort_awaited_data(&mut client, data_reply.as_ref());
         client.quit().await;
         return SessionEnd::Done {
             outcomes: vec![outcome; count],
@@ -478,16 +552,32 @@ async fn transaction(
     let mut response = None;
     let mut closing = None;
     if accepted.is_empty() {
+        abort_awaited_data(&mut client, data_reply.as_ref());
         client.quit().await;
     } else {
-        let data_outcomes = match open_data(ctx, &job.id).await {
-            Ok(file) => match client.data_per_recipient(file).await {
+        let file = match early_data {
+            Some(file) => Ok(file),
+            None => open_data(ctx, &job.id).await,
+        };
+        let data_outcomes = match file {
+            Ok(file) => match send_data(&mut client, data_reply, file, accepted.len()).await {
                 Ok(data_replies) => {
                     let handed_on = handed_on(&client);
-                    // Say goodbye in the background: the verdict must reach
-                    // the envelope on disk as soon as possible, since until
-                    // then a crash means sending the message again.
-                    closing = Some(tokio::spawn(client.quit()));
+                    if let Some(key) = keep.filter(|_| data_replies.iter().all(Reply::is_positive))
+                    {
+                        let session = Session {
+                            client,
+                            opened,
+                            reused,
+                        };
+                        ctx.sessions.put(key.clone(), session);
+                    } else {
+                        // Say goodbye in the background: the verdict must
+                        // reach the envelope on disk as soon as possible,
+                        // since until then a crash means sending the
+                        // message again.
+                        closing = Some(tokio::spawn(client.quit()));
+                    }
                     response = data_replies
                         .iter()
                         .find(|reply| reply.is_positive())
@@ -513,6 +603,7 @@ async fn transaction(
             },
             Err(text) => {
                 deciding.get_or_insert_with(|| text.clone());
+                abort_awaited_data(&mut client, data_reply.as_ref());
                 client.quit().await;
                 let outcome = RecipientOutcome::local(Verdict::Deferred, "4.3.0", text, None);
                 vec![outcome; accepted.len()]
@@ -534,6 +625,33 @@ async fn transaction(
         reply: deciding.or_else(|| response.clone()).unwrap_or_default(),
         response,
         closing,
+    }
+}
+
+/// The message after the envelope: its content after a pipelined DATA's
+/// `354`, that DATA's refusal for every accepted recipient, or DATA now
+/// when it was not pipelined. One reply per accepted recipient.
+async fn send_data(
+    client: &mut SmtpClient,
+    data_reply: Option<Reply>,
+    file: tokio::fs::File,
+    accepted: usize,
+) -> Result<Vec<Reply>, ClientError> {
+    match data_reply {
+        Some(reply) if reply.code() == 354 => {
+            let reply = client.data_content(file).await?;
+            Ok(vec![reply; accepted])
+        }
+        Some(refusal) => Ok(vec![refusal; accepted]),
+        None => client.data_per_recipient(file).await,
+    }
+}
+
+/// A pipelined DATA got `354` but the message must not follow: after that
+/// only closing the connection keeps the host from taking what it has.
+fn abort_awaited_data(client: &mut SmtpClient, data_reply: Option<&Reply>) {
+    if data_reply.is_some_and(|reply| reply.code() == 354) {
+        client.abort_data();
     }
 }
 

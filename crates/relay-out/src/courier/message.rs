@@ -79,14 +79,33 @@ tokio::task_local! {
     static UNSAVED: Cell<bool>;
 }
 
+/// What a turn learns from the spool besides the envelope. Read with it in
+/// one call to the blocking pool: each call is a hand-off to another thread
+/// and a wake-up back, per message (BENCHMARKS.md, "relay-out drain").
+struct Loaded {
+    bounce_requested: Result<bool, SpoolError>,
+    /// The message's size for `SIZE=`, when the turn may deliver.
+    size: Option<Result<u64, SpoolError>>,
+}
+
 async fn turn(ctx: Arc<Context>, ticket: Ticket, deliver: bool) -> TaskOutcome {
     let id = ticket.id.clone();
-    let read = match ticket.unsaved {
-        Some(envelope) => Ok(*envelope),
-        None => ctx.spool_call(move |spool| spool.read_envelope(&id)).await,
-    };
-    let mut envelope = match read {
-        Ok(envelope) => envelope,
+    let unsaved = ticket.unsaved;
+    let read = ctx
+        .spool_call(move |spool| {
+            let envelope = match unsaved {
+                Some(envelope) => *envelope,
+                None => spool.read_envelope(&id)?,
+            };
+            let loaded = Loaded {
+                bounce_requested: spool.bounce_requested(&id),
+                size: deliver.then(|| spool.data_size(&id)),
+            };
+            Ok((envelope, loaded))
+        })
+        .await;
+    let (mut envelope, loaded) = match read {
+        Ok(read) => read,
         Err(SpoolCallError::Spool(SpoolError::Gone(_))) => {
             info!(queue_id = %ticket.id, "message deleted by the operator");
             return TaskOutcome::Gone;
@@ -99,10 +118,16 @@ async fn turn(ctx: Arc<Context>, ticket: Ticket, deliver: bool) -> TaskOutcome {
     if ticket.flushed {
         make_pending_due(&mut envelope, SystemTime::now());
     }
-    if honour_bounce_request(&ctx, &mut envelope).await.is_err() {
+    if honour_bounce_request(&ctx, &mut envelope, loaded.bounce_requested)
+        .await
+        .is_err()
+    {
         return TaskOutcome::Gone;
     }
-    if deliver && !ctx.is_disabled() && attempt_due(&ctx, &mut envelope).await.is_err() {
+    if let Some(size) = loaded.size
+        && !ctx.is_disabled()
+        && attempt_due(&ctx, &mut envelope, size).await.is_err()
+    {
         return TaskOutcome::Gone;
     }
     // Boxed so that settling (bounces, the spool) does not size the task of
@@ -111,12 +136,12 @@ async fn turn(ctx: Arc<Context>, ticket: Ticket, deliver: bool) -> TaskOutcome {
 }
 
 /// `relay-out queue bounce ID`: every pending recipient fails now.
-async fn honour_bounce_request(ctx: &Context, envelope: &mut Envelope) -> Result<(), Gone> {
-    let id = envelope.id.clone();
-    let requested = match ctx
-        .spool_call(move |spool| spool.bounce_requested(&id))
-        .await
-    {
+async fn honour_bounce_request(
+    ctx: &Context,
+    envelope: &mut Envelope,
+    requested: Result<bool, SpoolError>,
+) -> Result<(), Gone> {
+    let requested = match requested {
         Ok(requested) => requested,
         Err(error) => {
             error!(queue_id = %envelope.id, %error, "cannot check for a bounce request");
@@ -146,7 +171,12 @@ async fn honour_bounce_request(ctx: &Context, envelope: &mut Envelope) -> Result
 
 /// Attempts every due destination of the message at once, saving the
 /// envelope as each one finishes.
-async fn attempt_due(ctx: &Arc<Context>, envelope: &mut Envelope) -> Result<(), Gone> {
+/// `size`: the message's size as read with the envelope.
+async fn attempt_due(
+    ctx: &Arc<Context>,
+    envelope: &mut Envelope,
+    size: Result<u64, SpoolError>,
+) -> Result<(), Gone> {
     let now = SystemTime::now();
     let work = due_work(envelope, now, ctx.always_split);
     if !work.unroutable.is_empty() {
@@ -156,10 +186,9 @@ async fn attempt_due(ctx: &Arc<Context>, envelope: &mut Envelope) -> Result<(), 
     if work.groups.is_empty() {
         return Ok(());
     }
-    let id = envelope.id.clone();
-    let size = match ctx.spool_call(move |spool| spool.data_size(&id)).await {
+    let size = match size {
         Ok(size) => Some(size),
-        Err(SpoolCallError::Spool(SpoolError::Gone(_))) => return Err(Gone),
+        Err(SpoolError::Gone(_)) => return Err(Gone),
         // Sending goes on without SIZE=; reading the data will tell.
         Err(error) => {
             error!(queue_id = %envelope.id, %error, "cannot read the size of the queued message");
@@ -195,8 +224,16 @@ async fn attempt_due(ctx: &Arc<Context>, envelope: &mut Envelope) -> Result<(), 
         requiretls: envelope.requiretls,
         tls_required_no: envelope.tls_required_no,
     });
+    let mut groups = work.groups;
+    if groups.len() == 1 {
+        // One destination, the usual case: attempted in this task, since a
+        // task of its own costs a spawn and a wake-up per message.
+        let group = groups.remove(0);
+        let result = attempt_with_permits(ctx, &job, &group).await;
+        return record_result(ctx, envelope, &job, &group, result).await;
+    }
     let mut attempts = JoinSet::new();
-    for group in work.groups {
+    for group in groups {
         let ctx = Arc::clone(ctx);
         let job = Arc::clone(&job);
         attempts.spawn(async move {
@@ -206,44 +243,57 @@ async fn attempt_due(ctx: &Arc<Context>, envelope: &mut Envelope) -> Result<(), 
     }
     while let Some(joined) = attempts.join_next().await {
         match joined {
-            Ok((group, Some(result))) => {
-                let GroupResult {
-                    outcomes,
-                    contact,
-                    reply,
-                    response,
-                    elapsed,
-                    closing: _,
-                } = result;
-                apply(
-                    ctx,
-                    envelope,
-                    group.recipients.iter().copied().zip(outcomes).collect(),
-                );
-                log_verdicts(
-                    &job,
-                    envelope,
-                    &group,
-                    &Verdicts {
-                        contact: &contact,
-                        reply: &reply,
-                        response: response.as_deref(),
-                        elapsed,
-                    },
-                );
-                // A settled message is removed next (`settle`), which is as
-                // durable a record of the verdicts as this write and costs
-                // one directory sync instead of a file and two syncs.
-                if !envelope.is_settled() {
-                    persist(ctx, envelope).await?;
-                }
-            }
-            // Not attempted: delivery was disabled while it waited.
-            Ok((_, None)) => {}
+            Ok((group, result)) => record_result(ctx, envelope, &job, &group, result).await?,
             Err(error) => {
                 error!(queue_id = %envelope.id, %error, "a delivery attempt failed unexpectedly; retrying later");
             }
         }
+    }
+    Ok(())
+}
+
+/// One destination's verdicts into the envelope, its log line, and the
+/// envelope to disk unless the message is settled; `None`: not attempted
+/// (delivery was disabled while it waited).
+async fn record_result(
+    ctx: &Context,
+    envelope: &mut Envelope,
+    job: &Job,
+    group: &Group,
+    result: Option<GroupResult>,
+) -> Result<(), Gone> {
+    let Some(GroupResult {
+        outcomes,
+        contact,
+        reply,
+        response,
+        elapsed,
+        closing: _,
+    }) = result
+    else {
+        return Ok(());
+    };
+    apply(
+        ctx,
+        envelope,
+        group.recipients.iter().copied().zip(outcomes).collect(),
+    );
+    log_verdicts(
+        job,
+        envelope,
+        group,
+        &Verdicts {
+            contact: &contact,
+            reply: &reply,
+            response: response.as_deref(),
+            elapsed,
+        },
+    );
+    // A settled message is removed next (`settle`), which is as durable a
+    // record of the verdicts as this write and costs one directory sync
+    // instead of a file and two syncs.
+    if !envelope.is_settled() {
+        persist(ctx, envelope).await?;
     }
     Ok(())
 }
@@ -279,7 +329,8 @@ async fn attempt_with_permits(ctx: &Context, job: &Job, group: &Group) -> Option
     // Boxed: the attempt's future (DNS, connect, TLS, the SMTP dialogue) is
     // many KB, and inline it made every message still waiting for a slot
     // that large: a queue of 5,000 released at once held 65 MB.
-    let mut result = Box::pin(attempt_group(ctx, job, group)).await;
+    let keep_sessions = ctx.shaping.keeps_sessions(&budget);
+    let mut result = Box::pin(attempt_group(ctx, job, group, keep_sessions)).await;
     // The host counts the connection until its QUIT is over, so the budget
     // place is given back only then (the verdicts go on to the disk now).
     if let Some(closing) = result.closing.take() {

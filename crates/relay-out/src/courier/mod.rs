@@ -19,6 +19,7 @@
 //! | [`tls`] | the TLS choice (off, opportunistic, required) and the host order with and without it |
 //! | [`dane`] | DANE (RFC 7672): TLSA records of DNSSEC-signed MX hosts, the validating-resolver check, the certificate matching |
 //! | [`attempt`] | one SMTP/LMTP transaction for one group, host after host |
+//! | [`session_cache`] | idle sessions kept for the next message to the same host, and when one may be reused |
 //! | [`outcome`] | a reply (or a local failure) turned into a recipient's new queue state |
 //! | [`retry_timetable`] | when a temporary failure is tried again, and when the message gives up |
 //! | [`notice`] | the bounce (DSN) for failed recipients, queued like any message |
@@ -43,6 +44,7 @@ mod notice;
 mod outcome;
 pub mod retry_timetable;
 mod routes;
+mod session_cache;
 mod shaping;
 pub mod source_check;
 mod switch;
@@ -123,6 +125,8 @@ pub struct Context {
     tlsrpt: Arc<TlsRpt>,
     /// Tasks waiting for a shaping budget (see `dispatcher::Parked`).
     parked: dispatcher::Parked,
+    /// Sessions kept for the next message to the same host.
+    sessions: Arc<session_cache::SessionCache>,
 }
 
 impl Context {
@@ -193,6 +197,10 @@ impl Context {
             dispatcher,
             tlsrpt,
             parked: dispatcher::Parked::default(),
+            sessions: Arc::new(session_cache::SessionCache::new(
+                outbound.concurrency_max,
+                outbound.domain_concurrency_max,
+            )),
         })
     }
 

@@ -182,6 +182,21 @@ impl Shaper {
         }
     }
 
+    /// Whether sessions of `key`'s budget may be kept idle for the next
+    /// message (`session_cache`): not for a shaping.ini section, whose
+    /// `max_connections` counts connections and an idle one is still open,
+    /// and not while a rate reply's back-off holds the budget below its
+    /// figure.
+    pub fn keeps_sessions(&self, key: &BudgetKey) -> bool {
+        key.rule.is_none()
+            && self.lock_budget(key, |budget| {
+                budget.limit == budget.configured
+                    && budget
+                        .suspended_until
+                        .is_none_or(|until| until <= Instant::now())
+            })
+    }
+
     /// Adjusts `key`'s budget after an attempt (see the module docs).
     pub fn observe(&self, key: &BudgetKey, signal: Signal, reply: &str) {
         let now = Instant::now();
@@ -239,7 +254,11 @@ impl Shaper {
             return;
         };
         budget.in_flight = budget.in_flight.saturating_sub(1);
-        budget.changed.notify_waiters();
+        // One place came free: one waiter can take it. Waking them all made
+        // every delivery of a backlog wake each waiting task of its
+        // destination (BENCHMARKS.md, "relay-out drain"); a waiter that is
+        // dropped once woken passes the wake-up on (tokio's `Notify`).
+        budget.changed.notify_one();
         let in_flight = budget.in_flight;
         // A budget at rest with nothing to remember is dropped, so a queue
         // that saw many domains keeps no state for them.
