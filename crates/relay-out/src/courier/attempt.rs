@@ -634,7 +634,7 @@ async fn transaction(
 async fn send_data(
     client: &mut SmtpClient,
     data_reply: Option<Reply>,
-    file: tokio::fs::File,
+    file: tokio::io::Take<tokio::fs::File>,
     accepted: usize,
 ) -> Result<Vec<Reply>, ClientError> {
     match data_reply {
