@@ -175,6 +175,15 @@ pub fn selector(selector: DomainSelector, from: &ReversePath, rcpt: &ForwardPath
 }
 
 impl RelayInConnection {
+    /// Queue mode opens the backend session while the client sends its
+    /// envelope and message (`reuse`): only MAIL, RCPT, DATA and the content
+    /// are left for after its final dot. Live mode opens it at the first
+    /// recipient anyway; spool mode must decide at each recipient whether
+    /// the backend is there.
+    fn opens_early(&self) -> bool {
+        self.shared.forwarder.settings().mode == ForwardMode::Queue && self.shared.backup.is_none()
+    }
+
     fn is_local(&self, rcpt: &ForwardPath) -> Result<(), Refusal> {
         let result = recipients::check(&self.shared.domains, rcpt);
         if result == Err(Refusal::NotLocal) && self.shared.forwarder.settings().check_recipient {
@@ -372,6 +381,10 @@ impl ConnectionPolicy for RelayInConnection {
         let settings = self.shared.forwarder.settings();
         let selector = selector(settings.domain_selector, &envelope.from, rcpt);
         let key = self.shared.forwarder.route_key(&selector);
+        // At the first recipient accepted, not at MAIL: the route is known
+        // then, and a client whose every recipient is refused (a common
+        // sight on a public MX) costs the backend nothing.
+        let open_early_now = envelope.recipients.is_empty() && self.opens_early();
         if !envelope.recipients.is_empty() && self.route.as_ref().is_some_and(|first| *first != key)
         {
             info!(conn = %session.conn_id, rcpt = %rcpt, route = %key, "recipient deferred: its route differs from the transaction's");
@@ -401,6 +414,10 @@ impl ConnectionPolicy for RelayInConnection {
                 Ok(reply) if reply.is_positive() => {}
                 Ok(reply) | Err(reply) => return Verdict::Reject(reply),
             }
+        }
+        if open_early_now {
+            self.kept
+                .open_early(&self.shared.forwarder, selector, session);
         }
         self.route = Some(key);
         Verdict::accept()
@@ -434,16 +451,21 @@ impl ConnectionPolicy for RelayInConnection {
                     .unwrap_or(ForwardPath::Postmaster("postmaster".into()));
                 let selector = selector(settings.domain_selector, &envelope.from, &first);
                 let key = self.shared.forwarder.route_key(&selector);
-                let reused = self.kept.take_for(&key, session);
-                let forwarded = self
-                    .shared
-                    .forwarder
-                    .forward(session, envelope, &selector, &message, reused)
-                    .await;
-                if let Some(backend) = forwarded.reusable {
-                    self.kept.keep(backend);
+                match self.kept.opened(&key).await {
+                    Err(failure) => Err(self.shared.forwarder.report(failure, &session.conn_id)),
+                    Ok(()) => {
+                        let reused = self.kept.take_for(&key, session);
+                        let forwarded = self
+                            .shared
+                            .forwarder
+                            .forward(session, envelope, &selector, &message, reused)
+                            .await;
+                        if let Some(backend) = forwarded.reusable {
+                            self.kept.keep(backend);
+                        }
+                        forwarded.verdict
+                    }
                 }
-                forwarded.verdict
             }
         };
         smtp_core::metrics::metrics().backend_answered(started.elapsed());
