@@ -397,16 +397,21 @@ impl ConnectionPolicy for RelayInConnection {
         if let Some(backup) = self.shared.backup.clone()
             && settings.mode == ForwardMode::Spool
         {
-            return self
-                .rcpt_spool_mode(session, envelope, &with_params(), &selector, key, &backup)
-                .await;
+            let rcpt = with_params();
+            let spool_mode =
+                self.rcpt_spool_mode(session, envelope, &rcpt, &selector, key, &backup);
+            return Box::pin(spool_mode).await;
         }
         if self.live.is_none() && self.shared.forwarder.backend_down(&selector) {
             info!(conn = %session.conn_id, rcpt = %rcpt, backend = %key, "recipient deferred: the backend is down");
             return Verdict::Reject(forward::unavailable());
         }
         if settings.mode == ForwardMode::Live {
-            let backend = match self.live_backend(session, envelope, &selector, &key).await {
+            // Boxed, as every path of one mode only: inline, each made this
+            // future (which smtp-core boxes, hence copies, for every RCPT in
+            // every mode) as large as the largest (BENCHMARKS.md, issue 19).
+            let opened = Box::pin(self.live_backend(session, envelope, &selector, &key)).await;
+            let backend = match opened {
                 Ok(backend) => backend,
                 Err(refusal) => return Verdict::Reject(refusal.reply()),
             };
@@ -433,12 +438,13 @@ impl ConnectionPolicy for RelayInConnection {
         if std::mem::take(&mut self.spooling)
             && let Some(backup) = self.shared.backup.clone()
         {
-            return keep_in_spool(&backup, session, envelope, message).await;
+            // Boxed: see `rcpt_to`.
+            return Box::pin(keep_in_spool(&backup, session, envelope, message)).await;
         }
         let started = std::time::Instant::now();
         let result = match self.live.take() {
             Some(mut backend) => {
-                let verdict = backend.finish(session, envelope, &message).await;
+                let verdict = Box::pin(backend.finish(session, envelope, &message)).await;
                 self.kept.keep(*backend);
                 verdict
             }
@@ -455,11 +461,13 @@ impl ConnectionPolicy for RelayInConnection {
                     Err(failure) => Err(self.shared.forwarder.report(failure, &session.conn_id)),
                     Ok(()) => {
                         let reused = self.kept.take_for(&key, session);
-                        let forwarded = self
+                        // Boxed: see `rcpt_to`; this future held the
+                        // forward twice over, 26 KB in all, before.
+                        let forward = self
                             .shared
                             .forwarder
-                            .forward(session, envelope, &selector, &message, reused)
-                            .await;
+                            .forward(session, envelope, &selector, &message, reused);
+                        let forwarded = Box::pin(forward).await;
                         if let Some(backend) = forwarded.reusable {
                             self.kept.keep(backend);
                         }

@@ -525,7 +525,10 @@ impl Forwarder {
         let (mut backend, (replies, data)) = loop {
             let (mut backend, was_kept) = match reused.take() {
                 Some(backend) => (backend, true),
-                None => match self.open(selector, session).await {
+                // Boxed: opening is the rare path once sessions open early
+                // or are kept, and inline it doubled this future, which is
+                // moved for every message (BENCHMARKS.md, issue 19).
+                None => match Box::pin(self.open(selector, session)).await {
                     Ok(backend) => (backend, false),
                     Err(reply) => return not_reusable(Err(reply)),
                 },
