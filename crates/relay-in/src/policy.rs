@@ -175,9 +175,10 @@ pub fn selector(selector: DomainSelector, from: &ReversePath, rcpt: &ForwardPath
 }
 
 impl RelayInConnection {
-    /// Queue mode opens the backend session while the client sends its
-    /// envelope and message (`reuse`): only MAIL, RCPT, DATA and the content
-    /// are left for after its final dot. Live mode opens it at the first
+    /// Queue mode opens the backend session at the first accepted
+    /// recipient, while the client sends the rest of its envelope and its
+    /// message (`reuse`): only MAIL, RCPT, DATA and the content are left for
+    /// after its final dot. Live mode opens it at the first
     /// recipient anyway; spool mode must decide at each recipient whether
     /// the backend is there.
     fn opens_early(&self) -> bool {

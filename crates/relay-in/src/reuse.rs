@@ -1,4 +1,5 @@
-//! Keeping a client's backend session for its next message.
+//! A client's backend session: opened early in queue mode, kept for the
+//! client's next message, closed when idle or when the client leaves.
 //!
 //! A sending MTA often delivers several messages over one connection. Its
 //! backend session (connect, EHLO, XCLIENT, EHLO again, AUTH) can carry them
@@ -28,9 +29,9 @@ pub const IDLE_LIMIT: Duration = Duration::from_secs(2);
 pub const AGE_LIMIT: Duration = Duration::from_secs(300);
 
 /// The backend session of one client connection: kept after a message for
-/// that client's next one, or opened early, while the client is still
-/// sending its envelope and message (queue mode), so that the final dot
-/// waits for MAIL, RCPT, DATA and the content only.
+/// that client's next one, or opened early, at the client's first accepted
+/// recipient while it still sends the rest of its transaction (queue mode),
+/// so that the final dot waits for MAIL, RCPT, DATA and the content only.
 ///
 /// Whichever way it came, it is at most one session, parked in one slot:
 /// an early open starts only while the slot is empty and no other open is
@@ -106,7 +107,10 @@ impl KeptBackend {
         let forwarder = Arc::clone(forwarder);
         let session = session.clone();
         self.opening = Some(tokio::spawn(async move {
-            match forwarder.open_unreported(&selector, &session).await {
+            // Boxed: spawning moves the task's future several times, and the
+            // open (connect, STARTTLS, AUTH, XCLIENT) is several KB.
+            let open = Box::pin(forwarder.open_unreported(&selector, &session));
+            match open.await {
                 Ok(backend) => park(&shared, backend),
                 Err(failure) => lock(&shared).failed = Some(failure),
             }
