@@ -30,8 +30,6 @@ pub(crate) struct Transport {
     stream: Stream,
     parser: ReplyParser,
     peer: SocketAddr,
-    /// Our end of the connection: the address the server sees us as.
-    local: SocketAddr,
     usable: bool,
 }
 
@@ -61,12 +59,10 @@ impl Transport {
         // Every write is a complete command group; waiting to coalesce it with
         // more data would only add a round trip.
         let _ = tcp.set_nodelay(true);
-        let local = tcp.local_addr().map_err(connect_error)?;
         Ok(Transport {
             stream: Stream::Plain(tcp),
             parser: ReplyParser::new(),
             peer,
-            local,
             usable: true,
         })
     }
@@ -75,8 +71,14 @@ impl Transport {
         self.peer
     }
 
-    pub(crate) fn local(&self) -> SocketAddr {
-        self.local
+    /// Our end of the connection: the address the server sees us as. Asked
+    /// for when needed (the probe): a `getsockname` per session otherwise.
+    pub(crate) fn local(&self) -> Option<SocketAddr> {
+        match &self.stream {
+            Stream::Plain(tcp) => tcp.local_addr().ok(),
+            Stream::Tls(tls) => tls.get_ref().0.local_addr().ok(),
+            Stream::Detached => None,
+        }
     }
 
     pub(crate) fn is_tls(&self) -> bool {
