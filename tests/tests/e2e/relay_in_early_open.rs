@@ -204,3 +204,34 @@ async fn a_failed_early_open_answers_at_the_dot_as_before() -> anyhow::Result<()
     assert!(backend.accepted().is_empty());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_recipients_are_all_refused_costs_the_backend_nothing() -> anyhow::Result<()>
+{
+    let (backend, s) = queue_mode(Behaviour::default()).await?;
+    let mut refused = greeted(s.v4, "spam.example").await?;
+    refused.expect("MAIL FROM:<a@o.example>", 250).await?;
+    refused.expect("RCPT TO:<u@elsewhere.example>", 550).await?;
+    refused.expect("QUIT", 221).await?;
+    // A client that does get a recipient accepted afterwards: its session
+    // is the only one the backend sees besides the startup probe.
+    let mut accepted = greeted(s.v4, "c.example").await?;
+    let reply = accepted
+        .send_mail("a@o.example", &["u@example.com"], "Subject: fine\n\nx\n")
+        .await?;
+    assert_eq!(reply.code, 250, "{reply:?}");
+    let record = backend.record();
+    assert_eq!(
+        record.sessions, 2,
+        "the probe and the accepted client's session"
+    );
+    assert!(
+        record
+            .lines
+            .iter()
+            .all(|l| !l.contains("HELO=spam.example")),
+        "{:?}",
+        record.lines
+    );
+    Ok(())
+}
