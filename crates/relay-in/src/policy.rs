@@ -175,6 +175,16 @@ pub fn selector(selector: DomainSelector, from: &ReversePath, rcpt: &ForwardPath
 }
 
 impl RelayInConnection {
+    /// Queue mode opens the backend session at the first accepted
+    /// recipient, while the client sends the rest of its envelope and its
+    /// message (`reuse`): only MAIL, RCPT, DATA and the content are left for
+    /// after its final dot. Live mode opens it at the first
+    /// recipient anyway; spool mode must decide at each recipient whether
+    /// the backend is there.
+    fn opens_early(&self) -> bool {
+        self.shared.forwarder.settings().mode == ForwardMode::Queue && self.shared.backup.is_none()
+    }
+
     fn is_local(&self, rcpt: &ForwardPath) -> Result<(), Refusal> {
         let result = recipients::check(&self.shared.domains, rcpt);
         if result == Err(Refusal::NotLocal) && self.shared.forwarder.settings().check_recipient {
@@ -372,6 +382,10 @@ impl ConnectionPolicy for RelayInConnection {
         let settings = self.shared.forwarder.settings();
         let selector = selector(settings.domain_selector, &envelope.from, rcpt);
         let key = self.shared.forwarder.route_key(&selector);
+        // At the first recipient accepted, not at MAIL: the route is known
+        // then, and a client whose every recipient is refused (a common
+        // sight on a public MX) costs the backend nothing.
+        let open_early_now = envelope.recipients.is_empty() && self.opens_early();
         if !envelope.recipients.is_empty() && self.route.as_ref().is_some_and(|first| *first != key)
         {
             info!(conn = %session.conn_id, rcpt = %rcpt, route = %key, "recipient deferred: its route differs from the transaction's");
@@ -384,16 +398,21 @@ impl ConnectionPolicy for RelayInConnection {
         if let Some(backup) = self.shared.backup.clone()
             && settings.mode == ForwardMode::Spool
         {
-            return self
-                .rcpt_spool_mode(session, envelope, &with_params(), &selector, key, &backup)
-                .await;
+            let rcpt = with_params();
+            let spool_mode =
+                self.rcpt_spool_mode(session, envelope, &rcpt, &selector, key, &backup);
+            return Box::pin(spool_mode).await;
         }
         if self.live.is_none() && self.shared.forwarder.backend_down(&selector) {
             info!(conn = %session.conn_id, rcpt = %rcpt, backend = %key, "recipient deferred: the backend is down");
             return Verdict::Reject(forward::unavailable());
         }
         if settings.mode == ForwardMode::Live {
-            let backend = match self.live_backend(session, envelope, &selector, &key).await {
+            // Boxed, as every path of one mode only: inline, each made this
+            // future (which smtp-core boxes, hence copies, for every RCPT in
+            // every mode) as large as the largest (BENCHMARKS.md, issue 19).
+            let opened = Box::pin(self.live_backend(session, envelope, &selector, &key)).await;
+            let backend = match opened {
                 Ok(backend) => backend,
                 Err(refusal) => return Verdict::Reject(refusal.reply()),
             };
@@ -401,6 +420,10 @@ impl ConnectionPolicy for RelayInConnection {
                 Ok(reply) if reply.is_positive() => {}
                 Ok(reply) | Err(reply) => return Verdict::Reject(reply),
             }
+        }
+        if open_early_now {
+            self.kept
+                .open_early(&self.shared.forwarder, selector, session);
         }
         self.route = Some(key);
         Verdict::accept()
@@ -416,12 +439,13 @@ impl ConnectionPolicy for RelayInConnection {
         if std::mem::take(&mut self.spooling)
             && let Some(backup) = self.shared.backup.clone()
         {
-            return keep_in_spool(&backup, session, envelope, message).await;
+            // Boxed: see `rcpt_to`.
+            return Box::pin(keep_in_spool(&backup, session, envelope, message)).await;
         }
         let started = std::time::Instant::now();
         let result = match self.live.take() {
             Some(mut backend) => {
-                let verdict = backend.finish(session, envelope, &message).await;
+                let verdict = Box::pin(backend.finish(session, envelope, &message)).await;
                 self.kept.keep(*backend);
                 verdict
             }
@@ -434,16 +458,23 @@ impl ConnectionPolicy for RelayInConnection {
                     .unwrap_or(ForwardPath::Postmaster("postmaster".into()));
                 let selector = selector(settings.domain_selector, &envelope.from, &first);
                 let key = self.shared.forwarder.route_key(&selector);
-                let reused = self.kept.take_for(&key, session);
-                let forwarded = self
-                    .shared
-                    .forwarder
-                    .forward(session, envelope, &selector, &message, reused)
-                    .await;
-                if let Some(backend) = forwarded.reusable {
-                    self.kept.keep(backend);
+                match self.kept.opened(&key).await {
+                    Err(failure) => Err(self.shared.forwarder.report(failure, &session.conn_id)),
+                    Ok(()) => {
+                        let reused = self.kept.take_for(&key, session);
+                        // Boxed: see `rcpt_to`; this future held the
+                        // forward twice over, 26 KB in all, before.
+                        let forward = self
+                            .shared
+                            .forwarder
+                            .forward(session, envelope, &selector, &message, reused);
+                        let forwarded = Box::pin(forward).await;
+                        if let Some(backend) = forwarded.reusable {
+                            self.kept.keep(backend);
+                        }
+                        forwarded.verdict
+                    }
                 }
-                forwarded.verdict
             }
         };
         smtp_core::metrics::metrics().backend_answered(started.elapsed());

@@ -328,13 +328,16 @@ async fn keep_probing(health: Arc<BackendHealth>) {
 pub async fn probe(route: &PreparedRoute) -> Finding {
     let config = probe_config(route.client_config(), route.health().is_down());
     let (finding, session) = match route.connect(&config).await {
-        Ok(client) => (
-            Finding::Answered {
-                local: client.local_addr(),
-                xclient: offers_xclient(client.capabilities()),
-            },
-            Some(client),
-        ),
+        Ok(client) => match client.local_addr() {
+            Some(local) => (
+                Finding::Answered {
+                    local,
+                    xclient: offers_xclient(client.capabilities()),
+                },
+                Some(client),
+            ),
+            None => (Finding::Down("the connection was lost".into()), None),
+        },
         Err(failure) => (Finding::Down(failure.cause()), None),
     };
     debug!(backend = %route.key(), "probe: {finding:?}");

@@ -1,4 +1,5 @@
-//! Keeping a client's backend session for its next message.
+//! A client's backend session: opened early in queue mode, kept for the
+//! client's next message, closed when idle or when the client leaves.
 //!
 //! A sending MTA often delivers several messages over one connection. Its
 //! backend session (connect, EHLO, XCLIENT, EHLO again, AUTH) can carry them
@@ -11,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use smtp_protocol::session::SessionInfo;
-use tokio::task::AbortHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
-use crate::forward::{Backend, RouteKey};
+use crate::forward::{Backend, Forwarder, OpenFailed, RouteKey};
 
 /// How long a finished backend session waits for the client's next message
 /// before it is closed. Postfix's own SMTP connection cache keeps an idle
@@ -27,50 +28,107 @@ pub const IDLE_LIMIT: Duration = Duration::from_secs(2);
 /// backend re-reads its configuration for new sessions only.
 pub const AGE_LIMIT: Duration = Duration::from_secs(300);
 
-/// The finished backend session of one client connection, waiting for that
-/// client's next message.
+/// The backend session of one client connection: kept after a message for
+/// that client's next one, or opened early, at the client's first accepted
+/// recipient while it still sends the rest of its transaction (queue mode),
+/// so that the final dot waits for MAIL, RCPT, DATA and the content only.
+///
+/// Whichever way it came, it is at most one session, parked in one slot:
+/// an early open starts only while the slot is empty and no other open is
+/// in flight, and a forward at the dot takes the session out of the slot.
 ///
 /// An idle session must be closed after [`IDLE_LIMIT`] even though nothing
 /// else runs while the client is quiet, so a reaper task watches the slot.
 /// It is spawned when a session is parked and none is watching, and sleeps
 /// until the parked session's deadline: a busy connection costs a mutex per
-/// message and a task every couple of seconds, not a task per message.
-/// Dropping the keeper (the client went away) closes the session at once.
+/// message and a task every couple of seconds, not a task per message. The
+/// same limit closes an early session whose client dawdles (or said RSET)
+/// before its dot, so such a client holds no backend process longer than a
+/// kept session would. Dropping the keeper (the client went away) closes
+/// the session at once and ends an open still in flight.
 #[derive(Default)]
 pub struct KeptBackend {
-    /// Made on the first `keep`, and only as large as an empty slot: most
-    /// connections (idle ones, those refused) never keep a session.
+    /// Made on the first `keep` or early open, and only as large as an
+    /// empty slot: most connections (idle ones, those refused) never have a
+    /// backend session.
     slot: Option<Arc<Mutex<Slot>>>,
+    /// The early open in flight (or finished and not yet looked at).
+    opening: Option<JoinHandle<()>>,
+}
+
+/// What the connection, its early open and its reaper share. The session is
+/// boxed: it is several KB (its TLS state is inline) and the slot outlives it.
+#[derive(Default)]
+struct Slot {
+    parked: Option<(Box<Backend>, Instant)>,
+    /// Why the early open failed, reported at the dot as an open there would.
+    failed: Option<OpenFailed>,
     /// The reaper watching the slot, ended with the connection: one that
     /// slept out its deadline after the client left held the slot (and a
     /// task) for up to [`IDLE_LIMIT`] per closed connection.
     reaper: Option<AbortHandle>,
-}
-
-/// What the connection and its reaper share. The session is boxed: it is
-/// several KB (its TLS state is inline) and the slot outlives it.
-#[derive(Default)]
-struct Slot {
-    parked: Option<(Box<Backend>, Instant)>,
-    reaper_running: bool,
+    /// The client connection is gone: a session that arrives now is closed.
+    closed: bool,
 }
 
 impl KeptBackend {
     /// Keeps `backend` for the client's next message, or closes it when it
     /// has served long enough or an error left it out of step.
     pub fn keep(&mut self, backend: Backend) {
-        if !backend.is_usable() || backend.age() >= AGE_LIMIT {
-            backend.abandon();
-            return;
+        park(self.slot.get_or_insert_with(Arc::default), backend);
+    }
+
+    /// Starts opening a session for the transaction the client has begun
+    /// (queue mode), unless one is parked or already being opened: the
+    /// forward at the dot finds it in the slot ([`KeptBackend::opened`]).
+    pub fn open_early(
+        &mut self,
+        forwarder: &Arc<Forwarder>,
+        selector: String,
+        session: &SessionInfo,
+    ) {
+        if let Some(opening) = &self.opening {
+            if !opening.is_finished() {
+                return;
+            }
+            // A transaction that never reached its dot (RSET, no recipient)
+            // left it: its session is parked, its failure concerns nobody.
+            self.opening = None;
         }
         let shared = self.slot.get_or_insert_with(Arc::default);
-        let mut slot = lock(shared);
-        if let Some((previous, _)) = slot.parked.replace((Box::new(backend), Instant::now())) {
-            previous.abandon();
+        {
+            let mut slot = lock(shared);
+            slot.failed = None;
+            if slot.parked.is_some() {
+                return;
+            }
         }
-        if !slot.reaper_running {
-            slot.reaper_running = true;
-            self.reaper = Some(tokio::spawn(reap(Arc::clone(shared))).abort_handle());
+        let shared = Arc::clone(shared);
+        let forwarder = Arc::clone(forwarder);
+        let session = session.clone();
+        self.opening = Some(tokio::spawn(async move {
+            // Boxed: spawning moves the task's future several times, and the
+            // open (connect, STARTTLS, AUTH, XCLIENT) is several KB.
+            let open = Box::pin(forwarder.open_unreported(&selector, &session));
+            match open.await {
+                Ok(backend) => park(&shared, backend),
+                Err(failure) => lock(&shared).failed = Some(failure),
+            }
+        }));
+    }
+
+    /// Waits for an early open still in flight. Its failure, if it was for
+    /// `key`, is the dot's: the caller reports it as its own open's.
+    pub async fn opened(&mut self, key: &RouteKey) -> Result<(), OpenFailed> {
+        let Some(opening) = self.opening.take() else {
+            return Ok(());
+        };
+        // Only an abort (the connection's end) makes this an error.
+        let _ = opening.await;
+        let failed = self.slot.as_ref().and_then(|slot| lock(slot).failed.take());
+        match failed {
+            Some(failure) if failure.key() == key => Err(failure),
+            _ => Ok(()),
         }
     }
 
@@ -96,20 +154,55 @@ impl KeptBackend {
 
 impl Drop for KeptBackend {
     fn drop(&mut self) {
+        // An open in flight is dropped where it stands: its connection
+        // closes without a QUIT, as nothing was said on it yet.
+        if let Some(opening) = self.opening.take() {
+            opening.abort();
+        }
+        let Some(shared) = self.slot.take() else {
+            return;
+        };
+        let (parked, reaper) = {
+            let mut slot = lock(&shared);
+            slot.closed = true;
+            (slot.parked.take(), slot.reaper.take())
+        };
         // The reaper never awaits anything but its timer (closing a session
         // does not wait), so ending it loses nothing.
-        if let Some(reaper) = self.reaper.take() {
+        if let Some(reaper) = reaper {
             reaper.abort();
         }
-        if let Some(backend) = self.take() {
+        if let Some((backend, _)) = parked {
             backend.abandon();
         }
     }
 }
 
+/// Parks `backend` in the slot, closing whatever it replaces, and makes sure
+/// a reaper watches it. A session past its use, or for a connection that is
+/// gone, is closed instead.
+fn park(shared: &Arc<Mutex<Slot>>, backend: Backend) {
+    if !backend.is_usable() || backend.age() >= AGE_LIMIT {
+        backend.abandon();
+        return;
+    }
+    let mut slot = lock(shared);
+    if slot.closed {
+        drop(slot);
+        backend.abandon();
+        return;
+    }
+    if let Some((previous, _)) = slot.parked.replace((Box::new(backend), Instant::now())) {
+        previous.abandon();
+    }
+    if slot.reaper.is_none() {
+        slot.reaper = Some(tokio::spawn(reap(Arc::clone(shared))).abort_handle());
+    }
+}
+
 /// The reaper: closes the parked session once it has been idle for
 /// [`IDLE_LIMIT`]; ends when the slot is empty (the session is in use or
-/// gone; the next `keep` starts another).
+/// gone; the next `park` starts another).
 async fn reap(slot: Arc<Mutex<Slot>>) {
     loop {
         let next = {
@@ -118,7 +211,7 @@ async fn reap(slot: Arc<Mutex<Slot>>) {
             match idle_until {
                 Some(deadline) if Instant::now() < deadline => Ok(deadline),
                 _ => {
-                    guard.reaper_running = false;
+                    guard.reaper = None;
                     Err(guard.parked.take())
                 }
             }

@@ -68,6 +68,15 @@ impl ReplyParser {
         self.buffer.extend_from_slice(octets);
     }
 
+    /// Where octets received from the server may be read to directly;
+    /// appending here is the same as [`Self::push`]. A client reading into
+    /// a chunk of its own held that chunk inside every future that awaits a
+    /// reply (4 KiB, copied whenever such a future was moved: BENCHMARKS.md,
+    /// issue 19).
+    pub fn input(&mut self) -> &mut Vec<u8> {
+        &mut self.buffer
+    }
+
     /// Whether any octets or lines are held that are not part of a reply
     /// already returned. After the `220` to STARTTLS this must be false: octets
     /// sent before the handshake but read after it would otherwise be taken as

@@ -20,6 +20,7 @@ mod postfix_harness;
 mod relay_in_backup_crash;
 mod relay_in_backup_spool;
 mod relay_in_basics;
+mod relay_in_early_open;
 mod relay_in_forward;
 mod relay_in_lifecycle;
 mod relay_in_postfix;

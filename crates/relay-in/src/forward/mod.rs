@@ -136,6 +136,33 @@ impl PreparedRoute {
     }
 }
 
+/// Why [`Forwarder::open_unreported`] opened no session: the sender's
+/// reply and what to log and record once the failure is reported.
+#[derive(Debug)]
+pub struct OpenFailed {
+    key: RouteKey,
+    reply: Reply,
+    cause: Cause,
+    /// The backend was not reached: it counts as down until a probe reaches it.
+    down: Option<Finding>,
+}
+
+impl OpenFailed {
+    /// The route the session was for.
+    pub fn key(&self) -> &RouteKey {
+        &self.key
+    }
+}
+
+/// The log line an open failure gets.
+#[derive(Debug)]
+enum Cause {
+    /// Not tried: the backend is known down (a debug line only: the
+    /// transition was logged when it happened).
+    KnownDown,
+    Warning(String),
+}
+
 /// A startup error in smtp_forward.ini's TLS settings.
 #[derive(Debug, thiserror::Error)]
 #[error("smtp_forward.ini: TLS settings for {host}: {source}")]
@@ -272,12 +299,28 @@ impl Forwarder {
     /// before XCLIENT on purpose: Postfix resets SASL state on XCLIENT, so
     /// the backend never treats an internet client as authenticated.
     pub async fn open(&self, selector: &str, session: &SessionInfo) -> Result<Backend, Reply> {
-        let (mut client, key) = self.connect(selector, &session.conn_id).await?;
-        if let Err(reply) = self.xclient(&mut client, session, &key).await {
+        match self.open_unreported(selector, session).await {
+            Ok(backend) => Ok(backend),
+            Err(failure) => Err(self.report(failure, &session.conn_id)),
+        }
+    }
+
+    /// [`Forwarder::open`] whose failure is only described, not yet logged
+    /// nor recorded in the backend's health: queue mode opens the session
+    /// while the client is still sending (see `early`), and a failure must
+    /// show at the final dot, where it has always shown, with the same
+    /// lines and reply ([`Forwarder::report`]).
+    pub async fn open_unreported(
+        &self,
+        selector: &str,
+        session: &SessionInfo,
+    ) -> Result<Backend, OpenFailed> {
+        let (mut client, key) = self.connect_unreported(selector).await?;
+        if let Err(failure) = self.xclient(&mut client, session, &key).await {
             // Say goodbye (RFC 5321 4.1.1.10) without making the sender wait
             // for the backend's 221.
             client.close();
-            return Err(reply);
+            return Err(failure);
         }
         Ok(Backend {
             client,
@@ -287,6 +330,30 @@ impl Forwarder {
         })
     }
 
+    /// Logs why a session could not be opened, records an unreachable
+    /// backend as down, and gives the sender's reply. `conn_id` names the
+    /// connection in the log.
+    pub fn report(&self, failure: OpenFailed, conn_id: &str) -> Reply {
+        let OpenFailed {
+            key,
+            reply,
+            cause,
+            down,
+        } = failure;
+        match cause {
+            Cause::KnownDown => {
+                debug!(conn = %conn_id, backend = %key, "not connecting: the backend is down until a probe reaches it")
+            }
+            Cause::Warning(line) => warn!(conn = %conn_id, backend = %key, "{line}"),
+        }
+        if let Some(finding) = down
+            && let Some(route) = self.routes.iter().find(|route| route.key == key)
+        {
+            route.record(&finding);
+        }
+        reply
+    }
+
     /// Connects and authenticates: the session before any client's identity
     /// is given. `conn_id` names the connection in the log.
     async fn connect(
@@ -294,26 +361,47 @@ impl Forwarder {
         selector: &str,
         conn_id: &str,
     ) -> Result<(SmtpClient, RouteKey), Reply> {
+        self.connect_unreported(selector)
+            .await
+            .map_err(|failure| self.report(failure, conn_id))
+    }
+
+    async fn connect_unreported(
+        &self,
+        selector: &str,
+    ) -> Result<(SmtpClient, RouteKey), OpenFailed> {
         let prepared = self.prepared(selector);
         let key = prepared.key.clone();
         if prepared.health.is_down() {
-            debug!(conn = %conn_id, backend = %key, "not connecting: the backend is down until a probe reaches it");
-            return Err(unavailable());
+            return Err(OpenFailed {
+                key,
+                reply: unavailable(),
+                cause: Cause::KnownDown,
+                down: None,
+            });
         }
         let mut client = match prepared.connect(&prepared.client).await {
             Ok(client) => client,
             Err(failure) => {
-                warn!(conn = %conn_id, backend = %key, "{failure}");
-                if failure.unreachable() {
-                    prepared.record(&Finding::Down(failure.cause()));
-                }
-                return Err(failure.reply());
+                let down = failure
+                    .unreachable()
+                    .then(|| Finding::Down(failure.cause()));
+                return Err(OpenFailed {
+                    key,
+                    reply: failure.reply(),
+                    cause: Cause::Warning(failure.to_string()),
+                    down,
+                });
             }
         };
         if let Err(e) = client.authenticate().await {
-            warn!(conn = %conn_id, backend = %key, "backend AUTH failed: {e}");
             client.quit().await;
-            return Err(failure_reply(&e));
+            return Err(OpenFailed {
+                key,
+                reply: failure_reply(&e),
+                cause: Cause::Warning(format!("backend AUTH failed: {e}")),
+                down: None,
+            });
         }
         Ok((client, key))
     }
@@ -375,7 +463,7 @@ impl Forwarder {
         client: &mut SmtpClient,
         session: &SessionInfo,
         key: &RouteKey,
-    ) -> Result<(), Reply> {
+    ) -> Result<(), OpenFailed> {
         let policy = self.settings.xclient;
         if policy == XclientPolicy::Off {
             return Ok(());
@@ -394,18 +482,25 @@ impl Forwarder {
             destport: session.client.local.port(),
             login: None,
         };
+        let failed = |reply, line| OpenFailed {
+            key: key.clone(),
+            reply,
+            cause: Cause::Warning(line),
+            down: None,
+        };
         let problem = match client.xclient(&attributes, &helo).await {
             Ok(XclientOutcome::Accepted) => return Ok(()),
             Ok(XclientOutcome::NotOffered) => "the backend does not offer XCLIENT".to_string(),
             Ok(XclientOutcome::Refused(reply)) => format!("the backend refused XCLIENT: {reply}"),
-            Err(e) => {
-                warn!(conn = %session.conn_id, backend = %key, "XCLIENT failed: {e}");
-                return Err(failure_reply(&e));
-            }
+            Err(e) => return Err(failed(failure_reply(&e), format!("XCLIENT failed: {e}"))),
         };
         if policy == XclientPolicy::Required {
-            warn!(conn = %session.conn_id, backend = %key, "not forwarding: {problem} (smtp_forward.ini xclient=required; add relay-in's address to Postfix smtpd_authorized_xclient_hosts)");
-            return Err(xclient_missing());
+            return Err(failed(
+                xclient_missing(),
+                format!(
+                    "not forwarding: {problem} (smtp_forward.ini xclient=required; add relay-in's address to Postfix smtpd_authorized_xclient_hosts)"
+                ),
+            ));
         }
         warn!(conn = %session.conn_id, backend = %key, "forwarding without the client's address: {problem} (xclient=optional)");
         Ok(())
@@ -430,7 +525,10 @@ impl Forwarder {
         let (mut backend, (replies, data)) = loop {
             let (mut backend, was_kept) = match reused.take() {
                 Some(backend) => (backend, true),
-                None => match self.open(selector, session).await {
+                // Boxed: opening is the rare path once sessions open early
+                // or are kept, and inline it doubled this future, which is
+                // moved for every message (BENCHMARKS.md, issue 19).
+                None => match Box::pin(self.open(selector, session)).await {
                     Ok(backend) => (backend, false),
                     Err(reply) => return not_reusable(Err(reply)),
                 },

@@ -119,8 +119,9 @@ impl SmtpClient {
     }
 
     /// The local address of the connection: the client address the server
-    /// sees, unless a NAT between us rewrites it.
-    pub fn local_addr(&self) -> SocketAddr {
+    /// sees, unless a NAT between us rewrites it (`None` once the
+    /// connection is gone).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.transport.local()
     }
 

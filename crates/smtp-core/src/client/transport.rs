@@ -1,15 +1,12 @@
 //! The socket side of the client: octets out, [`Reply`] values in, every wait
 //! bounded by a timeout, and the TLS upgrade in place.
 
-use std::future::poll_fn;
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use tokio_rustls::TlsConnector;
 use tracing::trace;
@@ -19,6 +16,9 @@ use smtp_protocol::reply::Reply;
 
 use super::error::{ClientError, ClientErrorKind, Step};
 use smtp_protocol::reply_parser::ReplyParser;
+
+/// Room made for each read of a reply: an EHLO reply fits in one.
+const READ_SIZE: usize = 4096;
 
 /// One SMTP connection's octet stream and reply parser.
 ///
@@ -30,8 +30,6 @@ pub(crate) struct Transport {
     stream: Stream,
     parser: ReplyParser,
     peer: SocketAddr,
-    /// Our end of the connection: the address the server sees us as.
-    local: SocketAddr,
     usable: bool,
 }
 
@@ -61,12 +59,10 @@ impl Transport {
         // Every write is a complete command group; waiting to coalesce it with
         // more data would only add a round trip.
         let _ = tcp.set_nodelay(true);
-        let local = tcp.local_addr().map_err(connect_error)?;
         Ok(Transport {
             stream: Stream::Plain(tcp),
             parser: ReplyParser::new(),
             peer,
-            local,
             usable: true,
         })
     }
@@ -75,8 +71,14 @@ impl Transport {
         self.peer
     }
 
-    pub(crate) fn local(&self) -> SocketAddr {
-        self.local
+    /// Our end of the connection: the address the server sees us as. Asked
+    /// for when needed (the probe): a `getsockname` per session otherwise.
+    pub(crate) fn local(&self) -> Option<SocketAddr> {
+        match &self.stream {
+            Stream::Plain(tcp) => tcp.local_addr().ok(),
+            Stream::Tls(tls) => tls.get_ref().0.local_addr().ok(),
+            Stream::Detached => None,
+        }
     }
 
     pub(crate) fn is_tls(&self) -> bool {
@@ -180,19 +182,20 @@ impl Transport {
     ) -> Result<Reply, ClientError> {
         let Transport { stream, parser, .. } = self;
         let read = tokio::time::timeout(timeout, async {
-            // Uninitialised: zeroing 4 KiB before every read was 13% of
-            // relay-in's instructions per message (BENCHMARKS.md, issue 19).
-            let mut chunk = [MaybeUninit::<u8>::uninit(); 4096];
             loop {
                 match parser.next_reply() {
                     Ok(Some(reply)) => return Ok(reply),
                     Ok(None) => {}
                     Err(error) => return Err(ClientErrorKind::Protocol(error)),
                 }
-                let mut buf = ReadBuf::uninit(&mut chunk);
-                match poll_fn(|cx| Pin::new(&mut *stream).poll_read(cx, &mut buf)).await {
-                    Ok(()) if buf.filled().is_empty() => return Err(ClientErrorKind::Closed),
-                    Ok(()) => parser.push(buf.filled()),
+                // Straight into the parser's buffer: no chunk in this
+                // future, nor zeroed memory (zeroing 4 KiB before every
+                // read was 13% of relay-in's instructions per message).
+                let input = parser.input();
+                input.reserve(READ_SIZE);
+                match stream.read_buf(input).await {
+                    Ok(0) => return Err(ClientErrorKind::Closed),
+                    Ok(_) => {}
                     Err(error) => return Err(io_kind(error)),
                 }
             }
