@@ -10,7 +10,8 @@
 //!   the sink has every one of them;
 //! - **accept**: messages over smtp-source's own run time (the relay's 250s).
 //!
-//! Then a backlog: the sink is stopped, `--backlog` messages are sent to
+//! Each relay sends to a sink of its own, so the counts are its own.
+//! Then a backlog: the relay's sink is stopped, `--backlog` messages are sent to
 //! the relay (which queues them, its deliveries failing), the sink comes
 //! back on the same port and the relay is told to retry now; the drain
 //! rate is the backlog over the time until the sink has it all, with the
@@ -19,6 +20,7 @@
 //! Every phase checks its count: smtp-source exited 0 (no refusal) and the
 //! sink got exactly what was sent; a phase that fails fails the run.
 
+use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -84,11 +86,15 @@ struct Drain {
 pub async fn run(bench: &Bench, plan: &ComparePlan) -> anyhow::Result<ScenarioReport> {
     anyhow::ensure!(plan.repetitions >= 1, "--repetitions must be at least 1");
     let root = QueueRoot::prepare(plan.queue_root.as_deref(), &bench.work)?;
-    let (mut sink, sink_addr) = bench.start_smtp_sink_at(None).await?;
     let mut relays = Vec::new();
+    // Each relay has its own sink, so that a relay's late or repeated
+    // deliveries are counted as its own, never in another relay's phase
+    // (with one shared sink, Haraka's repeats once showed up as relay-out's).
+    let mut sinks = Vec::new();
     let mut skipped = Vec::new();
     for &kind in &plan.relays {
         let queue = root.queue_dir(&kind.name().to_lowercase())?;
+        let (sink, sink_addr) = bench.start_smtp_sink_at(None).await?;
         match Contender::start(
             bench,
             kind,
@@ -99,7 +105,10 @@ pub async fn run(bench: &Bench, plan: &ComparePlan) -> anyhow::Result<ScenarioRe
         )
         .await
         {
-            Ok(relay) => relays.push(relay),
+            Ok(relay) => {
+                relays.push(relay);
+                sinks.push(Some((sink, sink_addr)));
+            }
             // Only Haraka, installed apart, may be missing; the others are
             // what the comparison is about.
             Err(error) if kind == Kind::Haraka => {
@@ -132,7 +141,8 @@ pub async fn run(bench: &Bench, plan: &ComparePlan) -> anyhow::Result<ScenarioRe
             };
             for &i in &order {
                 let relay = &mut relays[i];
-                let phase = through(relay, &sink, sessions, size, messages).await?;
+                let (sink, _) = sinks[i].as_ref().context("the relay's sink")?;
+                let phase = through(relay, sink, sessions, size, messages).await?;
                 eprintln!(
                     "postern-bench: {} c={sessions} {size} octets: {:.0} msg/s end to end, {:.0} accepted{}",
                     relay.kind.name(),
@@ -156,6 +166,7 @@ pub async fn run(bench: &Bench, plan: &ComparePlan) -> anyhow::Result<ScenarioRe
         }
         for &i in &order {
             let relay = &mut relays[i];
+            let (sink, sink_addr) = sinks[i].take().context("the relay's sink")?;
             let (drained, new_sink) = drain(bench, relay, sink, sink_addr, plan.backlog).await?;
             eprintln!(
                 "postern-bench: {} drain of {}: {:.0} msg/s{}",
@@ -168,7 +179,7 @@ pub async fn run(bench: &Bench, plan: &ComparePlan) -> anyhow::Result<ScenarioRe
                     .map(|f| format!(" FAILED: {f}"))
                     .unwrap_or_default()
             );
-            sink = new_sink;
+            sinks[i] = Some((new_sink, sink_addr));
             if let Some(failure) = drained.failure.clone() {
                 failures.push(failure);
             }
