@@ -121,7 +121,8 @@
 //! other file there (the spare thread uses it, off the clients' path).
 //!
 //! After a crash, [`Spool::load`] sees only states these steps can leave:
-//! `tmp.*` (a write cut short: deleted), a spare (kept for the pool), a
+//! `tmp.*` (a write cut short: deleted), a spare (kept for the pool), an
+//! empty or short spare whose batch never got its `syncfs` (deleted), a
 //! write into a spare cut short (deleted, see step 1), `<id>.msg` with or without
 //! `<id>.state` (a message: resumed), `<id>.state` or `<id>.bounce` alone (an
 //! interrupted removal: deleted), and for the old layout `<id>.eml` alone (an

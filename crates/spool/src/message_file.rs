@@ -192,7 +192,12 @@ pub(super) fn check_complete(
     let mut head = [0u8; HEADER_BYTES];
     let got =
         read_at_most(file, &mut head, 0).map_err(|error| SpoolError::io("read", path, error))?;
-    if got > 0 && head[..got].iter().all(|&byte| byte == 0) {
+    if got == 0 {
+        // Only a spare is ever created empty-handed: one whose zeros never
+        // reached the disk before a crash (it was never offered).
+        return Ok(Contents::CutShort("an empty spare".to_string()));
+    }
+    if head[..got].iter().all(|&byte| byte == 0) {
         let len = file
             .metadata()
             .map_err(|error| SpoolError::io("inspect", path, error))?

@@ -227,3 +227,15 @@ fn random_damage_to_a_message_in_a_spare_never_stops_the_load() {
         spool.remove(&victim.id).expect("remove");
     }
 }
+
+#[test]
+fn an_empty_message_file_left_by_a_crash_while_making_spares_is_removed() {
+    let (_dir, spool) = new_spool();
+    let id = QueueId::generate();
+    let path = message_path(&spool, &id);
+    fs::write(&path, b"").expect("create");
+    let report = spool.load().expect("load");
+    assert_eq!(report.cut_short_removed, vec![id]);
+    assert!(report.set_aside.is_empty(), "{:?}", report.set_aside);
+    assert!(!path.exists());
+}
