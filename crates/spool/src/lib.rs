@@ -353,8 +353,9 @@ impl<X: Extras> Spool<X> {
         self.spares.take()
     }
 
-    /// How many spares are ready now (tests, and the start-up log).
-    pub fn spares_ready(&self) -> usize {
+    /// How many spares are ready now.
+    #[cfg(test)]
+    pub(crate) fn spares_ready(&self) -> usize {
         self.spares.ready()
     }
 
@@ -620,7 +621,7 @@ pub fn is_spare_file(path: &Path) -> bool {
     let mut first = [0u8; 1];
     File::open(path)
         .and_then(|mut file| file.read_exact(&mut first))
-        .is_ok_and(|()| first[0] == 0)
+        .is_ok_and(|()| message_file::holds_no_message(&first))
 }
 
 fn file_name(id: &QueueId, suffix: &str) -> String {

@@ -27,7 +27,7 @@
 //! The file is never rewritten: later envelope states go to `<id>.state`.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -70,24 +70,34 @@ pub(super) fn read_parts(
     path: &Path,
     id: &crate::QueueId,
 ) -> Result<Parts, SpoolError> {
-    let mut first = [0u8; 1];
-    let got =
-        read_at_most(file, &mut first, 0).map_err(|error| SpoolError::io("read", path, error))?;
-    if got == 1 && first[0] == 0 {
-        return Err(SpoolError::Gone(id.clone()));
-    }
-    read_header_and_envelope(file, path)
+    read_header_and_envelope(file, path)?.ok_or_else(|| SpoolError::Gone(id.clone()))
 }
 
-fn read_header_and_envelope(file: &File, path: &Path) -> Result<Parts, SpoolError> {
+/// The one rule for "this `.msg` file holds no message": its first byte is
+/// zero. A spare is all zeros, and a write into one puts the header, which
+/// starts with a letter, last.
+pub(super) fn holds_no_message(start: &[u8]) -> bool {
+    start.first() == Some(&0)
+}
+
+/// How much of a message file is read at first: the header and, in nearly
+/// every file, the whole envelope, so that reading them is one `pread`.
+const FIRST_READ: usize = 4096;
+
+/// [`read_parts`], with `None` for a spare.
+fn read_header_and_envelope(file: &File, path: &Path) -> Result<Option<Parts>, SpoolError> {
     let corrupt = |reason: &str| SpoolError::Corrupt {
         path: path.to_path_buf(),
         reason: reason.to_string(),
     };
-    let mut head = [0u8; MAX_HEADER_LINE];
+    let mut first = [0u8; FIRST_READ];
     let got =
-        read_at_most(file, &mut head, 0).map_err(|error| SpoolError::io("read", path, error))?;
-    let head = &head[..got];
+        read_at_most(file, &mut first, 0).map_err(|error| SpoolError::io("read", path, error))?;
+    let first = &first[..got];
+    if holds_no_message(first) {
+        return Ok(None);
+    }
+    let head = &first[..got.min(MAX_HEADER_LINE)];
     let newline = head
         .iter()
         .position(|&byte| byte == b'\n')
@@ -117,18 +127,24 @@ fn read_header_and_envelope(file: &File, path: &Path) -> Result<Parts, SpoolErro
         }
         Some((data_len, checksum)) => (data_len, Some(checksum)),
     };
-    let mut envelope = vec![0u8; length as usize];
-    file.read_exact_at(&mut envelope, envelope_start)
-        .map_err(|error| match error.kind() {
-            io::ErrorKind::UnexpectedEof => corrupt("truncated envelope"),
-            _ => SpoolError::io("read", path, error),
-        })?;
-    Ok(Parts {
+    let envelope = match first.get(envelope_start as usize..data_start as usize) {
+        Some(already_read) => already_read.to_vec(),
+        None => {
+            let mut envelope = vec![0u8; length as usize];
+            file.read_exact_at(&mut envelope, envelope_start)
+                .map_err(|error| match error.kind() {
+                    io::ErrorKind::UnexpectedEof => corrupt("truncated envelope"),
+                    _ => SpoolError::io("read", path, error),
+                })?;
+            envelope
+        }
+    };
+    Ok(Some(Parts {
         envelope,
         data_start,
         data_len,
         checksum,
-    })
+    }))
 }
 
 /// A parsed header line: version 1 has only the envelope length, version 2
@@ -197,7 +213,7 @@ pub(super) fn check_complete(
         // reached the disk before a crash (it was never offered).
         return Ok(Contents::CutShort("an empty spare".to_string()));
     }
-    if head[..got].iter().all(|&byte| byte == 0) {
+    if holds_no_message(&head[..got]) {
         let len = file
             .metadata()
             .map_err(|error| SpoolError::io("inspect", path, error))?
@@ -212,7 +228,8 @@ pub(super) fn check_complete(
         return Ok(Contents::Message);
     }
     let parts = match read_header_and_envelope(file, path) {
-        Ok(parts) => parts,
+        Ok(Some(parts)) => parts,
+        Ok(None) => return Ok(Contents::CutShort("no header".to_string())),
         Err(SpoolError::Corrupt { reason, .. }) => return Ok(Contents::CutShort(reason)),
         Err(error) => return Err(error),
     };
@@ -250,31 +267,24 @@ pub(super) fn write_in_place(
     data: &mut dyn Read,
 ) -> Result<u64, SpoolError> {
     let write_error = |error| SpoolError::io("write", path, error);
-    let mut checksum = crc32fast::Hasher::new();
-    checksum.update(envelope_json);
-    let mut offset = HEADER_BYTES as u64;
-    file.write_all_at(envelope_json, offset)
-        .map_err(write_error)?;
-    offset += envelope_json.len() as u64;
-    let data_start = offset;
-    let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        let got = match data.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(got) => got,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(write_error(error)),
-        };
-        checksum.update(&buffer[..got]);
-        file.write_all_at(&buffer[..got], offset)
-            .map_err(write_error)?;
-        offset += got as u64;
-    }
-    let data_len = offset - data_start;
+    // Buffered, so that envelope and a small message go out in one pwrite.
+    let mut out = BufWriter::with_capacity(
+        64 * 1024,
+        ChecksummedAt {
+            file,
+            offset: HEADER_BYTES as u64,
+            checksum: crc32fast::Hasher::new(),
+        },
+    );
+    out.write_all(envelope_json).map_err(write_error)?;
+    let data_len = io::copy(data, &mut out).map_err(write_error)?;
+    let written = out
+        .into_inner()
+        .map_err(|error| write_error(error.into_error()))?;
     let mut header = format!(
         "{MAGIC_IN_PLACE}{} {data_len} {:08x}",
         envelope_json.len(),
-        checksum.finalize()
+        written.checksum.finalize()
     )
     .into_bytes();
     header.resize(HEADER_BYTES - 1, b' ');
@@ -283,6 +293,27 @@ pub(super) fn write_in_place(
     file.sync_data()
         .map_err(|error| SpoolError::io("fsync", path, error))?;
     Ok(data_len)
+}
+
+/// Writes at increasing offsets of a file from a given one, and checksums
+/// what it writes: the body of a version 2 file, whose header goes in last.
+struct ChecksummedAt<'a> {
+    file: &'a File,
+    offset: u64,
+    checksum: crc32fast::Hasher,
+}
+
+impl Write for ChecksummedAt<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.file.write_all_at(bytes, self.offset)?;
+        self.checksum.update(bytes);
+        self.offset += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 fn read_at_most(file: &File, buffer: &mut [u8], offset: u64) -> io::Result<usize> {

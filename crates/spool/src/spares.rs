@@ -107,7 +107,8 @@ impl SparePool {
         state.ready.make_contiguous().sort();
     }
 
-    /// How many spares are ready (for tests and the start-up log).
+    /// How many spares are ready.
+    #[cfg(test)]
     pub(super) fn ready(&self) -> usize {
         self.lock().ready.len()
     }
