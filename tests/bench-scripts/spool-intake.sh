@@ -15,7 +15,7 @@ truncate -s 2G "$HERE/img" && mkfs.ext4 -q -F "$HERE/img" && mount -o loop "$HER
 smtp-sink -u nobody 127.0.0.1:2526 256 &
 SINK=$!
 if [ -n "$TRACE" ]; then
-  strace -f -c -o "$TRACE" -e trace=fsync,fdatasync,syncfs,openat,rename,unlink "$BIN" -c "$HERE/cfg" >"$HERE/relay-out.log" 2>&1 &
+  strace -f -c -o "$TRACE" -e trace=fsync,fdatasync,syncfs,openat,rename,unlink,pread64,pwrite64,write "$BIN" -c "$HERE/cfg" >"$HERE/relay-out.log" 2>&1 &
 else
   "$BIN" -c "$HERE/cfg" >"$HERE/relay-out.log" 2>&1 &
 fi
