@@ -302,51 +302,46 @@ pub async fn attempt_group(
         }
         let session = match reused_end {
             Some(end) => end,
-            None => match open_session(&candidate, use_tls, &mut contact).await {
-                Ok(client) => {
-                    if let Some(mx_tls) = &mx_tls {
-                        mx_tls.note_session(job.id.as_str(), &candidate.host, &client);
+            None => {
+                let opened = open_session(&candidate, use_tls, &mut contact).await;
+                record_tls(
+                    ctx,
+                    contact.tls_policy,
+                    mx_tls.as_ref(),
+                    &domain,
+                    &candidate,
+                    opened.as_ref().map(SmtpClient::is_tls),
+                );
+                match opened {
+                    Ok(client) => {
+                        if let Some(mx_tls) = &mx_tls {
+                            mx_tls.note_session(job.id.as_str(), &candidate.host, &client);
+                        }
+                        let session = Session {
+                            client,
+                            opened: tokio::time::Instant::now(),
+                            reused: false,
+                        };
+                        let keep = keep_sessions.then_some(&key);
+                        transaction(ctx, job, group, session, (&candidate.host, keep)).await
                     }
-                    record_tls(
-                        ctx,
-                        contact.tls_policy,
-                        mx_tls.as_ref(),
-                        &domain,
-                        &candidate,
-                        Ok(client.is_tls()),
-                    );
-                    let session = Session {
-                        client,
-                        opened: tokio::time::Instant::now(),
-                        reused: false,
-                    };
-                    let keep = keep_sessions.then_some(&key);
-                    transaction(ctx, job, group, session, (&candidate.host, keep)).await
+                    Err(error) => {
+                        if let ClientErrorKind::AuthNotOffered { .. } = error.kind() {
+                            warn!(
+                                queue_id = %job.id,
+                                domain = %domain,
+                                mx = %candidate.host,
+                                route = origin.as_deref().unwrap_or("-"),
+                                "AUTH is configured but the server offers no usable mechanism; not delivering without AUTH: {error}"
+                            );
+                        }
+                        if is_tls_failure(&error) {
+                            hosts.tls_failed(&candidate);
+                        }
+                        SessionEnd::NextHost(error)
+                    }
                 }
-                Err(error) => {
-                    record_tls(
-                        ctx,
-                        contact.tls_policy,
-                        mx_tls.as_ref(),
-                        &domain,
-                        &candidate,
-                        Err(&error),
-                    );
-                    if let ClientErrorKind::AuthNotOffered { .. } = error.kind() {
-                        warn!(
-                            queue_id = %job.id,
-                            domain = %domain,
-                            mx = %candidate.host,
-                            route = origin.as_deref().unwrap_or("-"),
-                            "AUTH is configured but the server offers no usable mechanism; not delivering without AUTH: {error}"
-                        );
-                    }
-                    if is_tls_failure(&error) {
-                        hosts.tls_failed(&candidate);
-                    }
-                    SessionEnd::NextHost(error)
-                }
-            },
+            }
         };
         match session {
             SessionEnd::Done {
