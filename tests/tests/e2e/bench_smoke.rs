@@ -88,53 +88,92 @@ fn assert_sane_phase(phase: &Value) {
 /// Every correctness check of the report held (the performance targets are
 /// for BENCHMARKS.md, not for this test).
 fn assert_checks_met(report: &Value, names: &[&str]) {
-    let checks = report["checks"].as_array().expect("checks");
     for name in names {
-        let check = checks
-            .iter()
-            .find(|c| c["target"].as_str().is_some_and(|t| t.starts_with(name)))
-            .unwrap_or_else(|| panic!("no check {name:?} in {report}"));
+        let check = check(report, name);
         assert_eq!(check["met"], true, "{check}");
     }
 }
 
-#[test]
-fn relay_in_scenario_runs_for_about_a_second() {
-    let dir = tempfile::tempdir().unwrap();
-    let report = bench(
-        &[
-            "relay-in",
-            "--concurrency",
-            "4",
-            "--messages",
-            "1000000",
-            "--duration",
-            "0.5",
-        ],
-        dir.path(),
-    );
+/// The report's check whose target starts with `name`.
+fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["target"].as_str().is_some_and(|t| t.starts_with(name)))
+        .unwrap_or_else(|| panic!("no check {name:?} in {report}"))
+}
+
+/// The value of the report's fact whose name starts with `name`.
+fn fact(report: &Value, name: &str) -> f64 {
+    report["facts"]
+        .as_array()
+        .expect("facts")
+        .iter()
+        .find(|f| f["name"].as_str().is_some_and(|n| n.starts_with(name)))
+        .map(|f| number(&f["value"], name))
+        .unwrap_or_else(|| panic!("no fact {name:?} in {report}"))
+}
+
+/// The report's phases, after checking there are `count` of them (`what`
+/// says which, for the failure message).
+fn phases<'a>(report: &'a Value, count: usize, what: &str) -> &'a [Value] {
     let phases = report["phases"].as_array().expect("phases");
-    assert_eq!(phases.len(), 2, "sink alone, then relay-in: {report}");
-    assert_eq!(phases[0]["target"], "sink alone");
+    assert_eq!(phases.len(), count, "{what}: {report}");
+    phases
+}
+
+/// `phases`, each of which must also be a sane load phase.
+fn sane_phases<'a>(report: &'a Value, count: usize, what: &str) -> &'a [Value] {
+    let phases = phases(report, count, what);
     for phase in phases {
         assert_sane_phase(phase);
     }
+    phases
+}
+
+/// A relay-in run: the sink alone, then relay-in, both sane, and every
+/// correctness check met. Returns the two phases.
+fn assert_relay_in_run(report: &Value) -> &[Value] {
+    let phases = sane_phases(report, 2, "sink alone, then relay-in");
+    assert_eq!(phases[0]["target"], "sink alone");
     assert_checks_met(
-        &report,
+        report,
         &[
             "every message relay-in accepted reached the sink",
             "no errors",
         ],
     );
-    let ratio = report["facts"]
-        .as_array()
-        .and_then(|facts| {
-            facts
-                .iter()
-                .find(|f| f["name"] == "relay-in rate / sink-alone rate")
-        })
-        .expect("ratio fact");
-    assert!(number(&ratio["value"], "ratio") > 0.0);
+    phases
+}
+
+/// The report's Markdown table holds every one of `rows`.
+fn assert_table_has(report: &Value, rows: &[&str]) {
+    let table = report["table"].as_str().expect("table");
+    for row in rows {
+        assert!(table.contains(row), "no {row:?} in:\n{table}");
+    }
+}
+
+/// `bench` in a fresh scratch directory, removed once the report is read.
+fn bench_in_tempdir(args: &[&str]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    bench(args, dir.path())
+}
+
+#[test]
+fn relay_in_scenario_runs_for_about_a_second() {
+    let report = bench_in_tempdir(&[
+        "relay-in",
+        "--concurrency",
+        "4",
+        "--messages",
+        "1000000",
+        "--duration",
+        "0.5",
+    ]);
+    assert_relay_in_run(&report);
+    assert!(fact(&report, "relay-in rate / sink-alone rate") > 0.0);
     assert!(
         report["command"]
             .as_str()
@@ -145,80 +184,46 @@ fn relay_in_scenario_runs_for_about_a_second() {
 
 #[test]
 fn relay_out_delivery_scenario_fills_and_drains_the_queue() {
-    let dir = tempfile::tempdir().unwrap();
-    let report = bench(
-        &[
-            "relay-out-delivery",
-            "--concurrency",
-            "4",
-            "--messages",
-            "40",
-        ],
-        dir.path(),
-    );
-    let phases = report["phases"].as_array().expect("phases");
-    assert_eq!(phases.len(), 2, "intake, then delivery: {report}");
-    for phase in phases {
-        assert_sane_phase(phase);
-    }
+    let report = bench_in_tempdir(&[
+        "relay-out-delivery",
+        "--concurrency",
+        "4",
+        "--messages",
+        "40",
+    ]);
+    let phases = sane_phases(&report, 2, "intake, then delivery");
     assert_eq!(phases[0]["delivered"], 40);
     assert_checks_met(&report, &["the whole queue was delivered and removed"]);
 }
 
 #[test]
 fn idle_scenario_holds_connections_and_serves_a_new_client() {
-    let dir = tempfile::tempdir().unwrap();
-    let report = bench(
-        &["idle", "--connections", "200", "--per-address", "50"],
-        dir.path(),
-    );
+    let report = bench_in_tempdir(&["idle", "--connections", "200", "--per-address", "50"]);
     assert_checks_met(&report, &["all 200 connections open"]);
-    let facts = report["facts"].as_array().expect("facts");
-    let fact = |name: &str| {
-        facts
-            .iter()
-            .find(|f| f["name"].as_str().is_some_and(|n| n.starts_with(name)))
-            .map(|f| number(&f["value"], name))
-            .unwrap_or_else(|| panic!("no fact {name:?}"))
-    };
-    assert_eq!(fact("idle connections held"), 200.0);
-    assert!(fact("relay-in RSS with the idle connections") > 0.0);
-    assert!(fact("new client: connect to message accepted") > 0.0);
+    assert_eq!(fact(&report, "idle connections held"), 200.0);
+    assert!(fact(&report, "relay-in RSS with the idle connections") > 0.0);
+    assert!(fact(&report, "new client: connect to message accepted") > 0.0);
 }
 
 #[test]
 fn relay_in_under_smtp_source_counts_every_message_at_smtp_sink() {
-    let dir = tempfile::tempdir().unwrap();
-    let report = bench(
-        &[
-            "relay-in",
-            "--load",
-            "smtp-source",
-            "--sink",
-            "smtp-sink",
-            "--per-connection",
-            "1",
-            "--concurrency",
-            "4",
-            "--messages",
-            "40",
-        ],
-        dir.path(),
-    );
-    let phases = report["phases"].as_array().expect("phases");
-    assert_eq!(phases.len(), 2, "sink alone, then relay-in: {report}");
-    for phase in phases {
-        assert_sane_phase(phase);
+    let report = bench_in_tempdir(&[
+        "relay-in",
+        "--load",
+        "smtp-source",
+        "--sink",
+        "smtp-sink",
+        "--per-connection",
+        "1",
+        "--concurrency",
+        "4",
+        "--messages",
+        "40",
+    ]);
+    for phase in assert_relay_in_run(&report) {
         assert_eq!(phase["delivered"], 40, "{phase}");
         assert!(phase["latency"].is_null(), "smtp-source measures none");
     }
-    assert_checks_met(
-        &report,
-        &[
-            "every message relay-in accepted reached the sink",
-            "no errors",
-        ],
-    );
 }
 
 /// The headline as a real sender meets relay-in: the shipped `config-in/`,
@@ -235,14 +240,8 @@ fn headline_scenario_measures_every_row_and_makes_the_table() {
         dir.path(),
     );
     assert!(!succeeded, "the 100-session row is refused:\n{printed}");
-    let phases = report["phases"].as_array().expect("phases");
-    assert_eq!(
-        phases.len(),
-        10,
-        "5 rows, sink alone and relay-in: {report}"
-    );
     let refused_row = "relay-in, 100 sessions";
-    for phase in phases {
+    for phase in phases(&report, 10, "5 rows, sink alone and relay-in") {
         let target = phase["target"].as_str().unwrap_or("?");
         if target.starts_with(refused_row) {
             let errors = phase["errors"].to_string();
@@ -255,57 +254,45 @@ fn headline_scenario_measures_every_row_and_makes_the_table() {
             assert_sane_phase(phase);
         }
     }
-    let checks = report["checks"].as_array().expect("checks");
-    let lost = checks
-        .iter()
-        .find(|c| {
-            c["target"]
-                .as_str()
-                .is_some_and(|t| t.starts_with("no message refused or lost"))
-        })
-        .expect("the refused-or-lost check");
+    let lost = check(&report, "no message refused or lost");
     assert_eq!(lost["met"], false, "{lost}");
     let said = lost.to_string();
     assert!(said.contains(refused_row), "{lost}");
     for other in ["relay-in, 1 session", "relay-in, 20 sessions"] {
         assert!(!said.contains(other), "{other} lost mail: {lost}");
     }
-    let table = report["table"].as_str().expect("table");
-    assert!(
-        table.contains("| 20 sessions, connections kept (`-d`) |")
-            && table.contains("| 100 sessions, a connection per message |"),
-        "{table}"
+    assert_table_has(
+        &report,
+        &[
+            "| 20 sessions, connections kept (`-d`) |",
+            "| 100 sessions, a connection per message |",
+        ],
     );
 }
 
 #[test]
 fn relay_out_compare_runs_relay_out_and_postfix_to_the_sink_and_drains() {
-    let dir = tempfile::tempdir().unwrap();
-    let report = bench(
-        &[
-            "relay-out-compare",
-            "--relays",
-            "relay-out,postfix",
-            "--messages",
-            "20",
-            "--backlog",
-            "30",
-        ],
-        dir.path(),
-    );
-    let phases = report["phases"].as_array().expect("phases");
-    assert_eq!(phases.len(), 8, "4 loads × 2 relays: {report}");
-    for phase in phases {
+    let report = bench_in_tempdir(&[
+        "relay-out-compare",
+        "--relays",
+        "relay-out,postfix",
+        "--messages",
+        "20",
+        "--backlog",
+        "30",
+    ]);
+    for phase in phases(&report, 8, "4 loads × 2 relays") {
         assert!(
             number(&phase["messages_per_second"], "rate") > 0.0,
             "{phase}"
         );
     }
     assert_checks_met(&report, &["no message refused or lost"]);
-    let table = report["table"].as_str().expect("table");
-    assert!(
-        table.contains("| load | relay-out | Postfix |")
-            && table.contains("30 queued while the MX is down"),
-        "{table}"
+    assert_table_has(
+        &report,
+        &[
+            "| load | relay-out | Postfix |",
+            "30 queued while the MX is down",
+        ],
     );
 }
