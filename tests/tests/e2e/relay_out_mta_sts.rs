@@ -121,28 +121,66 @@ fn attempt_lines(log: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Some dest.test delivery attempt line of `log` contains every one of `parts`.
+fn attempt_logged(log: &str, parts: &[&str]) -> bool {
+    attempt_lines(log)
+        .iter()
+        .any(|l| parts.iter().all(|part| l.contains(part)))
+}
+
+/// The STARTTLS MX mx1.dest.test on 127.0.0.2, on the port of a farm that
+/// only reserves it (its own server is on 127.0.0.9).
+async fn starttls_mx() -> anyhow::Result<(MxFarm, StartTlsMx)> {
+    let farm = MxFarm::start(9, Behaviour::default()).await?;
+    let mx = StartTlsMx::start_on(host(2, farm.port), "mx1.dest.test", false).await?;
+    Ok((farm, mx))
+}
+
+/// mx1.dest.test as the farm's server on 127.0.0.2 (no STARTTLS), and the
+/// policy host serving `serve` (its CA trusted or not).
+async fn clear_text_mx(serve: Serve, trust_policy_host: bool) -> anyhow::Result<(MxFarm, Setup)> {
+    let farm = MxFarm::start(2, Behaviour::default()).await?;
+    let ca = TestCa::new("unused MX CA")?;
+    let setup = setup_trusting(serve, &ca.cert_pem, trust_policy_host)?;
+    Ok((farm, setup))
+}
+
+/// Submits a message to `rcpt` (at dest.test), waits (bounded) until `delivered`
+/// holds and relay-out logs the delivery; returns relay-out's log.
+async fn submit_until_delivered(
+    out: &Outbound,
+    rcpt: &str,
+    subject: &str,
+    delivered: impl Fn() -> bool,
+) -> anyhow::Result<String> {
+    let data = format!("Subject: {subject}\n\nhi\n");
+    out.submit("a@origin.test", &[rcpt], &data).await?;
+    wait_until(WAIT, "delivery", delivered).await?;
+    out.wait_for_log("result=delivered", WAIT).await?;
+    Ok(out.log())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enforce_delivers_over_verified_tls_to_a_listed_mx_and_survives_a_restart()
 -> anyhow::Result<()> {
-    let farm = MxFarm::start(9, Behaviour::default()).await?;
-    let mx = StartTlsMx::start_on(host(2, farm.port), "mx1.dest.test", false).await?;
+    let (farm, mx) = starttls_mx().await?;
     let mut setup = setup(
         Serve::Policy(policy("enforce", "mx1.dest.test")),
         &mx.ca_pem,
     )?;
     let mut out = Outbound::start(zone(), farm.port, setup.options.clone()).await?;
-    out.submit("a@origin.test", &["u@dest.test"], "Subject: sts\n\nhi\n")
-        .await?;
-    wait_until(WAIT, "delivery", || mx.accepted().len() == 1).await?;
+    let log =
+        submit_until_delivered(&out, "u@dest.test", "sts", || mx.accepted().len() == 1).await?;
     assert!(mx.accepted()[0].tls);
-    out.wait_for_log("result=delivered", WAIT).await?;
-    let log = out.log();
     assert!(
-        attempt_lines(&log)
-            .iter()
-            .any(|l| l.contains("tls_policy=mta-sts")
-                && l.contains("tls_policy_source=mta-sts")
-                && l.contains("result=delivered")),
+        attempt_logged(
+            &log,
+            &[
+                "tls_policy=mta-sts",
+                "tls_policy_source=mta-sts",
+                "result=delivered"
+            ]
+        ),
         "{log}"
     );
     assert!(log.contains("MTA-STS policy fetched"), "{log}");
@@ -157,15 +195,10 @@ async fn enforce_delivers_over_verified_tls_to_a_listed_mx_and_survives_a_restar
     setup.server.stop();
     out.relay.stop(WAIT)?;
     out.restart()?;
-    out.submit("a@origin.test", &["v@dest.test"], "Subject: cached\n\nhi\n")
-        .await?;
-    wait_until(WAIT, "second delivery", || mx.accepted().len() == 2).await?;
-    out.wait_for_log("result=delivered", WAIT).await?;
-    let log = out.log();
+    let log =
+        submit_until_delivered(&out, "v@dest.test", "cached", || mx.accepted().len() == 2).await?;
     assert!(
-        attempt_lines(&log)
-            .iter()
-            .any(|l| l.contains("tls_policy=mta-sts") && l.contains("result=delivered")),
+        attempt_logged(&log, &["tls_policy=mta-sts", "result=delivered"]),
         "{log}"
     );
     assert!(!log.contains("MTA-STS policy fetch"), "{log}");
@@ -174,8 +207,7 @@ async fn enforce_delivers_over_verified_tls_to_a_listed_mx_and_survives_a_restar
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enforce_defers_when_the_mx_is_not_in_the_policy() -> anyhow::Result<()> {
-    let farm = MxFarm::start(9, Behaviour::default()).await?;
-    let mx = StartTlsMx::start_on(host(2, farm.port), "mx1.dest.test", false).await?;
+    let (farm, mx) = starttls_mx().await?;
     let setup = setup(
         Serve::Policy(policy("enforce", "*.mail.dest.test")),
         &mx.ca_pem,
@@ -211,12 +243,8 @@ async fn enforce_defers_when_the_mx_is_not_in_the_policy() -> anyhow::Result<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enforce_never_falls_back_to_clear_text() -> anyhow::Result<()> {
     // mx1.dest.test is the farm's server on 127.0.0.2: no STARTTLS.
-    let farm = MxFarm::start(2, Behaviour::default()).await?;
-    let ca = TestCa::new("unused MX CA")?;
-    let setup = setup(
-        Serve::Policy(policy("enforce", "mx1.dest.test")),
-        &ca.cert_pem,
-    )?;
+    let (farm, setup) =
+        clear_text_mx(Serve::Policy(policy("enforce", "mx1.dest.test")), true).await?;
     let (options, metrics) = with_metrics(&setup.options);
     let out = Outbound::start(zone(), farm.port, options).await?;
     let dir = out.config_dir().display().to_string();
@@ -257,28 +285,22 @@ async fn enforce_never_falls_back_to_clear_text() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn testing_delivers_and_logs_what_enforce_would_refuse() -> anyhow::Result<()> {
     // The MX is not in the policy and has no STARTTLS: both would fail.
-    let farm = MxFarm::start(2, Behaviour::default()).await?;
-    let ca = TestCa::new("unused MX CA")?;
-    let setup = setup(
-        Serve::Policy(policy("testing", "mx9.dest.test")),
-        &ca.cert_pem,
-    )?;
+    let (farm, setup) =
+        clear_text_mx(Serve::Policy(policy("testing", "mx9.dest.test")), true).await?;
     let out = Outbound::start(zone(), farm.port, setup.options.clone()).await?;
-    out.submit(
-        "a@origin.test",
-        &["u@dest.test"],
-        "Subject: testing\n\nhi\n",
-    )
+    let log = submit_until_delivered(&out, "u@dest.test", "testing", || {
+        farm.get(2).accepted().len() == 1
+    })
     .await?;
-    wait_until(WAIT, "delivery", || farm.get(2).accepted().len() == 1).await?;
-    out.wait_for_log("result=delivered", WAIT).await?;
-    let log = out.log();
     assert!(
-        attempt_lines(&log)
-            .iter()
-            .any(|l| l.contains("tls_policy=may")
-                && l.contains("tls_policy_source=mta-sts-testing")
-                && l.contains("result=delivered")),
+        attempt_logged(
+            &log,
+            &[
+                "tls_policy=may",
+                "tls_policy_source=mta-sts-testing",
+                "result=delivered"
+            ]
+        ),
         "{log}"
     );
     assert!(
@@ -305,19 +327,12 @@ async fn fetch_fails_and_no_policy_applies(
     trust_policy_host: bool,
     expected: &[&str],
 ) -> anyhow::Result<Setup> {
-    let farm = MxFarm::start(2, Behaviour::default()).await?;
-    let ca = TestCa::new("MX CA")?;
-    let setup = setup_trusting(serve, &ca.cert_pem, trust_policy_host)?;
+    let (farm, setup) = clear_text_mx(serve, trust_policy_host).await?;
     let out = Outbound::start(zone(), farm.port, setup.options.clone()).await?;
-    out.submit(
-        "a@origin.test",
-        &["u@dest.test"],
-        "Subject: no policy\n\nhi\n",
-    )
+    let log = submit_until_delivered(&out, "u@dest.test", "no policy", || {
+        farm.get(2).accepted().len() == 1
+    })
     .await?;
-    wait_until(WAIT, "delivery", || farm.get(2).accepted().len() == 1).await?;
-    out.wait_for_log("result=delivered", WAIT).await?;
-    let log = out.log();
     assert!(
         log.lines()
             .any(|l| l.contains("MTA-STS policy fetch failed")
@@ -325,9 +340,7 @@ async fn fetch_fails_and_no_policy_applies(
         "{expected:?} in {log}"
     );
     assert!(
-        attempt_lines(&log)
-            .iter()
-            .any(|l| l.contains("tls_policy_source=enable_tls") && l.contains("result=delivered")),
+        attempt_logged(&log, &["tls_policy_source=enable_tls", "result=delivered"]),
         "{log}"
     );
     // The failed fetch is counted for the domain's TLS-RPT report as an
@@ -397,17 +410,13 @@ async fn a_policy_over_64_kib_is_refused() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn testing_logs_a_certificate_that_enforce_would_refuse() -> anyhow::Result<()> {
-    let farm = MxFarm::start(9, Behaviour::default()).await?;
-    let mx = StartTlsMx::start_on(host(2, farm.port), "mx1.dest.test", false).await?;
+    let (farm, mx) = starttls_mx().await?;
     // The MX's CA is not among the trusted ones.
     let setup = setup(Serve::Policy(policy("testing", "mx1.dest.test")), "")?;
     let out = Outbound::start(zone(), farm.port, setup.options.clone()).await?;
-    out.submit("a@origin.test", &["u@dest.test"], "Subject: cert\n\nhi\n")
-        .await?;
-    wait_until(WAIT, "delivery", || mx.accepted().len() == 1).await?;
+    let log =
+        submit_until_delivered(&out, "u@dest.test", "cert", || mx.accepted().len() == 1).await?;
     assert!(mx.accepted()[0].tls);
-    out.wait_for_log("result=delivered", WAIT).await?;
-    let log = out.log();
     assert!(
         log.lines().any(|l| l.contains(
             "MTA-STS testing policy: mx1.dest.test has a certificate enforce would refuse"

@@ -19,7 +19,7 @@ use postern_tests::outbound::{
 };
 use postern_tests::postfix::swaks;
 use postern_tests::smtp::{ClientReply, SmtpClient};
-use postern_tests::tls_mx::{StartTlsMx, TlsMxOptions};
+use postern_tests::tls_mx::{StartTlsMx, TlsAccepted, TlsMxOptions};
 
 const WAIT: Duration = Duration::from_secs(15);
 /// A line of the original body, which a returned REQUIRETLS message must not carry.
@@ -33,8 +33,42 @@ fn zone() -> TestZone {
         .a("mx.origin.test", ip(5))
 }
 
-/// relay-out with a listener certificate (from `ca`, kept in `keep`) and
-/// tls_policy.ini `policy` (with the MX's CA as `ca_file` when given).
+/// tls_policy.ini that makes dest.test `verify` against the MX's CA in `mx-ca.pem`.
+const VERIFY: &str = "ca_file=mx-ca.pem\n[dest.test]\npolicy=verify\n";
+
+/// What every test starts from: the CA of relay-out's listener certificate
+/// (clients verify against it), the directory keeping that certificate, and
+/// the farm whose port every MX shares.
+struct Fixture {
+    ca: TestCa,
+    keep: tempfile::TempDir,
+    farm: MxFarm,
+}
+
+/// A [`Fixture`] whose farm has its first server on 127.0.0.`farm_ip`.
+async fn fixture(farm_ip: u8) -> anyhow::Result<Fixture> {
+    Ok(Fixture {
+        ca: TestCa::new("Postern relay-out CA")?,
+        keep: tempfile::tempdir()?,
+        farm: MxFarm::start(farm_ip, Behaviour::default()).await?,
+    })
+}
+
+impl Fixture {
+    /// relay-out with a listener certificate and tls_policy.ini `policy`
+    /// (with the MX's CA as `mx-ca.pem` when given).
+    async fn relay(
+        &self,
+        policy: &str,
+        mx_ca: Option<&str>,
+        metrics_port: Option<u16>,
+    ) -> anyhow::Result<Outbound> {
+        let options = options(&self.ca, &self.keep, policy, mx_ca, metrics_port)?;
+        Outbound::start(zone(), self.farm.port, options).await
+    }
+}
+
+/// The options behind [`Fixture::relay`].
 fn options(
     ca: &TestCa,
     keep: &tempfile::TempDir,
@@ -93,8 +127,41 @@ async fn submit_requiretls(out: &Outbound, ca: &TestCa) -> anyhow::Result<Client
     Ok(reply)
 }
 
+/// swaks against `out`'s listener with `args` (and a 10 s timeout), off the
+/// async runtime.
+async fn swaks_to(out: &Outbound, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    let port = out.addr.port().to_string();
+    let mut full = vec![
+        "--server".to_owned(),
+        "127.0.0.1".to_owned(),
+        "--port".to_owned(),
+        port,
+    ];
+    full.extend(args.iter().map(|arg| (*arg).to_owned()));
+    full.extend(["--timeout".to_owned(), "10".to_owned()]);
+    tokio::task::spawn_blocking(move || swaks(full)).await?
+}
+
+/// Waits (bounded) for `mx`'s one delivery and returns it.
+async fn delivered_to(mx: &StartTlsMx) -> anyhow::Result<TlsAccepted> {
+    wait_until(WAIT, "delivery to mx1.dest.test", || {
+        mx.accepted().len() == 1
+    })
+    .await?;
+    Ok(mx.accepted().remove(0))
+}
+
 /// Checks what RFC 8689 §5 asks of the notice returning the message (its
-/// data); returns its per-recipient status and diagnostic.
+/// data): headers only, failed with `status` and a diagnostic naming REQUIRETLS.
+fn assert_returned(data: &[u8], status: &str) -> anyhow::Result<()> {
+    let (returned, diagnostic) = returned_status(data)?;
+    assert_eq!(returned, status);
+    assert!(diagnostic.contains("REQUIRETLS"), "{diagnostic}");
+    Ok(())
+}
+
+/// The notice's per-recipient status and diagnostic, after the checks
+/// every returned REQUIRETLS message must pass.
 fn returned_status(data: &[u8]) -> anyhow::Result<(String, String)> {
     let text = String::from_utf8_lossy(data).into_owned();
     assert!(text.contains("Subject: confidential"), "{text}");
@@ -114,29 +181,15 @@ fn returned_status(data: &[u8]) -> anyhow::Result<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requiretls_is_offered_after_starttls_only_and_refused_in_clear_text() -> anyhow::Result<()>
 {
-    let ca = TestCa::new("Postern relay-out CA")?;
-    let keep = tempfile::tempdir()?;
-    let farm = MxFarm::start(5, Behaviour::default()).await?;
-    let out = Outbound::start(zone(), farm.port, options(&ca, &keep, "", None, None)?).await?;
+    let fx = fixture(5).await?;
+    let out = fx.relay("", None, None).await?;
 
     // swaks: the EHLO reply before STARTTLS has no REQUIRETLS, the one after has.
-    let port = out.addr.port().to_string();
-    let output = tokio::task::spawn_blocking(move || {
-        swaks([
-            "--server",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--tls",
-            "--quit-after",
-            "HELO",
-            "--helo",
-            "client.test",
-            "--timeout",
-            "10",
-        ])
-    })
-    .await??;
+    let output = swaks_to(
+        &out,
+        &["--tls", "--quit-after", "HELO", "--helo", "client.test"],
+    )
+    .await?;
     let transcript = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "{transcript}");
     let (before, after) = transcript
@@ -167,10 +220,9 @@ async fn requiretls_is_offered_after_starttls_only_and_refused_in_clear_text() -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requiretls_without_an_authenticating_policy_is_returned_with_5_7_10() -> anyhow::Result<()>
 {
-    let ca = TestCa::new("Postern relay-out CA")?;
-    let keep = tempfile::tempdir()?;
     // The farm only reserves the port; both MXs offer REQUIRETLS.
-    let farm = MxFarm::start(9, Behaviour::default()).await?;
+    let fx = fixture(9).await?;
+    let farm = &fx.farm;
     let offering = TlsMxOptions {
         requiretls: true,
         ..TlsMxOptions::default()
@@ -179,13 +231,8 @@ async fn requiretls_without_an_authenticating_policy_is_returned_with_5_7_10() -
     let origin = StartTlsMx::start_with(host(5, farm.port), "mx.origin.test", offering).await?;
     // No tls_policy.ini entry: dest.test gets the default, `may`.
     let metrics_port = postern_tests::process::free_port();
-    let out = Outbound::start(
-        zone(),
-        farm.port,
-        options(&ca, &keep, "", None, Some(metrics_port))?,
-    )
-    .await?;
-    let id = queue_id(&submit_requiretls(&out, &ca).await?)?;
+    let out = fx.relay("", None, Some(metrics_port)).await?;
+    let id = queue_id(&submit_requiretls(&out, &fx.ca).await?)?;
     wait_until(WAIT, "the notice to a@origin.test", || {
         origin.accepted().len() == 1
     })
@@ -193,9 +240,7 @@ async fn requiretls_without_an_authenticating_policy_is_returned_with_5_7_10() -
     let notice = &origin.accepted()[0];
     // The notice asks for REQUIRETLS too, where the next hop offers it.
     assert_eq!(notice.mail_from, "MAIL FROM:<> REQUIRETLS");
-    let (status, diagnostic) = returned_status(&notice.data)?;
-    assert_eq!(status, "5.7.10");
-    assert!(diagnostic.contains("REQUIRETLS"), "{diagnostic}");
+    assert_returned(&notice.data, "5.7.10")?;
     assert!(mx.accepted().is_empty(), "never sent under `may`");
     out.wait_for_log(&format!("queue_id={id}"), WAIT).await?;
     let log = out.log();
@@ -219,11 +264,9 @@ async fn requiretls_without_an_authenticating_policy_is_returned_with_5_7_10() -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requiretls_under_verify_reaches_an_mx_offering_it_with_requiretls_on_mail_from()
 -> anyhow::Result<()> {
-    let ca = TestCa::new("Postern relay-out CA")?;
-    let keep = tempfile::tempdir()?;
-    let farm = MxFarm::start(5, Behaviour::default()).await?;
+    let fx = fixture(5).await?;
     let mx = StartTlsMx::start_with(
-        host(2, farm.port),
+        host(2, fx.farm.port),
         "mx1.dest.test",
         TlsMxOptions {
             requiretls: true,
@@ -231,13 +274,7 @@ async fn requiretls_under_verify_reaches_an_mx_offering_it_with_requiretls_on_ma
         },
     )
     .await?;
-    let policy = "ca_file=mx-ca.pem\n[dest.test]\npolicy=verify\n";
-    let out = Outbound::start(
-        zone(),
-        farm.port,
-        options(&ca, &keep, policy, Some(&mx.ca_pem), None)?,
-    )
-    .await?;
+    let out = fx.relay(VERIFY, Some(&mx.ca_pem), None).await?;
     // --check shows the TLS policy settings REQUIRETLS depends on.
     let dir = out.config_dir().display().to_string();
     let (code, check) = postern_tests::process::run("relay-out", &["-c", &dir, "--check"])?;
@@ -249,12 +286,8 @@ async fn requiretls_under_verify_reaches_an_mx_offering_it_with_requiretls_on_ma
     ] {
         assert!(check.contains(line), "{line}\nnot in:\n{check}");
     }
-    submit_requiretls(&out, &ca).await?;
-    wait_until(WAIT, "delivery to mx1.dest.test", || {
-        mx.accepted().len() == 1
-    })
-    .await?;
-    let accepted = &mx.accepted()[0];
+    submit_requiretls(&out, &fx.ca).await?;
+    let accepted = delivered_to(&mx).await?;
     assert!(accepted.tls);
     assert!(
         accepted.mail_from.ends_with(" REQUIRETLS"),
@@ -262,25 +295,18 @@ async fn requiretls_under_verify_reaches_an_mx_offering_it_with_requiretls_on_ma
         accepted.mail_from
     );
     out.wait_for_log("result=delivered", WAIT).await?;
-    assert!(farm.get(5).accepted().is_empty(), "no notice");
+    assert!(fx.farm.get(5).accepted().is_empty(), "no notice");
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requiretls_under_verify_to_an_mx_without_it_is_returned_with_5_7_30() -> anyhow::Result<()>
 {
-    let ca = TestCa::new("Postern relay-out CA")?;
-    let keep = tempfile::tempdir()?;
-    let farm = MxFarm::start(5, Behaviour::default()).await?;
+    let fx = fixture(5).await?;
+    let farm = &fx.farm;
     let mx = StartTlsMx::start_on(host(2, farm.port), "mx1.dest.test", false).await?;
-    let policy = "ca_file=mx-ca.pem\n[dest.test]\npolicy=verify\n";
-    let out = Outbound::start(
-        zone(),
-        farm.port,
-        options(&ca, &keep, policy, Some(&mx.ca_pem), None)?,
-    )
-    .await?;
-    submit_requiretls(&out, &ca).await?;
+    let out = fx.relay(VERIFY, Some(&mx.ca_pem), None).await?;
+    submit_requiretls(&out, &fx.ca).await?;
     // The notice goes out although mx.origin.test has no REQUIRETLS: a
     // null reverse-path must not get it discarded (RFC 8689 §5).
     wait_until(WAIT, "the notice to a@origin.test", || {
@@ -289,9 +315,7 @@ async fn requiretls_under_verify_to_an_mx_without_it_is_returned_with_5_7_30() -
     .await?;
     let notice = &farm.get(5).accepted()[0];
     assert_eq!(notice.mail_from, "<>");
-    let (status, diagnostic) = returned_status(&notice.data)?;
-    assert_eq!(status, "5.7.30");
-    assert!(diagnostic.contains("REQUIRETLS"), "{diagnostic}");
+    assert_returned(&notice.data, "5.7.30")?;
     assert!(
         mx.accepted().is_empty(),
         "the MX without REQUIRETLS got nothing"
@@ -301,24 +325,13 @@ async fn requiretls_under_verify_to_an_mx_without_it_is_returned_with_5_7_30() -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_required_no_is_delivered_through_a_verify_policy_that_fails() -> anyhow::Result<()> {
-    let ca = TestCa::new("Postern relay-out CA")?;
-    let keep = tempfile::tempdir()?;
-    let farm = MxFarm::start(5, Behaviour::default()).await?;
+    let fx = fixture(5).await?;
     // relay-out does not trust this MX's CA: `verify` alone would defer.
-    let mx = StartTlsMx::start_on(host(2, farm.port), "mx1.dest.test", false).await?;
-    let out = Outbound::start(
-        zone(),
-        farm.port,
-        options(&ca, &keep, "[dest.test]\npolicy=verify\n", None, None)?,
-    )
-    .await?;
-    let port = out.addr.port().to_string();
-    let output = tokio::task::spawn_blocking(move || {
-        swaks([
-            "--server",
-            "127.0.0.1",
-            "--port",
-            &port,
+    let mx = StartTlsMx::start_on(host(2, fx.farm.port), "mx1.dest.test", false).await?;
+    let out = fx.relay("[dest.test]\npolicy=verify\n", None, None).await?;
+    let output = swaks_to(
+        &out,
+        &[
             "--from",
             "a@origin.test",
             "--to",
@@ -329,21 +342,15 @@ async fn tls_required_no_is_delivered_through_a_verify_policy_that_fails() -> an
             "TLS-Required: No",
             "--body",
             "report about a TLS problem",
-            "--timeout",
-            "10",
-        ])
-    })
-    .await??;
+        ],
+    )
+    .await?;
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stdout)
     );
-    wait_until(WAIT, "delivery to mx1.dest.test", || {
-        mx.accepted().len() == 1
-    })
-    .await?;
-    let accepted = &mx.accepted()[0];
+    let accepted = delivered_to(&mx).await?;
     assert!(accepted.tls, "STARTTLS is still used when offered");
     let data = String::from_utf8_lossy(&accepted.data);
     assert!(

@@ -78,6 +78,41 @@ fn attachment(mail: &str, content_type: &str) -> anyhow::Result<(String, Vec<u8>
     Ok((headers.to_owned(), bytes))
 }
 
+/// A STARTTLS MX on 127.0.0.`last_octet` with a certificate from `ca` for `name`.
+async fn mx_issued_by(
+    last_octet: u8,
+    port: u16,
+    ca: &TestCa,
+    name: &str,
+) -> anyhow::Result<StartTlsMx> {
+    StartTlsMx::start_issued_by(host(last_octet, port), ca, name, TlsMxOptions::default()).await
+}
+
+/// relay-out's options: dest.test under `verify` against `ca`, plus `extra` files.
+fn verify_options(ca: &TestCa, extra: Vec<(String, String)>) -> OutboundOptions {
+    let mut files = vec![
+        (
+            "tls_policy.ini".to_owned(),
+            "ca_file=mx-ca.pem\n[dest.test]\npolicy=verify\n".to_owned(),
+        ),
+        ("mx-ca.pem".to_owned(), ca.cert_pem.clone()),
+    ];
+    files.extend(extra);
+    OutboundOptions {
+        outbound: "temp_fail_intervals=1h\n".into(),
+        files,
+        ..OutboundOptions::default()
+    }
+}
+
+/// A gzip'ed JSON report: its text (for messages) and its value.
+fn gunzip_report(gzipped: &[u8]) -> anyhow::Result<(String, serde_json::Value)> {
+    let mut json = String::new();
+    GzDecoder::new(gzipped).read_to_string(&mut json)?;
+    let report = serde_json::from_str(&json)?;
+    Ok((json, report))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_day_of_sessions_is_reported_to_the_rua_mailbox() -> anyhow::Result<()> {
     // The recording MX for reports.test; the farm's port is every MX's.
@@ -85,29 +120,12 @@ async fn a_day_of_sessions_is_reported_to_the_rua_mailbox() -> anyhow::Result<()
     let ca = TestCa::new("Postern TLS-RPT test CA")?;
     // mx1's certificate is for another name: certificate-host-mismatch,
     // then mx2 (a valid certificate) takes the message.
-    let _mx1 = StartTlsMx::start_issued_by(
-        host(2, farm.port),
-        &ca,
-        "wrong.test",
-        TlsMxOptions::default(),
-    )
-    .await?;
-    let mx2 = StartTlsMx::start_issued_by(
-        host(3, farm.port),
-        &ca,
-        "mx2.dest.test",
-        TlsMxOptions::default(),
-    )
-    .await?;
+    let _mx1 = mx_issued_by(2, farm.port, &ca, "wrong.test").await?;
+    let mx2 = mx_issued_by(3, farm.port, &ca, "mx2.dest.test").await?;
     let metrics_port = postern_tests::process::free_port();
-    let options = OutboundOptions {
-        outbound: "temp_fail_intervals=1h\n".into(),
-        files: vec![
-            (
-                "tls_policy.ini".to_owned(),
-                "ca_file=mx-ca.pem\n[dest.test]\npolicy=verify\n".to_owned(),
-            ),
-            ("mx-ca.pem".to_owned(), ca.cert_pem.clone()),
+    let options = verify_options(
+        &ca,
+        vec![
             (
                 "tlsrpt.ini".to_owned(),
                 "organization_name=Postern Test\ncontact_info=tls@relay-out.test\n".to_owned(),
@@ -117,8 +135,7 @@ async fn a_day_of_sessions_is_reported_to_the_rua_mailbox() -> anyhow::Result<()
                 format!("listen=127.0.0.1:{metrics_port}\n"),
             ),
         ],
-        ..OutboundOptions::default()
-    };
+    );
     let mut out = Outbound::start(zone(), farm.port, options).await?;
     out.submit("a@origin.test", &["u@dest.test"], "Subject: hi\n\nhi\n")
         .await?;
@@ -205,9 +222,7 @@ async fn a_day_of_sessions_is_reported_to_the_rua_mailbox() -> anyhow::Result<()
     let begin: i64 = fields[2].parse()?;
     let end: i64 = fields[3].parse()?;
     assert!(begin % 86_400 == 0 && begin <= end, "{file_name}");
-    let mut json = String::new();
-    GzDecoder::new(gzipped.as_slice()).read_to_string(&mut json)?;
-    let report: serde_json::Value = serde_json::from_str(&json)?;
+    let (json, report) = gunzip_report(&gzipped)?;
 
     // RFC 8460 §4's fields and the counts.
     assert_eq!(report["organization-name"], "Postern Test", "{json}");
@@ -274,13 +289,7 @@ async fn a_day_of_sessions_is_reported_to_the_rua_mailbox() -> anyhow::Result<()
 async fn a_report_is_posted_to_an_https_rua() -> anyhow::Result<()> {
     let farm = MxFarm::start(9, Behaviour::default()).await?;
     let ca = TestCa::new("Postern TLS-RPT https test CA")?;
-    let mx = StartTlsMx::start_issued_by(
-        host(2, farm.port),
-        &ca,
-        "mx1.dest.test",
-        TlsMxOptions::default(),
-    )
-    .await?;
+    let mx = mx_issued_by(2, farm.port, &ca, "mx1.dest.test").await?;
     let web = tempfile::tempdir()?;
     let web_addr = std::net::SocketAddr::new(ip(5).into(), postern_tests::process::free_port());
     let mut sink = PolicyServer::start(
@@ -301,18 +310,7 @@ async fn a_report_is_posted_to_an_https_rua() -> anyhow::Result<()> {
             ),
         )
         .a("reports.test", ip(5));
-    let options = OutboundOptions {
-        outbound: "temp_fail_intervals=1h\n".into(),
-        files: vec![
-            (
-                "tls_policy.ini".to_owned(),
-                "ca_file=mx-ca.pem\n[dest.test]\npolicy=verify\n".to_owned(),
-            ),
-            ("mx-ca.pem".to_owned(), ca.cert_pem.clone()),
-        ],
-        ..OutboundOptions::default()
-    };
-    let out = Outbound::start(zone, farm.port, options).await?;
+    let out = Outbound::start(zone, farm.port, verify_options(&ca, Vec::new())).await?;
     out.submit("a@origin.test", &["u@dest.test"], "Subject: hi\n\nhi\n")
         .await?;
     wait_until(WAIT, "delivery to mx1", || mx.accepted().len() == 1).await?;
@@ -335,9 +333,7 @@ async fn a_report_is_posted_to_an_https_rua() -> anyhow::Result<()> {
     );
     let posted = sink.posted();
     assert_eq!(posted.len(), 1, "{}", sink.log());
-    let mut json = String::new();
-    GzDecoder::new(posted[0].as_slice()).read_to_string(&mut json)?;
-    let report: serde_json::Value = serde_json::from_str(&json)?;
+    let (json, report) = gunzip_report(&posted[0])?;
     let policy = &report["policies"][0];
     assert_eq!(policy["policy"]["policy-domain"], "dest.test", "{json}");
     assert_eq!(
