@@ -7,7 +7,6 @@ use tracing::debug;
 
 use smtp_protocol::address::ReversePath;
 use smtp_protocol::reply::Reply;
-use smtp_protocol::session::HeloVerb;
 
 use super::auth::{self, ChosenMechanism};
 use super::capabilities::Capabilities;
@@ -84,7 +83,7 @@ impl SmtpClient {
             return Err(client.refusal(Step::Greeting, greeting));
         }
         let helo_name = client.config.helo_name.clone();
-        client.greet(&helo_name, HeloVerb::Ehlo).await?;
+        client.greet(&helo_name).await?;
         client.negotiate_tls(server_name).await?;
         Ok(client)
     }
@@ -128,9 +127,17 @@ impl SmtpClient {
     /// Hands the original client's identity to a Postfix backend (XCLIENT;
     /// peers-and-specs §1): only the advertised attributes, split at 512
     /// octets, NAME and ADDR last. Each command must get a `2xx` (Postfix:
-    /// `220`, a fresh greeting); then we greet again as the client, with
-    /// `ehlo_as` (its HELO name) and its verb, so that the backend records
-    /// the same HELO and protocol it would have seen.
+    /// `220`, a fresh greeting); then we greet again with `ehlo_as` (the
+    /// client's HELO name), so that the backend records the HELO it would
+    /// have seen.
+    ///
+    /// The re-greeting is always EHLO, even for a client that said HELO, as
+    /// Haraka's `smtp_forward` does: Postfix forbids pipelining in a session
+    /// greeted with HELO (`smtpd_forbid_unauth_pipelining`), and without it
+    /// every message costs three round trips to the backend (MAIL, RCPT,
+    /// DATA) instead of one. The price: Postfix's own `Received:` says
+    /// `with ESMTP` for such a client (an EHLO overrides XCLIENT's `PROTO`,
+    /// smtpd.c `ehlo_cmd`); relay-in's `Received:` still says `with SMTP`.
     pub async fn xclient(
         &mut self,
         attributes: &XclientAttributes,
@@ -161,7 +168,7 @@ impl SmtpClient {
         } else {
             ehlo_as.to_owned()
         };
-        self.greet(&ehlo_as, attributes.proto).await?;
+        self.greet(&ehlo_as).await?;
         Ok(XclientOutcome::Accepted)
     }
 
@@ -447,9 +454,9 @@ impl SmtpClient {
         }
     }
 
-    /// EHLO (or HELO for a HELO client after XCLIENT) and the capabilities it
-    /// brings; falls back to HELO when EHLO gets a 5xx.
-    async fn greet(&mut self, name: &str, verb: HeloVerb) -> Result<(), ClientError> {
+    /// EHLO and the capabilities it brings; falls back to HELO when EHLO
+    /// gets a 5xx.
+    async fn greet(&mut self, name: &str) -> Result<(), ClientError> {
         let name = helo_argument(name);
         let timeout = self.config.timeouts.command;
         if self.config.lmtp {
@@ -464,19 +471,17 @@ impl SmtpClient {
             self.capabilities = Capabilities::from_ehlo(&reply);
             return Ok(());
         }
-        if verb == HeloVerb::Ehlo {
-            let reply = self
-                .transport
-                .command(&format!("EHLO {name}"), Step::Ehlo, timeout)
-                .await?;
-            match reply.code() {
-                250 => {
-                    self.capabilities = Capabilities::from_ehlo(&reply);
-                    return Ok(());
-                }
-                500..=599 => {}
-                _ => return Err(self.refusal(Step::Ehlo, reply)),
+        let reply = self
+            .transport
+            .command(&format!("EHLO {name}"), Step::Ehlo, timeout)
+            .await?;
+        match reply.code() {
+            250 => {
+                self.capabilities = Capabilities::from_ehlo(&reply);
+                return Ok(());
             }
+            500..=599 => {}
+            _ => return Err(self.refusal(Step::Ehlo, reply)),
         }
         let reply = self
             .transport
@@ -528,7 +533,7 @@ impl SmtpClient {
         self.transport.start_tls(connector, name, timeout).await?;
         self.capabilities = Capabilities::default();
         let helo_name = self.config.helo_name.clone();
-        self.greet(&helo_name, HeloVerb::Ehlo).await
+        self.greet(&helo_name).await
     }
 
     /// `MAIL FROM:<...>` with the parameters the server can take.
