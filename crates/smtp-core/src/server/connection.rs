@@ -114,11 +114,13 @@ pub(crate) async fn serve<P: MailPolicy>(
     // cost. Both futures live on the heap only while they run: inline, they
     // would enlarge every connection's task for its whole life.
     let skip_pregreet = implicit_tls || trusted;
+    let mut output = Vec::with_capacity(512);
     let (name, pregreet) = Box::pin(async {
         if skip_pregreet {
             (lookup.await, Pregreet::Quiet)
         } else {
-            tokio::join!(lookup, shared.pregreet.run(&mut tcp, me, peer.ip()))
+            let test = shared.pregreet.run(&mut tcp, me, peer.ip(), &mut output);
+            tokio::join!(lookup, test)
         }
     })
     .await;
@@ -160,7 +162,7 @@ pub(crate) async fn serve<P: MailPolicy>(
         spill: Spilling::No,
         stream: ClientStream::Plain(tcp),
         input: InputBuffer::default(),
-        output: Vec::with_capacity(512),
+        output,
         session,
         policy,
         shared,

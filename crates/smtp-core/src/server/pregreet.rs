@@ -57,16 +57,25 @@ impl PregreetTest {
 
     /// Runs the test on a new plain-text connection. On [`Pregreet::Quiet`]
     /// the caller sends the greeting proper, which completes the `220-` line
-    /// written here.
-    pub(crate) async fn run(&self, tcp: &mut TcpStream, me: &str, client: IpAddr) -> Pregreet {
+    /// written here, or put in `greeting` for a client that passed before:
+    /// it is not waited for, so the whole greeting goes out in one write
+    /// (one packet less for every connection of a busy sender).
+    pub(crate) async fn run(
+        &self,
+        tcp: &mut TcpStream,
+        me: &str,
+        client: IpAddr,
+        greeting: &mut Vec<u8>,
+    ) -> Pregreet {
         if self.wait.is_zero() {
+            return look_now(tcp);
+        }
+        if self.has_passed(client, Instant::now()) {
+            greeting.extend_from_slice(first_line(me).as_bytes());
             return look_now(tcp);
         }
         if tcp.write_all(first_line(me).as_bytes()).await.is_err() {
             return Pregreet::Gone;
-        }
-        if self.has_passed(client, Instant::now()) {
-            return look_now(tcp);
         }
         let mut byte = [0u8; 1];
         let found = match tokio::time::timeout(self.wait, tcp.peek(&mut byte)).await {
