@@ -26,6 +26,7 @@ mod relay_in_lifecycle;
 mod relay_in_postfix;
 mod relay_in_probe;
 mod relay_in_reuse;
+mod relay_in_spare;
 mod relay_out_acl;
 mod relay_out_crash;
 mod relay_out_dane;

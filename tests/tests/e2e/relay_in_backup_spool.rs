@@ -3,6 +3,11 @@
 //! 250, anything else 451; when it is back, the kept mail reaches it with
 //! the original client's XCLIENT attributes, and a recipient it then
 //! refuses gets the sender a notice through it.
+//!
+//! The backend goes away with `crash()`, its sessions with it, as a stopped
+//! Postfix's do: relay-in may hold a spare session opened just before
+//! (`forward/spare.rs`), and a backend that only stopped listening would
+//! still take mail on it.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -108,7 +113,7 @@ async fn mail_for_a_known_recipient_is_kept_while_the_backend_is_away_and_arrive
     );
 
     // Away: the known recipient is kept, an unseen one deferred.
-    backend.down();
+    backend.crash();
     let mut c = client(s.v4, "sender.example").await?;
     c.expect("MAIL FROM:<a@sender.example>", 250).await?;
     let asked = Instant::now();
@@ -193,7 +198,7 @@ async fn a_recipient_refused_on_return_gets_the_sender_a_notice_through_the_back
     let s = start(backend.addr, spool.path(), "")?;
     make_known(&s, "one").await?;
 
-    backend.down();
+    backend.crash();
     let reply = send_one(&s, "two").await?;
     assert_eq!(reply.code, 250, "{reply:?}");
 
@@ -234,7 +239,7 @@ async fn a_recipient_refused_on_return_gets_the_sender_a_notice_through_the_back
     );
 
     // The refusal made the recipient unknown again.
-    backend.down();
+    backend.crash();
     let mut c = client(s.v4, "sender.example").await?;
     c.expect("MAIL FROM:<a@sender.example>", 250).await?;
     let again = c.command("RCPT TO:<u@example.com>").await?;
@@ -248,7 +253,7 @@ async fn spool_max_messages_refuses_the_next_message_with_452() -> anyhow::Resul
     let mut backend = RecordingBackend::start(Behaviour::default()).await?;
     let s = start(backend.addr, spool.path(), "spool_max_messages=3")?;
     make_known(&s, "known").await?;
-    backend.down();
+    backend.crash();
     let mut c = client(s.v4, "sender.example").await?;
     for n in 1..=3 {
         let reply = c
@@ -272,7 +277,7 @@ async fn a_backend_4xx_on_return_is_retried_and_a_5xx_to_the_data_bounces() -> a
     let mut backend = RecordingBackend::start(Behaviour::default()).await?;
     let s = start(backend.addr, spool.path(), "spool_retry_intervals=1s")?;
     make_known(&s, "known").await?;
-    backend.down();
+    backend.crash();
     let reply = send_one(&s, "later").await?;
     assert_eq!(reply.code, 250, "{reply:?}");
 
@@ -299,7 +304,7 @@ async fn a_backend_4xx_on_return_is_retried_and_a_5xx_to_the_data_bounces() -> a
         "delivered once"
     );
     // A message the backend refuses outright (5xx to the data) bounces.
-    backend.down();
+    backend.crash();
     let reply = send_one(&s, "spam").await?;
     assert_eq!(reply.code, 250, "{reply:?}");
     backend.set(Behaviour {
@@ -348,7 +353,7 @@ async fn the_queue_tool_lists_shows_deletes_bounces_and_flushes_the_spool() -> a
     assert_eq!((code, output.as_str()), (0, "Mail queue is empty\n"));
 
     make_known(&s, "known").await?;
-    backend.down();
+    backend.crash();
     let mut c = client(s.v4, "sender.example").await?;
     let mut ids = Vec::new();
     for subject in ["first", "second"] {
@@ -477,7 +482,7 @@ async fn a_verification_older_than_verified_ttl_no_longer_opens_the_spool() -> a
 
     make_known(&s, "known").await?;
     let verified_at = Instant::now();
-    backend.down();
+    backend.crash();
     // Within the TTL the recipient is known ...
     let mut c = client(s.v4, "sender.example").await?;
     c.expect("MAIL FROM:<a@sender.example>", 250).await?;

@@ -415,9 +415,13 @@ async fn fault_injection_loses_and_duplicates_nothing() -> anyhow::Result<()> {
             },
         };
         backend.set(behaviour);
+        // The fault applies to every session from now on, as a backend's own
+        // trouble would: a session opened in the previous phase (relay-in's
+        // spare, `forward/spare.rs`) must not carry that phase's behaviour.
+        backend.end_sessions();
         let probes = backend.probes();
         if matches!(fault, Fault::Down) {
-            backend.down();
+            backend.crash();
         } else {
             backend.up().await?;
         }

@@ -11,15 +11,16 @@
 //! | `mod.rs` | [`Forwarder`]: the routes, opening sessions (AUTH, XCLIENT), queue mode, notices |
 //! | `backend.rs` | [`Backend`]: one client's live session (live and spool mode, reuse) |
 //! | `replies.rs` | every reply text relay-in gives on the backend's behalf |
+//! | `spare.rs` | [`spare::Spare`]: a route's next session, opened before a client needs it |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use smtp_core::client::{
-    AuthMechanism as ClientAuth, ClientConfig, ClientError, ClientTls, Credentials, DsnRecipient,
-    MailOptions, SmtpClient, Step, StepTimeouts, TlsMode, TlsVerify, XclientAttributes,
-    XclientOutcome,
+    AuthMechanism as ClientAuth, ClientConfig, ClientError, ClientErrorKind, ClientTls,
+    Credentials, DsnRecipient, MailOptions, SmtpClient, Step, StepTimeouts, TlsMode, TlsVerify,
+    XclientAttributes, XclientOutcome,
 };
 use smtp_core::message::Message;
 use smtp_protocol::address::{ForwardPath, ReversePath};
@@ -34,6 +35,7 @@ use crate::probe::{BackendHealth, Finding, Health};
 
 mod backend;
 mod replies;
+mod spare;
 
 pub use backend::Backend;
 use replies::{broken_session, relayed, xclient_missing};
@@ -55,6 +57,8 @@ pub struct PreparedRoute {
     client: ClientConfig,
     xclient: XclientPolicy,
     health: Arc<BackendHealth>,
+    /// The session the next client's open starts from, when traffic is dense.
+    spare: spare::Spare,
 }
 
 /// Why no session with a backend could be opened.
@@ -145,12 +149,19 @@ pub struct OpenFailed {
     cause: Cause,
     /// The backend was not reached: it counts as down until a probe reaches it.
     down: Option<Finding>,
+    /// The backend had closed the session (a `421`, or the connection
+    /// gone): a spare session left waiting may meet this, and is replaced.
+    backend_closed: bool,
 }
 
 impl OpenFailed {
     /// The route the session was for.
     pub fn key(&self) -> &RouteKey {
         &self.key
+    }
+
+    fn closed_by_backend(&self) -> bool {
+        self.backend_closed
     }
 }
 
@@ -239,6 +250,7 @@ impl Forwarder {
                 route: route.clone(),
                 client,
                 xclient: settings.xclient,
+                spare: spare::Spare::default(),
             }));
         }
         Ok(Self {
@@ -281,7 +293,7 @@ impl Forwarder {
         self.settings.domain_routes.contains_key(domain)
     }
 
-    fn prepared(&self, selector: &str) -> &PreparedRoute {
+    fn prepared(&self, selector: &str) -> &Arc<PreparedRoute> {
         let route = self.settings.route_for(selector);
         self.routes
             .iter()
@@ -315,8 +327,18 @@ impl Forwarder {
         selector: &str,
         session: &SessionInfo,
     ) -> Result<Backend, OpenFailed> {
-        let (mut client, key) = self.connect_unreported(selector).await?;
-        if let Err(failure) = self.xclient(&mut client, session, &key).await {
+        // A spare only serves where XCLIENT is its first exchange: that
+        // exchange shows whether the backend closed it meanwhile.
+        let use_spare = self.settings.xclient != XclientPolicy::Off;
+        let (mut client, key, from_spare) = self.connect_unreported(selector, use_spare).await?;
+        let mut xclient = self.xclient(&mut client, session, &key).await;
+        if from_spare && xclient.as_ref().is_err_and(OpenFailed::closed_by_backend) {
+            debug!(conn = %session.conn_id, backend = %key, "the spare backend session was closed; opening a new one");
+            client.close();
+            (client, _, _) = self.connect_unreported(selector, false).await?;
+            xclient = self.xclient(&mut client, session, &key).await;
+        }
+        if let Err(failure) = xclient {
             // Say goodbye (RFC 5321 4.1.1.10) without making the sender wait
             // for the backend's 221.
             client.close();
@@ -339,6 +361,7 @@ impl Forwarder {
             reply,
             cause,
             down,
+            backend_closed: _,
         } = failure;
         match cause {
             Cause::KnownDown => {
@@ -361,15 +384,19 @@ impl Forwarder {
         selector: &str,
         conn_id: &str,
     ) -> Result<(SmtpClient, RouteKey), Reply> {
-        self.connect_unreported(selector)
+        self.connect_unreported(selector, false)
             .await
+            .map(|(client, key, _)| (client, key))
             .map_err(|failure| self.report(failure, conn_id))
     }
 
+    /// Connects and authenticates, or takes the route's spare session when
+    /// `use_spare` and one is ready; says which.
     async fn connect_unreported(
         &self,
         selector: &str,
-    ) -> Result<(SmtpClient, RouteKey), OpenFailed> {
+        use_spare: bool,
+    ) -> Result<(SmtpClient, RouteKey, bool), OpenFailed> {
         let prepared = self.prepared(selector);
         let key = prepared.key.clone();
         if prepared.health.is_down() {
@@ -378,7 +405,11 @@ impl Forwarder {
                 reply: unavailable(),
                 cause: Cause::KnownDown,
                 down: None,
+                backend_closed: false,
             });
+        }
+        if use_spare && let Some(client) = prepared.spare.take(prepared) {
+            return Ok((client, key, true));
         }
         let mut client = match prepared.connect(&prepared.client).await {
             Ok(client) => client,
@@ -391,6 +422,7 @@ impl Forwarder {
                     reply: failure.reply(),
                     cause: Cause::Warning(failure.to_string()),
                     down,
+                    backend_closed: false,
                 });
             }
         };
@@ -401,9 +433,10 @@ impl Forwarder {
                 reply: failure_reply(&e),
                 cause: Cause::Warning(format!("backend AUTH failed: {e}")),
                 down: None,
+                backend_closed: false,
             });
         }
-        Ok((client, key))
+        Ok((client, key, false))
     }
 
     /// Hands the backend a notice relay-in itself owes (a bounce from the
@@ -482,17 +515,31 @@ impl Forwarder {
             destport: session.client.local.port(),
             login: None,
         };
-        let failed = |reply, line| OpenFailed {
+        let failed = |reply, line, backend_closed| OpenFailed {
             key: key.clone(),
             reply,
             cause: Cause::Warning(line),
             down: None,
+            backend_closed,
         };
         let problem = match client.xclient(&attributes, &helo).await {
             Ok(XclientOutcome::Accepted) => return Ok(()),
+            // The backend is closing the session: no use forwarding without
+            // XCLIENT on it, whatever `xclient=` says.
+            Ok(XclientOutcome::Refused(reply)) if reply.code() == 421 => {
+                let line = format!("XCLIENT failed: the backend is closing the session: {reply}");
+                return Err(failed(unavailable(), line, true));
+            }
             Ok(XclientOutcome::NotOffered) => "the backend does not offer XCLIENT".to_string(),
             Ok(XclientOutcome::Refused(reply)) => format!("the backend refused XCLIENT: {reply}"),
-            Err(e) => return Err(failed(failure_reply(&e), format!("XCLIENT failed: {e}"))),
+            Err(e) => {
+                let closed = matches!(e.kind(), ClientErrorKind::Closed | ClientErrorKind::Io(_));
+                return Err(failed(
+                    failure_reply(&e),
+                    format!("XCLIENT failed: {e}"),
+                    closed,
+                ));
+            }
         };
         if policy == XclientPolicy::Required {
             return Err(failed(
@@ -500,6 +547,7 @@ impl Forwarder {
                 format!(
                     "not forwarding: {problem} (smtp_forward.ini xclient=required; add relay-in's address to Postfix smtpd_authorized_xclient_hosts)"
                 ),
+                false,
             ));
         }
         warn!(conn = %session.conn_id, backend = %key, "forwarding without the client's address: {problem} (xclient=optional)");

@@ -1,0 +1,179 @@
+//! A spare backend session per route: connected, greeted, STARTTLS'd and
+//! authenticated, but not yet anyone's (no XCLIENT), so that the next
+//! client's open starts at XCLIENT.
+//!
+//! Why: with a connection per message, relay-in needs a whole backend
+//! session per client, and its first steps (TCP connect, the greeting,
+//! EHLO, STARTTLS, AUTH) are round trips the client's own transaction can
+//! outrun. At one session they were most of what a message waited for after
+//! its final dot (BENCHMARKS.md, issue 19, "Spare backend sessions").
+//!
+//! This is not a pool of shared sessions: a spare is handed to exactly one
+//! client, whose XCLIENT makes it that client's for good (Postfix re-checks
+//! XCLIENT authorisation against the impersonated client, so a session can
+//! never serve a second one). All a spare saves is doing the same opening
+//! steps a little earlier.
+//!
+//! A spare costs the backend an smtpd process while it waits, so one is made
+//! only when traffic is dense enough to use it: after an open that followed
+//! the previous one within [`SPARE_IDLE_LIMIT`], at most one per route and
+//! one being made at a time. A spare unused for that long is closed (QUIT),
+//! so a relay with sparse traffic opens no session it does not use, and an
+//! idle one holds none.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use smtp_core::client::SmtpClient;
+use tracing::debug;
+
+use super::PreparedRoute;
+
+/// How long a spare waits for a client before it is closed, and the gap
+/// between two opens under which one is made: Postfix's own SMTP
+/// connection cache keeps an idle session as long
+/// (`smtp_connection_cache_time_limit`, 2 s), the same as
+/// [`crate::reuse::IDLE_LIMIT`].
+pub const SPARE_IDLE_LIMIT: Duration = crate::reuse::IDLE_LIMIT;
+
+/// The spare session of one route, and what decides when to make one.
+#[derive(Debug, Default)]
+pub struct Spare {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The ready session, when it was made, and its number (so that its
+    /// expiry does not close a later one).
+    ready: Option<(SmtpClient, Instant, u64)>,
+    made: u64,
+    /// A spare is being made.
+    making: bool,
+    /// The last open on this route, spare or not.
+    last_open: Option<Instant>,
+}
+
+impl Spare {
+    /// The ready spare, if it is still usable and young enough; records an
+    /// open and, when opens come densely, starts making the next spare.
+    /// `route` is the route this spare belongs to.
+    pub fn take(&self, route: &Arc<PreparedRoute>) -> Option<SmtpClient> {
+        let now = Instant::now();
+        let (ready, make) = {
+            let mut state = lock(&self.state);
+            let ready = state.ready.take();
+            let make = wants_spare(state.last_open, now, state.making);
+            state.last_open = Some(now);
+            if make {
+                state.making = true;
+            }
+            (ready, make)
+        };
+        if make {
+            tokio::spawn(make_spare(Arc::clone(route)));
+        }
+        let (client, made, _) = ready?;
+        if client.is_usable() && now.duration_since(made) < SPARE_IDLE_LIMIT {
+            Some(client)
+        } else {
+            // Its expiry is due: close it now rather than hand it out.
+            client.close();
+            None
+        }
+    }
+
+    /// Parks a newly made spare (closing any it would replace) and returns
+    /// its number.
+    fn park(&self, client: SmtpClient) -> u64 {
+        let mut state = lock(&self.state);
+        state.making = false;
+        state.made += 1;
+        let number = state.made;
+        if let Some((previous, _, _)) = state.ready.replace((client, Instant::now(), number)) {
+            previous.close();
+        }
+        number
+    }
+
+    fn making_failed(&self) {
+        lock(&self.state).making = false;
+    }
+
+    /// Closes spare `number` if it is still waiting.
+    fn expire(&self, number: u64) {
+        let expired = {
+            let mut state = lock(&self.state);
+            match &state.ready {
+                Some((_, _, n)) if *n == number => state.ready.take(),
+                _ => None,
+            }
+        };
+        if let Some((client, _, _)) = expired {
+            client.close();
+        }
+    }
+}
+
+impl Drop for Spare {
+    fn drop(&mut self) {
+        // A reload or shutdown: say goodbye instead of leaving the backend
+        // to log a lost connection.
+        let ready = lock(&self.state).ready.take();
+        if let Some((client, _, _)) = ready {
+            client.close();
+        }
+    }
+}
+
+/// Whether an open at `now` should start making a spare: only when the
+/// previous open was recent (traffic dense enough for a spare to be used
+/// before it expires) and none is being made.
+fn wants_spare(last_open: Option<Instant>, now: Instant, making: bool) -> bool {
+    let dense = last_open.is_some_and(|last| now.duration_since(last) < SPARE_IDLE_LIMIT);
+    dense && !making
+}
+
+/// Makes a spare for `route` and closes it if nobody took it in time.
+async fn make_spare(route: Arc<PreparedRoute>) {
+    let client = match route.connect(route.client_config()).await {
+        Ok(client) => client,
+        Err(failure) => {
+            // The next client's own open tries again and reports it.
+            debug!(backend = %route.key(), "no spare backend session: {failure}");
+            route.spare.making_failed();
+            return;
+        }
+    };
+    let mut client = client;
+    if let Err(e) = client.authenticate().await {
+        debug!(backend = %route.key(), "no spare backend session: AUTH failed: {e}");
+        client.close();
+        route.spare.making_failed();
+        return;
+    }
+    let number = route.spare.park(client);
+    tokio::time::sleep(SPARE_IDLE_LIMIT).await;
+    route.spare.expire(number);
+}
+
+/// The spare holds no invariant a panic elsewhere could break halfway.
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spare_is_made_only_for_dense_opens_one_at_a_time() {
+        let now = Instant::now();
+        let recent = now.checked_sub(Duration::from_millis(1)).unwrap();
+        let old = now.checked_sub(SPARE_IDLE_LIMIT).unwrap();
+        assert!(!wants_spare(None, now, false), "the first open");
+        assert!(wants_spare(Some(recent), now, false));
+        assert!(!wants_spare(Some(recent), now, true), "one being made");
+        assert!(!wants_spare(Some(old), now, false), "sparse traffic");
+    }
+}
