@@ -491,4 +491,8 @@ impl ConnectionPolicy for RelayInConnection {
             (*backend).abandon();
         }
     }
+
+    fn poll_background(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        self.kept.poll_open(cx)
+    }
 }

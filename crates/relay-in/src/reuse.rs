@@ -8,11 +8,14 @@
 //! between clients (Postfix refuses a second XCLIENT, and mixing identities
 //! would lie to the backend's policy checks).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use smtp_protocol::session::SessionInfo;
-use tokio::task::{AbortHandle, JoinHandle};
+use tokio::task::AbortHandle;
 
 use crate::forward::{Backend, Forwarder, OpenFailed, RouteKey};
 
@@ -37,6 +40,13 @@ pub const AGE_LIMIT: Duration = Duration::from_secs(300);
 /// an early open starts only while the slot is empty and no other open is
 /// in flight, and a forward at the dot takes the session out of the slot.
 ///
+/// The early open is not a task: the connection's driver polls it while it
+/// waits for the client ([`KeptBackend::poll_open`], through smtp-core's
+/// `ConnectionPolicy::poll_background`), and the forward at the dot awaits
+/// what is left of it. A spawned task ran on the connection's own worker
+/// only once the connection had nothing to read, which a prompt client
+/// (smtp-source) delayed to its final dot: the open then gained nothing.
+///
 /// An idle session must be closed after [`IDLE_LIMIT`] even though nothing
 /// else runs while the client is quiet, so a reaper task watches the slot.
 /// It is spawned when a session is parked and none is watching, and sleeps
@@ -52,9 +62,14 @@ pub struct KeptBackend {
     /// empty slot: most connections (idle ones, those refused) never have a
     /// backend session.
     slot: Option<Arc<Mutex<Slot>>>,
-    /// The early open in flight (or finished and not yet looked at).
-    opening: Option<JoinHandle<()>>,
+    /// The early open in flight; it parks its session (or its failure) in
+    /// the slot when done.
+    opening: Option<Opening>,
 }
+
+/// An early open: boxed, as it is several KB (connect, STARTTLS, AUTH,
+/// XCLIENT) and most connections never have one.
+type Opening = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// What the connection, its early open and its reaper share. The session is
 /// boxed: it is several KB (its TLS state is inline) and the slot outlives it.
@@ -87,13 +102,8 @@ impl KeptBackend {
         selector: String,
         session: &SessionInfo,
     ) {
-        if let Some(opening) = &self.opening {
-            if !opening.is_finished() {
-                return;
-            }
-            // A transaction that never reached its dot (RSET, no recipient)
-            // left it: its session is parked, its failure concerns nobody.
-            self.opening = None;
+        if self.opening.is_some() {
+            return;
         }
         let shared = self.slot.get_or_insert_with(Arc::default);
         {
@@ -106,25 +116,34 @@ impl KeptBackend {
         let shared = Arc::clone(shared);
         let forwarder = Arc::clone(forwarder);
         let session = session.clone();
-        self.opening = Some(tokio::spawn(async move {
-            // Boxed: spawning moves the task's future several times, and the
-            // open (connect, STARTTLS, AUTH, XCLIENT) is several KB.
-            let open = Box::pin(forwarder.open_unreported(&selector, &session));
-            match open.await {
+        self.opening = Some(Box::pin(async move {
+            match forwarder.open_unreported(&selector, &session).await {
                 Ok(backend) => park(&shared, backend),
                 Err(failure) => lock(&shared).failed = Some(failure),
             }
         }));
     }
 
-    /// Waits for an early open still in flight. Its failure, if it was for
+    /// Drives the early open while the connection waits for its client.
+    /// A transaction that never reaches its dot (RSET) leaves the session
+    /// parked; a failure then concerns nobody until the next open clears it.
+    pub fn poll_open(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(opening) = &mut self.opening else {
+            return Poll::Ready(());
+        };
+        let done = opening.as_mut().poll(cx);
+        if done.is_ready() {
+            self.opening = None;
+        }
+        done
+    }
+
+    /// Finishes an early open still in flight. Its failure, if it was for
     /// `key`, is the dot's: the caller reports it as its own open's.
     pub async fn opened(&mut self, key: &RouteKey) -> Result<(), OpenFailed> {
-        let Some(opening) = self.opening.take() else {
-            return Ok(());
-        };
-        // Only an abort (the connection's end) makes this an error.
-        let _ = opening.await;
+        if let Some(opening) = self.opening.take() {
+            opening.await;
+        }
         let failed = self.slot.as_ref().and_then(|slot| lock(slot).failed.take());
         match failed {
             Some(failure) if failure.key() == key => Err(failure),
@@ -156,9 +175,7 @@ impl Drop for KeptBackend {
     fn drop(&mut self) {
         // An open in flight is dropped where it stands: its connection
         // closes without a QUIT, as nothing was said on it yet.
-        if let Some(opening) = self.opening.take() {
-            opening.abort();
-        }
+        self.opening = None;
         let Some(shared) = self.slot.take() else {
             return;
         };

@@ -93,4 +93,15 @@ pub trait ConnectionPolicy: Send + 'static {
     /// The transaction was abandoned (RSET, a new EHLO, STARTTLS, QUIT or a
     /// dropped connection): release anything held for it.
     fn reset(&mut self) {}
+
+    /// Drives work the policy started for this connection and that goes on
+    /// while the client talks, such as relay-in's early backend open: the
+    /// driver polls it whenever it waits for the client. Such work needs no
+    /// task of its own, and starts at once: a task spawned from a
+    /// connection's task waited on the same worker until that connection had
+    /// nothing to read, which a prompt client delays to its final dot
+    /// (BENCHMARKS.md, issue 19). `Ready` when there is nothing (left) to do.
+    fn poll_background(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        std::task::Poll::Ready(())
+    }
 }

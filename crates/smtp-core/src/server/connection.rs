@@ -572,47 +572,64 @@ impl<P: MailPolicy> Connection<P> {
 
     async fn read(&mut self) -> Result<Input, ConnectionEnd> {
         let seen = self.shutdown.phase();
-        if self.input.is_empty() && !self.session.is_receiving_data() {
+        let Connection {
+            stream,
+            input,
+            session,
+            policy,
+            deadline,
+            shutdown,
+            ..
+        } = self;
+        // The policy's own work goes on while we wait: polled with every
+        // wait below, it never ends a wait itself.
+        let mut background = std::future::poll_fn(|cx| {
+            let _ = policy.poll_background(cx);
+            std::task::Poll::<std::convert::Infallible>::Pending
+        });
+        if input.is_empty() && !session.is_receiving_data() {
             // Between commands a connection may idle for minutes, and
             // thousands may: none holds a read buffer while it waits.
-            self.input.release();
-            if let ClientStream::Plain(tcp) = &self.stream {
+            input.release();
+            if let ClientStream::Plain(tcp) = &*stream {
                 loop {
-                    let ready = tokio::time::timeout_at(self.deadline.into(), tcp.readable());
+                    let ready = tokio::time::timeout_at((*deadline).into(), tcp.readable());
                     tokio::select! {
+                        biased;
+                        never = &mut background => match never {},
                         result = ready => match result {
                             Err(_) => return Ok(Input::Timeout),
                             Ok(Err(e)) => return Err(e.into()),
                             Ok(Ok(())) => {}
                         },
-                        phase = self.shutdown.changed_from(seen) => return Ok(Input::Shutdown(phase)),
+                        phase = shutdown.changed_from(seen) => return Ok(Input::Shutdown(phase)),
                     }
                     // Readable: read without arming a second timer and
                     // shutdown watch (a spurious wakeup waits again).
                     // Readiness outlives the read that consumed it, so the
                     // wait after a command often ends at once with nothing
                     // to read: the buffer goes back before waiting again.
-                    match tcp.try_read_buf(self.input.spare(READ_CHUNK)) {
+                    match tcp.try_read_buf(input.spare(READ_CHUNK)) {
                         Ok(0) => return Ok(Input::Eof),
                         Ok(_) => return Ok(Input::Data),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            self.input.release()
-                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => input.release(),
                         Err(e) => return Err(e.into()),
                     }
                 }
             }
         }
-        let buffer = self.input.spare(READ_CHUNK);
-        let read = tokio::time::timeout_at(self.deadline.into(), self.stream.read_buf(buffer));
+        let buffer = input.spare(READ_CHUNK);
+        let read = tokio::time::timeout_at((*deadline).into(), stream.read_buf(buffer));
         tokio::select! {
+            biased;
+            never = &mut background => match never {},
             result = read => match result {
                 Err(_) => Ok(Input::Timeout),
                 Ok(Ok(0)) => Ok(Input::Eof),
                 Ok(Ok(_)) => Ok(Input::Data),
                 Ok(Err(e)) => Err(e.into()),
             },
-            phase = self.shutdown.changed_from(seen) => Ok(Input::Shutdown(phase)),
+            phase = shutdown.changed_from(seen) => Ok(Input::Shutdown(phase)),
         }
     }
 }
