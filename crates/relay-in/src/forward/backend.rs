@@ -23,6 +23,9 @@ pub struct Backend {
     /// greets anew with another name needs a session saying so.
     pub(super) greeting: Option<Greeting>,
     pub(super) opened: Instant,
+    /// Dropped with this session: then the route's next spare is made
+    /// (`spare.rs`), off this client's path.
+    pub(super) _next_spare: Option<super::spare::SpareTrigger>,
 }
 
 impl Backend {

@@ -182,6 +182,15 @@ pub struct ForwardSetupError {
     source: smtp_core::client::ClientTlsError,
 }
 
+/// How an open came by its session, and what it owes the route's spare.
+#[derive(Debug, Default)]
+struct SpareUse {
+    /// The session is the route's spare.
+    from_spare: bool,
+    /// Makes the next spare when the opened session ends.
+    trigger: Option<spare::SpareTrigger>,
+}
+
 /// Opens backend sessions and forwards messages.
 #[derive(Debug)]
 pub struct Forwarder {
@@ -330,9 +339,9 @@ impl Forwarder {
         // A spare only serves where XCLIENT is its first exchange: that
         // exchange shows whether the backend closed it meanwhile.
         let use_spare = self.settings.xclient != XclientPolicy::Off;
-        let (mut client, key, from_spare) = self.connect_unreported(selector, use_spare).await?;
+        let (mut client, key, spare) = self.connect_unreported(selector, use_spare).await?;
         let mut xclient = self.xclient(&mut client, session, &key).await;
-        if from_spare && xclient.as_ref().is_err_and(OpenFailed::closed_by_backend) {
+        if spare.from_spare && xclient.as_ref().is_err_and(OpenFailed::closed_by_backend) {
             debug!(conn = %session.conn_id, backend = %key, "the spare backend session was closed; opening a new one");
             client.close();
             (client, _, _) = self.connect_unreported(selector, false).await?;
@@ -349,6 +358,7 @@ impl Forwarder {
             key,
             greeting: session.greeting.clone(),
             opened: Instant::now(),
+            _next_spare: spare.trigger,
         })
     }
 
@@ -396,7 +406,7 @@ impl Forwarder {
         &self,
         selector: &str,
         use_spare: bool,
-    ) -> Result<(SmtpClient, RouteKey, bool), OpenFailed> {
+    ) -> Result<(SmtpClient, RouteKey, SpareUse), OpenFailed> {
         let prepared = self.prepared(selector);
         let key = prepared.key.clone();
         if prepared.health.is_down() {
@@ -408,8 +418,14 @@ impl Forwarder {
                 backend_closed: false,
             });
         }
-        if use_spare && let Some(client) = prepared.spare.take(prepared) {
-            return Ok((client, key, true));
+        let mut spare = SpareUse::default();
+        if use_spare {
+            let (client, trigger) = prepared.spare.take(prepared);
+            spare.trigger = trigger;
+            if let Some(client) = client {
+                spare.from_spare = true;
+                return Ok((client, key, spare));
+            }
         }
         let mut client = match prepared.connect(&prepared.client).await {
             Ok(client) => client,
@@ -436,7 +452,7 @@ impl Forwarder {
                 backend_closed: false,
             });
         }
-        Ok((client, key, false))
+        Ok((client, key, spare))
     }
 
     /// Hands the backend a notice relay-in itself owes (a bounce from the

@@ -20,11 +20,19 @@
 //! one being made at a time. A spare unused for that long is closed (QUIT),
 //! so a relay with sparse traffic opens no session it does not use, and an
 //! idle one holds none.
+//!
+//! The spare is made once the session of the open that asked for it has
+//! ended ([`SpareTrigger`]), not at once: made at once, its connect, greeting
+//! and EHLO competed with that very client's transaction at its final dot,
+//! on the backend (one smtpd per session, but one CPU) and in relay-in; after
+//! the session it has the next client's greeting, MAIL and RCPT to be ready
+//! in.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use smtp_core::client::SmtpClient;
+use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::PreparedRoute;
@@ -54,11 +62,19 @@ struct State {
     last_open: Option<Instant>,
 }
 
+/// Held by the backend session of an open that asked for the next spare:
+/// its end (the session dropped, however it ends) starts making it.
+#[derive(Debug)]
+pub struct SpareTrigger {
+    _fire_on_drop: oneshot::Sender<()>,
+}
+
 impl Spare {
     /// The ready spare, if it is still usable and young enough; records an
-    /// open and, when opens come densely, starts making the next spare.
+    /// open and, when opens come densely, arranges for the next spare, made
+    /// when the returned trigger is dropped with the opened session.
     /// `route` is the route this spare belongs to.
-    pub fn take(&self, route: &Arc<PreparedRoute>) -> Option<SmtpClient> {
+    pub fn take(&self, route: &Arc<PreparedRoute>) -> (Option<SmtpClient>, Option<SpareTrigger>) {
         let now = Instant::now();
         let (ready, make) = {
             let mut state = lock(&self.state);
@@ -70,16 +86,22 @@ impl Spare {
             }
             (ready, make)
         };
-        if make {
-            tokio::spawn(make_spare(Arc::clone(route)));
-        }
-        let (client, made, _) = ready?;
+        let trigger = make.then(|| {
+            let (fire, fired) = oneshot::channel();
+            tokio::spawn(make_spare(Arc::clone(route), fired));
+            SpareTrigger {
+                _fire_on_drop: fire,
+            }
+        });
+        let Some((client, made, _)) = ready else {
+            return (None, trigger);
+        };
         if client.is_usable() && now.duration_since(made) < SPARE_IDLE_LIMIT {
-            Some(client)
+            (Some(client), trigger)
         } else {
             // Its expiry is due: close it now rather than hand it out.
             client.close();
-            None
+            (None, trigger)
         }
     }
 
@@ -134,8 +156,11 @@ fn wants_spare(last_open: Option<Instant>, now: Instant, making: bool) -> bool {
     dense && !making
 }
 
-/// Makes a spare for `route` and closes it if nobody took it in time.
-async fn make_spare(route: Arc<PreparedRoute>) {
+/// Makes a spare for `route` once `fired` (the session that asked for it
+/// ended), and closes it if nobody took it in time.
+async fn make_spare(route: Arc<PreparedRoute>, fired: oneshot::Receiver<()>) {
+    // Nothing is ever sent: the sender's drop is the signal.
+    let _ = fired.await;
     let client = match route.connect(route.client_config()).await {
         Ok(client) => client,
         Err(failure) => {
