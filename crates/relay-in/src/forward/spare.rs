@@ -52,14 +52,26 @@ pub struct Spare {
 
 #[derive(Debug, Default)]
 struct State {
-    /// The ready session, when it was made, and its number (so that its
-    /// expiry does not close a later one).
-    ready: Option<(SmtpClient, Instant, u64)>,
+    ready: Option<Ready>,
+    /// How many spares were made: each one's number, so that an expiry
+    /// closes only its own.
     made: u64,
     /// A spare is being made.
     making: bool,
     /// The last open on this route, spare or not.
     last_open: Option<Instant>,
+}
+
+/// A spare waiting for a client.
+#[derive(Debug)]
+struct Ready {
+    client: SmtpClient,
+    made_at: Instant,
+    number: u64,
+    /// Dropped with this spare when a client takes it (or it is closed):
+    /// its expiry timer then ends, so a busy relay keeps no timer per spare
+    /// it made in the last 2 s.
+    _taken: oneshot::Sender<()>,
 }
 
 /// Held by the backend session of an open that asked for the next spare:
@@ -93,29 +105,36 @@ impl Spare {
                 _fire_on_drop: fire,
             }
         });
-        let Some((client, made, _)) = ready else {
+        let Some(ready) = ready else {
             return (None, trigger);
         };
-        if client.is_usable() && now.duration_since(made) < SPARE_IDLE_LIMIT {
-            (Some(client), trigger)
+        if ready.client.is_usable() && now.duration_since(ready.made_at) < SPARE_IDLE_LIMIT {
+            (Some(ready.client), trigger)
         } else {
             // Its expiry is due: close it now rather than hand it out.
-            client.close();
+            ready.client.close();
             (None, trigger)
         }
     }
 
-    /// Parks a newly made spare (closing any it would replace) and returns
-    /// its number.
-    fn park(&self, client: SmtpClient) -> u64 {
+    /// Parks a newly made spare (closing any it would replace); returns
+    /// its number and what says it was taken.
+    fn park(&self, client: SmtpClient) -> (u64, oneshot::Receiver<()>) {
+        let (taken, was_taken) = oneshot::channel();
         let mut state = lock(&self.state);
         state.making = false;
         state.made += 1;
         let number = state.made;
-        if let Some((previous, _, _)) = state.ready.replace((client, Instant::now(), number)) {
-            previous.close();
+        let ready = Ready {
+            client,
+            made_at: Instant::now(),
+            number,
+            _taken: taken,
+        };
+        if let Some(previous) = state.ready.replace(ready) {
+            previous.client.close();
         }
-        number
+        (number, was_taken)
     }
 
     fn making_failed(&self) {
@@ -127,12 +146,12 @@ impl Spare {
         let expired = {
             let mut state = lock(&self.state);
             match &state.ready {
-                Some((_, _, n)) if *n == number => state.ready.take(),
+                Some(ready) if ready.number == number => state.ready.take(),
                 _ => None,
             }
         };
-        if let Some((client, _, _)) = expired {
-            client.close();
+        if let Some(expired) = expired {
+            expired.client.close();
         }
     }
 }
@@ -142,8 +161,8 @@ impl Drop for Spare {
         // A reload or shutdown: say goodbye instead of leaving the backend
         // to log a lost connection.
         let ready = lock(&self.state).ready.take();
-        if let Some((client, _, _)) = ready {
-            client.close();
+        if let Some(ready) = ready {
+            ready.client.close();
         }
     }
 }
@@ -177,9 +196,14 @@ async fn make_spare(route: Arc<PreparedRoute>, fired: oneshot::Receiver<()>) {
         route.spare.making_failed();
         return;
     }
-    let number = route.spare.park(client);
-    tokio::time::sleep(SPARE_IDLE_LIMIT).await;
-    route.spare.expire(number);
+    let (number, was_taken) = route.spare.park(client);
+    // Taken (or replaced): nothing left to do. Otherwise it is closed.
+    if tokio::time::timeout(SPARE_IDLE_LIMIT, was_taken)
+        .await
+        .is_err()
+    {
+        route.spare.expire(number);
+    }
 }
 
 /// The spare holds no invariant a panic elsewhere could break halfway.
