@@ -587,34 +587,50 @@ impl<P: MailPolicy> Connection<P> {
             let _ = policy.poll_background(cx);
             std::task::Poll::<std::convert::Infallible>::Pending
         });
-        if input.is_empty() && !session.is_receiving_data() {
-            // Between commands a connection may idle for minutes, and
-            // thousands may: none holds a read buffer while it waits.
-            input.release();
-            if let ClientStream::Plain(tcp) = &*stream {
-                loop {
-                    let ready = tokio::time::timeout_at((*deadline).into(), tcp.readable());
-                    tokio::select! {
-                        biased;
-                        never = &mut background => match never {},
-                        result = ready => match result {
-                            Err(_) => return Ok(Input::Timeout),
-                            Ok(Err(e)) => return Err(e.into()),
-                            Ok(Ok(())) => {}
-                        },
-                        phase = shutdown.changed_from(seen) => return Ok(Input::Shutdown(phase)),
+        if input.is_empty()
+            && !session.is_receiving_data()
+            && let ClientStream::Plain(tcp) = &*stream
+        {
+            loop {
+                let ready = tokio::time::timeout_at((*deadline).into(), tcp.readable());
+                let mut ready = std::pin::pin!(ready);
+                // Between commands a connection may idle for minutes,
+                // and thousands may: none holds a read buffer while it
+                // waits. But a prompt client's next command is often
+                // there already: then the buffer is kept, not freed and
+                // allocated again for every command (8 KiB each way).
+                let at_once = std::future::poll_fn(|cx| {
+                    let _ = std::pin::Pin::new(&mut background).poll(cx);
+                    std::task::Poll::Ready(ready.as_mut().poll(cx))
+                })
+                .await;
+                let waited = match at_once {
+                    std::task::Poll::Ready(result) => result,
+                    std::task::Poll::Pending => {
+                        input.release();
+                        tokio::select! {
+                            biased;
+                            never = &mut background => match never {},
+                            result = &mut ready => result,
+                            phase = shutdown.changed_from(seen) => return Ok(Input::Shutdown(phase)),
+                        }
                     }
-                    // Readable: read without arming a second timer and
-                    // shutdown watch (a spurious wakeup waits again).
-                    // Readiness outlives the read that consumed it, so the
-                    // wait after a command often ends at once with nothing
-                    // to read: the buffer goes back before waiting again.
-                    match tcp.try_read_buf(input.spare(READ_CHUNK)) {
-                        Ok(0) => return Ok(Input::Eof),
-                        Ok(_) => return Ok(Input::Data),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => input.release(),
-                        Err(e) => return Err(e.into()),
-                    }
+                };
+                match waited {
+                    Err(_) => return Ok(Input::Timeout),
+                    Ok(Err(e)) => return Err(e.into()),
+                    Ok(Ok(())) => {}
+                }
+                // Readable: read without arming a second timer and
+                // shutdown watch (a spurious wakeup waits again).
+                // Readiness outlives the read that consumed it, so the
+                // wait after a command often ends at once with nothing
+                // to read: the buffer goes back before waiting again.
+                match tcp.try_read_buf(input.spare(READ_CHUNK)) {
+                    Ok(0) => return Ok(Input::Eof),
+                    Ok(_) => return Ok(Input::Data),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => input.release(),
+                    Err(e) => return Err(e.into()),
                 }
             }
         }
