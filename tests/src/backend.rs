@@ -39,6 +39,9 @@ pub struct Behaviour {
     pub xclient: Option<String>,
     /// Reply line to XCLIENT.
     pub xclient_reply: String,
+    /// Refuse XCLIENT (`503 5.5.1`) in a session that has not said EHLO,
+    /// as a backend stricter than Postfix might.
+    pub xclient_needs_ehlo: bool,
     pub pipelining: bool,
     pub mail_reply: String,
     /// Reply line for RCPT by recipient address (without brackets); default 250.
@@ -98,6 +101,7 @@ impl Default for Behaviour {
         Self {
             xclient: Some("NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT".into()),
             xclient_reply: "220 backend.test ESMTP".into(),
+            xclient_needs_ehlo: false,
             pipelining: true,
             mail_reply: "250 2.1.0 Ok".into(),
             rcpt_replies: Vec::new(),
@@ -462,6 +466,8 @@ async fn session(
                 }
                 None => "535 5.7.8 Authentication credentials invalid".into(),
             }
+        } else if upper.starts_with("XCLIENT") && b.xclient_needs_ehlo && st.ehlos.is_empty() {
+            "503 5.5.1 Error: send EHLO first".into()
         } else if upper.starts_with("XCLIENT") {
             st.xclient = Some(line.clone());
             b.xclient_reply.clone()

@@ -4,7 +4,9 @@
 //! open starts at XCLIENT on it. What must hold: a spare serves exactly one
 //! client (one XCLIENT per backend session, carrying that client), an unused
 //! spare is closed with QUIT, and a spare the backend closed meanwhile costs
-//! the sender nothing.
+//! the sender nothing. Once the backend's EHLO offer is known (the startup
+//! probe), sessions say XCLIENT without an EHLO before it; a backend that
+//! will not take that gets EHLO first, and the sender never notices.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -15,7 +17,13 @@ use postern_tests::relay_in::ForwardingRelay;
 
 /// relay-in in queue mode (the shipped mode) after its startup probe.
 async fn queue_mode() -> anyhow::Result<(RecordingBackend, ForwardingRelay)> {
-    let backend = RecordingBackend::start(Behaviour::default()).await?;
+    queue_mode_with(Behaviour::default()).await
+}
+
+async fn queue_mode_with(
+    behaviour: Behaviour,
+) -> anyhow::Result<(RecordingBackend, ForwardingRelay)> {
+    let backend = RecordingBackend::start(behaviour).await?;
     let s = ForwardingRelay::start(backend.addr, "mode=queue\nxclient=required")?;
     wait_until(Duration::from_secs(5), "the startup probe", || {
         backend.probes() == 1 && backend.record().in_flight == 0
@@ -75,11 +83,10 @@ async fn each_spare_serves_one_client_and_the_unused_one_is_closed() -> anyhow::
     for message in &accepted {
         let xclient = message.xclient.as_deref().unwrap_or_default();
         assert!(xclient.contains("PROTO=SMTP"), "{xclient}");
-        assert!(
-            message.ehlos.last().is_some_and(|l| l.starts_with("EHLO ")),
-            "{:?}",
-            message.ehlos
-        );
+        // The probe told relay-in what the backend offers: no EHLO before
+        // XCLIENT, one after it.
+        assert_eq!(message.ehlos.len(), 1, "{:?}", message.ehlos);
+        assert!(message.ehlos[0].starts_with("EHLO "), "{:?}", message.ehlos);
     }
     assert_eq!(backend.record().connections, MESSAGES);
 
@@ -117,10 +124,43 @@ async fn a_spare_the_backend_closed_is_replaced_and_the_sender_gets_its_250() ->
 
     assert_eq!(backend.accepted().len(), 3, "{}", s.relay.log());
     s.relay.wait_for_log(
-        "the spare backend session was closed; opening a new one",
+        "the spare backend session was closed or refused XCLIENT before EHLO; opening a new one",
         Duration::from_secs(5),
     )?;
     let log = s.relay.log();
     assert!(!log.contains("XCLIENT failed"), "{log}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_wants_ehlo_before_xclient_gets_it_and_the_sender_its_250()
+-> anyhow::Result<()> {
+    let (backend, s) = queue_mode_with(Behaviour {
+        xclient_needs_ehlo: true,
+        ..Behaviour::default()
+    })
+    .await?;
+    smtp_source(&s, 3).await?;
+
+    let accepted = backend.accepted();
+    assert_eq!(accepted.len(), 3, "{}", s.relay.log());
+    for message in &accepted {
+        assert_eq!(
+            message.ehlos.len(),
+            2,
+            "EHLO, XCLIENT, EHLO: {:?}",
+            message.ehlos
+        );
+    }
+    // Tried once, then never again.
+    let log = s.relay.log();
+    assert_eq!(
+        log.matches("the backend did not take XCLIENT before EHLO")
+            .count(),
+        1,
+        "{log}"
+    );
+    // The one refused, then one per message.
+    assert_eq!(backend.lines_starting("XCLIENT").len(), 4);
     Ok(())
 }

@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use smtp_core::client::{
-    AuthMechanism as ClientAuth, ClientConfig, ClientError, ClientErrorKind, ClientTls,
-    Credentials, DsnRecipient, MailOptions, SmtpClient, Step, StepTimeouts, TlsMode, TlsVerify,
-    XclientAttributes, XclientOutcome,
+    AuthMechanism as ClientAuth, Capabilities, ClientConfig, ClientError, ClientErrorKind,
+    ClientTls, Credentials, DsnRecipient, MailOptions, SmtpClient, Step, StepTimeouts, TlsMode,
+    TlsVerify, XclientAttributes, XclientOutcome,
 };
 use smtp_core::message::Message;
 use smtp_protocol::address::{ForwardPath, ReversePath};
@@ -59,6 +59,13 @@ pub struct PreparedRoute {
     health: Arc<BackendHealth>,
     /// The session the next client's open starts from, when traffic is dense.
     spare: spare::Spare,
+    /// What the backend offered in its last EHLO (when it offered XCLIENT):
+    /// a session that says XCLIENT first starts from it instead of an EHLO
+    /// of its own.
+    offered: std::sync::Mutex<Option<Capabilities>>,
+    /// The backend refused (or failed) XCLIENT said before any EHLO:
+    /// sessions say EHLO first from then on.
+    wants_ehlo_first: std::sync::atomic::AtomicBool,
 }
 
 /// Why no session with a backend could be opened.
@@ -129,7 +136,10 @@ impl PreparedRoute {
         let mut last_error = None;
         for addr in addrs {
             match SmtpClient::connect(addr, &self.route.host, config).await {
-                Ok(client) => return Ok(client),
+                Ok(client) => {
+                    self.remember_offer(client.capabilities());
+                    return Ok(client);
+                }
                 Err(e) => last_error = Some(e),
             }
         }
@@ -138,6 +148,62 @@ impl PreparedRoute {
             ConnectFailure::Client,
         ))
     }
+
+    /// A session whose next command is XCLIENT (a client's open, a spare):
+    /// without an EHLO of its own when the backend's offer is known (it said
+    /// XCLIENT), XCLIENT is required and the route needs no STARTTLS nor
+    /// AUTH, else as [`Self::connect`]. XCLIENT sends the backend back to its
+    /// greeting and EHLO follows it anyway, so that first EHLO only told us
+    /// what we knew (Postfix takes XCLIENT at any point outside a
+    /// transaction; XCLIENT_README). Says whether EHLO was skipped.
+    pub(super) async fn connect_for_xclient(&self) -> Result<(SmtpClient, bool), ConnectFailure> {
+        // With xclient=optional a refused XCLIENT is carried on from, and
+        // that needs the session's own EHLO.
+        let known = if self.xclient != XclientPolicy::Required
+            || self
+                .wants_ehlo_first
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            None
+        } else {
+            lock_offer(&self.offered).clone()
+        };
+        if let Some(known) = known {
+            let addrs = resolve(&self.route.host, self.route.port)
+                .await
+                .map_err(ConnectFailure::Resolve)?;
+            let mut last_error = None;
+            for addr in addrs {
+                match SmtpClient::connect_known(addr, &self.client, known.clone()).await {
+                    None => break,
+                    Some(Ok(client)) => return Ok((client, true)),
+                    Some(Err(e)) => last_error = Some(e),
+                }
+            }
+            if let Some(e) = last_error {
+                return Err(ConnectFailure::Client(e));
+            }
+        }
+        self.connect(&self.client)
+            .await
+            .map(|client| (client, false))
+    }
+
+    fn remember_offer(&self, offered: &Capabilities) {
+        if offered.xclient.is_none() {
+            return;
+        }
+        let mut known = lock_offer(&self.offered);
+        if known.as_ref() != Some(offered) {
+            *known = Some(offered.clone());
+        }
+    }
+}
+
+fn lock_offer(
+    offered: &std::sync::Mutex<Option<Capabilities>>,
+) -> std::sync::MutexGuard<'_, Option<Capabilities>> {
+    offered.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Why [`Forwarder::open_unreported`] opened no session: the sender's
@@ -187,6 +253,8 @@ pub struct ForwardSetupError {
 struct SpareUse {
     /// The session is the route's spare.
     from_spare: bool,
+    /// The session said no EHLO before XCLIENT.
+    skipped_ehlo: bool,
     /// Makes the next spare when the opened session ends.
     trigger: Option<spare::SpareTrigger>,
 }
@@ -260,6 +328,8 @@ impl Forwarder {
                 client,
                 xclient: settings.xclient,
                 spare: spare::Spare::default(),
+                offered: std::sync::Mutex::new(None),
+                wants_ehlo_first: std::sync::atomic::AtomicBool::new(false),
             }));
         }
         Ok(Self {
@@ -341,8 +411,22 @@ impl Forwarder {
         let use_spare = self.settings.xclient != XclientPolicy::Off;
         let (mut client, key, spare) = self.connect_unreported(selector, use_spare).await?;
         let mut xclient = self.xclient(&mut client, session, &key).await;
-        if spare.from_spare && xclient.as_ref().is_err_and(OpenFailed::closed_by_backend) {
-            debug!(conn = %session.conn_id, backend = %key, "the spare backend session was closed; opening a new one");
+        let spare_failed = match &xclient {
+            Ok(()) => false,
+            Err(failure) if spare.skipped_ehlo && !failure.closed_by_backend() => {
+                let prepared = self.prepared(selector);
+                if !prepared
+                    .wants_ehlo_first
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    info!(backend = %key, "the backend did not take XCLIENT before EHLO; sessions say EHLO first from now on");
+                }
+                true
+            }
+            Err(failure) => spare.from_spare && failure.closed_by_backend(),
+        };
+        if spare_failed {
+            debug!(conn = %session.conn_id, backend = %key, "the spare backend session was closed or refused XCLIENT before EHLO; opening a new one");
             client.close();
             (client, _, _) = self.connect_unreported(selector, false).await?;
             xclient = self.xclient(&mut client, session, &key).await;
@@ -422,13 +506,23 @@ impl Forwarder {
         if use_spare {
             let (client, trigger) = prepared.spare.take(prepared);
             spare.trigger = trigger;
-            if let Some(client) = client {
+            if let Some((client, skipped_ehlo)) = client {
                 spare.from_spare = true;
+                spare.skipped_ehlo = skipped_ehlo;
                 return Ok((client, key, spare));
             }
         }
-        let mut client = match prepared.connect(&prepared.client).await {
-            Ok(client) => client,
+        // XCLIENT comes next: the backend's known offer may stand for EHLO.
+        let connected = if use_spare {
+            prepared.connect_for_xclient().await
+        } else {
+            prepared.connect(&prepared.client).await.map(|c| (c, false))
+        };
+        let mut client = match connected {
+            Ok((client, skipped_ehlo)) => {
+                spare.skipped_ehlo = skipped_ehlo;
+                client
+            }
             Err(failure) => {
                 let down = failure
                     .unreachable()

@@ -8,6 +8,9 @@
 //! outrun. At one session they were most of what a message waited for after
 //! its final dot (BENCHMARKS.md, issue 19, "Spare backend sessions").
 //!
+//! Like a client's own open, a spare says no EHLO before XCLIENT when the
+//! backend's offer is known (`PreparedRoute::connect_for_xclient`).
+//!
 //! This is not a pool of shared sessions: a spare is handed to exactly one
 //! client, whose XCLIENT makes it that client's for good (Postfix re-checks
 //! XCLIENT authorisation against the impersonated client, so a session can
@@ -66,6 +69,8 @@ struct State {
 #[derive(Debug)]
 struct Ready {
     client: SmtpClient,
+    /// It said no EHLO: the backend's last offer stands for its reply.
+    skipped_ehlo: bool,
     made_at: Instant,
     number: u64,
     /// Dropped with this spare when a client takes it (or it is closed):
@@ -82,11 +87,15 @@ pub struct SpareTrigger {
 }
 
 impl Spare {
-    /// The ready spare, if it is still usable and young enough; records an
-    /// open and, when opens come densely, arranges for the next spare, made
-    /// when the returned trigger is dropped with the opened session.
-    /// `route` is the route this spare belongs to.
-    pub fn take(&self, route: &Arc<PreparedRoute>) -> (Option<SmtpClient>, Option<SpareTrigger>) {
+    /// The ready spare (and whether it skipped EHLO), if it is still
+    /// usable and young enough; records an open and, when opens come
+    /// densely, arranges for the next spare, made when the returned trigger
+    /// is dropped with the opened session. `route` is the route this spare
+    /// belongs to.
+    pub fn take(
+        &self,
+        route: &Arc<PreparedRoute>,
+    ) -> (Option<(SmtpClient, bool)>, Option<SpareTrigger>) {
         let now = Instant::now();
         let (ready, make) = {
             let mut state = lock(&self.state);
@@ -109,7 +118,7 @@ impl Spare {
             return (None, trigger);
         };
         if ready.client.is_usable() && now.duration_since(ready.made_at) < SPARE_IDLE_LIMIT {
-            (Some(ready.client), trigger)
+            (Some((ready.client, ready.skipped_ehlo)), trigger)
         } else {
             // Its expiry is due: close it now rather than hand it out.
             ready.client.close();
@@ -119,7 +128,7 @@ impl Spare {
 
     /// Parks a newly made spare (closing any it would replace); returns
     /// its number and what says it was taken.
-    fn park(&self, client: SmtpClient) -> (u64, oneshot::Receiver<()>) {
+    fn park(&self, client: SmtpClient, skipped_ehlo: bool) -> (u64, oneshot::Receiver<()>) {
         let (taken, was_taken) = oneshot::channel();
         let mut state = lock(&self.state);
         state.making = false;
@@ -127,6 +136,7 @@ impl Spare {
         let number = state.made;
         let ready = Ready {
             client,
+            skipped_ehlo,
             made_at: Instant::now(),
             number,
             _taken: taken,
@@ -180,8 +190,8 @@ fn wants_spare(last_open: Option<Instant>, now: Instant, making: bool) -> bool {
 async fn make_spare(route: Arc<PreparedRoute>, fired: oneshot::Receiver<()>) {
     // Nothing is ever sent: the sender's drop is the signal.
     let _ = fired.await;
-    let client = match route.connect(route.client_config()).await {
-        Ok(client) => client,
+    let (mut client, skipped_ehlo) = match route.connect_for_xclient().await {
+        Ok(made) => made,
         Err(failure) => {
             // The next client's own open tries again and reports it.
             debug!(backend = %route.key(), "no spare backend session: {failure}");
@@ -189,14 +199,13 @@ async fn make_spare(route: Arc<PreparedRoute>, fired: oneshot::Receiver<()>) {
             return;
         }
     };
-    let mut client = client;
     if let Err(e) = client.authenticate().await {
         debug!(backend = %route.key(), "no spare backend session: AUTH failed: {e}");
         client.close();
         route.spare.making_failed();
         return;
     }
-    let (number, was_taken) = route.spare.park(client);
+    let (number, was_taken) = route.spare.park(client, skipped_ehlo);
     // Taken (or replaced): nothing left to do. Otherwise it is closed.
     if tokio::time::timeout(SPARE_IDLE_LIMIT, was_taken)
         .await
