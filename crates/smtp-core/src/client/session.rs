@@ -481,7 +481,7 @@ impl SmtpClient {
             return;
         }
         if self.transport.is_usable() {
-            self.transport.try_write_now(b"QUIT\r\n");
+            self.transport.quit_and_close_now();
         }
     }
 

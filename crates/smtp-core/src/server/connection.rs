@@ -398,6 +398,13 @@ impl<P: MailPolicy> Connection<P> {
                 }
                 Action::Close => {
                     self.permit = None;
+                    if let ClientStream::Plain(tcp) = &self.stream {
+                        // The closing reply and the FIN in one packet: the
+                        // reply waits corked until the shutdown pushes both
+                        // (one packet, and the client's ACK of it, fewer for
+                        // every connection; BENCHMARKS.md, issue 19).
+                        let _ = socket2::SockRef::from(tcp).set_tcp_cork(true);
+                    }
                     self.flush().await?;
                     let _ = timeout(Duration::from_secs(5), self.stream.shutdown()).await;
                     break;
