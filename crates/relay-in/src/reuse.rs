@@ -62,28 +62,25 @@ pub struct KeptBackend {
     /// empty slot: most connections (idle ones, those refused) never have a
     /// backend session.
     slot: Option<Arc<Mutex<Slot>>>,
-    /// The early open in flight; it parks its session (or its failure) in
-    /// the slot when done.
+    /// The early open in flight; its session is parked in the slot when done.
     opening: Option<Opening>,
+    /// Why the early open failed, reported at the dot as an open there would.
+    failed: Option<OpenFailed>,
 }
 
 /// An early open: boxed, as it is several KB (connect, STARTTLS, AUTH,
 /// XCLIENT) and most connections never have one.
-type Opening = Pin<Box<dyn Future<Output = ()> + Send>>;
+type Opening = Pin<Box<dyn Future<Output = Result<Backend, OpenFailed>> + Send>>;
 
-/// What the connection, its early open and its reaper share. The session is
-/// boxed: it is several KB (its TLS state is inline) and the slot outlives it.
+/// What the connection and its reaper share. The session is boxed: it is
+/// several KB (its TLS state is inline) and the slot outlives it.
 #[derive(Default)]
 struct Slot {
     parked: Option<(Box<Backend>, Instant)>,
-    /// Why the early open failed, reported at the dot as an open there would.
-    failed: Option<OpenFailed>,
     /// The reaper watching the slot, ended with the connection: one that
     /// slept out its deadline after the client left held the slot (and a
     /// task) for up to [`IDLE_LIMIT`] per closed connection.
     reaper: Option<AbortHandle>,
-    /// The client connection is gone: a session that arrives now is closed.
-    closed: bool,
 }
 
 impl KeptBackend {
@@ -105,22 +102,18 @@ impl KeptBackend {
         if self.opening.is_some() {
             return;
         }
-        let shared = self.slot.get_or_insert_with(Arc::default);
+        self.failed = None;
+        if self
+            .slot
+            .as_ref()
+            .is_some_and(|slot| lock(slot).parked.is_some())
         {
-            let mut slot = lock(shared);
-            slot.failed = None;
-            if slot.parked.is_some() {
-                return;
-            }
+            return;
         }
-        let shared = Arc::clone(shared);
         let forwarder = Arc::clone(forwarder);
         let session = session.clone();
         self.opening = Some(Box::pin(async move {
-            match forwarder.open_unreported(&selector, &session).await {
-                Ok(backend) => park(&shared, backend),
-                Err(failure) => lock(&shared).failed = Some(failure),
-            }
+            forwarder.open_unreported(&selector, &session).await
         }));
     }
 
@@ -131,23 +124,32 @@ impl KeptBackend {
         let Some(opening) = &mut self.opening else {
             return Poll::Ready(());
         };
-        let done = opening.as_mut().poll(cx);
-        if done.is_ready() {
-            self.opening = None;
-        }
-        done
+        let Poll::Ready(opened) = opening.as_mut().poll(cx) else {
+            return Poll::Pending;
+        };
+        self.opening = None;
+        self.settle(opened);
+        Poll::Ready(())
     }
 
     /// Finishes an early open still in flight. Its failure, if it was for
     /// `key`, is the dot's: the caller reports it as its own open's.
     pub async fn opened(&mut self, key: &RouteKey) -> Result<(), OpenFailed> {
         if let Some(opening) = self.opening.take() {
-            opening.await;
+            let opened = opening.await;
+            self.settle(opened);
         }
-        let failed = self.slot.as_ref().and_then(|slot| lock(slot).failed.take());
-        match failed {
+        match self.failed.take() {
             Some(failure) if failure.key() == key => Err(failure),
             _ => Ok(()),
+        }
+    }
+
+    /// Parks what an early open opened, or keeps why it failed.
+    fn settle(&mut self, opened: Result<Backend, OpenFailed>) {
+        match opened {
+            Ok(backend) => self.keep(backend),
+            Err(failure) => self.failed = Some(failure),
         }
     }
 
@@ -181,7 +183,6 @@ impl Drop for KeptBackend {
         };
         let (parked, reaper) = {
             let mut slot = lock(&shared);
-            slot.closed = true;
             (slot.parked.take(), slot.reaper.take())
         };
         // The reaper never awaits anything but its timer (closing a session
@@ -196,19 +197,13 @@ impl Drop for KeptBackend {
 }
 
 /// Parks `backend` in the slot, closing whatever it replaces, and makes sure
-/// a reaper watches it. A session past its use, or for a connection that is
-/// gone, is closed instead.
+/// a reaper watches it. A session past its use is closed instead.
 fn park(shared: &Arc<Mutex<Slot>>, backend: Backend) {
     if !backend.is_usable() || backend.age() >= AGE_LIMIT {
         backend.abandon();
         return;
     }
     let mut slot = lock(shared);
-    if slot.closed {
-        drop(slot);
-        backend.abandon();
-        return;
-    }
     if let Some((previous, _)) = slot.parked.replace((Box::new(backend), Instant::now())) {
         previous.abandon();
     }
