@@ -8,21 +8,9 @@
 
 use std::time::Duration;
 
-use postern_tests::backend::{Behaviour, RecordingBackend};
+use postern_tests::backend::Behaviour;
 use postern_tests::outbound::wait_until;
-use postern_tests::relay_in::{ForwardingRelay, greeted};
-
-/// relay-in in queue mode (the shipped mode) after its startup probe, so
-/// that the backend's counters show mail sessions only.
-async fn queue_mode(behaviour: Behaviour) -> anyhow::Result<(RecordingBackend, ForwardingRelay)> {
-    let backend = RecordingBackend::start(behaviour).await?;
-    let s = ForwardingRelay::start(backend.addr, "mode=queue\nxclient=required")?;
-    wait_until(Duration::from_secs(5), "the startup probe", || {
-        backend.probes() == 1 && backend.record().in_flight == 0
-    })
-    .await?;
-    Ok((backend, s))
-}
+use postern_tests::relay_in::{greeted, queue_mode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_opens_before_the_dot_and_carries_the_real_client() -> anyhow::Result<()> {
@@ -164,11 +152,9 @@ async fn a_failed_early_open_answers_at_the_dot_as_before() -> anyhow::Result<()
     let (mut backend, s) = queue_mode(Behaviour::default()).await?;
     backend.down();
     let mut client = greeted(s.v4, "c.example").await?;
-    client.expect("MAIL FROM:<a@o.example>", 250).await?;
-    client.expect("RCPT TO:<u@example.com>", 250).await?;
-    client.expect("DATA", 354).await?;
-    client.send(b"Subject: down\r\n\r\nx\r\n").await?;
-    let reply = client.command(".").await?;
+    let reply = client
+        .send_mail("a@o.example", &["u@example.com"], "Subject: down\n\nx\n")
+        .await?;
     assert_eq!(
         reply.lines,
         ["451 4.4.1 Backend mail server unavailable, try again later"],
@@ -188,11 +174,9 @@ async fn a_failed_early_open_answers_at_the_dot_as_before() -> anyhow::Result<()
     })
     .await?;
     let mut client = greeted(s.v4, "c.example").await?;
-    client.expect("MAIL FROM:<a@o.example>", 250).await?;
-    client.expect("RCPT TO:<u@example.com>", 250).await?;
-    client.expect("DATA", 354).await?;
-    client.send(b"Subject: refused\r\n\r\nx\r\n").await?;
-    let reply = client.command(".").await?;
+    let reply = client
+        .send_mail("a@o.example", &["u@example.com"], "Subject: refused\n\nx\n")
+        .await?;
     assert!(reply.lines[0].starts_with("451 4.7.0"), "{reply:?}");
     let log = s.relay.log();
     assert_eq!(
@@ -201,6 +185,9 @@ async fn a_failed_early_open_answers_at_the_dot_as_before() -> anyhow::Result<()
         1,
         "{log}"
     );
+    // Refused with and without an EHLO before it: not taken for a backend
+    // that wants EHLO first.
+    assert!(!log.contains("did not take XCLIENT before EHLO"), "{log}");
     assert!(backend.accepted().is_empty());
     Ok(())
 }

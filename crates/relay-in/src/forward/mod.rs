@@ -64,10 +64,6 @@ impl OpenFailed {
     pub fn key(&self) -> &RouteKey {
         &self.key
     }
-
-    fn closed_by_backend(&self) -> bool {
-        self.backend_closed
-    }
 }
 
 /// The log line an open failure gets.
@@ -222,30 +218,35 @@ impl Forwarder {
         selector: &str,
         session: &SessionInfo,
     ) -> Result<Backend, OpenFailed> {
-        // A spare only serves where XCLIENT is its first exchange: that
-        // exchange shows whether the backend closed it meanwhile.
-        let use_spare = self.settings.xclient != XclientPolicy::Off;
-        let (mut client, key, spare) = self.connect_unreported(selector, use_spare).await?;
+        // XCLIENT comes first on this session (when it is said at all): it
+        // shows whether a spare was closed meanwhile, and it may go before
+        // any EHLO.
+        let xclient_next = self.settings.xclient != XclientPolicy::Off;
+        let (mut client, key, spare) = self.connect_unreported(selector, xclient_next).await?;
         let mut xclient = self.xclient(&mut client, session, &key).await;
-        let spare_failed = match &xclient {
+        let retry = match &xclient {
             Ok(()) => false,
-            Err(failure) if spare.skipped_ehlo && !failure.closed_by_backend() => {
-                let prepared = self.prepared(selector);
-                if !prepared
-                    .wants_ehlo_first
-                    .swap(true, std::sync::atomic::Ordering::Relaxed)
-                {
-                    info!(backend = %key, "the backend did not take XCLIENT before EHLO; sessions say EHLO first from now on");
-                }
-                true
-            }
-            Err(failure) => spare.from_spare && failure.closed_by_backend(),
+            Err(failure) if failure.backend_closed => spare.from_spare,
+            // Refused before any EHLO: perhaps only for that.
+            Err(_) => spare.skipped_ehlo,
         };
-        if spare_failed {
+        if retry {
             debug!(conn = %session.conn_id, backend = %key, "the spare backend session was closed or refused XCLIENT before EHLO; opening a new one");
             client.close();
             (client, _, _) = self.connect_unreported(selector, false).await?;
             xclient = self.xclient(&mut client, session, &key).await;
+            // Refused before EHLO and taken after it: say EHLO first from
+            // now on. Refused both ways (relay-in not authorised), it was
+            // not the missing EHLO.
+            if spare.skipped_ehlo
+                && xclient.is_ok()
+                && !self
+                    .prepared(selector)
+                    .wants_ehlo_first
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                info!(backend = %key, "the backend did not take XCLIENT before EHLO; sessions say EHLO first from now on");
+            }
         }
         if let Err(failure) = xclient {
             // Say goodbye (RFC 5321 4.1.1.10) without making the sender wait
@@ -300,12 +301,13 @@ impl Forwarder {
             .map_err(|failure| self.report(failure, conn_id))
     }
 
-    /// Connects and authenticates, or takes the route's spare session when
-    /// `use_spare` and one is ready; says which.
+    /// Connects and authenticates; when `xclient_next`, takes the route's
+    /// spare session if one is ready, or says no EHLO if the backend's offer
+    /// is known; says which.
     async fn connect_unreported(
         &self,
         selector: &str,
-        use_spare: bool,
+        xclient_next: bool,
     ) -> Result<(SmtpClient, RouteKey, SpareUse), OpenFailed> {
         let prepared = self.prepared(selector);
         let key = prepared.key.clone();
@@ -319,7 +321,7 @@ impl Forwarder {
             });
         }
         let mut spare = SpareUse::default();
-        if use_spare {
+        if xclient_next {
             let (client, trigger) = prepared.spare.take(prepared);
             spare.trigger = trigger;
             if let Some((client, skipped_ehlo)) = client {
@@ -329,7 +331,7 @@ impl Forwarder {
             }
         }
         // XCLIENT comes next: the backend's known offer may stand for EHLO.
-        let connected = if use_spare {
+        let connected = if xclient_next {
             prepared.connect_for_xclient().await
         } else {
             prepared.connect(&prepared.client).await.map(|c| (c, false))

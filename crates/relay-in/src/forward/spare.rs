@@ -168,8 +168,9 @@ impl Spare {
 
 impl Drop for Spare {
     fn drop(&mut self) {
-        // A reload or shutdown: say goodbye instead of leaving the backend
-        // to log a lost connection.
+        // Only at shutdown can a spare still wait here (its expiry task
+        // holds the route until it is taken or closed): say goodbye instead
+        // of leaving the backend to log a lost connection.
         let ready = lock(&self.state).ready.take();
         if let Some(ready) = ready {
             ready.client.close();

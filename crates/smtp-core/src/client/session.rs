@@ -76,8 +76,8 @@ impl SmtpClient {
     /// Connects and reads the greeting, but says no EHLO: `known` (what this
     /// server offered in an earlier session's EHLO) stands for its reply.
     /// For a session whose first command is XCLIENT, which sends the server
-    /// back to its greeting and is followed by EHLO anyway (relay-in's spare
-    /// sessions): one round trip and one EHLO reply fewer per session.
+    /// back to its greeting and is followed by EHLO anyway (relay-in's
+    /// backend sessions): one round trip and one EHLO reply fewer each.
     /// `None` when `config` wants STARTTLS or AUTH, which need the server's
     /// own EHLO reply: use [`Self::connect`].
     pub async fn connect_known(
