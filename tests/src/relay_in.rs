@@ -1,7 +1,10 @@
 //! relay-in started against a test backend, for the forwarding tests.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use crate::backend::{Behaviour, RecordingBackend};
+use crate::outbound::wait_until;
 use crate::process::{Relay, free_port};
 use crate::smtp::SmtpClient;
 
@@ -73,4 +76,19 @@ pub async fn greeted(addr: SocketAddr, helo: &str) -> anyhow::Result<SmtpClient>
     assert_eq!(client.read_reply().await?.code, 220);
     client.expect(&format!("EHLO {helo}"), 250).await?;
     Ok(client)
+}
+
+/// A backend behaving as `behaviour` and relay-in in queue mode (the shipped
+/// mode) in front of it, after relay-in's startup probe, so that the
+/// backend's counters show mail sessions only.
+pub async fn queue_mode(
+    behaviour: Behaviour,
+) -> anyhow::Result<(RecordingBackend, ForwardingRelay)> {
+    let backend = RecordingBackend::start(behaviour).await?;
+    let s = ForwardingRelay::start(backend.addr, "mode=queue\nxclient=required")?;
+    wait_until(Duration::from_secs(5), "the startup probe", || {
+        backend.probes() == 1 && backend.record().in_flight == 0
+    })
+    .await?;
+    Ok((backend, s))
 }

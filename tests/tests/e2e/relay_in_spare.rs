@@ -11,26 +11,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use postern_tests::backend::{Behaviour, RecordingBackend};
+use postern_tests::backend::Behaviour;
 use postern_tests::outbound::wait_until;
-use postern_tests::relay_in::ForwardingRelay;
-
-/// relay-in in queue mode (the shipped mode) after its startup probe.
-async fn queue_mode() -> anyhow::Result<(RecordingBackend, ForwardingRelay)> {
-    queue_mode_with(Behaviour::default()).await
-}
-
-async fn queue_mode_with(
-    behaviour: Behaviour,
-) -> anyhow::Result<(RecordingBackend, ForwardingRelay)> {
-    let backend = RecordingBackend::start(behaviour).await?;
-    let s = ForwardingRelay::start(backend.addr, "mode=queue\nxclient=required")?;
-    wait_until(Duration::from_secs(5), "the startup probe", || {
-        backend.probes() == 1 && backend.record().in_flight == 0
-    })
-    .await?;
-    Ok((backend, s))
-}
+use postern_tests::relay_in::{ForwardingRelay, queue_mode};
 
 /// Postfix's smtp-source: `messages` messages, one connection each, one
 /// after another, from 127.0.0.1 (it says HELO).
@@ -64,7 +47,7 @@ fn xclient_port(line: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_spare_serves_one_client_and_the_unused_one_is_closed() -> anyhow::Result<()> {
     const MESSAGES: usize = 8;
-    let (backend, s) = queue_mode().await?;
+    let (backend, s) = queue_mode(Behaviour::default()).await?;
     smtp_source(&s, MESSAGES).await?;
 
     let accepted = backend.accepted();
@@ -110,7 +93,7 @@ async fn each_spare_serves_one_client_and_the_unused_one_is_closed() -> anyhow::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spare_the_backend_closed_is_replaced_and_the_sender_gets_its_250() -> anyhow::Result<()>
 {
-    let (backend, s) = queue_mode().await?;
+    let (backend, s) = queue_mode(Behaviour::default()).await?;
     // Two opens in quick succession make a spare after the second.
     smtp_source(&s, 2).await?;
     wait_until(Duration::from_secs(2), "the spare connected", || {
@@ -135,7 +118,7 @@ async fn a_spare_the_backend_closed_is_replaced_and_the_sender_gets_its_250() ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_that_wants_ehlo_before_xclient_gets_it_and_the_sender_its_250()
 -> anyhow::Result<()> {
-    let (backend, s) = queue_mode_with(Behaviour {
+    let (backend, s) = queue_mode(Behaviour {
         xclient_needs_ehlo: true,
         ..Behaviour::default()
     })
