@@ -36,6 +36,22 @@ impl MaybeTlsStream {
         matches!(self, MaybeTlsStream::Tls(_))
     }
 
+    /// Hands a connection's last line to a plain socket without pushing it
+    /// out (`MSG_MORE`), so that the close or shutdown that follows sends
+    /// the line and the FIN in one packet: one packet, and the peer's ACK
+    /// of it, fewer per connection (BENCHMARKS.md, issue 19). Returns how
+    /// many octets the socket took: none on TLS (close_notify must follow
+    /// the line), or when the socket buffer is full; the caller writes the
+    /// rest the usual way.
+    pub fn send_last_line(&self, octets: &[u8]) -> usize {
+        let MaybeTlsStream::Plain(tcp) = self else {
+            return 0;
+        };
+        socket2::SockRef::from(tcp)
+            .send_with_flags(octets, libc::MSG_MORE)
+            .unwrap_or(0)
+    }
+
     /// The negotiated protocol and cipher, for `Received:` and logs.
     pub fn tls_info(&self) -> Option<TlsInfo> {
         let MaybeTlsStream::Tls(tls) = self else {

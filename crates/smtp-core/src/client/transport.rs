@@ -59,6 +59,10 @@ impl Transport {
         // Every write is a complete command group; waiting to coalesce it with
         // more data would only add a round trip.
         let _ = tcp.set_nodelay(true);
+        // Our ACK of the greeting then rides on our first command instead
+        // of going alone (Linux acknowledges a connection's first segment
+        // at once otherwise): one packet fewer per session.
+        let _ = socket2::SockRef::from(&tcp).set_tcp_quickack(false);
         Ok(Transport {
             stream: Stream::Plain(tcp),
             parser: ReplyParser::new(),
@@ -165,15 +169,11 @@ impl Transport {
 
     /// Says QUIT on a plain socket that takes it without waiting (a goodbye
     /// on an idle connection always fits), for a connection the caller
-    /// drops at once: the line waits corked until the close pushes it with
-    /// the FIN, one packet (and the server's ACK of it) fewer per session
-    /// (BENCHMARKS.md, issue 19).
+    /// drops at once: the close sends the line with the FIN
+    /// ([`Stream::send_last_line`]).
     pub(crate) fn quit_and_close_now(&mut self) {
-        if let Stream::Plain(tcp) = &self.stream {
-            let _ = socket2::SockRef::from(tcp).set_tcp_cork(true);
-            trace!(peer = %self.peer, "C: QUIT");
-            let _ = tcp.try_write(b"QUIT\r\n");
-        }
+        trace!(peer = %self.peer, "C: QUIT");
+        self.stream.send_last_line(b"QUIT\r\n");
     }
 
     /// Reads the next complete reply; the whole reply must arrive within

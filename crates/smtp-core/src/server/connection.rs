@@ -398,13 +398,10 @@ impl<P: MailPolicy> Connection<P> {
                 }
                 Action::Close => {
                     self.permit = None;
-                    if let ClientStream::Plain(tcp) = &self.stream {
-                        // The closing reply and the FIN in one packet: the
-                        // reply waits corked until the shutdown pushes both
-                        // (one packet, and the client's ACK of it, fewer for
-                        // every connection; BENCHMARKS.md, issue 19).
-                        let _ = socket2::SockRef::from(tcp).set_tcp_cork(true);
-                    }
+                    // The closing reply goes with the FIN in one packet.
+                    self.session.write_replies(&mut self.output);
+                    let taken = self.stream.send_last_line(&self.output);
+                    self.output.drain(..taken);
                     self.flush().await?;
                     let _ = timeout(Duration::from_secs(5), self.stream.shutdown()).await;
                     break;
@@ -596,30 +593,32 @@ impl<P: MailPolicy> Connection<P> {
         });
         if input.is_empty()
             && !session.is_receiving_data()
-            && let ClientStream::Plain(tcp) = &*stream
+            && let ClientStream::Plain(tcp) = &mut *stream
         {
             loop {
-                let ready = tokio::time::timeout_at((*deadline).into(), tcp.readable());
-                let mut ready = std::pin::pin!(ready);
-                // Between commands a connection may idle for minutes,
-                // and thousands may: none holds a read buffer while it
-                // waits. But a prompt client's next command is often
-                // there already: then the buffer is kept, not freed and
-                // allocated again for every command (8 KiB each way).
-                let at_once = std::future::poll_fn(|cx| {
-                    let _ = std::pin::Pin::new(&mut background).poll(cx);
-                    std::task::Poll::Ready(ready.as_mut().poll(cx))
-                })
-                .await;
-                let waited = match at_once {
-                    std::task::Poll::Ready(result) => result,
-                    std::task::Poll::Pending => {
-                        input.release();
-                        tokio::select! {
-                            biased;
-                            never = &mut background => match never {},
-                            result = &mut ready => result,
-                            phase = shutdown.changed_from(seen) => return Ok(Input::Shutdown(phase)),
+                let waited = {
+                    let ready = tokio::time::timeout_at((*deadline).into(), tcp.readable());
+                    let mut ready = std::pin::pin!(ready);
+                    // Between commands a connection may idle for minutes,
+                    // and thousands may: none holds a read buffer while it
+                    // waits. But a prompt client's next command is often
+                    // there already: then the buffer is kept, not freed and
+                    // allocated again for every command (8 KiB each way).
+                    let at_once = std::future::poll_fn(|cx| {
+                        let _ = std::pin::Pin::new(&mut background).poll(cx);
+                        std::task::Poll::Ready(ready.as_mut().poll(cx))
+                    })
+                    .await;
+                    match at_once {
+                        std::task::Poll::Ready(result) => result,
+                        std::task::Poll::Pending => {
+                            input.release();
+                            tokio::select! {
+                                biased;
+                                never = &mut background => match never {},
+                                result = &mut ready => result,
+                                phase = shutdown.changed_from(seen) => return Ok(Input::Shutdown(phase)),
+                            }
                         }
                     }
                 };
@@ -629,15 +628,22 @@ impl<P: MailPolicy> Connection<P> {
                     Ok(Ok(())) => {}
                 }
                 // Readable: read without arming a second timer and
-                // shutdown watch (a spurious wakeup waits again).
-                // Readiness outlives the read that consumed it, so the
-                // wait after a command often ends at once with nothing
-                // to read: the buffer goes back before waiting again.
-                match tcp.try_read_buf(input.spare(READ_CHUNK)) {
-                    Ok(0) => return Ok(Input::Eof),
-                    Ok(_) => return Ok(Input::Data),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => input.release(),
-                    Err(e) => return Err(e.into()),
+                // shutdown watch, polled once. A read that leaves the socket
+                // empty clears tokio's readiness (poll_read does; try_read
+                // would not), so the next wait waits instead of ending at
+                // once in a read that finds nothing: one `recvfrom` fewer
+                // per command. A stale readiness (nothing to read after
+                // all) is cleared by that one read: the buffer goes back
+                // before waiting again.
+                let once = {
+                    let mut read = std::pin::pin!(tcp.read_buf(input.spare(READ_CHUNK)));
+                    std::future::poll_fn(|cx| std::task::Poll::Ready(read.as_mut().poll(cx))).await
+                };
+                match once {
+                    std::task::Poll::Ready(Ok(0)) => return Ok(Input::Eof),
+                    std::task::Poll::Ready(Ok(_)) => return Ok(Input::Data),
+                    std::task::Poll::Ready(Err(e)) => return Err(e.into()),
+                    std::task::Poll::Pending => input.release(),
                 }
             }
         }
