@@ -21,6 +21,8 @@
 //! `PRIORITY` per entry and the error, warn, info and debug values on a
 //! journal socket of its own.
 
+mod fields;
+
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
@@ -43,11 +45,17 @@ pub fn init(default_level: &str) -> &'static str {
             .init();
         return "journald";
     }
-    tracing_subscriber::fmt()
+    let lines = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    if std::io::stderr().is_terminal() {
+        lines.with_ansi(true).init();
+    } else {
+        lines
+            .with_ansi(false)
+            .fmt_fields(fields::PlainFields)
+            .init();
+    }
     "stderr"
 }
