@@ -33,6 +33,7 @@ pub mod address;
 pub mod command;
 pub mod data;
 pub mod dsn_params;
+pub mod ip_text;
 pub mod received;
 pub mod reply;
 pub mod reply_parser;

@@ -2,6 +2,7 @@
 //! break mail loops (§6.3).
 
 use crate::address::ForwardPath;
+use crate::ip_text::IpText;
 use crate::session::{ClientName, Envelope, HeloVerb, SessionInfo};
 
 /// Builds our `Received:` header, folded, ending in CRLF:
@@ -16,7 +17,7 @@ use crate::session::{ClientName, Envelope, HeloVerb, SessionInfo};
 /// `date` is the RFC 5322 date-time, formatted by the driver: this module
 /// reads no clock.
 pub fn header(me: &str, session: &SessionInfo, envelope: &Envelope, date: &str) -> String {
-    let ip = session.client.peer.ip();
+    let ip = IpText(session.client.peer.ip());
     let helo = session
         .greeting
         .as_ref()

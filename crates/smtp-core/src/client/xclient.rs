@@ -6,6 +6,7 @@
 
 use std::net::IpAddr;
 
+use smtp_protocol::ip_text::IpText;
 use smtp_protocol::session::ClientName;
 use smtp_protocol::session::HeloVerb;
 use smtp_protocol::xtext;
@@ -139,7 +140,7 @@ fn encode_bounded(value: &str) -> String {
 /// prefix). IPv4-mapped IPv6 addresses are sent as the IPv4 address they are.
 fn address_value(ip: IpAddr) -> String {
     match ip.to_canonical() {
-        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V4(v4) => IpText(IpAddr::V4(v4)).to_string(),
         IpAddr::V6(v6) => format!("IPV6:{v6}"),
     }
 }

@@ -8,6 +8,7 @@
 
 use tracing::{error, info, warn};
 
+use smtp_protocol::ip_text::IpText;
 use smtp_protocol::sasl::Credentials;
 use smtp_protocol::session::TransactionRecord;
 use smtp_protocol::session::{AuthVerdict, SessionInfo};
@@ -34,7 +35,7 @@ pub(super) fn transaction(info: &SessionInfo, record: &TransactionRecord) {
     info!(
         conn = %info.conn_id,
         id = %envelope.id,
-        client = %info.client.peer.ip(),
+        client = %IpText(info.client.peer.ip()),
         proxy = info.client.proxy.map(tracing::field::display),
         helo = %helo,
         from = %envelope.from,

@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::address::{ForwardPath, ReversePath};
 use crate::command::{MailParams, RcptParams};
+use crate::ip_text::IpText;
 
 /// Result of the client reverse lookup, in the four states XCLIENT distinguishes: the backend
 /// Postfix applies `reject_unknown_client_hostname` and friends to it, so a temporary DNS problem
@@ -65,8 +66,8 @@ impl ClientInfo {
     /// `host [ip]` or `[ip]`, as in EHLO replies and `Received:` headers.
     pub fn remote_label(&self) -> String {
         match &self.name {
-            ClientName::Verified(name) => format!("{name} [{}]", self.peer.ip()),
-            _ => format!("[{}]", self.peer.ip()),
+            ClientName::Verified(name) => format!("{name} [{}]", IpText(self.peer.ip())),
+            _ => format!("[{}]", IpText(self.peer.ip())),
         }
     }
 }
