@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::io::Write as _;
 
 /// An RFC 3463 enhanced status code (`class.subject.detail`).
 ///
@@ -132,12 +131,17 @@ impl Reply {
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let last = self.lines.len() - 1;
         for (i, line) in self.lines.iter().enumerate() {
-            let sep = if i == last { ' ' } else { '-' };
-            // Formatted in place: replies are written for every command,
-            // and a String per number was most of their allocations.
-            let _ = write!(out, "{}{}", self.code, sep);
+            let sep = if i == last { b' ' } else { b'-' };
+            // Digits pushed by hand: replies are written for every command,
+            // and `write!` cost hundreds of instructions a line.
+            push_decimal(out, self.code);
+            out.push(sep);
             if let Some(enhanced) = self.enhanced {
-                let _ = write!(out, "{enhanced}");
+                push_decimal(out, u16::from(enhanced.class));
+                out.push(b'.');
+                push_decimal(out, enhanced.subject);
+                out.push(b'.');
+                push_decimal(out, enhanced.detail);
                 if !line.is_empty() {
                     out.push(b' ');
                 }
@@ -164,11 +168,32 @@ impl fmt::Display for Reply {
     }
 }
 
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut start = digits.len();
+    let mut rest = n;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
 /// Replaces control characters, so a reply line is always one line. Text is
 /// also capped: RFC 5321 §4.5.3.1.5 limits a reply line to 512 octets.
 fn sanitize(text: Cow<'static, str>) -> Cow<'static, str> {
     const MAX_TEXT: usize = 480;
-    let needs_change = text.len() > MAX_TEXT || text.chars().any(|c| c.is_control());
+    // Control characters are C0 and DEL (single octets) or C1 (U+0080 to
+    // U+009F, encoded 0xC2 0x80..0x9F): text without such octets, nearly
+    // all of it, is passed without decoding a character.
+    let may_have_control = text.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2);
+    let needs_change =
+        text.len() > MAX_TEXT || (may_have_control && text.chars().any(|c| c.is_control()));
     if !needs_change {
         return text;
     }
@@ -189,6 +214,34 @@ fn sanitize(text: Cow<'static, str>) -> Cow<'static, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digits_are_written_as_display_writes_them() {
+        for (code, class, subject, detail) in [
+            (250, 2, 0, 0),
+            (554, 5, 7, 1),
+            (421, 4, 10, 999),
+            (599, 5, 65535, 0),
+        ] {
+            let r = Reply::new(code, Some(EnhancedCode::new(class, subject, detail)), "x");
+            assert_eq!(
+                r.to_wire(),
+                format!("{code} {class}.{subject}.{detail} x\r\n")
+            );
+        }
+        let mut out = Vec::new();
+        for n in [0, 7, 10, 99, 100, 12345, u16::MAX] {
+            out.clear();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn c1_and_c0_controls_are_replaced_but_other_text_is_not() {
+        let r = Reply::new(250, None, "caf\u{e9} \u{85}x\u{1b}y\u{7f}");
+        assert_eq!(r.to_wire(), "250 caf\u{e9} ?x?y?\r\n");
+    }
 
     #[test]
     fn single_line_with_enhanced_code() {
