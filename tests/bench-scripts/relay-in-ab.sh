@@ -6,7 +6,7 @@
 # port=2526, me, host_list example.com, a tls.ini with a self-signed pair):
 #   unshare --net -- relay-in-ab.sh "-s 1 -m 4000" RELAY_IN_A RELAY_IN_B ...
 # Prints one line per round: smtp-sink alone msg/s, then each build's msg/s
-# and its ratio to the sink alone of that round.
+# and its ratio to the sink alone of that round. ROUNDS=N for other than 4.
 set -u
 MODE=$1; shift
 HERE=$(pwd)
@@ -17,7 +17,7 @@ sleep 0.3
 S="smtp-source -l 2048 -f a@x.test -t u@example.com"
 m=${MODE##*-m }
 now() { date +%s.%N; }
-for _ in 1 2 3 4; do
+for _ in $(seq "${ROUNDS:-4}"); do
   t0=$(now); $S $MODE 127.0.0.1:2527; t1=$(now)
   line="sink $(echo "$m/($t1-$t0)" | bc)"
   for b in "$@"; do
