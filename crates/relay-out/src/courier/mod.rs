@@ -49,6 +49,7 @@ mod shaping;
 pub mod source_check;
 mod switch;
 mod tls;
+mod transaction;
 use dane::Dane;
 use tls::MxTls;
 
