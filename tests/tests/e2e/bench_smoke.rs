@@ -90,7 +90,7 @@ fn assert_sane_phase(phase: &Value) {
 fn assert_checks_met(report: &Value, names: &[&str]) {
     for name in names {
         let check = check(report, name);
-        assert_eq!(check["met"], true, "{check}");
+        assert_eq!(check["met"], true, "{check}; facts: {}", report["facts"]);
     }
 }
 
