@@ -53,9 +53,9 @@ where
     F: Future<Output = Result<(), E>>,
     E: Display,
 {
-    one_malloc_arena();
-    let logs = crate::logging::init("info");
     let single = runtime.single_threaded();
+    limit_malloc_arenas(single);
+    let logs = crate::logging::init("info");
     let flavour = if single {
         "single-threaded"
     } else {
@@ -88,22 +88,35 @@ where
     }
 }
 
-/// glibc gives each thread that finds the heap busy an arena of its own, and
-/// memory freed in one is never reused by another: relay-in with 100 sessions
-/// of 100 KB messages peaked at 46 MB with the runtime's workers in their own
-/// arenas and at 37 MB in one, at the same throughput (BENCHMARKS.md). A
-/// daemon meant for a 1 GB machine, often with one CPU, wants the latter.
+/// How many glibc malloc arenas the multi-threaded runtime's workers share.
+///
+/// glibc gives each thread that finds the heap busy an arena of its own, up
+/// to eight per CPU, and memory freed in one is never reused by another:
+/// relay-in with 100 sessions of 100 KB messages peaked at 46 MB with every
+/// thread in its own arena and at 37 MB in one (BENCHMARKS.md). But in one
+/// arena the two workers of a 2-CPU machine queue on its lock: at 20
+/// sessions with a connection per message relay-in made 4.2 futex calls and
+/// 2.1 context switches per message, nearly all of them malloc's lock
+/// (perf); with two arenas 1.75 and 1.6, for a peak of 27.7 MB against 26.2
+/// (BENCHMARKS.md, issue 19, "malloc's lock").
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn one_malloc_arena() {
+const WORKER_ARENAS: libc::c_int = 2;
+
+/// Bounds glibc's malloc arenas: one for a single-threaded runtime (a
+/// 1-vCPU VPS: nothing to contend), [`WORKER_ARENAS`] otherwise, so that a
+/// daemon meant for a 1 GB machine does not grow an arena per thread.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas(single_threaded: bool) {
+    let arenas = if single_threaded { 1 } else { WORKER_ARENAS };
     // SAFETY: mallopt only sets a parameter of the allocator; this runs
     // before the runtime starts any thread.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
     }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn one_malloc_arena() {}
+fn limit_malloc_arenas(_single_threaded: bool) {}
 
 /// How often [`give_back_freed_memory`] returns the allocator's free pages.
 const TRIM_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
