@@ -493,6 +493,6 @@ impl ConnectionPolicy for RelayInConnection {
     }
 
     fn poll_background(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        self.kept.poll_open(cx)
+        self.kept.poll_background(cx)
     }
 }

@@ -10,12 +10,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use smtp_protocol::session::SessionInfo;
-use tokio::task::AbortHandle;
+use tokio::time::Sleep;
 
 use crate::forward::{Backend, Forwarder, OpenFailed, RouteKey};
 
@@ -36,33 +36,37 @@ pub const AGE_LIMIT: Duration = Duration::from_secs(300);
 /// recipient while it still sends the rest of its transaction (queue mode),
 /// so that the final dot waits for MAIL, RCPT, DATA and the content only.
 ///
-/// Whichever way it came, it is at most one session, parked in one slot:
-/// an early open starts only while the slot is empty and no other open is
-/// in flight, and a forward at the dot takes the session out of the slot.
+/// Whichever way it came, it is at most one session, parked here: an early
+/// open starts only while none is parked and no other open is in flight,
+/// and a forward at the dot takes the session out.
 ///
-/// The early open is not a task: the connection's driver polls it while it
-/// waits for the client ([`KeptBackend::poll_open`], through smtp-core's
-/// `ConnectionPolicy::poll_background`), and the forward at the dot awaits
-/// what is left of it. A spawned task ran on the connection's own worker
-/// only once the connection had nothing to read, which a prompt client
-/// (smtp-source) delayed to its final dot: the open then gained nothing.
+/// Nothing here is a task: the connection's driver polls this while it
+/// waits for the client ([`KeptBackend::poll_background`], through
+/// smtp-core's `ConnectionPolicy::poll_background`), which drives the early
+/// open and closes a session parked for [`IDLE_LIMIT`], and the forward at
+/// the dot awaits what is left of the open. A spawned open ran on the
+/// connection's own worker only once the connection had nothing to read,
+/// which a prompt client (smtp-source) delayed to its final dot: the open
+/// then gained nothing. A reaper task per parked session (the design before)
+/// cost two spawns per message with a connection per message, each a
+/// wake-up of the other worker (BENCHMARKS.md, issue 19).
 ///
-/// An idle session must be closed after [`IDLE_LIMIT`] even though nothing
-/// else runs while the client is quiet, so a reaper task watches the slot.
-/// It is spawned when a session is parked and none is watching, and sleeps
-/// until the parked session's deadline: a busy connection costs a mutex per
-/// message and a task every couple of seconds, not a task per message. The
+/// The idle limit needs no task either: a parked session waits only while
+/// the client is quiet, and that is when the driver polls the expiry. The
 /// same limit closes an early session whose client dawdles (or said RSET)
 /// before its dot, so such a client holds no backend process longer than a
 /// kept session would. Dropping the keeper (the client went away) closes
 /// the session at once and ends an open still in flight.
 #[derive(Default)]
 pub struct KeptBackend {
-    /// Made on the first `keep` or early open, and only as large as an
-    /// empty slot: most connections (idle ones, those refused) never have a
-    /// backend session.
-    slot: Option<Arc<Mutex<Slot>>>,
-    /// The early open in flight; its session is parked in the slot when done.
+    /// The parked session and when it was parked. Boxed: it is several KB
+    /// (its TLS state is inline) and most connections (idle ones, those
+    /// refused) never have one.
+    parked: Option<(Box<Backend>, Instant)>,
+    /// Fires [`IDLE_LIMIT`] after the latest park: made on the first one,
+    /// reset on each after it.
+    expiry: Option<Pin<Box<Sleep>>>,
+    /// The early open in flight; its session is parked when done.
     opening: Option<Opening>,
     /// Why the early open failed, reported at the dot as an open there would.
     failed: Option<OpenFailed>,
@@ -72,27 +76,28 @@ pub struct KeptBackend {
 /// XCLIENT) and most connections never have one.
 type Opening = Pin<Box<dyn Future<Output = Result<Backend, OpenFailed>> + Send>>;
 
-/// What the connection and its reaper share. The session is boxed: it is
-/// several KB (its TLS state is inline) and the slot outlives it.
-#[derive(Default)]
-struct Slot {
-    parked: Option<(Box<Backend>, Instant)>,
-    /// The reaper watching the slot, ended with the connection: one that
-    /// slept out its deadline after the client left held the slot (and a
-    /// task) for up to [`IDLE_LIMIT`] per closed connection.
-    reaper: Option<AbortHandle>,
-}
-
 impl KeptBackend {
     /// Keeps `backend` for the client's next message, or closes it when it
     /// has served long enough or an error left it out of step.
     pub fn keep(&mut self, backend: Backend) {
-        park(self.slot.get_or_insert_with(Arc::default), backend);
+        if !backend.is_usable() || backend.age() >= AGE_LIMIT {
+            backend.abandon();
+            return;
+        }
+        let now = Instant::now();
+        if let Some((previous, _)) = self.parked.replace((Box::new(backend), now)) {
+            previous.abandon();
+        }
+        let deadline = tokio::time::Instant::from_std(now + IDLE_LIMIT);
+        match &mut self.expiry {
+            Some(expiry) => expiry.as_mut().reset(deadline),
+            None => self.expiry = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
     }
 
     /// Starts opening a session for the transaction the client has begun
     /// (queue mode), unless one is parked or already being opened: the
-    /// forward at the dot finds it in the slot ([`KeptBackend::opened`]).
+    /// forward at the dot finds it parked ([`KeptBackend::opened`]).
     pub fn open_early(
         &mut self,
         forwarder: &Arc<Forwarder>,
@@ -103,11 +108,7 @@ impl KeptBackend {
             return;
         }
         self.failed = None;
-        if self
-            .slot
-            .as_ref()
-            .is_some_and(|slot| lock(slot).parked.is_some())
-        {
+        if self.parked.is_some() {
             return;
         }
         let forwarder = Arc::clone(forwarder);
@@ -117,10 +118,22 @@ impl KeptBackend {
         }));
     }
 
-    /// Drives the early open while the connection waits for its client.
-    /// A transaction that never reaches its dot (RSET) leaves the session
+    /// Drives the early open and closes a session parked for
+    /// [`IDLE_LIMIT`], while the connection waits for its client. A
+    /// transaction that never reaches its dot (RSET) leaves the session
     /// parked; a failure then concerns nobody until the next open clears it.
-    pub fn poll_open(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// `Ready` when neither is left to wait for.
+    pub fn poll_background(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let opening = self.poll_open(cx);
+        let idle = self.poll_expiry(cx);
+        if opening.is_ready() && idle.is_ready() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn poll_open(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let Some(opening) = &mut self.opening else {
             return Poll::Ready(());
         };
@@ -129,6 +142,20 @@ impl KeptBackend {
         };
         self.opening = None;
         self.settle(opened);
+        Poll::Ready(())
+    }
+
+    /// Closes the parked session once its expiry fires.
+    fn poll_expiry(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let (Some(_), Some(expiry)) = (&self.parked, &mut self.expiry) else {
+            return Poll::Ready(());
+        };
+        if expiry.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if let Some((idle, _)) = self.parked.take() {
+            idle.abandon();
+        }
         Poll::Ready(())
     }
 
@@ -153,16 +180,22 @@ impl KeptBackend {
         }
     }
 
-    /// The kept session, unless it was closed for idleness.
-    fn take(&self) -> Option<Backend> {
-        let slot = self.slot.as_ref()?;
-        lock(slot).parked.take().map(|(backend, _)| *backend)
+    /// The parked session, unless it has been idle for [`IDLE_LIMIT`]
+    /// (the connection was not waiting for its client when the expiry
+    /// fired): that one is closed.
+    fn take(&mut self) -> Option<Backend> {
+        let (backend, since) = self.parked.take()?;
+        if since.elapsed() >= IDLE_LIMIT {
+            backend.abandon();
+            return None;
+        }
+        Some(*backend)
     }
 
     /// The kept session if it serves `key` and the client's current greeting
     /// (so XCLIENT told the backend what is still true); one that does not is
     /// closed.
-    pub fn take_for(&self, key: &RouteKey, session: &SessionInfo) -> Option<Backend> {
+    pub fn take_for(&mut self, key: &RouteKey, session: &SessionInfo) -> Option<Backend> {
         let backend = self.take()?;
         if backend.serves(key, session) {
             Some(backend)
@@ -178,69 +211,8 @@ impl Drop for KeptBackend {
         // An open in flight is dropped where it stands: its connection
         // closes without a QUIT, as nothing was said on it yet.
         self.opening = None;
-        let Some(shared) = self.slot.take() else {
-            return;
-        };
-        let (parked, reaper) = {
-            let mut slot = lock(&shared);
-            (slot.parked.take(), slot.reaper.take())
-        };
-        // The reaper never awaits anything but its timer (closing a session
-        // does not wait), so ending it loses nothing.
-        if let Some(reaper) = reaper {
-            reaper.abort();
-        }
-        if let Some((backend, _)) = parked {
+        if let Some((backend, _)) = self.parked.take() {
             backend.abandon();
         }
     }
-}
-
-/// Parks `backend` in the slot, closing whatever it replaces, and makes sure
-/// a reaper watches it. A session past its use is closed instead.
-fn park(shared: &Arc<Mutex<Slot>>, backend: Backend) {
-    if !backend.is_usable() || backend.age() >= AGE_LIMIT {
-        backend.abandon();
-        return;
-    }
-    let mut slot = lock(shared);
-    if let Some((previous, _)) = slot.parked.replace((Box::new(backend), Instant::now())) {
-        previous.abandon();
-    }
-    if slot.reaper.is_none() {
-        slot.reaper = Some(tokio::spawn(reap(Arc::clone(shared))).abort_handle());
-    }
-}
-
-/// The reaper: closes the parked session once it has been idle for
-/// [`IDLE_LIMIT`]; ends when the slot is empty (the session is in use or
-/// gone; the next `park` starts another).
-async fn reap(slot: Arc<Mutex<Slot>>) {
-    loop {
-        let next = {
-            let mut guard = lock(&slot);
-            let idle_until = guard.parked.as_ref().map(|(_, since)| *since + IDLE_LIMIT);
-            match idle_until {
-                Some(deadline) if Instant::now() < deadline => Ok(deadline),
-                _ => {
-                    guard.reaper = None;
-                    Err(guard.parked.take())
-                }
-            }
-        };
-        match next {
-            Ok(deadline) => tokio::time::sleep_until(deadline.into()).await,
-            Err(idle) => {
-                if let Some((backend, _)) = idle {
-                    backend.abandon();
-                }
-                return;
-            }
-        }
-    }
-}
-
-/// The slot holds no invariant a panic elsewhere could break halfway.
-fn lock(slot: &Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
-    slot.lock().unwrap_or_else(|e| e.into_inner())
 }
