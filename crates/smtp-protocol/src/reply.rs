@@ -59,7 +59,12 @@ impl fmt::Display for EnhancedCode {
 pub struct Reply {
     code: u16,
     enhanced: Option<EnhancedCode>,
-    lines: Vec<Cow<'static, str>>,
+    /// The first line. Most replies have no other, and then need no vector:
+    /// a relay makes and parses a dozen replies per message (BENCHMARKS.md,
+    /// issue 19).
+    first: Cow<'static, str>,
+    /// The lines after the first, of a multi-line reply.
+    rest: Vec<Cow<'static, str>>,
 }
 
 impl Reply {
@@ -73,7 +78,8 @@ impl Reply {
         Self {
             code,
             enhanced,
-            lines: vec![sanitize(text.into())],
+            first: sanitize(text.into()),
+            rest: Vec::new(),
         }
     }
 
@@ -83,14 +89,13 @@ impl Reply {
         I: IntoIterator<Item = S>,
         S: Into<Cow<'static, str>>,
     {
-        let mut lines: Vec<_> = lines.into_iter().map(|l| sanitize(l.into())).collect();
-        if lines.is_empty() {
-            lines.push(Cow::Borrowed(""));
-        }
+        let mut lines = lines.into_iter().map(|l| sanitize(l.into()));
+        let first = lines.next().unwrap_or(Cow::Borrowed(""));
         Self {
             code,
             enhanced,
-            lines,
+            first,
+            rest: lines.collect(),
         }
     }
 
@@ -103,16 +108,27 @@ impl Reply {
     }
 
     pub fn lines(&self) -> impl Iterator<Item = &str> {
-        self.lines.iter().map(|l| l.as_ref())
+        std::iter::once(self.first.as_ref()).chain(self.rest.iter().map(|l| l.as_ref()))
     }
 
     /// All lines joined with a space, for logs and for quoting in another reply.
     pub fn text(&self) -> String {
-        self.lines
-            .iter()
-            .map(|l| l.as_ref())
-            .collect::<Vec<_>>()
-            .join(" ")
+        let mut text = String::with_capacity(
+            self.first.len() + self.rest.iter().map(|l| l.len() + 1).sum::<usize>(),
+        );
+        self.write_text(&mut text)
+            .expect("writing to a String cannot fail");
+        text
+    }
+
+    /// Writes [`Self::text`] without making a `String` of it.
+    fn write_text(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        out.write_str(&self.first)?;
+        for line in &self.rest {
+            out.write_char(' ')?;
+            out.write_str(line)?;
+        }
+        Ok(())
     }
 
     pub fn is_positive(&self) -> bool {
@@ -129,8 +145,8 @@ impl Reply {
 
     /// Appends the wire form (`250-…\r\n250 …\r\n`) to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        let last = self.lines.len() - 1;
-        for (i, line) in self.lines.iter().enumerate() {
+        let last = self.rest.len();
+        for (i, line) in self.lines().enumerate() {
             let sep = if i == last { b' ' } else { b'-' };
             // Digits pushed by hand: replies are written for every command,
             // and `write!` cost hundreds of instructions a line.
@@ -162,9 +178,10 @@ impl Reply {
 impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.enhanced {
-            Some(e) => write!(f, "{} {} {}", self.code, e, self.text()),
-            None => write!(f, "{} {}", self.code, self.text()),
+            Some(e) => write!(f, "{} {} ", self.code, e)?,
+            None => write!(f, "{} ", self.code)?,
         }
+        self.write_text(f)
     }
 }
 

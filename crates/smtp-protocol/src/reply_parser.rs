@@ -39,7 +39,9 @@ pub enum ReplyError {
 struct PartialReply {
     code: u16,
     enhanced: Option<EnhancedCode>,
-    lines: Vec<String>,
+    first: String,
+    /// The lines after the first: most replies have none, and need no vector.
+    rest: Vec<String>,
 }
 
 /// Incremental reply parser.
@@ -134,38 +136,48 @@ fn accept_line(
 ) -> Result<Option<Reply>, ReplyError> {
     let (code, is_last, text) = split_reply_line(content)?;
     let text = String::from_utf8_lossy(text);
-    let partial = match in_progress.as_mut() {
+    // Taken out while this line is added (an error ends the session, so
+    // what was read of the reply no longer matters), put back unless done.
+    let partial = match in_progress.take() {
         None => {
             let (enhanced, text) = split_enhanced(code, &text);
-            in_progress.insert(PartialReply {
+            PartialReply {
                 code,
                 enhanced,
-                lines: vec![text.to_owned()],
-            })
+                first: text.to_owned(),
+                rest: Vec::new(),
+            }
         }
-        Some(partial) => {
+        Some(mut partial) => {
             if partial.code != code {
                 return Err(ReplyError::InconsistentCode {
                     first: partial.code,
                     found: code,
                 });
             }
-            if partial.lines.len() >= MAX_REPLY_LINES {
+            if partial.rest.len() + 1 >= MAX_REPLY_LINES {
                 return Err(ReplyError::TooManyLines);
             }
             let text = strip_repeated_enhanced(partial.enhanced, &text);
-            partial.lines.push(text.to_owned());
+            partial.rest.push(text.to_owned());
             partial
         }
     };
     if !is_last {
+        *in_progress = Some(partial);
         return Ok(None);
     }
-    let code = partial.code;
-    let enhanced = partial.enhanced;
-    let lines = std::mem::take(&mut partial.lines);
-    *in_progress = None;
-    Ok(Some(Reply::multiline(code, enhanced, lines)))
+    let PartialReply {
+        code,
+        enhanced,
+        first,
+        rest,
+    } = partial;
+    Ok(Some(Reply::multiline(
+        code,
+        enhanced,
+        std::iter::once(first).chain(rest),
+    )))
 }
 
 fn strip_line_ending(line: &[u8]) -> &[u8] {
