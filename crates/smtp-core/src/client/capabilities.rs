@@ -91,29 +91,38 @@ impl Capabilities {
             }
             return;
         }
-        match keyword.to_ascii_uppercase().as_str() {
-            "PIPELINING" => self.pipelining = true,
-            "SIZE" => {
-                let limit = words.next().and_then(|n| n.parse().ok()).unwrap_or(0);
-                self.size = Some(limit);
-            }
-            "STARTTLS" => self.starttls = true,
-            "8BITMIME" => self.eight_bit_mime = true,
-            "SMTPUTF8" => self.smtputf8 = true,
-            "ENHANCEDSTATUSCODES" => self.enhanced_status_codes = true,
-            "DSN" => self.dsn = true,
-            "CHUNKING" => self.chunking = true,
-            "REQUIRETLS" => self.requiretls = true,
-            "AUTH" => self.add_auth(words),
-            "XCLIENT" => {
-                let attributes = self.xclient.get_or_insert_with(Vec::new);
-                for attribute in words.filter_map(XclientAttribute::parse) {
-                    if !attributes.contains(&attribute) {
-                        attributes.push(attribute);
-                    }
+        // Matched in place: an upper-cased copy of each keyword was an
+        // allocation per EHLO line, and relay-in reads an EHLO reply per
+        // message with a connection per message (BENCHMARKS.md, issue 19).
+        let is = |name: &str| keyword.eq_ignore_ascii_case(name);
+        if is("PIPELINING") {
+            self.pipelining = true;
+        } else if is("SIZE") {
+            let limit = words.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            self.size = Some(limit);
+        } else if is("STARTTLS") {
+            self.starttls = true;
+        } else if is("8BITMIME") {
+            self.eight_bit_mime = true;
+        } else if is("SMTPUTF8") {
+            self.smtputf8 = true;
+        } else if is("ENHANCEDSTATUSCODES") {
+            self.enhanced_status_codes = true;
+        } else if is("DSN") {
+            self.dsn = true;
+        } else if is("CHUNKING") {
+            self.chunking = true;
+        } else if is("REQUIRETLS") {
+            self.requiretls = true;
+        } else if is("AUTH") {
+            self.add_auth(words);
+        } else if is("XCLIENT") {
+            let attributes = self.xclient.get_or_insert_with(Vec::new);
+            for attribute in words.filter_map(XclientAttribute::parse) {
+                if !attributes.contains(&attribute) {
+                    attributes.push(attribute);
                 }
             }
-            _ => {}
         }
     }
 
