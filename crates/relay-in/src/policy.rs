@@ -461,13 +461,14 @@ impl ConnectionPolicy for RelayInConnection {
                 match self.kept.opened(&key).await {
                     Err(failure) => Err(self.shared.forwarder.report(failure, &session.conn_id)),
                     Ok(()) => {
+                        let early = self.kept.early_exchange(&envelope.id).await;
                         let reused = self.kept.take_for(&key, session);
                         // Boxed: see `rcpt_to`; this future held the
                         // forward twice over, 26 KB in all, before.
                         let forward = self
                             .shared
                             .forwarder
-                            .forward(session, envelope, &selector, &message, reused);
+                            .forward(session, envelope, &selector, &message, reused, early);
                         let forwarded = Box::pin(forward).await;
                         if let Some(backend) = forwarded.reusable {
                             self.kept.keep(backend);
@@ -484,7 +485,28 @@ impl ConnectionPolicy for RelayInConnection {
         }
     }
 
+    /// Queue mode: the envelope goes to the backend now, on the session
+    /// opened early (or kept), while the message arrives
+    /// (`forward/early.rs`), unless the client declared a large message.
+    fn data_started(&mut self, session: &SessionInfo, envelope: &Envelope) {
+        if !self.opens_early() || self.live.is_some() || self.spooling {
+            return;
+        }
+        let Some(key) = self.route.clone() else {
+            return;
+        };
+        if envelope
+            .params
+            .size
+            .is_some_and(|size| size > forward::EARLY_ENVELOPE_MAX_SIZE)
+        {
+            return;
+        }
+        self.kept.begin_transaction(key, session, envelope);
+    }
+
     fn reset(&mut self) {
+        self.kept.cancel_transaction();
         self.route = None;
         self.spooling = false;
         if let Some(backend) = self.live.take() {

@@ -64,6 +64,15 @@ pub trait ConnectionPolicy: Send + 'static {
         params: &RcptParams,
     ) -> impl Future<Output = Verdict> + Send;
 
+    /// The client's DATA was accepted (the `354` is queued): `envelope` is
+    /// final and the message is on its way. A policy may start passing the
+    /// envelope on meanwhile, as work for [`Self::poll_background`]
+    /// (relay-in sends its backend MAIL, RCPT and DATA, so that the client's
+    /// final dot waits for one round trip instead of two). Whatever it
+    /// starts belongs to this transaction: [`Self::message`] finishes it, a
+    /// [`Self::reset`] or the next transaction abandons it.
+    fn data_started(&mut self, _session: &SessionInfo, _envelope: &Envelope) {}
+
     /// Takes responsibility for a complete message (our `Received:` header
     /// first). Answering `Accept` means the message is safe elsewhere: RFC 5321
     /// §6.1 forbids losing it afterwards.

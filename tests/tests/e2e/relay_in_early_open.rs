@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use postern_tests::backend::Behaviour;
+use postern_tests::backend::{Behaviour, RecordingBackend};
 use postern_tests::outbound::wait_until;
-use postern_tests::relay_in::{greeted, queue_mode};
+use postern_tests::relay_in::{ForwardingRelay, greeted, queue_mode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_opens_before_the_dot_and_carries_the_real_client() -> anyhow::Result<()> {
@@ -221,4 +221,117 @@ async fn a_client_whose_recipients_are_all_refused_costs_the_backend_nothing() -
         record.lines
     );
     Ok(())
+}
+
+/// Queue mode sends the envelope at the client's DATA, on the session
+/// opened early: MAIL, RCPT and DATA reach the backend before the client's
+/// dot, which then waits for the content's round trip alone. The client's
+/// 250 is still the backend's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_envelope_goes_at_data_and_the_dot_sends_the_content() -> anyhow::Result<()> {
+    let (backend, s) = queue_mode(Behaviour::default()).await?;
+    let mut client = greeted(s.v4, "c.example").await?;
+    for round in 0..2 {
+        // The message is not finished: the backend has the envelope.
+        begin_message(
+            &mut client,
+            &backend,
+            b"Subject: early envelope\r\n\r\n",
+            round + 1,
+        )
+        .await?;
+        assert_eq!(backend.lines_starting("MAIL").len(), round + 1);
+        assert_eq!(backend.accepted().len(), round, "nothing delivered yet");
+        client.send(b"body\r\n").await?;
+        let reply = client.command(".").await?;
+        assert_eq!(reply.code, 250, "{reply:?}\n{}", s.relay.log());
+        assert!(reply.lines[0].contains("BACKEND1"), "{reply:?}");
+        let accepted = backend.accepted();
+        assert_eq!(accepted.len(), round + 1);
+        let data = String::from_utf8_lossy(&accepted[round].data).into_owned();
+        assert!(
+            data.contains("Subject: early envelope\r\n\r\nbody\r\n"),
+            "{data}"
+        );
+    }
+    // Both messages on the one session (the second on the kept session).
+    assert_eq!(backend.record().sessions, 2, "the probe and one session");
+    Ok(())
+}
+
+/// A transaction relay-in does not forward after its envelope went at
+/// DATA (the client leaves mid-message, or its message is refused at the
+/// dot) delivers nothing: the backend waiting for the content loses the
+/// connection instead. The next message on the connection goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_not_forwarded_after_its_envelope_went_delivers_nothing() -> anyhow::Result<()> {
+    let backend = RecordingBackend::start(Behaviour::default()).await?;
+    let s = ForwardingRelay::start_with(
+        backend.addr,
+        "mode=queue\nxclient=required",
+        &[("databytes", "2000\n".to_string())],
+        &[],
+    )?;
+    wait_until(Duration::from_secs(5), "the startup probe", || {
+        backend.probes() == 1 && backend.record().in_flight == 0
+    })
+    .await?;
+
+    // The client leaves in the middle of its message.
+    let mut leaving = greeted(s.v4, "c.example").await?;
+    begin_message(&mut leaving, &backend, b"Subject: cut short\r\n\r\npart", 1).await?;
+    drop(leaving);
+    wait_until(Duration::from_secs(5), "the backend session closed", || {
+        backend.record().in_flight == 0
+    })
+    .await?;
+    assert!(backend.accepted().is_empty());
+
+    // Too large for databytes: refused at the dot, after its envelope went.
+    let mut client = greeted(s.v4, "c.example").await?;
+    begin_message(&mut client, &backend, b"Subject: too large\r\n\r\n", 2).await?;
+    let line = [b'x'; 98];
+    for _ in 0..40 {
+        client.send(&line).await?;
+        client.send(b"\r\n").await?;
+    }
+    let reply = client.command(".").await?;
+    assert!(reply.lines[0].starts_with("552"), "{reply:?}");
+    // The next message on the same connection is forwarded, once.
+    let reply = client
+        .send_mail("a@o.example", &["u@example.com"], "Subject: small\n\nx\n")
+        .await?;
+    assert_eq!(reply.code, 250, "{reply:?}\n{}", s.relay.log());
+    let accepted = backend.accepted();
+    assert_eq!(accepted.len(), 1, "only the small one");
+    assert!(String::from_utf8_lossy(&accepted[0].data).contains("Subject: small"));
+    client.expect("QUIT", 221).await?;
+    wait_until(
+        Duration::from_secs(5),
+        "every backend session closed",
+        || backend.record().in_flight == 0,
+    )
+    .await?;
+    Ok(())
+}
+
+/// MAIL, RCPT, DATA and the start of a message, then waits until the
+/// backend has had `data_commands` DATA commands in all: the envelope went
+/// before the message was finished.
+async fn begin_message(
+    client: &mut postern_tests::smtp::SmtpClient,
+    backend: &RecordingBackend,
+    start: &[u8],
+    data_commands: usize,
+) -> anyhow::Result<()> {
+    client.expect("MAIL FROM:<a@o.example>", 250).await?;
+    client.expect("RCPT TO:<u@example.com>", 250).await?;
+    client.expect("DATA", 354).await?;
+    client.send(start).await?;
+    wait_until(
+        Duration::from_secs(5),
+        "the envelope at the backend",
+        || backend.lines_starting("DATA").len() == data_commands,
+    )
+    .await
 }

@@ -59,7 +59,12 @@ impl Backend {
     /// Whether this session was opened for `key` and the client's current
     /// greeting, so XCLIENT told the backend what is still true.
     pub fn serves(&self, key: &RouteKey, session: &SessionInfo) -> bool {
-        self.key == *key && self.greeting == session.greeting
+        self.serves_greeting(key, &session.greeting)
+    }
+
+    /// [`Self::serves`], for a greeting kept apart from its session.
+    pub fn serves_greeting(&self, key: &RouteKey, greeting: &Option<Greeting>) -> bool {
+        self.key == *key && self.greeting == *greeting
     }
 
     /// Time since the session was opened.

@@ -10,6 +10,7 @@
 //! |---|---|
 //! | `mod.rs` | [`Forwarder`]: the routes, opening sessions (AUTH, XCLIENT), queue mode, notices |
 //! | `backend.rs` | [`Backend`]: one client's live session (live and spool mode, reuse) |
+//! | `early.rs` | [`EnvelopeToSend`]: queue mode's envelope, sent at the client's DATA |
 //! | `replies.rs` | every reply text relay-in gives on the backend's behalf |
 //! | `route.rs` | [`PreparedRoute`]: a backend's settings, health and known offer; connecting to it |
 //! | `spare.rs` | [`spare::Spare`]: a route's next session, opened before a client needs it |
@@ -30,11 +31,13 @@ use crate::config::{DomainSelector, ForwardSettings, XclientPolicy};
 use crate::probe::{Finding, Health};
 
 mod backend;
+mod early;
 mod replies;
 mod route;
 mod spare;
 
 pub use backend::Backend;
+pub use early::{EARLY_ENVELOPE_MAX_SIZE, EarlyExchange, EnvelopeToSend};
 use replies::{broken_session, relayed, xclient_missing};
 pub use replies::{failure_reply, split_transaction, spoofed_sender, unavailable};
 use route::client_config;
@@ -484,7 +487,8 @@ impl Forwarder {
 
     /// Queue mode: the whole transaction at the end of DATA, on `reused`
     /// (the client's kept session, already known to serve this route and
-    /// greeting) or else on a new session.
+    /// greeting) or else on a new session; or only its content, when the
+    /// envelope went at the client's DATA (`early`).
     pub async fn forward(
         &self,
         session: &SessionInfo,
@@ -492,6 +496,7 @@ impl Forwarder {
         selector: &str,
         message: &Message,
         mut reused: Option<Backend>,
+        mut early: Option<EarlyExchange>,
     ) -> Forwarded {
         let not_reusable = |verdict| Forwarded {
             verdict,
@@ -499,6 +504,23 @@ impl Forwarder {
         };
         let options = mail_options(envelope, message.len());
         let (mut backend, (replies, data)) = loop {
+            if let Some(EarlyExchange { backend, exchanged }) = early.take() {
+                let first = exchanged.as_ref().map(|(replies, _)| &replies.mail);
+                if backend.closed_while_kept(session, first) {
+                    backend.abandon();
+                    continue;
+                }
+                match exchanged {
+                    Ok(exchanged) => break (backend, exchanged),
+                    // Nothing of this transaction can have been queued
+                    // without its content: start again on a new session.
+                    Err(e) => {
+                        info!(conn = %session.conn_id, backend = %backend.key, "backend envelope sent at DATA failed ({e}); opening a new session");
+                        backend.abandon();
+                        continue;
+                    }
+                }
+            }
             let (mut backend, was_kept) = match reused.take() {
                 Some(backend) => (backend, true),
                 // Boxed: opening is the rare path once sessions open early

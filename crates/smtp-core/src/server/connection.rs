@@ -351,7 +351,13 @@ impl<P: MailPolicy> Connection<P> {
     async fn act(&mut self, mut action: Action) -> Result<(), ConnectionEnd> {
         loop {
             action = match action {
-                Action::Continue | Action::ReceiveData => break,
+                Action::Continue => break,
+                Action::ReceiveData => {
+                    if let Some(envelope) = self.session.envelope() {
+                        self.policy.data_started(self.session.info(), envelope);
+                    }
+                    break;
+                }
                 Action::CheckSender(check) => {
                     let info = self.session.info();
                     let verdict =

@@ -185,6 +185,13 @@ impl Session {
         &self.info
     }
 
+    /// The envelope of the transaction in progress, if one is: after
+    /// [`Action::ReceiveData`] the final one, for a driver that lets its
+    /// policy start passing it on while the message arrives.
+    pub fn envelope(&self) -> Option<&Envelope> {
+        self.transaction.as_ref().map(|txn| &txn.envelope)
+    }
+
     /// Whether STARTTLS may be offered: the driver knows if a certificate is
     /// loaded right now.
     pub fn set_tls_available(&mut self, available: bool) {
