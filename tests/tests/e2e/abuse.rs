@@ -361,9 +361,15 @@ async fn garbage_commands_tls_garbage_and_vanishing_clients() -> anyhow::Result<
     let (last, before) = accepted.split_last().expect("the message sent after");
     assert_eq!(last.mail_from, "<after@o.example>");
     assert!(before.is_empty(), "{before:?}");
+    // The vanishing client's envelope may have reached the backend (queue
+    // mode sends it at DATA, while the message arrives); its message did not.
     let mail = backend.lines_starting("MAIL");
+    let (last_mail, earlier) = mail.split_last().expect("the MAIL sent after");
     assert!(
-        mail.len() == 1 && mail[0].starts_with("MAIL FROM:<after@o.example>"),
+        last_mail.starts_with("MAIL FROM:<after@o.example>")
+            && earlier
+                .iter()
+                .all(|l| l.starts_with("MAIL FROM:<a@o.example>")),
         "{mail:?}"
     );
     assert!(!s.relay.log().contains("panicked"), "{}", s.relay.log());
