@@ -489,7 +489,7 @@ impl ConnectionPolicy for RelayInConnection {
     /// opened early (or kept), while the message arrives
     /// (`forward/early.rs`), unless the client declared a large message.
     fn data_started(&mut self, session: &SessionInfo, envelope: &Envelope) {
-        if !self.opens_early() || self.live.is_some() || self.spooling {
+        if !self.opens_early() {
             return;
         }
         let Some(key) = self.route.clone() else {

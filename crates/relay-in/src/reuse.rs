@@ -254,16 +254,17 @@ impl KeptBackend {
                 self.early = Some(early);
                 return Poll::Pending;
             }
-            match self.parked.take() {
-                Some((backend, since))
-                    if since.elapsed() < IDLE_LIMIT && backend.serves_greeting(&key, &greeting) =>
-                {
-                    early.state = EarlyState::Sending(Box::pin(envelope.send(*backend)));
+            match self.take() {
+                Some(backend) if backend.serves_greeting(&key, &greeting) => {
+                    early.state = EarlyState::Sending(Box::pin(envelope.send(backend)));
                 }
+                // Nothing usable (the open failed, or it is for another
+                // route or greeting, which the dot would close too): the dot
+                // opens a session as before.
                 other => {
-                    // Nothing usable (the open failed, or another route):
-                    // the dot opens a session as before.
-                    self.parked = other;
+                    if let Some(backend) = other {
+                        backend.abandon();
+                    }
                     return Poll::Ready(());
                 }
             }

@@ -79,10 +79,16 @@ impl EarlyExchange {
         } = self;
         let awaiting_content = exchanged
             .as_ref()
-            .is_ok_and(|(_, data)| data.as_ref().is_some_and(|reply| reply.code() == 354));
+            .is_ok_and(|(_, data)| awaits_content(data.as_ref()));
         if awaiting_content {
             backend.client.abort_data();
         }
         backend.abandon();
     }
+}
+
+/// Whether the reply to DATA (`None`: DATA not sent) left the backend
+/// waiting for content: then only closing the connection stops delivery.
+pub(super) fn awaits_content(data: Option<&Reply>) -> bool {
+    data.is_some_and(|reply| reply.code() == 354)
 }

@@ -7,6 +7,7 @@ use smtp_protocol::reply::Reply;
 use smtp_protocol::session::SessionInfo;
 use tracing::{info, warn};
 
+use super::early::awaits_content;
 use super::replies::{broken_session, relayed};
 use super::{
     Backend, EarlyExchange, Forwarded, Forwarder, dsn_recipients, failure_reply, mail_options,
@@ -32,44 +33,47 @@ impl Forwarder {
         };
         let options = mail_options(envelope, message.len());
         let (mut backend, (replies, data)) = loop {
-            if let Some(EarlyExchange { backend, exchanged }) = early.take() {
-                let first = exchanged.as_ref().map(|(replies, _)| &replies.mail);
-                if backend.closed_while_kept(session, first) {
-                    backend.abandon();
-                    continue;
+            // The envelope sent at DATA comes first; a session opened before
+            // this message (sent at DATA, or kept) may have been closed by
+            // the backend meanwhile, and is then replaced.
+            let (backend, exchanged, opened_before, sent_early) = match early.take() {
+                Some(EarlyExchange { backend, exchanged }) => (backend, exchanged, true, true),
+                None => {
+                    let (mut backend, was_kept) = match reused.take() {
+                        Some(backend) => (backend, true),
+                        // Boxed: opening is the rare path once sessions open
+                        // early or are kept, and inline it doubled this
+                        // future, which is moved for every message
+                        // (BENCHMARKS.md, issue 19).
+                        None => match Box::pin(self.open(selector, session)).await {
+                            Ok(backend) => (backend, false),
+                            Err(reply) => return not_reusable(Err(reply)),
+                        },
+                    };
+                    let exchanged = backend
+                        .client
+                        .envelope_and_data(
+                            &envelope.from,
+                            &dsn_recipients(envelope),
+                            options.clone(),
+                        )
+                        .await;
+                    (backend, exchanged, was_kept, false)
                 }
-                match exchanged {
-                    Ok(exchanged) => break (backend, exchanged),
-                    // Nothing of this transaction can have been queued
-                    // without its content: start again on a new session.
-                    Err(e) => {
-                        info!(conn = %session.conn_id, backend = %backend.key, "backend envelope sent at DATA failed ({e}); opening a new session");
-                        backend.abandon();
-                        continue;
-                    }
-                }
-            }
-            let (mut backend, was_kept) = match reused.take() {
-                Some(backend) => (backend, true),
-                // Boxed: opening is the rare path once sessions open early
-                // or are kept, and inline it doubled this future, which is
-                // moved for every message (BENCHMARKS.md, issue 19).
-                None => match Box::pin(self.open(selector, session)).await {
-                    Ok(backend) => (backend, false),
-                    Err(reply) => return not_reusable(Err(reply)),
-                },
             };
-            let exchanged = backend
-                .client
-                .envelope_and_data(&envelope.from, &dsn_recipients(envelope), options.clone())
-                .await;
             let first = exchanged.as_ref().map(|(replies, _)| &replies.mail);
-            if was_kept && backend.closed_while_kept(session, first) {
+            if opened_before && backend.closed_while_kept(session, first) {
                 backend.abandon();
                 continue;
             }
             match exchanged {
                 Ok(exchanged) => break (backend, exchanged),
+                // Nothing of this transaction can have been queued without
+                // its content: start again on a new session.
+                Err(e) if sent_early => {
+                    info!(conn = %session.conn_id, backend = %backend.key, "backend envelope sent at DATA failed ({e}); opening a new session");
+                    backend.abandon();
+                }
                 Err(e) => {
                     warn!(conn = %session.conn_id, backend = %backend.key, "backend envelope failed: {e}");
                     return not_reusable(Err(failure_reply(&e)));
@@ -78,7 +82,7 @@ impl Forwarder {
         };
         let key = &backend.key;
         // After a 354 the backend waits for content we may not send.
-        let awaiting_content = data.as_ref().is_some_and(|reply| reply.code() == 354);
+        let awaiting_content = awaits_content(data.as_ref());
         if !replies.mail.is_positive() {
             if awaiting_content {
                 backend.client.abort_data();
