@@ -370,3 +370,41 @@ async fn dsn_parameters_reach_postfix_and_its_notice_honours_them() -> anyhow::R
     );
     Ok(())
 }
+
+/// Queue mode sends the envelope at the client's DATA. A client that leaves
+/// in the middle of its message after that: the real Postfix had the
+/// envelope (its queue file was opened for the real client), loses the
+/// connection in DATA and delivers nothing; the next client's message
+/// arrives, alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_mid_message_after_its_envelope_went_gets_nothing_delivered()
+-> anyhow::Result<()> {
+    let postfix = tokio::task::spawn_blocking(|| {
+        Postfix::start(PostfixOptions::xclient_backend(&["example.com"]))
+    })
+    .await??;
+    let (dir, port) = relay_in_dir(&postfix, false)?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let relay = Relay::start("relay-in", dir.path(), addr)?;
+
+    let mut leaving = SmtpClient::connect_from("127.0.0.6".parse()?, addr).await?;
+    assert_eq!(leaving.read_reply().await?.code, 220);
+    leaving.expect("EHLO leaving.example", 250).await?;
+    leaving.expect("MAIL FROM:<a@origin.example>", 250).await?;
+    leaving.expect("RCPT TO:<user@example.com>", 250).await?;
+    leaving.expect("DATA", 354).await?;
+    leaving.send(b"Subject: cut short\r\n\r\npart").await?;
+    // Postfix opened the transaction for the real client: the envelope went.
+    postfix.wait_for_log("client=unknown[127.0.0.6]", WAIT)?;
+    drop(leaving);
+    postfix.wait_for_log("lost connection after DATA", WAIT)?;
+
+    let code = send_from("127.0.0.7".parse()?, addr, "after.example", "after").await?;
+    assert_eq!(code, 250, "{}\n{}", relay.log(), postfix.log());
+    let postfix = std::sync::Arc::new(postfix);
+    let p = std::sync::Arc::clone(&postfix);
+    let delivered = tokio::task::spawn_blocking(move || p.wait_for_delivered(1, WAIT)).await??;
+    let subjects: Vec<_> = delivered.iter().map(|m| m.header("Subject")).collect();
+    assert_eq!(subjects, [Some("after".to_string())], "{}", postfix.log());
+    Ok(())
+}
