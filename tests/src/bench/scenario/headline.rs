@@ -98,6 +98,22 @@ struct RowFigures {
     ratios: Vec<f64>,
     relay_peak_kb: u64,
     relay_cpu_us: Vec<f64>,
+    /// relay-in's CPU per message over what smtp-source and smtp-sink
+    /// together cost per message alone: relay-in does one hop of each, so
+    /// 1.0 is the issue's premise (one hop of relay-in ≈ smtp-sink), and
+    /// unlike the ratio of rates it does not depend on how fast this
+    /// machine wakes a process up.
+    relay_cpu_over_peers: Vec<f64>,
+    /// What smtp-source and smtp-sink cost per message through relay-in
+    /// over what they cost alone: the peers' share of the second hop.
+    peers_through_over_alone: Vec<f64>,
+}
+
+/// CPU seconds per message of the load generator (smtp-source, the bench's
+/// child) and smtp-sink in `phase`; smtp-sink is the last process measured.
+fn peers_cpu_per_message(phase: &Phase) -> f64 {
+    let sink = phase.processes.last().map_or(0.0, |p| p.cpu_seconds);
+    (sink + phase.bench_cpu_seconds) / phase.delivered.max(1) as f64
 }
 
 pub async fn run(bench: &Bench, plan: &HeadlinePlan) -> anyhow::Result<ScenarioReport> {
@@ -169,9 +185,13 @@ pub async fn run(bench: &Bench, plan: &HeadlinePlan) -> anyhow::Result<ScenarioR
                 .ratios
                 .push(through.messages_per_second / alone.messages_per_second.max(f64::EPSILON));
             figures.relay_peak_kb = figures.relay_peak_kb.max(through.processes[0].end.peak_kb);
+            let relay_cpu = through.processes[0].cpu_seconds / through.delivered.max(1) as f64;
+            figures.relay_cpu_us.push(1e6 * relay_cpu);
+            let peers_alone = peers_cpu_per_message(&alone).max(f64::EPSILON);
+            figures.relay_cpu_over_peers.push(relay_cpu / peers_alone);
             figures
-                .relay_cpu_us
-                .push(1e6 * through.processes[0].cpu_seconds / through.delivered.max(1) as f64);
+                .peers_through_over_alone
+                .push(peers_cpu_per_message(&through) / peers_alone);
         }
     }
     for (row, figures) in ROWS.iter().zip(&figures) {
@@ -206,13 +226,13 @@ pub async fn run(bench: &Bench, plan: &HeadlinePlan) -> anyhow::Result<ScenarioR
 fn table(figures: &[RowFigures], repetitions: usize, relay: &Measured) -> String {
     let mut out = format!(
         "median of {repetitions} interleaved repetitions (range in brackets); relay-in idle RSS {} MB\n\n\
-         | load (smtp-source) | smtp-sink alone msg/s | through relay-in msg/s | ratio | relay-in µs CPU/msg | relay-in peak RSS MB |\n\
-         |---|---:|---:|---:|---:|---:|\n",
+         | load (smtp-source) | smtp-sink alone msg/s | through relay-in msg/s | ratio | relay-in µs CPU/msg | relay-in CPU ÷ source + sink alone | source + sink CPU, through ÷ alone | relay-in peak RSS MB |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
         mb(relay.idle.now_kb)
     );
     for (row, f) in ROWS.iter().zip(figures) {
         out.push_str(&format!(
-            "| {} | {:.0} ({}) | {:.0} ({}) | {:.2} ({}) | {:.0} | {} |\n",
+            "| {} | {:.0} ({}) | {:.0} ({}) | {:.2} ({}) | {:.0} | {:.2} ({}) | {:.2} | {} |\n",
             row.label,
             median(&f.sink),
             range(&f.sink, 0),
@@ -221,6 +241,9 @@ fn table(figures: &[RowFigures], repetitions: usize, relay: &Measured) -> String
             median(&f.ratios),
             range(&f.ratios, 2),
             median(&f.relay_cpu_us),
+            median(&f.relay_cpu_over_peers),
+            range(&f.relay_cpu_over_peers, 2),
+            median(&f.peers_through_over_alone),
             mb(f.relay_peak_kb),
         ));
     }
