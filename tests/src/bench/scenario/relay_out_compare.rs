@@ -45,6 +45,15 @@ const MEMORY_POLL: Duration = Duration::from_millis(100);
 const STALL: Duration = Duration::from_secs(30);
 /// Sessions that fill the backlog.
 const BACKLOG_SESSIONS: usize = 20;
+/// During the drain, a sink count that has not moved for this long gets the
+/// relay released again, as an admin would say `postqueue -f` a second time.
+/// Postfix defers messages that its queue manager was still trying when
+/// the first flush came (the destination was dead then) and would try them
+/// only at its next queue run (`queue_run_delay`): 109 of 5,000 once missed
+/// the [`STALL`] bound that way and reached the sink in the next phase.
+const RELEASE_AGAIN_AFTER: Duration = Duration::from_secs(5);
+/// How many times the drain releases the relay again at most.
+const RELEASES_AGAIN: u32 = 3;
 
 /// What the options of `scenario relay-out-compare` ask for.
 pub struct ComparePlan {
@@ -409,6 +418,7 @@ async fn drain(
     let mut sampled = Instant::now();
     let mut at_sink = 0;
     let mut progress = Instant::now();
+    let mut released_again = 0;
     while at_sink < filled.completed && Instant::now() < deadline && progress.elapsed() < STALL {
         tokio::time::sleep(COUNT_POLL).await;
         let now = smtp_sink::messages(&output);
@@ -416,6 +426,17 @@ async fn drain(
             progress = Instant::now();
         }
         at_sink = now;
+        if progress.elapsed() >= RELEASE_AGAIN_AFTER && released_again < RELEASES_AGAIN {
+            released_again += 1;
+            eprintln!(
+                "postern-bench: {} drain: {at_sink} of {} at the sink, unmoved for {} s: released again",
+                relay.kind.name(),
+                filled.completed,
+                RELEASE_AGAIN_AFTER.as_secs()
+            );
+            relay.release().await?;
+            progress = Instant::now();
+        }
         if sampled.elapsed() >= MEMORY_POLL {
             let now = relay.sample();
             peak.rss_kb = peak.rss_kb.max(now.rss_kb);
