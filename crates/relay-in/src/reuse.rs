@@ -238,22 +238,17 @@ impl KeptBackend {
         let Some(mut early) = self.early.take() else {
             return Poll::Ready(());
         };
+        if self.opening.is_some() && matches!(early.state, EarlyState::AwaitingOpen { .. }) {
+            // The open's own poll wakes this task when it settles.
+            self.early = Some(early);
+            return Poll::Pending;
+        }
         if let EarlyState::AwaitingOpen {
             key,
             greeting,
             envelope,
         } = early.state
         {
-            if self.opening.is_some() {
-                // The open's own poll wakes this task when it settles.
-                early.state = EarlyState::AwaitingOpen {
-                    key,
-                    greeting,
-                    envelope,
-                };
-                self.early = Some(early);
-                return Poll::Pending;
-            }
             match self.take() {
                 Some(backend) if backend.serves_greeting(&key, &greeting) => {
                     early.state = EarlyState::Sending(Box::pin(envelope.send(backend)));
