@@ -54,15 +54,28 @@ fn relay_in_dir(postfix: &Postfix, v6: bool) -> anyhow::Result<(tempfile::TempDi
     Ok((dir, port))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postfix_sees_the_real_client_address_and_helo() -> anyhow::Result<()> {
-    let postfix = tokio::task::spawn_blocking(|| {
-        Postfix::start(PostfixOptions::xclient_backend(&["example.com"]))
+/// A private Postfix taking XCLIENT for `domains`, and relay-in in front of
+/// it with [`relay_in_dir`]'s configuration, listening on the address
+/// returned (and on [::1] at the same port with `v6`). The directory is
+/// relay-in's configuration: keep it until the end of the test.
+async fn postfix_behind_relay_in(
+    domains: &'static [&'static str],
+    v6: bool,
+) -> anyhow::Result<(Postfix, Relay, SocketAddr, tempfile::TempDir)> {
+    let postfix = tokio::task::spawn_blocking(move || {
+        Postfix::start(PostfixOptions::xclient_backend(domains))
     })
     .await??;
-    let (dir, port) = relay_in_dir(&postfix, true)?;
-    let v4 = SocketAddr::from(([127, 0, 0, 1], port));
-    let relay = Relay::start("relay-in", dir.path(), v4)?;
+    let (dir, port) = relay_in_dir(&postfix, v6)?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let relay = Relay::start("relay-in", dir.path(), addr)?;
+    Ok((postfix, relay, addr, dir))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postfix_sees_the_real_client_address_and_helo() -> anyhow::Result<()> {
+    let (postfix, relay, v4, _dir) = postfix_behind_relay_in(&["example.com"], true).await?;
+    let port = v4.port();
 
     let code = send_from("127.0.0.5".parse()?, v4, "mail.sender.example", "from v4").await?;
     assert_eq!(code, 250, "{}\n{}", relay.log(), postfix.log());
@@ -161,13 +174,7 @@ async fn postfix_without_xclient_permission_gets_nothing() -> anyhow::Result<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtp_source_twenty_sessions_from_one_address_all_arrive_once() -> anyhow::Result<()> {
     const MESSAGES: usize = 2000;
-    let postfix = tokio::task::spawn_blocking(|| {
-        Postfix::start(PostfixOptions::xclient_backend(&["example.com"]))
-    })
-    .await??;
-    let (dir, port) = relay_in_dir(&postfix, false)?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let relay = Relay::start("relay-in", dir.path(), addr)?;
+    let (postfix, relay, addr, _dir) = postfix_behind_relay_in(&["example.com"], false).await?;
 
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new("smtp-source")
@@ -303,16 +310,8 @@ async fn backup_spool_keeps_mail_while_postfix_is_stopped_and_delivers_it_as_the
 async fn dsn_parameters_reach_postfix_and_its_notice_honours_them() -> anyhow::Result<()> {
     // origin.example is local to Postfix too, so its notice to the sender
     // is stored where the test can read it.
-    let postfix = tokio::task::spawn_blocking(|| {
-        Postfix::start(PostfixOptions::xclient_backend(&[
-            "example.com",
-            "origin.example",
-        ]))
-    })
-    .await??;
-    let (dir, port) = relay_in_dir(&postfix, false)?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let relay = Relay::start("relay-in", dir.path(), addr)?;
+    let (postfix, relay, addr, _dir) =
+        postfix_behind_relay_in(&["example.com", "origin.example"], false).await?;
 
     let mut client = SmtpClient::connect(addr).await?;
     assert_eq!(client.read_reply().await?.code, 220);
@@ -379,13 +378,7 @@ async fn dsn_parameters_reach_postfix_and_its_notice_honours_them() -> anyhow::R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_leaving_mid_message_after_its_envelope_went_gets_nothing_delivered()
 -> anyhow::Result<()> {
-    let postfix = tokio::task::spawn_blocking(|| {
-        Postfix::start(PostfixOptions::xclient_backend(&["example.com"]))
-    })
-    .await??;
-    let (dir, port) = relay_in_dir(&postfix, false)?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let relay = Relay::start("relay-in", dir.path(), addr)?;
+    let (postfix, relay, addr, _dir) = postfix_behind_relay_in(&["example.com"], false).await?;
 
     let mut leaving = SmtpClient::connect_from("127.0.0.6".parse()?, addr).await?;
     assert_eq!(leaving.read_reply().await?.code, 220);
