@@ -84,8 +84,22 @@ pub async fn greeted(addr: SocketAddr, helo: &str) -> anyhow::Result<SmtpClient>
 pub async fn queue_mode(
     behaviour: Behaviour,
 ) -> anyhow::Result<(RecordingBackend, ForwardingRelay)> {
+    queue_mode_with(behaviour, &[]).await
+}
+
+/// As [`queue_mode`], with more files in relay-in's configuration directory
+/// (`databytes`).
+pub async fn queue_mode_with(
+    behaviour: Behaviour,
+    extra_files: &[(&str, String)],
+) -> anyhow::Result<(RecordingBackend, ForwardingRelay)> {
     let backend = RecordingBackend::start(behaviour).await?;
-    let s = ForwardingRelay::start(backend.addr, "mode=queue\nxclient=required")?;
+    let s = ForwardingRelay::start_with(
+        backend.addr,
+        "mode=queue\nxclient=required",
+        extra_files,
+        &[],
+    )?;
     wait_until(Duration::from_secs(5), "the startup probe", || {
         backend.probes() == 1 && backend.record().in_flight == 0
     })

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use postern_tests::backend::{Behaviour, RecordingBackend};
 use postern_tests::outbound::wait_until;
-use postern_tests::relay_in::{ForwardingRelay, greeted, queue_mode};
+use postern_tests::relay_in::{greeted, queue_mode, queue_mode_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_opens_before_the_dot_and_carries_the_real_client() -> anyhow::Result<()> {
@@ -265,17 +265,8 @@ async fn the_envelope_goes_at_data_and_the_dot_sends_the_content() -> anyhow::Re
 /// connection instead. The next message on the connection goes through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_not_forwarded_after_its_envelope_went_delivers_nothing() -> anyhow::Result<()> {
-    let backend = RecordingBackend::start(Behaviour::default()).await?;
-    let s = ForwardingRelay::start_with(
-        backend.addr,
-        "mode=queue\nxclient=required",
-        &[("databytes", "2000\n".to_string())],
-        &[],
-    )?;
-    wait_until(Duration::from_secs(5), "the startup probe", || {
-        backend.probes() == 1 && backend.record().in_flight == 0
-    })
-    .await?;
+    let (backend, s) =
+        queue_mode_with(Behaviour::default(), &[("databytes", "2000\n".to_string())]).await?;
 
     // The client leaves in the middle of its message.
     let mut leaving = greeted(s.v4, "c.example").await?;
