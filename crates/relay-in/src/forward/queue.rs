@@ -124,18 +124,17 @@ impl Forwarder {
                 &envelope.id,
             )));
         }
-        match data {
-            Some(reply) if reply.code() == 354 => {}
-            Some(refusal) => {
-                info!(conn = %session.conn_id, id = %envelope.id, backend = %key, "backend refused DATA: {refusal}");
-                backend.abandon();
-                return not_reusable(Err(relayed(&refusal, &envelope.id)));
-            }
-            None => {
+        if !awaiting_content {
+            let reply = match data {
+                Some(refusal) => {
+                    info!(conn = %session.conn_id, id = %envelope.id, backend = %key, "backend refused DATA: {refusal}");
+                    relayed(&refusal, &envelope.id)
+                }
                 // Only an empty recipient list gets here, which SMTP never sends.
-                backend.abandon();
-                return not_reusable(Err(broken_session()));
-            }
+                None => broken_session(),
+            };
+            backend.abandon();
+            return not_reusable(Err(reply));
         }
         let verdict = backend.content(session, envelope, message).await;
         Forwarded {
