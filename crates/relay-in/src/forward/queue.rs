@@ -31,7 +31,6 @@ impl Forwarder {
             verdict,
             reusable: None,
         };
-        let options = mail_options(envelope, message.len());
         let (mut backend, (replies, data)) = loop {
             // The envelope sent at DATA comes first; a session opened before
             // this message (sent at DATA, or kept) may have been closed by
@@ -55,7 +54,7 @@ impl Forwarder {
                         .envelope_and_data(
                             &envelope.from,
                             &dsn_recipients(envelope),
-                            options.clone(),
+                            mail_options(envelope, message.len()),
                         )
                         .await;
                     (backend, exchanged, was_kept, false)
