@@ -253,6 +253,11 @@ async fn backup_spool_keeps_mail_while_postfix_is_stopped_and_delivers_it_as_the
 
     let code = send_from(client, addr, "mail.sender.example", "live").await?;
     assert_eq!(code, 250, "{}\n{}", relay.log(), postfix.log());
+    // Postfix is stopped only once it is done with that message: stopped
+    // between its mailbox write and the queue file's removal, it delivers
+    // the message again when it starts (seen once: "live" twice, and the
+    // wait below ended before "kept" came).
+    postfix.wait_for_log(": removed", WAIT)?;
 
     postfix = tokio::task::spawn_blocking(move || {
         postfix.stop();
